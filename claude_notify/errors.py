@@ -1,0 +1,71 @@
+"""The exception tree.
+
+Every error the user can meet derives from :class:`ClaudeNotifyError`, carries the exit code the
+CLI should use and a one-line, user-safe message. The CLI catches them in one place and prints
+``claude-notify: <message>``::
+
+    ClaudeNotifyError (1)
+    ├── UsageError (2)          bad flags, bad template placeholders, bad durations
+    ├── ConfigError (2)         broken config file or value: names file, line and key
+    ├── CommandNotFound (127)   the wrapped command does not exist
+    ├── CommandNotExecutable (126)
+    ├── NotifyError (1)         no backend could deliver
+    └── CloudError (1)
+        └── CloudUnreachable    retryable: the event was spooled, not lost
+
+Third-party exceptions (D-Bus, OSError from helpers, TOML parsers) are translated at the edge of
+the module that meets them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class ClaudeNotifyError(Exception):
+    """Base class: a one-line message and the process exit code that goes with it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ClaudeNotifyError):
+    """The command line cannot be understood."""
+
+    exit_code = 2
+
+
+class ConfigError(ClaudeNotifyError):
+    """The configuration file or an environment variable holds a bad value."""
+
+    exit_code = 2
+
+
+class CommandNotFound(ClaudeNotifyError):
+    """The command to run does not exist (shells use 127 for this)."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(ClaudeNotifyError):
+    """The command exists but cannot be executed (shells use 126 for this)."""
+
+    exit_code = 126
+
+
+class NotifyError(ClaudeNotifyError):
+    """No notification backend delivered the notification."""
+
+
+class CloudError(ClaudeNotifyError):
+    """The hosted backend refused or failed a request."""
+
+
+class CloudUnreachable(CloudError):
+    """The hosted backend could not be reached; the event was spooled and will be retried."""
+
+    retryable = True

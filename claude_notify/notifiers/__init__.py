@@ -1,0 +1,70 @@
+"""Notification backends, one module each, found by name so only the chosen one is imported.
+
+Selection is a pure function of :class:`~claude_notify.notifiers.base.Host` (platform, env, WSL,
+terminal), so tests pass facts in instead of patching globals. Adding a backend touches its own
+module and one line of ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from claude_notify.notifiers.base import Host, Notifier
+
+BACKENDS: Final[Mapping[str, str]] = {
+    "dbus": "claude_notify.notifiers.dbus:DBusNotifier",
+    "terminal": "claude_notify.notifiers.terminal:TerminalNotifier",
+    "terminal-notifier": "claude_notify.notifiers.macos:TerminalNotifierApp",
+    "osascript": "claude_notify.notifiers.macos:OsaScriptNotifier",
+    "snoretoast": "claude_notify.notifiers.windows:SnoreToastNotifier",
+    "toast": "claude_notify.notifiers.windows:PowerShellToastNotifier",
+    "wsl": "claude_notify.notifiers.windows:WslToastNotifier",
+    "plyer": "claude_notify.notifiers.plyer_backend:PlyerNotifier",
+}
+
+
+def candidates(host: Host) -> list[str]:
+    """Backends to try, best first, for this host. Availability is checked later, per backend."""
+    if host.is_ssh:
+        # A desktop API would notify the machine we are logged in to, not the user's screen.
+        return ["terminal"]
+    if host.platform == "darwin":
+        return ["terminal-notifier", "osascript", "terminal"]
+    if host.platform == "win32":
+        return ["snoretoast", "toast", "plyer"]
+    if host.is_wsl:
+        return ["wsl", "terminal"]
+    return ["dbus", "terminal", "plyer"]
+
+
+def load(name: str, host: Host) -> Notifier:
+    """Import and construct one backend by name; ``KeyError`` for an unknown name."""
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    notifier: Notifier = cls(host)
+    return notifier
+
+
+def current_host(env: Mapping[str, str] | None = None) -> Host:
+    """The facts about the machine this process runs on."""
+    from claude_notify.notifiers.base import Host
+
+    env = os.environ if env is None else env
+    return Host(platform=sys.platform, env=dict(env), is_wsl=_is_wsl(env))
+
+
+def _is_wsl(env: Mapping[str, str]) -> bool:
+    if sys.platform != "linux":
+        return False
+    if env.get("WSL_DISTRO_NAME") or env.get("WSL_INTEROP"):
+        return True
+    try:
+        with open("/proc/sys/kernel/osrelease", encoding="ascii", errors="replace") as f:
+            return "microsoft" in f.read().lower()
+    except OSError:
+        return False
