@@ -19,6 +19,14 @@ the module that meets them, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import sys
+
+
+def warn(message: str) -> None:
+    """One line of our own on stderr, never mixed into the wrapped command's stdout."""
+    sys.stderr.write(f"claude-notify: {message}\n")
+    sys.stderr.flush()
+
 
 class ClaudeNotifyError(Exception):
     """Base class: a one-line message and the process exit code that goes with it."""

@@ -49,7 +49,7 @@ class TaskEvent:
     type: EventType
     """What happened; ``"finished"`` is the TaskFinished event."""
     source: Source
-    """Which part of claude-notify saw it: ``run``, ``watch``, ``shell``, ``claude-code``, ``relay``."""
+    """Which part saw it: ``run``, ``watch``, ``shell``, ``claude-code``, ``relay``."""
     task_id: str
     """Stable for every event of one task (UUID for ``run``)."""
     machine_id: str

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _is_wsl(env: Mapping[str, str]) -> bool:
     if env.get("WSL_DISTRO_NAME") or env.get("WSL_INTEROP"):
         return True
     try:
-        with open("/proc/sys/kernel/osrelease", encoding="ascii", errors="replace") as f:
-            return "microsoft" in f.read().lower()
+        release = Path("/proc/sys/kernel/osrelease").read_text(encoding="ascii", errors="replace")
+        return "microsoft" in release.lower()
     except OSError:
         return False

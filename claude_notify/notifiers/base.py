@@ -1,4 +1,4 @@
-"""What every notification backend speaks: a :class:`Notification` in, a :class:`DeliveryResult` out.
+"""What every backend speaks: a :class:`Notification` in, a :class:`DeliveryResult` out.
 
 Backends never raise for a failed delivery: they answer ``DeliveryResult(ok=False, detail=...)``
 so the caller can try the next one and tell the user, in one line, why nothing showed.

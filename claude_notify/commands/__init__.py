@@ -1,0 +1,65 @@
+"""The click group and its lazily loaded subcommands.
+
+A subcommand is named here by dotted path and imported only when it is invoked (or listed by
+``--help``), so ``claude-notify config get`` never pays for the server or the backends.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+import click
+
+from claude_notify import __version__
+
+SUBCOMMANDS: Final = {
+    "run": "claude_notify.commands.run:run",
+    "test": "claude_notify.commands.doctor:test",
+    "doctor": "claude_notify.commands.doctor:doctor",
+    "config": "claude_notify.commands.config:config",
+    "server": "claude_notify.cloud.server.cli:server",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in SUBCOMMANDS if self._importable(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if cmd_name == "server":
+                raise click.ClickException(
+                    f"the server needs its extra: pipx install 'claude-notify[server]' "
+                    f"({exc.name} is missing)") from None
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    @staticmethod
+    def _importable(name: str) -> bool:
+        if name != "server":
+            return True
+        import importlib.util
+
+        return importlib.util.find_spec("claude_notify.cloud.server") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="claude-notify")
+def cli() -> None:
+    """Know when a long command, a test run or a Claude Code session is done.
+
+    \b
+    claude-notify run -- make test        notify when it ends
+    claude-notify run "make && make test" one argument runs through your shell
+    claude-notify doctor                  why a notification did not show
+    """

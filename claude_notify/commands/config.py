@@ -1,0 +1,147 @@
+"""``claude-notify config``: read and change the TOML file without losing the user's comments."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from claude_notify import config as config_mod
+from claude_notify.errors import ConfigError
+
+TEMPLATE = """\
+# claude-notify configuration. Every key can also be set by an environment variable
+# (CLAUDE_NOTIFY_<KEY>, dots become underscores) or a `run` flag; see `claude-notify config show`.
+
+# backend = "auto"   # dbus, terminal, terminal-notifier, osascript, snoretoast, toast, wsl, plyer
+# on = "exit"               # exit | success | failure | never
+# min_duration = "0s"       # skip notifications for tasks shorter than this
+# sound = "none"            # a sound file, a sound name, or none
+"""
+
+
+@click.group(short_help="Show or change settings.")
+def config() -> None:
+    """Show or change settings (flag > environment > file > default)."""
+
+
+@config.command()
+def path() -> None:
+    """Print the config file's path."""
+    click.echo(str(config_mod.config_path()))
+
+
+@config.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def show(as_json: bool) -> None:
+    """Every setting, its value and where it came from."""
+    cfg = config_mod.load()
+    if as_json:
+        data = {key: {"value": v.value, "source": v.source} for key, v in cfg.items()}
+        click.echo(json.dumps(data, indent=2))
+        return
+    width = max(len(key) for key, _ in cfg.items())
+    for key, v in cfg.items():
+        click.echo(f"{key:<{width}}  {_show(v.value):<12}  # {v.source}")
+
+
+@config.command()
+@click.argument("key")
+def get(key: str) -> None:
+    """Print one setting's value."""
+    _known(key)
+    click.echo(_show(config_mod.load()[key]))
+
+
+@config.command(name="set")
+@click.argument("key")
+@click.argument("value")
+def set_(key: str, value: str) -> None:
+    """Set KEY to VALUE in the config file."""
+    setting = _known(key)
+    try:
+        converted = setting.convert(value)
+    except ValueError as exc:
+        raise ConfigError(f"bad value for {key!r}: {exc}") from None
+    stored: Any = value if isinstance(setting.default, str) else converted
+    if isinstance(setting.default, float) and isinstance(converted, float):
+        stored = value  # keep "5m" as the user wrote it
+    _edit(lambda doc: _assign(doc, key, stored))
+
+
+@config.command()
+@click.argument("key")
+def unset(key: str) -> None:
+    """Remove KEY from the config file (its default applies again)."""
+    _known(key)
+    _edit(lambda doc: _remove(doc, key))
+
+
+@config.command()
+def edit() -> None:
+    """Open the config file in $VISUAL or $EDITOR, then check it."""
+    path = config_mod.config_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(TEMPLATE, encoding="utf-8")
+    click.edit(filename=str(path))
+    config_mod.load()  # a broken edit is reported now, not at the next run
+    click.echo(f"{path}: ok")
+
+
+def _known(key: str) -> config_mod.Setting:
+    setting = config_mod.SETTINGS.get(key)
+    if setting is None:
+        known = ", ".join(sorted(config_mod.SETTINGS))
+        raise ConfigError(f"unknown key {key!r} (known: {known})")
+    return setting
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if value != "" else '""'
+
+
+def _edit(change: Any) -> None:
+    import tomlkit
+
+    path = config_mod.config_path()
+    config_mod.read_file(path)  # refuse to rewrite a file we cannot parse
+    text = path.read_text(encoding="utf-8") if path.exists() else TEMPLATE
+    doc = tomlkit.parse(text)
+    change(doc)
+    _atomic_write(path, tomlkit.dumps(doc))
+
+
+def _assign(doc: Any, key: str, value: object) -> None:
+    import tomlkit
+
+    *tables, leaf = key.split(".")
+    node = doc
+    for name in tables:
+        if name not in node:
+            node[name] = tomlkit.table()
+        node = node[name]
+    node[leaf] = value
+
+
+def _remove(doc: Any, key: str) -> None:
+    *tables, leaf = key.split(".")
+    node = doc
+    for name in tables:
+        if name not in node:
+            return
+        node = node[name]
+    if leaf in node:
+        del node[leaf]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,282 @@
+"""Settings: defaults, the TOML file, ``CLAUDE_NOTIFY_*`` variables and flags, in that order.
+
+Precedence is flag > env > file > default, and every value remembers where it came from so
+``config show`` can say it. The file is read with ``tomllib`` (``tomli`` before 3.11), the fastest
+correct parser and one that costs nothing to import when no file exists; ``tomlkit`` is imported
+only to write, because it keeps the user's comments and layout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from claude_notify.errors import ConfigError, UsageError
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``1.5``, ``500ms``, ``30s``, ``5m``, ``2h`` or ``1h30m``."""
+    raw = text.strip().lower()
+    if not raw:
+        raise ValueError("empty duration")
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        if value < 0 or value != value:  # NaN is not a duration
+            raise ValueError(f"not a duration: {text!r}")
+        return value
+    total, pos = 0.0, 0
+    for m in _DURATION_PART.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(raw) or pos == 0:
+        raise ValueError(f"not a duration: {text!r} (try 30s, 5m, 1h30m)")
+    return total
+
+
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError("expected true or false")
+
+
+_BOOL_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True,
+                      "0": False, "false": False, "no": False, "off": False}
+
+
+def _as_duration(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration such as 30s or 5m")
+
+
+def _as_size(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*(b|kb|k|kib|mb|m|mib)?\s*", value.lower())
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2) or "b"]
+    raise ValueError("expected a size such as 10240 or 10KB")
+
+
+_SIZE_UNITS: Final = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024,
+                      "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+
+
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        text = _as_str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One configuration key: its default, how to read a raw value, and what it is for."""
+
+    key: str
+    default: Any
+    convert: Callable[[object], Any]
+    help: str
+
+
+SETTINGS: Final[Mapping[str, Setting]] = {
+    s.key: s
+    for s in (
+        Setting("backend", "auto", _as_str, "notification backend, or auto"),
+        Setting("on", "exit", _choice("exit", "success", "failure", "never"),
+                "when `run` notifies"),
+        Setting("min_duration", 0.0, _as_duration,
+                "do not notify for tasks shorter than this"),
+        Setting("urgency", "auto", _choice("auto", "low", "normal", "critical"),
+                "auto means critical on failure, normal otherwise"),
+        Setting("sound", "none", _as_str, "a sound file, a sound name, or none"),
+        Setting("icon", "", _as_str, "an icon file or icon name"),
+        Setting("title", "", _as_str, "title template (empty: the default)"),
+        Setting("message", "", _as_str, "body template (empty: the default)"),
+        Setting("tail_bytes", 10240, _as_size, "output kept for notifications and events"),
+        Setting("tail_lines", 6, _as_size, "output lines shown in the notification body"),
+        Setting("timeout", 2.0, _as_duration, "longest time spent delivering a notification"),
+        Setting("match_interval", 30.0, _as_duration,
+                "least time between two --match notifications"),
+        Setting("terminal.sequence", "auto", _choice("auto", "99", "777", "9", "bell"),
+                "escape sequence for the terminal backend"),
+        Setting("terminal.bell", True, _as_bool, "ring the bell with terminal notifications"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A resolved setting and where it came from."""
+
+    value: Any
+    source: str
+    """``default``, ``env CLAUDE_NOTIFY_X``, ``<path>:<line>`` or ``flag --x``."""
+
+
+def env_name(key: str) -> str:
+    """``terminal.bell`` is set by ``CLAUDE_NOTIFY_TERMINAL_BELL``."""
+    return "CLAUDE_NOTIFY_" + key.replace(".", "_").upper()
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$CLAUDE_NOTIFY_CONFIG``, else ``config.toml`` in the platform's config dir."""
+    env = os.environ if env is None else env
+    override = env.get("CLAUDE_NOTIFY_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("claude-notify", appauthor=False) / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where small per-machine state lives (machine id, mute state)."""
+    override = os.environ.get("CLAUDE_NOTIFY_STATE_DIR")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_state_path
+
+    return user_state_path("claude-notify", appauthor=False)
+
+
+class Config:
+    """Resolved settings with their sources. Built once per command."""
+
+    def __init__(self, values: dict[str, Value], path: Path) -> None:
+        self._values = values
+        self.path = path
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key].value
+
+    def source(self, key: str) -> str:
+        return self._values[key].source
+
+    def items(self) -> list[tuple[str, Value]]:
+        return sorted(self._values.items())
+
+    def with_flags(self, flags: Mapping[str, tuple[object, str]]) -> Config:
+        """A copy with command-line values on top: ``{key: (raw value, "--flag")}``."""
+        values = dict(self._values)
+        for key, (raw, flag) in flags.items():
+            try:
+                values[key] = Value(SETTINGS[key].convert(raw), f"flag {flag}")
+            except ValueError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+        return Config(values, self.path)
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
+    """Resolve every setting from defaults, the file and the environment."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    values = {key: Value(s.default, "default") for key, s in SETTINGS.items()}
+    document = read_file(path)
+    text: str | None = None
+    for key, raw in _flatten(document).items():
+        setting = SETTINGS.get(key)
+        if text is None:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        where = f"{path}:{_line_of(text, key)}"
+        if setting is None:
+            raise ConfigError(f"{where}: unknown key {key!r} (see `claude-notify config show`)")
+        try:
+            values[key] = Value(setting.convert(raw), where)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: bad value for {key!r}: {exc}") from None
+    for key, setting in SETTINGS.items():
+        name = env_name(key)
+        raw_env = env.get(name)
+        if raw_env is None or raw_env == "":
+            continue
+        try:
+            values[key] = Value(setting.convert(raw_env), f"env {name}")
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw_env!r}: {exc}") from None
+    return Config(values, path)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The parsed file, ``{}`` when it does not exist; a broken file is a :class:`ConfigError`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        document: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+        return document
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and prefix + key not in SETTINGS:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _line_of(text: str, dotted_key: str) -> int:
+    """Best-effort line number of a key, for error messages (tomllib gives no positions)."""
+    table, _, leaf = dotted_key.rpartition(".")
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            continue
+        key = re.match(r"([A-Za-z0-9_.\"-]+)\s*=", stripped)
+        if key is None:
+            continue
+        name = key.group(1).strip('"')
+        full = f"{current}.{name}" if current else name
+        if full == dotted_key or (current == table and name == leaf):
+            return number
+    return 1

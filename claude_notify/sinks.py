@@ -1,0 +1,160 @@
+"""Where task events go. Every sink gets every event; ``notify`` says whether the user's flags
+(``--on``, ``--min-duration``, mute) want a notification for it.
+
+The desktop sink renders the event and walks the backends best-first until one delivers, all
+within one deadline: a hung D-Bus or a stuck helper holds the terminal no more than ``timeout``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from claude_notify import render
+from claude_notify.notifiers.base import DeliveryResult, Notification, Urgency
+
+if TYPE_CHECKING:
+    from claude_notify.config import Config
+    from claude_notify.events import TaskEvent
+    from claude_notify.notifiers.base import Host, Notifier
+
+
+class Sink(Protocol):
+    """Receives task events."""
+
+    name: ClassVar[str]
+
+    def handle(self, event: TaskEvent, *, notify: bool) -> None:
+        """Deal with one event; never raise for a delivery problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How notifications look, resolved from config and flags."""
+
+    title: str
+    message: str
+    urgency: str
+    sound: str
+    icon: str
+    tail_lines: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> Style:
+        return cls(
+            title=render.check_template(config["title"], option="title"),
+            message=render.check_template(config["message"], option="message"),
+            urgency=config["urgency"], sound=config["sound"], icon=config["icon"],
+            tail_lines=config["tail_lines"],
+        )
+
+
+def build_notification(event: TaskEvent, style: Style) -> Notification:
+    """Render one event into the words and hints of a notification."""
+    values = render.fields_of(event, tail_lines=style.tail_lines)
+    title = render.render(style.title, values) if style.title else render.default_title(
+        event, values)
+    body = render.render(style.message, values) if style.message else render.default_body(
+        event, values)
+    urgency: Urgency
+    if style.urgency in ("low", "normal", "critical"):
+        urgency = style.urgency  # type: ignore[assignment]  # checked just above
+    elif event.type == "finished" and event.status == "failure":
+        urgency = "critical"
+    elif event.type == "progress":
+        urgency = "low"
+    else:
+        urgency = "normal"
+    sound = None if style.sound.strip().lower() in ("", "none") else style.sound
+    return Notification(title=render.shorten(title, 200), body=body, urgency=urgency,
+                        icon=style.icon or None, sound=sound)
+
+
+class DesktopSink:
+    """Delivers notifications through the local backends."""
+
+    name: ClassVar[str] = "desktop"
+
+    def __init__(self, *, host: Host, backend: str, style: Style, timeout: float,
+                 quiet: bool = False) -> None:
+        from claude_notify.notifiers import BACKENDS, candidates
+
+        self.host = host
+        self.style = style
+        self.timeout = timeout
+        self.quiet = quiet
+        self.names = candidates(host) if backend == "auto" else [backend]
+        unknown = [n for n in self.names if n not in BACKENDS]
+        if unknown:
+            from claude_notify.errors import UsageError
+
+            raise UsageError(f"unknown backend {unknown[0]!r} "
+                             f"(known: auto, {', '.join(sorted(BACKENDS))})")
+        self._loaded: dict[str, Notifier] = {}
+        self._prepared: threading.Thread | None = None
+        self.last: list[DeliveryResult] = []
+
+    def prepare_in_background(self) -> None:
+        """Import and connect the first usable backend while the task runs."""
+        self._prepared = threading.Thread(target=self._prepare, daemon=True,
+                                          name="claude-notify-prepare")
+        self._prepared.start()
+
+    def _prepare(self) -> None:
+        for name in self.names:
+            try:
+                notifier = self._notifier(name)
+                if notifier.available().ok:
+                    prepare = getattr(notifier, "prepare", None)
+                    if prepare is not None:
+                        prepare(timeout=self.timeout)
+                    return
+            except Exception:  # noqa: S112 - warming up is best effort; send() reports
+                continue
+
+    def handle(self, event: TaskEvent, *, notify: bool) -> None:
+        if not notify:
+            return
+        results = self.deliver(build_notification(event, self.style))
+        if not any(r.ok for r in results) and not self.quiet:
+            why = "; ".join(f"{r.backend}: {r.detail}" for r in results) or "no backend"
+            from claude_notify.errors import warn
+
+            warn(f"notification not shown ({why})")
+
+    def deliver(self, notification: Notification) -> list[DeliveryResult]:
+        """Try backends best-first within the deadline; the results of every attempt."""
+        deadline = time.monotonic() + self.timeout
+        if self._prepared is not None:
+            self._prepared.join(max(0.0, deadline - time.monotonic()))
+            self._prepared = None
+        results: list[DeliveryResult] = []
+        for name in self.names:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                results.append(DeliveryResult(name, False, "out of time", retryable=True))
+                break
+            try:
+                notifier = self._notifier(name)
+                availability = notifier.available()
+            except Exception as exc:  # a backend that cannot even load is just unavailable
+                results.append(DeliveryResult(name, False, f"cannot load: {exc}"))
+                continue
+            if not availability.ok:
+                results.append(DeliveryResult(name, False, availability.reason))
+                continue
+            result = notifier.send(notification, timeout=left)
+            results.append(result)
+            if result.ok:
+                break
+        self.last = results
+        return results
+
+    def _notifier(self, name: str) -> Notifier:
+        if name not in self._loaded:
+            from claude_notify.notifiers import load
+
+            self._loaded[name] = load(name, self.host)
+        return self._loaded[name]

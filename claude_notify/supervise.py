@@ -1,0 +1,309 @@
+"""``claude-notify run``: settings → runner → task events → sinks.
+
+Both the lean parser and the click command end here with a
+:class:`~claude_notify.options.ParsedRun`.
+Whatever happens to the notification, the exit code is the child's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from claude_notify import config as config_mod
+from claude_notify.errors import ClaudeNotifyError, UsageError, warn
+from claude_notify.events import TaskEvent, host_name, new_id, utcnow
+from claude_notify.options import RUN_OPTIONS, ParsedRun
+from claude_notify.render import clean_output
+
+if TYPE_CHECKING:
+    import re
+    import threading
+
+    from claude_notify.config import Config
+    from claude_notify.runner import Outcome, Tail
+    from claude_notify.sinks import Sink
+
+_INTERRUPTS = frozenset({"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGPIPE"})
+
+
+def command_argv(command: Sequence[str], *, exec_: bool, shell: bool,
+                 env: Mapping[str, str]) -> tuple[list[str], str]:
+    """What to execute and how to show it: one argument goes to the shell, several are exec'd."""
+    import shlex
+
+    if exec_ and shell:
+        raise UsageError("--exec and --shell cannot be used together")
+    through_shell = shell or (len(command) == 1 and not exec_)
+    if not through_shell:
+        return list(command), shlex.join(command)
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    if sys.platform == "win32":
+        return [env.get("COMSPEC", "cmd.exe"), "/c", line], line
+    return [env.get("SHELL") or "/bin/sh", "-c", line], line
+
+
+def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
+    """The event status and signal name for how the child ended."""
+    import signal as signal_mod
+
+    sig = None
+    if outcome.signal is not None:
+        try:
+            sig = signal_mod.Signals(outcome.signal).name
+        except ValueError:
+            sig = f"signal {outcome.signal}"
+    if outcome.forwarded is not None or sig in _INTERRUPTS or outcome.exit_code == 130:
+        return "interrupted", sig
+    if outcome.exit_code == 0:
+        return "success", None
+    return "failure", sig
+
+
+def should_notify(event: TaskEvent, *, on: str, min_duration: float) -> bool:
+    """``--on`` and ``--min-duration``, for every sink."""
+    if on == "never":
+        return False
+    if event.type == "finished" and (event.duration_s or 0.0) < min_duration:
+        return False
+    if on == "success":
+        return event.status == "success"
+    if on == "failure":
+        return event.status in ("failure", "interrupted")
+    return True
+
+
+def machine_id() -> str:
+    """A random id made once per machine and kept in the state dir."""
+    directory = config_mod.state_dir()
+    path = directory / "machine_id"
+    try:
+        value = path.read_text(encoding="ascii").strip()
+        if value:
+            return value
+    except OSError:
+        pass
+    value = new_id()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".machine_id.{os.getpid()}")
+        tmp.write_text(value + "\n", encoding="ascii")
+        tmp.replace(path)  # atomic: a concurrent first run sees one whole id
+    except OSError:
+        pass  # a read-only home still gets notifications, with an id for this run only
+    return value
+
+
+def session_id(env: Mapping[str, str]) -> str | None:
+    """The terminal session a task belongs to: explicit, or the controlling tty and session."""
+    explicit = env.get("CLAUDE_NOTIFY_SESSION_ID")
+    if explicit:
+        return explicit
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return f"tty:{os.ttyname(fd)}:{os.getsid(0)}"
+        except OSError:
+            continue
+    return None
+
+
+class _Watcher:
+    """``--match`` and ``--every``: events while the task runs, sent from a worker thread."""
+
+    def __init__(self, *, pattern: re.Pattern[bytes] | None, every: float | None,
+                 interval: float, tail: Tail, emit: Any) -> None:
+        import queue
+        import threading
+
+        self.pattern = pattern
+        self.every = every
+        self.interval = interval
+        self.tail = tail
+        self.emit = emit
+        self.carry = b""
+        self.next_match_at = 0.0
+        self.held: str | None = None
+        self.next_progress = time.monotonic() + every if every else None
+        self.queue: queue.SimpleQueue[tuple[str, str | None] | None] = queue.SimpleQueue()
+        self.thread: threading.Thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def feed(self, chunk: memoryview) -> None:
+        if self.pattern is None:
+            return
+        data = self.carry + bytes(chunk)
+        cut = data.rfind(b"\n") + 1
+        lines, self.carry = data[:cut], data[cut:][-4096:]
+        if lines:
+            self._scan(lines)
+
+    def _scan(self, lines: bytes) -> None:
+        if self.pattern is None:
+            return
+        found = None
+        for m in self.pattern.finditer(lines):
+            start = lines.rfind(b"\n", 0, m.start()) + 1
+            end = lines.find(b"\n", m.end())
+            found = lines[start : end if end >= 0 else len(lines)]
+        if found is None:
+            return
+        text = clean_output(found).strip()[:500]
+        if time.monotonic() >= self.next_match_at:
+            self._send_match(text)
+        else:
+            self.held = text  # rate-limited: the latest match goes out when the wait is over
+
+    def _send_match(self, text: str) -> None:
+        self.queue.put(("match", text))
+        self.next_match_at = time.monotonic() + self.interval
+        self.held = None
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.next_progress,
+                                 self.next_match_at if self.held is not None else None)
+                     if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.held is not None and now >= self.next_match_at:
+            self._send_match(self.held)
+        if self.next_progress is not None and self.every and now >= self.next_progress:
+            self.queue.put(("progress", None))
+            self.next_progress = now + self.every
+
+    def finish(self, timeout: float) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            kind, text = item
+            try:
+                self.emit(kind, text, clean_output(self.tail.value()))
+            except Exception:  # noqa: S112 - a failed mid-run notice must not stop the relay
+                continue
+
+
+class RunSession:
+    """Everything one ``run`` needs, resolved before the command starts."""
+
+    def __init__(self, parsed: ParsedRun, env: Mapping[str, str]) -> None:
+        values = parsed.values
+        self.quiet = bool(values.get("quiet"))
+        flags = {opt.setting: (values[opt.dest], opt.flags[-1]) for opt in RUN_OPTIONS
+                 if opt.setting is not None and opt.dest in values}
+        self.config: Config = config_mod.load(env).with_flags(flags)
+        self.argv, self.display = command_argv(
+            parsed.command, exec_=bool(values.get("exec_")), shell=bool(values.get("shell")),
+            env=env)
+        self.pattern = _compile(values.get("match"))
+        self.every = _duration(values.get("every"), "--every")
+        self.log_path = str(values["log"]) if values.get("log") else None
+        self.use_pty = (sys.platform != "win32" and not values.get("no_pty")
+                        and os.isatty(1))
+        self.env = env
+        self.sinks = self._sinks()
+
+    def _sinks(self) -> list[Sink]:
+        from claude_notify.notifiers import current_host
+        from claude_notify.sinks import DesktopSink, Style
+
+        desktop = DesktopSink(host=current_host(self.env), backend=self.config["backend"],
+                              style=Style.from_config(self.config),
+                              timeout=self.config["timeout"], quiet=self.quiet)
+        return [desktop]
+
+    def execute(self) -> int:
+        from claude_notify import runner
+
+        tail = runner.Tail(self.config["tail_bytes"])
+        base = TaskEvent(type="started", source="run", task_id=new_id(), machine_id=machine_id(),
+                         session_id=session_id(self.env), command=self.display, cwd=str(Path.cwd()),
+                         host=host_name(), started_at=utcnow(), log_path=self.log_path)
+        log = self._open_log()
+        for sink in self.sinks:
+            prepare = getattr(sink, "prepare_in_background", None)
+            if prepare is not None:
+                prepare()
+        start = time.monotonic()
+        watcher = None
+        if self.pattern is not None or self.every:
+            watcher = _Watcher(pattern=self.pattern, every=self.every,
+                               interval=self.config["match_interval"], tail=tail,
+                               emit=lambda kind, text, out: self._emit(
+                                   replace(base, type=kind, event_id=new_id(), tail=out,
+                                           match=text, duration_s=time.monotonic() - start)))
+        try:
+            outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
+                                 observer=watcher)
+        finally:
+            if log is not None:
+                log.close()
+        if watcher is not None:
+            watcher.finish(self.config["timeout"])
+        status, sig = outcome_status(outcome)
+        finished = replace(
+            base, type="finished", event_id=new_id(), status=status,  # type: ignore[arg-type]
+            ended_at=utcnow(), duration_s=outcome.duration_s, exit_code=outcome.exit_code,
+            signal=sig, tail=clean_output(outcome.tail), peak_rss_bytes=outcome.peak_rss_bytes,
+            cpu_time_s=outcome.cpu_time_s)
+        self._emit(finished)
+        return outcome.wrapper_exit
+
+    def _emit(self, event: TaskEvent) -> None:
+        notify = should_notify(event, on=self.config["on"],
+                               min_duration=self.config["min_duration"])
+        for sink in self.sinks:
+            try:
+                sink.handle(event, notify=notify)
+            except ClaudeNotifyError as exc:
+                self._warn(str(exc))
+            except Exception as exc:  # a sink bug must never cost the user their exit code
+                self._warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
+
+    def _open_log(self) -> BinaryIO | None:
+        if self.log_path is None:
+            return None
+        try:
+            return Path(self.log_path).open("wb")  # closed by execute()
+        except OSError as exc:
+            raise UsageError(f"--log: cannot write {self.log_path}: {exc.strerror}") from None
+
+    def _warn(self, message: str) -> None:
+        if not self.quiet:
+            warn(message)
+
+
+def _compile(pattern: object) -> re.Pattern[bytes] | None:
+    if not pattern:
+        return None
+    import re
+
+    try:
+        return re.compile(str(pattern).encode("utf-8"), re.MULTILINE)
+    except re.error as exc:
+        raise UsageError(f"--match: bad regular expression: {exc}") from None
+
+
+def _duration(raw: object, flag: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = config_mod.parse_duration(str(raw))
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+    if value <= 0:
+        raise UsageError(f"{flag}: must be longer than zero")
+    return value
+
+
+def run_command(parsed: ParsedRun, env: Mapping[str, str] | None = None) -> int:
+    """Resolve, run, notify; the exit code to leave with."""
+    return RunSession(parsed, os.environ if env is None else env).execute()
