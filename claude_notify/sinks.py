@@ -134,7 +134,9 @@ class DesktopSink:
         for name in self.names:
             left = deadline - time.monotonic()
             if left <= 0:
-                results.append(DeliveryResult(name, False, "out of time", retryable=True))
+                results.append(DeliveryResult(
+                    name, False, f"no answer within {self.timeout:g}s (is the notification "
+                    "server hung?)", retryable=True))
                 break
             try:
                 notifier = self._notifier(name)
