@@ -1,0 +1,97 @@
+"""Request dependencies: the database session, the calling user and scope checks.
+
+Routes declare what they need with the aliases (``SessionDep``, ``Caller``) and
+``Depends(require("scope"))``, so authentication lives in one place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server import auth
+from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)  # noqa: S101 - set by create_app
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user and what their token may do."""
+
+    user_id: uuid.UUID
+    email: str
+    plan: str
+    timezone: str
+    token_id: uuid.UUID
+    scopes: frozenset[str]
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `cnt_…`")
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise _unauthorized("missing bearer token")
+    found = auth.authenticate(session, credentials.credentials)
+    if found is None:
+        raise _unauthorized("invalid, expired or revoked token")
+    user, token = found
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        plan=user.plan,
+        timezone=user.timezone,
+        token_id=token.id,
+        scopes=frozenset(token.scopes.split()),
+    )
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets the call through only if the token carries ``scope``."""
+    if scope not in auth.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def check(principal: Caller) -> Principal:
+        if scope not in principal.scopes:
+            raise ApiError(403, f"this token lacks the {scope!r} scope")
+        return principal
+
+    return check
+
+
+EventWriter = Annotated[Principal, Depends(require("events:write"))]
+TaskReader = Annotated[Principal, Depends(require("tasks:read"))]
+ChannelWriter = Annotated[Principal, Depends(require("channels:write"))]

@@ -1,0 +1,299 @@
+"""Channels: add, list, read, update, delete, send a test, and verify a recipient.
+
+An e-mail channel receives nothing until its owner opens the one-time link (or posts the code)
+sent to the address: the service cannot be used to mail strangers. The verification message
+goes through the outbox like any other, so it is retried too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.api.deps import (
+    ChannelWriter,
+    Principal,
+    RuntimeDep,
+    SessionDep,
+    TaskReader,
+)
+from claude_notify.cloud.server.api.errors import ApiError, not_found
+from claude_notify.cloud.server.channels import catalog
+from claude_notify.cloud.server.channels.render import render_simple
+from claude_notify.cloud.server.db.models import Channel, Notification
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
+
+router = APIRouter(tags=["channels"])
+
+
+class Rules(BaseModel):
+    """When the channel fires; see ``claude_notify.cloud.server.channels.catalog.TRIGGERS``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: list[str] = Field(default_factory=lambda: ["finished"], min_length=1, max_length=5)
+    regex: str | None = Field(default=None, max_length=catalog.MAX_REGEX_CHARS)
+
+    @model_validator(mode="after")
+    def _valid(self) -> Rules:
+        checked = catalog.validate_rules(self.model_dump())
+        self.on, self.regex = checked["on"], checked["regex"]
+        return self
+
+
+class ChannelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(max_length=16, description="email, webhook, telegram (tg), discord, …")
+    name: str = Field(default="", max_length=100)
+    config: dict[str, Any]
+    rules: Rules = Field(default_factory=Rules)
+
+    @model_validator(mode="after")
+    def _known_type(self) -> ChannelIn:
+        self.type = catalog.normalise_type(self.type)
+        return self
+
+
+class ChannelPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=100)
+    config: dict[str, Any] | None = None
+    rules: Rules | None = None
+    enabled: bool | None = None
+
+
+class ChannelOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    name: str
+    config: dict[str, Any]
+    rules: dict[str, Any]
+    enabled: bool
+    disabled_reason: str | None
+    verified: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, channel: Channel) -> ChannelOut:
+        return cls(
+            id=channel.id,
+            type=channel.type,
+            name=channel.name,
+            config=channel.config,
+            rules=channel.rules,
+            enabled=channel.enabled,
+            disabled_reason=channel.disabled_reason,
+            verified=channel.verified_at is not None
+            or channel.type not in catalog.NEEDS_VERIFICATION,
+            created_at=channel.created_at,
+        )
+
+
+class Queued(BaseModel):
+    notification_id: uuid.UUID
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=200)
+
+
+def _config(runtime: Runtime, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return catalog.validate_config(
+            kind, config, allow_private=runtime.settings.webhook_allow_private
+        )
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def _owned(session: Session, caller: Principal, channel_id: uuid.UUID) -> Channel:
+    channel = session.scalar(
+        select(Channel).where(Channel.id == channel_id, Channel.user_id == caller.user_id)
+    )
+    if channel is None:
+        raise not_found("channel")
+    return channel
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _start_verification(session: Session, runtime: Runtime, channel: Channel) -> None:
+    """Queue the one-time link; only its hash is stored."""
+    secret = secrets.token_urlsafe(24)
+    channel.verified_at = None
+    channel.verify_hash = _hash(secret)
+    channel.verify_expires_at = utcnow() + timedelta(seconds=runtime.settings.verification_ttl_s)
+    link = f"{runtime.settings.public_url.rstrip('/')}/v1/verify?token={secret}"
+    text = (
+        "Someone asked claude-notify to send task notifications to this address.\n\n"
+        f"If it was you, confirm by opening {link} or by entering the code {secret}.\n\n"
+        "If not, ignore this message: nothing will be sent."
+    )
+    _queue(
+        session, channel, "verify", render_simple("Confirm your claude-notify address", text, link)
+    )
+
+
+def _queue(session: Session, channel: Channel, kind: str, payload: dict[str, Any]) -> uuid.UUID:
+    row = Notification(
+        id=uuid.uuid4(),
+        user_id=channel.user_id,
+        channel_id=channel.id,
+        channel_type=channel.type,
+        kind=kind,
+        payload=payload,
+        status="pending",
+        next_attempt_at=utcnow(),
+    )
+    session.add(row)
+    return row.id
+
+
+@router.post("/v1/channels", status_code=201, summary="Add a channel")
+def create_channel(
+    body: ChannelIn, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
+) -> ChannelOut:
+    channel = Channel(
+        id=uuid.uuid4(),
+        user_id=caller.user_id,
+        type=body.type,
+        name=body.name,
+        config=_config(runtime, body.type, body.config),
+        rules=body.rules.model_dump(),
+        enabled=True,
+    )
+    session.add(channel)
+    session.flush()
+    if channel.type == "email":
+        _start_verification(session, runtime, channel)
+    session.commit()
+    runtime.waker.wake()
+    return ChannelOut.of(channel)
+
+
+@router.get("/v1/channels", summary="List channels")
+def list_channels(caller: TaskReader, session: SessionDep) -> list[ChannelOut]:
+    rows = session.scalars(
+        select(Channel)
+        .where(Channel.user_id == caller.user_id)
+        .order_by(Channel.created_at, Channel.id)
+    )
+    return [ChannelOut.of(c) for c in rows]
+
+
+@router.get("/v1/channels/{channel_id}", summary="One channel")
+def get_channel(channel_id: uuid.UUID, caller: TaskReader, session: SessionDep) -> ChannelOut:
+    return ChannelOut.of(_owned(session, caller, channel_id))
+
+
+@router.patch("/v1/channels/{channel_id}", summary="Update a channel")
+def update_channel(
+    channel_id: uuid.UUID,
+    body: ChannelPatch,
+    caller: ChannelWriter,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ChannelOut:
+    channel = _owned(session, caller, channel_id)
+    if body.name is not None:
+        channel.name = body.name
+    if body.rules is not None:
+        channel.rules = body.rules.model_dump()
+    if body.enabled is not None:
+        channel.enabled = body.enabled
+        channel.disabled_reason = None if body.enabled else "by its owner"
+    if body.config is not None:
+        config = _config(runtime, channel.type, body.config)
+        changed = config != channel.config
+        channel.config = config
+        if changed and channel.type in catalog.NEEDS_VERIFICATION:
+            _start_verification(session, runtime, channel)
+    session.commit()
+    runtime.waker.wake()
+    return ChannelOut.of(channel)
+
+
+@router.delete("/v1/channels/{channel_id}", status_code=204, summary="Delete a channel")
+def delete_channel(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> Response:
+    session.delete(_owned(session, caller, channel_id))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/v1/channels/{channel_id}/test", status_code=202, summary="Send a test message")
+def test_channel(
+    channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
+) -> Queued:
+    channel = _owned(session, caller, channel_id)
+    if channel.type in catalog.NEEDS_VERIFICATION and channel.verified_at is None:
+        raise ApiError(409, "recipient not verified yet: open the link sent to it first")
+    text = "This is a test message from claude-notify: this channel works."
+    queued = _queue(session, channel, "test", render_simple("claude-notify test message", text))
+    session.commit()
+    runtime.waker.wake()
+    return Queued(notification_id=queued)
+
+
+@router.post(
+    "/v1/channels/{channel_id}/verification", status_code=202, summary="Re-send the confirmation"
+)
+def resend_verification(
+    channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    channel = _owned(session, caller, channel_id)
+    if channel.type not in catalog.NEEDS_VERIFICATION or channel.verified_at is not None:
+        raise ApiError(409, "this channel needs no verification")
+    _start_verification(session, runtime, channel)
+    session.commit()
+    runtime.waker.wake()
+    return Response(status_code=202)
+
+
+@router.post("/v1/channels/{channel_id}/verify", summary="Confirm a recipient with its code")
+def verify_with_code(
+    channel_id: uuid.UUID, body: VerifyIn, caller: ChannelWriter, session: SessionDep
+) -> ChannelOut:
+    channel = _owned(session, caller, channel_id)
+    if not _consume(channel, body.code):
+        raise ApiError(422, "the code is wrong or has expired", code="invalid_code")
+    session.commit()
+    return ChannelOut.of(channel)
+
+
+@router.get("/v1/verify", summary="Confirm a recipient from the e-mailed link (no token needed)")
+def verify_with_link(
+    token: Annotated[str, Query(min_length=1, max_length=200)], session: SessionDep
+) -> dict[str, Any]:
+    channel = session.scalar(select(Channel).where(Channel.verify_hash == _hash(token)))
+    if channel is None or not _consume(channel, token):
+        raise ApiError(404, "this link is unknown, used or expired", code="not_found")
+    session.commit()
+    return {"verified": True, "channel_id": str(channel.id)}
+
+
+def _consume(channel: Channel, secret: str) -> bool:
+    """Mark verified if ``secret`` is the channel's live one-time secret; it works once."""
+    expires = channel.verify_expires_at
+    if channel.verify_hash is None or expires is None or expires <= utcnow():
+        return False
+    if not secrets.compare_digest(channel.verify_hash, _hash(secret)):
+        return False
+    channel.verified_at = utcnow()
+    channel.verify_hash = None
+    channel.verify_expires_at = None
+    return True

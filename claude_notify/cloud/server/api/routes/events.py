@@ -1,0 +1,79 @@
+"""``POST /v1/events``: any event of the ``claude_notify.events`` schema, unchanged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.api.deps import EventWriter, Principal, RuntimeDep, SessionDep
+from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.db.models import User
+from claude_notify.cloud.server.ingest import record_event
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import TaskEvent, utcnow
+
+router = APIRouter(tags=["events"])
+
+_FIELD_LIMITS = {
+    "event_id": 128,
+    "task_id": 128,
+    "machine_id": 128,
+    "session_id": 256,
+    "command": 8192,
+    "cwd": 4096,
+    "host": 256,
+    "signal": 32,
+    "title": 1024,
+    "message": 8192,
+    "match": 4096,
+    "log_path": 4096,
+}
+
+
+def parse_event(payload: dict[str, Any], settings: Settings) -> TaskEvent:
+    """The event, or a 4xx naming the first problem (never a 500 for bad input)."""
+    try:
+        event = TaskEvent.from_dict(payload)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, str(exc)) from None
+    for name, limit in _FIELD_LIMITS.items():
+        value = getattr(event, name)
+        if isinstance(value, str) and len(value) > limit:
+            raise ApiError(422, f"event field {name!r} is longer than {limit} characters")
+    if len(event.tail.encode()) > settings.max_tail_bytes:
+        message = f"event tail is larger than {settings.max_tail_bytes} bytes"
+        raise ApiError(413, message)
+    return event
+
+
+def _user(session: Session, caller: Principal) -> User:
+    user = session.get(User, caller.user_id)
+    if user is None:  # deleted between authentication and now
+        raise ApiError(401, "invalid, expired or revoked token")
+    return user
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    summary="Report a task event (idempotent on event_id)",
+    responses={202: {"description": "Accepted; a replayed event_id answers the original body"}},
+)
+def post_event(
+    payload: Annotated[dict[str, Any], Body(description="A TaskEvent as `to_dict()` writes it")],
+    caller: EventWriter,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    event = parse_event(payload, runtime.settings)
+    result = record_event(
+        session, user=_user(session, caller), event=event, now=utcnow(), settings=runtime.settings
+    )
+    session.commit()
+    if any(n.status == "pending" for n in result.notifications) and not result.duplicate:
+        runtime.waker.wake()
+    headers = {"Idempotency-Replay": "true"} if result.duplicate else {}
+    return JSONResponse(result.to_dict(), status_code=202, headers=headers)

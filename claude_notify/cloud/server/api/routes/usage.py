@@ -1,0 +1,45 @@
+"""``GET /v1/usage``: today's counters against the plan's limits."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from claude_notify.cloud.server import quota
+from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep, TaskReader
+from claude_notify.events import utcnow
+
+router = APIRouter(tags=["usage"])
+
+
+class UsageOut(BaseModel):
+    plan: str
+    day: date
+    timezone: str
+    notifications_sent: int
+    notifications_limit: int | None
+    sms_sent: int
+    sms_limit: int | None
+    channels_allowed: list[str]
+
+
+@router.get("/v1/usage", summary="Today's usage and quota")
+def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> UsageOut:
+    s = runtime.settings
+    day = quota.quota_day(utcnow(), caller.timezone)
+    counts = quota.usage(session, user_id=caller.user_id, day=day)
+    pro = caller.plan == "pro"
+    return UsageOut(
+        plan=caller.plan,
+        day=day,
+        timezone=caller.timezone,
+        notifications_sent=counts.get("all", 0),
+        notifications_limit=None if pro else s.free_daily_notifications,
+        sms_sent=counts.get("sms", 0),
+        sms_limit=s.pro_daily_sms if pro else 0,
+        channels_allowed=(
+            ["email", "telegram", "discord", "feishu", "sms", "webhook"] if pro else ["email"]
+        ),
+    )

@@ -1,0 +1,65 @@
+"""The application factory: settings are validated and resources built here, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from claude_notify import __version__
+from claude_notify.cloud.server.api.errors import BodyLimitMiddleware, install_error_handlers
+from claude_notify.cloud.server.api.routes import (
+    channels,
+    events,
+    health,
+    notifications,
+    tasks,
+    usage,
+)
+from claude_notify.cloud.server.db.migrate import migrate
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: from the environment).
+
+    Pass ``runtime`` to share a database and waker with something else in the process (tests,
+    the embedded worker).
+    """
+    if runtime is None:
+        runtime = Runtime.build((settings or Settings.from_env()).validate())
+    if runtime.settings.should_migrate_on_start:
+        migrate(runtime.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _embedded_worker(runtime):
+            yield
+
+    app = FastAPI(
+        title="claude-notify server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
+    for module in (health, events, tasks, channels, notifications, usage):
+        app.include_router(module.router)
+    return app
+
+
+@asynccontextmanager
+async def _embedded_worker(runtime: Runtime) -> AsyncIterator[None]:
+    """Run the delivery worker beside the API when no distributed workers are configured."""
+    if not runtime.settings.embedded_worker:
+        yield
+        return
+    from claude_notify.cloud.server.delivery.worker import Worker
+
+    async with Worker(runtime).running():
+        yield

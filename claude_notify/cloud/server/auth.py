@@ -1,0 +1,153 @@
+"""API tokens and the operator's account functions.
+
+A token is ``cnt_`` plus 32 random bytes; the database keeps only its SHA-256, so a leaked table
+cannot be replayed (a random secret needs no slow hash: there is nothing to brute-force). Tokens
+carry scopes: the one a machine uses to send events can do only that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.db.models import ApiToken, User
+from claude_notify.errors import UsageError
+from claude_notify.events import utcnow
+
+TOKEN_PREFIX: Final = "cnt_"  # noqa: S105 - a public marker, not a secret
+
+SCOPES: Final = frozenset(
+    {"events:write", "tasks:read", "channels:write", "commands:write", "relay", "admin"}
+)
+"""``events:write`` sends events, registers tasks and appends logs; ``tasks:read`` lists them;
+``channels:write`` manages channels and dead letters; ``commands:write`` queues commands from a
+phone; ``relay`` is the agent end of the command tunnel; ``admin`` is the operator."""
+
+ACCOUNT_SCOPES: Final = ("events:write", "tasks:read", "channels:write", "commands:write")
+"""What a user's own first token may do: everything but acting as a relay agent or operator."""
+
+PLANS: Final = ("free", "pro")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token as shown once to its owner; only ``hash`` is ever stored."""
+
+    id: uuid.UUID
+    secret: str
+
+
+def hash_token(secret: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session,
+    user: User,
+    *,
+    scopes: Iterable[str] = ACCOUNT_SCOPES,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    """Create a token for ``user``; the caller commits."""
+    scope_set = set(scopes)
+    if unknown := scope_set - SCOPES:
+        raise UsageError(f"unknown token scope(s): {', '.join(sorted(unknown))}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        name=name,
+        token_hash=hash_token(secret),
+        prefix=secret[:12],
+        scopes=" ".join(sorted(scope_set)),
+        expires_at=expires_at,
+    )
+    session.add(row)
+    return IssuedToken(id=row.id, secret=secret)
+
+
+def authenticate(session: Session, secret: str) -> tuple[User, ApiToken] | None:
+    """The user and token for a presented secret, or ``None`` if unknown, revoked or expired."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    row = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None:
+        return None
+    token, user = row.tuple()
+    now = utcnow()
+    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    return user, token
+
+
+def normalise_email(email: str) -> str:
+    """E-mail addresses compare case-insensitively for accounts."""
+    return email.strip().lower()
+
+
+def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[User, IssuedToken]:
+    """Create an account with one account token (``server create-user``); the caller commits."""
+    _check_plan(plan)
+    address = normalise_email(email)
+    if session.scalar(select(User.id).where(User.email == address)) is not None:
+        raise UsageError(f"a user with e-mail {address} already exists")
+    user = User(id=uuid.uuid4(), email=address, plan=plan, timezone="UTC")
+    session.add(user)
+    session.flush()
+    return user, issue_token(session, user, name="account")
+
+
+def set_plan(session: Session, email: str, plan: str) -> User:
+    """Change a user's plan (``server set-plan``); the caller commits."""
+    _check_plan(plan)
+    user = _find_user(session, email)
+    user.plan = plan
+    return user
+
+
+def revoke_tokens(session: Session, *, email: str | None = None, token: str | None = None) -> int:
+    """Revoke one token (by its secret or its id) or all of a user's tokens; returns how many."""
+    now = utcnow()
+    stmt = update(ApiToken).where(ApiToken.revoked_at.is_(None)).values(revoked_at=now)
+    if token is not None:
+        stmt = stmt.where(_token_match(token))
+    elif email is not None:
+        stmt = stmt.where(ApiToken.user_id == _find_user(session, email).id)
+    else:
+        raise UsageError("say which token or which user's tokens to revoke")
+    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+def _token_match(token: str) -> ColumnElement[bool]:
+    if token.startswith(TOKEN_PREFIX):
+        return ApiToken.token_hash == hash_token(token)
+    try:
+        return ApiToken.id == uuid.UUID(token)
+    except ValueError:
+        raise UsageError(f"{token[:16]!r} is neither a token nor a token id") from None
+
+
+def _find_user(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise UsageError(f"no user with e-mail {normalise_email(email)}")
+    return user
+
+
+def _check_plan(plan: str) -> None:
+    if plan not in PLANS:
+        raise UsageError(f"unknown plan {plan!r}: choose {' or '.join(PLANS)}")

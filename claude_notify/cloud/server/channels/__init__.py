@@ -1,0 +1,1 @@
+"""Channels: the catalogue of types, the adapter interface and one module per adapter."""

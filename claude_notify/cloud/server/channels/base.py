@@ -1,0 +1,53 @@
+"""The interface every channel implements: ``await send(message) -> DeliveryResult``.
+
+Adapters never raise for a failed delivery: they classify it. ``retryable`` failures (timeouts,
+429, 5xx, a provider's own transient codes) are retried with backoff; anything else is permanent
+and ends as a dead letter with the provider's reason. ``disable_channel`` says the destination is
+gone for good (webhook 410, a bot blocked by the user) so nothing more is queued for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One rendered notification for one channel; adapters only encode it for their transport."""
+
+    id: str
+    """The notification id: stable across retries, so receivers can de-duplicate on it."""
+    channel_type: str
+    config: dict[str, Any]
+    """The channel's user-level values (address, URL, secret)."""
+    kind: str
+    """``event``, ``verify`` or ``test``."""
+    subject: str
+    """One line of plain text, already stripped of control characters."""
+    text: str
+    """Plain-text body; untrusted parts (command, tail) are included verbatim."""
+    html: str | None = None
+    """HTML body, every untrusted part escaped, for channels that render HTML."""
+    event: dict[str, Any] | None = field(default=None)
+    """The task event as the webhook payload (``TaskEvent.to_dict``), for event messages."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryResult:
+    """How one attempt went."""
+
+    ok: bool
+    detail: str = ""
+    """One line, safe to show the user: the provider's reason or its message id."""
+    retryable: bool = False
+    provider_id: str | None = None
+    retry_after: float | None = None
+    """Seconds the provider asked us to wait (``Retry-After``, Telegram's ``retry_after``)."""
+    disable_channel: bool = False
+
+
+class ChannelAdapter(Protocol):
+    type: ClassVar[str]
+
+    async def send(self, message: Message) -> DeliveryResult: ...

@@ -1,0 +1,144 @@
+"""Channel types, their aliases, the user-level config each holds and the rules that fire them.
+
+A user's channel holds only user-level values (an address, a chat, a number, a webhook URL):
+operator credentials such as the SMTP account or the Telegram bot token come from settings.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from base64 import b64encode
+from typing import Any, Final
+
+from email_validator import EmailNotValidError, validate_email
+
+from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
+
+CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "sms", "webhook")
+ALIASES: Final = {"tg": "telegram", "mail": "email"}
+NEEDS_VERIFICATION: Final = frozenset({"email", "sms"})
+"""Types whose recipient must confirm before receiving anything (no texting strangers)."""
+
+TRIGGERS: Final = ("finished", "failure", "match", "needs_input", "progress")
+"""``finished``: every finish; ``failure``: only failed or interrupted ones; ``match``: output
+matching the channel's regex; ``needs_input``: the task waits for the user; ``progress``."""
+
+PINNED_HOSTS: Final = {
+    "discord": ("discord.com", "discordapp.com"),
+    "feishu": ("open.feishu.cn", "open.larksuite.com"),
+}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_REGEX_CHARS: Final = 200
+
+
+def normalise_type(name: str) -> str:
+    """The canonical type for a name or alias; ``ValueError`` for an unknown one."""
+    canonical = ALIASES.get(name.lower(), name.lower())
+    if canonical not in CHANNEL_TYPES:
+        choices = ", ".join(sorted((*CHANNEL_TYPES, *ALIASES)))
+        raise ValueError(f"unknown channel type {name!r}: choose one of {choices}")
+    return canonical
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 32 random bytes."""
+    return "whsec_" + b64encode(secrets.token_bytes(32)).decode()
+
+
+def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -> dict[str, Any]:
+    """The stored config for a channel of ``kind``; ``ValueError`` says which value is wrong."""
+    validators = {
+        "email": _email,
+        "telegram": _telegram,
+        "sms": _sms,
+        "webhook": _webhook,
+        "discord": _provider_url,
+        "feishu": _provider_url,
+    }
+    return validators[kind](kind, dict(config), allow_private)
+
+
+def _only(config: dict[str, Any], allowed: set[str]) -> None:
+    if extra := set(config) - allowed:
+        raise ValueError(f"unknown config key(s): {', '.join(sorted(extra))}")
+
+
+def _string(config: dict[str, Any], key: str, *, max_len: int = 2048) -> str:
+    value = config.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ValueError(f"config.{key} must be a non-empty string of at most {max_len} chars")
+    return value
+
+
+def _email(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
+    _only(config, {"address"})
+    try:
+        address = validate_email(
+            _string(config, "address", max_len=320), check_deliverability=False
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"config.address is not a valid e-mail address: {exc}") from None
+    return {"address": address.normalized}
+
+
+def _telegram(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
+    _only(config, {"chat_id"})
+    chat = config.get("chat_id")
+    if isinstance(chat, bool) or not isinstance(chat, int | str) or not str(chat).strip():
+        raise ValueError("config.chat_id must be a chat id (number or @channel name)")
+    return {"chat_id": chat}
+
+
+def _sms(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
+    _only(config, {"number"})
+    number = _string(config, "number", max_len=16)
+    if not _E164.match(number):
+        raise ValueError("config.number must be an E.164 phone number such as +14155550100")
+    return {"number": number}
+
+
+def _webhook(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
+    _only(config, {"url", "secret"})
+    url = _checked_url(config, "url", allow_private=allow_private, pinned=())
+    secret = config.get("secret") or new_webhook_secret()
+    if not isinstance(secret, str) or not secret.startswith("whsec_") or len(secret) > 200:
+        raise ValueError("config.secret must be a Standard Webhooks secret (whsec_…)")
+    return {"url": url, "secret": secret}
+
+
+def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
+    _only(config, {"webhook_url", "secret"})
+    url = _checked_url(config, "webhook_url", allow_private=False, pinned=PINNED_HOSTS[kind])
+    out: dict[str, Any] = {"webhook_url": url}
+    if "secret" in config:
+        out["secret"] = _string(config, "secret", max_len=200)
+    return out
+
+
+def _checked_url(
+    config: dict[str, Any], key: str, *, allow_private: bool, pinned: tuple[str, ...]
+) -> str:
+    url = _string(config, key)
+    try:
+        check_url(url, allow_private=allow_private, pinned=pinned)
+    except UnsafeURL as exc:
+        raise ValueError(f"config.{key}: {exc}") from None
+    return url
+
+
+def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
+    """``{"on": [triggers], "regex": str | None}`` with defaults filled in."""
+    _only(rules, {"on", "regex"})
+    on = rules.get("on", ["finished"])
+    if not isinstance(on, list) or not on or not all(t in TRIGGERS for t in on):
+        raise ValueError(f"rules.on must be a non-empty list of: {', '.join(TRIGGERS)}")
+    regex = rules.get("regex")
+    if regex is not None:
+        if not isinstance(regex, str) or not regex or len(regex) > MAX_REGEX_CHARS:
+            raise ValueError(f"rules.regex must be a pattern of at most {MAX_REGEX_CHARS} chars")
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"rules.regex does not compile: {exc}") from None
+    return {"on": sorted(set(on), key=TRIGGERS.index), "regex": regex}

@@ -1,0 +1,32 @@
+"""Which module implements which channel type; an adapter is imported only when used.
+
+Adding a channel is one module and one line here. Types accepted into the schema without an
+adapter on this server (Telegram, Discord, Feishu, SMS until their issue lands) end as dead
+letters that say so, never as silent drops.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+import httpx
+
+from claude_notify.cloud.server.channels.base import ChannelAdapter
+from claude_notify.cloud.server.settings import Settings
+
+ADAPTERS: Final = {
+    "email": "claude_notify.cloud.server.channels.email:EmailChannel",
+    "webhook": "claude_notify.cloud.server.channels.webhook:WebhookChannel",
+}
+
+
+def load_adapter(channel_type: str, settings: Settings, http: httpx.AsyncClient) -> ChannelAdapter:
+    """A ready adapter; ``LookupError`` when this server has none for the type."""
+    path = ADAPTERS.get(channel_type)
+    if path is None:
+        raise LookupError(f"this server has no adapter for {channel_type} channels yet")
+    module_name, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    adapter: ChannelAdapter = cls(settings, http)
+    return adapter

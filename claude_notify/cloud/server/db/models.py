@@ -1,0 +1,214 @@
+"""The tables: the spec's users, tasks and notifications, plus tokens, events, channels and usage.
+
+Every row hangs off a user (``user_id``), and every query in the API filters on it: that is the
+whole isolation story, so there is no table without it except the per-attempt log, which hangs off
+a notification. ``notifications`` doubles as the delivery outbox: a row is written in the same
+transaction as the event that caused it, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
+from claude_notify.events import utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so migrations can drop and alter them on both databases."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+    }
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _owner() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    plan: Mapped[str] = mapped_column(String(16), default="free")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    """IANA zone that decides when the user's daily quota resets."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _owner()
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the secret: a leaked table cannot be replayed against the API."""
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The first characters of the token, to tell tokens apart in listings."""
+    scopes: Mapped[str] = mapped_column(String(200))
+    """Space-separated scope names."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        Index("ix_tasks_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _owner()
+    key: Mapped[str] = mapped_column(String(128))
+    """The task id clients use (the event's ``task_id``); unique per user, not globally."""
+    session_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    machine_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    cmd: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    notify_on: Mapped[str | None] = mapped_column(String(16), default=None)
+    channels: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    """Channel types or names chosen at start; ``None`` means all the user's channels."""
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    log_url: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("user_id", "event_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _owner()
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    """The client's idempotency key."""
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    """The event as received (``TaskEvent.to_dict``), tail already cut to the plan's size."""
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Channel(Base):
+    __tablename__ = "channels"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _owner()
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    config: Mapped[dict[str, Any]] = mapped_column()
+    """User-level values only (address, URL, signing secret); operator credentials never."""
+    rules: Mapped[dict[str, Any]] = mapped_column()
+    """When to notify: ``{"on": [...triggers], "regex": ...}``."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    verify_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    """SHA-256 of the one-time verification secret, cleared once used."""
+    verify_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notification(Base):
+    """One message to one channel, and the outbox row its delivery is driven from."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = _owner()
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), default=None, index=True
+    )
+    event_row_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), default=None
+    )
+    channel_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="SET NULL"), default=None, index=True
+    )
+    channel_type: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="event")
+    """``event`` (a task event), ``verify`` (a recipient check) or ``test``."""
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    """Pre-rendered content for ``verify``/``test``; event messages render from the event."""
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """``pending`` → ``sending`` → ``sent`` | ``dead``; or ``rejected`` without any attempt."""
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why it was rejected or dead, or the last retryable error."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    """Set on each claim; a worker whose lease lapsed cannot overwrite its successor's result."""
+    provider_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeliveryAttempt(Base):
+    """One try at sending a notification, written before the send and completed after."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16), default="started")
+    """``started`` (still running, or the worker died), ``ok``, ``retry``, ``permanent``."""
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class UsageCounter(Base):
+    """Notifications counted per user, day (in the user's zone) and kind, for quotas."""
+
+    __tablename__ = "usage_counters"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """``all`` (every notification) or a channel type with its own limit (``sms``)."""
+    count: Mapped[int] = mapped_column(Integer, default=0)

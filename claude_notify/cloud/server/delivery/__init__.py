@@ -1,0 +1,1 @@
+"""The delivery engine: the outbox worker, backoff and the wake-up signal."""

@@ -1,0 +1,222 @@
+"""Delivering outbox rows: claim, record the attempt, send, settle. At least once, never lost.
+
+The same functions run in the embedded worker and in the distributed workers:
+
+1. :func:`claim_due` takes due rows with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
+   SQLite the single writer makes the conditional ``UPDATE`` atomic) and a fresh claim token.
+   A row whose lease lapsed — its worker died mid-send — is due again.
+2. :func:`prepare` renders the message and writes the attempt row *before* the send.
+3. The adapter sends; it classifies failures as retryable or permanent.
+4. :func:`settle` marks the row ``sent``, schedules a retry (exponential backoff with jitter,
+   never sooner than the provider's ``retry_after``) or makes it a dead letter. It only touches
+   the row while the claim token is still ours, so a worker that lost its lease cannot overwrite
+   its successor's result.
+
+A message is marked sent only after the provider accepted it, so a crash between the two sends
+it again: receivers de-duplicate on the stable notification id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.render import render_event
+from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Event, Notification
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import utcnow
+
+log = logging.getLogger("claude_notify.server.delivery")
+
+MAX_RETRY_AFTER_S = 86_400.0
+"""A receiver cannot park a delivery for longer than a day by answering a huge Retry-After."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    id: uuid.UUID
+    token: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    claim: Claim
+    attempt_id: uuid.UUID
+    attempt_number: int
+    message: Message
+
+
+def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) -> list[Claim]:
+    """Take up to ``limit`` due rows for this worker."""
+    now = utcnow()
+    token = uuid.uuid4()
+    n = Notification
+    due = or_(
+        and_(n.status == "pending", n.next_attempt_at <= now),
+        and_(n.status == "sending", n.lease_expires_at <= now),
+    )
+    ids = (
+        select(n.id)
+        .where(due)
+        .order_by(n.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(n)
+        .where(n.id.in_(ids.scalar_subquery()), due)
+        .values(
+            status="sending",
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            attempts=n.attempts + 1,
+        )
+        .returning(n.id)
+        .execution_options(synchronize_session=False)
+    )
+    with sessions.begin() as session:
+        return [Claim(row_id, token) for row_id in session.scalars(stmt)]
+
+
+def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
+    """Render the message and write the attempt row; ``None`` if there is nothing to send."""
+    with sessions.begin() as session:
+        row = session.scalar(
+            select(Notification).where(
+                Notification.id == claim.id, Notification.claim_token == claim.token
+            )
+        )
+        if row is None:
+            return None
+        # An attempt still "started" belongs to a worker that died holding the lease.
+        session.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.notification_id == row.id, DeliveryAttempt.outcome == "started")
+            .values(outcome="lost", detail="worker stopped mid-delivery; lease expired")
+        )
+        message = _message(session, row)
+        if isinstance(message, str):
+            _bury(row, message)
+            return None
+        attempt = DeliveryAttempt(id=uuid.uuid4(), notification_id=row.id, number=row.attempts)
+        session.add(attempt)
+        return Prepared(claim, attempt.id, row.attempts, message)
+
+
+def _message(session: Session, row: Notification) -> Message | str:
+    """The message for a row, or why it cannot be built."""
+    channel = session.get(Channel, row.channel_id) if row.channel_id else None
+    if channel is None:
+        return "channel was deleted before delivery"
+    if not channel.enabled and row.kind == "event":
+        return f"channel disabled: {channel.disabled_reason or 'by its owner'}"
+    if row.kind == "event":
+        event = session.get(Event, row.event_row_id) if row.event_row_id else None
+        if event is None:
+            return "event no longer exists"
+        subject, text, html = render_event(event.payload)
+        return Message(
+            id=str(row.id),
+            channel_type=channel.type,
+            config=dict(channel.config),
+            kind=row.kind,
+            subject=subject,
+            text=text,
+            html=html,
+            event=event.payload,
+        )
+    content = row.payload or {}
+    return Message(
+        id=str(row.id),
+        channel_type=channel.type,
+        config=dict(channel.config),
+        kind=row.kind,
+        subject=str(content.get("subject", "")),
+        text=str(content.get("text", "")),
+        html=content.get("html"),
+    )
+
+
+def _bury(row: Notification, reason: str) -> None:
+    row.status = "dead"
+    row.reason = reason
+    row.lease_expires_at = None
+    row.claim_token = None
+
+
+def retry_delay(
+    attempts: int, settings: Settings, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds until the next try: the schedule's step with ±25 % jitter, at least retry_after."""
+    schedule = settings.retry_delays_s
+    base = schedule[min(attempts - 1, len(schedule) - 1)]
+    jittered = base * rng.uniform(0.75, 1.25)
+    return max(jittered, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
+
+
+def settle(
+    sessions: sessionmaker[Session],
+    prepared: Prepared,
+    result: DeliveryResult,
+    *,
+    duration_ms: int,
+    settings: Settings,
+    rng: random.Random,
+) -> str:
+    """Record the outcome; returns the row's new status (``lost`` if the claim lapsed)."""
+    now = utcnow()
+    number = prepared.attempt_number
+    status, values = _outcome(number, result, settings, rng, now)
+    with sessions.begin() as session:
+        session.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.id == prepared.attempt_id)
+            .values(
+                outcome="ok" if result.ok else ("retry" if status == "pending" else "permanent"),
+                detail=result.detail[:2000],
+                duration_ms=duration_ms,
+            )
+        )
+        updated = session.execute(
+            update(Notification)
+            .where(
+                Notification.id == prepared.claim.id,
+                Notification.claim_token == prepared.claim.token,
+                Notification.status == "sending",
+            )
+            .values(status=status, lease_expires_at=None, claim_token=None, **values)
+            .returning(Notification.channel_id)
+        ).first()
+        if updated is None:
+            return "lost"
+        if result.disable_channel and updated.channel_id is not None:
+            session.execute(
+                update(Channel)
+                .where(Channel.id == updated.channel_id)
+                .values(enabled=False, disabled_reason=result.detail[:500], updated_at=now)
+            )
+    return status
+
+
+def _outcome(
+    number: int, result: DeliveryResult, settings: Settings, rng: random.Random, now: datetime
+) -> tuple[str, dict[str, object]]:
+    if result.ok:
+        return "sent", {"sent_at": now, "provider_id": result.provider_id, "reason": None}
+    if result.retryable and number < settings.max_attempts:
+        delay = retry_delay(number, settings, result.retry_after, rng)
+        return "pending", {
+            "next_attempt_at": now + timedelta(seconds=delay),
+            "reason": result.detail,
+        }
+    reason = result.detail if not result.retryable else f"gave up after {number} attempts: "
+    if result.retryable:
+        reason += result.detail
+    return "dead", {"reason": reason}

@@ -1,0 +1,176 @@
+"""Taking task events and task starts in: idempotent, one transaction, outbox rows included.
+
+An event is stored with ``UNIQUE(user_id, event_id)`` and ``INSERT … ON CONFLICT DO NOTHING``:
+the same event sent twice (a retry, a spool replay, two replicas) is one event and notifies once;
+the duplicate gets the original answer back. A task the server never saw start (hooks, ``watch``,
+spooled events) is created from its first event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.db.models import Event, Notification, Task, User
+from claude_notify.cloud.server.db.ops import insert_ignore
+from claude_notify.cloud.server.orchestrator import Planned, plan_notifications
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import TaskEvent
+
+FREE_TAIL_BYTES = 10 * 1024
+"""Spec §5: the free plan keeps a 10 KB tail."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What ``POST /v1/events`` answers, the same for the first call and any replay."""
+
+    event_id: str
+    task_id: str
+    duplicate: bool
+    notifications: list[Planned]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "task_id": self.task_id,
+            "duplicate": self.duplicate,
+            "notifications": [n.to_dict() for n in self.notifications],
+        }
+
+
+def keep_tail(tail: str, plan: str) -> str:
+    """The part of the tail the plan keeps: the last 10 KB on free, everything on pro."""
+    if plan == "pro":
+        return tail
+    raw = tail.encode()
+    if len(raw) <= FREE_TAIL_BYTES:
+        return tail
+    return raw[-FREE_TAIL_BYTES:].decode(errors="ignore")
+
+
+def record_event(
+    session: Session, *, user: User, event: TaskEvent, now: datetime, settings: Settings
+) -> Ingested:
+    """Store the event, update its task and queue its notifications; the caller commits."""
+    event = replace(event, tail=keep_tail(event.tail, user.plan))
+    task = ensure_task(session, user_id=user.id, key=event.task_id, seed=event, now=now)
+    row_id = uuid.uuid4()
+    fresh = insert_ignore(
+        session,
+        Event,
+        {
+            "id": row_id,
+            "user_id": user.id,
+            "task_id": task.id,
+            "event_id": event.event_id,
+            "type": event.type,
+            "status": event.status,
+            "payload": event.to_dict(),
+            "received_at": now,
+        },
+        ["user_id", "event_id"],
+    )
+    if not fresh:
+        return _replay(session, user_id=user.id, event_id=event.event_id)
+    _apply(task, event, now)
+    planned = plan_notifications(
+        session, user=user, task=task, event=event, event_row_id=row_id, now=now, settings=settings
+    )
+    return Ingested(event.event_id, task.key, False, planned)
+
+
+def ensure_task(
+    session: Session, *, user_id: uuid.UUID, key: str, seed: TaskEvent, now: datetime
+) -> Task:
+    """The user's task with this key, created from ``seed`` if it was never registered."""
+    insert_ignore(
+        session,
+        Task,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "key": key,
+            "session_id": seed.session_id,
+            "machine_id": seed.machine_id,
+            "cmd": seed.command,
+            "status": "running",
+            "started_at": seed.started_at,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["user_id", "key"],
+    )
+    task = session.scalars(
+        select(Task).where(Task.user_id == user_id, Task.key == key).with_for_update()
+    ).one()
+    return task
+
+
+def _apply(task: Task, event: TaskEvent, now: datetime) -> None:
+    """Fold an event into its task; a late ``progress`` never reopens a finished task."""
+    if event.type == "finished":
+        task.status = event.status if event.status != "running" else "ended"
+        task.finished_at = event.ended_at or now
+        task.exit_code = event.exit_code
+    elif event.type == "needs_input" and task.finished_at is None:
+        task.status = "needs_input"
+    elif task.finished_at is None:
+        task.status = "running"
+    task.cmd = task.cmd or event.command
+    task.session_id = task.session_id or event.session_id
+    task.machine_id = task.machine_id or event.machine_id
+    task.started_at = task.started_at or event.started_at
+    task.updated_at = now
+
+
+def _replay(session: Session, *, user_id: uuid.UUID, event_id: str) -> Ingested:
+    original = session.execute(
+        select(Event, Task.key)
+        .join(Task, Task.id == Event.task_id)
+        .where(Event.user_id == user_id, Event.event_id == event_id)
+    ).one()
+    event_row, task_key = original.tuple()
+    rows = session.scalars(
+        select(Notification)
+        .where(Notification.event_row_id == event_row.id)
+        .order_by(Notification.created_at, Notification.id)
+    ).all()
+    planned = [Planned(n.id, n.channel_id, n.channel_type, n.status, n.reason) for n in rows]
+    return Ingested(event_id, task_key, True, planned)
+
+
+def start_task(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    cmd: str,
+    session_id: str | None,
+    notify_on: str,
+    channels: list[str] | None,
+    machine_id: str | None,
+    now: datetime,
+) -> Task:
+    """Register a task at its start (spec §7 ``POST /v1/tasks``); the caller commits."""
+    task_id = uuid.uuid4()
+    task = Task(
+        id=task_id,
+        user_id=user_id,
+        key=str(task_id),
+        session_id=session_id,
+        machine_id=machine_id,
+        cmd=cmd,
+        status="running",
+        notify_on=notify_on,
+        channels=channels,
+        started_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(task)
+    return task

@@ -1,0 +1,85 @@
+"""Spec §9, exactly: free is e-mail only, three a day; pro is unlimited but for 30 SMS a day.
+
+A notification takes its slot when it is queued, in the event's transaction, with a conditional
+``UPDATE … SET count = count + 1 WHERE count < limit``: the database serialises concurrent events
+on the counter row, so a hundred simultaneous finishes of a free user yield exactly three e-mails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.db.models import UsageCounter
+from claude_notify.cloud.server.db.ops import insert_ignore
+from claude_notify.cloud.server.settings import Settings
+
+
+def quota_day(now: datetime, tz_name: str) -> date:
+    """The user's calendar day: quotas reset at midnight in their zone (UTC by default)."""
+    try:
+        zone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return now.astimezone(zone).date()
+
+
+def limits(plan: str, channel_type: str, settings: Settings) -> dict[str, int | None] | str:
+    """The counters a notification consumes, with their limits, or the reason it is refused."""
+    if plan != "pro":
+        if channel_type != "email":
+            return f"the free plan sends e-mail only; {channel_type} needs pro"
+        return {"all": settings.free_daily_notifications}
+    if channel_type == "sms":
+        return {"sms": settings.pro_daily_sms, "all": None}
+    return {"all": None}
+
+
+def take(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    plan: str,
+    channel_type: str,
+    day: date,
+    settings: Settings,
+) -> str | None:
+    """Consume one notification of the user's quota; ``None`` if allowed, else the reason."""
+    wanted = limits(plan, channel_type, settings)
+    if isinstance(wanted, str):
+        return wanted
+    for kind, limit in wanted.items():
+        if not _increment(session, user_id=user_id, day=day, kind=kind, limit=limit):
+            what = "SMS fair-use limit" if kind == "sms" else "daily notification quota"
+            return f"{what} of {limit} reached for {day.isoformat()}"
+    return None
+
+
+def _increment(
+    session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: int | None
+) -> bool:
+    key = {"user_id": user_id, "day": day, "kind": kind}
+    insert_ignore(session, UsageCounter, {**key, "count": 0}, ["user_id", "day", "kind"])
+    stmt = (
+        update(UsageCounter)
+        .where(UsageCounter.user_id == user_id, UsageCounter.day == day, UsageCounter.kind == kind)
+        .values(count=UsageCounter.count + 1)
+        .returning(UsageCounter.count)
+    )
+    if limit is not None:
+        stmt = stmt.where(UsageCounter.count < limit)
+    return session.execute(stmt).first() is not None
+
+
+def usage(session: Session, *, user_id: uuid.UUID, day: date) -> dict[str, int]:
+    """Counters for one day, by kind."""
+    rows = session.execute(
+        select(UsageCounter.kind, UsageCounter.count).where(
+            UsageCounter.user_id == user_id, UsageCounter.day == day
+        )
+    )
+    return dict(rows.tuples())

@@ -1,0 +1,148 @@
+"""Server settings: one frozen value, read from the environment and checked in one place.
+
+Nothing is read at import time: :func:`Settings.from_env` is called by the CLI, and
+:func:`create_app` calls :meth:`Settings.validate`, so a bad value fails at start-up with a
+:class:`~claude_notify.errors.ConfigError` naming the variable, and tests build settings directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NoReturn
+
+from claude_notify.errors import ConfigError
+
+StartTLS = Literal["auto", "require", "off"]
+
+_ENV_PREFIX = "CLAUDE_NOTIFY_SERVER_"
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the user's data directory."""
+    from platformdirs import user_data_dir
+
+    return f"sqlite:///{Path(user_data_dir('claude-notify')) / 'server.db'}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the server needs; operator credentials live here and never in users' rows."""
+
+    database_url: str = field(default_factory=default_database_url)
+    """SQLAlchemy URL; ``postgresql://`` is read as psycopg 3."""
+    redis_url: str | None = None
+    """When set, deliveries are handed to the distributed workers instead of the embedded one."""
+    embedded_worker: bool = True
+    """Run the delivery worker inside the API process (the one-machine default)."""
+    auto_migrate: bool | None = None
+    """Apply migrations on start; ``None`` means "only for SQLite"."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Base URL put in verification links."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body accepted; bigger ones get 413."""
+    max_tail_bytes: int = 65_536
+    """Largest ``tail`` accepted in an event; the plan decides how much of it is kept."""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "claude-notify <noreply@localhost>"
+    smtp_starttls: StartTLS = "auto"
+    """``auto`` upgrades when the server offers STARTTLS; ``require`` refuses a plain session."""
+    smtp_ca_file: str | None = None
+    """Extra CA bundle to trust for the SMTP server's certificate (private relays, tests)."""
+    smtp_timeout_s: float = 30.0
+    webhook_allow_private: bool = False
+    """Let webhooks reach private and loopback addresses (single-host installs, tests)."""
+    webhook_timeout_s: float = 15.0
+    retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0, 21600.0)
+    """Backoff schedule before jitter; the last value repeats until ``max_attempts``."""
+    max_attempts: int = 8
+    """Attempts before a retryable failure becomes a dead letter."""
+    lease_s: float = 60.0
+    """How long a claimed delivery is owned by a worker before another may take it."""
+    worker_poll_s: float = 1.0
+    """The worker's fallback poll interval; new deliveries wake it immediately."""
+    worker_concurrency: int = 16
+    free_daily_notifications: int = 3
+    pro_daily_sms: int = 30
+    verification_ttl_s: float = 86_400.0
+
+    def validate(self) -> Settings:
+        """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
+        if not self.database_url.startswith(("sqlite:", "postgresql")):
+            _bad("DATABASE_URL", self.database_url, "must be sqlite:/// or postgresql://")
+        if self.smtp_starttls not in ("auto", "require", "off"):
+            _bad("SMTP_STARTTLS", self.smtp_starttls, "must be auto, require or off")
+        for name in ("max_body_bytes", "max_tail_bytes", "max_attempts", "worker_concurrency"):
+            if getattr(self, name) < 1:
+                _bad(name.upper(), getattr(self, name), "must be at least 1")
+        for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s"):
+            if getattr(self, name) <= 0:
+                _bad(name.upper(), getattr(self, name), "must be positive")
+        if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
+            _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the driver spelled out, so ``postgresql://`` means psycopg 3."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some values changed (tests and the CLI use it)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``DATABASE_URL``, ``REDIS_URL`` and ``CLAUDE_NOTIFY_SERVER_<FIELD>`` variables."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if env.get("DATABASE_URL"):
+            values["database_url"] = env["DATABASE_URL"]
+        if env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+            values["embedded_worker"] = False
+        for f in dataclasses.fields(cls):
+            raw = env.get(_ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, str(f.type))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, raw: str, annotation: str) -> object:
+    """Turn one environment string into the field's type, naming the variable when it cannot."""
+    try:
+        if annotation.startswith("bool"):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation.startswith("tuple"):
+            return tuple(float(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        _bad(_ENV_PREFIX + name.upper(), raw, f"is not a valid {annotation}")
+    return raw or None if "None" in annotation else raw
+
+
+def _bad(name: str, value: object, why: str) -> NoReturn:
+    raise ConfigError(f"server setting {name}={value!r} {why}")

@@ -1,0 +1,331 @@
+"""Fixtures for the hosted server: real databases, a real SMTP server, a real webhook receiver.
+
+Every storage test runs twice: on a fresh SQLite file and on a scratch database on the shared
+PostgreSQL at 127.0.0.1:5432 (created for this session, dropped at its end; other databases are
+never touched). PostgreSQL tests skip only when the server is unreachable outside CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi.testclient import TestClient
+
+from claude_notify.cloud.server import auth
+from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.db.engine import make_engine
+from claude_notify.cloud.server.db.migrate import migrate
+from claude_notify.cloud.server.db.models import Base
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("CLAUDE_NOTIFY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def _pg_reachable() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A scratch PostgreSQL database for this test session, migrated once."""
+    if not _pg_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+    name = f"cn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    engine = make_engine(Settings(database_url=url).sqlalchemy_url)
+    migrate(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (faster than migrating every time)."""
+    path = tmp_path_factory.mktemp("template") / "server.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()  # closing the last connection checkpoints the WAL into the file
+    assert not path.with_name("server.db-wal").exists()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """An empty, migrated database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "server.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {tables} CASCADE")
+    return url
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass
+class Mailbox:
+    """What the real SMTP server received."""
+
+    host: str
+    port: int
+    ca_file: str
+    messages: list[Envelope] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def wait(self, n: int, timeout: float = 10.0) -> list[Envelope]:
+        wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} e-mail(s)")
+        with self.lock:
+            return list(self.messages)
+
+
+class _Capture:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        with self.box.lock:
+            self.box.messages.append(envelope)
+        return "250 OK queued"
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
+    """A real aiosmtpd server on 127.0.0.1 that offers STARTTLS with a test CA's certificate."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    ca_file = tmp_path / "smtp-ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    box = Mailbox(host="127.0.0.1", port=free_port(), ca_file=str(ca_file))
+    controller = Controller(
+        _Capture(box), hostname=box.host, port=box.port, tls_context=server_ctx
+    )
+    controller.start()
+    yield box
+    controller.stop()
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1; ``script`` holds the statuses to answer, in order."""
+
+    url: str
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, *responses: int | tuple[int, dict[str, str]]) -> None:
+        with self.lock:
+            self.script.extend(r if isinstance(r, tuple) else (r, {}) for r in responses)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def wait(self, n: int, timeout: float = 10.0) -> list[Received]:
+        wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} webhook call(s)")
+        with self.lock:
+            return list(self.received)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    rec = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            with rec.lock:
+                rec.received.append(
+                    Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                )
+                status, headers = rec.script.pop(0) if rec.script else (200, {})
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    server.shutdown()
+    server.server_close()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@pytest.fixture
+def settings(db_url: str, smtp_server: Mailbox) -> Settings:
+    """Fast retries and polling, private webhook targets allowed, SMTP pointed at the test server."""
+    return Settings(
+        database_url=db_url,
+        auto_migrate=False,
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        smtp_ca_file=smtp_server.ca_file,
+        smtp_from="claude-notify <noreply@example.test>",
+        webhook_allow_private=True,
+        retry_delays_s=(0.05, 0.1, 0.2),
+        max_attempts=4,
+        worker_poll_s=0.05,
+        lease_s=5.0,
+    ).validate()
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.build(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    """The app with its embedded worker running."""
+    with TestClient(create_app(runtime=runtime)) as c:
+        yield c
+
+
+@dataclass
+class Account:
+    email: str
+    token: str
+    user_id: uuid.UUID
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_user(runtime: Runtime) -> Callable[..., Account]:
+    def make(email: str | None = None, plan: str = "free") -> Account:
+        address = email or f"user-{uuid.uuid4().hex[:8]}@example.test"
+        with runtime.sessions.begin() as session:
+            user, token = auth.create_user(session, address, plan=plan)
+            return Account(user.email, token.secret, user.id)
+
+    return make
+
+
+@pytest.fixture
+def verified_email(smtp_server: Mailbox) -> Callable[[TestClient, Account, str], str]:
+    """Add an e-mail channel and confirm it as a user would: with the code from the e-mail."""
+
+    def add(client: TestClient, account: Account, address: str) -> str:
+        before = smtp_server.count()
+        created = client.post(
+            "/v1/channels",
+            json={"type": "email", "config": {"address": address}},
+            headers=account.headers,
+        )
+        assert created.status_code == 201, created.text
+        channel_id: str = created.json()["id"]
+        mail = smtp_server.wait(before + 1)[before]
+        assert mail.rcpt_tos == [address]
+        code = verification_code(mail)
+        done = client.post(
+            f"/v1/channels/{channel_id}/verify", json={"code": code}, headers=account.headers
+        )
+        assert done.status_code == 200, done.text
+        return channel_id
+
+    return add
+
+
+def parse_mail(envelope: Envelope) -> EmailMessage:
+    raw = envelope.content if isinstance(envelope.content, bytes) else b""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def mail_text(envelope: Envelope) -> str:
+    body = parse_mail(envelope).get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def verification_code(envelope: Envelope) -> str:
+    return mail_text(envelope).split("the code ")[1].split()[0].rstrip(".")
