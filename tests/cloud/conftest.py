@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from cloud_kit import Account, Mailbox, Received, Receiver, free_port, verification_code
 from fastapi.testclient import TestClient
 
 from claude_notify.cloud.server import auth
@@ -39,25 +35,6 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("CLAUDE_NOTIFY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- databases
@@ -118,31 +95,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
 # --------------------------------------------------------------------------- SMTP
 
 
-@dataclass
-class Mailbox:
-    """What the real SMTP server received."""
-
-    host: str
-    port: int
-    ca_file: str
-    messages: list[Envelope] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
-
-    def wait(self, n: int, timeout: float = 10.0) -> list[Envelope]:
-        wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} e-mail(s)")
-        with self.lock:
-            return list(self.messages)
-
-
 class _Capture:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.box.lock:
             self.box.messages.append(envelope)
         return "250 OK queued"
@@ -161,9 +118,7 @@ def smtp_server(tmp_path: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
     ca_file = tmp_path / "smtp-ca.pem"
     tls_ca.cert_pem.write_to_path(str(ca_file))
     box = Mailbox(host="127.0.0.1", port=free_port(), ca_file=str(ca_file))
-    controller = Controller(
-        _Capture(box), hostname=box.host, port=box.port, tls_context=server_ctx
-    )
+    controller = Controller(_Capture(box), hostname=box.host, port=box.port, tls_context=server_ctx)
     controller.start()
     yield box
     controller.stop()
@@ -172,47 +127,19 @@ def smtp_server(tmp_path: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
 # --------------------------------------------------------------------------- webhooks
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Receiver:
-    """A real HTTP receiver on 127.0.0.1; ``script`` holds the statuses to answer, in order."""
-
-    url: str
-    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    received: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self, *responses: int | tuple[int, dict[str, str]]) -> None:
-        with self.lock:
-            self.script.extend(r if isinstance(r, tuple) else (r, {}) for r in responses)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.received)
-
-    def wait(self, n: int, timeout: float = 10.0) -> list[Received]:
-        wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} webhook call(s)")
-        with self.lock:
-            return list(self.received)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     rec = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with rec.lock:
                 rec.received.append(
-                    Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                    Received(
+                        {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+                    )
                 )
                 status, headers = rec.script.pop(0) if rec.script else (200, {})
             self.send_response(status)
@@ -221,7 +148,7 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server.RequestHandlerClass = Handler
@@ -237,7 +164,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def settings(db_url: str, smtp_server: Mailbox) -> Settings:
-    """Fast retries and polling, private webhook targets allowed, SMTP pointed at the test server."""
+    """Fast retries and polls, private webhook targets allowed, SMTP at the test server."""
     return Settings(
         database_url=db_url,
         auto_migrate=False,
@@ -265,17 +192,6 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
     """The app with its embedded worker running."""
     with TestClient(create_app(runtime=runtime)) as c:
         yield c
-
-
-@dataclass
-class Account:
-    email: str
-    token: str
-    user_id: uuid.UUID
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture
@@ -312,20 +228,3 @@ def verified_email(smtp_server: Mailbox) -> Callable[[TestClient, Account, str],
         return channel_id
 
     return add
-
-
-def parse_mail(envelope: Envelope) -> EmailMessage:
-    raw = envelope.content if isinstance(envelope.content, bytes) else b""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def mail_text(envelope: Envelope) -> str:
-    body = parse_mail(envelope).get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())
-
-
-def verification_code(envelope: Envelope) -> str:
-    return mail_text(envelope).split("the code ")[1].split()[0].rstrip(".")

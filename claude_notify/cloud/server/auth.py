@@ -87,7 +87,7 @@ def authenticate(session: Session, secret: str) -> tuple[User, ApiToken] | None:
     ).first()
     if row is None:
         return None
-    token, user = row.tuple()
+    token, user = row
     now = utcnow()
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None

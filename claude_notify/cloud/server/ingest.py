@@ -135,7 +135,7 @@ def _replay(session: Session, *, user_id: uuid.UUID, event_id: str) -> Ingested:
         .join(Task, Task.id == Event.task_id)
         .where(Event.user_id == user_id, Event.event_id == event_id)
     ).one()
-    event_row, task_key = original.tuple()
+    event_row, task_key = original
     rows = session.scalars(
         select(Notification)
         .where(Notification.event_row_id == event_row.id)

@@ -95,7 +95,7 @@ def list_notifications(
     stmt = page(
         stmt, created=Notification.created_at, row_id=Notification.id, cursor=cursor, limit=limit
     )
-    rows = [r.tuple() for r in session.execute(stmt)]
+    rows = [(n, key) for n, key in session.execute(stmt)]
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1][0] if rows else None
@@ -116,7 +116,7 @@ def get_notification(
     ).first()
     if found is None:
         raise not_found("notification")
-    row, key = found.tuple()
+    row, key = found
     attempts = session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.notification_id == row.id)
