@@ -12,9 +12,11 @@ our sequence early and smuggle its own escapes into the user's terminal.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import select
+import sys
 import time
 from base64 import b64encode
 from collections.abc import Mapping
@@ -252,7 +254,10 @@ def _open_tty(path: str) -> int:
     # Non-blocking so a terminal that stops reading (Ctrl-S, a hung ssh) cannot hold us past the
     # deadline; O_NOCTTY so opening never makes it our controlling terminal. The new open file
     # description keeps O_NONBLOCK away from the stdin/stdout we share with the user's shell.
-    return os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if sys.platform == "win32":  # no tty device to open; the console is another API entirely
+        raise OSError(errno.ENODEV, "no POSIX terminal device on Windows")
+    else:  # not after the if: mypy --platform win32 would call it unreachable
+        return os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def _write_all(fd: int, data: bytes, deadline: float) -> None:
