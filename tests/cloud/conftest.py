@@ -171,7 +171,7 @@ def settings(db_url: str, smtp_server: Mailbox) -> Settings:
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,
         smtp_ca_file=smtp_server.ca_file,
-        smtp_from="claude-notify <noreply@example.test>",
+        smtp_from="claude-notify <noreply@example.com>",
         webhook_allow_private=True,
         retry_delays_s=(0.05, 0.1, 0.2),
         max_attempts=4,
@@ -197,7 +197,7 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 @pytest.fixture
 def make_user(runtime: Runtime) -> Callable[..., Account]:
     def make(email: str | None = None, plan: str = "free") -> Account:
-        address = email or f"user-{uuid.uuid4().hex[:8]}@example.test"
+        address = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
         with runtime.sessions.begin() as session:
             user, token = auth.create_user(session, address, plan=plan)
             return Account(user.email, token.secret, user.id)

@@ -123,16 +123,16 @@ def test_an_event_token_can_only_send_events(
 
 def test_admin_functions(runtime: Runtime) -> None:
     with runtime.sessions.begin() as session:
-        user, token = auth.create_user(session, " Ops@Example.TEST ", plan="pro")
-    assert user.email == "ops@example.test"
+        user, token = auth.create_user(session, " Ops@Example.COM ", plan="pro")
+    assert user.email == "ops@example.com"
     with runtime.sessions.begin() as session, pytest.raises(UsageError, match="already exists"):
-        auth.create_user(session, "ops@example.test")
+        auth.create_user(session, "ops@example.com")
     with runtime.sessions.begin() as session:
-        assert auth.set_plan(session, "OPS@example.test", "free").plan == "free"
+        assert auth.set_plan(session, "OPS@example.com", "free").plan == "free"
     with runtime.sessions.begin() as session, pytest.raises(UsageError, match="unknown plan"):
-        auth.set_plan(session, "ops@example.test", "gold")
+        auth.set_plan(session, "ops@example.com", "gold")
     with runtime.sessions.begin() as session, pytest.raises(UsageError, match="no user"):
-        auth.set_plan(session, "ghost@example.test", "pro")
+        auth.set_plan(session, "ghost@example.com", "pro")
     with runtime.sessions.begin() as session:
         assert auth.revoke_tokens(session, token=str(token.id)) == 1
 

@@ -27,8 +27,8 @@ def test_migrate_is_idempotent(runtime: Runtime) -> None:
 def test_timestamps_come_back_aware_in_utc(runtime: Runtime) -> None:
     stamp = datetime(2025, 7, 1, 12, 30, tzinfo=timezone.utc)
     with runtime.sessions.begin() as session:
-        session.add(User(email="tz@example.test", plan="free", created_at=stamp))
+        session.add(User(email="tz@example.com", plan="free", created_at=stamp))
     with runtime.sessions() as session:
-        user = session.scalars(select(User).where(User.email == "tz@example.test")).one()
+        user = session.scalars(select(User).where(User.email == "tz@example.com")).one()
     assert user.created_at == stamp
     assert user.created_at.tzinfo is not None

@@ -19,6 +19,11 @@ def insert_ignore(
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Any = model.__table__
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    stmt = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict)
+        .returning(table.c[conflict[0]])
+    )
+    # RETURNING, not rowcount: drivers report -1 for a skipped ON CONFLICT row.
+    return session.execute(stmt).first() is not None
