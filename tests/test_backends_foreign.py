@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +119,22 @@ class FakeBin:
         argv = self.calls(name)[0]["argv"]
         assert isinstance(argv, list)
         return argv
+
+
+@pytest.fixture(autouse=True)
+def stdin_with_data() -> Iterator[None]:
+    """Our fd 0 holds text while each test runs, so a tool that inherited it would read it."""
+    saved = os.dup(0)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"our stdin, not the tool's\n")
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
 
 
 @pytest.fixture
