@@ -177,6 +177,7 @@ if sys.platform != "win32":
 
             if self.use_pty:
                 stdio, child_fds = self._pty_stdio()
+                self._enter_raw()  # before the child runs: its first keystrokes are ours
             else:
                 stdio, child_fds = self._pipe_stdio()
             try:
@@ -201,8 +202,6 @@ if sys.platform != "win32":
             self.pid = proc.pid
             if self.tty_fd is not None:
                 self._give_terminal(self.pid)
-            if self.use_pty:
-                self._enter_raw()
 
         def _pipe_stdio(self) -> tuple[tuple[int | None, int, int], list[int]]:
             out_r, out_w = _big_pipe()
@@ -323,7 +322,7 @@ if sys.platform != "win32":
             chunk = self.view[:n]
             dst = self.routes[fd]
             if fd == 0:  # keystrokes to the child's terminal
-                _write_all(dst, chunk)
+                self._keystrokes(chunk)
                 return True
             if not _write_all(dst, chunk):
                 return False  # our reader went away: close so the child gets SIGPIPE
@@ -333,6 +332,27 @@ if sys.platform != "win32":
             if self.observer is not None:
                 self.observer.feed(chunk)
             return True
+
+        def _keystrokes(self, chunk: memoryview) -> None:
+            """Forward keys; the suspend key (Ctrl-Z) we act on ourselves.
+
+            The child leads its own session, an orphaned process group for the kernel, which
+            therefore discards the SIGTSTP that Ctrl-Z would send. So when the child's terminal
+            turns keys into signals, we stop the child and then ourselves, as a shell would.
+            """
+            if self.master is None:
+                return
+            suspend = _suspend_key(self.master)
+            cut = chunk.tobytes().find(suspend) if suspend is not None else -1
+            if cut < 0:
+                _write_all(self.master, chunk)
+                return
+            _write_all(self.master, chunk[:cut])
+            try:
+                os.killpg(self.pid, signal.SIGSTOP)
+            except OSError:
+                return
+            self._suspend()
 
         def _close_route(self, fd: int) -> None:
             del self.routes[fd]
@@ -481,6 +501,18 @@ if sys.platform != "win32":
             except OSError:
                 pass  # over /proc/sys/fs/pipe-max-size: the default size still works
         return r, w
+
+    def _suspend_key(fd: int) -> bytes | None:
+        """The terminal's suspend character when it generates signals, else ``None``."""
+        try:
+            mode = termios.tcgetattr(fd)
+        except termios.error:
+            return None
+        key = mode[6][termios.VSUSP]
+        key = key if isinstance(key, bytes) else bytes([key])
+        if not mode[3] & termios.ISIG or key in (b"\0", b"\xff"):
+            return None
+        return key
 
     def _is_foreground_tty(fd: int) -> bool:
         try:
