@@ -46,6 +46,8 @@ class Mailbox:
     port: int
     ca_file: str
     messages: list[Envelope] = field(default_factory=list)
+    tls: list[bool] = field(default_factory=list)
+    """Per message: whether the session had been upgraded with STARTTLS."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:

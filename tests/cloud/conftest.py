@@ -102,6 +102,7 @@ class _Capture:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.box.lock:
             self.box.messages.append(envelope)
+            self.box.tls.append(session.ssl is not None)
         return "250 OK queued"
 
 

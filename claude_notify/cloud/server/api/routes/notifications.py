@@ -120,7 +120,7 @@ def get_notification(
     attempts = session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.notification_id == row.id)
-        .order_by(DeliveryAttempt.number, DeliveryAttempt.started_at)
+        .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)
     )
     out = NotificationOut.of(row, key)
     out.attempt_log = [

@@ -1,0 +1,397 @@
+"""Delivery for real: e-mail into aiosmtpd over STARTTLS, webhooks into a verifying receiver.
+
+The worker is the embedded one started by the app; retries use the fast schedule from the
+``settings`` fixture (50-200 ms) so the backoff paths run in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cloud_kit import Account, Mailbox, Receiver, mail_text, parse_mail, wait_for
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
+
+from claude_notify.cloud.server.channels.base import DeliveryResult
+from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
+from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import TaskEvent
+
+
+def finished(task_id: str = "t-1", **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": "finished",
+        "source": "run",
+        "task_id": task_id,
+        "machine_id": "m-1",
+        "status": "failure",
+        "exit_code": 2,
+        "command": "make test",
+        "duration_s": 192.0,
+    }
+    return TaskEvent.from_dict({**base, **fields}).to_dict()
+
+
+def notification(client: TestClient, account: Account, notification_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/notifications/{notification_id}", headers=account.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def settled(
+    client: TestClient, account: Account, notification_id: str, status: str
+) -> dict[str, Any]:
+    return wait_for(
+        lambda: (n := notification(client, account, notification_id))["status"] == status and n,
+        what=f"notification {notification_id} to become {status}",
+    )
+
+
+def add_webhook(client: TestClient, account: Account, url: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/channels",
+        json={
+            "type": "webhook",
+            "name": "ci",
+            "config": {"url": url},
+            "rules": {"on": ["finished"]},
+        },
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# ------------------------------------------------------------------------------------ e-mail
+
+
+def test_a_finished_task_is_mailed_over_starttls_as_text_and_escaped_html(
+    client: TestClient,
+    smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+    verified_email: Callable[..., str],
+) -> None:
+    user = make_user()
+    verified_email(client, user, "dev@example.com")
+    hostile = finished(
+        command="make test\r\nBcc: victim@example.com",
+        tail="<script>alert(1)</script> & done\n",
+    )
+    sent = client.post("/v1/events", json=hostile, headers=user.headers).json()
+    settled(client, user, sent["notifications"][0]["id"], "sent")
+    envelope = smtp_server.wait(2)[1]
+    assert smtp_server.tls == [True, True]
+    assert envelope.rcpt_tos == ["dev@example.com"]
+    mail = parse_mail(envelope)
+    assert "\n" not in str(mail["Subject"]) and "Bcc" not in mail
+    assert str(mail["Subject"]).startswith(
+        "❌ make test Bcc: victim@example.com failed (exit 2, 3m12s)"
+    )
+    assert mail.get_content_type() == "multipart/alternative"
+    assert "<script>alert(1)</script> & done" in mail_text(envelope)
+    html_part = mail.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = str(html_part.get_content())
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; done" in html
+    assert "<script>" not in html
+
+
+def test_unverified_addresses_receive_nothing_but_the_confirmation(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    client.post(
+        "/v1/channels",
+        json={"type": "email", "config": {"address": "stranger@example.com"}},
+        headers=user.headers,
+    )
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    [rejected] = sent["notifications"]
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "recipient not verified yet")
+    smtp_server.wait(1)
+    assert "Confirm" in str(parse_mail(smtp_server.messages[0])["Subject"])
+
+
+def test_the_confirmation_link_works_once(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    channel = client.post(
+        "/v1/channels",
+        json={"type": "email", "config": {"address": "me@example.com"}},
+        headers=user.headers,
+    ).json()
+    assert channel["verified"] is False
+    text = mail_text(smtp_server.wait(1)[0])
+    link = next(word for word in text.split() if "/v1/verify?token=" in word)
+    path = link[link.index("/v1/verify") :]
+    assert client.get(path).json() == {"verified": True, "channel_id": channel["id"]}
+    assert client.get(path).status_code == 404
+    assert client.get("/v1/verify", params={"token": "guess"}).status_code == 404
+    got = client.get(f"/v1/channels/{channel['id']}", headers=user.headers).json()
+    assert got["verified"] is True
+    test = client.post(f"/v1/channels/{channel['id']}/test", headers=user.headers)
+    assert test.status_code == 202
+    assert "test message" in mail_text(smtp_server.wait(2)[1])
+
+
+# ------------------------------------------------------------------------------------ webhooks
+
+
+def test_webhooks_are_signed_per_standard_webhooks(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    hook = add_webhook(client, user, receiver.url)
+    event = finished("hook-task")
+    client.post("/v1/events", json=event, headers=user.headers)
+    [call] = receiver.wait(1)
+    verified = Webhook(hook["config"]["secret"]).verify(call.body, call.headers)
+    assert verified["type"] == "task.finished"
+    assert verified["data"] == event
+    with pytest.raises(Exception, match="signature"):
+        Webhook(hook["config"]["secret"]).verify(call.body + b" ", call.headers)
+
+
+def test_429_with_retry_after_is_honoured(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    add_webhook(client, user, receiver.url)
+    receiver.answer((429, {"Retry-After": "1"}), 200)
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    final = settled(client, user, sent["notifications"][0]["id"], "sent")
+    first, second = receiver.wait(2)
+    assert second.at - first.at >= 1.0
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert [a["outcome"] for a in final["attempt_log"]] == ["retry", "ok"]
+    assert receiver.count() == 2
+
+
+def test_410_dead_letters_and_disables_the_channel(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    hook = add_webhook(client, user, receiver.url)
+    receiver.answer(410)
+    sent = client.post("/v1/events", json=finished("a"), headers=user.headers).json()
+    dead = settled(client, user, sent["notifications"][0]["id"], "dead")
+    assert dead["reason"] == "HTTP 410: endpoint gone"
+    channel = client.get(f"/v1/channels/{hook['id']}", headers=user.headers).json()
+    assert channel["enabled"] is False
+    later = client.post("/v1/events", json=finished("b"), headers=user.headers).json()
+    assert later["notifications"][0]["status"] == "rejected"
+    assert "disabled" in later["notifications"][0]["reason"]
+    assert receiver.count() == 1
+
+
+def test_5xx_retries_then_dead_letters_and_replay_delivers(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    add_webhook(client, user, receiver.url)
+    receiver.answer(500, 502, 503, 504)
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    notification_id = sent["notifications"][0]["id"]
+    dead = settled(client, user, notification_id, "dead")
+    assert dead["attempts"] == 4
+    assert dead["reason"] == "gave up after 4 attempts: HTTP 504"
+    letters = client.get("/v1/notifications", params={"status": "dead"}, headers=user.headers)
+    assert [n["id"] for n in letters.json()["items"]] == [notification_id]
+    assert receiver.count() == 4
+
+    replayed = client.post(f"/v1/notifications/{notification_id}/replay", headers=user.headers)
+    assert replayed.status_code == 202
+    final = settled(client, user, notification_id, "sent")
+    calls = receiver.wait(5)
+    assert len({c.headers["webhook-id"] for c in calls}) == 1
+    assert [a["outcome"] for a in final["attempt_log"]] == ["retry"] * 3 + ["permanent", "ok"]
+    again = client.post(f"/v1/notifications/{notification_id}/replay", headers=user.headers)
+    assert again.status_code == 409
+
+
+def test_a_4xx_is_permanent_at_once(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    add_webhook(client, user, receiver.url)
+    receiver.answer(400)
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    dead = settled(client, user, sent["notifications"][0]["id"], "dead")
+    assert (dead["attempts"], dead["reason"]) == (1, "HTTP 400")
+
+
+def test_private_targets_are_refused_unless_allowed(
+    runtime: Runtime, make_user: Callable[..., Account], receiver: Receiver
+) -> None:
+    from claude_notify.cloud.server.app import create_app
+
+    strict = runtime.settings.replace(webhook_allow_private=False)
+    strict_runtime = Runtime(
+        settings=strict, engine=runtime.engine, sessions=runtime.sessions, waker=runtime.waker
+    )
+    user = make_user(plan="pro")
+    with TestClient(create_app(runtime=strict_runtime)) as client:
+        for url in (
+            receiver.url,
+            "http://10.0.0.8/x",
+            "http://[::1]/x",
+            "ftp://example.com/x",
+            "https://user:pw@example.com/x",
+        ):
+            response = client.post(
+                "/v1/channels",
+                json={"type": "webhook", "config": {"url": url}},
+                headers=user.headers,
+            )
+            assert response.status_code == 422, url
+        # A name is checked again when sending: localhost resolves to loopback.
+        hook = add_webhook(client, user, f"http://localhost:{receiver.url.split(':')[2]}")
+        sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+        dead = settled(client, user, sent["notifications"][0]["id"], "dead")
+        assert dead["reason"].startswith("refused: localhost resolves to a non-public address")
+        assert hook["enabled"] is True
+    assert receiver.count() == 0
+
+
+def test_provider_urls_are_pinned_to_their_domains(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    for kind, url, ok in [
+        ("discord", "https://discord.com/api/webhooks/1/abc", True),
+        ("discord", "https://evil.example.com/api/webhooks/1/abc", False),
+        ("feishu", "https://open.feishu.cn/open-apis/bot/v2/hook/x", True),
+        ("feishu", "https://open.feishu.cn.evil.com/hook", False),
+    ]:
+        response = client.post(
+            "/v1/channels",
+            json={"type": kind, "config": {"webhook_url": url}},
+            headers=user.headers,
+        )
+        assert (response.status_code == 201) is ok, (kind, url, response.text)
+
+
+def test_channel_types_without_an_adapter_dead_letter_with_a_reason(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    client.post(
+        "/v1/channels", json={"type": "tg", "config": {"chat_id": 42}}, headers=user.headers
+    )
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    dead = settled(client, user, sent["notifications"][0]["id"], "dead")
+    assert dead["reason"] == "this server has no adapter for telegram channels yet"
+
+
+# ------------------------------------------------------------------------------------ leases
+
+
+def _pending_webhook(client: TestClient, user: Account, receiver: Receiver) -> str:
+    add_webhook(client, user, receiver.url)
+    sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
+    notification_id: str = sent["notifications"][0]["id"]
+    return notification_id
+
+
+def test_a_worker_dying_mid_delivery_loses_nothing(
+    runtime: Runtime, make_user: Callable[..., Account], receiver: Receiver
+) -> None:
+    """A claim whose worker vanished after writing its attempt is re-sent once the lease lapses."""
+    from claude_notify.cloud.server.app import create_app
+
+    user = make_user(plan="pro")
+    quiet = Runtime(
+        settings=runtime.settings.replace(embedded_worker=False),
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        waker=runtime.waker,
+    )
+    with TestClient(create_app(runtime=quiet)) as api:
+        notification_id = _pending_webhook(api, user, receiver)
+    # The "dead" worker: claims with a short lease and writes its attempt, then never sends.
+    [claim] = engine.claim_due(runtime.sessions, limit=10, lease_s=0.3)
+    assert engine.prepare(runtime.sessions, claim) is not None
+    assert engine.claim_due(runtime.sessions, limit=10, lease_s=0.3) == []  # still leased
+    with TestClient(create_app(runtime=runtime)) as client:
+        final = settled(client, user, notification_id, "sent")
+    assert receiver.count() == 1
+    assert [a["outcome"] for a in final["attempt_log"]] == ["lost", "ok"]
+    assert final["attempts"] == 2
+
+
+def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
+    runtime: Runtime, make_user: Callable[..., Account], receiver: Receiver
+) -> None:
+    from claude_notify.cloud.server.app import create_app
+
+    user = make_user(plan="pro")
+    quiet = Runtime(
+        settings=runtime.settings.replace(embedded_worker=False),
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        waker=runtime.waker,
+    )
+    with TestClient(create_app(runtime=quiet)) as api:
+        _pending_webhook(api, user, receiver)
+    [slow] = engine.claim_due(runtime.sessions, limit=1, lease_s=0.05)
+    slow_prepared = engine.prepare(runtime.sessions, slow)
+    assert slow_prepared is not None
+    wait_for(lambda: engine.claim_due(runtime.sessions, limit=1, lease_s=30), what="re-claim")
+    rng = random.Random(0)
+    late = engine.settle(
+        runtime.sessions,
+        slow_prepared,
+        DeliveryResult(ok=False, detail="x"),
+        duration_ms=1,
+        settings=runtime.settings,
+        rng=rng,
+    )
+    assert late == "lost"
+    with runtime.sessions() as session:
+        row = session.scalars(select(Notification)).one()
+        assert row.status == "sending"  # still the second worker's
+        outcomes = session.scalars(select(DeliveryAttempt.outcome)).all()
+    assert outcomes == ["permanent"]
+
+
+def test_retry_delay_grows_with_jitter_and_respects_retry_after(runtime: Runtime) -> None:
+    settings = runtime.settings.replace(retry_delays_s=(5.0, 30.0, 120.0))
+    rng = random.Random(1)
+    delays = [engine.retry_delay(n, settings, None, rng) for n in (1, 2, 3, 9)]
+    assert 3.75 <= delays[0] <= 6.25 and 22.5 <= delays[1] <= 37.5
+    assert 90 <= delays[2] <= 150 and 90 <= delays[3] <= 150
+    assert engine.retry_delay(1, settings, 600.0, rng) == 600.0
+    assert engine.retry_delay(1, settings, 1e12, rng) == engine.MAX_RETRY_AFTER_S
+
+
+def test_deleting_a_channel_dead_letters_its_pending_deliveries(
+    runtime: Runtime, make_user: Callable[..., Account], receiver: Receiver
+) -> None:
+    from claude_notify.cloud.server.app import create_app
+
+    user = make_user(plan="pro")
+    quiet = Runtime(
+        settings=runtime.settings.replace(embedded_worker=False),
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        waker=runtime.waker,
+    )
+    with TestClient(create_app(runtime=quiet)) as api:
+        notification_id = _pending_webhook(api, user, receiver)
+        [channel] = api.get("/v1/channels", headers=user.headers).json()
+        assert api.delete(f"/v1/channels/{channel['id']}", headers=user.headers).status_code == 204
+    with TestClient(create_app(runtime=runtime)) as client:
+        dead = settled(client, user, notification_id, "dead")
+    assert dead["reason"] == "channel was deleted before delivery"
+    with runtime.sessions() as session:
+        assert session.scalars(select(Channel)).all() == []
+    assert json.dumps(dead)  # serialisable as the API returns it
