@@ -611,7 +611,7 @@ def test_plyer_without_notify_send_fails_cleanly(fakebin: FakeBin) -> None:
          f"h = Host(platform='linux', env={{'PATH': {str(fakebin.dir)!r}}})\n"
          "r = PlyerNotifier(h).send(Notification(title='t'), timeout=20)\n"
          "print(r.ok, r.detail)\n"],
-        capture_output=True, text=True, timeout=60, check=True)
+        capture_output=True, text=True, timeout=60, check=True, cwd=Path(__file__).parents[1])
 
     assert proc.stdout.startswith("False plyer: NotImplementedError")
     assert proc.stderr == ""
