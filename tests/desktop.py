@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypedDict
 
+import pytest
+
 REQUIRED_TOOLS = ("Xvfb", "dbus-daemon", "dunst", "dunstctl", "busctl", "dbus-send")
 """Executables the harness runs (``dunstctl`` itself shells out to ``busctl`` and ``dbus-send``)."""
 
@@ -107,9 +109,23 @@ class Received(TypedDict):
     icon_path: str
 
 
-def missing_tools() -> list[str]:
-    """Executables the harness needs that are not on ``PATH``."""
-    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+def missing_tools(tools: Sequence[str] = REQUIRED_TOOLS) -> list[str]:
+    """Those of ``tools`` (by default, what the harness runs) that are not on ``PATH``."""
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def require_tools(tools: Sequence[str], *, packages: str, purpose: str) -> None:
+    """Skip the test when ``tools`` are missing, but fail it under ``CI``.
+
+    In CI a skip would go green while the real-desktop code never ran.
+    """
+    missing = missing_tools(tools)
+    if not missing:
+        return
+    reason = f"{purpose} needs {', '.join(missing)} (apt-get install {packages})"
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def clean_env(base: Mapping[str, str]) -> dict[str, str]:

@@ -140,4 +140,4 @@ def test_missing_tools_skip_locally_but_fail_under_ci(
         check=False,
     )
     assert outcome in result.stdout, result.stdout
-    assert "desktop harness needs Xvfb" in result.stdout
+    assert "the desktop harness needs Xvfb" in result.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -19,15 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from desktop import DesktopSession, Received
+from desktop import DesktopSession, Received, require_tools
 
-pytestmark = [
-    pytest.mark.desktop,
-    pytest.mark.skipif(
-        shutil.which("kitty") is None or shutil.which("tmux") is None,
-        reason="needs kitty and tmux (apt-get install kitty tmux)",
-    ),
-]
+pytestmark = pytest.mark.desktop
 
 # Runs inside kitty: the same construction the CLI does over SSH, then lives as long as its
 # terminal so kitty cannot close the window before it has parsed what we wrote.
@@ -62,6 +55,7 @@ def run_in_kitty(desktop: DesktopSession, tmp_path: Path) -> Iterator[Run]:
     The last notification is a sentinel: kitty handles its output in order, so once the sentinel
     is in, anything the earlier ones could have injected would be in too.
     """
+    require_tools(("kitty", "tmux"), packages="kitty tmux", purpose="the terminal end-to-end test")
     sender = tmp_path / "sender.py"
     sender.write_text(SENDER, encoding="utf-8")
     (tmp_path / "tmux.conf").write_text(TMUX_CONF, encoding="utf-8")
