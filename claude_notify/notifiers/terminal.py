@@ -130,7 +130,7 @@ def build_sequence(
     if kind == "bell":
         return BEL
     if kind == "99":
-        seq = _osc99(title, body, urgency=_URGENCY_CODE[n.urgency], ident=ident)
+        seq = _osc99(title, body, urgency=_URGENCY_CODE.get(n.urgency, 1), ident=ident)
     elif kind == "777":
         seq = _osc777(title, body)
     else:
@@ -227,13 +227,8 @@ class TerminalNotifier:
         try:
             _write_all(fd, data, deadline)
         except TimeoutError:
-            return DeliveryResult(
-                self.name,
-                False,
-                f"{path} accepted no output within "
-                f"{timeout:g}s (terminal stopped, e.g. by Ctrl-S?)",
-                retryable=True,
-            )
+            why = f"{path} took no output for {timeout:g}s (output stopped, e.g. by Ctrl-S?)"
+            return DeliveryResult(self.name, False, why, retryable=True)
         except OSError as exc:
             return DeliveryResult(
                 self.name, False, f"cannot write to {path}: {exc.strerror or exc}"
