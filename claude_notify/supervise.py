@@ -45,7 +45,8 @@ def command_argv(command: Sequence[str], *, exec_: bool, shell: bool,
     line = command[0] if len(command) == 1 else shlex.join(command)
     if sys.platform == "win32":
         return [env.get("COMSPEC", "cmd.exe"), "/c", line], line
-    return [env.get("SHELL") or "/bin/sh", "-c", line], line
+    else:  # a platform branch: mypy skips it elsewhere
+        return [env.get("SHELL") or "/bin/sh", "-c", line], line
 
 
 def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
@@ -104,13 +105,16 @@ def session_id(env: Mapping[str, str]) -> str | None:
     explicit = env.get("CLAUDE_NOTIFY_SESSION_ID")
     if explicit:
         return explicit
-    for fd in (0, 1, 2):
-        try:
-            if os.isatty(fd):
-                return f"tty:{os.ttyname(fd)}:{os.getsid(0)}"
-        except OSError:
-            continue
-    return None
+    if sys.platform == "win32":
+        return env.get("WT_SESSION")
+    else:  # a platform branch: mypy skips it elsewhere
+        for fd in (0, 1, 2):
+            try:
+                if os.isatty(fd):
+                    return f"tty:{os.ttyname(fd)}:{os.getsid(0)}"
+            except OSError:
+                continue
+        return None
 
 
 class _Watcher:
@@ -228,7 +232,7 @@ class RunSession:
                          session_id=session_id(self.env), command=self.display, cwd=str(Path.cwd()),
                          host=host_name(), started_at=utcnow(), log_path=self.log_path)
         log = self._open_log()
-        for sink in self.sinks:
+        for sink in self.sinks if self.config["on"] != "never" else ():
             prepare = getattr(sink, "prepare_in_background", None)
             if prepare is not None:
                 prepare()

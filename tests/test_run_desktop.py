@@ -170,7 +170,8 @@ def test_sound_file_is_played_when_server_cannot(desktop: DesktopSession, env: d
     bindir.mkdir()
     record = tmp_path / "played"
     player = bindir / "pw-play"
-    player.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}.tmp && mv {record}.tmp {record}\n")
+    player.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}.tmp && mv {record}.tmp {record}\n")
     player.chmod(0o755)
     sound = tmp_path / "ding sound.wav"
     sound.write_bytes(b"RIFF")

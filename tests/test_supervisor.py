@@ -225,7 +225,7 @@ def test_ctrl_z_suspends_and_fg_resumes(tmp_path: Path) -> None:
     env = {**_quiet(tmp_path), "PS1": "$ ", "HOME": str(tmp_path)}
     pid, master = pty.fork()
     if pid == 0:  # pragma: no cover - the child execs
-        os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
+        os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)  # noqa: S606
     try:
         _expect(master, b"$ ")
         cli = " ".join(CLI)

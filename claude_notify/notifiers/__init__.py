@@ -60,12 +60,14 @@ def current_host(env: Mapping[str, str] | None = None) -> Host:
 
 
 def _is_wsl(env: Mapping[str, str]) -> bool:
-    if sys.platform != "linux":
-        return False
-    if env.get("WSL_DISTRO_NAME") or env.get("WSL_INTEROP"):
-        return True
-    try:
-        release = Path("/proc/sys/kernel/osrelease").read_text(encoding="ascii", errors="replace")
+    if sys.platform == "linux":
+        if env.get("WSL_DISTRO_NAME") or env.get("WSL_INTEROP"):
+            return True
+        try:
+            release = Path("/proc/sys/kernel/osrelease").read_text(encoding="ascii",
+                                                                   errors="replace")
+        except OSError:
+            return False
         return "microsoft" in release.lower()
-    except OSError:
+    else:  # a platform branch: mypy skips it elsewhere
         return False

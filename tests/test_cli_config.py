@@ -1,0 +1,188 @@
+"""Config precedence and errors, the config command, the lean parser, start-up imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from helpers import cli_env, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claude_notify import config
+from claude_notify.commands.run import run as run_click
+from claude_notify.errors import ConfigError
+from claude_notify.notifiers import candidates
+from claude_notify.notifiers.base import Host
+from claude_notify.options import RUN_OPTIONS, NotPlain, parse_run_args
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('# mine\non = "failure"\nsound = "bell"\n\n[terminal]\nbell = false\n')
+    env = {"CLAUDE_NOTIFY_CONFIG": str(path), "CLAUDE_NOTIFY_SOUND": "/tmp/x.wav"}
+    cfg = config.load(env).with_flags({"on": ("success", "--on")})
+    assert (cfg["on"], cfg.source("on")) == ("success", "flag --on")
+    assert (cfg["sound"], cfg.source("sound")) == ("/tmp/x.wav", "env CLAUDE_NOTIFY_SOUND")
+    assert (cfg["terminal.bell"], cfg.source("terminal.bell")) == (False, f"{path}:6")
+    assert (cfg["backend"], cfg.source("backend")) == ("auto", "default")
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('on = "sometimes"\n', ":1: bad value for 'on'"),
+    ('\n\nmin_duration = "soon"\n', ":3: bad value for 'min_duration'"),
+    ("colour = 1\n", ":1: unknown key 'colour'"),
+    ("on = \n", "invalid TOML"),
+    ("[terminal]\nbell = 3\n", ":2: bad value for 'terminal.bell'"),
+])
+def test_broken_file_names_file_line_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load({"CLAUDE_NOTIFY_CONFIG": str(path)})
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_broken_config_fails_run_with_exit_2_and_never_runs(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    (tmp_path / "config.toml").write_text("on = [1,\n")
+    marker = tmp_path / "ran"
+    result = run_cli(["run", "--", "touch", str(marker)], env=env)
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1
+    assert "invalid TOML" in result.stderr.decode()
+    assert not marker.exists()
+
+
+def test_bad_env_value_is_one_line(tmp_path: Path) -> None:
+    result = run_cli(["run", "--", "true", "x"], env=cli_env(tmp_path, CLAUDE_NOTIFY_ON="maybe"))
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("claude-notify: CLAUDE_NOTIFY_ON='maybe': ")
+
+
+def test_config_set_keeps_comments_and_show_names_sources(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_URGENCY="low")
+    path = tmp_path / "config.toml"
+    path.write_text("# my notes\nsound = 'none'  # silence please\n")
+    assert run_cli(["config", "set", "min_duration", "5m"], env=env).returncode == 0
+    assert run_cli(["config", "set", "terminal.bell", "false"], env=env).returncode == 0
+    text = path.read_text()
+    assert "# my notes" in text and "# silence please" in text
+    assert config.load({"CLAUDE_NOTIFY_CONFIG": str(path)})["min_duration"] == 300.0
+    shown = json.loads(run_cli(["config", "show", "--json"], env=env).stdout)
+    assert shown["min_duration"] == {"value": 300.0, "source": f"{path}:3"}
+    assert shown["urgency"] == {"value": "low", "source": "env CLAUDE_NOTIFY_URGENCY"}
+    assert shown["terminal.bell"]["value"] is False
+    assert run_cli(["config", "get", "min_duration"], env=env).stdout == b"300.0\n"
+    assert run_cli(["config", "unset", "min_duration"], env=env).returncode == 0
+    assert "min_duration" not in path.read_text()
+    assert run_cli(["config", "path"], env=env).stdout.decode().strip() == str(path)
+
+
+def test_config_set_refuses_bad_values_and_keys(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    for args in (["config", "set", "on", "sometimes"], ["config", "set", "nope", "1"],
+                 ["config", "get", "nope"]):
+        result = run_cli(args, env=env)
+        assert result.returncode == 2, args
+        assert result.stderr.decode().count("\n") == 1
+    assert not (tmp_path / "config.toml").exists()
+
+
+@pytest.mark.parametrize("text", ["90", "1.5", "500ms", "30s", "5m", "2h", "1h30m", "1d"])
+def test_durations(text: str) -> None:
+    expected = {"90": 90, "1.5": 1.5, "500ms": 0.5, "30s": 30, "5m": 300, "2h": 7200,
+                "1h30m": 5400, "1d": 86400}[text]
+    assert config.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5 m", "-1", "m5", "1x", "nan"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        config.parse_duration(text)
+
+
+def _click_parse(args: list[str]) -> tuple[dict[str, object], tuple[str, ...]] | None:
+    """What the click command makes of ``args``, or None when it refuses them."""
+    try:
+        ctx = run_click.make_context("run", list(args), resilient_parsing=False)
+    except (click.UsageError, click.exceptions.Exit):
+        return None
+    params = dict(ctx.params)
+    command = params.pop("command")
+    return {k: v for k, v in params.items() if v is not None}, tuple(command)
+
+
+_tokens = st.sampled_from([
+    "--title", "--title=x", "--on", "exit", "failure", "sometimes", "-q", "--quiet", "--exec",
+    "--shell", "--", "make", "test", "-", "--no-pty", "--match", "^E", "--bogus", "--every=5m",
+    "-x", "--log", "out.log", "{cmd}", "--urgency", "low",
+])
+
+
+@given(st.lists(_tokens, max_size=8))
+def test_lean_parser_agrees_with_click(args: list[str]) -> None:
+    """Whatever the lean parser accepts, click parses the same way; it never accepts more."""
+    try:
+        lean = parse_run_args(args)
+    except NotPlain:
+        return  # click will explain
+    parsed = _click_parse(args)
+    assert parsed is not None, args
+    assert parsed == (lean.values, lean.command)
+
+
+def test_every_run_option_has_help_in_click() -> None:
+    result = CliRunner().invoke(run_click, ["--help"])
+    assert result.exit_code == 0
+    for opt in RUN_OPTIONS:
+        assert opt.flags[-1] in result.output
+
+
+def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
+    """The wrapped command's start-up pays for nothing it does not use."""
+    code = ("import sys; from claude_notify.cli import main\n"
+            "try:\n    main(['run', '--on', 'never', '--', 'true', 'x'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path),
+                            capture_output=True, text=True, check=True)
+    loaded = set(result.stdout.split())
+    heavy = {"click", "asyncio", "httpx", "keyring", "desktop_notifier", "tomlkit", "psutil",
+             "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "json", "argparse"}
+    assert "claude_notify.runner" in loaded
+    assert not heavy & loaded, sorted(heavy & loaded)
+
+
+def test_help_and_version_are_fast_paths_too() -> None:
+    result = subprocess.run([sys.executable, "-m", "claude_notify", "--version"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("claude-notify, version ")
+
+
+@pytest.mark.parametrize(("env", "platform", "wsl", "expected"), [
+    ({}, "linux", False, ["dbus", "terminal", "plyer"]),
+    ({"SSH_CONNECTION": "10.0.0.1 5 10.0.0.2 22"}, "linux", False, ["terminal"]),
+    ({"SSH_TTY": "/dev/pts/3"}, "darwin", False, ["terminal"]),
+    ({"TMUX": "/tmp/tmux-0/default,1,0"}, "linux", False, ["dbus", "terminal", "plyer"]),
+    ({}, "linux", True, ["wsl", "terminal"]),
+    ({}, "darwin", False, ["terminal-notifier", "osascript", "terminal"]),
+    ({}, "win32", False, ["snoretoast", "toast", "plyer"]),
+])
+def test_backend_order_by_platform(env: dict[str, str], platform: str, wsl: bool,
+                                   expected: list[str]) -> None:
+    host = Host(platform=platform, env=env, is_wsl=wsl)
+    assert candidates(host) == expected
+    assert host.in_tmux == ("TMUX" in env)
+
+
+def test_doctor_reports_ssh_and_tmux(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, SSH_CONNECTION="10.0.0.1 5 10.0.0.2 22", TMUX="/tmp/t,1,0")
+    report = json.loads(run_cli(["doctor", "--json"], env=env).stdout)
+    assert (report["ssh"], report["tmux"], report["candidates"]) == (True, True, ["terminal"])
