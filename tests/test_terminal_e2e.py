@@ -9,7 +9,6 @@ terminals other than kitty, and tmux without ``allow-passthrough``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -69,8 +68,9 @@ def run_in_kitty(desktop: DesktopSession, tmp_path: Path) -> Iterator[Run]:
         case = {"notifications": [*notifications, sentinel], "env": env, "out": str(out)}
         argv = [sys.executable, str(sender), json.dumps(case)]
         if tmux:
-            sockets.append(f"claude-notify-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            argv = ["tmux", "-f", str(tmp_path / "tmux.conf"), "-L", sockets[-1], "new", *argv]
+            # -S in tmp_path rather than -L: a private server whose socket cannot outlive the test.
+            sockets.append(str(tmp_path / f"tmux-{len(sockets)}.sock"))
+            argv = ["tmux", "-f", str(tmp_path / "tmux.conf"), "-S", sockets[-1], "new", *argv]
         else:
             sockets.append("")
         mark = desktop.marker()
@@ -89,11 +89,13 @@ def run_in_kitty(desktop: DesktopSession, tmp_path: Path) -> Iterator[Run]:
 
     yield run
     for socket in filter(None, sockets):  # the tmux server daemonizes out of kitty's group
-        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=5)
+        subprocess.run(["tmux", "-S", socket, "kill-server"], capture_output=True, timeout=5)
 
 
 HOSTILE_TITLE = "4;50 Build\x1b]777;notify;pwned;x\x07 done\x9c;\x1b\\ok"
 HOSTILE_BODY = "line 1\nline 2\t<b>&amp;</b>; 9;/etc\x1b[31m\x85end \ud800"
+
+FW = "\uff1b"  # fullwidth semicolon: what an OSC 777 title carries instead of ";"
 
 # Spelled out per kind: control characters gone; what each sequence can carry of the rest.
 EXPECTED = {
@@ -102,7 +104,7 @@ EXPECTED = {
         "line 1\nline 2 <b>&amp;</b>; 9;/etc[31m\nend \ufffd",
     ),
     "777": (
-        "4；50 Build]777；notify；pwned；x done；\\ok",  # noqa: RUF001 - the stand-in is the point
+        f"4{FW}50 Build]777{FW}notify{FW}pwned{FW}x done{FW}\\ok",
         "line 1 ⏎ line 2 <b>&amp;</b>; 9;/etc[31m ⏎ end \ufffd",
     ),
     "9": (
