@@ -21,9 +21,18 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
+import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cloud_kit import Account, Mailbox, Received, Receiver, free_port, verification_code
+from cloud_kit import (
+    Account,
+    Mailbox,
+    Received,
+    Receiver,
+    free_port,
+    verification_code,
+    wait_for,
+)
 from fastapi.testclient import TestClient
 
 from claude_notify.cloud.server import auth
@@ -229,3 +238,22 @@ def verified_email(smtp_server: Mailbox) -> Callable[[TestClient, Account, str],
         return channel_id
 
     return add
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port, for concurrency tests."""
+    config = uvicorn.Config(
+        create_app(runtime=runtime),
+        host="127.0.0.1",
+        port=free_port(),
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="uvicorn to start")
+    yield f"http://127.0.0.1:{config.port}"
+    server.should_exit = True
+    thread.join(timeout=15)

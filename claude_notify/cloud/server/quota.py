@@ -82,4 +82,4 @@ def usage(session: Session, *, user_id: uuid.UUID, day: date) -> dict[str, int]:
             UsageCounter.user_id == user_id, UsageCounter.day == day
         )
     )
-    return dict(rows.tuples())
+    return dict(rows.all())

@@ -7,7 +7,7 @@ Routes declare what they need with the aliases (``SessionDep``, ``Caller``) and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -29,9 +29,18 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.sessions() as session:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    """The request's session, closed on the event loop rather than in a worker thread.
+
+    A sync teardown would queue for a thread-pool slot while its transaction still holds
+    SQLite's write lock; with every slot taken by requests waiting for that lock, nothing
+    moves. Closing here needs no slot, so the lock is always released.
+    """
+    session = runtime.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -57,12 +66,14 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def get_principal(
-    session: SessionDep,
+    runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """Authenticate in a transaction of its own, ended before the handler's thread takes over."""
     if credentials is None:
         raise _unauthorized("missing bearer token")
-    found = auth.authenticate(session, credentials.credentials)
+    with runtime.sessions() as session:
+        found = auth.authenticate(session, credentials.credentials)
     if found is None:
         raise _unauthorized("invalid, expired or revoked token")
     user, token = found

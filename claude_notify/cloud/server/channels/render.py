@@ -18,7 +18,7 @@ _VERBS = {
     "failure": ("❌", "failed"),
     "interrupted": ("⚠️", "was interrupted"),
     "needs_input": ("⌛", "needs input"),
-    "ended": ("ℹ️", "ended"),  # noqa: RUF001 - the information sign is the intended emoji
+    "ended": ("ℹ️", "ended"),
     "running": ("⏳", "is running"),
 }
 
@@ -36,7 +36,7 @@ def headline(event: dict[str, Any]) -> str:
         return one_line(f"🔎 {command}: output matched")
     if event.get("type") == "progress":
         return one_line(f"⏳ {command}: progress")
-    icon, verb = _VERBS.get(str(event.get("status")), ("ℹ️", "ended"))  # noqa: RUF001
+    icon, verb = _VERBS.get(str(event.get("status")), ("ℹ️", "ended"))
     facts = []
     if event.get("exit_code") is not None:
         facts.append(f"exit {event['exit_code']}")
