@@ -219,7 +219,9 @@ class RunSession:
         from claude_notify.notifiers import current_host
         from claude_notify.sinks import DesktopSink, Style
 
-        desktop = DesktopSink(host=current_host(self.env), backend=self.config["backend"],
+        settings = {key: self.config[key] for key in ("terminal.sequence", "terminal.bell")}
+        desktop = DesktopSink(host=current_host(self.env, settings),
+                              backend=self.config["backend"],
                               style=Style.from_config(self.config),
                               timeout=self.config["timeout"], quiet=self.quiet)
         return [desktop]

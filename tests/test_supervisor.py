@@ -346,3 +346,14 @@ def _in_pty(argv: list[str], env: dict[str, str], *, answer: bytes | None = None
         os.close(slave)
         os.close(master)
     return out, code, (before, after)
+
+
+def test_terminal_backend_honours_config_file(tmp_path: Path) -> None:
+    """`terminal.sequence` from the config file beats what TERM would choose (kitty's OSC 99)."""
+    (tmp_path / "config.toml").write_text('[terminal]\nsequence = "777"\nbell = false\n')
+    env = cli_env(tmp_path, TERM="xterm-kitty")
+    out, code, _ = _in_pty([*CLI, "run", "--backend", "terminal", "--title", "done {cmd}",
+                            "--", "echo", "hi"], env)
+    assert code == 0
+    assert b"\x1b]777;notify;done echo hi;hi\x07" in out
+    assert b"\x1b]99;" not in out

@@ -51,12 +51,14 @@ def load(name: str, host: Host) -> Notifier:
     return notifier
 
 
-def current_host(env: Mapping[str, str] | None = None) -> Host:
-    """The facts about the machine this process runs on."""
+def current_host(env: Mapping[str, str] | None = None,
+                 settings: Mapping[str, object] | None = None) -> Host:
+    """The facts about the machine this process runs on, and the settings backends honour."""
     from claude_notify.notifiers.base import Host
 
     env = os.environ if env is None else env
-    return Host(platform=sys.platform, env=dict(env), is_wsl=_is_wsl(env))
+    return Host(platform=sys.platform, env=dict(env), is_wsl=_is_wsl(env),
+                settings=dict(settings or {}))
 
 
 def _is_wsl(env: Mapping[str, str]) -> bool:

@@ -68,6 +68,8 @@ class Host:
     """Running inside Windows Subsystem for Linux."""
     tty_path: str | None = "/dev/tty"
     """The controlling terminal to write escape sequences to, if any."""
+    settings: Mapping[str, object] = field(default_factory=dict)
+    """Resolved configuration values backends may honour (``terminal.sequence``…)."""
 
     @property
     def is_ssh(self) -> bool:

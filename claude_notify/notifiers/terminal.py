@@ -179,6 +179,12 @@ class TerminalNotifier:
         self, host: Host, *, kind: SequenceKind | None = None, bell: bool | None = None
     ) -> None:
         self.host = host
+        configured = host.settings.get("terminal.sequence")
+        if kind is None and configured in KINDS:
+            kind = configured  # one of KINDS, checked above
+        bell_setting = host.settings.get("terminal.bell")
+        if bell is None and isinstance(bell_setting, bool):
+            bell = bell_setting
         self._kind = kind
         self._bell = bell
 
