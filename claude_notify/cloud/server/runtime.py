@@ -26,8 +26,20 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
-            waker=waker or LocalWaker(),
+            waker=waker or _waker(settings),
         )
 
     def close(self) -> None:
         self.engine.dispose()
+        close = getattr(self.waker, "close", None)
+        if close is not None:
+            close()
+
+
+def _waker(settings: Settings) -> Waker:
+    """Redis wakes distributed workers; without it the embedded worker is woken in-process."""
+    if settings.redis_url and not settings.embedded_worker:
+        from claude_notify.cloud.server.delivery.redis_wake import RedisWaker
+
+        return RedisWaker(settings.redis_url)
+    return LocalWaker()

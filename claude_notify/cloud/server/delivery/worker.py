@@ -48,6 +48,7 @@ class Worker:
         self._http = http
         if isinstance(self.runtime.waker, LocalWaker):
             self.runtime.waker.attach(asyncio.get_running_loop(), self._wake)
+        listener = self._listen_for_wakes()
         loop_task = asyncio.create_task(self.run(), name="delivery-worker")
         try:
             yield self
@@ -55,12 +56,23 @@ class Worker:
             self._stopping = True
             self._wake.set()
             await loop_task
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             await self._drain()
             if own_http:
                 await http.aclose()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _listen_for_wakes(self) -> asyncio.Task[None] | None:
+        """With Redis configured, API replicas wake this worker through it."""
+        if self.settings.redis_url is None:
+            return None
+        from claude_notify.cloud.server.delivery.redis_wake import listen
+
+        return asyncio.create_task(listen(self.settings.redis_url, self.wake), name="wake-listener")
 
     async def run(self) -> None:
         """Claim and dispatch until stopped."""

@@ -1,0 +1,143 @@
+"""``claude-notify server``: run the API, run delivery workers, migrate, and manage accounts.
+
+Registered lazily by the main CLI, and itself imports only click and the stdlib at module level:
+``claude-notify server --help`` must not pay for FastAPI or SQLAlchemy. Errors are raised as
+:class:`~claude_notify.errors.ClaudeNotifyError` subclasses, which the main CLI prints as one line
+with their exit code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from claude_notify.cloud.server.runtime import Runtime
+    from claude_notify.cloud.server.settings import Settings
+
+
+def _settings() -> Settings:
+    from claude_notify.cloud.server.settings import Settings
+
+    settings = Settings.from_env().validate()
+    if settings.is_sqlite:
+        from pathlib import Path
+
+        path = settings.sqlalchemy_url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _runtime(settings: Settings | None = None) -> Runtime:
+    from claude_notify.cloud.server.runtime import Runtime
+
+    return Runtime.build(settings or _settings())
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+def server(ctx: click.Context, host: str, port: int) -> None:
+    """Run the hosted backend (API and, by default, an in-process delivery worker).
+
+    With no settings it uses a SQLite file in the user data directory. Set DATABASE_URL to a
+    postgresql:// URL and REDIS_URL to run stateless API replicas beside `server worker`
+    processes. Other settings: CLAUDE_NOTIFY_SERVER_<NAME> (e.g. _SMTP_HOST, _PUBLIC_URL).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from claude_notify.cloud.server.app import create_app
+
+    app = create_app(runtime=_runtime())
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@server.command()
+def worker() -> None:
+    """Run a delivery worker until interrupted (for DATABASE_URL + REDIS_URL deployments)."""
+    import asyncio
+
+    from claude_notify.cloud.server.delivery.standalone import run_worker
+
+    asyncio.run(run_worker(_runtime()))
+
+
+@server.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    from claude_notify.cloud.server.db.migrate import migrate as apply
+
+    runtime = _runtime()
+    try:
+        apply(runtime.engine)
+    finally:
+        runtime.close()
+    click.echo("database is up to date")
+
+
+@server.command("create-user")
+@click.argument("email")
+@click.option("--plan", type=click.Choice(["free", "pro"]), default="free", show_default=True)
+def create_user(email: str, plan: str) -> None:
+    """Create an account and print its first API token (shown once)."""
+    from claude_notify.cloud.server import auth
+
+    runtime = _ready_runtime()
+    try:
+        with runtime.sessions.begin() as session:
+            user, token = auth.create_user(session, email, plan=plan)
+            address = user.email
+    finally:
+        runtime.close()
+    click.echo(f"created {address} ({plan}); API token (shown once):", err=True)
+    click.echo(token.secret)
+
+
+@server.command("set-plan")
+@click.argument("email")
+@click.argument("plan", type=click.Choice(["free", "pro"]))
+def set_plan(email: str, plan: str) -> None:
+    """Move a user to another plan."""
+    from claude_notify.cloud.server import auth
+
+    runtime = _ready_runtime()
+    try:
+        with runtime.sessions.begin() as session:
+            auth.set_plan(session, email, plan)
+    finally:
+        runtime.close()
+    click.echo(f"{email.strip().lower()} is now on {plan}")
+
+
+@server.command()
+@click.option("--token", "token", help="A token, or a token id, to revoke.")
+@click.option("--user", "email", help="Revoke every token of this user.")
+def revoke(token: str | None, email: str | None) -> None:
+    """Revoke one API token, or all of a user's tokens."""
+    from claude_notify.cloud.server import auth
+    from claude_notify.errors import UsageError
+
+    if (token is None) == (email is None):
+        raise UsageError("give exactly one of --token or --user")
+    runtime = _ready_runtime()
+    try:
+        with runtime.sessions.begin() as session:
+            count = auth.revoke_tokens(session, email=email, token=token)
+    finally:
+        runtime.close()
+    click.echo(f"revoked {count} token(s)")
+
+
+def _ready_runtime() -> Runtime:
+    """A runtime whose database is migrated when that is the embedded default's job."""
+    runtime = _runtime()
+    if runtime.settings.should_migrate_on_start:
+        from claude_notify.cloud.server.db.migrate import migrate as apply
+
+        apply(runtime.engine)
+    return runtime

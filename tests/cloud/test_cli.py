@@ -1,0 +1,68 @@
+"""``claude-notify server …``: account administration through the real click group."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from claude_notify.cloud.server.cli import server
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.errors import UsageError
+
+
+@pytest.fixture
+def env(runtime: Runtime) -> dict[str, str]:
+    return {"DATABASE_URL": runtime.settings.database_url}
+
+
+def test_create_user_prints_a_working_token(env: dict[str, str], client: TestClient) -> None:
+    result = CliRunner().invoke(
+        server, ["create-user", "Cli@Example.com", "--plan", "pro"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.startswith("cnt_")
+    usage = client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
+    assert usage.json()["plan"] == "pro"
+
+    assert (
+        CliRunner().invoke(server, ["set-plan", "cli@example.com", "free"], env=env).exit_code == 0
+    )
+    usage = client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
+    assert usage.json()["plan"] == "free"
+
+    revoked = CliRunner().invoke(server, ["revoke", "--user", "cli@example.com"], env=env)
+    assert revoked.output.strip() == "revoked 1 token(s)"
+    assert client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_operator_mistakes_are_usage_errors(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    twice = runner.invoke(server, ["create-user", "a@example.com"], env=env)
+    assert twice.exit_code == 0
+    again = runner.invoke(server, ["create-user", "a@example.com"], env=env)
+    assert isinstance(again.exception, UsageError)
+    neither = runner.invoke(server, ["revoke"], env=env)
+    assert isinstance(neither.exception, UsageError)
+    assert runner.invoke(server, ["set-plan", "a@example.com", "gold"], env=env).exit_code == 2
+
+
+def test_migrate_is_safe_to_repeat(env: dict[str, str]) -> None:
+    for _ in range(2):
+        result = CliRunner().invoke(server, ["migrate"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "up to date" in result.output
+
+
+def test_the_server_group_loads_no_web_or_database_stack() -> None:
+    code = (
+        "import sys; from claude_notify.cloud.server.cli import server; "
+        "heavy = {'fastapi', 'sqlalchemy', 'uvicorn', 'httpx', 'alembic', 'psycopg', 'redis'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
