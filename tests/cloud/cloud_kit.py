@@ -67,6 +67,10 @@ class Received:
     at: float
 
 
+HANG = -1
+"""A scripted "status" that makes the receiver hold the request open until released."""
+
+
 @dataclass
 class Receiver:
     """A real HTTP receiver on 127.0.0.1; ``script`` holds the statuses to answer, in order."""
@@ -75,6 +79,7 @@ class Receiver:
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def answer(self, *responses: int | tuple[int, dict[str, str]]) -> None:
         with self.lock:

@@ -7,6 +7,7 @@ never touched). PostgreSQL tests skip only when the server is unreachable outsid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import ssl
@@ -25,6 +26,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from cloud_kit import (
+    HANG,
     Account,
     Mailbox,
     Received,
@@ -94,11 +96,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         path = tmp_path / "server.db"
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("pg_url")
+    return _emptied(request.getfixturevalue("pg_url"))
+
+
+def _emptied(url: str) -> str:
     tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {tables} CASCADE")
     return url
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> str:
+    """The scratch PostgreSQL database, emptied: for tests that only make sense there."""
+    return _emptied(pg_url)
 
 
 # --------------------------------------------------------------------------- SMTP
@@ -152,11 +163,18 @@ def receiver() -> Iterator[Receiver]:
                     )
                 )
                 status, headers = rec.script.pop(0) if rec.script else (200, {})
+            if status == HANG:
+                rec.release.wait(timeout=30)
+                status = 200
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("content-length", "0")
             self.end_headers()
+
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):  # the sender may be killed mid-request
+                super().handle()
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -165,6 +183,7 @@ def receiver() -> Iterator[Receiver]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield rec
+    rec.release.set()
     server.shutdown()
     server.server_close()
 

@@ -1,0 +1,190 @@
+"""Distributed delivery: real worker processes on PostgreSQL, woken through the real Redis.
+
+Proves what a single process cannot: two workers never send the same delivery, a worker killed
+with SIGKILL mid-send loses nothing, and API replicas wake workers through Redis rather than
+leaving them to their poll interval.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cloud_kit import HANG, Account, Receiver, wait_for
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import TaskEvent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+WORKER = "from claude_notify.cloud.server.cli import server; server(['worker'])"
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def api_runtime(pg_db: str, redis_url: str) -> Iterator[Runtime]:
+    """An API replica: no embedded worker, wakes the workers through Redis."""
+    settings = Settings(
+        database_url=pg_db,
+        redis_url=redis_url,
+        embedded_worker=False,
+        auto_migrate=False,
+        webhook_allow_private=True,
+    ).validate()
+    runtime = Runtime.build(settings)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def start_worker(
+    api_runtime: Runtime, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*, poll_s: float = 10.0, lease_s: float = 30.0) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": api_runtime.settings.database_url,
+            "REDIS_URL": str(api_runtime.settings.redis_url),
+            "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
+            "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": str(poll_s),
+            "CLAUDE_NOTIFY_SERVER_LEASE_S": str(lease_s),
+            "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.05,0.1",
+        }
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-c", WORKER], env=env, stderr=out)
+        started.append(proc)
+        wait_for(lambda: b"delivery worker started" in log.read_bytes(), what="worker start")
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def api(api_runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=api_runtime)) as client:
+        yield client
+
+
+@pytest.fixture
+def pro_with_webhook(api: TestClient, api_runtime: Runtime, receiver: Receiver) -> Account:
+    from claude_notify.cloud.server import auth
+
+    with api_runtime.sessions.begin() as session:
+        user, token = auth.create_user(session, "ops@example.com", plan="pro")
+        account = Account(user.email, token.secret, user.id)
+    created = api.post(
+        "/v1/channels",
+        json={"type": "webhook", "config": {"url": receiver.url}},
+        headers=account.headers,
+    )
+    assert created.status_code == 201
+    return account
+
+
+def finished(i: int) -> dict[str, Any]:
+    return TaskEvent(
+        type="finished",
+        source="run",
+        task_id=f"job-{i}",
+        machine_id="m",
+        status="success",
+        exit_code=0,
+        command=f"job {i}",
+    ).to_dict()
+
+
+def statuses(runtime: Runtime) -> dict[str, int]:
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Notification.status, func.count()).group_by(Notification.status)
+        )
+        return dict(rows.all())
+
+
+def test_two_workers_deliver_each_notification_exactly_once(
+    api: TestClient,
+    api_runtime: Runtime,
+    receiver: Receiver,
+    pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    start_worker()
+    start_worker()
+    for i in range(60):
+        assert (
+            api.post("/v1/events", json=finished(i), headers=pro_with_webhook.headers).status_code
+            == 202
+        )
+    calls = receiver.wait(60, timeout=30)
+    wait_for(lambda: statuses(api_runtime) == {"sent": 60}, what="all 60 sent")
+    ids = [c.headers["webhook-id"] for c in calls]
+    assert len(ids) == len(set(ids)) == receiver.count() == 60
+
+
+def test_redis_wakes_workers_long_before_their_poll(
+    api: TestClient,
+    receiver: Receiver,
+    pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    start_worker(poll_s=30.0)
+    started = time.monotonic()
+    api.post("/v1/events", json=finished(1), headers=pro_with_webhook.headers)
+    receiver.wait(1, timeout=5)
+    assert time.monotonic() - started < 5  # a poll would have taken up to 30 s
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(
+    api: TestClient,
+    api_runtime: Runtime,
+    receiver: Receiver,
+    pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    victim = start_worker(lease_s=2.0, poll_s=0.2)
+    receiver.answer(HANG)  # the first send hangs: the worker is mid-delivery when killed
+    sent = api.post("/v1/events", json=finished(1), headers=pro_with_webhook.headers).json()
+    receiver.wait(1)
+    victim.kill()
+    victim.wait(timeout=10)
+    assert statuses(api_runtime) == {"sending": 1}
+    start_worker(lease_s=2.0, poll_s=0.2)
+    calls = receiver.wait(2, timeout=20)
+    wait_for(lambda: statuses(api_runtime) == {"sent": 1}, what="the re-send to settle")
+    assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"]
+    got = api.get(
+        f"/v1/notifications/{sent['notifications'][0]['id']}", headers=pro_with_webhook.headers
+    ).json()
+    assert [a["outcome"] for a in got["attempt_log"]] == ["lost", "ok"]
