@@ -13,6 +13,7 @@ from claude_notify.cloud.server.api.routes import (
     channels,
     events,
     health,
+    metrics,
     notifications,
     tasks,
     usage,
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
-    for module in (health, events, tasks, channels, notifications, usage):
+    runtime.metrics.watch_queue(runtime.sessions)
+    for module in (health, metrics, events, tasks, channels, notifications, usage):
         app.include_router(module.router)
     return app
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
+from claude_notify.cloud.server.metrics import Metrics
 from claude_notify.cloud.server.settings import Settings
 
 
@@ -18,6 +19,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     waker: Waker
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings, *, waker: Waker | None = None) -> Runtime:

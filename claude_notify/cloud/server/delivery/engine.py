@@ -51,6 +51,8 @@ class Prepared:
     attempt_id: uuid.UUID
     attempt_number: int
     message: Message
+    created_at: datetime
+    """When the notification was queued: delivery latency is measured from here."""
 
 
 def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) -> list[Claim]:
@@ -107,7 +109,7 @@ def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
             return None
         attempt = DeliveryAttempt(id=uuid.uuid4(), notification_id=row.id, number=row.attempts)
         session.add(attempt)
-        return Prepared(claim, attempt.id, row.attempts, message)
+        return Prepared(claim, attempt.id, row.attempts, message, row.created_at)
 
 
 def _message(session: Session, row: Notification) -> Message | str:

@@ -22,6 +22,7 @@ from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.delivery.wake import LocalWaker
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.worker")
 
@@ -115,7 +116,7 @@ class Worker:
         started = time.monotonic()
         result = await self._send(prepared)
         duration_ms = round((time.monotonic() - started) * 1000)
-        await asyncio.to_thread(
+        status = await asyncio.to_thread(
             engine.settle,
             self.runtime.sessions,
             prepared,
@@ -124,6 +125,17 @@ class Worker:
             settings=self.settings,
             rng=self._rng,
         )
+        self._observe(prepared, status, duration_ms)
+
+    def _observe(self, prepared: engine.Prepared, status: str, duration_ms: int) -> None:
+        metrics = self.runtime.metrics
+        channel = prepared.message.channel_type
+        outcome = {"pending": "retry"}.get(status, status)
+        metrics.notifications.labels(channel, outcome).inc()
+        metrics.attempt_seconds.labels(channel).observe(duration_ms / 1000)
+        if status == "sent":
+            age = (utcnow() - prepared.created_at).total_seconds()
+            metrics.latency.labels(channel).observe(max(age, 0.0))
 
     async def _send(self, prepared: engine.Prepared) -> DeliveryResult:
         message = prepared.message

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server.api.deps import EventWriter, Principal, RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.db.models import User
-from claude_notify.cloud.server.ingest import record_event
+from claude_notify.cloud.server.ingest import Ingested, record_event
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent, utcnow
 
@@ -49,6 +50,19 @@ def parse_event(payload: dict[str, Any], settings: Settings) -> TaskEvent:
     return event
 
 
+def _count(runtime: Runtime, event: TaskEvent, result: Ingested) -> None:
+    metrics = runtime.metrics
+    if result.duplicate:
+        metrics.duplicates.inc()
+        return
+    metrics.events.labels(event.type).inc()
+    for n in result.notifications:
+        if n.status == "rejected":
+            metrics.notifications.labels(n.channel_type, "rejected").inc()
+            if n.reason and ("quota" in n.reason or "plan" in n.reason or "limit" in n.reason):
+                metrics.quota_rejections.labels(n.channel_type).inc()
+
+
 def _user(session: Session, caller: Principal) -> User:
     user = session.get(User, caller.user_id)
     if user is None:  # deleted between authentication and now
@@ -73,6 +87,7 @@ def post_event(
         session, user=_user(session, caller), event=event, now=utcnow(), settings=runtime.settings
     )
     session.commit()
+    _count(runtime, event, result)
     if any(n.status == "pending" for n in result.notifications) and not result.duplicate:
         runtime.waker.wake()
     headers = {"Idempotency-Replay": "true"} if result.duplicate else {}
