@@ -93,6 +93,14 @@ _SIZE_UNITS: Final = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024,
                       "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
 
 
+def _quiet_hours(value: object) -> str:
+    from claude_notify.quiet import parse_hours
+
+    text = _as_str(value)
+    parse_hours(text)
+    return text.strip()
+
+
 def _choice(*allowed: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         text = _as_str(value).strip().lower()
@@ -132,6 +140,8 @@ SETTINGS: Final[Mapping[str, Setting]] = {
         Setting("timeout", 2.0, _as_duration, "longest time spent delivering a notification"),
         Setting("match_interval", 30.0, _as_duration,
                 "least time between two --match notifications"),
+        Setting("quiet_hours", "", _quiet_hours, "local hours with no notifications, 22:00-07:00"),
+        Setting("history.keep", 5000, _as_size, "tasks kept in the history (0 turns it off)"),
         Setting("terminal.sequence", "auto", _choice("auto", "99", "777", "9", "bell"),
                 "escape sequence for the terminal backend"),
         Setting("terminal.bell", True, _as_bool, "ring the bell with terminal notifications"),

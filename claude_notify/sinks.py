@@ -17,6 +17,7 @@ from claude_notify.notifiers.base import DeliveryResult, Notification, Urgency
 
 if TYPE_CHECKING:
     from claude_notify.config import Config
+    from claude_notify.dispatch import Decision
     from claude_notify.events import TaskEvent
     from claude_notify.notifiers.base import Host, Notifier
 
@@ -26,7 +27,7 @@ class Sink(Protocol):
 
     name: ClassVar[str]
 
-    def handle(self, event: TaskEvent, *, notify: bool) -> None:
+    def handle(self, event: TaskEvent, decision: Decision) -> None:
         """Deal with one event; never raise for a delivery problem."""
 
 
@@ -114,8 +115,8 @@ class DesktopSink:
             except Exception:  # noqa: S112 - warming up is best effort; send() reports
                 continue
 
-    def handle(self, event: TaskEvent, *, notify: bool) -> None:
-        if not notify:
+    def handle(self, event: TaskEvent, decision: Decision) -> None:
+        if not decision.notify:
             return
         results = self.deliver(build_notification(event, self.style))
         if not any(r.ok for r in results) and not self.quiet:
@@ -160,3 +161,26 @@ class DesktopSink:
 
             self._loaded[name] = load(name, self.host)
         return self._loaded[name]
+
+
+class HistorySink:
+    """Records every finished task, notified or not, in the local history."""
+
+    name: ClassVar[str] = "history"
+
+    def __init__(self, *, keep: int) -> None:
+        self.keep = keep
+
+    def handle(self, event: TaskEvent, decision: Decision) -> None:
+        if event.type not in ("finished", "needs_input"):
+            return
+        import sqlite3
+
+        from claude_notify import history
+
+        try:
+            history.record(event, notified=decision.notify, muted=decision.held, keep=self.keep)
+        except (OSError, sqlite3.Error) as exc:
+            from claude_notify.errors import ClaudeNotifyError
+
+            raise ClaudeNotifyError(f"history not recorded: {exc}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from claude_notify import config as config_mod
-from claude_notify.errors import ClaudeNotifyError, UsageError, warn
+from claude_notify.errors import UsageError
 from claude_notify.events import TaskEvent, host_name, new_id, utcnow
 from claude_notify.options import RUN_OPTIONS, ParsedRun
 from claude_notify.render import clean_output
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
     from claude_notify.config import Config
     from claude_notify.runner import Outcome, Tail
-    from claude_notify.sinks import Sink
 
 _INTERRUPTS = frozenset({"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGPIPE"})
 
@@ -64,19 +63,6 @@ def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
     if outcome.exit_code == 0:
         return "success", None
     return "failure", sig
-
-
-def should_notify(event: TaskEvent, *, on: str, min_duration: float) -> bool:
-    """``--on`` and ``--min-duration``, for every sink."""
-    if on == "never":
-        return False
-    if event.type == "finished" and (event.duration_s or 0.0) < min_duration:
-        return False
-    if on == "success":
-        return event.status == "success"
-    if on == "failure":
-        return event.status in ("failure", "interrupted")
-    return True
 
 
 def machine_id() -> str:
@@ -213,18 +199,9 @@ class RunSession:
         self.use_pty = (sys.platform != "win32" and not values.get("no_pty")
                         and os.isatty(1))
         self.env = env
-        self.sinks = self._sinks()
+        from claude_notify.dispatch import Dispatcher
 
-    def _sinks(self) -> list[Sink]:
-        from claude_notify.notifiers import current_host
-        from claude_notify.sinks import DesktopSink, Style
-
-        settings = {key: self.config[key] for key in ("terminal.sequence", "terminal.bell")}
-        desktop = DesktopSink(host=current_host(self.env, settings),
-                              backend=self.config["backend"],
-                              style=Style.from_config(self.config),
-                              timeout=self.config["timeout"], quiet=self.quiet)
-        return [desktop]
+        self.dispatcher = Dispatcher(self.config, env, quiet=self.quiet)
 
     def execute(self) -> int:
         from claude_notify import runner
@@ -234,10 +211,8 @@ class RunSession:
                          session_id=session_id(self.env), command=self.display, cwd=str(Path.cwd()),
                          host=host_name(), started_at=utcnow(), log_path=self.log_path)
         log = self._open_log()
-        for sink in self.sinks if self.config["on"] != "never" else ():
-            prepare = getattr(sink, "prepare_in_background", None)
-            if prepare is not None:
-                prepare()
+        if self.config["on"] != "never":
+            self.dispatcher.prepare()
         start = time.monotonic()
         watcher = None
         if self.pattern is not None or self.every:
@@ -264,15 +239,7 @@ class RunSession:
         return outcome.wrapper_exit
 
     def _emit(self, event: TaskEvent) -> None:
-        notify = should_notify(event, on=self.config["on"],
-                               min_duration=self.config["min_duration"])
-        for sink in self.sinks:
-            try:
-                sink.handle(event, notify=notify)
-            except ClaudeNotifyError as exc:
-                self._warn(str(exc))
-            except Exception as exc:  # a sink bug must never cost the user their exit code
-                self._warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
+        self.dispatcher.emit(event)
 
     def _open_log(self) -> BinaryIO | None:
         if self.log_path is None:
@@ -281,10 +248,6 @@ class RunSession:
             return Path(self.log_path).open("wb")  # closed by execute()
         except OSError as exc:
             raise UsageError(f"--log: cannot write {self.log_path}: {exc.strerror}") from None
-
-    def _warn(self, message: str) -> None:
-        if not self.quiet:
-            warn(message)
 
 
 def _compile(pattern: object) -> re.Pattern[bytes] | None:

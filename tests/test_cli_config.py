@@ -155,7 +155,7 @@ def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=True)
     loaded = set(result.stdout.split())
     heavy = {"click", "asyncio", "httpx", "keyring", "desktop_notifier", "tomlkit", "psutil",
-             "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "json", "argparse"}
+             "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "argparse"}
     assert "claude_notify.runner" in loaded
     assert not heavy & loaded, sorted(heavy & loaded)
 

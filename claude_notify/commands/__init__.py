@@ -18,6 +18,10 @@ SUBCOMMANDS: Final = {
     "test": "claude_notify.commands.doctor:test",
     "doctor": "claude_notify.commands.doctor:doctor",
     "config": "claude_notify.commands.config:config",
+    "history": "claude_notify.commands.history:history",
+    "show": "claude_notify.commands.history:show",
+    "mute": "claude_notify.commands.quiet:mute",
+    "unmute": "claude_notify.commands.quiet:unmute",
     "server": "claude_notify.cloud.server.cli:server",
 }
 

@@ -1,0 +1,101 @@
+"""One road for every task event, whatever saw it (run, watch, shell, the Claude Code hook).
+
+The dispatcher decides once — ``on``, ``min_duration``, mute and quiet hours — and hands the event
+and that decision to every sink: the history records everything, the desktop notifies when told.
+A sink's failure is one line on stderr and never reaches the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from claude_notify.errors import ClaudeNotifyError, warn
+
+if TYPE_CHECKING:
+    from claude_notify.config import Config
+    from claude_notify.events import TaskEvent
+    from claude_notify.sinks import Sink
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether the user wants a notification for an event, and why not if held back."""
+
+    notify: bool
+    held: str | None = None
+    """Set when the flags wanted a notification but mute or quiet hours held it back."""
+
+
+def wanted(event: TaskEvent, *, on: str, min_duration: float) -> bool:
+    """``--on`` and ``--min-duration``: the flags that decide for every sink."""
+    if on == "never":
+        return False
+    if event.type == "finished" and (event.duration_s or 0.0) < min_duration:
+        return False
+    if on == "success":
+        return event.status == "success"
+    if on == "failure":
+        return event.status in ("failure", "interrupted")
+    return True
+
+
+class Dispatcher:
+    """The sinks for one process, built from resolved configuration."""
+
+    def __init__(self, config: Config, env: Mapping[str, str], *, quiet: bool = False,
+                 sinks: list[Sink] | None = None) -> None:
+        self.config = config
+        self.quiet = quiet
+        self.sinks = sinks if sinks is not None else default_sinks(config, env, quiet=quiet)
+
+    def prepare(self) -> None:
+        """Warm up sinks that can (connect to D-Bus) while the task runs."""
+        for sink in self.sinks:
+            prepare = getattr(sink, "prepare_in_background", None)
+            if prepare is not None:
+                prepare()
+
+    def decide(self, event: TaskEvent, *, on: str | None = None,
+               min_duration: float | None = None) -> Decision:
+        want = wanted(event, on=on or self.config["on"],
+                      min_duration=self.config["min_duration"] if min_duration is None
+                      else min_duration)
+        if not want:
+            return Decision(False)
+        from claude_notify import quiet
+
+        held = quiet.reason(quiet.parse_hours(self.config["quiet_hours"]))
+        return Decision(held is None, held)
+
+    def emit(self, event: TaskEvent, *, on: str | None = None,
+             min_duration: float | None = None) -> Decision:
+        decision = self.decide(event, on=on, min_duration=min_duration)
+        for sink in self.sinks:
+            try:
+                sink.handle(event, decision)
+            except ClaudeNotifyError as exc:
+                self._warn(str(exc))
+            except Exception as exc:  # a sink bug must never cost the user their exit code
+                self._warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
+        return decision
+
+    def _warn(self, message: str) -> None:
+        if not self.quiet:
+            warn(message)
+
+
+def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool) -> list[Sink]:
+    """The desktop notifier and the history; the cloud joins them once logged in."""
+    from claude_notify.notifiers import current_host
+    from claude_notify.sinks import DesktopSink, HistorySink, Style
+
+    settings = {key: config[key] for key in ("terminal.sequence", "terminal.bell")}
+    desktop = DesktopSink(host=current_host(env, settings), backend=config["backend"],
+                          style=Style.from_config(config), timeout=config["timeout"],
+                          quiet=quiet)
+    sinks: list[Sink] = [desktop]
+    if config["history.keep"] > 0:
+        sinks.append(HistorySink(keep=config["history.keep"]))
+    return sinks
