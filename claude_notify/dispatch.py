@@ -95,7 +95,8 @@ def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool) -> lis
     desktop = DesktopSink(host=current_host(env, settings), backend=config["backend"],
                           style=Style.from_config(config), timeout=config["timeout"],
                           quiet=quiet)
-    sinks: list[Sink] = [desktop]
-    if config["history.keep"] > 0:
+    sinks: list[Sink] = []
+    if config["history.keep"] > 0:  # first: recorded even if the user interrupts a slow send
         sinks.append(HistorySink(keep=config["history.keep"]))
+    sinks.append(desktop)
     return sinks

@@ -109,14 +109,32 @@ def run(
     tail: Tail,
     log: BinaryIO | None = None,
     observer: Observer | None = None,
+    keep_handlers: bool = False,
 ) -> Outcome:
-    """Run ``argv`` to its end, relaying output; raise for a command that cannot start."""
+    """Run ``argv`` to its end, relaying output; raise for a command that cannot start.
+
+    With ``keep_handlers`` the termination signals stay caught afterwards (by a handler that
+    raises :class:`LateSignal`), so one arriving while we notify cannot kill us with the
+    wrong exit status.
+    """
     if sys.platform == "win32":
         from claude_notify._winrun import run_windows
 
         return run_windows(argv, tail=tail, log=log, observer=observer)
     else:  # a platform branch: mypy skips it elsewhere
-        return _Supervisor(argv, use_pty=use_pty, tail=tail, log=log, observer=observer).run()
+        outcome = _Supervisor(argv, use_pty=use_pty, tail=tail, log=log, observer=observer).run()
+        if keep_handlers:
+            for signum in FORWARDED:
+                signal.signal(signum, _late_signal)
+        return outcome
+
+
+class LateSignal(BaseException):
+    """A termination signal arrived after the child ended: finish up and leave."""
+
+
+def _late_signal(signum: int, frame: object) -> None:
+    raise LateSignal(signum)
 
 
 if sys.platform != "win32":

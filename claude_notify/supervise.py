@@ -223,19 +223,22 @@ class RunSession:
                                            match=text, duration_s=time.monotonic() - start)))
         try:
             outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
-                                 observer=watcher)
+                                 observer=watcher, keep_handlers=True)
         finally:
             if log is not None:
                 log.close()
-        if watcher is not None:
-            watcher.finish(self.config["timeout"])
         status, sig = outcome_status(outcome)
         finished = replace(
             base, type="finished", event_id=new_id(), status=status,  # type: ignore[arg-type]
             ended_at=utcnow(), duration_s=outcome.duration_s, exit_code=outcome.exit_code,
             signal=sig, tail=clean_output(outcome.tail), peak_rss_bytes=outcome.peak_rss_bytes,
             cpu_time_s=outcome.cpu_time_s)
-        self._emit(finished)
+        try:
+            if watcher is not None:
+                watcher.finish(self.config["timeout"])
+            self._emit(finished)
+        except runner.LateSignal:
+            pass  # asked to stop while notifying: the history already has the task
         return outcome.wrapper_exit
 
     def _emit(self, event: TaskEvent) -> None:
