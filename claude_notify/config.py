@@ -101,6 +101,27 @@ def _quiet_hours(value: object) -> str:
     return text.strip()
 
 
+def _as_list(value: object) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated string (how env variables spell it)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("expected a list of strings")
+
+
+def _as_thresholds(value: object) -> dict[str, float]:
+    """Per-command thresholds: ``{make = "0s", cargo = "1m"}`` or ``make=0s,cargo=1m``."""
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("expected NAME=DURATION pairs, e.g. make=0s,cargo=1m")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("expected a table of command = duration")
+    return {str(k): _as_duration(v) for k, v in value.items()}
+
+
 def _choice(*allowed: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         text = _as_str(value).strip().lower()
@@ -142,6 +163,23 @@ SETTINGS: Final[Mapping[str, Setting]] = {
                 "least time between two --match notifications"),
         Setting("quiet_hours", "", _quiet_hours, "local hours with no notifications, 22:00-07:00"),
         Setting("history.keep", 5000, _as_size, "tasks kept in the history (0 turns it off)"),
+        Setting("shell.threshold", 30.0, _as_duration,
+                "shell integration: notify for commands longer than this"),
+        Setting("shell.commands", {}, _as_thresholds,
+                "per-command thresholds, e.g. {make = \"0s\"} to always notify for make"),
+        Setting("shell.ignore", ("vim", "vi", "nvim", "nano", "emacs", "less", "more", "man",
+                                 "ssh", "mosh", "tmux", "screen", "top", "htop", "btop",
+                                 "watch", "claude", "fg", "bg", "git log"),
+                _as_list, "commands never notified by the shell integration"),
+        Setting("shell.allow", (), _as_list,
+                "commands notified even when they match shell.ignore"),
+        Setting("shell.unfocused_only", True, _as_bool,
+                "notify only when the terminal is not focused, where that can be told"),
+        Setting("claude.debounce", 3.0, _as_duration,
+                "wait this long after Claude stops before notifying"),
+        Setting("claude.min_duration", 0.0, _as_duration,
+                "do not notify for Claude turns shorter than this"),
+        Setting("claude.subagents", False, _as_bool, "also notify when a subagent stops"),
         Setting("terminal.sequence", "auto", _choice("auto", "99", "777", "9", "bell"),
                 "escape sequence for the terminal backend"),
         Setting("terminal.bell", True, _as_bool, "ring the bell with terminal notifications"),
