@@ -42,6 +42,7 @@ from claude_notify.cloud.server.app import create_app
 from claude_notify.cloud.server.db.engine import make_engine
 from claude_notify.cloud.server.db.migrate import migrate
 from claude_notify.cloud.server.db.models import Base
+from claude_notify.cloud.server.logcrypt import new_key
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -206,6 +207,7 @@ def settings(db_url: str, smtp_server: Mailbox) -> Settings:
         max_attempts=4,
         worker_poll_s=0.05,
         lease_s=5.0,
+        log_keys=(new_key("k1"),),
     ).validate()
 
 

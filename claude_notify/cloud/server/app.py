@@ -13,6 +13,7 @@ from claude_notify.cloud.server.api.routes import (
     channels,
     events,
     health,
+    logs,
     metrics,
     notifications,
     tasks,
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
     runtime.metrics.watch_queue(runtime.sessions)
-    for module in (health, metrics, events, tasks, channels, notifications, usage):
+    for module in (health, metrics, events, tasks, logs, channels, notifications, usage):
         app.include_router(module.router)
     return app
 

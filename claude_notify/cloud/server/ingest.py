@@ -151,7 +151,7 @@ def start_task(
     user_id: uuid.UUID,
     cmd: str,
     session_id: str | None,
-    notify_on: str,
+    notify_on: str | None,
     channels: list[str] | None,
     machine_id: str | None,
     now: datetime,

@@ -71,6 +71,10 @@ class Settings:
     free_daily_notifications: int = 3
     pro_daily_sms: int = 30
     verification_ttl_s: float = 86_400.0
+    log_keys: tuple[str, ...] = ()
+    """AES-256-GCM keys for stored logs, ``id:base64``; the first encrypts, all decrypt."""
+    pro_log_cap_bytes: int = 10 * 1024 * 1024
+    """How much of a pro user's log is kept (at most 10 MB; free keeps a 10 KB tail)."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
@@ -84,6 +88,15 @@ class Settings:
         for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s"):
             if getattr(self, name) <= 0:
                 _bad(name.upper(), getattr(self, name), "must be positive")
+        if not 0 < self.pro_log_cap_bytes <= 10 * 1024 * 1024:
+            _bad("PRO_LOG_CAP_BYTES", self.pro_log_cap_bytes, "must be between 1 and 10 MB")
+        if self.log_keys:
+            from claude_notify.cloud.server.logcrypt import LogKeyError, parse_keys
+
+            try:
+                parse_keys(self.log_keys)
+            except LogKeyError as exc:
+                _bad("LOG_KEYS", "…", str(exc))
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self
@@ -137,8 +150,10 @@ def _parse(name: str, raw: str, annotation: str) -> object:
             return int(raw)
         if annotation == "float":
             return float(raw)
-        if annotation.startswith("tuple"):
+        if annotation == "tuple[float, ...]":
             return tuple(float(x) for x in raw.split(",") if x.strip())
+        if annotation == "tuple[str, ...]":
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
     except ValueError:
         _bad(_ENV_PREFIX + name.upper(), raw, f"is not a valid {annotation}")
     return raw or None if "None" in annotation else raw

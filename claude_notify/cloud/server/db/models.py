@@ -13,11 +13,13 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -212,3 +214,40 @@ class UsageCounter(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     """``all`` (every notification) or a channel type with its own limit (``sms``)."""
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TaskLog(Base):
+    """A task's stored output: how much arrived, how much is kept, and a digest of all of it."""
+
+    __tablename__ = "task_logs"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = _owner()
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_kept: Mapped[int] = mapped_column(BigInteger, default=0)
+    digest: Mapped[str] = mapped_column(String(64))
+    """Chained SHA-256 over every chunk ever received (``sha256(previous || chunk)``): proves
+    what the whole log was after older parts were dropped to stay within the plan's cap."""
+    next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TaskLogChunk(Base):
+    """One appended piece of output, encrypted with AES-256-GCM under a key from settings."""
+
+    __tablename__ = "task_log_chunks"
+    __table_args__ = (UniqueConstraint("task_id", "seq"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = _owner()
+    seq: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(32))
+    """Which settings key encrypted it, so keys can rotate without re-encrypting old chunks."""
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    """Plaintext bytes."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -30,7 +30,8 @@ class TaskIn(BaseModel):
 
     cmd: str = Field(max_length=8192)
     session_id: str | None = Field(default=None, max_length=256)
-    notify_on: Literal["exit", "partial", "custom_regex"] = "exit"
+    notify_on: Literal["exit", "partial", "custom_regex"] | None = None
+    """Narrows what this task notifies about; ``None`` leaves it to each channel's rules."""
     channels: list[str] | None = Field(default=None, max_length=10)
     machine_id: str | None = Field(default=None, max_length=128)
 

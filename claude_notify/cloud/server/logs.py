@@ -1,0 +1,182 @@
+"""Task logs: appended in chunks, encrypted at rest, capped by plan, watched by regex rules.
+
+Free keeps the last 10 KB, pro the last ``pro_log_cap_bytes`` (10 MB at most). Older output is
+dropped whole chunks first, then by re-sealing the oldest kept chunk's tail; the chained digest
+still covers everything ever received (spec §11: "only hash task logs > 10 MB").
+
+Each appended chunk is checked against the user's ``match`` rules: the first matching line per
+pattern becomes a ``match`` event, with an event id derived from the task, chunk and pattern, so
+a retried upload cannot notify twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.db.models import Channel, Task, TaskLog, TaskLogChunk, User
+from claude_notify.cloud.server.db.ops import insert_ignore
+from claude_notify.cloud.server.ingest import FREE_TAIL_BYTES, record_event
+from claude_notify.cloud.server.logcrypt import LogCipher, Sealed
+from claude_notify.cloud.server.orchestrator import Planned
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import TaskEvent
+
+MAX_MATCH_LINE = 4096
+"""Lines longer than this are checked only on their first 4096 characters."""
+EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    bytes_total: int
+    bytes_kept: int
+    digest: str
+    notifications: list[Planned]
+
+
+def cap_for(plan: str, settings: Settings) -> int:
+    return settings.pro_log_cap_bytes if plan == "pro" else FREE_TAIL_BYTES
+
+
+def _context(task_id: uuid.UUID, seq: int) -> bytes:
+    return f"{task_id}:{seq}".encode()
+
+
+def append(
+    session: Session,
+    *,
+    user: User,
+    task: Task,
+    data: bytes,
+    cipher: LogCipher,
+    now: datetime,
+    settings: Settings,
+) -> Appended:
+    """Store one chunk, trim to the plan's cap and fire ``match`` rules; the caller commits."""
+    insert_ignore(
+        session,
+        TaskLog,
+        {
+            "task_id": task.id,
+            "user_id": user.id,
+            "bytes_total": 0,
+            "bytes_kept": 0,
+            "digest": EMPTY_DIGEST,
+            "next_seq": 0,
+            "updated_at": now,
+        },
+        ["task_id"],
+    )
+    log = session.scalars(select(TaskLog).where(TaskLog.task_id == task.id).with_for_update()).one()
+    seq = log.next_seq
+    sealed = cipher.seal(data, _context(task.id, seq))
+    session.add(
+        TaskLogChunk(
+            id=uuid.uuid4(),
+            task_id=task.id,
+            user_id=user.id,
+            seq=seq,
+            key_id=sealed.key_id,
+            nonce=sealed.nonce,
+            ciphertext=sealed.ciphertext,
+            size=len(data),
+            created_at=now,
+        )
+    )
+    log.next_seq = seq + 1
+    log.bytes_total += len(data)
+    log.bytes_kept += len(data)
+    log.digest = hashlib.sha256(bytes.fromhex(log.digest) + data).hexdigest()
+    log.updated_at = now
+    session.flush()
+    _trim(session, log, cipher, cap_for(user.plan, settings))
+    planned = _fire_rules(
+        session, user=user, task=task, data=data, seq=seq, now=now, settings=settings
+    )
+    return Appended(log.bytes_total, log.bytes_kept, log.digest, planned)
+
+
+def _trim(session: Session, log: TaskLog, cipher: LogCipher, cap: int) -> None:
+    """Drop the oldest output until at most ``cap`` bytes remain."""
+    chunks = session.scalars(
+        select(TaskLogChunk).where(TaskLogChunk.task_id == log.task_id).order_by(TaskLogChunk.seq)
+    ).all()
+    excess = log.bytes_kept - cap
+    for chunk in chunks:
+        if excess <= 0:
+            break
+        if chunk.size <= excess:
+            session.execute(delete(TaskLogChunk).where(TaskLogChunk.id == chunk.id))
+            excess -= chunk.size
+            log.bytes_kept -= chunk.size
+            continue
+        context = _context(log.task_id, chunk.seq)
+        plain = cipher.open(Sealed(chunk.key_id, chunk.nonce, chunk.ciphertext), context)
+        kept = plain[excess:]
+        resealed = cipher.seal(kept, context)
+        chunk.key_id, chunk.nonce, chunk.ciphertext = (
+            resealed.key_id,
+            resealed.nonce,
+            resealed.ciphertext,
+        )
+        chunk.size = len(kept)
+        log.bytes_kept -= excess
+        excess = 0
+
+
+def read(session: Session, *, task: Task, cipher: LogCipher) -> bytes:
+    """The kept part of a task's log, decrypted, oldest first."""
+    chunks = session.scalars(
+        select(TaskLogChunk).where(TaskLogChunk.task_id == task.id).order_by(TaskLogChunk.seq)
+    )
+    return b"".join(
+        cipher.open(Sealed(c.key_id, c.nonce, c.ciphertext), _context(task.id, c.seq))
+        for c in chunks
+    )
+
+
+def _fire_rules(
+    session: Session,
+    *,
+    user: User,
+    task: Task,
+    data: bytes,
+    seq: int,
+    now: datetime,
+    settings: Settings,
+) -> list[Planned]:
+    patterns = {
+        str(c.rules["regex"])
+        for c in session.scalars(select(Channel).where(Channel.user_id == user.id))
+        if "match" in c.rules.get("on", []) and c.rules.get("regex")
+    }
+    if not patterns:
+        return []
+    lines = data.decode(errors="replace").splitlines()
+    planned: list[Planned] = []
+    for pattern in sorted(patterns):
+        compiled = re.compile(pattern)
+        line = next((ln for ln in lines if compiled.search(ln[:MAX_MATCH_LINE])), None)
+        if line is None:
+            continue
+        digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]
+        event = TaskEvent(
+            type="match",
+            source="run",
+            task_id=task.key,
+            machine_id=task.machine_id or "server",
+            session_id=task.session_id,
+            event_id=f"log:{task.id}:{seq}:{digest}",
+            command=task.cmd,
+            match=line[:MAX_MATCH_LINE],
+        )
+        result = record_event(session, user=user, event=event, now=now, settings=settings)
+        planned += result.notifications
+    return planned
