@@ -17,6 +17,10 @@ from claude_notify.errors import ClaudeNotifyError, warn
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["hook"]:  # Claude Code waits on this one: no click, always 0
+        from claude_notify.claude.hook import main as hook_main
+
+        sys.exit(hook_main())
     if args[:1] == ["run"]:
         from claude_notify.options import NotPlain, parse_run_args
 

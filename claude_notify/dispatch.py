@@ -26,6 +26,8 @@ class Decision:
     notify: bool
     held: str | None = None
     """Set when the flags wanted a notification but mute or quiet hours held it back."""
+    urgency: str | None = None
+    """The source's urgency hint (a permission prompt is critical), if it has one."""
 
 
 def wanted(event: TaskEvent, *, on: str, min_duration: float) -> bool:
@@ -58,20 +60,20 @@ class Dispatcher:
                 prepare()
 
     def decide(self, event: TaskEvent, *, on: str | None = None,
-               min_duration: float | None = None) -> Decision:
+               min_duration: float | None = None, urgency: str | None = None) -> Decision:
         want = wanted(event, on=on or self.config["on"],
                       min_duration=self.config["min_duration"] if min_duration is None
                       else min_duration)
         if not want:
-            return Decision(False)
+            return Decision(False, urgency=urgency)
         from claude_notify import quiet
 
         held = quiet.reason(quiet.parse_hours(self.config["quiet_hours"]))
-        return Decision(held is None, held)
+        return Decision(held is None, held, urgency)
 
     def emit(self, event: TaskEvent, *, on: str | None = None,
-             min_duration: float | None = None) -> Decision:
-        decision = self.decide(event, on=on, min_duration=min_duration)
+             min_duration: float | None = None, urgency: str | None = None) -> Decision:
+        decision = self.decide(event, on=on, min_duration=min_duration, urgency=urgency)
         for sink in self.sinks:
             try:
                 sink.handle(event, decision)

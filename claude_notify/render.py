@@ -80,6 +80,8 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 def default_title(event: TaskEvent, values: Mapping[str, str]) -> str:
     """``✓ make test · 2m 03s``, ``✗ make test · exit 2 · 5s``, ``⚠ make · SIGINT · 3s``."""
+    if event.title:
+        return event.title
     parts = [f"{values['mark']} {values['cmd']}".strip()]
     if event.type == "match":
         parts.append("matched")

@@ -52,25 +52,36 @@ class Style:
         )
 
 
-def build_notification(event: TaskEvent, style: Style) -> Notification:
-    """Render one event into the words and hints of a notification."""
+def build_notification(event: TaskEvent, style: Style, *,
+                       urgency: str | None = None) -> Notification:
+    """Render one event into the words and hints of a notification.
+
+    Templates shape what we run; an event that brings its own title (Claude's) keeps it.
+    """
     values = render.fields_of(event, tail_lines=style.tail_lines)
-    title = render.render(style.title, values) if style.title else render.default_title(
-        event, values)
-    body = render.render(style.message, values) if style.message else render.default_body(
-        event, values)
+    own = event.title is not None
+    title = render.render(style.title, values) if style.title and not own else (
+        render.default_title(event, values))
+    body = render.render(style.message, values) if style.message and not own else (
+        render.default_body(event, values))
+    level = style.urgency if style.urgency != "auto" else urgency or "auto"
+    return Notification(title=render.shorten(title, 200), body=body,
+                        urgency=_urgency(level, event), icon=style.icon or None,
+                        sound=None if style.sound.strip().lower() in ("", "none")
+                        else style.sound)
+
+
+def _urgency(level: str, event: TaskEvent) -> Urgency:
     urgency: Urgency
-    if style.urgency in ("low", "normal", "critical"):
-        urgency = style.urgency  # type: ignore[assignment]  # checked just above
+    if level in ("low", "normal", "critical"):
+        urgency = level  # type: ignore[assignment]  # checked just above
     elif event.type == "finished" and event.status == "failure":
         urgency = "critical"
     elif event.type == "progress":
         urgency = "low"
     else:
         urgency = "normal"
-    sound = None if style.sound.strip().lower() in ("", "none") else style.sound
-    return Notification(title=render.shorten(title, 200), body=body, urgency=urgency,
-                        icon=style.icon or None, sound=sound)
+    return urgency
 
 
 class DesktopSink:
@@ -118,7 +129,7 @@ class DesktopSink:
     def handle(self, event: TaskEvent, decision: Decision) -> None:
         if not decision.notify:
             return
-        results = self.deliver(build_notification(event, self.style))
+        results = self.deliver(build_notification(event, self.style, urgency=decision.urgency))
         if not any(r.ok for r in results) and not self.quiet:
             why = "; ".join(f"{r.backend}: {r.detail}" for r in results) or "no backend"
             from claude_notify.errors import warn

@@ -18,6 +18,7 @@ SUBCOMMANDS: Final = {
     "test": "claude_notify.commands.doctor:test",
     "doctor": "claude_notify.commands.doctor:doctor",
     "config": "claude_notify.commands.config:config",
+    "hook": "claude_notify.commands.hook:hook",
     "history": "claude_notify.commands.history:history",
     "show": "claude_notify.commands.history:show",
     "mute": "claude_notify.commands.quiet:mute",

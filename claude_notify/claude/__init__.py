@@ -1,0 +1,1 @@
+"""Claude Code integration: the hook, its delivery process, settings and transcripts."""
