@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from desktop import DesktopSession  # noqa: E402
+from desktop import DesktopSession
 
 EXE = str(Path(sys.executable).with_name("claude-notify"))
 
