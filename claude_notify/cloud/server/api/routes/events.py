@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import EventWriter, Principal, RuntimeDep, SessionDep
@@ -32,6 +33,21 @@ _FIELD_LIMITS = {
     "match": 4096,
     "log_path": 4096,
 }
+
+
+def event_schema() -> dict[str, Any]:
+    """The OpenAPI schema of a ``TaskEvent``, derived from the dataclass and the server's limits."""
+    schema: dict[str, Any] = TypeAdapter(TaskEvent).json_schema()
+    properties = schema["properties"]
+    for name, limit in _FIELD_LIMITS.items():
+        options = properties[name].get("anyOf", [properties[name]])
+        for option in options:
+            if option.get("type") == "string" and "format" not in option:
+                option["maxLength"] = limit
+                if name in schema.get("required", []):
+                    option["minLength"] = 1
+    schema["additionalProperties"] = True  # newer clients' fields are ignored, not refused
+    return schema
 
 
 def parse_event(payload: dict[str, Any], settings: Settings) -> TaskEvent:
@@ -75,6 +91,12 @@ def _user(session: Session, caller: Principal) -> User:
     status_code=202,
     summary="Report a task event (idempotent on event_id)",
     responses={202: {"description": "Accepted; a replayed event_id answers the original body"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": event_schema()}},
+        }
+    },
 )
 def post_event(
     payload: Annotated[dict[str, Any], Body(description="A TaskEvent as `to_dict()` writes it")],
