@@ -13,6 +13,7 @@ from claude_notify.cloud.server.api.routes import (
     channels,
     events,
     health,
+    login,
     logs,
     metrics,
     notifications,
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
     runtime.metrics.watch_queue(runtime.sessions)
-    for module in (health, metrics, events, tasks, logs, channels, notifications, usage):
+    routers = (health, metrics, login, events, tasks, logs, channels, notifications, usage)
+    for module in routers:
         app.include_router(module.router)
     return app
 

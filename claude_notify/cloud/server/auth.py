@@ -99,8 +99,8 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[User, IssuedToken]:
-    """Create an account with one account token (``server create-user``); the caller commits."""
+def create_account(session: Session, email: str, *, plan: str = "free") -> User:
+    """Create an account without any token; the caller commits."""
     _check_plan(plan)
     address = normalise_email(email)
     if session.scalar(select(User.id).where(User.email == address)) is not None:
@@ -108,6 +108,12 @@ def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[Us
     user = User(id=uuid.uuid4(), email=address, plan=plan, timezone="UTC")
     session.add(user)
     session.flush()
+    return user
+
+
+def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[User, IssuedToken]:
+    """Create an account with one account token (``server create-user``); the caller commits."""
+    user = create_account(session, email, plan=plan)
     return user, issue_token(session, user, name="account")
 
 

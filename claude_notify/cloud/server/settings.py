@@ -71,6 +71,10 @@ class Settings:
     free_daily_notifications: int = 3
     pro_daily_sms: int = 30
     verification_ttl_s: float = 86_400.0
+    login_ttl_s: float = 900.0
+    """How long a sign-in link and its device code stay valid."""
+    login_per_address_per_hour: int = 5
+    login_per_ip_per_hour: int = 20
     log_keys: tuple[str, ...] = ()
     """AES-256-GCM keys for stored logs, ``id:base64``; the first encrypts, all decrypt."""
     pro_log_cap_bytes: int = 10 * 1024 * 1024

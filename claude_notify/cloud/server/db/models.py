@@ -156,7 +156,10 @@ class Notification(Base):
     __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    user_id: Mapped[uuid.UUID] = _owner()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    """The owner; ``None`` only for sign-in e-mails to an address with no account yet."""
     task_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tasks.id", ondelete="CASCADE"), default=None, index=True
     )
@@ -168,7 +171,7 @@ class Notification(Base):
     )
     channel_type: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16), default="event")
-    """``event`` (a task event), ``verify`` (a recipient check) or ``test``."""
+    """``event`` (a task event), ``verify`` (a recipient check), ``test`` or ``login``."""
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     """Pre-rendered content for ``verify``/``test``; event messages render from the event."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -251,3 +254,24 @@ class TaskLogChunk(Base):
     size: Mapped[int] = mapped_column(Integer)
     """Plaintext bytes."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginRequest(Base):
+    """A device-code sign-in: the CLI polls with ``device`` while the owner opens the link.
+
+    Both secrets are stored only as SHA-256; the request expires, works once, and its rows are
+    what the per-address and per-IP rate limits count.
+    """
+
+    __tablename__ = "login_requests"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    device_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    link_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))
+    client_ip: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    consumed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -114,6 +114,17 @@ def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
 
 def _message(session: Session, row: Notification) -> Message | str:
     """The message for a row, or why it cannot be built."""
+    if row.kind == "login":  # a sign-in link: addressed directly, no channel (maybe no account)
+        content = row.payload or {}
+        return Message(
+            id=str(row.id),
+            channel_type="email",
+            config={"address": str(content.get("to", ""))},
+            kind=row.kind,
+            subject=str(content.get("subject", "")),
+            text=str(content.get("text", "")),
+            html=content.get("html"),
+        )
     channel = session.get(Channel, row.channel_id) if row.channel_id else None
     if channel is None:
         return "channel was deleted before delivery"

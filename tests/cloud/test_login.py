@@ -1,0 +1,84 @@
+"""E-mail sign-in as a device-code flow: the CLI waits, the owner confirms the e-mailed link."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cloud_kit import Account, Mailbox, mail_text
+from fastapi.testclient import TestClient
+
+
+def start(client: TestClient, email: str, **extra: Any) -> Any:
+    return client.post("/v1/auth/device", json={"email": email, **extra})
+
+
+def link_token(box: Mailbox, index: int) -> str:
+    text = mail_text(box.wait(index + 1)[index])
+    link = next(word for word in text.split() if "/v1/auth/approve?token=" in word)
+    return link.split("token=")[1]
+
+
+def test_sign_up_by_link_gives_the_waiting_cli_a_scoped_token(
+    client: TestClient, smtp_server: Mailbox
+) -> None:
+    started = start(client, "New.Person@Example.com")
+    assert started.status_code == 200, started.text
+    device = started.json()["device_code"]
+    pending = client.post("/v1/auth/token", json={"device_code": device})
+    assert (pending.status_code, pending.json()["error"]["code"]) == (400, "authorization_pending")
+
+    token = link_token(smtp_server, 0)
+    assert smtp_server.messages[0].rcpt_tos == ["new.person@example.com"]
+    page = client.get("/v1/auth/approve", params={"token": token})
+    assert page.status_code == 200 and "new.person@example.com" in page.text
+    # Opening the link is not enough: a mail scanner fetching it signs nobody in.
+    still = client.post("/v1/auth/token", json={"device_code": device})
+    assert still.json()["error"]["code"] == "authorization_pending"
+    assert client.post("/v1/auth/approve", data={"token": token}).status_code == 200
+
+    got = client.post("/v1/auth/token", json={"device_code": device})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert (body["email"], body["scopes"]) == ("new.person@example.com", ["events:write"])
+    headers = {"Authorization": f"Bearer {body['token']}"}
+    event = {"type": "finished", "source": "run", "task_id": "t", "machine_id": "m"}
+    assert client.post("/v1/events", json=event, headers=headers).status_code == 202
+    assert client.get("/v1/tasks", headers=headers).status_code == 403  # only events:write
+
+    again = client.post("/v1/auth/token", json={"device_code": device})
+    assert again.json()["error"]["code"] == "expired_token"
+    assert client.get("/v1/auth/approve", params={"token": token}).status_code == 404
+
+
+def test_sign_in_reaches_the_existing_account(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    existing = make_user(email="known@example.com", plan="pro")
+    device = start(client, "KNOWN@example.com", scopes=["events:write", "tasks:read"]).json()
+    client.post("/v1/auth/approve", data={"token": link_token(smtp_server, 0)})
+    token = client.post("/v1/auth/token", json={"device_code": device["device_code"]}).json()
+    usage = client.get("/v1/usage", headers={"Authorization": f"Bearer {token['token']}"})
+    assert usage.json()["plan"] == "pro"
+    assert existing.email == "known@example.com"
+
+
+def test_sign_in_requests_are_rate_limited_and_validated(
+    client: TestClient, smtp_server: Mailbox
+) -> None:
+    for _ in range(5):
+        assert start(client, "flood@example.com").status_code == 200
+    limited = start(client, "flood@example.com")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3600"
+    for i in range(15):  # the same client IP, other addresses: 20 an hour in all
+        assert start(client, f"other{i}@example.com").status_code == 200
+    assert start(client, "fresh@example.com").status_code == 429
+    assert start(client, "not-an-address").status_code == 422
+    assert client.post("/v1/auth/token", json={"device_code": "guess"}).status_code == 400
+
+
+def test_sign_in_cannot_grant_relay_or_admin(client: TestClient) -> None:
+    refused = start(client, "sneaky@example.com", scopes=["admin"])
+    assert refused.status_code == 422
+    assert "admin" in refused.json()["error"]["message"]
