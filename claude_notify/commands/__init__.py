@@ -22,6 +22,7 @@ SUBCOMMANDS: Final = {
     "history": "claude_notify.commands.history:history",
     "show": "claude_notify.commands.history:show",
     "mute": "claude_notify.commands.quiet:mute",
+    "watch": "claude_notify.commands.watch:watch",
     "unmute": "claude_notify.commands.quiet:unmute",
     "server": "claude_notify.cloud.server.cli:server",
 }
