@@ -7,6 +7,7 @@ Imports click and the stdlib only; every subcommand lives in its own module, loa
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -31,7 +32,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         else:
             from claude_notify.supervise import run_command
 
-            sys.exit(_guarded(run_command, parsed))
+            code = _guarded(run_command, parsed)
+            if argv is None:
+                # Everything is written and closed; tearing the interpreter down would cost
+                # ~10 ms on every wrapped command (and wait for a hung D-Bus thread).
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            sys.exit(code)
     sys.exit(_click_main(args))
 
 

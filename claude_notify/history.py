@@ -1,25 +1,32 @@
 """Every task, recorded: a small SQLite database in the platform's data dir.
 
-Many terminals finish at once, so writers must never lose a record nor fail the command: the
-database runs in WAL mode (readers never block writers), each write waits for the lock
-(``busy_timeout``) and is retried on the rare ``database is locked`` that still escapes it. A
-write that cannot happen at all (read-only home, full disk) is reported by the caller in one line;
-the command's exit code is never touched.
+Writing is on the path of every wrapped command, and many terminals finish at once. So a finished
+task is first appended as one JSON line to a journal beside the database — one ``write()`` under a
+shared ``flock``, no SQLite on that path — and the journal is folded into the database (under an
+exclusive lock, idempotently on ``event_id``) whenever the history is read or the journal grows.
+The database itself runs in WAL mode and retries on ``database is locked``. A write that cannot
+happen at all (read-only home, full disk) is reported by the caller in one line; the command's
+exit code is never touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from claude_notify.events import TaskEvent
+
+if sys.platform != "win32":
+    import fcntl
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -65,6 +72,8 @@ class Entry:
 
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    import sqlite3
+
     fresh = not path.exists()
     if fresh:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,27 +86,88 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
 
 
+JOURNAL_LIMIT: Final = 256 * 1024
+"""Fold the journal into the database once it is this big, even if nobody reads the history."""
+
+
 def record(event: TaskEvent, *, notified: bool, muted: str | None = None,
-           keep: int = 5000, path: Path | None = None) -> int:
-    """Store one event (idempotent on ``event_id``); the entry's id. Prunes beyond ``keep``."""
+           keep: int = 5000, path: Path | None = None) -> None:
+    """Append one event to the journal (cheap, safe under concurrent writers)."""
     path = path or default_path()
-    row = (event.event_id, event.task_id, event.source, event.type, event.status, event.command,
-           event.cwd, _iso(event.started_at), _iso(event.ended_at), event.duration_s,
-           event.exit_code, int(notified), muted, json.dumps(event.to_dict()))
-    for attempt in range(20):
+    line = json.dumps({"notified": notified, "muted": muted, "keep": keep,
+                       "event": event.to_dict()}, ensure_ascii=False) + "\n"
+    if sys.platform == "win32":  # no flock: write the database directly
+        _ingest_lines([line], path, keep=keep)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            data = line.encode("utf-8")
+            written = os.write(fd, data)
+            while written < len(data):  # regular files write whole; be correct anyway
+                written += os.write(fd, data[written:])
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)  # releases the lock
+        if size > JOURNAL_LIMIT:
+            fold(path)
+
+
+def fold(path: Path | None = None) -> None:
+    """Move the journal's records into the database."""
+    path = path or default_path()
+    journal = _journal(path)
+    if sys.platform == "win32":
+        return
+    else:  # a platform branch: mypy skips it elsewhere
+        if not journal.exists():
+            return
+        fd = os.open(journal, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # writers wait (for a moment) while we fold
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+            if data:
+                lines = data.decode("utf-8", errors="replace").splitlines()
+                _ingest_lines(lines, path, keep=None)
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+
+def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
+    rows, keeps = [], []
+    for line in lines:
+        try:
+            item = json.loads(line)
+            event = TaskEvent.from_dict(item["event"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line from a crashed writer: the others still count
+        keeps.append(int(item.get("keep") or 0))
+        rows.append((event.event_id, event.task_id, event.source, event.type, event.status,
+                     event.command, event.cwd, _iso(event.started_at), _iso(event.ended_at),
+                     event.duration_s, event.exit_code, int(bool(item.get("notified"))),
+                     item.get("muted"), json.dumps(item["event"])))
+    if not rows:
+        return
+    limit = keep if keep is not None else max(keeps)
+    import sqlite3
+
+    for attempt in range(50):
         try:
             with _connect(path) as conn:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute(
+                conn.executemany(
                     "INSERT INTO tasks (event_id, task_id, source, type, status, command, cwd,"
                     " started_at, ended_at, duration_s, exit_code, notified, muted, event)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING", row)
-                rowid = conn.execute("SELECT id FROM tasks WHERE event_id = ?",
-                                     (event.event_id,)).fetchone()[0]
-                if keep > 0 and rowid % 50 == 0:  # prune now and then, not on every write
-                    conn.execute("DELETE FROM tasks WHERE id <= ?", (rowid - keep,))
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
+                    rows)
+                if limit > 0:
+                    conn.execute("DELETE FROM tasks WHERE id <= (SELECT max(id) FROM tasks) - ?",
+                                 (limit,))
                 conn.execute("COMMIT")
-                return int(rowid)
+                return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
@@ -105,9 +175,14 @@ def record(event: TaskEvent, *, notified: bool, muted: str | None = None,
     raise sqlite3.OperationalError("history database stayed locked")
 
 
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
 def query(*, limit: int = 20, failed: bool = False, path: Path | None = None) -> list[Entry]:
     """The newest entries first; ``failed`` keeps failures and interruptions only."""
     path = path or default_path()
+    fold(path)
     if not path.exists():
         return []
     where = "WHERE status IN ('failure', 'interrupted')" if failed else ""
@@ -120,6 +195,7 @@ def query(*, limit: int = 20, failed: bool = False, path: Path | None = None) ->
 def get(entry_id: int, *, path: Path | None = None) -> Entry | None:
     """One entry by its id."""
     path = path or default_path()
+    fold(path)
     if not path.exists():
         return None
     with _connect(path) as conn:

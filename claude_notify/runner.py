@@ -158,6 +158,7 @@ if sys.platform != "win32":
             self.forwarded: int | None = None
             self.pending: list[int] = []
             self.child_changed = True
+            self.own_peak = 0
             self.tty_fd: int | None = None  # our terminal, when the child shares it (pipe mode)
             self.master: int | None = None
             self.raw_saved: list[Any] | None = None
@@ -220,6 +221,11 @@ if sys.platform != "win32":
             # We reap with wait4() for the resource usage; Popen must not try again.
             proc.returncode = 0
             self.pid = proc.pid
+            import resource
+
+            # The kernel counts our own image in the child's peak until its exec: a child that
+            # stays below this cannot be measured this way.
+            self.own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             if self.tty_fd is not None:
                 self._give_terminal(self.pid)
 
@@ -227,6 +233,8 @@ if sys.platform != "win32":
             out_r, out_w = _big_pipe()
             err_r, err_w = _big_pipe()
             self.routes = {out_r: 1, err_r: 2}
+            for fd in (1, 2):
+                _enlarge_if_pipe(fd)  # one 1 MiB read becomes one write, not sixteen
             if _is_foreground_tty(0):
                 self.tty_fd = 0
             return (None, out_w, err_w), [out_w, err_w]
@@ -504,7 +512,8 @@ if sys.platform != "win32":
             peak = cpu = None
             if rusage is not None:
                 maxrss = getattr(rusage, "ru_maxrss", 0)
-                peak = maxrss if sys.platform == "darwin" else maxrss * 1024
+                if maxrss > self.own_peak:
+                    peak = maxrss if sys.platform == "darwin" else maxrss * 1024
                 cpu = getattr(rusage, "ru_utime", 0.0) + getattr(rusage, "ru_stime", 0.0)
             if os.WIFSIGNALED(status):
                 return Outcome(None, os.WTERMSIG(status), self.forwarded, duration,
@@ -533,6 +542,15 @@ if sys.platform != "win32":
         if not mode[3] & termios.ISIG or key in (b"\0", b"\xff"):
             return None
         return key
+
+    def _enlarge_if_pipe(fd: int) -> None:
+        import stat
+
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode) and hasattr(fcntl, "F_SETPIPE_SZ"):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
+        except OSError:
+            pass
 
     def _is_foreground_tty(fd: int) -> bool:
         try:

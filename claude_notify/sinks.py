@@ -185,13 +185,11 @@ class HistorySink:
     def handle(self, event: TaskEvent, decision: Decision) -> None:
         if event.type not in ("finished", "needs_input"):
             return
-        import sqlite3
-
         from claude_notify import history
 
         try:
             history.record(event, notified=decision.notify, muted=decision.held, keep=self.keep)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             from claude_notify.errors import ClaudeNotifyError
 
             raise ClaudeNotifyError(f"history not recorded: {exc}") from None
