@@ -90,26 +90,36 @@ def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) ->
 def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
     """Render the message and write the attempt row; ``None`` if there is nothing to send."""
     with sessions.begin() as session:
-        row = session.scalar(
-            select(Notification).where(
-                Notification.id == claim.id, Notification.claim_token == claim.token
-            )
+        return _prepare(session, claim)
+
+
+def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[Prepared]:
+    """:func:`prepare` for a claimed batch, in one transaction."""
+    with sessions.begin() as session:
+        return [p for claim in claims if (p := _prepare(session, claim)) is not None]
+
+
+def _prepare(session: Session, claim: Claim) -> Prepared | None:
+    row = session.scalar(
+        select(Notification).where(
+            Notification.id == claim.id, Notification.claim_token == claim.token
         )
-        if row is None:
-            return None
-        # An attempt still "started" belongs to a worker that died holding the lease.
-        session.execute(
-            update(DeliveryAttempt)
-            .where(DeliveryAttempt.notification_id == row.id, DeliveryAttempt.outcome == "started")
-            .values(outcome="lost", detail="worker stopped mid-delivery; lease expired")
-        )
-        message = _message(session, row)
-        if isinstance(message, str):
-            _bury(row, message)
-            return None
-        attempt = DeliveryAttempt(id=uuid.uuid4(), notification_id=row.id, number=row.attempts)
-        session.add(attempt)
-        return Prepared(claim, attempt.id, row.attempts, message, row.created_at)
+    )
+    if row is None:
+        return None
+    # An attempt still "started" belongs to a worker that died holding the lease.
+    session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.notification_id == row.id, DeliveryAttempt.outcome == "started")
+        .values(outcome="lost", detail="worker stopped mid-delivery; lease expired")
+    )
+    message = _message(session, row)
+    if isinstance(message, str):
+        _bury(row, message)
+        return None
+    attempt = DeliveryAttempt(id=uuid.uuid4(), notification_id=row.id, number=row.attempts)
+    session.add(attempt)
+    return Prepared(claim, attempt.id, row.attempts, message, row.created_at)
 
 
 def _message(session: Session, row: Notification) -> Message | str:
@@ -184,37 +194,64 @@ def settle(
     rng: random.Random,
 ) -> str:
     """Record the outcome; returns the row's new status (``lost`` if the claim lapsed)."""
+    with sessions.begin() as session:
+        return _settle(session, prepared, result, duration_ms, settings, rng)
+
+
+Outcome = tuple[Prepared, DeliveryResult, int]
+"""What a send produced: the prepared delivery, its result and its duration in ms."""
+
+
+def settle_many(
+    sessions: sessionmaker[Session],
+    outcomes: list[Outcome],
+    *,
+    settings: Settings,
+    rng: random.Random,
+) -> list[str]:
+    """:func:`settle` for several finished sends, in one transaction."""
+    with sessions.begin() as session:
+        return [_settle(session, p, r, ms, settings, rng) for p, r, ms in outcomes]
+
+
+def _settle(
+    session: Session,
+    prepared: Prepared,
+    result: DeliveryResult,
+    duration_ms: int,
+    settings: Settings,
+    rng: random.Random,
+) -> str:
     now = utcnow()
     number = prepared.attempt_number
     status, values = _outcome(number, result, settings, rng, now)
-    with sessions.begin() as session:
-        session.execute(
-            update(DeliveryAttempt)
-            .where(DeliveryAttempt.id == prepared.attempt_id)
-            .values(
-                outcome="ok" if result.ok else ("retry" if status == "pending" else "permanent"),
-                detail=result.detail[:2000],
-                duration_ms=duration_ms,
-            )
+    session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.id == prepared.attempt_id)
+        .values(
+            outcome="ok" if result.ok else ("retry" if status == "pending" else "permanent"),
+            detail=result.detail[:2000],
+            duration_ms=duration_ms,
         )
-        updated = session.execute(
-            update(Notification)
-            .where(
-                Notification.id == prepared.claim.id,
-                Notification.claim_token == prepared.claim.token,
-                Notification.status == "sending",
-            )
-            .values(status=status, lease_expires_at=None, claim_token=None, **values)
-            .returning(Notification.channel_id)
-        ).first()
-        if updated is None:
-            return "lost"
-        if result.disable_channel and updated.channel_id is not None:
-            session.execute(
-                update(Channel)
-                .where(Channel.id == updated.channel_id)
-                .values(enabled=False, disabled_reason=result.detail[:500], updated_at=now)
-            )
+    )
+    updated = session.execute(
+        update(Notification)
+        .where(
+            Notification.id == prepared.claim.id,
+            Notification.claim_token == prepared.claim.token,
+            Notification.status == "sending",
+        )
+        .values(status=status, lease_expires_at=None, claim_token=None, **values)
+        .returning(Notification.channel_id)
+    ).first()
+    if updated is None:
+        return "lost"
+    if result.disable_channel and updated.channel_id is not None:
+        session.execute(
+            update(Channel)
+            .where(Channel.id == updated.channel_id)
+            .values(enabled=False, disabled_reason=result.detail[:500], updated_at=now)
+        )
     return status
 
 

@@ -9,6 +9,7 @@ worker``). Database calls are short and run in threads; sends are async on one s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -37,6 +38,9 @@ class Worker:
         self._http = http
         self._adapters: dict[str, ChannelAdapter] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._busy = 0
+        """Deliveries claimed and not yet settled: what counts against the concurrency."""
+        self._results: asyncio.Queue[engine.Outcome] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._stopping = False
         self._rng = random.Random()  # noqa: S311 - jitter, not secrecy
@@ -50,6 +54,7 @@ class Worker:
         if isinstance(self.runtime.waker, LocalWaker):
             self.runtime.waker.attach(asyncio.get_running_loop(), self._wake)
         listener = self._listen_for_wakes()
+        settler = asyncio.create_task(self._settle_loop(), name="delivery-settler")
         loop_task = asyncio.create_task(self.run(), name="delivery-worker")
         try:
             yield self
@@ -61,6 +66,10 @@ class Worker:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
             await self._drain()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._results.join(), timeout=SHUTDOWN_GRACE_S)
+            settler.cancel()
+            await asyncio.gather(settler, return_exceptions=True)
             if own_http:
                 await http.aclose()
 
@@ -79,7 +88,7 @@ class Worker:
         """Claim and dispatch until stopped."""
         while not self._stopping:
             self._wake.clear()
-            free = self.settings.worker_concurrency - len(self._inflight)
+            free = self.settings.worker_concurrency - self._busy
             claimed = 0
             if free > 0:
                 try:
@@ -94,11 +103,18 @@ class Worker:
                 pass
 
     async def _claim(self, limit: int) -> int:
+        """Claim and prepare a batch in two transactions, then send each concurrently."""
+        sessions = self.runtime.sessions
         claims = await asyncio.to_thread(
-            engine.claim_due, self.runtime.sessions, limit=limit, lease_s=self.settings.lease_s
+            engine.claim_due, sessions, limit=limit, lease_s=self.settings.lease_s
         )
-        for claim in claims:
-            task = asyncio.create_task(self._deliver(claim))
+        if not claims:
+            return 0
+        self._busy += len(claims)
+        prepared = await asyncio.to_thread(engine.prepare_many, sessions, claims)
+        self._busy -= len(claims) - len(prepared)
+        for item in prepared:
+            task = asyncio.create_task(self._deliver(item))
             self._inflight.add(task)
             task.add_done_callback(self._done)
         return len(claims)
@@ -107,25 +123,37 @@ class Worker:
         self._inflight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery crashed", exc_info=task.exception())
-        self._wake.set()
 
-    async def _deliver(self, claim: engine.Claim) -> None:
-        prepared = await asyncio.to_thread(engine.prepare, self.runtime.sessions, claim)
-        if prepared is None:
-            return
+    async def _deliver(self, prepared: engine.Prepared) -> None:
         started = time.monotonic()
         result = await self._send(prepared)
         duration_ms = round((time.monotonic() - started) * 1000)
-        status = await asyncio.to_thread(
-            engine.settle,
-            self.runtime.sessions,
-            prepared,
-            result,
-            duration_ms=duration_ms,
-            settings=self.settings,
-            rng=self._rng,
-        )
-        self._observe(prepared, status, duration_ms)
+        await self._results.put((prepared, result, duration_ms))
+
+    async def _settle_loop(self) -> None:
+        """Record finished sends in batches: one transaction for whatever has finished."""
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < 100:
+                batch.append(self._results.get_nowait())
+            try:
+                statuses = await asyncio.to_thread(
+                    engine.settle_many,
+                    self.runtime.sessions,
+                    batch,
+                    settings=self.settings,
+                    rng=self._rng,
+                )
+            except Exception:
+                # The rows stay claimed; their leases lapse and they are sent again.
+                log.exception("recording %d delivery outcome(s) failed", len(batch))
+                statuses = ["lost"] * len(batch)
+            for (prepared, _, duration_ms), status in zip(batch, statuses, strict=True):
+                self._observe(prepared, status, duration_ms)
+            self._busy -= len(batch)
+            for _ in batch:
+                self._results.task_done()
+            self._wake.set()
 
     def _observe(self, prepared: engine.Prepared, status: str, duration_ms: int) -> None:
         metrics = self.runtime.metrics
