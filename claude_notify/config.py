@@ -207,9 +207,9 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     override = env.get("CLAUDE_NOTIFY_CONFIG")
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_config_path
+    from claude_notify.paths import user_dir
 
-    return user_config_path("claude-notify", appauthor=False) / "config.toml"
+    return user_dir("config") / "config.toml"
 
 
 def state_dir() -> Path:
@@ -217,9 +217,9 @@ def state_dir() -> Path:
     override = os.environ.get("CLAUDE_NOTIFY_STATE_DIR")
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_state_path
+    from claude_notify.paths import user_dir
 
-    return user_state_path("claude-notify", appauthor=False)
+    return user_dir("state")
 
 
 class Config:

@@ -55,9 +55,9 @@ def default_path() -> Path:
     override = os.environ.get("CLAUDE_NOTIFY_DATA_DIR")
     if override:
         return Path(override).expanduser() / "history.sqlite3"
-    from platformdirs import user_data_path
+    from claude_notify.paths import user_dir
 
-    return user_data_path("claude-notify", appauthor=False) / "history.sqlite3"
+    return user_dir("data") / "history.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)

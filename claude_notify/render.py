@@ -9,7 +9,6 @@ for a billion-character padding.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from typing import Final
 
@@ -39,6 +38,8 @@ _WORDS: Final = {"success": "succeeded", "failure": "failed", "interrupted": "in
 
 def check_template(template: str, *, option: str) -> str:
     """Return the template if every placeholder is allowed, else raise :class:`UsageError`."""
+    import string
+
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:

@@ -155,7 +155,8 @@ def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=True)
     loaded = set(result.stdout.split())
     heavy = {"click", "asyncio", "httpx", "keyring", "desktop_notifier", "tomlkit", "psutil",
-             "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "argparse"}
+             "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "argparse",
+             "platformdirs", "tempfile", "sqlite3", "uuid"}
     assert "claude_notify.runner" in loaded
     assert not heavy & loaded, sorted(heavy & loaded)
 
@@ -186,3 +187,21 @@ def test_doctor_reports_ssh_and_tmux(tmp_path: Path) -> None:
     env = cli_env(tmp_path, SSH_CONNECTION="10.0.0.1 5 10.0.0.2 22", TMUX="/tmp/t,1,0")
     report = json.loads(run_cli(["doctor", "--json"], env=env).stdout)
     assert (report["ssh"], report["tmux"], report["candidates"]) == (True, True, ["terminal"])
+
+
+@pytest.mark.parametrize("xdg", [{}, {"XDG_CONFIG_HOME": "/x/cfg", "XDG_STATE_HOME": "/x/st",
+                                      "XDG_DATA_HOME": "/x/data"},
+                                 {"XDG_CONFIG_HOME": "relative/ignored"}])
+def test_our_xdg_paths_agree_with_platformdirs(monkeypatch: pytest.MonkeyPatch,
+                                               xdg: dict[str, str]) -> None:
+    import platformdirs
+
+    from claude_notify.paths import user_dir
+
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in xdg.items():
+        monkeypatch.setenv(name, value)
+    assert user_dir("config") == platformdirs.user_config_path("claude-notify", appauthor=False)
+    assert user_dir("state") == platformdirs.user_state_path("claude-notify", appauthor=False)
+    assert user_dir("data") == platformdirs.user_data_path("claude-notify", appauthor=False)

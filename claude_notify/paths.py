@@ -1,0 +1,41 @@
+"""Where claude-notify keeps its files: config, state (machine id, mute), data (history).
+
+On macOS and Windows these come from platformdirs. On Linux and the BSDs they are the XDG base
+directories, which we read ourselves: they are three environment variables with documented
+defaults, and ``platformdirs.unix`` imports ``tempfile`` (and with it ``shutil``, ``bz2``,
+``lzma``, ``random``) — about 7 ms on every wrapped command. A test checks that both agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP = "claude-notify"
+
+_XDG = {
+    "config": ("XDG_CONFIG_HOME", ".config"),
+    "state": ("XDG_STATE_HOME", ".local/state"),
+    "data": ("XDG_DATA_HOME", ".local/share"),
+}
+
+
+def _xdg(kind: str) -> Path:
+    variable, default = _XDG[kind]
+    base = os.environ.get(variable, "").strip()
+    # The XDG spec ignores relative values, as platformdirs does.
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / default  # noqa: PTH117
+    return root / APP
+
+
+def user_dir(kind: str) -> Path:
+    """``config``, ``state`` or ``data`` directory for this user."""
+    if sys.platform in ("darwin", "win32"):
+        import platformdirs
+
+        finder = {"config": platformdirs.user_config_path,
+                  "state": platformdirs.user_state_path,
+                  "data": platformdirs.user_data_path}[kind]
+        return finder(APP, appauthor=False)
+    return _xdg(kind)
