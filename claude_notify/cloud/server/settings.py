@@ -79,6 +79,26 @@ class Settings:
     """AES-256-GCM keys for stored logs, ``id:base64``; the first encrypts, all decrypt."""
     pro_log_cap_bytes: int = 10 * 1024 * 1024
     """How much of a pro user's log is kept (at most 10 MB; free keeps a 10 KB tail)."""
+    app_url: str | None = None
+    """Public base URL of the dashboard: cards and buttons link to ``{app_url}/t/{task_id}``."""
+    provider_timeout_s: float = 15.0
+    """Timeout of one call to Telegram, Discord, Feishu or Twilio."""
+    telegram_bot_token: str | None = None
+    """The operator's bot (``123456:ABC…``); users only link their chats to it."""
+    telegram_bot_username: str | None = None
+    """The bot's @name without the @, for ``https://t.me/<name>?start=CODE`` links."""
+    telegram_webhook_secret: str | None = None
+    """``secret_token`` given to ``setWebhook``; the bot webhook refuses calls without it."""
+    telegram_api_base: str = "https://api.telegram.org"
+    discord_api_base: str = "https://discord.com"
+    """Where Discord webhook paths are sent; users' URLs are pinned to Discord's hosts."""
+    feishu_api_base: str = "https://open.feishu.cn"
+    lark_api_base: str = "https://open.larksuite.com"
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    """Sender number (E.164) or ``MG…`` messaging service SID."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
