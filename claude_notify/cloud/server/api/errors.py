@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,7 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
+    503: "unavailable",
 }
 
 
@@ -96,6 +98,18 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"{first['loc']}: {first['message']}" if first["loc"] else first["message"]
         return error_response(ApiError(422, message, details=details))
 
+    async def on_database_down(_request: Request, exc: Exception) -> JSONResponse:
+        # Clients (the CLI's spool) retry on 503: an outage must not read as a bad request.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            ApiError(
+                503,
+                "the database is unavailable; retry shortly",
+                code="unavailable",
+                headers={"Retry-After": "5"},
+            )
+        )
+
     async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(ApiError(500, "internal server error", code="internal_error"))
@@ -103,6 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(InterfaceError, on_database_down)
     app.add_exception_handler(Exception, on_crash)
 
 

@@ -18,6 +18,10 @@ from claude_notify.cloud.server.settings import Settings
 ADAPTERS: Final = {
     "email": "claude_notify.cloud.server.channels.email:EmailChannel",
     "webhook": "claude_notify.cloud.server.channels.webhook:WebhookChannel",
+    "telegram": "claude_notify.cloud.server.channels.telegram:TelegramChannel",
+    "discord": "claude_notify.cloud.server.channels.discord:DiscordChannel",
+    "feishu": "claude_notify.cloud.server.channels.feishu:FeishuChannel",
+    "sms": "claude_notify.cloud.server.channels.sms:SmsChannel",
 }
 
 
