@@ -155,13 +155,22 @@ def start_task(
     channels: list[str] | None,
     machine_id: str | None,
     now: datetime,
+    key: str | None = None,
 ) -> Task:
-    """Register a task at its start (spec §7 ``POST /v1/tasks``); the caller commits."""
+    """Register a task at its start (spec §7 ``POST /v1/tasks``); the caller commits.
+
+    A client that names its task (the event schema's ``task_id``) may register it again — a
+    spooled retry — and gets the same task; its later events join it.
+    """
+    if key is not None:
+        existing = session.scalar(select(Task).where(Task.user_id == user_id, Task.key == key))
+        if existing is not None:
+            return existing
     task_id = uuid.uuid4()
     task = Task(
         id=task_id,
         user_id=user_id,
-        key=str(task_id),
+        key=key or str(task_id),
         session_id=session_id,
         machine_id=machine_id,
         cmd=cmd,

@@ -34,6 +34,8 @@ class TaskIn(BaseModel):
     """Narrows what this task notifies about; ``None`` leaves it to each channel's rules."""
     channels: list[str] | None = Field(default=None, max_length=10)
     machine_id: str | None = Field(default=None, max_length=128)
+    task_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """The client's own id for the task (its events carry it); registering twice is harmless."""
 
     @field_validator("channels")
     @classmethod
@@ -93,6 +95,7 @@ def create_task(body: TaskIn, caller: EventWriter, session: SessionDep) -> TaskC
         channels=body.channels,
         machine_id=body.machine_id,
         now=utcnow(),
+        key=body.task_id,
     )
     session.commit()
     return TaskCreated(task_id=task.key)
