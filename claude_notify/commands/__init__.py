@@ -19,6 +19,7 @@ SUBCOMMANDS: Final = {
     "doctor": "claude_notify.commands.doctor:doctor",
     "config": "claude_notify.commands.config:config",
     "hook": "claude_notify.commands.hook:hook",
+    "claude": "claude_notify.commands.claude:claude",
     "history": "claude_notify.commands.history:history",
     "show": "claude_notify.commands.history:show",
     "mute": "claude_notify.commands.quiet:mute",

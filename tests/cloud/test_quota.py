@@ -160,3 +160,17 @@ def test_a_hundred_concurrent_finishes_of_a_free_user_send_exactly_three_emails(
         )
     assert counts == {"sent": 3, "rejected": 97}
     assert smtp_server.count() == 1 + 3  # the confirmation, then exactly three notifications
+
+
+def test_the_user_sets_the_time_zone_of_the_quota_day(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    assert client.get("/v1/account", headers=user.headers).json()["timezone"] == "UTC"
+    bad = client.patch("/v1/account", json={"timezone": "Mars/Olympus"}, headers=user.headers)
+    assert bad.status_code == 422
+    done = client.patch("/v1/account", json={"timezone": "Asia/Shanghai"}, headers=user.headers)
+    assert done.json()["timezone"] == "Asia/Shanghai"
+    usage = client.get("/v1/usage", headers=user.headers).json()
+    assert usage["timezone"] == "Asia/Shanghai"
+    assert usage["day"] == quota.quota_day(datetime.now(timezone.utc), "Asia/Shanghai").isoformat()

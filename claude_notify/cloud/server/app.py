@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from claude_notify import __version__
 from claude_notify.cloud.server.api.errors import BodyLimitMiddleware, install_error_handlers
 from claude_notify.cloud.server.api.routes import (
+    account,
     channels,
     events,
     health,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
     runtime.metrics.watch_queue(runtime.sessions)
-    routers = (health, metrics, login, events, tasks, logs, channels, notifications, usage)
+    routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
     for module in routers:
         app.include_router(module.router)
     return app
