@@ -221,9 +221,11 @@ def _hooks(doc: JSONObject) -> JSONObject:
         for i, group in enumerate(groups):
             if not isinstance(group, dict):
                 raise ValueError(f"'{where}[{i}]' is {_kind(group)}, expected an object")
-            if not isinstance(group.get("hooks"), list):
+            if "hooks" not in group:
+                raise ValueError(f"'{where}[{i}]' has no 'hooks' array")
+            if not isinstance(group["hooks"], list):
                 raise ValueError(
-                    f"'{where}[{i}].hooks' is {_kind(group.get('hooks'))}, expected an array")
+                    f"'{where}[{i}].hooks' is {_kind(group['hooks'])}, expected an array")
     return hooks
 
 
