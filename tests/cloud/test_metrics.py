@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from cloud_kit import Account, Receiver, wait_for
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,3 +50,19 @@ def test_metrics_follow_a_delivery_and_a_rejection(
     assert got[latency] == 1.0
     assert got[("claude_notify_queue_depth", (("status", "pending"),))] == 0.0
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_access_logs_are_structured_and_keep_link_secrets_out(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    from claude_notify.cloud.server.logsetup import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="claude_notify.server.access"):
+        client.get("/v1/verify", params={"token": "one-time-secret"})
+    [record] = [r for r in caplog.records if r.name == "claude_notify.server.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/v1/verify", 404)
+    assert "one-time-secret" not in json.dumps(line)

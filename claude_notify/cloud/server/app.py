@@ -22,6 +22,7 @@ from claude_notify.cloud.server.api.routes import (
     usage,
 )
 from claude_notify.cloud.server.db.migrate import migrate
+from claude_notify.cloud.server.logsetup import AccessLogMiddleware
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
     runtime.metrics.watch_queue(runtime.sessions)
     routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
     for module in routers:

@@ -52,9 +52,12 @@ def server(ctx: click.Context, host: str, port: int) -> None:
     import uvicorn
 
     from claude_notify.cloud.server.app import create_app
+    from claude_notify.cloud.server.logsetup import configure
 
+    configure()
     app = create_app(runtime=_runtime())
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    # uvicorn's own access log would print query strings, which carry one-time link secrets.
+    uvicorn.run(app, host=host, port=port, proxy_headers=True, access_log=False, log_config=None)
 
 
 @server.command()
@@ -63,7 +66,9 @@ def worker() -> None:
     import asyncio
 
     from claude_notify.cloud.server.delivery.standalone import run_worker
+    from claude_notify.cloud.server.logsetup import configure
 
+    configure()
     asyncio.run(run_worker(_runtime()))
 
 

@@ -26,7 +26,6 @@ async def run_worker(runtime: Runtime, *, stop: asyncio.Event | None = None) -> 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log.info("delivery worker started")
     try:
         async with Worker(runtime).running():

@@ -1,0 +1,101 @@
+"""The hosted backend's API, as the CLI uses it.
+
+httpx errors are translated here, at the edge: a connection problem is :class:`CloudUnreachable`
+(retryable — the caller spools), a 401 says to log in again, and any other refusal carries the
+server's own one-line message ("SMS needs the pro plan"), never a bare status code. The token is
+sent in a header and never appears in a message, a log line or a child's argv.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from claude_notify.cloud.account import check_server_url
+from claude_notify.errors import CloudError, CloudUnreachable
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT = "claude-notify"
+
+
+class Unauthorized(CloudError):
+    """The server does not accept the token (revoked, expired, wrong server)."""
+
+
+class Refused(CloudError):
+    """The server refused this request for good (validation, plan limits)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CloudClient:
+    """A thin, synchronous client; one per process."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.server = check_server_url(server)
+        headers = {"User-Agent": USER_AGENT}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout,
+                                  follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CloudClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None) -> Any:
+        """Call the API; the decoded JSON answer (``None`` for 204)."""
+        import httpx
+
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TimeoutException:
+            raise CloudUnreachable(f"{self.server} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise CloudUnreachable(f"cannot reach {self.server}: {_reason(exc)}") from None
+        if response.status_code == 401:
+            raise Unauthorized("the server did not accept this machine's token: "
+                               "run `claude-notify login`")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise CloudUnreachable(f"{self.server} is busy or failing "
+                                   f"({response.status_code}): {_message(response)}")
+        if response.status_code >= 400:
+            raise Refused(_message(response), response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CloudUnreachable(f"{self.server} answered with something that is not "
+                                   "JSON: is this a claude-notify server?") from None
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's own one-line message from its error shape, else the status line."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"]).splitlines()[0][:300]
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"]).splitlines()[0][:300]
+    return f"HTTP {response.status_code} {response.reason_phrase}"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
