@@ -16,17 +16,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _scope_options(func: F) -> F:
-    """``--user`` (default), ``--project`` or ``--local``: one ``scope`` parameter."""
-    for flag, help_text in reversed((
-        ("user", "~/.claude/settings.json, for every project (default; honours "
-                 "$CLAUDE_CONFIG_DIR)."),
-        ("project", ".claude/settings.json here, shared with the team through git."),
-        ("local", ".claude/settings.local.json here, just for you (git-ignored)."),
-    )):
-        default = {"default": True} if flag == "user" else {}  # a False default would win
-        func = click.option(f"--{flag}", "scope", flag_value=flag, help=help_text,
-                            **default)(func)
-    return func
+    """``--user`` (default), ``--project`` or ``--local``: one ``scope`` parameter.
+
+    Only ``--user`` has a default: click would let a later option's False default win.
+    """
+    func = click.option("--local", "scope", flag_value="local",
+                        help=".claude/settings.local.json here, just for you (git-ignored).")(func)
+    func = click.option("--project", "scope", flag_value="project",
+                        help=".claude/settings.json here, shared with the team through git.")(func)
+    return click.option("--user", "scope", flag_value="user", default=True,
+                        help="~/.claude/settings.json, for every project (the default; "
+                             "honours $CLAUDE_CONFIG_DIR).")(func)
 
 
 @click.group(short_help="Install or remove our hooks in Claude Code.")
