@@ -26,6 +26,8 @@ SUBCOMMANDS: Final = {
     "watch": "claude_notify.commands.watch:watch",
     "unmute": "claude_notify.commands.quiet:unmute",
     "server": "claude_notify.cloud.server.cli:server",
+    "shell-init": "claude_notify.commands.shell:shell_init",
+    "shell-done": "claude_notify.commands.shell:shell_done",
 }
 
 
