@@ -201,10 +201,15 @@ if sys.platform != "win32":
                 self._enter_raw()  # before the child runs: its first keystrokes are ours
             else:
                 stdio, child_fds = self._pipe_stdio()
+            extra: dict[str, Any] = {"preexec_fn": self._child_setup()}
+            if not self.use_pty and self.tty_fd is None and sys.version_info >= (3, 11):
+                # No terminal to hand over: a plain new process group lets subprocess use
+                # vfork, much cheaper than fork from a big parent.
+                extra = {"process_group": 0}
             try:
                 proc = subprocess.Popen(
                     self.argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                    close_fds=True, preexec_fn=self._child_setup(),
+                    close_fds=True, **extra,
                 )
             except FileNotFoundError:
                 raise CommandNotFound(f"command not found: {self.argv[0]}") from None

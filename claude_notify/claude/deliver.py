@@ -73,7 +73,7 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
     except Exception as exc:  # nobody reads our stderr but the hook log
-        from claude_notify.claude.hook import log
+        from claude_notify.background import log
 
-        log(f"delivery failed: {type(exc).__name__}: {exc}")
+        log(f"hook delivery failed: {type(exc).__name__}: {exc}")
         sys.exit(0)

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from claude_notify import config as config_mod
+from claude_notify.background import log, spawn
 from claude_notify.events import TaskEvent, host_name, new_id, utcnow
 
 MAX_PAYLOAD = 4 * 1024 * 1024
-MAX_LOG = 512 * 1024
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -45,7 +45,7 @@ def main(stdin: BinaryIO | None = None, env: Mapping[str, str] | None = None) ->
             sys.stdout.write(output + "\n")
             sys.stdout.flush()
     except Exception as exc:
-        log(f"{type(exc).__name__}: {exc}")
+        log(f"hook: {type(exc).__name__}: {exc}")
     return 0
 
 
@@ -182,32 +182,12 @@ def _spawn_delivery(turns: Path, session: str, event: TaskEvent, *, urgency: str
     path = turns / (f"{_safe(session)}.pending" if debounced else f"now-{token}.json")
     _write_json(path, {"token": token, "delay": debounce, "urgency": urgency,
                        "transcript": transcript, "event": event.to_dict()})
-    import subprocess
-
-    log_path = config_mod.state_dir() / "hook.log"
-    with log_path.open("ab") as log_file:
-        # Our own session, no inherited pipes: Claude Code must not wait for this process.
-        subprocess.Popen([sys.executable, "-m", "claude_notify.claude.deliver", str(path), token],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
-                         start_new_session=True, close_fds=True, env=dict(env))
+    spawn("claude_notify.claude.deliver", [str(path), token], env=env)
 
 
 def _cancel(turns: Path, session: str) -> None:
     try:
         (turns / f"{_safe(session)}.pending").unlink()
-    except OSError:
-        pass
-
-
-def log(message: str) -> None:
-    """Append one line to ``hook.log`` (kept small); never raise."""
-    try:
-        path = config_mod.state_dir() / "hook.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size > MAX_LOG:
-            path.write_text("", encoding="utf-8")
-        with path.open("a", encoding="utf-8") as f:
-            f.write(f"{utcnow().isoformat(timespec='seconds')} hook: {message[:500]}\n")
     except OSError:
         pass
 
