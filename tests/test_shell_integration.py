@@ -79,7 +79,7 @@ alias v=vim
 
 
 # Settings that trip naive hooks: nounset, an array PROMPT_COMMAND, a PS0 of the user's own,
-# lines kept out of the history, KSH_ARRAYS, and the snippet evaluated twice (a config reload).
+# lines kept out of the history, KSH_ARRAYS, a chatty chpwd, and the snippet evaluated twice.
 HOSTILE_RC = {
     "bash": """\
 set -u
@@ -94,6 +94,7 @@ eval "$({cli} shell-init bash)"
     "zsh": """\
 setopt nounset ksh_arrays err_return
 PROMPT='<P:%?>'
+chpwd() {{ echo chpwd-ran }}
 precmd() {{ echo "$?" >> "$HOME/hook.log" }}
 eval "$({cli} shell-init zsh)"
 eval "$({cli} shell-init zsh)"
@@ -310,7 +311,7 @@ def test_hostile_settings_and_a_second_eval(name: str, desktop: DesktopSession,
     assert got[0].startswith("✗ sleep 0.5; false · exit 1 · ")
     hidden = "✓ a command kept out of the bash history · " if name == "bash" else "✓ sleep 0.5 · "
     assert got[1].startswith(hidden)
-    assert not re.search(rb"(?i)not found|no such|unbound|parameter not set|error|claude",
+    assert not re.search(rb"(?i)not found|no such|unbound|parameter not set|error|claude|chpwd",
                          sh.output), sh.output
 
 
@@ -493,6 +494,8 @@ def test_verdict_order(tmp_path: Path) -> None:
     assert asked == []  # no probe runs for what is dropped anyway
     assert verdict(done("make", 0.5), config, looking=nobody) == "notify"
     assert verdict(done("sleep 20", 20, 130), config, looking=nobody) == "interrupted"
+    assert verdict(done("sleep 20", 20, 128 + signal.SIGTSTP), config,
+                   looking=nobody) == "suspended"
     assert verdict(done("sleep 20", 20), config, looking=focused) == "focused"
     assert verdict(done("sleep 20", 20), config, looking=lambda: False) == "notify"
 

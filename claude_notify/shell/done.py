@@ -22,13 +22,15 @@ if TYPE_CHECKING:
     from claude_notify.config import Config
     from claude_notify.events import Status, TaskEvent
 
-Verdict = Literal["notify", "ignored", "short", "focused", "interrupted"]
-"""``notify``; ``ignored`` and ``short`` are dropped; ``focused`` and ``interrupted`` (the user's
-own Ctrl-C: they are at the keyboard) are recorded in the history without a notification."""
+Verdict = Literal["notify", "ignored", "short", "suspended", "focused", "interrupted"]
+"""``notify``; ``ignored``, ``short`` and ``suspended`` (Ctrl-Z: not finished) are dropped;
+``focused`` and ``interrupted`` (the user's own Ctrl-C: they are at the keyboard) are recorded in
+the history without a notification."""
 
 LOG_NAME: Final = "shell.log"
 LOG_LIMIT: Final = 64 * 1024
 _INTERRUPTS: Final = frozenset({"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGPIPE"})
+_STOPS: Final = frozenset({"SIGTSTP", "SIGSTOP", "SIGTTIN", "SIGTTOU"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +60,8 @@ def verdict(done: Finished, config: Config, *, looking: Callable[[], bool | None
                                       overrides=config["shell.commands"])
     if done.duration < limit:
         return "short"
+    if outcome(done.status)[2] in _STOPS:
+        return "suspended"  # it ends later, under ``fg``
     if done.status == 128 + signal_mod.SIGINT:
         return "interrupted"
     if config["shell.unfocused_only"] and looking() is True:

@@ -36,7 +36,7 @@ __claude_notify_done() {
     local d t
     printf -v d '%d.%06d' $(( $2 / 1000000 )) $(( $2 % 1000000 ))
     printf -v t '%d.%06d' $(( $3 / 1000000 )) $(( $3 % 1000000 ))
-    ( builtin cd / && exec $__claude_notify_argv shell-done --shell=zsh --status=$1 \
+    ( builtin cd -q / && exec $__claude_notify_argv shell-done --shell=zsh --status=$1 \
         --duration=$d --started=$t --cwd=$PWD --cmd=$cmd --expanded=$exp \
         </dev/null >/dev/null 2>&1 & )
 }
