@@ -47,10 +47,11 @@ class Dispatcher:
     """The sinks for one process, built from resolved configuration."""
 
     def __init__(self, config: Config, env: Mapping[str, str], *, quiet: bool = False,
-                 sinks: list[Sink] | None = None) -> None:
+                 sinks: list[Sink] | None = None, notify_on: str = "exit") -> None:
         self.config = config
         self.quiet = quiet
-        self.sinks = sinks if sinks is not None else default_sinks(config, env, quiet=quiet)
+        self.sinks = sinks if sinks is not None else default_sinks(
+            config, env, quiet=quiet, notify_on=notify_on)
 
     def prepare(self) -> None:
         """Warm up sinks that can (connect to D-Bus) while the task runs."""
@@ -88,8 +89,9 @@ class Dispatcher:
             warn(message)
 
 
-def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool) -> list[Sink]:
-    """The desktop notifier and the history; the cloud joins them once logged in."""
+def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool,
+                  notify_on: str = "exit") -> list[Sink]:
+    """The history and the desktop notifier; the cloud joins them once logged in."""
     from claude_notify.notifiers import current_host
     from claude_notify.sinks import DesktopSink, HistorySink, Style
 
@@ -101,4 +103,11 @@ def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool) -> lis
     if config["history.keep"] > 0:  # first: recorded even if the user interrupts a slow send
         sinks.append(HistorySink(keep=config["history.keep"]))
     sinks.append(desktop)
+    if config["cloud.enabled"]:
+        from claude_notify.cloud.account import account_file
+
+        if account_file().exists():  # no login, no network: one stat on the hot path
+            from claude_notify.cloud.sink import CloudSink
+
+            sinks.append(CloudSink(channels=config["cloud.channels"], notify_on=notify_on))
     return sinks

@@ -38,4 +38,5 @@ def user_dir(kind: str) -> Path:
                   "state": platformdirs.user_state_path,
                   "data": platformdirs.user_data_path}[kind]
         return finder(APP, appauthor=False)
-    return _xdg(kind)
+    else:  # a platform branch: mypy skips it elsewhere
+        return _xdg(kind)

@@ -127,7 +127,7 @@ class DesktopSink:
                 continue
 
     def handle(self, event: TaskEvent, decision: Decision) -> None:
-        if not decision.notify:
+        if not decision.notify or event.type == "started":
             return
         results = self.deliver(build_notification(event, self.style, urgency=decision.urgency))
         if not any(r.ok for r in results) and not self.quiet:

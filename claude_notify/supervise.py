@@ -189,6 +189,8 @@ class RunSession:
         self.quiet = bool(values.get("quiet"))
         flags = {opt.setting: (values[opt.dest], opt.flags[-1]) for opt in RUN_OPTIONS
                  if opt.setting is not None and opt.dest in values}
+        if values.get("no_cloud"):
+            flags["cloud.enabled"] = (False, "--no-cloud")
         self.config: Config = config_mod.load(env).with_flags(flags)
         self.argv, self.display = command_argv(
             parsed.command, exec_=bool(values.get("exec_")), shell=bool(values.get("shell")),
@@ -201,7 +203,9 @@ class RunSession:
         self.env = env
         from claude_notify.dispatch import Dispatcher
 
-        self.dispatcher = Dispatcher(self.config, env, quiet=self.quiet)
+        notify_on = ("custom_regex" if self.pattern is not None
+                     else "partial" if self.every else "exit")
+        self.dispatcher = Dispatcher(self.config, env, quiet=self.quiet, notify_on=notify_on)
 
     def execute(self) -> int:
         from claude_notify import runner
@@ -213,6 +217,7 @@ class RunSession:
         log = self._open_log()
         if self.config["on"] != "never":
             self.dispatcher.prepare()
+            self.dispatcher.emit(base)  # registers the task with the cloud, when logged in
         start = time.monotonic()
         watcher = None
         if self.pattern is not None or self.every:

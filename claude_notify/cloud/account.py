@@ -106,8 +106,10 @@ def forget() -> Account | None:
             import keyring
 
             keyring.delete_password(SERVICE, account.server)
-        except Exception:  # already gone, or the keyring went away: nothing left to remove
-            pass
+        except Exception as exc:  # already gone, or the keyring went away
+            from claude_notify.background import log
+
+            log(f"logout: keyring entry not removed: {type(exc).__name__}")
     for path in (token_file(), account_file()):
         try:
             path.unlink()

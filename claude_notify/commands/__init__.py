@@ -26,6 +26,13 @@ SUBCOMMANDS: Final = {
     "watch": "claude_notify.commands.watch:watch",
     "unmute": "claude_notify.commands.quiet:unmute",
     "server": "claude_notify.cloud.server.cli:server",
+    "login": "claude_notify.commands.cloud:login",
+    "logout": "claude_notify.commands.cloud:logout",
+    "whoami": "claude_notify.commands.cloud:whoami",
+    "status": "claude_notify.commands.cloud:status",
+    "sync": "claude_notify.commands.cloud:sync",
+    "usage": "claude_notify.commands.cloud:usage",
+    "channels": "claude_notify.commands.cloud:channels",
     "shell-init": "claude_notify.commands.shell:shell_init",
     "shell-done": "claude_notify.commands.shell:shell_done",
 }

@@ -1,0 +1,148 @@
+"""The offline spool: what the cloud has not acknowledged yet, one file per request.
+
+Every request the CLI owes the server (a task's registration, an event) is written here first —
+to a temporary name, flushed, then renamed into place, so a crash leaves a whole file or none — and
+removed only once the server has answered 2xx. Names sort by creation time, so a task's
+registration goes before its events. A sender claims a file by renaming it to a name carrying its
+PID; a rename happens once, so two CLIs syncing at once never send the same file twice (and the
+server's ``event_id`` idempotency covers even a crash between "sent" and "removed"). A claim whose
+process died is taken back. What the server refuses for good goes to ``dead/`` with the reason:
+never retried forever, never silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from claude_notify.config import state_dir
+
+_CLAIM = ".claim-"
+
+
+def spool_dir() -> Path:
+    return state_dir() / "spool"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A claimed spool entry: send ``body`` with ``method`` to ``path``, then :func:`done`."""
+
+    file: Path
+    original: Path
+    method: str
+    path: str
+    body: Any
+
+
+def put(method: str, path: str, body: Any, *, key: str) -> Path:
+    """Spool one request durably; ``key`` (an event or task id) names the file."""
+    directory = spool_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():020d}-{_safe(key)}.json"
+    tmp = directory / f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, json.dumps({"method": method, "path": path, "body": body}).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    final = directory / name
+    tmp.replace(final)
+    return final
+
+
+def pending() -> list[Path]:
+    """Unclaimed entries, oldest first."""
+    try:
+        names = sorted(p for p in spool_dir().iterdir()
+                       if p.suffix == ".json" and not p.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    return names
+
+
+def claim_all() -> Iterator[Item]:
+    """Claim entries one at a time, oldest first, taking back claims of dead processes."""
+    _reclaim_orphans()
+    for original in pending():
+        claimed = original.with_name(f"{original.name}{_CLAIM}{os.getpid()}")
+        try:
+            original.rename(claimed)
+        except FileNotFoundError:
+            continue  # another sender took it
+        try:
+            data = json.loads(claimed.read_text(encoding="utf-8"))
+            item = Item(claimed, original, str(data["method"]), str(data["path"]), data["body"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bury(Item(claimed, original, "", "", None), f"unreadable spool file: {exc}")
+            continue
+        yield item
+
+
+def done(item: Item) -> None:
+    """The server acknowledged it."""
+    try:
+        item.file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def release(item: Item) -> None:
+    """Not sent (server unreachable): give it back for the next sender."""
+    try:
+        item.file.rename(item.original)
+    except FileNotFoundError:
+        pass
+
+
+def bury(item: Item, reason: str) -> None:
+    """Refused for good: keep it, with the reason, out of the way of the others."""
+    dead = spool_dir() / "dead"
+    dead.mkdir(parents=True, exist_ok=True)
+    try:
+        item.file.rename(dead / item.original.name)
+        (dead / f"{item.original.name}.reason").write_text(reason + "\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def dead_count() -> int:
+    try:
+        return sum(1 for p in (spool_dir() / "dead").iterdir() if p.suffix == ".json")
+    except FileNotFoundError:
+        return 0
+
+
+def _reclaim_orphans() -> None:
+    try:
+        entries = list(spool_dir().iterdir())
+    except FileNotFoundError:
+        return
+    for path in entries:
+        name, sep, pid = path.name.rpartition(_CLAIM)
+        if not sep or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            path.rename(path.with_name(name))
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _safe(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:80]

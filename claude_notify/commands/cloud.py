@@ -1,0 +1,252 @@
+"""The opt-in cloud from the terminal: login, logout, whoami, status, sync, usage, channels."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from claude_notify.errors import CloudError, UsageError
+
+LOGIN_SCOPES = ("events:write", "tasks:read")
+"""What a machine needs: send its events, read its own tasks and quota."""
+MANAGE_SCOPES = (*LOGIN_SCOPES, "channels:write")
+
+
+def _client(*, timeout: float = 10.0) -> Any:
+    from claude_notify.cloud import account
+    from claude_notify.cloud.client import CloudClient
+
+    who = account.current()
+    if who is None:
+        raise CloudError("not logged in: run `claude-notify login`")
+    return CloudClient(who.server, account.token(who), timeout=timeout)
+
+
+@click.command(short_help="Sign this machine in to the hosted backend.")
+@click.option("--email", metavar="ADDRESS", help="Sign in by a link e-mailed to ADDRESS.")
+@click.option("--token", "token_opt", is_flag=True,
+              help="Paste a token an operator issued (asked for without echo).")
+@click.option("--server", metavar="URL", help="The backend (https://, or http:// to loopback).")
+@click.option("--manage", is_flag=True, help="Also allow managing channels from this machine.")
+def login(email: str | None, token_opt: bool, server: str | None, manage: bool) -> None:
+    """Forward this machine's task events to the hosted backend, which notifies your phone.
+
+    Without login nothing leaves the machine. The token is kept in the OS keyring (or, where
+    there is none, in a file only you can read).
+    """
+    from claude_notify.cloud import account
+    from claude_notify.cloud.client import CloudClient, Refused
+
+    url = account.check_server_url(server or _default_server())
+    if token_opt:
+        secret = (sys.stdin.readline() if not sys.stdin.isatty()
+                  else click.prompt("Token", hide_input=True, err=True)).strip()
+        if not secret:
+            raise UsageError("no token given")
+        with CloudClient(url, secret) as client:
+            try:
+                usage = client.request("GET", "/v1/usage")
+                who = f"{usage['plan']} plan"
+            except Refused as exc:
+                if exc.status != 403:
+                    raise
+                who = "a token that can only send events"
+        saved = account.save(account.Account(url, "", "keyring"), secret)
+        click.echo(f"logged in to {url} with {who} (token kept in the {saved.storage})")
+        return
+    if not email:
+        email = click.prompt("E-mail address", err=True).strip()
+    scopes = list(MANAGE_SCOPES if manage else LOGIN_SCOPES)
+    with CloudClient(url, None) as client:
+        started = client.request("POST", "/v1/auth/device", json={"email": email,
+                                                                 "scopes": scopes})
+        result = _wait_for_link(client, started, email)
+    saved = account.save(account.Account(url, result["email"], "keyring",
+                                         tuple(result.get("scopes", scopes))), result["token"])
+    click.echo(f"logged in to {url} as {result['email']} (token kept in the {saved.storage})")
+
+
+def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str, Any]:
+    from claude_notify.cloud.client import Refused
+
+    deadline = time.monotonic() + float(started.get("expires_in", 900))
+    interval = max(0.2, float(started.get("interval", 2)))
+    live = sys.stderr.isatty()
+    click.echo(f"We e-mailed a sign-in link to {email}. Open it to finish; waiting…", err=True)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CloudError("the sign-in link expired: run `claude-notify login` again")
+        if live:
+            click.echo(f"\r  {int(left) // 60:02d}:{int(left) % 60:02d} left ", err=True,
+                       nl=False)
+        try:
+            result: dict[str, Any] = client.request(
+                "POST", "/v1/auth/token", json={"device_code": started["device_code"]})
+        except Refused as exc:
+            if "waiting" not in str(exc):
+                raise
+            time.sleep(min(interval, max(left, 0)))  # the server's polling interval
+            continue
+        if live:
+            click.echo("", err=True)
+        return result
+
+
+def _default_server() -> str:
+    import os
+
+    from claude_notify.cloud.account import DEFAULT_SERVER
+
+    return os.environ.get("CLAUDE_NOTIFY_SERVER") or DEFAULT_SERVER
+
+
+@click.command(short_help="Forget this machine's login.")
+def logout() -> None:
+    """Remove the token and stop forwarding (spooled events stay until the next login)."""
+    from claude_notify.cloud import account
+
+    gone = account.forget()
+    click.echo(f"logged out of {gone.server}" if gone else "was not logged in")
+
+
+@click.command(short_help="The account, its plan and today's quota.")
+def whoami() -> None:
+    """Who this machine is logged in as, and today's quota."""
+    from claude_notify.cloud import account
+
+    who = account.current()
+    with _client() as client:
+        usage = client.request("GET", "/v1/usage")
+    name = who.email if who and who.email else "(token login)"
+    click.echo(f"{name} on {client.server}: {usage['plan']} plan")
+    click.echo(_quota_line(usage))
+
+
+def _quota_line(usage: dict[str, Any]) -> str:
+    limit = usage.get("notifications_limit")
+    sent = usage.get("notifications_sent", 0)
+    line = f"today ({usage.get('day')}, {usage.get('timezone')}): {sent} notification(s) sent"
+    line += f" of {limit}" if limit is not None else " (unlimited)"
+    if usage.get("sms_limit"):
+        line += f"; SMS {usage.get('sms_sent', 0)} of {usage['sms_limit']}"
+    return line + f"; channels: {', '.join(usage.get('channels_allowed', []))}"
+
+
+@click.command(short_help="Today's quota use.")
+def usage() -> None:
+    """Notifications sent today against the plan's limits."""
+    with _client() as client:
+        click.echo(_quota_line(client.request("GET", "/v1/usage")))
+
+
+@click.command(short_help="The server, the connection and the spool.")
+def status() -> None:
+    """Whether this machine forwards events, whether the server answers, what is spooled."""
+    from claude_notify.cloud import account, spool
+    from claude_notify.cloud.client import CloudClient
+
+    who = account.current()
+    waiting, dead = len(spool.pending()), spool.dead_count()
+    if who is None:
+        click.echo("not logged in: nothing leaves this machine")
+    else:
+        click.echo(f"server     {who.server}")
+        click.echo(f"account    {who.email or '(token login)'}; token in the {who.storage}")
+        try:
+            with CloudClient(who.server, None, timeout=5.0) as client:
+                health = client.request("GET", "/healthz")
+            click.echo(f"connection ok ({health.get('status', 'ok') if health else 'ok'})")
+        except CloudError as exc:
+            click.echo(f"connection {exc}")
+    click.echo(f"spool      {waiting} waiting, {dead} refused (in {spool.spool_dir()})")
+
+
+@click.command(short_help="Send what the spool holds now.")
+def sync() -> None:
+    """Send spooled events now (normally done in the background after each task)."""
+    from claude_notify.cloud.sync import drain
+
+    report = drain()
+    click.echo(f"sent {report.sent}, refused {report.refused}, {report.left} still waiting")
+    if report.problem:
+        raise CloudError(report.problem)
+
+
+@click.group(short_help="List, add, remove and test cloud channels.")
+def channels() -> None:
+    """Where the backend sends notifications: e-mail, Telegram, Discord, Feishu, SMS, webhooks."""
+
+
+@channels.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """Your channels and their rules."""
+    with _client() as client:
+        items = client.request("GET", "/v1/channels")
+    items = items.get("items", items) if isinstance(items, dict) else items
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for ch in items:
+        state = "ok" if ch.get("enabled") and ch.get("verified") else (
+            "unverified" if not ch.get("verified") else f"off: {ch.get('disabled_reason')}")
+        rules = ",".join(ch.get("rules", {}).get("on", []))
+        click.echo(f"{ch['id']}  {ch['type']:<8} {ch.get('name') or '':<16} {state:<12} {rules}")
+
+
+_KEYS = {"email": "address", "telegram": "chat_id", "tg": "chat_id", "discord": "webhook_url",
+         "feishu": "webhook_url", "sms": "number", "webhook": "url"}
+
+
+@channels.command()
+@click.argument("channel_type", metavar="TYPE")
+@click.argument("target")
+@click.option("--name", default="", help="A name to tell channels apart.")
+@click.option("--secret", help="Feishu signing secret.")
+@click.option("--on", "on", default="finished", show_default=True,
+              help="When it fires: finished, failure, match, needs_input, progress (comma list).")
+@click.option("--regex", help="With --on match: the output regex.")
+def add(channel_type: str, target: str, name: str, secret: str | None, on: str,
+        regex: str | None) -> None:
+    """Add a channel: TYPE is email, telegram, discord, feishu, sms or webhook; TARGET is the
+    address, chat, webhook URL or number."""
+    key = _KEYS.get(channel_type.lower())
+    if key is None:
+        raise UsageError(f"unknown channel type {channel_type!r} "
+                         f"(choose from {', '.join(sorted(_KEYS))})")
+    config: dict[str, Any] = {key: target}
+    if secret:
+        config["secret"] = secret
+    rules = {"on": [r.strip() for r in on.split(",") if r.strip()], "regex": regex}
+    with _client() as client:
+        made = client.request("POST", "/v1/channels", json={
+            "type": channel_type, "name": name, "config": config, "rules": rules})
+    click.echo(f"added {made['type']} channel {made['id']}")
+    for field in ("secret", "signing_secret"):
+        if made.get("config", {}).get(field):
+            click.echo(f"its signing secret (shown once): {made['config'][field]}")
+    if not made.get("verified", True):
+        click.echo("waiting for the recipient to confirm (see the message sent to it)")
+
+
+@channels.command()
+@click.argument("channel_id")
+def remove(channel_id: str) -> None:
+    """Delete a channel."""
+    with _client() as client:
+        client.request("DELETE", f"/v1/channels/{channel_id}")
+    click.echo(f"removed {channel_id}")
+
+
+@channels.command()
+@click.argument("channel_id")
+def test(channel_id: str) -> None:
+    """Send a test message through a channel."""
+    with _client() as client:
+        client.request("POST", f"/v1/channels/{channel_id}/test")
+    click.echo("test message queued")

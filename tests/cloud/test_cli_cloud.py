@@ -1,0 +1,240 @@
+"""The CLI's cloud side against the real server, started as a subprocess (`claude-notify server`)
+on SQLite and on PostgreSQL: login, forwarding, the spool when the server is down, two syncs at
+once, a revoked token, the keyring and its file fallback.
+
+The notifications arrive at a real webhook receiver on loopback, which is what a user's phone
+would be told about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cloud_kit import Receiver, free_port, wait_for
+
+CLI = [sys.executable, "-m", "claude_notify"]
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([*CLI, "server", "--port", str(self.port)], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_for(self._up, timeout=30, what="the server to answer /healthz")
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def admin(self, *args: str) -> str:
+        out = subprocess.run([*CLI, "server", *args], env=self.env, capture_output=True,
+                             check=True, timeout=60)
+        return out.stdout.decode().strip()
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
+    env.update({"DATABASE_URL": db_url, "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
+                "CLAUDE_NOTIFY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.2,0.5",
+                "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": "0.1",
+                "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1"})
+    srv = Server(f"http://127.0.0.1:{port}", env, port)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLAUDE_NOTIFY", "DBUS_", "SSH_")) and k != "DISPLAY"}
+    env.update({"CLAUDE_NOTIFY_CONFIG": str(tmp_path / "user" / "config.toml"),
+                "CLAUDE_NOTIFY_STATE_DIR": str(tmp_path / "user" / "state"),
+                "CLAUDE_NOTIFY_DATA_DIR": str(tmp_path / "user" / "data"),
+                "XDG_DATA_HOME": str(tmp_path / "user" / "xdg-data"),
+                "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+                "CLAUDE_NOTIFY_BACKEND": "terminal", "CLAUDE_NOTIFY_QUIET": "1"})
+    env.update(extra)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str], *, stdin: bytes | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run([*CLI, *args], env=env, input=stdin, capture_output=True,
+                            timeout=60, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args}: {result.returncode} {result.stderr.decode()}")
+    return result
+
+
+def _logged_in(server: Server, tmp_path: Path, receiver: Receiver,
+               **extra: str) -> dict[str, str]:
+    token = server.admin("create-user", "dev@example.com", "--plan", "pro")
+    env = _user_env(tmp_path, **extra)
+    out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
+    assert b"pro plan" in out.stdout
+    assert token.encode() not in out.stdout + out.stderr
+    added = cli(["channels", "add", "webhook", receiver.url, "--on", "finished"], env)
+    assert added.stdout.startswith(b"added webhook channel ")
+    return env
+
+
+def _events(receiver: Receiver, n: int, timeout: float = 20.0) -> list[dict[str, object]]:
+    got = receiver.wait(n, timeout=timeout)
+    return [json.loads(r.body)["data"] if "data" in json.loads(r.body) else json.loads(r.body)
+            for r in got]
+
+
+def test_run_is_forwarded_to_the_users_webhook(server: Server, tmp_path: Path,
+                                               receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    result = cli(["run", "--", "sh", "-c", "echo from-the-task; exit 3"], env, check=False)
+    assert (result.returncode, result.stdout) == (3, b"from-the-task\n")
+    [event] = _events(receiver, 1)
+    assert (event["type"], event["exit_code"], event["status"]) == ("finished", 3, "failure")
+    assert "from-the-task" in str(event["tail"])
+    tasks = httpx.get(f"{server.url}/v1/tasks", headers=_auth(env), timeout=10).json()
+    [task] = tasks["items"]
+    assert task["task_id"] == event["task_id"]  # the start registration and the event met
+    assert task["cmd"] == "sh -c 'echo from-the-task; exit 3'"
+    assert cli(["status"], env).stdout.decode().splitlines()[-1].startswith(
+        "spool      0 waiting, 0 refused")
+    whoami = cli(["whoami"], env).stdout.decode()
+    assert "pro plan" in whoami and "notification(s) sent" in whoami
+
+
+def test_server_down_spools_then_delivers_exactly_once(server: Server, tmp_path: Path,
+                                                       receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    server.stop()
+    for i in range(3):
+        assert cli(["run", "--", "sh", "-c", f"exit {i}"], env, check=False).returncode == i
+    wait_for(lambda: len(list((tmp_path / "user/state/spool").glob("*.json"))) == 6,
+             what="3 registrations and 3 events spooled")
+    status = cli(["status"], env).stdout.decode()
+    assert "connection cannot reach" in status and "6 waiting" in status
+    server.start()
+    # Two CLIs drain the same spool at once: every request goes once.
+    procs = [subprocess.Popen([*CLI, "sync"], env=env, stdout=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    sent = sum(int(o.split()[1].rstrip(",")) for o in outs)
+    assert sent == 6, outs
+    events = _events(receiver, 3)
+    assert sorted(e["exit_code"] for e in events) == [0, 1, 2]  # type: ignore[type-var]
+    assert cli(["sync"], env).stdout.startswith(b"sent 0, refused 0, 0 still waiting")
+    assert receiver.count() == 3
+
+
+def test_revoked_token_keeps_events_spooled(server: Server, tmp_path: Path,
+                                            receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    server.admin("revoke", "--user", "dev@example.com")
+    assert cli(["run", "--", "true", "x"], env).returncode == 0
+    result = cli(["sync"], env, check=False)
+    assert result.returncode == 1
+    assert b"run `claude-notify login`" in result.stderr
+    assert result.stderr.count(b"\n") == 1
+    assert len(list((tmp_path / "user/state/spool").glob("*.json"))) == 2
+    assert receiver.count() == 0
+
+
+def test_claude_hook_events_are_forwarded(server: Server, tmp_path: Path,
+                                          receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver, CLAUDE_NOTIFY_CLAUDE_DEBOUNCE="0.1",
+                     DISPLAY=":999", DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent")
+    payload = {"session_id": "s-1", "cwd": str(tmp_path), "hook_event_name": "Stop",
+               "stop_hook_active": False, "last_assistant_message": "All done."}
+    assert cli(["hook"], env, stdin=json.dumps(payload).encode()).stdout == b""
+    [event] = _events(receiver, 1)
+    assert (event["source"], event["session_id"], event["message"]) == (
+        "claude-code", "s-1", "All done.")
+
+
+def test_no_login_no_network_and_no_cloud_flag(server: Server, tmp_path: Path,
+                                               receiver: Receiver) -> None:
+    env = _user_env(tmp_path)
+    assert cli(["run", "--", "true", "x"], env).returncode == 0
+    assert not (tmp_path / "user/state/spool").exists()
+    env = _logged_in(server, tmp_path, receiver)
+    assert cli(["run", "--no-cloud", "--", "true", "x"], env).returncode == 0
+    assert cli(["run", "--on", "failure", "--", "true", "y"], env).returncode == 0
+    assert cli(["run", "--", "false", "z"], env, check=False).returncode == 1
+    [event] = _events(receiver, 1)
+    assert event["command"] == "false z"
+
+
+def test_token_storage_keyring_and_file_fallback(server: Server, tmp_path: Path) -> None:
+    token = server.admin("create-user", "k@example.com")
+    env = _user_env(tmp_path)
+    out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
+    assert b"token kept in the keyring" in out.stdout
+    stored = list((tmp_path / "user/xdg-data").rglob("keyring_pass.cfg"))
+    assert stored and token not in stored[0].read_text()  # keyrings.alt keeps it encoded
+    assert cli(["logout"], env).stdout.startswith(b"logged out of ")
+    env = _user_env(tmp_path / "b", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
+    assert b"token kept in the file" in out.stdout
+    token_file = tmp_path / "b/user/state/cloud-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text() == token
+    assert b"file" in cli(["status"], env).stdout
+
+
+def test_bad_logins_are_one_line(server: Server, tmp_path: Path) -> None:
+    env = _user_env(tmp_path)
+    cases = [
+        (["login", "--server", "http://example.com", "--token"], b"refusing plain http://"),
+        (["login", "--server", server.url, "--token"], b"run `claude-notify login`"),
+        (["login", "--server", "http://127.0.0.1:9", "--token"], b"cannot reach"),
+        (["whoami"], b"not logged in"),
+    ]
+    for args, needle in cases:
+        result = cli(args, env, stdin=b"not-a-token\n", check=False)
+        assert result.returncode != 0, args
+        assert needle in result.stderr, (args, result.stderr)
+        assert result.stderr.count(b"\n") == 1, result.stderr
+
+
+def _auth(env: dict[str, str]) -> dict[str, str]:
+    from claude_notify.cloud import account
+
+    saved = {k: os.environ.get(k) for k in ("CLAUDE_NOTIFY_STATE_DIR", "PYTHON_KEYRING_BACKEND",
+                                            "XDG_DATA_HOME")}
+    try:
+        for key in saved:
+            os.environ[key] = env[key]
+        who = account.current()
+        assert who is not None
+        return {"Authorization": f"Bearer {account.token(who)}"}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
