@@ -32,7 +32,10 @@ class CloudSink:
                     "session_id": event.session_id, "machine_id": event.machine_id,
                     "notify_on": self.notify_on, "channels": list(self.channels) or None}
             spool.put("POST", "/v1/tasks", body, key=f"task-{event.task_id}")
-        elif decision.notify:
+            # Sent with the task's first event: a short task then costs one sync process,
+            # and a long one's progress and match events carry it out early.
+            return
+        if decision.notify:
             spool.put("POST", "/v1/events", event.to_dict(), key=event.event_id)
         else:
             return

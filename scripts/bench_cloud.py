@@ -1,0 +1,112 @@
+"""What the opt-in cloud costs a wrapped command: `claude-notify run -- true` with the cloud on,
+the server on loopback, against `--no-cloud`; and with the server down.
+
+Starts a real `claude-notify server` (SQLite) on a free port, logs a scratch user in with an
+operator token, then times the three cases interleaved. Targets: ≤ 30 ms more with the server up,
+≤ 50 ms more with it down (median).
+
+    .venv/bin/python scripts/bench_cloud.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXE = str(Path(sys.executable).with_name("claude-notify"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("bench_cloud: the server did not start")
+
+
+def timed(args: list[str], env: dict[str, str], *, settle: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run([EXE, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    elapsed = (time.perf_counter() - start) * 1000
+    if settle is not None:  # let the detached sync finish, so it cannot slow the next run
+        deadline = time.monotonic() + 20
+        while any(settle.glob("*.json*")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=30)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/server.db",
+                      "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1"}
+        server = subprocess.Popen([EXE, "server", "--port", str(port)], env=server_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        try:
+            wait_up(url)
+            token = subprocess.run([EXE, "server", "create-user", "bench@example.com"],
+                                   env=server_env, capture_output=True, check=True,
+                                   text=True).stdout.strip()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
+            env.update({"CLAUDE_NOTIFY_STATE_DIR": f"{tmp}/state",
+                        "CLAUDE_NOTIFY_DATA_DIR": f"{tmp}/data",
+                        "CLAUDE_NOTIFY_CONFIG": f"{tmp}/config.toml",
+                        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+                        "CLAUDE_NOTIFY_QUIET": "1", "CLAUDE_NOTIFY_BACKEND": "terminal"})
+            subprocess.run([EXE, "login", "--server", url, "--token"], input=token, text=True,
+                           env=env, check=True, capture_output=True)
+            cases = {"cloud off (--no-cloud)": ["run", "-q", "--no-cloud", "--", "true", "x"],
+                     "cloud on, server up": ["run", "-q", "--", "true", "x"]}
+            times: dict[str, list[float]] = {name: [] for name in cases}
+            spool = Path(tmp) / "state" / "spool"
+            for _ in range(3):
+                timed(cases["cloud on, server up"], env, settle=spool)
+            for _ in range(runs):
+                for name, args in cases.items():
+                    times[name].append(timed(args, env, settle=spool))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=15)
+        down: list[float] = []
+        off_again: list[float] = []
+        for _ in range(runs):
+            down.append(timed(["run", "-q", "--", "true", "x"], env))
+            off_again.append(timed(cases["cloud off (--no-cloud)"], env))
+    base = statistics.median(times["cloud off (--no-cloud)"])
+    up = statistics.median(times["cloud on, server up"])
+    print("| case | median ms | more than cloud off |\n|---|---|---|")
+    print(f"| cloud off (--no-cloud) | {base:.1f} | — |")
+    print(f"| cloud on, server up | {up:.1f} | +{up - base:.1f} ms (target ≤ 30) |")
+    base2 = statistics.median(off_again)
+    print(f"| cloud on, server down | {statistics.median(down):.1f} | "
+          f"+{statistics.median(down) - base2:.1f} ms (target ≤ 50) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
