@@ -281,15 +281,16 @@ def test_provider_urls_are_pinned_to_their_domains(
 
 
 def test_channel_types_without_an_adapter_dead_letter_with_a_reason(
-    client: TestClient, make_user: Callable[..., Account]
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account]
 ) -> None:
     user = make_user(plan="pro")
-    client.post(
-        "/v1/channels", json={"type": "tg", "config": {"chat_id": 42}}, headers=user.headers
-    )
+    with runtime.sessions.begin() as session:  # a type this server has no module for
+        session.add(
+            Channel(user_id=user.user_id, type="pigeon", config={}, rules={"on": ["finished"]})
+        )
     sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
     dead = settled(client, user, sent["notifications"][0]["id"], "dead")
-    assert dead["reason"] == "this server has no adapter for telegram channels yet"
+    assert dead["reason"] == "this server has no adapter for pigeon channels yet"
 
 
 # ------------------------------------------------------------------------------------ leases

@@ -247,3 +247,19 @@ def test_free_plan_keeps_a_10_kb_tail_and_pro_keeps_it_all(
 
 def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_nul_characters_never_reach_the_database(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    sent = client.post(
+        "/v1/events", json=event("nul", command="a\x00b", tail="x\x00y"), headers=user.headers
+    )
+    assert sent.status_code == 202
+    with runtime.sessions() as session:
+        stored = session.scalars(select(Event).where(Event.user_id == user.user_id)).one()
+    assert (stored.payload["command"], stored.payload["tail"]) == ("a\ufffdb", "x\ufffdy")
+    refused = client.post("/v1/tasks", json={"cmd": "a\x00b"}, headers=user.headers)
+    assert refused.status_code == 422
+    assert "NUL" in refused.json()["error"]["message"]

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Event, Notification, Task, User
-from claude_notify.cloud.server.db.ops import insert_ignore
-from claude_notify.cloud.server.orchestrator import Planned, plan_notifications
+from claude_notify.cloud.server.db.models import Event, Notification, Task
+from claude_notify.cloud.server.db.ops import insert_ignore, upsert_row
+from claude_notify.cloud.server.orchestrator import Owner, Planned, plan_notifications
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
@@ -55,7 +55,7 @@ def keep_tail(tail: str, plan: str) -> str:
 
 
 def record_event(
-    session: Session, *, user: User, event: TaskEvent, now: datetime, settings: Settings
+    session: Session, *, user: Owner, event: TaskEvent, now: datetime, settings: Settings
 ) -> Ingested:
     """Store the event, update its task and queue its notifications; the caller commits."""
     event = replace(event, tail=keep_tail(event.tail, user.plan))
@@ -89,7 +89,7 @@ def ensure_task(
     session: Session, *, user_id: uuid.UUID, key: str, seed: TaskEvent, now: datetime
 ) -> Task:
     """The user's task with this key, created from ``seed`` if it was never registered."""
-    insert_ignore(
+    return upsert_row(
         session,
         Task,
         {
@@ -105,11 +105,8 @@ def ensure_task(
             "updated_at": now,
         },
         ["user_id", "key"],
+        {"updated_at": now},
     )
-    task = session.scalars(
-        select(Task).where(Task.user_id == user_id, Task.key == key).with_for_update()
-    ).one()
-    return task
 
 
 def _apply(task: Task, event: TaskEvent, now: datetime) -> None:

@@ -12,14 +12,14 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.catalog import NEEDS_VERIFICATION
-from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.db.models import Channel, Notification, Task
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
@@ -54,6 +54,17 @@ def channel_fires(channel: Channel, task: Task, event: TaskEvent, fired: frozens
     return bool(wanted)
 
 
+class Owner(Protocol):
+    """Whose event it is: the account row, or the authenticated caller standing for it."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def plan(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """One notification decided for an event."""
@@ -77,7 +88,7 @@ class Planned:
 def plan_notifications(
     session: Session,
     *,
-    user: User,
+    user: Owner,
     task: Task,
     event: TaskEvent,
     event_row_id: uuid.UUID,

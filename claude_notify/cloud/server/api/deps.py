@@ -57,6 +57,11 @@ class Principal:
     token_id: uuid.UUID
     scopes: frozenset[str]
 
+    @property
+    def id(self) -> uuid.UUID:
+        """The user's id: a principal stands in for its user where only id, plan and zone count."""
+        return self.user_id
+
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `cnt_…`")
 

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -110,6 +110,16 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         )
 
+    async def on_bad_data(_request: Request, exc: Exception) -> JSONResponse:
+        # Input valid as JSON that the database refuses, e.g. a NUL character in text.
+        log.info("database refused input: %s", type(exc).__name__)
+        message = "input contains characters or values the server cannot store (e.g. NUL)"
+        return error_response(ApiError(422, message))
+
+    async def on_conflict(_request: Request, exc: Exception) -> JSONResponse:
+        log.info("concurrent change conflicted: %s", type(exc).__name__)
+        return error_response(ApiError(409, "a concurrent change conflicted; retry the request"))
+
     async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(ApiError(500, "internal server error", code="internal_error"))
@@ -117,6 +127,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(DataError, on_bad_data)
+    app.add_exception_handler(IntegrityError, on_conflict)
     app.add_exception_handler(OperationalError, on_database_down)
     app.add_exception_handler(InterfaceError, on_database_down)
     app.add_exception_handler(Exception, on_crash)

@@ -31,6 +31,12 @@ def load_adapter(channel_type: str, settings: Settings, http: httpx.AsyncClient)
     if path is None:
         raise LookupError(f"this server has no adapter for {channel_type} channels yet")
     module_name, _, attr = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise LookupError(f"this server has no adapter for {channel_type} channels yet") from None
+    cls = getattr(module, attr)
     adapter: ChannelAdapter = cls(settings, http)
     return adapter

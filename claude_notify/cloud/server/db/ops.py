@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
+
+_M = TypeVar("_M", bound=DeclarativeBase)
 
 
 def insert_ignore(
@@ -27,3 +29,27 @@ def insert_ignore(
     )
     # RETURNING, not rowcount: drivers report -1 for a skipped ON CONFLICT row.
     return session.execute(stmt).first() is not None
+
+
+def upsert_row(
+    session: Session,
+    model: type[_M],
+    values: dict[str, Any],
+    conflict: list[str],
+    touch: dict[str, Any],
+) -> _M:
+    """Insert or, on conflict, update ``touch``; the row comes back locked, in one statement.
+
+    ``ON CONFLICT DO UPDATE`` takes the row lock on PostgreSQL (SQLite's writer holds the whole
+    database), so what follows in the transaction sees no concurrent change to it.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_update(index_elements=conflict, set_=touch)
+        .returning(model)
+    )
+    row: _M = session.scalars(stmt, execution_options={"populate_existing": True}).one()
+    return row

@@ -5,10 +5,11 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from claude_notify.cloud.server.api.deps import ChannelWriter, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.db.models import User
 
 router = APIRouter(tags=["account"])
@@ -22,9 +23,7 @@ class AccountOut(BaseModel):
     """What the calling token may do."""
 
 
-class AccountPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AccountPatch(StrictBody):
     timezone: str = Field(
         min_length=1, max_length=64, description="An IANA zone, e.g. Asia/Shanghai"
     )

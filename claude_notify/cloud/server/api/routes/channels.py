@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from claude_notify.cloud.server.api.deps import (
     TaskReader,
 )
 from claude_notify.cloud.server.api.errors import ApiError, not_found
+from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels import catalog
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import Channel, Notification
@@ -35,10 +36,8 @@ from claude_notify.events import utcnow
 router = APIRouter(tags=["channels"])
 
 
-class Rules(BaseModel):
+class Rules(StrictBody):
     """When the channel fires; see ``claude_notify.cloud.server.channels.catalog.TRIGGERS``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     on: list[str] = Field(default_factory=lambda: ["finished"], min_length=1, max_length=5)
     regex: str | None = Field(default=None, max_length=catalog.MAX_REGEX_CHARS)
@@ -50,9 +49,7 @@ class Rules(BaseModel):
         return self
 
 
-class ChannelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelIn(StrictBody):
     type: str = Field(max_length=16, description="email, webhook, telegram (tg), discord, …")
     name: str = Field(default="", max_length=100)
     config: dict[str, Any]
@@ -64,9 +61,7 @@ class ChannelIn(BaseModel):
         return self
 
 
-class ChannelPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelPatch(StrictBody):
     name: str | None = Field(default=None, max_length=100)
     config: dict[str, Any] | None = None
     rules: Rules | None = None
@@ -104,9 +99,7 @@ class Queued(BaseModel):
     notification_id: uuid.UUID
 
 
-class VerifyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VerifyIn(StrictBody):
     code: str = Field(min_length=1, max_length=200)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
-from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.api.deps import EventWriter, Principal, RuntimeDep, SessionDep
+from claude_notify.cloud.server.api.deps import EventWriter, RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.db.models import User
 from claude_notify.cloud.server.ingest import Ingested, record_event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -56,6 +55,13 @@ def parse_event(payload: dict[str, Any], settings: Settings) -> TaskEvent:
         event = TaskEvent.from_dict(payload)
     except (ValueError, TypeError) as exc:
         raise ApiError(422, str(exc)) from None
+    # NUL cannot be stored as text by PostgreSQL; in output it is noise, so it is replaced.
+    cleaned: dict[str, Any] = {
+        f.name: value.replace("\x00", "\ufffd")
+        for f in dataclasses.fields(event)
+        if isinstance(value := getattr(event, f.name), str) and "\x00" in value
+    }
+    event = dataclasses.replace(event, **cleaned) if cleaned else event
     for name, limit in _FIELD_LIMITS.items():
         value = getattr(event, name)
         if isinstance(value, str) and len(value) > limit:
@@ -79,13 +85,6 @@ def _count(runtime: Runtime, event: TaskEvent, result: Ingested) -> None:
                 metrics.quota_rejections.labels(n.channel_type).inc()
 
 
-def _user(session: Session, caller: Principal) -> User:
-    user = session.get(User, caller.user_id)
-    if user is None:  # deleted between authentication and now
-        raise ApiError(401, "invalid, expired or revoked token")
-    return user
-
-
 @router.post(
     "/v1/events",
     status_code=202,
@@ -106,7 +105,7 @@ def post_event(
 ) -> JSONResponse:
     event = parse_event(payload, runtime.settings)
     result = record_event(
-        session, user=_user(session, caller), event=event, now=utcnow(), settings=runtime.settings
+        session, user=caller, event=event, now=utcnow(), settings=runtime.settings
     )
     session.commit()
     _count(runtime, event, result)

@@ -23,12 +23,13 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import LoginRequest, Notification, User
 from claude_notify.events import utcnow
@@ -38,9 +39,7 @@ router = APIRouter(tags=["auth"])
 POLL_INTERVAL_S = 2
 
 
-class DeviceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DeviceIn(StrictBody):
     email: str = Field(max_length=320)
     scopes: list[str] = Field(default_factory=lambda: ["events:write"], min_length=1, max_length=4)
     """What the new token may do; a machine that only reports tasks needs only events:write."""
@@ -52,9 +51,7 @@ class DeviceOut(BaseModel):
     interval: int
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenIn(StrictBody):
     device_code: str = Field(min_length=1, max_length=200)
 
 

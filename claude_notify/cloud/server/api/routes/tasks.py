@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from claude_notify.cloud.server.api.deps import EventWriter, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import not_found
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
+from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels.catalog import normalise_type
 from claude_notify.cloud.server.db.models import Task
 from claude_notify.cloud.server.ingest import start_task
@@ -23,10 +24,8 @@ TaskStatus = Literal["running", "success", "failure", "interrupted", "needs_inpu
 assert set(TaskStatus.__args__) == STATUSES  # type: ignore[attr-defined]  # noqa: S101
 
 
-class TaskIn(BaseModel):
+class TaskIn(StrictBody):
     """Spec §7: what a client says when a task starts."""
-
-    model_config = ConfigDict(extra="forbid")
 
     cmd: str = Field(max_length=8192)
     session_id: str | None = Field(default=None, max_length=256)
