@@ -485,10 +485,9 @@ def write(blocks: list[Node], values: list[str], dialect: Dialect) -> str:
             lines.append(style.bullet + run(block.children))
         else:
             lines.append(run(block.children))
-    out = "\n".join(lines).strip("\n")
     if dialect == "html":
-        return "<p>" + out.replace("\n", "<br>\n") + "</p>"
-    return out
+        return "<div>" + "<br>\n".join(lines).strip("\n") + "</div>"
+    return "\n".join(lines).strip("\n")
 
 
 # --------------------------------------------------------------------------- samples
@@ -517,3 +516,31 @@ SAMPLE_FIELDS: Final[dict[str, Any]] = {
     "ended_at": "2025-01-01T12:03:12+00:00",
 }
 """A plausible event: templates are trial-rendered with it when saved, and previews use it."""
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def task_link(app_url: str | None, event: Mapping[str, Any] | None) -> str | None:
+    """The dashboard page of the event's task, when the operator configured a dashboard."""
+    if not app_url or not event or not event.get("task_id"):
+        return None
+    from urllib.parse import quote
+
+    return f"{app_url.rstrip('/')}/t/{quote(str(event['task_id']), safe='')}"
+
+
+def body_fields(
+    message: Any, *, app_url: str | None, default: str = DEFAULT_TEMPLATE
+) -> tuple[Template, dict[str, Any]]:
+    """The template and values for a message: the event's, or a test/verification text."""
+    if message.event is not None:
+        values = fields_of(message.event, link=task_link(app_url, message.event))
+        return cached(message.config.get("template"), default), values
+    notice: dict[str, Any] = dict.fromkeys(FIELDS, "")
+    notice.update(headline=clean(message.subject), message=clean(message.text))
+    return cached(NOTICE_TEMPLATE), notice
+
+
+NOTICE_TEMPLATE: Final = "**{{ headline }}**\n{{ message }}"
+"""Test and verification messages: a bold subject and the text, both shown literally."""

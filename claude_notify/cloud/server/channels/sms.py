@@ -1,0 +1,119 @@
+"""SMS through the operator's Twilio account: a short text that fits one or two segments.
+
+Twilio bills per segment: 160 GSM-7 characters (153 each when split) or 70 UCS-2 (67 when
+split); one character outside GSM-7, an emoji say, switches the whole text to UCS-2. The text is
+measured that way and trimmed to two segments. The pro plan's 30 SMS a day are taken when the
+notification is queued (``quota.take``), before any call. The number receives nothing until its
+owner confirmed it with the code sent to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+
+from claude_notify.cloud.server.channels import templates
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.settings import Settings
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+"""Each costs two septets (an escape and the character)."""
+MAX_SEGMENTS = 2
+PERMANENT_CODES = frozenset({21211, 21610, 20003, 21614, 21408, 21612})
+GONE_CODES = frozenset({21610, 21211, 21614})
+"""The recipient replied STOP, or the number is invalid or cannot receive SMS."""
+
+SMS_TEMPLATE = (
+    "{{ command or title or 'task' }} {{ outcome }}"
+    "{% if exit_code != '' %} (exit {{ exit_code }}{% if duration %}, {{ duration }}{% endif %})"
+    "{% elif duration %} ({{ duration }}){% endif %}{% if host %} on {{ host }}{% endif %}"
+    "{% if link %} {{ link }}{% endif %}"
+)
+
+
+def is_gsm7(text: str) -> bool:
+    return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text)
+
+
+def segments(text: str) -> int:
+    """How many segments Twilio will bill for ``text``."""
+    if is_gsm7(text):
+        units, single, multi = sum(2 if c in GSM7_EXTENDED else 1 for c in text), 160, 153
+    else:
+        units, single, multi = templates.utf16_len(text), 70, 67
+    return 1 if units <= single else -(-units // multi)
+
+
+def sms_units(text: str) -> int:
+    """A length on one scale for both encodings, so that ≤ 306 means "two segments at most"."""
+    if is_gsm7(text):
+        return sum(2 if c in GSM7_EXTENDED else 1 for c in text)
+    return -(-templates.utf16_len(text) * 153 // 67)
+
+
+def build_text(message: Message, *, app_url: str | None) -> str:
+    if message.event is not None:
+        template, fields = templates.body_fields(message, app_url=app_url, default=SMS_TEMPLATE)
+    else:
+        template = templates.cached("{{ message }}")
+        fields = {**dict.fromkeys(templates.FIELDS, ""), "message": templates.clean(message.text)}
+    text = template.render_fitted(fields, "text", limit=153 * MAX_SEGMENTS, measure=sms_units)
+    return " ".join(text.split()) or "claude-notify"
+
+
+class SmsChannel:
+    type: ClassVar[str] = "sms"
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+
+    def form(self, message: Message) -> dict[str, str]:
+        sender = str(self.settings.twilio_from)
+        key = "MessagingServiceSid" if sender.startswith("MG") else "From"
+        text = build_text(message, app_url=self.settings.app_url)
+        return {"To": str(message.config["number"]), key: sender, "Body": text}
+
+    async def send(self, message: Message) -> DeliveryResult:
+        s = self.settings
+        if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
+            return DeliveryResult(ok=False, detail="SMS is not configured on this server")
+        base = s.twilio_api_base.rstrip("/")
+        url = f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json"
+        try:
+            response = await self.http.post(
+                url,
+                data=self.form(message),
+                auth=(s.twilio_account_sid, s.twilio_auth_token),
+                timeout=s.provider_timeout_s,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            return DeliveryResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+        return classify(response)
+
+
+def classify(response: httpx.Response) -> DeliveryResult:
+    status = response.status_code
+    try:
+        decoded = response.json()
+    except ValueError:
+        decoded = None
+    body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
+    if 200 <= status < 300:
+        sid = str(body["sid"]) if body.get("sid") else None
+        count = body.get("num_segments")
+        return DeliveryResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
+    code = body.get("code")
+    reason = templates.clean(str(body.get("message") or response.reason_phrase or ""))[:200]
+    detail = f"Twilio {code or status}: {reason}"
+    if status == 429 or code == 20429 or status >= 500:
+        wait = response.headers.get("retry-after", "")
+        retry_after = float(wait) if wait.replace(".", "", 1).isdigit() else None
+        return DeliveryResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
+    return DeliveryResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)

@@ -1,0 +1,110 @@
+"""Telegram through the operator's bot: ``sendMessage`` in HTML mode, a button to the task.
+
+The chat id comes from linking (``/start CODE``), never from the user. Errors are read from the
+body: 429 waits ``parameters.retry_after``; a group upgraded to a supergroup answers
+``migrate_to_chat_id`` and the message is sent there; a bot that was blocked or removed, or a chat
+that no longer exists, is permanent and disables the channel.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any, ClassVar
+
+import httpx
+
+from claude_notify.cloud.server.channels import templates
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.settings import Settings
+
+TEXT_LIMIT = 4096
+"""Characters of ``text`` after entity parsing (counted here in UTF-16 units, the stricter)."""
+_TAG = re.compile(r"<[^>]*>")
+_GONE = ("bot was blocked", "bot was kicked", "user is deactivated", "chat not found",
+         "bot is not a member", "have no rights to send", "group chat was deleted")  # fmt: skip
+
+
+def visible_length(text: str) -> int:
+    """How long Telegram considers an HTML ``text``: tags dropped, entities decoded."""
+    return templates.utf16_len(html.unescape(_TAG.sub("", text)))
+
+
+def build_payload(message: Message, *, chat_id: Any, app_url: str | None) -> dict[str, Any]:
+    """The ``sendMessage`` body: HTML text within the limit and, for events, a task button."""
+    template, fields = templates.body_fields(message, app_url=app_url)
+    text = template.render_fitted(fields, "telegram", limit=TEXT_LIMIT, measure=visible_length)
+    payload: dict[str, Any] = {
+        "chat_id": chat_id,
+        "text": text or html.escape(templates.clean(message.subject)) or "claude-notify",
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": True},
+    }
+    if link := fields.get("link"):
+        payload["reply_markup"] = {"inline_keyboard": [[{"text": "Open task", "url": link}]]}
+    return payload
+
+
+class TelegramChannel:
+    type: ClassVar[str] = "telegram"
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+
+    def method_url(self, method: str) -> str:
+        base = self.settings.telegram_api_base.rstrip("/")
+        return f"{base}/bot{self.settings.telegram_bot_token}/{method}"
+
+    async def send(self, message: Message) -> DeliveryResult:
+        if not self.settings.telegram_bot_token:
+            return DeliveryResult(ok=False, detail="Telegram is not configured on this server")
+        chat_id = message.config.get("chat_id")
+        if chat_id is None:
+            return DeliveryResult(ok=False, detail="no Telegram chat linked: send /start CODE")
+        payload = build_payload(message, chat_id=chat_id, app_url=self.settings.app_url)
+        for _ in range(3):  # a migration is followed, at most twice
+            result = await self.call("sendMessage", payload)
+            new_chat = result.get("migrate_to_chat_id")
+            if new_chat is None:
+                return _classify(result)
+            payload["chat_id"] = new_chat
+        return DeliveryResult(ok=False, detail="Telegram: chat migrated more than twice")
+
+    async def call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The decoded answer (``{"ok": …}``), or a synthetic one for transport failures."""
+        try:
+            response = await self.http.post(
+                self.method_url(method), json=payload, timeout=self.settings.provider_timeout_s
+            )
+        except httpx.HTTPError as exc:
+            return {"ok": False, "error_code": 0, "description": f"{type(exc).__name__}: {exc}"}
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return {"ok": False, "error_code": response.status_code, "description": "not JSON"}
+        body.setdefault("error_code", response.status_code)
+        params = body.get("parameters")
+        if isinstance(params, dict) and params.get("migrate_to_chat_id") is not None:
+            body["migrate_to_chat_id"] = params["migrate_to_chat_id"]
+        return body
+
+
+def _classify(body: dict[str, Any]) -> DeliveryResult:
+    if body.get("ok") is True:
+        result = body.get("result") or {}
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        provider_id = str(message_id) if message_id is not None else None
+        return DeliveryResult(ok=True, detail=f"message {provider_id}", provider_id=provider_id)
+    code = int(body.get("error_code") or 0)
+    reason = templates.clean(str(body.get("description") or "no description"))[:300]
+    detail = f"Telegram {code}: {reason}" if code else f"Telegram: {reason}"
+    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    if code == 429 or code == 0 or code >= 500:
+        wait = params.get("retry_after") if params else None
+        retry_after = float(wait) if isinstance(wait, int | float) else None
+        return DeliveryResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
+    gone = code == 403 or any(phrase in reason.lower() for phrase in _GONE)
+    return DeliveryResult(ok=False, detail=detail, disable_channel=gone)

@@ -1,0 +1,174 @@
+"""Telegram Bot API stand-in: ``POST /bot<TOKEN>/sendMessage`` as the real API answers it.
+
+It parses ``parse_mode: HTML`` the way Telegram does (only its tags; anything else is a 400
+"can't parse entities"), counts the text after entity parsing against 4,096 (UTF-16 units),
+checks the inline keyboard, and keeps per-chat state: blocked chats (403), unknown chats (400
+"chat not found"), groups upgraded to supergroups (400 with ``migrate_to_chat_id``) and, unless
+switched off, a one-message-per-second-per-chat limit answered with 429 ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from html.parser import HTMLParser
+from typing import Any
+
+from standins import Answer, Clock, Request, StandIn, json_body, utf16_units
+
+TOKEN = "123456:TEST-bot-token_abc"  # noqa: S105 - the stand-in's own test credential
+TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+        "tg-spoiler", "blockquote", "span", "tg-emoji"}  # fmt: skip
+
+
+class EntityError(ValueError):
+    pass
+
+
+class _Parser(HTMLParser):
+    """Telegram's HTML: the visible text and its entities, or an error like the real one."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.stack: list[tuple[str, int, dict[str, str | None]]] = []
+        self.entities: list[dict[str, Any]] = []
+
+    def _position(self) -> int:
+        return utf16_units("".join(self.text))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in TAGS:
+            raise EntityError(f'Unsupported start tag "{tag}"')
+        self.stack.append((tag, self._position(), dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1][0] != tag:
+            raise EntityError(f'Unmatched end tag "{tag}"')
+        name, start, attrs = self.stack.pop()
+        entity: dict[str, Any] = {"type": name, "offset": start, "length": self._position() - start}
+        if name == "a":
+            entity["url"] = attrs.get("href")
+        self.entities.append(entity)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
+    parser = _Parser()
+    parser.feed(text)
+    parser.close()
+    if parser.stack:
+        raise EntityError(f'Can\'t find end tag corresponding to start tag "{parser.stack[-1][0]}"')
+    return "".join(parser.text), parser.entities
+
+
+class TelegramStandIn(StandIn):
+    def __init__(self, *, token: str = TOKEN, per_chat_interval_s: float = 1.0) -> None:
+        super().__init__()
+        self.token = token
+        self.per_chat_interval_s = per_chat_interval_s
+        """Telegram's advice is about one message a second per chat; 0 switches it off."""
+        self.blocked: set[int] = set()
+        self.missing: set[int] = set()
+        self.migrated: dict[int, int] = {}
+        self._ids = itertools.count(1000)
+        self._ids_lock = threading.Lock()
+        self._clock = Clock()
+
+    @staticmethod
+    def error(code: int, description: str, **parameters: Any) -> Answer:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return code, body, {}
+
+    def handle(self, request: Request) -> Answer:
+        prefix, _, method = request.path.rpartition("/")
+        if request.method != "POST" or not prefix.startswith("/bot"):
+            return self.error(404, "Not Found")
+        if prefix[len("/bot") :] != self.token:
+            return self.error(401, "Unauthorized")
+        if method != "sendMessage":
+            return self.error(404, "Not Found: method not found")
+        body, bad = json_body(request, lambda why: self.error(400, f"Bad Request: {why}"))
+        if bad is not None:
+            return bad
+        return self.send_message(request, body)
+
+    def send_message(self, request: Request, body: dict[str, Any]) -> Answer:
+        chat = body.get("chat_id")
+        if not isinstance(chat, int | str) or chat == "":
+            return self.error(400, "Bad Request: chat_id is empty")
+        chat_id = int(chat) if str(chat).lstrip("-").isdigit() else chat
+        if chat_id in self.migrated:
+            return self.error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=self.migrated[chat_id],
+            )
+        if chat_id in self.missing:
+            return self.error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return self.error(403, "Forbidden: bot was blocked by the user")
+        text = body.get("text")
+        if not isinstance(text, str):
+            return self.error(400, "Bad Request: message text is empty")
+        if body.get("parse_mode") == "HTML":
+            try:
+                visible, entities = parse_html(text)
+            except EntityError as exc:
+                return self.error(400, f"Bad Request: can't parse entities: {exc}")
+        else:
+            visible, entities = text, []
+        if not visible.strip():
+            return self.error(400, "Bad Request: message text is empty")
+        if utf16_units(visible) > 4096:
+            return self.error(400, "Bad Request: message is too long")
+        if (problem := check_keyboard(body.get("reply_markup"))) is not None:
+            return self.error(400, f"Bad Request: {problem}")
+        if self.per_chat_interval_s:
+            wait = self._clock.too_soon(chat_id, self.per_chat_interval_s)
+            if wait > 0:
+                seconds = max(1, round(wait))
+                return self.error(
+                    429, f"Too Many Requests: retry after {seconds}", retry_after=seconds
+                )
+        with self._ids_lock:
+            message_id = next(self._ids)
+        request.displayed = {
+            "chat_id": chat_id,
+            "text": visible,
+            "entities": entities,
+            "reply_markup": body.get("reply_markup"),
+        }
+        result = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if int(str(chat_id)) > 0 else "group"},
+            "text": visible,
+            "entities": entities,
+        }
+        return 200, {"ok": True, "result": result}, {}
+
+
+def check_keyboard(markup: Any) -> str | None:
+    if markup is None:
+        return None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list):
+        return "can't parse reply keyboard markup JSON object"
+    for row in rows:
+        for button in row:
+            if not button.get("text"):
+                return "inline keyboard button text is empty"
+            url, data = button.get("url"), button.get("callback_data")
+            if (url is None) == (data is None):
+                return "inline keyboard button must have exactly one action"
+            if url is not None and not str(url).startswith(("http://", "https://", "tg://")):
+                return f"inline keyboard button URL '{url}' is invalid: unsupported URL protocol"
+            if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                return "BUTTON_DATA_INVALID"
+    return None
