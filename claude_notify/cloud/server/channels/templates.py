@@ -221,7 +221,9 @@ class Template:
             if name is None:
                 break
             text = str(values[name])
-            values[name] = trim_top(text, len(text) - over - 40) if len(text) > over + 40 else ""
+            per_char = max(utf16_len(text) / len(text), 1.0)  # emoji: two units a character
+            keep = len(text) - int((over + 40) / per_char) - 1
+            values[name] = trim_top(text, keep) if keep > 0 else ""
         out = self.render({k: v for k, v in values.items() if not isinstance(v, str)}, dialect)
         return out if measure(out) <= limit else ""
 
