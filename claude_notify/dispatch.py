@@ -79,12 +79,12 @@ class Dispatcher:
             try:
                 sink.handle(event, decision)
             except ClaudeNotifyError as exc:
-                self._warn(str(exc))
+                self.warn(str(exc))
             except Exception as exc:  # a sink bug must never cost the user their exit code
-                self._warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
+                self.warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
         return decision
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         if not self.quiet:
             warn(message)
 

@@ -54,6 +54,8 @@ RUN_OPTIONS: Final[tuple[RunOption, ...]] = (
               "Cloud channels for this task, e.g. email,telegram (when logged in).", "LIST",
               setting="cloud.channels"),
     RunOption("no_cloud", ("--no-cloud",), "Do not forward this task to the cloud.", None),
+    RunOption("stream", ("--stream",),
+              "Send the output to the cloud while the task runs (when logged in).", None),
     RunOption("quiet", ("-q", "--quiet"), "Print nothing of our own, even on errors.", None),
     RunOption("exec_", ("--exec",), "Execute the arguments directly, never through a shell.",
               None),

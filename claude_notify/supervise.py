@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import re
     import threading
 
+    from claude_notify import runner as runner_mod
+    from claude_notify.cloud.stream import Streamer
     from claude_notify.config import Config
     from claude_notify.runner import Outcome, Tail
 
@@ -181,6 +183,25 @@ class _Watcher:
                 continue
 
 
+class _Fanout:
+    """Several observers of one relay."""
+
+    def __init__(self, observers: Sequence[runner_mod.Observer]) -> None:
+        self.observers = observers
+
+    def feed(self, chunk: memoryview) -> None:
+        for observer in self.observers:
+            observer.feed(chunk)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for o in self.observers if (d := o.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
+
+    def tick(self) -> None:
+        for observer in self.observers:
+            observer.tick()
+
+
 class RunSession:
     """Everything one ``run`` needs, resolved before the command starts."""
 
@@ -198,6 +219,9 @@ class RunSession:
         self.pattern = _compile(values.get("match"))
         self.every = _duration(values.get("every"), "--every")
         self.log_path = str(values["log"]) if values.get("log") else None
+        self.stream = bool(values.get("stream"))
+        if self.stream and (values.get("no_cloud") or not self.config["cloud.enabled"]):
+            raise UsageError("--stream sends output to the cloud: it cannot go with --no-cloud")
         self.use_pty = (sys.platform != "win32" and not values.get("no_pty")
                         and os.isatty(1))
         self.env = env
@@ -226,12 +250,20 @@ class RunSession:
                                emit=lambda kind, text, out: self._emit(
                                    replace(base, type=kind, event_id=new_id(), tail=out,
                                            match=text, duration_s=time.monotonic() - start)))
+        streamer = self._streamer(base) if self.stream else None
+        observers = [o for o in (watcher, streamer) if o is not None]
         try:
             outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
-                                 observer=watcher, keep_handlers=True)
+                                 observer=observers[0] if len(observers) == 1 else
+                                 _Fanout(observers) if observers else None,
+                                 keep_handlers=True)
         finally:
             if log is not None:
                 log.close()
+        if streamer is not None:
+            streamer.close(timeout=5.0)
+            if streamer.problem:
+                self.dispatcher.warn(f"--stream: {streamer.problem}")
         status, sig = outcome_status(outcome)
         finished = replace(
             base, type="finished", event_id=new_id(), status=status,  # type: ignore[arg-type]
@@ -245,6 +277,12 @@ class RunSession:
         except runner.LateSignal:
             pass  # asked to stop while notifying: the history already has the task
         return outcome.wrapper_exit
+
+    def _streamer(self, base: TaskEvent) -> Streamer:
+        from claude_notify.cloud.stream import Streamer
+
+        return Streamer(task={"task_id": base.task_id, "cmd": base.command[:8192],
+                              "session_id": base.session_id, "machine_id": base.machine_id})
 
     def _emit(self, event: TaskEvent) -> None:
         self.dispatcher.emit(event)

@@ -54,12 +54,15 @@ class CloudClient:
         self.close()
 
     def request(self, method: str, path: str, *, json: Any = None,
-                params: dict[str, Any] | None = None) -> Any:
-        """Call the API; the decoded JSON answer (``None`` for 204)."""
+                params: dict[str, Any] | None = None, content: bytes | None = None) -> Any:
+        """Call the API; the decoded JSON answer (``None`` for 204). ``content`` is sent as
+        raw bytes (a log chunk)."""
         import httpx
 
+        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(method, path, json=json, params=params,
+                                          content=content, headers=headers)
         except httpx.TimeoutException:
             raise CloudUnreachable(f"{self.server} did not answer in time") from None
         except httpx.TransportError as exc:

@@ -38,9 +38,11 @@ class Item:
     method: str
     path: str
     body: Any
+    raw: bytes | None = None
+    """Bytes to send as they are (a log chunk), instead of a JSON body."""
 
 
-def put(method: str, path: str, body: Any, *, key: str) -> Path:
+def put(method: str, path: str, body: Any, *, key: str, raw: bytes | None = None) -> Path:
     """Spool one request durably; ``key`` (an event or task id) names the file."""
     directory = spool_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,12 @@ def put(method: str, path: str, body: Any, *, key: str) -> Path:
     tmp = directory / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, json.dumps({"method": method, "path": path, "body": body}).encode())
+        record: dict[str, Any] = {"method": method, "path": path, "body": body}
+        if raw is not None:
+            import base64
+
+            record["raw"] = base64.b64encode(raw).decode("ascii")
+        os.write(fd, json.dumps(record).encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -78,7 +85,13 @@ def claim_all() -> Iterator[Item]:
             continue  # another sender took it
         try:
             data = json.loads(claimed.read_text(encoding="utf-8"))
-            item = Item(claimed, original, str(data["method"]), str(data["path"]), data["body"])
+            raw = None
+            if data.get("raw") is not None:
+                import base64
+
+                raw = base64.b64decode(data["raw"])
+            item = Item(claimed, original, str(data["method"]), str(data["path"]), data["body"],
+                        raw)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             bury(Item(claimed, original, "", "", None), f"unreadable spool file: {exc}")
             continue

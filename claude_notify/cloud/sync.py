@@ -35,7 +35,10 @@ def drain(*, timeout: float = 10.0) -> SyncReport:
     with CloudClient(who.server, account.token(who), timeout=timeout) as client:
         for item in spool.claim_all():
             try:
-                client.request(item.method, item.path, json=item.body)
+                if item.raw is not None:
+                    client.request(item.method, item.path, content=item.raw)
+                else:
+                    client.request(item.method, item.path, json=item.body)
             except Refused as exc:
                 spool.bury(item, f"{exc.status}: {exc}")
                 refused += 1

@@ -8,6 +8,7 @@ would be told about.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -64,7 +65,8 @@ def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
                 "CLAUDE_NOTIFY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.2,0.5",
                 "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": "0.1",
-                "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1"})
+                "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
+                "CLAUDE_NOTIFY_SERVER_LOG_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode()})
     srv = Server(f"http://127.0.0.1:{port}", env, port)
     srv.start()
     yield srv
@@ -238,3 +240,28 @@ def _auth(env: dict[str, str]) -> dict[str, str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def test_stream_sends_the_output_while_the_task_runs(server: Server, tmp_path: Path,
+                                                     receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    script = ("import sys, time\n"
+              "for i in range(40):\n"
+              "    sys.stdout.write(f'line {i} ' + 'x' * 50000 + '\\n'); sys.stdout.flush()\n"
+              "    time.sleep(0.02)\n")
+    result = cli(["run", "--stream", "--", sys.executable, "-c", script], env)
+    expected = "".join(f"line {i} " + "x" * 50000 + "\n" for i in range(40)).encode()
+    assert result.stdout == expected  # the command's own output, untouched
+    [event] = _events(receiver, 1)
+    log = httpx.get(f"{server.url}/v1/tasks/{event['task_id']}/log", headers=_auth(env),
+                    timeout=10)
+    assert log.status_code == 200
+    assert log.content == expected
+    assert log.headers["X-Log-Truncated"] == "false"
+
+
+def test_stream_without_login_is_a_usage_error(tmp_path: Path) -> None:
+    env = _user_env(tmp_path)
+    result = cli(["run", "--stream", "--no-cloud", "--", "true", "x"], env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1

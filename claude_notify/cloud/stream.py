@@ -1,0 +1,136 @@
+"""``run --stream``: the task's output sent to the backend while it runs.
+
+The relay hands every chunk to :meth:`Streamer.feed`, which only copies it into a bounded buffer
+and returns: the command is never slowed down by the network. A thread uploads the buffer in
+batches. When the server falls behind (or is away), the oldest unsent bytes are dropped once the
+buffer is full and the gap is marked in the log — the backend keeps a tail anyway. At the end,
+what is left is uploaded within a deadline, or spooled for ``sync``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+BATCH = 512 * 1024
+"""Bytes per upload (the server takes up to 1 MiB a request)."""
+LIMIT = 8 * 1024 * 1024
+"""Unsent bytes kept at most; beyond it the oldest are dropped."""
+INTERVAL = 0.5
+"""Seconds between uploads when output trickles."""
+
+
+class Streamer:
+    """Buffers output and uploads it from a thread."""
+
+    def __init__(self, *, task: dict[str, Any], limit: int = LIMIT) -> None:
+        self.task = task
+        self.limit = limit
+        self._buf = bytearray()
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._deadline = float("inf")
+        self._client: Any = None
+        self.sent = 0
+        self.problem: str | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="claude-notify-stream")
+        self._thread.start()
+
+    # -- the relay's side: cheap, never blocks on the network ------------------------------
+
+    def feed(self, chunk: memoryview) -> None:
+        with self._lock:
+            self._buf += chunk
+            overflow = len(self._buf) - self.limit
+            if overflow > 0:
+                del self._buf[:overflow]
+                self._dropped += overflow
+            ready = len(self._buf) >= BATCH
+        if ready:
+            self._wake.set()
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+    # -- the uploader ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from claude_notify.errors import ClaudeNotifyError
+
+        try:
+            self._client = self._connect()
+        except ClaudeNotifyError as exc:
+            self.problem = str(exc)
+        delay = INTERVAL
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._client is not None:
+                try:
+                    while self._upload_one():
+                        if self._closing and time.monotonic() >= self._deadline:
+                            break
+                    delay = INTERVAL
+                except ClaudeNotifyError as exc:
+                    self.problem = str(exc)
+                    delay = min(delay * 2, 10.0)  # the server is away: keep buffering
+            if self._closing:
+                return
+
+    def _connect(self) -> Any:
+        from claude_notify.cloud import account
+        from claude_notify.cloud.client import CloudClient
+
+        who = account.current()
+        if who is None:
+            from claude_notify.errors import CloudError
+
+            raise CloudError("--stream needs `claude-notify login`")
+        client = CloudClient(who.server, account.token(who), timeout=5.0)
+        client.request("POST", "/v1/tasks", json=self.task)  # idempotent on task_id
+        return client
+
+    def _upload_one(self) -> bool:
+        """Send one batch; it leaves the buffer first, so it is never sent twice."""
+        with self._lock:
+            if not self._buf and not self._dropped:
+                return False
+            marker = (f"\n[claude-notify: {self._dropped} bytes not uploaded]\n".encode()
+                      if self._dropped else b"")
+            batch = bytes(self._buf[:BATCH])
+            del self._buf[:BATCH]
+            dropped, self._dropped = self._dropped, 0
+        try:
+            self._client.request("POST", f"/v1/tasks/{self.task['task_id']}/log",
+                                 content=marker + batch)
+        except BaseException:
+            with self._lock:  # put it back in front for the next try
+                self._buf[:0] = batch
+                self._dropped += dropped
+            raise
+        self.sent += len(batch)
+        return True
+
+    def close(self, timeout: float) -> None:
+        """Upload what is left within ``timeout``; spool the rest for ``sync``."""
+        self._deadline = time.monotonic() + timeout
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout + 0.5)
+        with self._lock:
+            rest = bytes(self._buf)
+            self._buf.clear()
+        if rest:
+            from claude_notify.cloud import spool
+
+            spool.put("POST", f"/v1/tasks/{self.task['task_id']}/log", None,
+                      key=f"log-{self.task['task_id']}", raw=rest)
+        if self._client is not None and not self._thread.is_alive():
+            self._client.close()
