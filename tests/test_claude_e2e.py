@@ -4,7 +4,9 @@
 in a scratch ``HOME``, with our hooks installed into ``$HOME/.claude/settings.json`` by our own
 command; the notification is read back from a real dunst on a private D-Bus. This proves the
 settings we write are accepted by Claude Code and that the hook it runs delivers with Claude's
-reply; it does not prove anything about macOS or Windows, or about interactive sessions.
+reply. Without a desktop, an interactive session under a pty shows that the hook's
+``terminalSequence`` answer reaches the user's terminal through Claude Code. Nothing here proves
+anything about macOS or Windows.
 
 The CLI comes from ``scripts/install_claude_cli.sh`` (or ``$CLAUDE_CLI``); without it the tests
 skip locally and fail under ``CI``.
@@ -12,11 +14,15 @@ skip locally and fail under ``CI``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +33,6 @@ from desktop import DesktopSession
 from helpers import cli_env, run_cli
 
 from claude_notify.claude.settings import DEFAULT_EVENTS, installed_events
-
-pytestmark = pytest.mark.desktop
 
 PROJECT = "standin-project"
 REPLY = "Refactoring done: all 42 tests pass."
@@ -153,6 +157,7 @@ def _install(project: Path, env: dict[str, str]) -> str:
     return command
 
 
+@pytest.mark.desktop
 def test_a_claude_turn_notifies_with_claudes_reply(
         claude_cli: str, scratch: tuple[Path, dict[str, str]], standin: MessagesStandIn,
         desktop: DesktopSession, tmp_path: Path) -> None:
@@ -182,6 +187,7 @@ def test_a_claude_turn_notifies_with_claudes_reply(
     assert not hook_log.exists() or not hook_log.read_text(encoding="utf-8").strip()
 
 
+@pytest.mark.desktop
 def test_a_resumed_turn_notifies_again_with_its_own_reply(
         claude_cli: str, scratch: tuple[Path, dict[str, str]], standin: MessagesStandIn,
         desktop: DesktopSession, tmp_path: Path) -> None:
@@ -206,3 +212,73 @@ def test_a_resumed_turn_notifies_again_with_its_own_reply(
     assert _hook_problems(stdout=second, stderr=stderr,
                           transcript=_transcript(env, second["session_id"]),
                           debug_log=tmp_path / "second.log") == []
+
+
+def test_without_a_desktop_claude_code_writes_our_notification_to_its_terminal(
+        claude_cli: str, standin: MessagesStandIn, tmp_path: Path) -> None:
+    """Over SSH or in a container the hook answers with ``terminalSequence``; Claude Code writes
+    it to its own terminal. Only interactive sessions have one (``-p`` drops the sequence), so
+    this runs ``claude "say hi"`` under a pty, as a user in Ghostty (OSC 777) would."""
+    home, project = tmp_path / "home", tmp_path / "work" / PROJECT
+    project.mkdir(parents=True)
+    key = "sk-ant-test-0000000000000000000000"
+    _skip_first_run_dialogs(home, project, key)
+    env = cli_env(tmp_path)  # no DISPLAY, no D-Bus: no desktop to reach
+    env = {k: v for k, v in env.items() if not _FOREIGN.match(k) and k != "WAYLAND_DISPLAY"}
+    env |= {"HOME": str(home), "TERM": "xterm-256color", "TERM_PROGRAM": "ghostty",
+            "ANTHROPIC_BASE_URL": standin.url, "ANTHROPIC_API_KEY": key,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    _install(project, env)
+
+    screen = _run_in_pty([claude_cli, "say hi"], cwd=project, env=env,
+                         until=re.compile(rb"\x1b\]777;notify;[^\x07]*\x07"), timeout=60)
+
+    (sequence,) = re.findall(rb"\x1b\]777;notify;[^\x07]*\x07", screen)
+    title, body = sequence[len(b"\x1b]777;notify;"):-1].decode().split(";")
+    assert f"Claude finished in {PROJECT}" in title
+    assert body == REPLY
+    assert standin.messages(), "claude talked to the stand-in"
+
+
+def _skip_first_run_dialogs(home: Path, project: Path, key: str) -> None:
+    """What a user's ``~/.claude.json`` holds after onboarding, approving the API key (by its
+    last 20 characters) and trusting the project; otherwise an interactive start asks first."""
+    home.mkdir(parents=True, exist_ok=True)
+    state = {"hasCompletedOnboarding": True, "theme": "dark",
+             "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []},
+             "projects": {str(project.resolve()): {"hasTrustDialogAccepted": True}}}
+    (home / ".claude.json").write_text(json.dumps(state), encoding="utf-8")
+
+
+def _run_in_pty(argv: list[str], *, cwd: Path, env: dict[str, str], until: re.Pattern[bytes],
+                timeout: float) -> bytes:
+    """Run ``argv`` on a new pty until its output matches ``until``; everything it wrote.
+
+    Popen rather than ``pty.fork``: forking the threaded test process (the stand-in) is unsafe.
+    """
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while not until.search(out):
+            if time.monotonic() >= deadline:
+                screen = re.sub(rb"\x1b\[[0-9;?>]*[A-Za-z]", b" ", out)[-1500:]
+                pytest.fail(f"no match within {timeout}s; the screen ended with {screen!r}")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the pty
+                    chunk = b""
+                if not chunk:
+                    pytest.fail(f"{argv[0]} exited ({proc.wait()}) before the match")
+                out += chunk
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        os.close(master)
+    return out
