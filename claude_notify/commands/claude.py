@@ -43,8 +43,9 @@ def claude() -> None:
 @claude.command()
 @_scope_options
 @click.option("--events", "events", multiple=True, metavar="EVENT[,EVENT…]",
-              help="Events to hook (default: Notification, Stop, StopFailure, UserPromptSubmit, "
-                   "PreToolUse). Add SubagentStop with --events default,SubagentStop.")
+              help="The events to hook, exactly (default: Notification, Stop, StopFailure, "
+                   "UserPromptSubmit, PreToolUse). Add SubagentStop with "
+                   "--events default,SubagentStop.")
 def install(scope: str, events: tuple[str, ...]) -> None:
     """Merge claude-notify's hooks into a Claude Code settings file.
 
