@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -66,3 +67,17 @@ def test_the_server_group_loads_no_web_or_database_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_embedded_default_keeps_a_private_log_key_beside_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_notify.cloud.server.cli import _settings
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'server.db'}")
+    monkeypatch.delenv("CLAUDE_NOTIFY_SERVER_LOG_KEYS", raising=False)
+    first = _settings()
+    key_file = tmp_path / "data" / "server.db.logkey"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.log_keys == (key_file.read_text().strip(),)
+    assert _settings().log_keys == first.log_keys  # reused, never regenerated

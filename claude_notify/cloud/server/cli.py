@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from claude_notify.cloud.server.runtime import Runtime
     from claude_notify.cloud.server.settings import Settings
 
@@ -27,7 +29,27 @@ def _settings() -> Settings:
         path = settings.sqlalchemy_url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if not settings.log_keys:
+                settings = settings.replace(log_keys=(_embedded_log_key(Path(path)),))
     return settings
+
+
+def _embedded_log_key(database: Path) -> str:
+    """The one-machine default keeps its log key beside the database, readable by its owner only.
+
+    Deployments on PostgreSQL set ``CLAUDE_NOTIFY_SERVER_LOG_KEYS`` instead, so every replica
+    shares the keys and a database dump alone does not reveal the logs.
+    """
+    import os
+
+    from claude_notify.cloud.server.logcrypt import new_key
+
+    key_file = database.with_name(database.name + ".logkey")
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key("local") + "\n")
+    return key_file.read_text().strip()
 
 
 def _runtime(settings: Settings | None = None) -> Runtime:
