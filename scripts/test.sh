@@ -44,6 +44,16 @@ if command -v redis-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 
+# The real Claude Code CLI for the end-to-end hook tests (from the npm registry, cached).
+if ! command -v npm >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "== installing npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+if command -v npm >/dev/null; then
+  CLAUDE_CLI=$(bash scripts/install_claude_cli.sh) && export CLAUDE_CLI
+fi
+
 # The project and its tools in a venv of its own.
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

@@ -37,7 +37,7 @@ class Server:
         self.proc = subprocess.Popen([*CLI, "server", "--port", str(self.port)], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        wait_for(self._up, timeout=30, what="the server to answer /healthz")
+        wait_for(self._up, timeout=90, what="the server to answer /healthz")
 
     def _up(self) -> bool:
         try:
