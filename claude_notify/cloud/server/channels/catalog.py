@@ -10,6 +10,7 @@ import re
 import secrets
 from base64 import b64encode
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -17,8 +18,10 @@ from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
 CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "sms", "webhook")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
-NEEDS_VERIFICATION: Final = frozenset({"email", "sms"})
+NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
+SERVER_KEYS: Final = ("chat_id", "tg_user_id", "chat_title", "template")
+"""Config values the server sets (a linked chat, a saved template): kept when a user edits."""
 
 TRIGGERS: Final = ("finished", "failure", "match", "needs_input", "progress")
 """``finished``: every finish; ``failure``: only failed or interrupted ones; ``match``: output
@@ -29,6 +32,14 @@ PINNED_HOSTS: Final = {
     "feishu": ("open.feishu.cn", "open.larksuite.com"),
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_PROVIDER_PATHS: Final = {
+    "discord": re.compile(r"^/api(?:/v\d+)?/webhooks/\d+/[\w-]+/?$"),
+    "feishu": re.compile(r"^/open-apis/bot/v2/hook/[\w-]+$"),
+}
+_PROVIDER_EXAMPLES: Final = {
+    "discord": "https://discord.com/api/webhooks/<id>/<token>",
+    "feishu": "https://open.feishu.cn/open-apis/bot/v2/hook/<token>",
+}
 MAX_REGEX_CHARS: Final = 200
 
 
@@ -59,6 +70,16 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
     return validators[kind](kind, dict(config), allow_private)
 
 
+def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A user's new config with the values the server set (:data:`SERVER_KEYS`) kept."""
+    return {**{k: v for k, v in old.items() if k in SERVER_KEYS and k not in new}, **new}
+
+
+def recipient(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that names who receives: changing it needs a new confirmation."""
+    return {k: v for k, v in config.items() if k not in ("template", "chat_title")}
+
+
 def _only(config: dict[str, Any], allowed: set[str]) -> None:
     if extra := set(config) - allowed:
         raise ValueError(f"unknown config key(s): {', '.join(sorted(extra))}")
@@ -83,11 +104,9 @@ def _email(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
 
 
 def _telegram(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
-    _only(config, {"chat_id"})
-    chat = config.get("chat_id")
-    if isinstance(chat, bool) or not isinstance(chat, int | str) or not str(chat).strip():
-        raise ValueError("config.chat_id must be a chat id (number or @channel name)")
-    return {"chat_id": chat}
+    if config:  # the chat is learnt from the /start CODE message, never taken from the user
+        raise ValueError("a Telegram chat is linked with POST /v1/channels/{id}/link: config {}")
+    return {}
 
 
 def _sms(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
@@ -110,6 +129,8 @@ def _webhook(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[st
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
     _only(config, {"webhook_url", "secret"})
     url = _checked_url(config, "webhook_url", allow_private=False, pinned=PINNED_HOSTS[kind])
+    if not _PROVIDER_PATHS[kind].match(urlsplit(url).path):
+        raise ValueError(f"config.webhook_url must look like {_PROVIDER_EXAMPLES[kind]}")
     out: dict[str, Any] = {"webhook_url": url}
     if "secret" in config:
         out["secret"] = _string(config, "secret", max_len=200)
