@@ -26,6 +26,7 @@ from claude_notify.cloud.server.api.deps import (
     TaskReader,
 )
 from claude_notify.cloud.server.api.errors import ApiError, not_found
+from claude_notify.cloud.server.api.routes import linking
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels import catalog
 from claude_notify.cloud.server.channels.render import render_simple
@@ -127,6 +128,9 @@ def _hash(secret: str) -> str:
 
 def _start_verification(session: Session, runtime: Runtime, channel: Channel) -> None:
     """Queue the one-time link; only its hash is stored."""
+    if channel.type != "email":  # a code by SMS, or a Telegram /start code
+        linking.start(session, runtime, channel, queue=_queue)
+        return
     secret = secrets.token_urlsafe(24)
     channel.verified_at = None
     channel.verify_hash = _hash(secret)
@@ -172,7 +176,7 @@ def create_channel(
     )
     session.add(channel)
     session.flush()
-    if channel.type == "email":
+    if channel.type in catalog.NEEDS_VERIFICATION:
         _start_verification(session, runtime, channel)
     session.commit()
     runtime.waker.wake()
@@ -211,8 +215,8 @@ def update_channel(
         channel.enabled = body.enabled
         channel.disabled_reason = None if body.enabled else "by its owner"
     if body.config is not None:
-        config = _config(runtime, channel.type, body.config)
-        changed = config != channel.config
+        config = catalog.carry_over(channel.config, _config(runtime, channel.type, body.config))
+        changed = catalog.recipient(config) != catalog.recipient(channel.config)
         channel.config = config
         if changed and channel.type in catalog.NEEDS_VERIFICATION:
             _start_verification(session, runtime, channel)
