@@ -14,11 +14,13 @@ from claude_notify.cloud.server.api.routes import (
     channels,
     events,
     health,
+    linking,
     login,
     logs,
     metrics,
     notifications,
     tasks,
+    templates,
     usage,
 )
 from claude_notify.cloud.server.db.migrate import migrate
@@ -56,7 +58,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(AccessLogMiddleware)
     runtime.metrics.watch_queue(runtime.sessions)
     routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
-    for module in routers:
+    for module in (*routers, linking, templates):  # linking, templates: chat and SMS channels
         app.include_router(module.router)
     return app
 
