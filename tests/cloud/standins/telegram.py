@@ -139,6 +139,7 @@ class TelegramStandIn(StandIn):
         with self._ids_lock:
             message_id = next(self._ids)
         request.displayed = {
+            "message_id": message_id,
             "chat_id": chat_id,
             "text": visible,
             "entities": entities,
