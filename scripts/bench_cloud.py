@@ -72,7 +72,8 @@ def main() -> int:
             token = subprocess.run([EXE, "server", "create-user", "bench@example.com"],
                                    env=server_env, capture_output=True, check=True,
                                    text=True).stdout.strip()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")
+                   and k != "PYTHONDONTWRITEBYTECODE"}  # an install has its bytecode built
             env.update({"CLAUDE_NOTIFY_STATE_DIR": f"{tmp}/state",
                         "CLAUDE_NOTIFY_DATA_DIR": f"{tmp}/data",
                         "CLAUDE_NOTIFY_CONFIG": f"{tmp}/config.toml",

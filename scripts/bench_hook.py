@@ -44,6 +44,7 @@ def main() -> int:
         env = {**desktop.env, "CLAUDE_NOTIFY_STATE_DIR": f"{tmp}/state",
                "CLAUDE_NOTIFY_DATA_DIR": f"{tmp}/data", "CLAUDE_NOTIFY_CONFIG": f"{tmp}/c.toml",
                "CLAUDE_NOTIFY_CLAUDE_DEBOUNCE": "0.05"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure an install, whose bytecode is built
         for _ in range(3):  # warm the page cache
             subprocess.run([EXE, "hook"], input=cases["Stop"], env=env, check=True)
         for _ in range(args.runs):

@@ -443,6 +443,10 @@ class Bench:
             "XDG_STATE_HOME": str(workdir / "state"),
             "XDG_DATA_HOME": str(workdir / "data"),
         }
+        # An installed package has its bytecode compiled (pip and pipx do it at install time);
+        # a development machine that sets PYTHONDONTWRITEBYTECODE would compile every module on
+        # every run and measure the compiler instead. The warm-up runs write the .pyc files.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def dunstctl(self, *args: str) -> str:
         return subprocess.run(["dunstctl", *args], env=self.env, capture_output=True, text=True,
