@@ -104,9 +104,10 @@ def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool,
         sinks.append(HistorySink(keep=config["history.keep"]))
     sinks.append(desktop)
     if config["cloud.enabled"]:
-        from claude_notify.cloud.account import account_file
+        from claude_notify.config import state_dir
 
-        if account_file().exists():  # no login, no network: one stat on the hot path
+        # No login, no network: one stat on the hot path (the path is cloud.account's).
+        if (state_dir() / "cloud.json").exists():
             from claude_notify.cloud.sink import CloudSink
 
             sinks.append(CloudSink(channels=config["cloud.channels"], notify_on=notify_on))

@@ -156,7 +156,8 @@ def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
     loaded = set(result.stdout.split())
     heavy = {"click", "asyncio", "httpx", "keyring", "desktop_notifier", "tomlkit", "psutil",
              "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "argparse",
-             "platformdirs", "tempfile", "sqlite3", "uuid"}
+             "platformdirs", "tempfile", "sqlite3", "uuid", "urllib.parse",
+             "claude_notify.cloud.account"}
     assert "claude_notify.runner" in loaded
     assert not heavy & loaded, sorted(heavy & loaded)
 
@@ -205,3 +206,13 @@ def test_our_xdg_paths_agree_with_platformdirs(monkeypatch: pytest.MonkeyPatch,
     assert user_dir("config") == platformdirs.user_config_path("claude-notify", appauthor=False)
     assert user_dir("state") == platformdirs.user_state_path("claude-notify", appauthor=False)
     assert user_dir("data") == platformdirs.user_data_path("claude-notify", appauthor=False)
+
+
+def test_account_file_location_matches_the_dispatcher(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher checks for a login without importing the cloud package: same path."""
+    from claude_notify.cloud.account import account_file
+    from claude_notify.config import state_dir
+
+    monkeypatch.setenv("CLAUDE_NOTIFY_STATE_DIR", str(tmp_path))
+    assert account_file() == state_dir() / "cloud.json"
