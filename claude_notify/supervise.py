@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from claude_notify import config as config_mod
 from claude_notify.errors import UsageError
 from claude_notify.events import TaskEvent, host_name, new_id, utcnow
+from claude_notify.identity import machine_id, session_id
 from claude_notify.options import RUN_OPTIONS, ParsedRun
 from claude_notify.render import clean_output
 
@@ -65,44 +66,6 @@ def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
     if outcome.exit_code == 0:
         return "success", None
     return "failure", sig
-
-
-def machine_id() -> str:
-    """A random id made once per machine and kept in the state dir."""
-    directory = config_mod.state_dir()
-    path = directory / "machine_id"
-    try:
-        value = path.read_text(encoding="ascii").strip()
-        if value:
-            return value
-    except OSError:
-        pass
-    value = new_id()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".machine_id.{os.getpid()}")
-        tmp.write_text(value + "\n", encoding="ascii")
-        tmp.replace(path)  # atomic: a concurrent first run sees one whole id
-    except OSError:
-        pass  # a read-only home still gets notifications, with an id for this run only
-    return value
-
-
-def session_id(env: Mapping[str, str]) -> str | None:
-    """The terminal session a task belongs to: explicit, or the controlling tty and session."""
-    explicit = env.get("CLAUDE_NOTIFY_SESSION_ID")
-    if explicit:
-        return explicit
-    if sys.platform == "win32":
-        return env.get("WT_SESSION")
-    else:  # a platform branch: mypy skips it elsewhere
-        for fd in (0, 1, 2):
-            try:
-                if os.isatty(fd):
-                    return f"tty:{os.ttyname(fd)}:{os.getsid(0)}"
-            except OSError:
-                continue
-        return None
 
 
 class _Watcher:

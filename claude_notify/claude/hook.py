@@ -208,7 +208,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _machine_id() -> str:
-    from claude_notify.supervise import machine_id
+    from claude_notify.identity import machine_id
 
     return machine_id()
 

@@ -22,8 +22,8 @@ def watch(pids: tuple[int, ...], pattern: str | None, quiet: bool) -> None:
     from claude_notify import config
     from claude_notify import watch as watching
     from claude_notify.dispatch import Dispatcher
+    from claude_notify.identity import machine_id, session_id
     from claude_notify.render import format_duration
-    from claude_notify.supervise import machine_id, session_id
 
     if bool(pids) == bool(pattern):
         raise UsageError("give PIDs or --name PATTERN (one of them)")

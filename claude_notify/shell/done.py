@@ -84,7 +84,7 @@ def outcome(status: int) -> tuple[Status, int | None, str | None]:
 def build_event(done: Finished, env: Mapping[str, str], *, now: datetime) -> TaskEvent:
     """The ``finished`` event for one command."""
     from claude_notify.events import TaskEvent, host_name, new_id
-    from claude_notify.supervise import machine_id
+    from claude_notify.identity import machine_id
 
     status, exit_code, sig = outcome(done.status)
     if done.started is not None:
@@ -105,7 +105,7 @@ def build_event(done: Finished, env: Mapping[str, str], *, now: datetime) -> Tas
 
 def session_id(env: Mapping[str, str]) -> str | None:
     """The terminal of the shell: our own stdio is ``/dev/null``, its tty is still ours."""
-    from claude_notify.supervise import session_id as from_stdio
+    from claude_notify.identity import session_id as from_stdio
 
     found = from_stdio(env)
     if found is not None or sys.platform == "win32":
