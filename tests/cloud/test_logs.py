@@ -175,3 +175,25 @@ def test_log_errors_are_clear(
     unconfigured = rotated(())
     refused = unconfigured.post(f"/v1/tasks/{task_id}/log", content=b"x", headers=headers)
     assert refused.status_code == 503
+
+
+def test_a_catastrophic_pattern_cannot_stall_ingest(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    import time
+
+    user = make_user(plan="pro")
+    client.post(
+        "/v1/channels",
+        json={
+            "type": "webhook",
+            "config": {"url": "https://hooks.example.com/x"},
+            "rules": {"on": ["match"], "regex": "(a|aa)+$"},
+        },
+        headers=user.headers,
+    )
+    task_id = start(client, user)
+    started = time.monotonic()
+    result = append(client, user, task_id, b"a" * 4000 + b"!\n")
+    assert time.monotonic() - started < 5  # unbounded backtracking would take minutes
+    assert result["notifications"] == []

@@ -12,7 +12,6 @@ a retried upload cannot notify twice.
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.ingest import FREE_TAIL_BYTES, record_event
 from claude_notify.cloud.server.logcrypt import LogCipher, Sealed
 from claude_notify.cloud.server.orchestrator import Planned
+from claude_notify.cloud.server.patterns import first_matching_line
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
@@ -159,11 +159,10 @@ def _fire_rules(
     }
     if not patterns:
         return []
-    lines = data.decode(errors="replace").splitlines()
+    text = data.decode(errors="replace")
     planned: list[Planned] = []
     for pattern in sorted(patterns):
-        compiled = re.compile(pattern)
-        line = next((ln for ln in lines if compiled.search(ln[:MAX_MATCH_LINE])), None)
+        line = first_matching_line(pattern, text, max_line=MAX_MATCH_LINE)
         if line is None:
             continue
         digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]

@@ -8,7 +8,6 @@ dropped silently.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.catalog import NEEDS_VERIFICATION
 from claude_notify.cloud.server.db.models import Channel, Notification, Task
+from claude_notify.cloud.server.patterns import matches
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
@@ -50,7 +50,7 @@ def channel_fires(channel: Channel, task: Task, event: TaskEvent, fired: frozens
     allowed = NOTIFY_ON_TRIGGERS.get(task.notify_on or "", frozenset(fired))
     wanted = set(channel.rules.get("on", ["finished"])) & fired & allowed
     if wanted == {"match"} and (pattern := channel.rules.get("regex")):
-        return re.search(pattern, event.match or "") is not None
+        return matches(pattern, event.match or "")
     return bool(wanted)
 
 
