@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cloud_kit import Receiver, free_port, wait_for
+from cloud_kit import Mailbox, Receiver, free_port, mail_text, wait_for
 
 CLI = [sys.executable, "-m", "claude_notify"]
 
@@ -58,10 +58,13 @@ class Server:
 
 
 @pytest.fixture
-def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(db_url: str, tmp_path: Path, smtp_server: Mailbox) -> Iterator[Server]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
     env.update({"DATABASE_URL": db_url, "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
+                "CLAUDE_NOTIFY_SERVER_SMTP_HOST": smtp_server.host,
+                "CLAUDE_NOTIFY_SERVER_SMTP_PORT": str(smtp_server.port),
+                "CLAUDE_NOTIFY_SERVER_SMTP_CA_FILE": smtp_server.ca_file,
                 "CLAUDE_NOTIFY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.2,0.5",
                 "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": "0.1",
@@ -265,3 +268,71 @@ def test_stream_without_login_is_a_usage_error(tmp_path: Path) -> None:
     result = cli(["run", "--stream", "--no-cloud", "--", "true", "x"], env, check=False)
     assert result.returncode == 2
     assert result.stderr.count(b"\n") == 1
+
+
+def test_login_by_e_mailed_link(server: Server, tmp_path: Path, smtp_server: Mailbox) -> None:
+    """The device flow: the CLI waits; the link in the real e-mail is opened and confirmed; the
+    waiting CLI receives its token (never shown) and can use it."""
+    env = _user_env(tmp_path)
+    with subprocess.Popen([*CLI, "login", "--server", server.url, "--email", "me@example.com"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as login:
+        [mail] = smtp_server.wait(1, timeout=30)
+        link = next(word for word in mail_text(mail).split() if "/v1/auth/approve?" in word)
+        page = httpx.get(link, timeout=10)
+        assert page.status_code == 200 and "me@example.com" in page.text
+        token = link.split("token=")[1]
+        confirmed = httpx.post(f"{server.url}/v1/auth/approve", data={"token": token}, timeout=10)
+        assert confirmed.status_code == 200
+        out, err = login.communicate(timeout=60)
+    assert login.returncode == 0, err
+    assert out.decode().startswith(f"logged in to {server.url} as me@example.com")
+    assert b"We e-mailed a sign-in link to me@example.com" in err
+    whoami = cli(["whoami"], env).stdout.decode()
+    assert whoami.startswith(f"me@example.com on {server.url}: free plan")
+
+
+def test_plan_limits_and_channel_management(server: Server, tmp_path: Path,
+                                            receiver: Receiver) -> None:
+    token = server.admin("create-user", "free@example.com")
+    env = _user_env(tmp_path)
+    cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
+    refused = cli(["channels", "add", "telegram", "12345"], env, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(b"claude-notify: ")
+    assert refused.stderr.count(b"\n") == 1 and b"HTTP" not in refused.stderr
+    added = cli(["channels", "add", "webhook", receiver.url, "--name", "ci"], env)
+    channel_id = added.stdout.split()[3].decode()
+    listed = cli(["channels", "list"], env).stdout.decode()
+    assert channel_id in listed and "webhook" in listed and "ci" in listed
+    assert cli(["channels", "test", channel_id], env).stdout == b"test message queued\n"
+    receiver.wait(1, timeout=20)
+    assert cli(["channels", "remove", channel_id], env).stdout.startswith(b"removed ")
+    assert channel_id not in cli(["channels", "list"], env).stdout.decode()
+
+
+def test_server_killed_mid_stream_loses_nothing(server: Server, tmp_path: Path,
+                                                receiver: Receiver) -> None:
+    """The server dies while --stream uploads: the command is untouched, the rest of the log
+    and the finished event are spooled, and `sync` delivers them once it is back."""
+    env = _logged_in(server, tmp_path, receiver)
+    gate = tmp_path / "gate"
+    script = ("import os, sys, time\n"
+              "for i in range(400):\n"
+              "    sys.stdout.write(f'line {i}\\n'); sys.stdout.flush(); time.sleep(0.005)\n"
+              f"    if i == 100:\n        open({str(gate)!r}, 'w').close()\n"
+              f"        while os.path.exists({str(gate)!r}): time.sleep(0.01)\n")
+    with subprocess.Popen([*CLI, "run", "--stream", "--", sys.executable, "-c", script],
+                          env=env, stdout=subprocess.PIPE) as run:
+        wait_for(gate.exists, timeout=30, what="the task to reach line 100")
+        server.stop()
+        gate.unlink()
+        out, _ = run.communicate(timeout=60)
+    expected = "".join(f"line {i}\n" for i in range(400)).encode()
+    assert (run.returncode, out) == (0, expected)
+    server.start()
+    assert cli(["sync"], env).stdout.endswith(b"0 still waiting\n")
+    [event] = _events(receiver, 1)
+    log = httpx.get(f"{server.url}/v1/tasks/{event['task_id']}/log", headers=_auth(env),
+                    timeout=10).content
+    assert log.endswith(b"line 399\n")
+    assert log.count(b"line 100\n") == 1  # nothing sent twice
