@@ -396,3 +396,19 @@ def test_deleting_a_channel_dead_letters_its_pending_deliveries(
     with runtime.sessions() as session:
         assert session.scalars(select(Channel)).all() == []
     assert json.dumps(dead)  # serialisable as the API returns it
+
+
+def test_confirmation_messages_are_rate_limited(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    codes = [
+        client.post(
+            "/v1/channels",
+            json={"type": "email", "config": {"address": f"someone{i}@example.com"}},
+            headers=user.headers,
+        ).status_code
+        for i in range(11)
+    ]
+    assert codes == [201] * 10 + [429]
+    smtp_server.wait(10)

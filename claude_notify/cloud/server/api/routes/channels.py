@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import (
@@ -126,8 +126,23 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+VERIFICATIONS_PER_HOUR = 10
+"""Confirmation messages one user may trigger an hour: enough to fix a typo, too few to spam."""
+
+
 def _start_verification(session: Session, runtime: Runtime, channel: Channel) -> None:
     """Queue the one-time link; only its hash is stored."""
+    recent = session.scalar(
+        select(func.count()).where(
+            Notification.user_id == channel.user_id,
+            Notification.kind == "verify",
+            Notification.created_at > utcnow() - timedelta(hours=1),
+        )
+    )
+    if (recent or 0) >= VERIFICATIONS_PER_HOUR:
+        raise ApiError(
+            429, "too many confirmation messages this hour", headers={"Retry-After": "3600"}
+        )
     if channel.type != "email":  # a code by SMS, or a Telegram /start code
         linking.start(session, runtime, channel, queue=_queue)
         return
