@@ -58,12 +58,16 @@ def timed(args: list[str], env: dict[str, str], *, settle: Path | None = None) -
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
-    runs = parser.parse_args().runs
+    parser.add_argument("--stream-seconds", type=float, default=60.0,
+                        help="how long the --stream case writes its 100 MB (0 skips it)")
+    opts = parser.parse_args()
+    runs = opts.runs
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/server.db",
-                      "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1"}
+                      "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
+                      "CLAUDE_NOTIFY_SERVER_LOG_KEYS": "k1:YmVuY2gtbG9nLWtleS0zMi1ieXRlcy1sb25nLW9rISE="}
         server = subprocess.Popen([EXE, "server", "--port", str(port)], env=server_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
@@ -87,9 +91,12 @@ def main() -> int:
             spool = Path(tmp) / "state" / "spool"
             for _ in range(3):
                 timed(cases["cloud on, server up"], env, settle=spool)
-            for _ in range(runs):
-                for name, args in cases.items():
+            for i in range(runs):
+                order = list(cases.items())
+                for name, args in order[i % 2:] + order[: i % 2]:  # alternate who goes first
                     times[name].append(timed(args, env, settle=spool))
+            stream_rows = (bench_stream(env, tmp, opts.stream_seconds)
+                           if opts.stream_seconds else [])
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=15)
@@ -106,7 +113,41 @@ def main() -> int:
     base2 = statistics.median(off_again)
     print(f"| cloud on, server down | {statistics.median(down):.1f} | "
           f"+{statistics.median(down) - base2:.1f} ms (target ≤ 50) |")
+    for row in stream_rows:
+        print(row)
     return 0
+
+
+WRITER = """
+import os, sys, time
+total, seconds = 100 * 1024 * 1024, float(sys.argv[1])
+line = (b"x" * 1023) + b"\\n"
+start = time.monotonic()
+for i in range(total // len(line)):
+    os.write(1, line)
+    if i % 1024 == 0:  # pace the output over the whole duration
+        ahead = start + seconds * i * len(line) / total - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+open(sys.argv[2], "w").write(f"{time.monotonic() - start:.3f}")
+sys.stdout.flush()
+open(sys.argv[3], "w").write(f"{time.time():.6f}")
+"""
+
+
+def bench_stream(env: dict[str, str], tmp: str, seconds: float) -> list[str]:
+    """100 MB over `seconds`: the command's own wall time with and without --stream, and how long
+    after its exit the wrapper finished uploading."""
+    rows = ["", f"| --stream, 100 MB over {seconds:.0f} s | child wall s | wrapper exit after "
+            "child exit |", "|---|---|---|"]
+    for label, extra in (("without --stream", []), ("with --stream", ["--stream"])):
+        wall, ended = Path(tmp, "wall"), Path(tmp, "ended")
+        subprocess.run([EXE, "run", "-q", *extra, "--", sys.executable, "-c", WRITER,
+                        str(seconds), str(wall), str(ended)], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        after = time.time() - float(ended.read_text())
+        rows.append(f"| {label} | {float(wall.read_text()):.2f} | {after:.2f} s |")
+    return rows
 
 
 if __name__ == "__main__":
