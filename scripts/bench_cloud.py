@@ -67,7 +67,8 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/server.db",
                       "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
-                      "CLAUDE_NOTIFY_SERVER_LOG_KEYS": "k1:YmVuY2gtbG9nLWtleS0zMi1ieXRlcy1sb25nLW9rISE="}
+                      "CLAUDE_NOTIFY_SERVER_LOG_KEYS":
+                          "k1:YmVuY2gtbG9nLWtleS0zMi1ieXRlcy1sb25nLW9rISE="}
         server = subprocess.Popen([EXE, "server", "--port", str(port)], env=server_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
