@@ -412,3 +412,27 @@ def test_confirmation_messages_are_rate_limited(
     ]
     assert codes == [201] * 10 + [429]
     smtp_server.wait(10)
+
+
+def test_webhooks_connect_to_the_address_that_was_checked(
+    client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    """The name is resolved once, checked, and that address is dialled: no rebinding window."""
+    user = make_user(plan="pro")
+    port = receiver.url.split(":")[2].split("/")[0]
+    add_webhook(client, user, f"http://localhost:{port}/hook")
+    client.post("/v1/events", json=finished(), headers=user.headers)
+    [call] = receiver.wait(1)
+    assert call.headers["host"] == f"localhost:{port}"  # the name, though 127.0.0.1 was dialled
+
+
+def test_the_outbound_guard_pins_the_resolved_address() -> None:
+    import asyncio
+
+    from claude_notify.cloud.server.urlguard import UnsafeURL, check_resolved
+
+    pinned = asyncio.run(check_resolved("http://localhost:8080/x?y=1", allow_private=True))
+    assert pinned.url in ("http://127.0.0.1:8080/x?y=1", "http://[::1]:8080/x?y=1")
+    assert (pinned.host, pinned.sni) == ("localhost:8080", "localhost")
+    with pytest.raises(UnsafeURL, match="non-public"):
+        asyncio.run(check_resolved("http://localhost:8080/x", allow_private=False))

@@ -12,11 +12,16 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 
 class UnsafeURL(ValueError):
     """The URL may not be called; the message says why in one line."""
+
+
+class Unresolvable(UnsafeURL):
+    """The host name does not resolve now: usually transient, so worth a retry."""
 
 
 def check_url(url: str, *, allow_private: bool, pinned: Iterable[str] = ()) -> str:
@@ -42,10 +47,23 @@ def check_url(url: str, *, allow_private: bool, pinned: Iterable[str] = ()) -> s
     return host
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> None:
-    """Resolve the URL's host now and refuse it if any address is not public."""
-    if allow_private:
-        return
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """Where to connect: the URL with its host replaced by the checked address.
+
+    Connecting to the address that was checked — not re-resolving the name inside the HTTP
+    client — closes the DNS-rebinding window between the check and the connection. ``host`` goes
+    in the Host header and ``sni`` in the TLS handshake, so virtual hosts and certificate checks
+    still see the name.
+    """
+
+    url: str
+    host: str
+    sni: str
+
+
+async def check_resolved(url: str, *, allow_private: bool) -> Pinned:
+    """Resolve the URL's host now, refuse it if any address is not public, and pin one."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -53,11 +71,17 @@ async def check_resolved(url: str, *, allow_private: bool) -> None:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise UnsafeURL(f"cannot resolve {host}: {exc.strerror or exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            raise UnsafeURL(f"{host} resolves to a non-public address")
+        raise Unresolvable(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses:
+        raise Unresolvable(f"cannot resolve {host}")
+    if not allow_private and any(not a.is_global for a in addresses):
+        raise UnsafeURL(f"{host} resolves to a non-public address")
+    first = addresses[0]
+    literal = f"[{first}]" if first.version == 6 else str(first)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    host_header = parts.netloc.rpartition("@")[2]
+    return Pinned(url=urlunsplit(parts._replace(netloc=netloc)), host=host_header, sni=host)
 
 
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

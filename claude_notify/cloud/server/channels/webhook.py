@@ -17,7 +17,12 @@ import httpx
 
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.settings import Settings
-from claude_notify.cloud.server.urlguard import UnsafeURL, check_resolved, check_url
+from claude_notify.cloud.server.urlguard import (
+    Unresolvable,
+    UnsafeURL,
+    check_resolved,
+    check_url,
+)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -57,7 +62,9 @@ class WebhookChannel:
         allow = self.settings.webhook_allow_private
         try:
             check_url(url, allow_private=allow)
-            await check_resolved(url, allow_private=allow)
+            target = await check_resolved(url, allow_private=allow)
+        except Unresolvable as exc:
+            return DeliveryResult(ok=False, retryable=True, detail=str(exc))
         except UnsafeURL as exc:
             return DeliveryResult(ok=False, detail=f"refused: {exc}")
         body = json.dumps(payload(message), separators=(",", ":")).encode()
@@ -69,14 +76,16 @@ class WebhookChannel:
             "webhook-id": msg_id,
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(str(message.config["secret"]), msg_id, stamp, body),
+            "host": target.host,
         }
         try:
             response = await self.http.post(
-                url,
+                target.url,
                 content=body,
                 headers=headers,
                 timeout=self.settings.webhook_timeout_s,
                 follow_redirects=False,
+                extensions={"sni_hostname": target.sni},
             )
         except httpx.HTTPError as exc:
             return DeliveryResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
