@@ -31,6 +31,8 @@ TERMINAL_BUNDLES: Final[Mapping[str, str]] = {
     "Hyper": "co.zeit.hyper",
     "Tabby": "org.tabby",
     "zed": "dev.zed.Zed",
+    "kitty": "net.kovidgoyal.kitty",
+    "alacritty": "org.alacritty",
 }
 """``TERM_PROGRAM`` → bundle id of the terminal to bring forward on click."""
 

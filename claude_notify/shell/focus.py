@@ -26,18 +26,7 @@ from typing import Final
 Run = Callable[[Sequence[str]], "str | None"]
 """Runs a probe: its stdout, or ``None`` when it is missing, fails or takes too long."""
 
-TERMINAL_BUNDLES: Final[Mapping[str, str]] = {
-    "Apple_Terminal": "com.apple.Terminal",
-    "iTerm.app": "com.googlecode.iterm2",
-    "WezTerm": "com.github.wez.wezterm",
-    "vscode": "com.microsoft.VSCode",
-    "ghostty": "com.mitchellh.ghostty",
-    "Hyper": "co.zeit.hyper",
-    "Tabby": "org.tabby",
-    "kitty": "net.kovidgoyal.kitty",
-    "alacritty": "org.alacritty",
-}
-"""``$TERM_PROGRAM`` → bundle id, for terminals that do not export ``__CFBundleIdentifier``."""
+
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +119,9 @@ def parse_lsappinfo_bundle(text: str | None) -> str | None:
 
 def terminal_bundle(env: Mapping[str, str]) -> str | None:
     """The bundle id of the macOS terminal app this shell runs in, from its environment."""
-    return env.get("__CFBundleIdentifier") or TERMINAL_BUNDLES.get(env.get("TERM_PROGRAM", ""))
+    from claude_notify.notifiers.macos import terminal_bundle_id
+
+    return terminal_bundle_id(env)
 
 
 # -- probes (thin) -------------------------------------------------------------------------------
