@@ -46,6 +46,11 @@ class Request:
         return parse_qs(self.body.decode(), keep_blank_values=True, strict_parsing=False)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+    """Providers do not refuse connections under load: a deep accept backlog, like theirs."""
+
+
 class StandIn:
     """A threaded HTTP server on a free loopback port; subclasses implement :meth:`handle`."""
 
@@ -56,7 +61,7 @@ class StandIn:
         self.record = True
         """Benchmarks turn recording off to keep memory flat."""
         self.delay_s = 0.0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
