@@ -199,39 +199,76 @@ def list_(as_json: bool) -> None:
         click.echo(f"{ch['id']}  {ch['type']:<8} {ch.get('name') or '':<16} {state:<12} {rules}")
 
 
-_KEYS = {"email": "address", "telegram": "chat_id", "tg": "chat_id", "discord": "webhook_url",
-         "feishu": "webhook_url", "sms": "number", "webhook": "url"}
+_KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
+         "sms": "number", "webhook": "url"}
+"""The one user-level value each type holds (a Telegram chat is linked, not typed)."""
 
 
 @channels.command()
 @click.argument("channel_type", metavar="TYPE")
-@click.argument("target")
+@click.argument("target", required=False)
 @click.option("--name", default="", help="A name to tell channels apart.")
 @click.option("--secret", help="Feishu signing secret.")
 @click.option("--on", "on", default="finished", show_default=True,
               help="When it fires: finished, failure, match, needs_input, progress (comma list).")
 @click.option("--regex", help="With --on match: the output regex.")
-def add(channel_type: str, target: str, name: str, secret: str | None, on: str,
+def add(channel_type: str, target: str | None, name: str, secret: str | None, on: str,
         regex: str | None) -> None:
     """Add a channel: TYPE is email, telegram, discord, feishu, sms or webhook; TARGET is the
-    address, chat, webhook URL or number."""
-    key = _KEYS.get(channel_type.lower())
-    if key is None:
+    address, webhook URL or number (a Telegram chat is linked by a code sent to the bot)."""
+    kind = channel_type.lower()
+    key = _KEYS.get(kind)
+    if kind not in _KEYS and kind not in ("telegram", "tg"):
         raise UsageError(f"unknown channel type {channel_type!r} "
-                         f"(choose from {', '.join(sorted(_KEYS))})")
-    config: dict[str, Any] = {key: target}
+                         f"(choose from {', '.join(sorted([*_KEYS, 'telegram']))})")
+    if key is not None and not target:
+        raise UsageError(f"a {kind} channel needs its {key.replace('_', ' ')}")
+    if key is None and target:
+        raise UsageError("a Telegram chat is linked with a code sent to the bot: "
+                         "run `claude-notify channels add telegram` without a chat id")
+    config: dict[str, Any] = {key: target} if key else {}
     if secret:
         config["secret"] = secret
     rules = {"on": [r.strip() for r in on.split(",") if r.strip()], "regex": regex}
     with _client() as client:
         made = client.request("POST", "/v1/channels", json={
             "type": channel_type, "name": name, "config": config, "rules": rules})
-    click.echo(f"added {made['type']} channel {made['id']}")
-    for field in ("secret", "signing_secret"):
-        if made.get("config", {}).get(field):
-            click.echo(f"its signing secret (shown once): {made['config'][field]}")
+        click.echo(f"added {made['type']} channel {made['id']}")
+        _plan_note(client, made["type"])
+        if made["type"] == "telegram":
+            link = client.request("POST", f"/v1/channels/{made['id']}/link")
+            where = f" or open {link['url']}" if link.get("url") else ""
+            click.echo(f"to link your chat, send this to the bot{where}: {link['command']}")
+            return
+    if made.get("config", {}).get("secret") and kind == "webhook":
+        click.echo(f"its signing secret (shown once): {made['config']['secret']}")
     if not made.get("verified", True):
-        click.echo("waiting for the recipient to confirm (see the message sent to it)")
+        click.echo("waiting for the recipient to confirm: open the link sent to it, or run "
+                   f"`claude-notify channels verify {made['id']} CODE`")
+
+
+def _plan_note(client: Any, channel_type: str) -> None:
+    """Say now, not when a task ends, that the plan will not send through this channel."""
+    from claude_notify.cloud.client import Refused
+
+    try:
+        usage = client.request("GET", "/v1/usage")
+    except Refused:
+        return  # a token that cannot read usage: the server still explains at send time
+    allowed = usage.get("channels_allowed") or []
+    if channel_type not in allowed:
+        click.echo(f"note: {channel_type} notifications need the pro plan "
+                   f"(this account is on {usage.get('plan', 'free')})")
+
+
+@channels.command()
+@click.argument("channel_id")
+@click.argument("code")
+def verify(channel_id: str, code: str) -> None:
+    """Confirm a recipient with the code it received (an SMS number, an e-mail address)."""
+    with _client() as client:
+        client.request("POST", f"/v1/channels/{channel_id}/verify", json={"code": code})
+    click.echo(f"confirmed {channel_id}")
 
 
 @channels.command()

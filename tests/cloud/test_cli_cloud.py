@@ -69,6 +69,8 @@ def server(db_url: str, tmp_path: Path, smtp_server: Mailbox) -> Iterator[Server
                 "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.2,0.5",
                 "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": "0.1",
                 "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
+                "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN": "123456:test-token",
+                "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_USERNAME": "cn_test_bot",
                 "CLAUDE_NOTIFY_SERVER_LOG_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode()})
     srv = Server(f"http://127.0.0.1:{port}", env, port)
     srv.start()
@@ -297,9 +299,13 @@ def test_plan_limits_and_channel_management(server: Server, tmp_path: Path,
     env = _user_env(tmp_path)
     cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
     refused = cli(["channels", "add", "telegram", "12345"], env, check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.startswith(b"claude-notify: ")
-    assert refused.stderr.count(b"\n") == 1 and b"HTTP" not in refused.stderr
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(b"claude-notify: a Telegram chat is linked with a code")
+    sms = cli(["channels", "add", "sms", "+14155550100"], env).stdout.decode()
+    assert "note: sms notifications need the pro plan (this account is on free)" in sms
+    bad = cli(["channels", "add", "email", "not-an-address"], env, check=False)
+    assert bad.returncode == 1 and bad.stderr.count(b"\n") == 1
+    assert b"not a valid e-mail address" in bad.stderr and b"HTTP" not in bad.stderr
     added = cli(["channels", "add", "webhook", receiver.url, "--name", "ci"], env)
     channel_id = added.stdout.split()[3].decode()
     listed = cli(["channels", "list"], env).stdout.decode()
@@ -336,3 +342,16 @@ def test_server_killed_mid_stream_loses_nothing(server: Server, tmp_path: Path,
                     timeout=10).content
     assert log.endswith(b"line 399\n")
     assert log.count(b"line 100\n") == 1  # nothing sent twice
+
+
+def test_telegram_is_linked_by_a_code(server: Server, tmp_path: Path,
+                                      receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    out = cli(["channels", "add", "telegram", "--name", "phone"], env).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].startswith("added telegram channel ")
+    assert lines[1].startswith("to link your chat, send this to the bot or open "
+                               "https://t.me/cn_test_bot?start=")
+    assert " /start " in lines[1]
+    bad = cli(["channels", "add", "sms"], env, check=False)
+    assert (bad.returncode, bad.stderr) == (2, b"claude-notify: a sms channel needs its number\n")
