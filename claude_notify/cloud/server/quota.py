@@ -8,24 +8,27 @@ on the counter row, so a hundred simultaneous finishes of a free user yield exac
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import UsageCounter
+from claude_notify.cloud.server.db.models import Notification, UsageCounter
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.settings import Settings
 
 
+def _zone(tz_name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def quota_day(now: datetime, tz_name: str) -> date:
     """The user's calendar day: quotas reset at midnight in their zone (UTC by default)."""
-    try:
-        zone = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    return now.astimezone(zone).date()
+    return now.astimezone(_zone(tz_name)).date()
 
 
 def limits(plan: str, channel_type: str, settings: Settings) -> dict[str, int | None] | str:
@@ -34,9 +37,11 @@ def limits(plan: str, channel_type: str, settings: Settings) -> dict[str, int | 
         if channel_type != "email":
             return f"the free plan sends e-mail only; {channel_type} needs pro"
         return {"all": settings.free_daily_notifications}
+    # Unlimited kinds take no counter: a per-user counter row every event must lock would
+    # serialise a pro user's whole stream. What was sent is counted from the rows instead.
     if channel_type == "sms":
-        return {"sms": settings.pro_daily_sms, "all": None}
-    return {"all": None}
+        return {"sms": settings.pro_daily_sms}
+    return {}
 
 
 def take(
@@ -62,8 +67,17 @@ def take(
 def _increment(
     session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: int | None
 ) -> bool:
+    # UPDATE first: the row exists for all but the day's first notification, and an
+    # INSERT … ON CONFLICT would queue behind every transaction holding the row's lock.
+    if _bump(session, user_id=user_id, day=day, kind=kind, limit=limit):
+        return True
     key = {"user_id": user_id, "day": day, "kind": kind}
     insert_ignore(session, UsageCounter, {**key, "count": 0}, ["user_id", "day", "kind"])
+    return _bump(session, user_id=user_id, day=day, kind=kind, limit=limit)
+
+
+def _bump(session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: int | None) -> bool:
+    """``count += 1`` where still under ``limit``; ``False`` if at the limit or no row yet."""
     stmt = (
         update(UsageCounter)
         .where(UsageCounter.user_id == user_id, UsageCounter.day == day, UsageCounter.kind == kind)
@@ -75,11 +89,21 @@ def _increment(
     return session.execute(stmt).first() is not None
 
 
-def usage(session: Session, *, user_id: uuid.UUID, day: date) -> dict[str, int]:
-    """Counters for one day, by kind."""
+def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> dict[str, int]:
+    """Notifications queued or sent on the user's ``day``: ``all`` and ``sms``."""
+    zone = _zone(tz_name)
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
     rows = session.execute(
-        select(UsageCounter.kind, UsageCounter.count).where(
-            UsageCounter.user_id == user_id, UsageCounter.day == day
+        select(Notification.channel_type, func.count())
+        .where(
+            Notification.user_id == user_id,
+            Notification.kind == "event",
+            Notification.status != "rejected",
+            Notification.created_at >= start,
+            Notification.created_at < end,
         )
+        .group_by(Notification.channel_type)
     )
-    return dict(rows.all())
+    by_type = dict(rows.all())
+    return {"all": sum(by_type.values()), "sms": by_type.get("sms", 0)}

@@ -29,7 +29,7 @@ class UsageOut(BaseModel):
 def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> UsageOut:
     s = runtime.settings
     day = quota.quota_day(utcnow(), caller.timezone)
-    counts = quota.usage(session, user_id=caller.user_id, day=day)
+    counts = quota.usage(session, user_id=caller.user_id, day=day, tz_name=caller.timezone)
     pro = caller.plan == "pro"
     return UsageOut(
         plan=caller.plan,
