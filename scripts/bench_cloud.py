@@ -44,6 +44,18 @@ def wait_up(url: str, timeout: float = 30.0) -> None:
     raise SystemExit("bench_cloud: the server did not start")
 
 
+def wait_for_syncs(timeout: float = 20.0) -> None:
+    """Until no detached `claude_notify.cloud.sync` process is left."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any("claude_notify.cloud.sync" in " ".join(p.info["cmdline"] or [])
+                   for p in psutil.process_iter(["cmdline"])):
+            return
+        time.sleep(0.01)
+
+
 def timed(args: list[str], env: dict[str, str], *, settle: Path | None = None) -> float:
     start = time.perf_counter()
     subprocess.run([EXE, *args], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -105,6 +117,7 @@ def main() -> int:
         off_again: list[float] = []
         for _ in range(runs):
             down.append(timed(["run", "-q", "--", "true", "x"], env))
+            wait_for_syncs()  # the detached sync fails (server down); let it exit first
             off_again.append(timed(cases["cloud off (--no-cloud)"], env))
     base = statistics.median(times["cloud off (--no-cloud)"])
     up = statistics.median(times["cloud on, server up"])
