@@ -275,3 +275,6 @@ class LoginRequest(Base):
     expires_at: Mapped[datetime] = mapped_column()
     approved_at: Mapped[datetime | None] = mapped_column(default=None)
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+from claude_notify.cloud.server.relay import models as _relay_models  # noqa: E402, F401 - its tables

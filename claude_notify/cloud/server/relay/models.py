@@ -1,0 +1,85 @@
+"""The relay's tables: agents bound to machines, queued commands, and the audit log.
+
+Imported by :mod:`claude_notify.cloud.server.db.models`, so they are part of ``Base.metadata``
+wherever the other tables are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from claude_notify.cloud.server.db.models import Base
+from claude_notify.cloud.server.db.types import JSONType
+from claude_notify.events import utcnow
+
+
+class RelayAgent(Base):
+    """A ``relay`` token bound to one machine: the only thing an agent connection can act for."""
+
+    __tablename__ = "relay_agents"
+
+    token_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    machine_id: Mapped[str] = mapped_column(String(128))
+    sessions: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    """The sessions the agent said it serves when it last connected."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RelayCommand(Base):
+    """One command for one session; its state only ever moves forward."""
+
+    __tablename__ = "relay_commands"
+    __table_args__ = (
+        Index("ix_relay_commands_route", "user_id", "machine_id", "state"),
+        Index("ix_relay_commands_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    machine_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(256))
+    command: Mapped[str] = mapped_column(Text)
+    cwd: Mapped[str | None] = mapped_column(Text, default=None)
+    """The session's working directory, from its latest event (the agent decides if it may)."""
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    """``queued`` → ``delivered`` → ``running`` → ``done`` | ``failed``; or ``expired``."""
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RelayAudit(Base):
+    """Every relayed command, accepted or refused: who, what, where, when and the outcome."""
+
+    __tablename__ = "relay_audit"
+    __table_args__ = (Index("ix_relay_audit_user_created", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    command_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    actor: Mapped[str] = mapped_column(String(128))
+    """Which token (its prefix) or which chat user sent it, or ``agent`` for what it reported."""
+    source: Mapped[str] = mapped_column(String(16))
+    machine_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    session_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    command: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``."""
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
