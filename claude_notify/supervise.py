@@ -214,7 +214,10 @@ class RunSession:
                                    replace(base, type=kind, event_id=new_id(), tail=out,
                                            match=text, duration_s=time.monotonic() - start)))
         streamer = self._streamer(base) if self.stream else None
-        observers = [o for o in (watcher, streamer) if o is not None]
+        observers: list[runner.Observer] = [o for o in (watcher, streamer) if o is not None]
+        # Sinks with timers of their own (the cloud registers a task once it runs a while).
+        observers += [sink for sink in self.dispatcher.sinks  # type: ignore[misc]
+                      if hasattr(sink, "next_deadline")]
         try:
             outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
                                  observer=observers[0] if len(observers) == 1 else

@@ -4,15 +4,27 @@ Never in the user's way: the sink only spools (one small file, flushed) and star
 sync process, so a slow or dead server costs the wrapped command a few milliseconds, not a hang.
 Whether to forward is the same decision the desktop notifier follows (``--on``, ``--match``,
 ``--every``, mute); a task's start is registered whatever the outcome will be.
+
+A task's registration is spooled when it starts and sent once it has run for
+:data:`REGISTER_AFTER` seconds (or with its first event, whichever comes first): the backend knows
+every task that runs long enough to matter, and a short one costs a single sync process.
+
+When the spool cannot be written (a full disk, a read-only state dir), the request is sent
+directly instead, within :data:`DIRECT_TIMEOUT`; only if that fails too is it lost, and the user
+is told in one line.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from claude_notify.dispatch import Decision
     from claude_notify.events import TaskEvent
+
+REGISTER_AFTER = 1.0
+DIRECT_TIMEOUT = 2.0
 
 
 class CloudSink:
@@ -23,22 +35,61 @@ class CloudSink:
     def __init__(self, *, channels: tuple[str, ...] = (), notify_on: str = "exit") -> None:
         self.channels = channels
         self.notify_on = notify_on
+        self._register_at: float | None = None
 
     def handle(self, event: TaskEvent, decision: Decision) -> None:
-        from claude_notify.cloud import spool
-
         if event.type == "started":
             body = {"task_id": event.task_id, "cmd": event.command[:8192],
                     "session_id": event.session_id, "machine_id": event.machine_id,
                     "notify_on": self.notify_on, "channels": list(self.channels) or None}
-            spool.put("POST", "/v1/tasks", body, key=f"task-{event.task_id}")
-            # Sent with the task's first event: a short task then costs one sync process,
-            # and a long one's progress and match events carry it out early.
+            if self._put("/v1/tasks", body, key=f"task-{event.task_id}"):
+                self._register_at = time.monotonic() + REGISTER_AFTER
             return
-        if decision.notify:
-            spool.put("POST", "/v1/events", event.to_dict(), key=event.event_id)
-        else:
-            return
+        if decision.notify and self._put("/v1/events", event.to_dict(), key=event.event_id):
+            self._register_at = None
+            self._kick()
+
+    # The supervisor's timer hooks (see ``runner.Observer``): one kick after REGISTER_AFTER.
+
+    def feed(self, chunk: memoryview) -> None:
+        return None
+
+    def next_deadline(self) -> float | None:
+        return self._register_at
+
+    def tick(self) -> None:
+        if self._register_at is not None and time.monotonic() >= self._register_at:
+            self._register_at = None
+            self._kick()
+
+    def _put(self, path: str, body: Any, *, key: str) -> bool:
+        """Spool the request (True), or send it at once when the spool cannot be written."""
+        from claude_notify.cloud import spool
+
+        try:
+            spool.put("POST", path, body, key=key)
+        except OSError as exc:
+            self._send_now(path, body, why=exc.strerror or str(exc))
+            return False
+        return True
+
+    def _send_now(self, path: str, body: Any, *, why: str) -> None:
+        from claude_notify.cloud import account
+        from claude_notify.cloud.client import CloudClient
+        from claude_notify.errors import ClaudeNotifyError, CloudError
+
+        who = account.current()
+        try:
+            if who is None:
+                raise CloudError("not logged in")
+            with CloudClient(who.server, account.token(who), timeout=DIRECT_TIMEOUT) as client:
+                client.request("POST", path, json=body)
+        except ClaudeNotifyError as exc:
+            raise CloudError(f"cloud: cannot spool ({why}) nor send ({exc}): "
+                             "this event was not forwarded") from None
+
+    @staticmethod
+    def _kick() -> None:
         from claude_notify.background import spawn
 
         spawn("claude_notify.cloud.sync")

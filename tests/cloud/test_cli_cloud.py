@@ -86,7 +86,7 @@ def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
                 "CLAUDE_NOTIFY_DATA_DIR": str(tmp_path / "user" / "data"),
                 "XDG_DATA_HOME": str(tmp_path / "user" / "xdg-data"),
                 "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-                "CLAUDE_NOTIFY_BACKEND": "terminal", "CLAUDE_NOTIFY_QUIET": "1"})
+                "CLAUDE_NOTIFY_BACKEND": "terminal"})
     env.update(extra)
     return env
 
@@ -355,3 +355,44 @@ def test_telegram_is_linked_by_a_code(server: Server, tmp_path: Path,
     assert " /start " in lines[1]
     bad = cli(["channels", "add", "sms"], env, check=False)
     assert (bad.returncode, bad.stderr) == (2, b"claude-notify: a sms channel needs its number\n")
+
+
+def test_a_running_task_is_registered_while_it_runs(server: Server, tmp_path: Path,
+                                                    receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    gate = tmp_path / "gate"
+    script = ("import os, time\n"
+              f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\n")
+    with subprocess.Popen([*CLI, "run", "--", sys.executable, "-c", script], env=env) as run:
+        def running() -> bool:
+            items = httpx.get(f"{server.url}/v1/tasks", headers=_auth(env), timeout=10).json()
+            return any(t["status"] == "running" for t in items["items"])
+
+        wait_for(running, timeout=30, what="the task registered while it runs")
+        gate.touch()
+        assert run.wait(timeout=30) == 0
+    [event] = _events(receiver, 1)
+    items = httpx.get(f"{server.url}/v1/tasks", headers=_auth(env), timeout=10).json()["items"]
+    assert [(t["task_id"], t["status"]) for t in items] == [(event["task_id"], "success")]
+
+
+def test_unwritable_spool_sends_directly_or_says_so(server: Server, tmp_path: Path,
+                                                    receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    spool_dir = tmp_path / "user/state/spool"
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    spool_dir.rmdir()
+    spool_dir.write_text("not a directory: the spool cannot be written")
+    result = cli(["run", "--", "sh", "-c", "exit 4"], env, check=False)
+    assert result.returncode == 4
+    assert b"cloud" not in result.stderr  # sent directly: nothing to say
+    [event] = _events(receiver, 1)
+    assert event["exit_code"] == 4
+    server.stop()
+    result = cli(["run", "--", "sh", "-c", "exit 5"], env, check=False)
+    assert result.returncode == 5
+    lines = [line for line in result.stderr.decode().splitlines() if "cloud" in line]
+    assert len(lines) == 2  # the registration and the event, each said once
+    assert all(line.startswith("claude-notify: cloud: cannot spool (") for line in lines)
+    assert "this event was not forwarded" in lines[-1]
+    server.start()
