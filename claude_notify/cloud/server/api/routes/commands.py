@@ -1,0 +1,303 @@
+"""The command relay's API: queue a command, read it back, the audit log, and the agent tunnel.
+
+* ``POST /v1/commands`` (``commands:write``, pro) queues a command for the machine whose task ran
+  in ``session_id``: only the account that owns the session can; refusals are audited too.
+* ``POST /v1/agents`` (the account token) mints the ``relay`` token of one machine; the new
+  token replaces that machine's previous one.
+* ``/v1/agent`` is the agent's WebSocket. Only a ``relay`` token bound to a machine is accepted,
+  and it receives only that machine's commands. Messages are JSON objects with a ``type``:
+  the server sends ``command`` (``id``, ``session_id``, ``command``, ``cwd``), ``ack`` and
+  ``pong``; the agent sends ``hello`` (``sessions``; ``running``: what it started and has no
+  acknowledged result for), ``started``, ``result``
+  (``state``, ``exit_code``, ``detail``) and ``ping``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from starlette.datastructures import State
+
+from claude_notify.cloud.server import auth
+from claude_notify.cloud.server.api.deps import Principal, SessionDep, TaskReader, require
+from claude_notify.cloud.server.api.errors import ApiError, not_found
+from claude_notify.cloud.server.api.schemas import StrictBody
+from claude_notify.cloud.server.db.models import ApiToken, User
+from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.hub import Hub
+from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
+
+router = APIRouter(tags=["relay"])
+
+CommandWriter = Annotated[Principal, Depends(require("commands:write"))]
+_state_lock = threading.Lock()
+
+
+class Relay:
+    """What the relay keeps per app: the hub of connected agents and the limits."""
+
+    def __init__(self, policy: queue.RelayPolicy) -> None:
+        self.hub = Hub()
+        self.policy = policy
+
+
+def relay_of(state: State) -> Relay:
+    with _state_lock:
+        relay = getattr(state, "relay", None)
+        if relay is None:
+            relay = state.relay = Relay(queue.RelayPolicy.from_env())
+    assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it
+    return relay
+
+
+class CommandIn(StrictBody):
+    session_id: str = Field(min_length=1, max_length=256)
+    command: str = Field(min_length=1, max_length=8192)
+
+
+class CommandOut(BaseModel):
+    id: uuid.UUID
+    session_id: str
+    machine_id: str
+    command: str
+    state: str
+    exit_code: int | None
+    detail: str | None
+    created_at: datetime
+    expires_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: RelayCommand) -> CommandOut:
+        return cls(id=row.id, session_id=row.session_id, machine_id=row.machine_id,
+                   command=row.command, state=row.state, exit_code=row.exit_code,
+                   detail=row.detail, created_at=row.created_at, expires_at=row.expires_at,
+                   started_at=row.started_at, finished_at=row.finished_at)
+
+
+def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, session_id: str,
+                  command: str) -> CommandOut:
+    """Queue and wake the agent; :class:`ApiError` (already audited) when refused.
+
+    Shared with the chat channels' replies, which arrive with a different ``origin``.
+    """
+    with runtime.sessions() as session:
+        try:
+            row = queue.enqueue(session, origin, session_id=session_id, command=command,
+                                policy=relay.policy)
+        except queue.Refused as refused:
+            session.commit()
+            raise ApiError(refused.status, refused.message) from None
+        out = CommandOut.of(row)
+        session.commit()
+    relay.hub.wake((origin.user_id, out.machine_id))
+    return out
+
+
+@router.post("/v1/commands", status_code=202, response_model=CommandOut)
+def post_command(body: CommandIn, caller: CommandWriter, request: Request) -> CommandOut:
+    runtime = request.app.state.runtime
+    origin = queue.Origin(user_id=caller.user_id, plan=caller.plan, source="api",
+                          actor=f"token {caller.token_id}")
+    return queue_command(runtime, relay_of(request.app.state), origin,
+                         session_id=body.session_id, command=body.command)
+
+
+@router.get("/v1/commands/{command_id}", response_model=CommandOut)
+def get_command(command_id: uuid.UUID, caller: TaskReader, session: SessionDep) -> CommandOut:
+    row = session.get(RelayCommand, command_id)
+    if row is None or row.user_id != caller.user_id:
+        raise not_found("command")
+    return CommandOut.of(row)
+
+
+class AuditOut(BaseModel):
+    id: uuid.UUID
+    command_id: uuid.UUID | None
+    actor: str
+    source: str
+    machine_id: str | None
+    session_id: str | None
+    command: str
+    outcome: str
+    reason: str | None
+    created_at: datetime
+
+
+@router.get("/v1/audit", response_model=list[AuditOut])
+def get_audit(caller: TaskReader, session: SessionDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[AuditOut]:
+    """Every relayed command of the caller's, newest first."""
+    rows = session.scalars(select(RelayAudit).where(RelayAudit.user_id == caller.user_id)
+                           .order_by(RelayAudit.created_at.desc()).limit(limit)).all()
+    return [AuditOut(id=r.id, command_id=r.command_id, actor=r.actor, source=r.source,
+                     machine_id=r.machine_id, session_id=r.session_id, command=r.command,
+                     outcome=r.outcome, reason=r.reason, created_at=r.created_at) for r in rows]
+
+
+class AgentIn(StrictBody):
+    machine_id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class AgentOut(BaseModel):
+    token: str
+    machine_id: str
+
+
+@router.post("/v1/agents", status_code=201, response_model=AgentOut)
+def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep) -> AgentOut:
+    """Mint the agent credential of one machine (the account token, pro plan)."""
+    if not set(auth.ACCOUNT_SCOPES) <= caller.scopes:
+        raise ApiError(403, "registering an agent needs the account token")
+    if caller.plan != "pro":
+        raise ApiError(403, "the command relay needs the pro plan")
+    user = session.get(User, caller.user_id)
+    assert user is not None  # noqa: S101 - the caller was just authenticated
+    previous = select(RelayAgent.token_id).where(RelayAgent.user_id == user.id,
+                                                 RelayAgent.machine_id == body.machine_id)
+    session.execute(update(ApiToken).where(ApiToken.id.in_(previous),
+                                           ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    issued = auth.issue_token(session, user, scopes=["relay"],
+                              name=f"agent {body.machine_id[:40]}")
+    session.flush()
+    session.add(RelayAgent(token_id=issued.id, user_id=user.id, machine_id=body.machine_id))
+    session.commit()
+    return AgentOut(token=issued.secret, machine_id=body.machine_id)
+
+
+# --------------------------------------------------------------------------- the tunnel
+
+
+def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str] | None:
+    with runtime.sessions.begin() as session:
+        found = auth.authenticate(session, secret)
+        if found is None:
+            return None
+        user, token = found
+        if token.scopes.split() != ["relay"]:
+            return None  # the events token, the account token: never an agent
+        agent = session.get(RelayAgent, token.id)
+        if agent is None or agent.user_id != user.id:
+            return None
+        agent.last_seen_at = utcnow()
+        return user.id, agent.machine_id
+
+
+@router.websocket("/v1/agent")
+async def agent_socket(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    relay = relay_of(websocket.app.state)
+    header = websocket.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    found = None
+    if scheme.lower() == "bearer" and secret:
+        found = await anyio.to_thread.run_sync(_agent_for, runtime, secret.strip())
+    if found is None:
+        await websocket.close(code=1008, reason="not an agent token")
+        return
+    await websocket.accept()
+    link = _Link(websocket, runtime, relay, *found)
+    with contextlib.suppress(WebSocketDisconnect):
+        await link.serve()
+
+
+class _Link:
+    """One connected agent."""
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime, relay: Relay,
+                 user_id: uuid.UUID, machine_id: str) -> None:
+        self.ws, self.runtime, self.relay = websocket, runtime, relay
+        self.key = (user_id, machine_id)
+        self.sent: set[uuid.UUID] = set()
+
+    async def serve(self) -> None:
+        with self.relay.hub.connected(self.key) as wake:
+            hello = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+            if not isinstance(hello, dict) or hello.get("type") != "hello":
+                await self.ws.close(code=1002, reason="expected hello")
+                return
+            await self._db(self._hello, hello)
+            for message in await self._db(self._due):  # the backlog goes before any reply
+                await self.ws.send_json(message)
+            sender = asyncio.ensure_future(self._send_loop(wake))
+            try:
+                await self._receive_loop(wake)
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                    await sender
+
+    async def _send_loop(self, wake: asyncio.Event) -> None:
+        while True:
+            wake.clear()
+            for message in await self._db(self._due):
+                await self.ws.send_json(message)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.relay.policy.poll_s)
+
+    async def _receive_loop(self, wake: asyncio.Event) -> None:
+        while True:
+            message = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "ping":
+                await self.ws.send_json({"type": "pong"})
+            elif kind in ("started", "result"):
+                reply = await self._db(self._report, message)
+                if reply is not None:
+                    await self.ws.send_json(reply)
+                wake.set()  # a finished command lets its session's next one go
+
+    async def _db(self, func: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(func, *args)
+
+    def _hello(self, hello: dict[str, Any]) -> None:
+        user_id, machine_id = self.key
+        alive = [_uuid(x) for x in hello.get("running", []) if isinstance(x, str)]
+        sessions = [s for s in hello.get("sessions", []) if isinstance(s, str)][:100]
+        with self.runtime.sessions.begin() as session:
+            queue.orphaned(session, user_id, machine_id, [a for a in alive if a is not None])
+            session.execute(update(RelayAgent).where(
+                RelayAgent.user_id == user_id, RelayAgent.machine_id == machine_id)
+                .values(sessions=sessions, last_seen_at=utcnow()))
+
+    def _due(self) -> list[dict[str, Any]]:
+        with self.runtime.sessions.begin() as session:
+            rows = queue.due(session, *self.key, self.sent)
+            out = [{"type": "command", "id": str(r.id), "session_id": r.session_id,
+                    "command": r.command, "cwd": r.cwd, "source": r.source} for r in rows]
+        self.sent.update(r.id for r in rows)
+        return out
+
+    def _report(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        command_id = _uuid(message.get("id"))
+        if command_id is None:
+            return None
+        with self.runtime.sessions.begin() as session:
+            if message["type"] == "started":
+                queue.started(session, *self.key, command_id)
+                return None
+            exit_code = message.get("exit_code")
+            queue.finished(session, *self.key, command_id, state=str(message.get("state")),
+                           exit_code=exit_code if isinstance(exit_code, int) else None,
+                           detail=str(message.get("detail") or "")[:2000] or None)
+        return {"type": "ack", "id": str(command_id)}
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,207 @@
+"""The relay's state machine, in the database: queue, deliver, start, finish, expire, audit.
+
+Every function takes the caller's session and leaves the commit to it, so a refusal and its audit
+row, or a state change and its audit row, land together. A command is handed to an agent only
+when it is the oldest unfinished one of its session (commands for one session run in order),
+and it reaches ``running`` only when the agent says it started it: an agent that reconnects is
+sent the ``delivered`` ones again, and its own journal of started ids keeps it from running one
+twice.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.db.models import Event, Task
+from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
+from claude_notify.events import utcnow
+
+OPEN: Final = ("queued", "delivered", "running")
+FINAL: Final = ("done", "failed", "expired", "refused")
+DEFAULT_BANNED: Final = ("rm -rf /", "mkfs", ":(){", "dd if=", "shutdown", "reboot", "halt",
+                         "poweroff", "chmod -r 777 /", "> /dev/sd")
+"""Spec §11's keyword banlist: refused by the server whatever the agent's allow-list says."""
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    """The server's relay limits (``CLAUDE_NOTIFY_SERVER_RELAY_*``)."""
+
+    ttl_s: float = 3600.0
+    """How long a command waits for an offline agent before it expires."""
+    per_minute: int = 10
+    """Commands (accepted or refused) one user may send in a minute."""
+    banned: tuple[str, ...] = DEFAULT_BANNED
+    poll_s: float = 30.0
+    """How often a connected agent's queue is re-read without a wake-up (expiry, other replicas)."""
+    idle_s: float = 90.0
+    """An agent silent this long (no heartbeat) is disconnected."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RelayPolicy:
+        env = os.environ if env is None else env
+        prefix = "CLAUDE_NOTIFY_SERVER_RELAY_"
+        banned = env.get(prefix + "BANNED")
+        return cls(
+            ttl_s=float(env.get(prefix + "TTL_S", cls.ttl_s)),
+            per_minute=int(env.get(prefix + "PER_MINUTE", cls.per_minute)),
+            banned=(tuple(w.strip().lower() for w in banned.split(",") if w.strip())
+                    if banned is not None else DEFAULT_BANNED),
+            poll_s=float(env.get(prefix + "POLL_S", cls.poll_s)),
+            idle_s=float(env.get(prefix + "IDLE_S", cls.idle_s)),
+        )
+
+
+class Refused(Exception):
+    """A command the server will not queue; already audited, the caller commits and answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who sent a command, for routing and the audit log."""
+
+    user_id: uuid.UUID
+    plan: str
+    actor: str
+    source: str
+
+
+def audit(session: Session, origin: Origin, *, command: str, outcome: str,
+          reason: str | None = None, row: RelayCommand | None = None,
+          machine_id: str | None = None, session_id: str | None = None) -> None:
+    session.add(RelayAudit(
+        user_id=origin.user_id, command_id=row.id if row else None, actor=origin.actor[:128],
+        source=origin.source, machine_id=row.machine_id if row else machine_id,
+        session_id=row.session_id if row else session_id, command=command[:8192],
+        outcome=outcome, reason=reason))
+
+
+def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
+            policy: RelayPolicy) -> RelayCommand:
+    """Queue ``command`` for the machine that owns ``session_id``, or raise :class:`Refused`."""
+
+    def refuse(status: int, reason: str, machine: str | None = None) -> Refused:
+        audit(session, origin, command=command, outcome="refused", reason=reason,
+              machine_id=machine, session_id=session_id)
+        return Refused(status, reason)
+
+    now = utcnow()
+    recent = session.scalar(
+        select(func.count()).select_from(RelayAudit).where(
+            RelayAudit.user_id == origin.user_id, RelayAudit.source != "agent",
+            RelayAudit.created_at > now - timedelta(seconds=60)))
+    if (recent or 0) >= policy.per_minute:
+        raise refuse(429, f"more than {policy.per_minute} commands in a minute: try again later")
+    if origin.plan != "pro":
+        raise refuse(403, "the command relay needs the pro plan")
+    lowered = command.lower()
+    if hit := next((word for word in policy.banned if word in lowered), None):
+        raise refuse(403, f"the command contains a banned keyword ({hit!r})")
+    found = session.execute(
+        select(Task.id, Task.machine_id)
+        .where(Task.user_id == origin.user_id, Task.session_id == session_id,
+               Task.machine_id.is_not(None))
+        .order_by(Task.created_at.desc()).limit(1)).first()
+    if found is None:
+        raise refuse(404, "no task of yours ran in that session")
+    task_id, machine_id = found
+    payload = session.scalar(select(Event.payload).where(Event.task_id == task_id)
+                             .order_by(Event.received_at.desc()).limit(1))
+    cwd = payload.get("cwd") if isinstance(payload, dict) else None
+    row = RelayCommand(id=uuid.uuid4(), user_id=origin.user_id, machine_id=machine_id,
+                       session_id=session_id, command=command, source=origin.source,
+                       cwd=cwd if isinstance(cwd, str) else None, state="queued", deliveries=0,
+                       created_at=now, expires_at=now + timedelta(seconds=policy.ttl_s))
+    session.add(row)
+    audit(session, origin, command=command, outcome="queued", row=row)
+    return row
+
+
+def due(session: Session, user_id: uuid.UUID, machine_id: str,
+        already_sent: set[uuid.UUID]) -> list[RelayCommand]:
+    """The commands to hand to this machine's agent now, marked ``delivered``.
+
+    Expires what waited too long, then takes the head of each session's queue, unless that head
+    is running or was already sent on this connection.
+    """
+    now = utcnow()
+    overdue = session.scalars(select(RelayCommand).where(
+        RelayCommand.user_id == user_id, RelayCommand.machine_id == machine_id,
+        RelayCommand.state == "queued", RelayCommand.expires_at <= now)).all()
+    for row in overdue:
+        row.state, row.finished_at, row.detail = "expired", now, "the agent was offline"
+        audit(session, _agent(user_id), command=row.command, outcome="expired",
+              reason=row.detail, row=row)
+    rows = session.scalars(select(RelayCommand).where(
+        RelayCommand.user_id == user_id, RelayCommand.machine_id == machine_id,
+        RelayCommand.state.in_(OPEN)).order_by(RelayCommand.created_at, RelayCommand.id)).all()
+    heads: dict[str, RelayCommand] = {}
+    for row in rows:
+        heads.setdefault(row.session_id, row)
+    out = []
+    for row in heads.values():
+        if row.state == "running" or row.id in already_sent:
+            continue
+        row.state, row.delivered_at, row.deliveries = "delivered", now, row.deliveries + 1
+        out.append(row)
+    return out
+
+
+def started(session: Session, user_id: uuid.UUID, machine_id: str, command_id: uuid.UUID) -> bool:
+    """The agent started it: ``running`` (once; a repeat changes nothing)."""
+    row = _mine(session, user_id, machine_id, command_id)
+    if row is None or row.state not in ("queued", "delivered"):
+        return False
+    row.state, row.started_at = "running", utcnow()
+    audit(session, _agent(user_id), command=row.command, outcome="started", row=row)
+    return True
+
+
+def finished(session: Session, user_id: uuid.UUID, machine_id: str, command_id: uuid.UUID, *,
+             state: str, exit_code: int | None, detail: str | None) -> bool:
+    """The agent's result: ``done``, ``failed`` or ``refused`` (by the agent's own rules)."""
+    row = _mine(session, user_id, machine_id, command_id)
+    if row is None or row.state not in OPEN or state not in ("done", "failed", "refused"):
+        return False
+    row.state, row.finished_at = state, utcnow()
+    row.exit_code, row.detail = exit_code, (detail or None) and detail[:2000]
+    audit(session, _agent(user_id), command=row.command, outcome=state, reason=row.detail,
+          row=row)
+    return True
+
+
+def orphaned(session: Session, user_id: uuid.UUID, machine_id: str,
+             alive: Sequence[uuid.UUID]) -> None:
+    """A reconnecting agent says what it is still running; any other ``running`` one died."""
+    rows = session.scalars(select(RelayCommand).where(
+        RelayCommand.user_id == user_id, RelayCommand.machine_id == machine_id,
+        RelayCommand.state == "running")).all()
+    for row in rows:
+        if row.id not in alive:
+            finished(session, user_id, machine_id, row.id, state="failed", exit_code=None,
+                     detail="the agent stopped during the run")
+
+
+def _mine(session: Session, user_id: uuid.UUID, machine_id: str,
+          command_id: uuid.UUID) -> RelayCommand | None:
+    row = session.get(RelayCommand, command_id, with_for_update=True)
+    if row is None or row.user_id != user_id or row.machine_id != machine_id:
+        return None
+    return row
+
+
+def _agent(user_id: uuid.UUID) -> Origin:
+    return Origin(user_id=user_id, plan="", actor="agent", source="agent")
