@@ -12,6 +12,7 @@ from claude_notify.cloud.server.api.errors import BodyLimitMiddleware, install_e
 from claude_notify.cloud.server.api.routes import (
     account,
     channels,
+    commands,
     events,
     health,
     linking,
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
     for module in (*routers, linking, templates):  # linking, templates: chat and SMS channels
         app.include_router(module.router)
+    app.include_router(commands.router)  # the command relay and its agent tunnel
     return app
 
 
