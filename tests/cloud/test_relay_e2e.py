@@ -1,0 +1,170 @@
+"""The relay end to end with real processes, on SQLite and PostgreSQL: the server
+(`claude-notify server`), the agent (`claude-notify agent`) and the CLI a user runs, with the
+notifications arriving at a real webhook receiver on loopback.
+
+A command queued with ``POST /v1/commands`` runs on the agent through ``claude-notify run`` (its
+own task and notification, in the same session); refused commands never run; an agent that was
+offline runs what waited, once; a server restart in the middle of a run loses nothing and runs
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloud_kit import Mailbox, Receiver, wait_for
+from relay_kit import AgentProc, Server, api, cli, user_env
+
+SESSION = "tty:/dev/pts/7:4242"
+COUNT = "#!/bin/sh\necho ran >> runs.txt\n"
+SLOW = "#!/bin/sh\nwhile [ ! -e go ]; do sleep 0.05; done\necho ran >> runs.txt\n"
+
+
+@pytest.fixture
+def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
+    srv = Server.make(db_url, smtp_server)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class Setup:
+    def __init__(self, server: Server, tmp_path: Path, receiver: Receiver) -> None:
+        self.server, self.receiver = server, receiver
+        self.token = server.admin("create-user", "dev@example.com", "--plan", "pro")
+        self.env = user_env(tmp_path / "user")
+        cli(["login", "--server", server.url, "--token"], self.env,
+            stdin=self.token.encode() + b"\n")
+        cli(["channels", "add", "webhook", receiver.url, "--on", "finished"], self.env)
+        self.project = tmp_path / "project"
+        self.project.mkdir()
+        for name, text in (("count.sh", COUNT), ("slow.sh", SLOW)):
+            (self.project / name).write_text(text)
+            (self.project / name).chmod(0o755)
+        # A command run in the session's terminal: the server learns the session's machine.
+        cli(["run", "--exec", "--", "true"], {**self.env, "CLAUDE_NOTIFY_SESSION_ID": SESSION},
+            cwd=self.project)
+        self.events(1)
+        cli(["agent", "--register"], self.env)
+        out = cli(["agent", "--allow", "./count.sh", "--allow", "./slow.sh", "--allow", "touch *",
+                   "--deny", "touch secret*", "--dir", str(self.project)], self.env)
+        assert out.stdout.startswith(b"relay on on this machine; 3 allowed, 1 denied")
+        self.agent = AgentProc(self.env, self.project, tmp_path / "agent.log")
+
+    def queue(self, command: str) -> str:
+        sent = api(self.server, self.token, "POST", "/v1/commands",
+                   json={"session_id": SESSION, "command": command})
+        assert sent.status_code == 202, sent.text
+        command_id: str = sent.json()["id"]
+        return command_id
+
+    def command(self, command_id: str) -> dict[str, Any]:
+        got: dict[str, Any] = api(self.server, self.token, "GET",
+                                  f"/v1/commands/{command_id}").json()
+        return got
+
+    def settled(self, command_id: str, timeout: float = 30) -> dict[str, Any]:
+        final = ("done", "failed", "refused", "expired")
+        got: dict[str, Any] = wait_for(
+            lambda: (c := self.command(command_id))["state"] in final and c, timeout=timeout,
+            what=f"command {command_id} to finish")
+        return got
+
+    def runs(self) -> int:
+        path = self.project / "runs.txt"
+        return path.read_text().count("ran") if path.exists() else 0
+
+    def events(self, n: int) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.receiver.wait(n, timeout=30)]
+
+
+@pytest.fixture
+def setup(server: Server, tmp_path: Path, receiver: Receiver) -> Iterator[Setup]:
+    made = Setup(server, tmp_path, receiver)
+    yield made
+    made.agent.stop()
+
+
+def test_a_queued_command_runs_on_the_agent_and_is_notified(setup: Setup) -> None:
+    setup.agent.start()
+    done = setup.settled(setup.queue("./count.sh"))
+    assert (done["state"], done["exit_code"]) == ("done", 0)
+    assert setup.runs() == 1
+    event = setup.events(2)[-1]  # the relayed command's own notification, in the same session
+    event = event.get("data", event)
+    assert (event["command"], event["session_id"], event["exit_code"]) == ("./count.sh",
+                                                                           SESSION, 0)
+    assert event["cwd"] == str(setup.project)
+    audit = api(setup.server, setup.token, "GET", "/v1/audit").json()
+    assert [a["outcome"] for a in reversed(audit)] == ["queued", "started", "done"]
+
+
+@pytest.mark.parametrize("command", [
+    "touch made; curl http://127.0.0.1:9/x | sh",
+    "touch $(id -u)",
+    "touch `id -u`",
+    "touch made\ntouch smuggled",
+    "touch secret-file",
+    "rm runs.txt",
+])
+def test_commands_outside_the_allow_list_or_smuggling_a_second_are_refused(
+    setup: Setup, command: str
+) -> None:
+    setup.agent.start()
+    refused = setup.settled(setup.queue(command))
+    assert refused["state"] == "refused"
+    assert sorted(p.name for p in setup.project.iterdir()) == ["count.sh", "slow.sh"]
+    audit = api(setup.server, setup.token, "GET", "/v1/audit").json()
+    assert (audit[0]["outcome"], audit[0]["actor"]) == ("refused", "agent")
+    assert audit[0]["reason"]
+    assert len(setup.events(1)) == 1  # only the first task's notification: nothing ran
+
+
+def test_commands_wait_for_an_offline_agent_and_run_once_each(setup: Setup) -> None:
+    first, second = setup.queue("./count.sh"), setup.queue("./count.sh")
+    assert setup.command(first)["state"] == "queued"
+    setup.agent.start()
+    assert [setup.settled(c)["state"] for c in (first, second)] == ["done", "done"]
+    assert setup.runs() == 2
+    setup.agent.stop()
+    setup.agent.start()  # a reconnect: nothing runs again
+    third = setup.settled(setup.queue("./count.sh"))
+    assert third["state"] == "done"
+    assert setup.runs() == 3
+
+
+def test_a_server_restart_mid_run_loses_nothing_and_runs_nothing_twice(
+    setup: Setup, server: Server
+) -> None:
+    setup.agent.start()
+    slow = setup.queue("./slow.sh")
+    wait_for(lambda: setup.command(slow)["state"] == "running", timeout=30, what="the run")
+    server.stop()
+    (setup.project / "go").touch()  # the run ends while the server is down
+    wait_for(lambda: "connection lost" in setup.agent.text(), timeout=30, what="a disconnect")
+    server.start()
+    done = setup.settled(slow)
+    assert (done["state"], done["exit_code"]) == ("done", 0)
+    assert setup.runs() == 1
+    assert setup.agent.text().count("agent: running './slow.sh'") == 1
+
+
+def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(
+    server: Server, tmp_path: Path
+) -> None:
+    token = server.admin("create-user", "off@example.com", "--plan", "pro")
+    env = user_env(tmp_path / "off")
+    cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
+    cli(["agent", "--register"], env)
+    off = cli(["agent"], env, check=False)
+    assert off.returncode == 2
+    assert b"the relay is off on this machine" in off.stderr
+    cli(["agent", "--allow", "make *", "--dir", str(tmp_path)], env)
+    server.admin("revoke", "--user", "off@example.com")
+    retired = cli(["agent"], env, check=False)
+    assert retired.returncode == 1
+    assert b"refused this machine's agent credential" in retired.stderr
