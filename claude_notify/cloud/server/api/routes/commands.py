@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,7 +24,6 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
-from starlette.datastructures import State
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import Principal, SessionDep, TaskReader, require
@@ -33,32 +31,14 @@ from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.db.models import ApiToken, User
 from claude_notify.cloud.server.relay import queue
-from claude_notify.cloud.server.relay.hub import Hub
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
+from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["relay"])
 
 CommandWriter = Annotated[Principal, Depends(require("commands:write"))]
-_state_lock = threading.Lock()
-
-
-class Relay:
-    """What the relay keeps per app: the hub of connected agents and the limits."""
-
-    def __init__(self, policy: queue.RelayPolicy) -> None:
-        self.hub = Hub()
-        self.policy = policy
-
-
-def relay_of(state: State) -> Relay:
-    with _state_lock:
-        relay = getattr(state, "relay", None)
-        if relay is None:
-            relay = state.relay = Relay(queue.RelayPolicy.from_env())
-    assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it
-    return relay
 
 
 class CommandIn(StrictBody):

@@ -1,0 +1,29 @@
+"""What the relay keeps per app: the hub of connected agents and the limits, made on first use
+(``create_app`` needs no change to carry it)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from claude_notify.cloud.server.relay.hub import Hub
+from claude_notify.cloud.server.relay.queue import RelayPolicy
+
+_lock = threading.Lock()
+
+
+class Relay:
+    def __init__(self, policy: RelayPolicy) -> None:
+        self.hub = Hub()
+        self.policy = policy
+
+
+def relay_of(state: Any) -> Relay:
+    """The app's relay (``app.state``), made on first use."""
+    with _lock:
+        relay = getattr(state, "relay", None)
+        if relay is None:
+            relay = Relay(RelayPolicy.from_env())
+            state.relay = relay
+    assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it
+    return relay
