@@ -124,6 +124,10 @@ async def telegram_webhook(
         from starlette.concurrency import run_in_threadpool
 
         await run_in_threadpool(_link, runtime, *found)
+    else:  # replies and /run: the command relay
+        from claude_notify.cloud.server.relay.telegram import on_update
+
+        await on_update(request.app.state, runtime, update)
     return {"ok": True}
 
 
