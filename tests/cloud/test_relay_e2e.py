@@ -15,18 +15,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, wait_for
 from relay_kit import AgentProc, Server, api, cli, user_env
+from standins.kit import telegram
+from standins.telegram import TOKEN, TelegramStandIn
+
+__all__ = ["telegram"]
 
 SESSION = "tty:/dev/pts/7:4242"
 COUNT = "#!/bin/sh\necho ran >> runs.txt\n"
 SLOW = "#!/bin/sh\nwhile [ ! -e go ]; do sleep 0.05; done\necho ran >> runs.txt\n"
+HOOK_SECRET = "relay-hook-secret_1"  # noqa: S105 - the test bot's webhook secret
 
 
 @pytest.fixture
-def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server)
+def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iterator[Server]:
+    srv = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE=telegram.base_url,
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET=HOOK_SECRET)
     srv.start()
     yield srv
     srv.stop()
@@ -168,3 +176,59 @@ def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(
     retired = cli(["agent"], env, check=False)
     assert retired.returncode == 1
     assert b"refused this machine's agent credential" in retired.stderr
+
+
+def _tg_update(text: str, *, reply_to: int | None = None, sender: int = 777,
+               chat_type: str = "private") -> dict[str, Any]:
+    chat = {"id": 555, "type": chat_type, "first_name": "Ada"}
+    message: dict[str, Any] = {"message_id": 90, "date": 1, "text": text, "chat": chat,
+                               "from": {"id": sender, "is_bot": False, "first_name": "Ada"}}
+    if reply_to is not None:
+        message["reply_to_message"] = {"message_id": reply_to, "date": 1, "chat": chat,
+                                       "text": "notification"}
+    return {"update_id": 1, "message": message}
+
+
+def test_a_telegram_reply_runs_on_the_agent_and_its_completion_reaches_telegram(
+    setup: Setup, server: Server, telegram: TelegramStandIn
+) -> None:
+    hook = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET}
+    made = api(server, setup.token, "POST", "/v1/channels",
+               json={"type": "telegram", "config": {}, "rules": {"on": ["finished"]}})
+    assert made.status_code == 201, made.text
+    code = api(server, setup.token, "POST", f"/v1/channels/{made.json()['id']}/link").json()
+    assert httpx.post(f"{server.url}/v1/telegram/webhook", json=_tg_update(code["command"]),
+                      headers=hook, timeout=10).status_code == 200
+    telegram.wait(1)  # "linked"
+    cli(["run", "--exec", "--", "true"], {**setup.env, "CLAUDE_NOTIFY_SESSION_ID": SESSION},
+        cwd=setup.project)
+    notified = telegram.wait(2)[1].displayed
+    wait_for(lambda: any(n["provider_id"] == str(notified["message_id"]) and
+                         n["status"] == "sent" for n in
+                         api(server, setup.token, "GET", "/v1/notifications").json()["items"]),
+             what="the Telegram notification to be recorded")
+    setup.agent.start()
+
+    def reply(update: dict[str, Any], headers: dict[str, str] = hook) -> int:
+        sent = httpx.post(f"{server.url}/v1/telegram/webhook", json=update, headers=headers,
+                          timeout=10)
+        return sent.status_code
+
+    mid = notified["message_id"]
+    assert reply(_tg_update("./count.sh", reply_to=mid, sender=999, chat_type="group")) == 200
+    assert reply(_tg_update("./count.sh", reply_to=mid), {}) == 403  # forged: no secret
+    assert reply(_tg_update("./count.sh", reply_to=mid)) == 200
+    audit = wait_for(lambda: [a for a in api(server, setup.token, "GET", "/v1/audit").json()
+                              if a["outcome"] == "done"] and
+                     api(server, setup.token, "GET", "/v1/audit").json(), timeout=30,
+                     what="the command to run")
+    assert [(a["outcome"], a["actor"]) for a in reversed(audit)] == [
+        ("refused", "telegram:999"), ("queued", "telegram:777"), ("started", "agent"),
+        ("done", "agent")]
+    assert setup.runs() == 1
+    texts = [r.displayed["text"] for r in telegram.wait(4, timeout=30)]
+    assert any("Queued for" in t for t in texts)
+    done = wait_for(lambda: [t for t in (r.displayed["text"] for r in telegram.accepted())
+                             if "./count.sh" in t and "Queued" not in t], timeout=30,
+                    what="the relayed command's own notification on Telegram")
+    assert done
