@@ -146,6 +146,12 @@ class _Watcher:
                 continue
 
 
+def _combined(observers: Sequence[runner_mod.Observer]) -> runner_mod.Observer | None:
+    if len(observers) <= 1:
+        return observers[0] if observers else None
+    return _Fanout(observers)
+
+
 class _Fanout:
     """Several observers of one relay."""
 
@@ -205,14 +211,7 @@ class RunSession:
         if self.config["on"] != "never":
             self.dispatcher.prepare()
             self.dispatcher.emit(base)  # registers the task with the cloud, when logged in
-        start = time.monotonic()
-        watcher = None
-        if self.pattern is not None or self.every:
-            watcher = _Watcher(pattern=self.pattern, every=self.every,
-                               interval=self.config["match_interval"], tail=tail,
-                               emit=lambda kind, text, out: self._emit(
-                                   replace(base, type=kind, event_id=new_id(), tail=out,
-                                           match=text, duration_s=time.monotonic() - start)))
+        watcher = self._watcher(base, tail)
         streamer = self._streamer(base) if self.stream else None
         observers: list[runner.Observer] = [o for o in (watcher, streamer) if o is not None]
         # Sinks with timers of their own (the cloud registers a task once it runs a while).
@@ -220,29 +219,43 @@ class RunSession:
                       if hasattr(sink, "next_deadline")]
         try:
             outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
-                                 observer=observers[0] if len(observers) == 1 else
-                                 _Fanout(observers) if observers else None,
-                                 keep_handlers=True)
+                                 observer=_combined(observers), keep_handlers=True)
         finally:
             if log is not None:
                 log.close()
-        if streamer is not None:
-            streamer.close(timeout=5.0)
-            if streamer.problem:
-                self.dispatcher.warn(f"--stream: {streamer.problem}")
+        try:  # mid-run notices and the streamed log go out before the task's end
+            if watcher is not None:
+                watcher.finish(self.config["timeout"])
+            if streamer is not None:
+                streamer.close(timeout=5.0)
+                if streamer.problem:
+                    self.dispatcher.warn(f"--stream: {streamer.problem}")
+        except runner.LateSignal:
+            pass  # asked to stop: skip the stragglers, still record the end
+        try:
+            self._emit(self._finished(base, outcome))
+        except runner.LateSignal:
+            pass  # asked to stop while notifying: the history (first sink) has the task
+        return outcome.wrapper_exit
+
+    def _watcher(self, base: TaskEvent, tail: Tail) -> _Watcher | None:
+        if self.pattern is None and not self.every:
+            return None
+        start = time.monotonic()
+        return _Watcher(pattern=self.pattern, every=self.every,
+                        interval=self.config["match_interval"], tail=tail,
+                        emit=lambda kind, text, out: self._emit(
+                            replace(base, type=kind, event_id=new_id(), tail=out, match=text,
+                                    duration_s=time.monotonic() - start)))
+
+    @staticmethod
+    def _finished(base: TaskEvent, outcome: Outcome) -> TaskEvent:
         status, sig = outcome_status(outcome)
-        finished = replace(
+        return replace(
             base, type="finished", event_id=new_id(), status=status,  # type: ignore[arg-type]
             ended_at=utcnow(), duration_s=outcome.duration_s, exit_code=outcome.exit_code,
             signal=sig, tail=clean_output(outcome.tail), peak_rss_bytes=outcome.peak_rss_bytes,
             cpu_time_s=outcome.cpu_time_s)
-        try:
-            if watcher is not None:
-                watcher.finish(self.config["timeout"])
-            self._emit(finished)
-        except runner.LateSignal:
-            pass  # asked to stop while notifying: the history already has the task
-        return outcome.wrapper_exit
 
     def _streamer(self, base: TaskEvent) -> Streamer:
         from claude_notify.cloud.stream import Streamer
