@@ -52,6 +52,8 @@ class RelayCommand(Base):
     cwd: Mapped[str | None] = mapped_column(Text, default=None)
     """The session's working directory, from its latest event (the agent decides if it may)."""
     source: Mapped[str] = mapped_column(String(16), default="api")
+    kind: Mapped[str] = mapped_column(String(16), default="shell", server_default="shell")
+    """``shell`` (a command line) or ``claude`` (a prompt continuing the Claude Code session)."""
     state: Mapped[str] = mapped_column(String(16), default="queued")
     """``queued`` → ``delivered`` → ``running`` → ``done`` | ``failed``; or ``expired``."""
     detail: Mapped[str | None] = mapped_column(Text, default=None)
