@@ -227,7 +227,7 @@ def test_a_telegram_reply_runs_on_the_agent_and_its_completion_reaches_telegram(
         ("done", "agent")]
     assert setup.runs() == 1
     texts = [r.displayed["text"] for r in telegram.wait(4, timeout=30)]
-    assert any("Queued for" in t for t in texts)
+    assert any("Queued on" in t for t in texts)
     done = wait_for(lambda: [t for t in (r.displayed["text"] for r in telegram.accepted())
                              if "./count.sh" in t and "Queued" not in t], timeout=30,
                     what="the relayed command's own notification on Telegram")

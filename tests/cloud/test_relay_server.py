@@ -80,7 +80,8 @@ def test_a_queued_command_reaches_the_agent_and_runs_once(
         ws.send_json({"type": "hello", "sessions": [], "running": []})
         pushed = ws.receive_json()
         assert pushed == {"type": "command", "id": command_id, "session_id": "tty:/dev/pts/1:42",
-                          "command": "./next.sh --fast", "cwd": "/srv/project", "source": "api"}
+                          "command": "./next.sh --fast", "cwd": "/srv/project", "source": "api",
+                          "kind": "shell"}
         assert _state(client, user, command_id) == "delivered"
         ws.send_json({"type": "started", "id": command_id})
         ws.send_json({"type": "ping"})

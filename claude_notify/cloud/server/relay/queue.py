@@ -90,8 +90,12 @@ def audit(session: Session, origin: Origin, *, command: str, outcome: str,
 
 
 def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
-            policy: RelayPolicy) -> RelayCommand:
-    """Queue ``command`` for the machine that owns ``session_id``, or raise :class:`Refused`."""
+            policy: RelayPolicy, kind: str = "shell") -> RelayCommand:
+    """Queue ``command`` for the machine that owns ``session_id``, or raise :class:`Refused`.
+
+    A ``claude`` command is a prompt: the keyword banlist does not apply to prose ("delete the
+    repo" passes any list); Claude Code's permission mode on the agent is the control there.
+    """
 
     def refuse(status: int, reason: str, machine: str | None = None) -> Refused:
         audit(session, origin, command=command, outcome="refused", reason=reason,
@@ -107,7 +111,7 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
         raise refuse(429, f"more than {policy.per_minute} commands in a minute: try again later")
     if origin.plan != "pro":
         raise refuse(403, "the command relay needs the pro plan")
-    lowered = command.lower()
+    lowered = command.lower() if kind == "shell" else ""
     if hit := next((word for word in policy.banned if word in lowered), None):
         raise refuse(403, f"the command contains a banned keyword ({hit!r})")
     found = session.execute(
@@ -122,7 +126,7 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
                              .order_by(Event.received_at.desc()).limit(1))
     cwd = payload.get("cwd") if isinstance(payload, dict) else None
     row = RelayCommand(id=uuid.uuid4(), user_id=origin.user_id, machine_id=machine_id,
-                       session_id=session_id, command=command, source=origin.source,
+                       session_id=session_id, command=command, source=origin.source, kind=kind,
                        cwd=cwd if isinstance(cwd, str) else None, state="queued", deliveries=0,
                        created_at=now, expires_at=now + timedelta(seconds=policy.ttl_s))
     session.add(row)

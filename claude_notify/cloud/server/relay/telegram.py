@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.db.models import Channel, Event, Notification, Task, User
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
@@ -34,6 +34,8 @@ class Reply:
     sender_id: int
     text: str
     reply_to: int | None
+    run: bool = False
+    """``/run <cmd>``: always a command line, even in reply to a Claude notification."""
 
 
 def parse(update: Any) -> Reply | None:
@@ -48,13 +50,14 @@ def parse(update: Any) -> Reply | None:
         return None
     replied = message.get("reply_to_message")
     reply_to = replied.get("message_id") if isinstance(replied, dict) else None
-    if match := _RUN.match(text.strip()):
+    run = bool(match := _RUN.match(text.strip()))
+    if match:
         text = match.group(1).strip()
     elif reply_to is None or text.startswith("/"):
         return None
     return Reply(chat_id=chat["id"], chat_type=str(chat.get("type") or ""),
                  sender_id=sender["id"], text=text,
-                 reply_to=reply_to if isinstance(reply_to, int) else None)
+                 reply_to=reply_to if isinstance(reply_to, int) else None, run=run)
 
 
 def handle(runtime: Runtime, relay: Relay, reply: Reply) -> tuple[uuid.UUID, str] | None:
@@ -90,27 +93,42 @@ def _one(session: Session, relay: Relay, channel: Channel,
     if reply.chat_type != "private":
         refuse("commands are taken only in the private chat with the bot", answer=False)
         return None
-    session_id = _session_of(session, channel, reply.reply_to)
+    session_id, kind = _session_of(session, channel, reply.reply_to)
+    kind = "shell" if reply.run else kind
     if session_id is None:
         refuse("not a reply to a task notification of a session", answer=True)
         return None
     try:
         row = queue.enqueue(session, origin, session_id=session_id, command=reply.text,
-                            policy=relay.policy)
+                            policy=relay.policy, kind=kind)
     except queue.Refused as refused:
         _answer(session, channel, f"Not run: {refused.message}.")
         return None
-    _answer(session, channel, f"Queued for {row.machine_id[:12]}: {reply.text[:200]}")
+    what = "Sent to Claude" if kind == "claude" else "Queued"
+    _answer(session, channel, f"{what} on {row.machine_id[:12]}: {reply.text[:200]}")
     return user.id, row.machine_id
 
 
-def _session_of(session: Session, channel: Channel, reply_to: int | None) -> str | None:
-    stmt = (select(Task.session_id).join(Notification, Notification.task_id == Task.id)
+def _session_of(session: Session, channel: Channel,
+                reply_to: int | None) -> tuple[str | None, str]:
+    """The session a reply is for, and ``claude`` when its task is a Claude Code session.
+
+    ``/run`` is always a command line; a plain reply to a "Claude finished" notification is the
+    next prompt of that conversation.
+    """
+    stmt = (select(Task.id, Task.session_id).join(Notification, Notification.task_id == Task.id)
             .where(Notification.channel_id == channel.id, Notification.status == "sent",
                    Task.session_id.is_not(None)))
     if reply_to is not None:
         stmt = stmt.where(Notification.provider_id == str(reply_to))
-    return session.scalar(stmt.order_by(Notification.created_at.desc()).limit(1))
+    found = session.execute(stmt.order_by(Notification.created_at.desc()).limit(1)).first()
+    if found is None:
+        return None, "shell"
+    task_id, session_id = found
+    payload = session.scalar(select(Event.payload).where(Event.task_id == task_id)
+                             .order_by(Event.received_at.desc()).limit(1))
+    source = payload.get("source") if isinstance(payload, dict) else None
+    return session_id, "claude" if source == "claude-code" and reply_to is not None else "shell"
 
 
 def _answer(session: Session, channel: Channel, text: str) -> None:

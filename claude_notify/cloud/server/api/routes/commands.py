@@ -6,7 +6,7 @@
   token replaces that machine's previous one.
 * ``/v1/agent`` is the agent's WebSocket. Only a ``relay`` token bound to a machine is accepted,
   and it receives only that machine's commands. Messages are JSON objects with a ``type``:
-  the server sends ``command`` (``id``, ``session_id``, ``command``, ``cwd``), ``ack`` and
+  the server sends ``command`` (``id``, ``kind``, ``session_id``, ``command``, ``cwd``), ``ack`` and
   ``pong``; the agent sends ``hello`` (``sessions``; ``running``: what it started and has no
   acknowledged result for), ``started``, ``result``
   (``state``, ``exit_code``, ``detail``) and ``ping``.
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
@@ -44,6 +44,8 @@ CommandWriter = Annotated[Principal, Depends(require("commands:write"))]
 class CommandIn(StrictBody):
     session_id: str = Field(min_length=1, max_length=256)
     command: str = Field(min_length=1, max_length=8192)
+    kind: Literal["shell", "claude"] = "shell"
+    """``claude``: ``command`` is a prompt that continues the Claude Code session ``session_id``."""
 
 
 class CommandOut(BaseModel):
@@ -51,6 +53,7 @@ class CommandOut(BaseModel):
     session_id: str
     machine_id: str
     command: str
+    kind: str
     state: str
     exit_code: int | None
     detail: str | None
@@ -62,13 +65,13 @@ class CommandOut(BaseModel):
     @classmethod
     def of(cls, row: RelayCommand) -> CommandOut:
         return cls(id=row.id, session_id=row.session_id, machine_id=row.machine_id,
-                   command=row.command, state=row.state, exit_code=row.exit_code,
+                   command=row.command, kind=row.kind, state=row.state, exit_code=row.exit_code,
                    detail=row.detail, created_at=row.created_at, expires_at=row.expires_at,
                    started_at=row.started_at, finished_at=row.finished_at)
 
 
 def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, session_id: str,
-                  command: str) -> CommandOut:
+                  command: str, kind: str = "shell") -> CommandOut:
     """Queue and wake the agent; :class:`ApiError` (already audited) when refused.
 
     Shared with the chat channels' replies, which arrive with a different ``origin``.
@@ -76,7 +79,7 @@ def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, sessi
     with runtime.sessions() as session:
         try:
             row = queue.enqueue(session, origin, session_id=session_id, command=command,
-                                policy=relay.policy)
+                                policy=relay.policy, kind=kind)
         except queue.Refused as refused:
             session.commit()
             raise ApiError(refused.status, refused.message) from None
@@ -92,7 +95,7 @@ def post_command(body: CommandIn, caller: CommandWriter, request: Request) -> Co
     origin = queue.Origin(user_id=caller.user_id, plan=caller.plan, source="api",
                           actor=f"token {caller.token_id}")
     return queue_command(runtime, relay_of(request.app.state), origin,
-                         session_id=body.session_id, command=body.command)
+                         session_id=body.session_id, command=body.command, kind=body.kind)
 
 
 @router.get("/v1/commands/{command_id}", response_model=CommandOut)
@@ -257,7 +260,8 @@ class _Link:
         with self.runtime.sessions.begin() as session:
             rows = queue.due(session, *self.key, self.sent)
             out = [{"type": "command", "id": str(r.id), "session_id": r.session_id,
-                    "command": r.command, "cwd": r.cwd, "source": r.source} for r in rows]
+                    "command": r.command, "cwd": r.cwd, "source": r.source, "kind": r.kind}
+                   for r in rows]
         self.sent.update(r.id for r in rows)
         return out
 
