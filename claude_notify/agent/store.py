@@ -35,6 +35,12 @@ class AgentSettings:
     server: str = ""
     storage: str = ""
     """Where the credential is: ``keyring`` or ``file``; empty before ``--register``."""
+    claude: bool = False
+    """Whether a reply to a "Claude finished" notification may continue that conversation."""
+    claude_bin: str = "claude"
+    claude_permission_mode: str = "default"
+    """Never ``bypassPermissions``: the relay cannot be told to skip Claude Code's prompts."""
+    claude_allowed_tools: tuple[str, ...] = ()
 
 
 def settings_file() -> Path:
@@ -53,7 +59,12 @@ def load() -> AgentSettings:
                          deny=tuple(_strings(data.get("deny"))),
                          dirs=tuple(_strings(data.get("dirs"))),
                          server=str(data.get("server") or ""),
-                         storage=str(data.get("storage") or ""))
+                         storage=str(data.get("storage") or ""),
+                         claude=bool(data.get("claude")),
+                         claude_bin=str(data.get("claude_bin") or "claude"),
+                         claude_permission_mode=str(data.get("claude_permission_mode")
+                                                    or "default"),
+                         claude_allowed_tools=tuple(_strings(data.get("claude_allowed_tools"))))
 
 
 def save(settings: AgentSettings) -> None:

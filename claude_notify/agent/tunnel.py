@@ -147,6 +147,9 @@ class Agent:
             return
         command = str(message.get("command") or "")
         cwd = message.get("cwd") or Path.cwd()
+        if message.get("kind") == "claude":
+            self._on_claude(command_id, message, command, str(cwd))
+            return
         decision = policy.decide(command, cwd=str(cwd), allow=self.settings.allow,
                                  deny=self.settings.deny, dirs=self.settings.dirs)
         if decision.refused:
@@ -160,6 +163,41 @@ class Agent:
                                   name=f"relay-{command_id[:8]}", daemon=True)
         self.running[command_id] = worker
         worker.start()
+
+    def _on_claude(self, command_id: str, message: dict[str, Any], prompt: str,
+                   cwd: str) -> None:
+        from claude_notify.agent import claude
+
+        session_id = str(message.get("session_id") or "")
+        refused = claude.check(self.settings, session_id=session_id, prompt=prompt, cwd=cwd)
+        if refused:
+            self.log(f"agent: refused a Claude reply: {refused}")
+            self.journal.record(command_id, command="(claude reply)")
+            self._finish(command_id, state="refused", exit_code=None, detail=refused)
+            return
+        self.journal.record(command_id, command="(claude reply)", started=time.time())
+        self._send({"type": "started", "id": command_id})
+        where = policy.within(cwd, self.settings.dirs) or cwd
+        worker = threading.Thread(target=self._run_claude,
+                                  args=(command_id, session_id, prompt, where),
+                                  name=f"relay-{command_id[:8]}", daemon=True)
+        self.running[command_id] = worker
+        worker.start()
+
+    def _run_claude(self, command_id: str, session_id: str, prompt: str, cwd: str) -> None:
+        from claude_notify.agent import claude
+
+        self.log(f"agent: continuing Claude session {session_id} in {cwd}")
+        began = time.monotonic()
+        try:
+            turn = claude.resume(self.settings, session_id=session_id, prompt=prompt, cwd=cwd,
+                                 env=self.env)
+            claude.notify(turn, cwd=cwd, env=self.env, duration_s=time.monotonic() - began)
+            self._finish(command_id, state="done" if turn.ok else "failed",
+                         exit_code=0 if turn.ok else 1,
+                         detail=f"session {turn.session_id}" if turn.ok else turn.detail)
+        finally:
+            self.running.pop(command_id, None)
 
     def _run(self, command_id: str, message: dict[str, Any], decision: policy.Decision) -> None:
         self.log(f"agent: running {message.get('command')!r} in {decision.cwd}")
