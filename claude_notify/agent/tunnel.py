@@ -79,10 +79,11 @@ class Agent:
 
         host = (urlsplit(self.server).hostname or "").lower()
         loopback = host in ("127.0.0.1", "::1", "localhost")
-        try:
+        try:  # no per-message deflate: a zlib context per idle agent costs the server ~90 KB
             ws = connect(agent_url(self.server), open_timeout=10, ping_interval=None,
                          additional_headers={"Authorization": f"Bearer {self.token}"},
-                         proxy=None if loopback else True, user_agent_header="claude-notify")
+                         proxy=None if loopback else True, user_agent_header="claude-notify",
+                         compression=None)
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise Rejected("the server refused this machine's agent credential: run "
