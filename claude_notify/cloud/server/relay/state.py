@@ -13,8 +13,8 @@ _lock = threading.Lock()
 
 
 class Relay:
-    def __init__(self, policy: RelayPolicy) -> None:
-        self.hub = Hub()
+    def __init__(self, policy: RelayPolicy, redis_url: str | None = None) -> None:
+        self.hub = Hub(redis_url)
         self.policy = policy
 
 
@@ -23,7 +23,9 @@ def relay_of(state: Any) -> Relay:
     with _lock:
         relay = getattr(state, "relay", None)
         if relay is None:
-            relay = Relay(RelayPolicy.from_env())
+            runtime = getattr(state, "runtime", None)
+            settings = getattr(runtime, "settings", None)
+            relay = Relay(RelayPolicy.from_env(), getattr(settings, "redis_url", None))
             state.relay = relay
     assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it
     return relay
