@@ -135,6 +135,37 @@ def test_blocked_bot_disables_the_channel(
 
 
 @pytest.mark.usefixtures("settings")
+def test_group_upgraded_to_a_supergroup_keeps_its_new_chat_id(
+    client: TestClient, make_user: Callable[..., Account], telegram: TelegramStandIn
+) -> None:
+    user = make_user(plan="pro")
+    made = client.post("/v1/channels", json={"type": "tg", "config": {}}, headers=user.headers)
+    channel_url = f"/v1/channels/{made.json()['id']}"
+    link = client.post(f"{channel_url}/link", headers=user.headers).json()
+    update = _update(link["command"], chat_id=-4001)
+    update["message"]["chat"] = {"id": -4001, "type": "group", "title": "Ops"}
+    client.post(
+        "/v1/telegram/webhook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    )
+    telegram.wait(1)  # the "linked" confirmation, to the group
+    supergroup = -1004001
+    telegram.migrated[-4001] = supergroup  # the old id now answers 400 migrate_to_chat_id
+
+    first = _settled(client, user, _post_event(client, user)["id"], "sent")
+    assert [r.status for r in telegram.wait(3)[1:]] == [400, 200]
+    assert telegram.requests[1].json()["chat_id"] == -4001
+    assert first["provider_id"] == str(telegram.accepted()[-1].displayed["message_id"])
+    channel = client.get(channel_url, headers=user.headers).json()
+    assert channel["config"]["chat_id"] == supergroup and channel["enabled"] is True
+
+    _settled(client, user, _post_event(client, user)["id"], "sent")
+    requests = telegram.wait(4)
+    assert len(requests) == 4  # straight to the supergroup: no second 400
+    assert (requests[3].status, requests[3].json()["chat_id"]) == (200, supergroup)
+    assert requests[3].displayed["chat_id"] == supergroup
+
+
+@pytest.mark.usefixtures("settings")
 def test_sms_number_is_confirmed_by_a_texted_code_then_fair_use_applies(
     client: TestClient, make_user: Callable[..., Account], twilio_api: TwilioStandIn
 ) -> None:

@@ -65,6 +65,9 @@ def test_migrated_group_is_followed(telegram: TelegramStandIn) -> None:
     assert result.ok, result.detail
     assert [r.status for r in telegram.requests] == [400, 200]
     assert telegram.accepted()[0].displayed["chat_id"] == -1001234567890
+    assert result.channel_update == {"chat_id": -1001234567890}  # for the engine to keep
+    again = deliver(_settings(telegram), message("telegram", {"chat_id": -1001234567890}))
+    assert again.ok and again.channel_update is None
 
 
 def test_blocked_bot_and_missing_chat_are_permanent_and_disable(

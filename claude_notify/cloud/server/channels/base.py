@@ -45,6 +45,10 @@ class DeliveryResult:
     retry_after: float | None = None
     """Seconds the provider asked us to wait (``Retry-After``, Telegram's ``retry_after``)."""
     disable_channel: bool = False
+    channel_update: dict[str, Any] | None = None
+    """Values to merge into the channel's config when the result is settled, whatever the
+    outcome: what the provider taught us about the destination (a Telegram group that became a
+    supergroup has a new chat id), so the next message goes straight there."""
 
 
 class ChannelAdapter(Protocol):

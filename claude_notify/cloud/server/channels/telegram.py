@@ -2,12 +2,14 @@
 
 The chat id comes from linking (``/start CODE``), never from the user. Errors are read from the
 body: 429 waits ``parameters.retry_after``; a group upgraded to a supergroup answers
-``migrate_to_chat_id`` and the message is sent there; a bot that was blocked or removed, or a chat
-that no longer exists, is permanent and disables the channel.
+``migrate_to_chat_id``, the message is sent there and the result carries the new id for the
+channel (``channel_update``, applied when the delivery is settled); a bot that was blocked or
+removed, or a chat that no longer exists, is permanent and disables the channel.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from typing import Any, ClassVar
@@ -67,7 +69,11 @@ class TelegramChannel:
             result = await self.call("sendMessage", payload)
             new_chat = result.get("migrate_to_chat_id")
             if new_chat is None:
-                return _classify(result)
+                outcome = _classify(result)
+                if payload["chat_id"] == chat_id:
+                    return outcome
+                # The group became a supergroup: the channel keeps the new id from now on.
+                return dataclasses.replace(outcome, channel_update={"chat_id": payload["chat_id"]})
             payload["chat_id"] = new_chat
         return DeliveryResult(ok=False, detail="Telegram: chat migrated more than twice")
 

@@ -10,7 +10,8 @@ The same functions run in the embedded worker and in the distributed workers:
 4. :func:`settle` marks the row ``sent``, schedules a retry (exponential backoff with jitter,
    never sooner than the provider's ``retry_after``) or makes it a dead letter. It only touches
    the row while the claim token is still ours, so a worker that lost its lease cannot overwrite
-   its successor's result.
+   its successor's result. In the same transaction it flags a channel the provider says is gone
+   and merges what the provider taught us into its config (a Telegram chat's new id).
 
 A message is marked sent only after the provider accepted it, so a crash between the two sends
 it again: receivers de-duplicate on the stable notification id.
@@ -23,6 +24,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -246,6 +248,8 @@ def _settle(
     ).first()
     if updated is None:
         return "lost"
+    if result.channel_update and updated.channel_id is not None:
+        _update_config(session, updated.channel_id, prepared.message.config, result.channel_update)
     if result.disable_channel and updated.channel_id is not None:
         session.execute(
             update(Channel)
@@ -253,6 +257,22 @@ def _settle(
             .values(enabled=False, disabled_reason=result.detail[:500], updated_at=now)
         )
     return status
+
+
+def _update_config(
+    session: Session, channel_id: uuid.UUID, sent_with: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    """Merge what the provider taught us into the channel's config, key by key, only where the
+    value is still the one this message was sent with (a chat re-linked meanwhile wins)."""
+    channel = session.get(Channel, channel_id, with_for_update=True)
+    if channel is None:
+        return
+    config = dict(channel.config)
+    fresh = {k: v for k, v in changes.items() if config.get(k) == sent_with.get(k)}
+    if fresh and any(config.get(k) != v for k, v in fresh.items()):
+        channel.config = {**config, **fresh}
+        channel.updated_at = utcnow()
+        log.info("channel %s config updated by its provider: %s", channel_id, sorted(fresh))
 
 
 def _outcome(
