@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from standins.telegram import TOKEN, TelegramStandIn
 
 from claude_notify.cloud.server.cli import server
 from claude_notify.cloud.server.runtime import Runtime
-from claude_notify.errors import UsageError
+from claude_notify.errors import ConfigError, UsageError
 
 
 @pytest.fixture
@@ -81,3 +82,70 @@ def test_the_embedded_default_keeps_a_private_log_key_beside_its_database(
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert first.log_keys == (key_file.read_text().strip(),)
     assert _settings().log_keys == first.log_keys  # reused, never regenerated
+
+
+def test_telegram_webhook_registers_this_server_with_the_bot(tmp_path: Path) -> None:
+    with TelegramStandIn() as telegram:
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
+            "CLAUDE_NOTIFY_SERVER_PUBLIC_URL": "https://notify.example/",
+            "CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE": telegram.base_url,
+            "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN": TOKEN,
+            "CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET": "hook-secret_123",
+        }
+        runner = CliRunner()
+        done = runner.invoke(server, ["telegram-webhook"], env=env)
+        assert done.exit_code == 0, done.output
+        url = "https://notify.example/v1/telegram/webhook"
+        assert done.output == f"setWebhook {url}: Telegram: Webhook was set\n"
+        [call] = telegram.requests
+        assert call.path == f"/bot{TOKEN}/setWebhook"
+        assert call.headers["content-type"] == "application/json"
+        assert telegram.webhook == {
+            "url": url,
+            "secret_token": "hook-secret_123",
+            "allowed_updates": ["message"],
+        }
+        again = runner.invoke(server, ["telegram-webhook"], env=env)
+        assert again.output == f"setWebhook {url}: Telegram: Webhook is already set\n"
+
+        # Telegram's own refusals come back as one line and a failing exit code.
+        plain = runner.invoke(
+            server, ["telegram-webhook", "--url", "http://a.example/hook"], env=env
+        )
+        assert plain.exit_code == 1
+        assert str(plain.exception) == (
+            "setWebhook http://a.example/hook: Telegram 400: "
+            "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+        )
+        port = runner.invoke(
+            server, ["telegram-webhook", "--url", "https://a.example:8000/h"], env=env
+        )
+        assert "Telegram 400: Bad Request: bad webhook: Webhook can be set up only on ports" in str(
+            port.exception
+        )
+        bad_secret = runner.invoke(
+            server,
+            ["telegram-webhook"],
+            env={**env, "CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET": "a b"},
+        )
+        assert str(bad_secret.exception).endswith(
+            "Telegram 400: Bad Request: secret token contains unallowed characters"
+        )
+        wrong = runner.invoke(
+            server,
+            ["telegram-webhook"],
+            env={**env, "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN": "1:x"},
+        )
+        assert str(wrong.exception).endswith(": Telegram 401: Unauthorized")
+        assert telegram.webhook["url"] == url  # the refused calls changed nothing
+
+    gone = runner.invoke(server, ["telegram-webhook"], env=env)  # the API is unreachable
+    assert gone.exit_code == 1 and "Telegram: ConnectError" in str(gone.exception)
+    unset = runner.invoke(
+        server,
+        ["telegram-webhook"],
+        env={**env, "CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET": ""},
+    )
+    assert isinstance(unset.exception, ConfigError)
+    assert str(unset.exception) == "set CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET first"

@@ -160,6 +160,53 @@ def revoke(token: str | None, email: str | None) -> None:
     click.echo(f"revoked {count} token(s)")
 
 
+@server.command("telegram-webhook")
+@click.option(
+    "--url", help="Where Telegram posts updates [default: PUBLIC_URL/v1/telegram/webhook]."
+)
+def telegram_webhook(url: str | None) -> None:
+    """Point the operator's Telegram bot at this server (Bot API setWebhook).
+
+    Telegram then sends the configured TELEGRAM_WEBHOOK_SECRET with every update, and only
+    messages (linking codes, replies to notifications). Prints Telegram's answer in one line.
+    """
+    import asyncio
+
+    from claude_notify.cloud.server.settings import Settings
+    from claude_notify.errors import ClaudeNotifyError, ConfigError
+
+    settings = Settings.from_env().validate()
+    for name in ("telegram_bot_token", "telegram_webhook_secret"):
+        if not getattr(settings, name):
+            raise ConfigError(f"set CLAUDE_NOTIFY_SERVER_{name.upper()} first")
+    target = url or settings.public_url.rstrip("/") + "/v1/telegram/webhook"
+    ok, answer = asyncio.run(_set_telegram_webhook(settings, target))
+    if not ok:
+        raise ClaudeNotifyError(f"setWebhook {target}: {answer}")
+    click.echo(f"setWebhook {target}: {answer}")
+
+
+async def _set_telegram_webhook(settings: Settings, url: str) -> tuple[bool, str]:
+    """Whether Telegram accepted the webhook, and its answer as one line."""
+    import httpx
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+    from claude_notify.cloud.server.channels.templates import clean
+
+    payload = {
+        "url": url,
+        "secret_token": settings.telegram_webhook_secret,
+        "allowed_updates": ["message"],
+    }
+    async with httpx.AsyncClient() as http:
+        body = await TelegramChannel(settings, http).call("setWebhook", payload)
+    description = clean(str(body.get("description") or "")).replace("\n", " ")[:300]
+    if body.get("ok") is True:
+        return True, f"Telegram: {description or 'ok'}"
+    code = int(body.get("error_code") or 0)
+    return False, f"Telegram {code}: {description}" if code else f"Telegram: {description}"
+
+
 def _ready_runtime() -> Runtime:
     """A runtime whose database is migrated when that is the embedded default's job."""
     runtime = _runtime()

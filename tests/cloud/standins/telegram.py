@@ -5,21 +5,35 @@ It parses ``parse_mode: HTML`` the way Telegram does (only its tags; anything el
 checks the inline keyboard, and keeps per-chat state: blocked chats (403), unknown chats (400
 "chat not found"), groups upgraded to supergroups (400 with ``migrate_to_chat_id``) and, unless
 switched off, a one-message-per-second-per-chat limit answered with 429 ``retry_after``.
+
+``setWebhook`` is checked as documented (an HTTPS ``url`` on port 443, 80, 88 or 8443, a
+``secret_token`` of 1-256 characters from ``[A-Za-z0-9_-]``, ``allowed_updates`` a list of update
+types) and the registration is kept in :attr:`TelegramStandIn.webhook`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import threading
 import time
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urlsplit
 
 from standins import Answer, Clock, Request, StandIn, json_body, utf16_units
 
 TOKEN = "123456:TEST-bot-token_abc"  # noqa: S105 - the stand-in's own test credential
 TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
         "tg-spoiler", "blockquote", "span", "tg-emoji"}  # fmt: skip
+WEBHOOK_PORTS = (443, 80, 88, 8443)
+UPDATE_TYPES = {"message", "edited_message", "channel_post", "edited_channel_post",
+                "callback_query", "inline_query", "chosen_inline_result", "my_chat_member",
+                "chat_member", "chat_join_request", "message_reaction", "poll",
+                "poll_answer"}  # fmt: skip
+BAD_WEBHOOK = "Bad Request: bad webhook: "
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class EntityError(ValueError):
@@ -77,6 +91,8 @@ class TelegramStandIn(StandIn):
         self._ids = itertools.count(1000)
         self._ids_lock = threading.Lock()
         self._clock = Clock()
+        self.webhook: dict[str, Any] | None = None
+        """The registration ``setWebhook`` made (``None``: no webhook, updates are polled)."""
 
     @staticmethod
     def error(code: int, description: str, **parameters: Any) -> Answer:
@@ -91,12 +107,55 @@ class TelegramStandIn(StandIn):
             return self.error(404, "Not Found")
         if prefix[len("/bot") :] != self.token:
             return self.error(401, "Unauthorized")
-        if method != "sendMessage":
+        if method not in ("sendMessage", "setWebhook"):
             return self.error(404, "Not Found: method not found")
         body, bad = json_body(request, lambda why: self.error(400, f"Bad Request: {why}"))
         if bad is not None:
             return bad
+        if method == "setWebhook":
+            return self.set_webhook(request, body)
         return self.send_message(request, body)
+
+    def set_webhook(self, request: Request, body: dict[str, Any]) -> Answer:
+        url = body.get("url")
+        if not isinstance(url, str):
+            return self.error(400, 'Bad Request: parameter "url" is required')
+        if url == "":
+            self.webhook = None
+            return 200, {"ok": True, "result": True, "description": "Webhook was deleted"}, {}
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            return self.error(400, BAD_WEBHOOK + "An HTTPS URL must be provided for webhook")
+        try:
+            port = parts.port or 443
+        except ValueError:
+            port = 0
+        if port not in WEBHOOK_PORTS:
+            ports = "Webhook can be set up only on ports 80, 88, 443 or 8443"
+            return self.error(400, BAD_WEBHOOK + ports)
+        secret = body.get("secret_token")
+        if secret is not None and not (isinstance(secret, str) and _SECRET.fullmatch(secret)):
+            return self.error(400, "Bad Request: secret token contains unallowed characters")
+        allowed = body.get("allowed_updates")
+        if isinstance(allowed, str):  # form and query callers send it JSON-serialised
+            try:
+                allowed = json.loads(allowed)
+            except ValueError:
+                return self.error(400, "Bad Request: can't parse allowed updates JSON object")
+        if allowed is not None and not (
+            isinstance(allowed, list) and all(isinstance(u, str) for u in allowed)
+        ):
+            return self.error(400, "Bad Request: can't parse allowed updates JSON object")
+        registration = {
+            "url": url,
+            "secret_token": secret,
+            "allowed_updates": [u for u in allowed or [] if u in UPDATE_TYPES] or None,
+        }
+        same = registration == self.webhook
+        self.webhook = registration
+        request.displayed = registration
+        description = "Webhook is already set" if same else "Webhook was set"
+        return 200, {"ok": True, "result": True, "description": description}, {}
 
     def send_message(self, request: Request, body: dict[str, Any]) -> Answer:
         chat = body.get("chat_id")
