@@ -12,9 +12,14 @@ Reports p50/p99/max.
 Phase 2 (``--idle N``) opens N more agent connections (N machines, each with its own relay
 token, hello sent) from this process and reports the server process's RSS before and after.
 
+With ``--pg`` and ``--redis``, two API replicas run: commands are posted to one while the agent
+is connected to the other.
+
     .venv/bin/python scripts/bench_relay.py
     .venv/bin/python scripts/bench_relay.py --idle 2000
     .venv/bin/python scripts/bench_relay.py --pg postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python scripts/bench_relay.py --pg postgresql://postgres@127.0.0.1:5432/postgres \
+        --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -57,12 +62,15 @@ def wait(predicate: Any, timeout: float, what: str) -> Any:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def start_server(tmp: Path, pg: str | None) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def start_server(tmp: Path, pg: str | None,
+                 redis: str | None = None) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
     env.update({"DATABASE_URL": pg or f"sqlite:///{tmp / 'server.db'}",
                 "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
                 "CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE": "1000000"})
+    if redis:
+        env["REDIS_URL"] = redis
     proc = subprocess.Popen([*CLI, "server", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -157,6 +165,8 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--pg", help="PostgreSQL admin URL: a scratch database is made there")
+    parser.add_argument("--redis", help="with --pg: two API replicas woken through this Redis; "
+                                        "commands go to one, the agent is on the other")
     args = parser.parse_args()
     database = f"cn_bench_relay_{uuid.uuid4().hex[:8]}" if args.pg else None
     if args.pg:
@@ -175,13 +185,16 @@ def main() -> None:
 def _bench(args: argparse.Namespace, pg: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
-        server, url, server_env = start_server(tmp, pg)
+        server, url, server_env = start_server(tmp, pg, args.redis)
+        other, agent_url = None, url
+        if args.redis:
+            other, agent_url, _ = start_server(tmp, pg, args.redis)
         agent = None
         try:
             token = admin(server_env, "create-user", f"bench-{uuid.uuid4().hex[:8]}@example.com",
                           "--plan", "pro")
             env = user_env(tmp / "user")
-            cli(["login", "--server", url, "--token"], env, stdin=token.encode() + b"\n")
+            cli(["login", "--server", agent_url, "--token"], env, stdin=token.encode() + b"\n")
             cli(["agent", "--register"], env)
             cli(["agent", "--allow", "true", "--dir", str(Path.cwd())], env)
             machine = (tmp / "user" / "state" / "machine_id").read_text().strip()
@@ -198,7 +211,7 @@ def _bench(args: argparse.Namespace, pg: str | None) -> None:
                 print(f"{args.idle} idle agent connections: server RSS "
                       f"{before:.0f} MiB → {after:.0f} MiB")
         finally:
-            for proc in (agent, server):
+            for proc in (agent, server, other):
                 if proc is not None and proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(timeout=15)
