@@ -244,3 +244,18 @@ def test_refusals_are_audited_and_nothing_is_queued(
     assert "in a minute" in (rows[0]["reason"] or "")
     assert all(r["source"] == "api" and r["actor"].startswith("token ") for r in rows)
     assert _audit(client, other) == []
+
+
+@pytest.mark.parametrize("first", ["not json", '{"type": "started", "id": "x"}', "[1, 2]"])
+def test_an_agent_that_does_not_say_hello_is_disconnected(
+    client: TestClient, make_user: Callable[..., Account], first: str
+) -> None:
+    user = make_user(plan="pro")
+    _session(client, user)
+    token = _agent_token(client, user)
+    command_id = _queue(client, user, "make").json()["id"]
+    with pytest.raises(WebSocketDisconnect) as closed, _connect(client, token) as ws:
+        ws.send_text(first)
+        ws.receive_json()
+    assert closed.value.code == 1002
+    assert _state(client, user, command_id) == "queued"  # nothing was handed over

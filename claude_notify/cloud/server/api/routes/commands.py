@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -37,6 +38,7 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["relay"])
+log = logging.getLogger("claude_notify.server.relay")
 
 CommandWriter = Annotated[Principal, Depends(require("commands:write"))]
 
@@ -207,21 +209,33 @@ class _Link:
         self.sent: set[uuid.UUID] = set()
 
     async def serve(self) -> None:
+        """Until the agent goes, goes silent, or either direction fails: then the connection
+        closes and the agent reconnects (its commands are in the database, nothing is lost)."""
         with self.relay.hub.connected(self.key) as wake:
-            hello = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+            try:
+                hello = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+            except (asyncio.TimeoutError, ValueError):
+                hello = None
             if not isinstance(hello, dict) or hello.get("type") != "hello":
                 await self.ws.close(code=1002, reason="expected hello")
                 return
             await self._db(self._hello, hello)
             for message in await self._db(self._due):  # the backlog goes before any reply
                 await self.ws.send_json(message)
-            sender = asyncio.ensure_future(self._send_loop(wake))
-            try:
-                await self._receive_loop(wake)
-            finally:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await sender
+            tasks = {asyncio.ensure_future(self._send_loop(wake)),
+                     asyncio.ensure_future(self._receive_loop(wake))}
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for task in done:
+                problem = None if task.cancelled() else task.exception()
+                if problem is not None and not isinstance(problem, WebSocketDisconnect):
+                    log.info("agent connection closed: %s: %s", type(problem).__name__, problem)
+            with contextlib.suppress(Exception):  # already closed by the agent, most often
+                await self.ws.close(code=1001)
 
     async def _send_loop(self, wake: asyncio.Event) -> None:
         while True:
