@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cloud_kit import Account
+from cloud_kit import Account, Mailbox, parse_mail
 from fastapi.testclient import TestClient
 from standins.kit import event, provider_settings, telegram
 from standins.telegram import TelegramStandIn
@@ -152,6 +152,42 @@ def test_template_is_checked_when_saved_and_used_for_the_channel(
     assert client.delete(url, headers=pro.headers).status_code == 204
     assert "template" not in client.get(f"/v1/channels/{channel_id}",
                                         headers=pro.headers).json()["config"]  # fmt: skip
+
+
+@pytest.mark.usefixtures("settings")
+def test_email_channel_renders_both_parts_from_the_custom_template(
+    client: TestClient,
+    make_user: Callable[..., Account],
+    verified_email: Callable[[TestClient, Account, str], str],
+    smtp_server: Mailbox,
+) -> None:
+    pro = make_user(plan="pro")
+    channel_id = verified_email(client, pro, "ops@example.com")
+    url = f"/v1/channels/{channel_id}/template"
+    assert client.put(url, json={"template": CUSTOM}, headers=pro.headers).status_code == 200
+
+    _, payload = CASES["hostile"]
+    payload = {k: v for k, v in payload.items() if k != "event_id"}
+    before = smtp_server.count()
+    assert client.post("/v1/events", json=payload, headers=pro.headers).status_code in (200, 202)
+    mail = parse_mail(smtp_server.wait(before + 1)[before])
+    assert mail["To"] == "ops@example.com"
+    assert mail["Subject"] == "✅ <b>*x*</b> @everyone [a](javascript:b) finished (exit 0, 3m12s)"
+    text, page = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert text is not None and page is not None
+    # Both parts come from the same template: the text as written, the HTML with every value
+    # escaped (the hostile command and log show literally, the template's link is a link).
+    plain = text.get_content().replace("\r\n", "\n")  # lines end in CRLF on the wire
+    assert plain == (GOLDEN / "hostile.text.txt").read_text(encoding="utf-8")
+    html_body = page.get_content().replace("\r\n", "\n")
+    golden_html = (GOLDEN / "hostile.html.txt").read_text(encoding="utf-8").rstrip("\n")
+    assert html_body.startswith("<!doctype html><html><body>" + golden_html)
+    assert "<b>*x*</b>" not in html_body and "&lt;b&gt;*x*&lt;/b&gt;" in html_body
+
+    assert client.delete(url, headers=pro.headers).status_code == 204  # back to the default
+    client.post("/v1/events", json=payload, headers=pro.headers)
+    default = parse_mail(smtp_server.wait(before + 2)[before + 1]).get_body(("plain",))
+    assert default is not None and "Last output:" in default.get_content()
 
 
 def test_preview_needs_no_channel(client: TestClient, make_user: Callable[..., Account]) -> None:

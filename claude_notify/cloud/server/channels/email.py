@@ -1,5 +1,9 @@
 """E-mail over the operator's SMTP relay: STARTTLS when offered (or required), text + HTML.
 
+A pro user's custom template for the channel makes both bodies of an event e-mail: the text part
+in the plain dialect, the HTML part in the HTML dialect with every value escaped; without one the
+built-in layout is used.
+
 SMTP replies are classified by their code: 4xx and connection trouble are retryable, 5xx is
 permanent (a refused recipient will not start accepting on a retry).
 """
@@ -15,11 +19,12 @@ from typing import ClassVar
 import aiosmtplib
 import httpx
 
+from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.settings import Settings
 
 
-def build_email(message: Message, *, sender: str) -> EmailMessage:
+def build_email(message: Message, *, sender: str, app_url: str | None = None) -> EmailMessage:
     """The MIME message: multipart/alternative, headers encoded by the library, never by hand."""
     mail = EmailMessage()
     mail["From"] = sender
@@ -27,10 +32,25 @@ def build_email(message: Message, *, sender: str) -> EmailMessage:
     mail["Subject"] = message.subject
     mail["Message-ID"] = make_msgid(idstring=message.id, domain="claude-notify")
     mail["X-Claude-Notify-Id"] = message.id
-    mail.set_content(message.text)
-    if message.html is not None:
-        mail.add_alternative(message.html, subtype="html")
+    text, html = bodies(message, app_url=app_url)
+    mail.set_content(text)
+    if html is not None:
+        mail.add_alternative(html, subtype="html")
     return mail
+
+
+def bodies(message: Message, *, app_url: str | None) -> tuple[str, str | None]:
+    """Text and HTML: from the channel's custom template for events, else as rendered."""
+    if message.event is None or not message.config.get("template"):
+        return message.text, message.html
+    template, fields = templates.body_fields(message, app_url=app_url)
+    text = template.render(fields, "text")
+    page = (
+        "<!doctype html><html><body>"
+        + template.render(fields, "html")
+        + "<p style='color:#888'>Sent by claude-notify.</p></body></html>"
+    )
+    return text or message.text, page
 
 
 class EmailChannel:
@@ -42,7 +62,7 @@ class EmailChannel:
 
     async def send(self, message: Message) -> DeliveryResult:
         s = self.settings
-        mail = build_email(message, sender=s.smtp_from)
+        mail = build_email(message, sender=s.smtp_from, app_url=s.app_url)
         try:
             errors, reply = await aiosmtplib.send(
                 mail,

@@ -23,8 +23,9 @@ from claude_notify.cloud.server.db.models import Channel
 router = APIRouter(tags=["channels"])
 
 TEMPLATED: Final = {"telegram": "telegram", "discord": "discord", "feishu": "lark_md",
-                    "sms": "text"}  # fmt: skip
-"""Channel types that render a custom template, and the dialect each renders it to."""
+                    "sms": "text", "email": "html"}  # fmt: skip
+"""Channel types that render a custom template, and the dialect each renders it to (e-mail also
+renders the text part, in the ``text`` dialect)."""
 
 
 class TemplateIn(StrictBody):
