@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from standins.discord import DiscordStandIn
-from standins.kit import deliver, discord, event, message, provider_settings
+from standins.kit import deliver, discord, event, message, notice, provider_settings
 
 from claude_notify.cloud.server.settings import Settings
 
@@ -84,3 +84,14 @@ def test_only_the_path_of_the_stored_url_is_used(discord: DiscordStandIn) -> Non
     assert deliver(_settings(discord), message("discord", {"webhook_url": odd})).ok
     bad = deliver(_settings(discord), message("discord", {"webhook_url": "https://discord.com/x"}))
     assert bad.detail == "not a Discord webhook URL"
+
+
+def test_test_message_shows_its_subject_once(discord: DiscordStandIn) -> None:
+    config = {"webhook_url": discord.url()}
+    result = deliver(_settings(discord), notice("discord", config, "It works: *not bold* @here"))
+    assert result.ok, result.detail
+    [embed] = discord.accepted()[0].json()["embeds"]
+    assert embed["title"] == "claude-notify test message"
+    assert embed["description"] == r"It works\: \*not bold\* \@here"
+    assert "test message" not in embed["description"]
+    assert "fields" not in embed and "url" not in embed

@@ -32,6 +32,8 @@ DISCORD_TEMPLATE = """\
 {{ tail }}
 ```{% endif %}"""
 """The embed description by default: the title, fields and footer carry the rest."""
+NOTICE_TEMPLATE = "{{ message }}"
+"""Test and verification messages: their subject is already the embed's title."""
 
 
 def webhook_path(url: str) -> str | None:
@@ -47,6 +49,8 @@ def _clip(text: str, limit: int) -> str:
 def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
     """The execute-webhook body, every embed limit respected."""
     template, fields = templates.body_fields(message, app_url=app_url, default=DISCORD_TEMPLATE)
+    if message.event is None:  # a test or notice: the subject is the title, the text alone below
+        template = templates.cached(NOTICE_TEMPLATE)
     esc = templates._discord_text
     title = _clip(str(fields["headline"] or "claude-notify"), LIMITS["title"])
     embed: dict[str, Any] = {
