@@ -159,12 +159,14 @@ def desktop_reachable(env: Mapping[str, str]) -> bool:
 def terminal_output(event: TaskEvent, urgency: str | None, cfg: config_mod.Config,
                     env: Mapping[str, str]) -> str | None:
     """The JSON that asks Claude Code to show our notification in the user's terminal."""
-    from claude_notify.dispatch import Dispatcher
+    from claude_notify.dispatch import Dispatcher, default_sinks
     from claude_notify.notifiers.terminal import build_sequence, detect_kind
-    from claude_notify.sinks import HistorySink, Style, build_notification
+    from claude_notify.sinks import Style, build_notification
 
-    decision = Dispatcher(cfg, env, sinks=[HistorySink(keep=cfg["history.keep"])]).emit(
-        event, on="exit", min_duration=0.0)
+    # Every sink but the desktop, which Claude Code stands in for here: the history, and the
+    # cloud when logged in (a headless VM is where a phone notification matters most).
+    sinks = [sink for sink in default_sinks(cfg, env, quiet=True) if sink.name != "desktop"]
+    decision = Dispatcher(cfg, env, sinks=sinks).emit(event, on="exit", min_duration=0.0)
     if not decision.notify:
         return None
     notification = build_notification(event, Style.from_config(cfg), urgency=urgency)

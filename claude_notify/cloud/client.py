@@ -70,7 +70,8 @@ class CloudClient:
         if response.status_code == 401:
             raise Unauthorized("the server did not accept this machine's token: "
                                "run `claude-notify login`")
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code in (409, 429) or response.status_code >= 500:
+            # 409 is a concurrent change the server asks us to retry, not a refusal.
             raise CloudUnreachable(f"{self.server} is busy or failing "
                                    f"({response.status_code}): {_message(response)}")
         if response.status_code >= 400:

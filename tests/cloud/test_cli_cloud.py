@@ -396,3 +396,17 @@ def test_unwritable_spool_sends_directly_or_says_so(server: Server, tmp_path: Pa
     assert all(line.startswith("claude-notify: cloud: cannot spool (") for line in lines)
     assert "this event was not forwarded" in lines[-1]
     server.start()
+
+
+def test_headless_claude_hook_still_forwards(server: Server, tmp_path: Path,
+                                             receiver: Receiver) -> None:
+    """Over SSH the hook answers Claude Code with a terminal sequence, and the phone still
+    hears about it through the cloud."""
+    env = _logged_in(server, tmp_path, receiver, SSH_CONNECTION="10.0.0.1 5 10.0.0.2 22",
+                     TERM="xterm-256color")
+    payload = {"session_id": "s-2", "cwd": str(tmp_path), "hook_event_name": "Stop",
+               "stop_hook_active": False, "last_assistant_message": "Done remotely."}
+    out = cli(["hook"], env, stdin=json.dumps(payload).encode()).stdout
+    assert "terminalSequence" in json.loads(out)
+    [event] = _events(receiver, 1)
+    assert (event["source"], event["message"]) == ("claude-code", "Done remotely.")

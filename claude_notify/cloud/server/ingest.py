@@ -160,9 +160,21 @@ def start_task(
     spooled retry — and gets the same task; its later events join it.
     """
     if key is not None:
-        existing = session.scalar(select(Task).where(Task.user_id == user_id, Task.key == key))
-        if existing is not None:
-            return existing
+        # Its events may be arriving at the same moment (two syncs of one spool): upsert, so
+        # whichever comes second joins the task instead of tripping the unique key.
+        task = upsert_row(
+            session,
+            Task,
+            {"id": uuid.uuid4(), "user_id": user_id, "key": key, "session_id": session_id,
+             "machine_id": machine_id, "cmd": cmd, "status": "running", "notify_on": notify_on,
+             "channels": channels, "started_at": now, "created_at": now, "updated_at": now},
+            ["user_id", "key"],
+            {"updated_at": now},
+        )
+        task.notify_on = task.notify_on or notify_on
+        task.channels = task.channels or channels
+        task.cmd = task.cmd or cmd
+        return task
     task_id = uuid.uuid4()
     task = Task(
         id=task_id,
