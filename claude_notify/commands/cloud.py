@@ -28,11 +28,13 @@ def _client(*, timeout: float = 10.0) -> Any:
 
 @click.command(short_help="Sign this machine in to the hosted backend.")
 @click.option("--email", metavar="ADDRESS", help="Sign in by a link e-mailed to ADDRESS.")
-@click.option("--token", "token_opt", is_flag=True,
-              help="Paste a token an operator issued (asked for without echo).")
+@click.option("--token", "token_opt", is_flag=False, flag_value="", default=None,
+              metavar="[TOKEN]",
+              help="Use a token an operator issued; without a value it is read from stdin or "
+                   "asked for without echo (better: a token in argv lands in shell history).")
 @click.option("--server", metavar="URL", help="The backend (https://, or http:// to loopback).")
 @click.option("--manage", is_flag=True, help="Also allow managing channels from this machine.")
-def login(email: str | None, token_opt: bool, server: str | None, manage: bool) -> None:
+def login(email: str | None, token_opt: str | None, server: str | None, manage: bool) -> None:
     """Forward this machine's task events to the hosted backend, which notifies your phone.
 
     Without login nothing leaves the machine. The token is kept in the OS keyring (or, where
@@ -42,9 +44,10 @@ def login(email: str | None, token_opt: bool, server: str | None, manage: bool) 
     from claude_notify.cloud.client import CloudClient, Refused
 
     url = account.check_server_url(server or _default_server())
-    if token_opt:
-        secret = (sys.stdin.readline() if not sys.stdin.isatty()
-                  else click.prompt("Token", hide_input=True, err=True)).strip()
+    if token_opt is not None:
+        secret = token_opt.strip() or (
+            sys.stdin.readline() if not sys.stdin.isatty()
+            else click.prompt("Token", hide_input=True, err=True)).strip()
         if not secret:
             raise UsageError("no token given")
         with CloudClient(url, secret) as client:

@@ -205,7 +205,7 @@ def test_token_storage_keyring_and_file_fallback(server: Server, tmp_path: Path)
     assert stored and token not in stored[0].read_text()  # keyrings.alt keeps it encoded
     assert cli(["logout"], env).stdout.startswith(b"logged out of ")
     env = _user_env(tmp_path / "b", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
+    out = cli(["login", "--server", server.url, "--token", token], env)  # the value form
     assert b"token kept in the file" in out.stdout
     token_file = tmp_path / "b/user/state/cloud-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
