@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -219,6 +220,61 @@ def throughput_processes(base_url: str, token: str, n: int, processes: int) -> t
     return share * processes / elapsed, share * processes + processes
 
 
+WRK_SCRIPT = """
+-- Unique events: a per-thread random prefix and a counter make every event_id (and task) new,
+-- so the server never answers from its idempotency cache.
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + tid)
+  prefix = string.format("%08x-%04x-4%03x", math.random(0, 0x7fffffff), math.random(0, 0xffff),
+                         tid)
+  counter = 0
+  token = os.getenv("CN_TOKEN")
+end
+function request()
+  counter = counter + 1
+  local id = string.format("%s-8000-%012d", prefix, counter)
+  local body = '{"type":"finished","source":"run","task_id":"tp-' .. id ..
+    '","machine_id":"bench","status":"success","exit_code":0,"command":"make bench",' ..
+    '"event_id":"' .. id .. '"}'
+  return wrk.format("POST", "/v1/events",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+end
+"""
+
+
+def throughput_wrk(base_url: str, token: str, seconds: float, workdir: Path) -> tuple[float, int]:
+    """Events/s accepted and events sent, with wrk as the load generator.
+
+    wrk is C: on 2 cores it leaves the CPU to the server, where Python generators (httpx costs
+    more per request than the server) would measure themselves.
+    """
+    import re
+
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    args = ["wrk", "-t1", "-c8", f"-d{seconds:.0f}s", "-s", str(script), base_url]
+    env = {**os.environ, "CN_TOKEN": token}
+    warm = subprocess.run([*args[:3], "-d2s", *args[4:]], env=env, capture_output=True,
+                          text=True, check=True).stdout
+    warmed = re.search(r"(\d+) requests in", warm)
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    if total is None:
+        raise SystemExit(f"bench_server: cannot read wrk's output:\n{out}")
+    elapsed = float(total.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[total.group(3)]
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(refused.group(1)) if refused else 0
+    if bad:
+        print(f"  {bad} of {total.group(1)} events were not accepted")
+    sent = int(total.group(1))
+    return (sent - bad) / elapsed, sent + (int(warmed.group(1)) if warmed else 0)
+
+
 async def throughput(client: httpx.AsyncClient, n: int, concurrency: int) -> float:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -309,13 +365,20 @@ async def main(args: argparse.Namespace) -> None:
                     + (f", {args.workers} worker(s)" if args.mode == "distributed" else "")
                 )
                 base_url = f"http://127.0.0.1:{port}"
-                rate, sent = await asyncio.to_thread(
-                    throughput_processes, base_url, token, args.events, args.generators
-                )
-                print(
-                    f"  accepted {args.events} events at {rate:.0f} events/s "
-                    f"({args.generators} generator processes)"
-                )
+                if args.generator == "wrk":
+                    rate, sent = await asyncio.to_thread(
+                        throughput_wrk, base_url, token, args.wrk_seconds, Path(tmp)
+                    )
+                    print(f"  accepted {rate:.0f} events/s over {args.wrk_seconds:.0f} s "
+                          "(wrk, 8 connections)")
+                else:
+                    rate, sent = await asyncio.to_thread(
+                        throughput_processes, base_url, token, args.events, args.generators
+                    )
+                    print(
+                        f"  accepted {args.events} events at {rate:.0f} events/s "
+                        f"({args.generators} generator processes)"
+                    )
                 drained = await drain(receiver, sent)
                 print(f"  all {sent} webhooks delivered {drained:.1f} s after the last post")
                 receiver.arrivals.clear()
@@ -347,6 +410,10 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--generators", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--generator", choices=["wrk", "httpx"],
+                        default="wrk" if shutil.which("wrk") else "httpx",
+                        help="wrk (Debian's wrk package) or Python httpx processes")
+    parser.add_argument("--wrk-seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--api-processes", type=int, default=1)
