@@ -55,3 +55,12 @@ class ChannelAdapter(Protocol):
     type: ClassVar[str]
 
     async def send(self, message: Message) -> DeliveryResult: ...
+
+
+def json_object(response: Any) -> dict[str, Any]:
+    """A provider's JSON answer as a dict; ``{}`` for an empty, non-JSON or non-object body."""
+    try:
+        decoded = response.json()
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
 from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([\w-]+)/?$")
@@ -133,11 +133,7 @@ class DiscordChannel:
 
 def classify(response: httpx.Response) -> DeliveryResult:
     status = response.status_code
-    try:
-        decoded = response.json()
-    except ValueError:
-        decoded = None
-    body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
+    body = json_object(response)
     if status == 204 or (200 <= status < 300 and not body):
         return DeliveryResult(ok=True, detail=f"HTTP {status}")
     if 200 <= status < 300:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
 from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/open-apis/bot/v2/hook/[\w-]+$")
@@ -149,11 +149,7 @@ class FeishuChannel:
 
 def classify(response: httpx.Response) -> DeliveryResult:
     status = response.status_code
-    try:
-        decoded = response.json()
-    except ValueError:
-        decoded = None
-    body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
+    body = json_object(response)
     if status == 429 or status >= 500:
         return DeliveryResult(ok=False, retryable=True, detail=f"Feishu HTTP {status}")
     code = body.get("code", body.get("StatusCode"))

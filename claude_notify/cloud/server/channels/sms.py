@@ -9,12 +9,12 @@ owner confirmed it with the code sent to it.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
 from claude_notify.cloud.server.settings import Settings
 
 GSM7_BASIC = frozenset(
@@ -100,11 +100,7 @@ class SmsChannel:
 
 def classify(response: httpx.Response) -> DeliveryResult:
     status = response.status_code
-    try:
-        decoded = response.json()
-    except ValueError:
-        decoded = None
-    body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
+    body = json_object(response)
     if 200 <= status < 300:
         sid = str(body["sid"]) if body.get("sid") else None
         count = body.get("num_segments")
