@@ -8,71 +8,25 @@ would be told about.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cloud_kit import Mailbox, Receiver, free_port, mail_text, wait_for
-
-CLI = [sys.executable, "-m", "claude_notify"]
-
-
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([*CLI, "server", "--port", str(self.port)], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        wait_for(self._up, timeout=90, what="the server to answer /healthz")
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-            self.proc = None
-
-    def admin(self, *args: str) -> str:
-        out = subprocess.run([*CLI, "server", *args], env=self.env, capture_output=True,
-                             check=True, timeout=60)
-        return out.stdout.decode().strip()
+from cloud_kit import Mailbox, Receiver, mail_text, wait_for
+from relay_kit import CLI, Server
 
 
 @pytest.fixture
-def server(db_url: str, tmp_path: Path, smtp_server: Mailbox) -> Iterator[Server]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
-    env.update({"DATABASE_URL": db_url, "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
-                "CLAUDE_NOTIFY_SERVER_SMTP_HOST": smtp_server.host,
-                "CLAUDE_NOTIFY_SERVER_SMTP_PORT": str(smtp_server.port),
-                "CLAUDE_NOTIFY_SERVER_SMTP_CA_FILE": smtp_server.ca_file,
-                "CLAUDE_NOTIFY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.2,0.5",
-                "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": "0.1",
-                "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
-                "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN": "123456:test-token",
-                "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_USERNAME": "cn_test_bot",
-                "CLAUDE_NOTIFY_SERVER_LOG_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode()})
-    srv = Server(f"http://127.0.0.1:{port}", env, port)
+def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
+    srv = Server.make(db_url, smtp_server,
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN="123456:test-token",  # noqa: S106
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_USERNAME="cn_test_bot")
     srv.start()
     yield srv
     srv.stop()
