@@ -85,3 +85,28 @@ class RelayAudit(Base):
     """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``."""
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RelayReplyToken(Base):
+    """A phone's key to one session: it can queue a command there, and do nothing else.
+
+    Issued with a task notification that can be replied to; the secret is shown only in that
+    message (its link), the database keeps its SHA-256. Re-sending the notification rotates it.
+    """
+
+    __tablename__ = "relay_reply_tokens"
+    __table_args__ = (Index("ix_relay_reply_tokens_expires", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), unique=True, default=None
+    )
+    machine_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(256))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
