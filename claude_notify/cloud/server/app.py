@@ -15,6 +15,7 @@ from claude_notify.cloud.server.api.routes import (
     commands,
     events,
     health,
+    inbound,
     linking,
     login,
     logs,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (*routers, linking, templates):  # linking, templates: chat and SMS channels
         app.include_router(module.router)
     app.include_router(commands.router)  # the command relay and its agent tunnel
+    app.include_router(inbound.router)  # replies from Discord and Feishu
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,15 @@ class Settings:
     telegram_api_base: str = "https://api.telegram.org"
     discord_api_base: str = "https://discord.com"
     """Where Discord webhook paths are sent; users' URLs are pinned to Discord's hosts."""
+    discord_public_key: str | None = None
+    """The operator's Discord application public key (hex): turns on the interactions endpoint
+    (``/link`` and ``/run`` slash commands); without it that endpoint is 404."""
     feishu_api_base: str = "https://open.feishu.cn"
     lark_api_base: str = "https://open.larksuite.com"
+    feishu_verification_token: str | None = None
+    """The Verification Token of the operator's Feishu/Lark app: turns on its event callback."""
+    feishu_encrypt_key: str | None = None
+    """The app's Encrypt Key, if it has one: events then arrive encrypted and signed."""
     twilio_api_base: str = "https://api.twilio.com"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -121,6 +129,9 @@ class Settings:
                 parse_keys(self.log_keys)
             except LogKeyError as exc:
                 _bad("LOG_KEYS", "…", str(exc))
+        key = self.discord_public_key
+        if key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+            _bad("DISCORD_PUBLIC_KEY", key, "must be the application's 64-hex-digit public key")
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self

@@ -20,8 +20,10 @@ CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "sms", "webhoo
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
-SERVER_KEYS: Final = ("chat_id", "tg_user_id", "chat_title", "template")
-"""Config values the server sets (a linked chat, a saved template): kept when a user edits."""
+SERVER_KEYS: Final = ("chat_id", "tg_user_id", "chat_title", "template", "discord_user_id",
+                      "feishu_open_id")
+"""Config values the server sets (a linked chat or replying account, a saved template): kept
+when a user edits."""
 
 TRIGGERS: Final = ("finished", "failure", "match", "needs_input", "progress")
 """``finished``: every finish; ``failure``: only failed or interrupted ones; ``match``: output

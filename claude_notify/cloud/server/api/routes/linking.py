@@ -8,8 +8,13 @@
 * **SMS**: a short code is texted to the number; the owner enters it with
   ``POST /v1/channels/{id}/verify`` like an e-mail code.
 
-Only hashes of codes are stored. Discord and Feishu need no confirmation: their webhook URLs
-are secrets the owner got from the group itself, and they are pinned to the providers' hosts.
+* **Discord and Feishu replies**: their webhook URLs need no confirmation (they are secrets the
+  owner got from the group itself, pinned to the providers' hosts), but taking commands from a
+  chat does: the same ``POST /v1/channels/{id}/link`` code, sent as ``/link code:CODE`` to the
+  operator's Discord application or ``/link CODE`` to its Feishu app bot, records the Discord
+  user id or Feishu ``open_id`` of the sender (see :mod:`claude_notify.cloud.server.relay.chat`).
+
+Only hashes of codes are stored.
 """
 
 from __future__ import annotations
@@ -74,8 +79,16 @@ class LinkCode(BaseModel):
     expires_at: datetime
 
 
+_LINKABLE = {"telegram": ("telegram_bot_token", "Telegram is not configured on this server"),
+             "discord": ("discord_public_key", "Discord replies are not enabled on this server"),
+             "feishu": ("feishu_verification_token",
+                        "Feishu replies are not enabled on this server")}
+"""Channel type → the setting that must be present, and the answer when it is not."""
+
+
 @router.post(
-    "/v1/channels/{channel_id}/link", status_code=201, summary="A code to link a Telegram chat"
+    "/v1/channels/{channel_id}/link", status_code=201,
+    summary="A code to link a Telegram chat, or the Discord or Feishu account allowed to reply",
 )
 def link_telegram(
     channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
@@ -85,21 +98,36 @@ def link_telegram(
     )
     if channel is None:
         raise not_found("channel")
-    if channel.type != "telegram":
-        raise ApiError(409, "only Telegram channels are linked with a code")
-    if not runtime.settings.telegram_bot_token:
-        raise ApiError(409, "Telegram is not configured on this server")
+    if channel.type not in _LINKABLE:
+        raise ApiError(409, "only Telegram, Discord and Feishu channels are linked with a code")
+    setting, missing = _LINKABLE[channel.type]
+    if not getattr(runtime.settings, setting):
+        raise ApiError(409, missing)
     code = secrets.token_urlsafe(24)
     channel.verify_hash = _hash(code)
     channel.verify_expires_at = utcnow() + timedelta(seconds=LINK_TTL_S)
     session.commit()
-    bot = runtime.settings.telegram_bot_username
+    bot = runtime.settings.telegram_bot_username if channel.type == "telegram" else None
+    command = {"telegram": f"/start {code}", "discord": f"/link code:{code}"}
     return LinkCode(
         code=code,
-        command=f"/start {code}",
+        command=command.get(channel.type, f"/link {code}"),
         url=f"https://t.me/{bot}?start={code}" if bot else None,
         expires_at=channel.verify_expires_at,
     )
+
+
+def claim(session: Session, kind: str, code: str) -> Channel | None:
+    """The ``kind`` channel a live link code was issued for, the code used up; else ``None``."""
+    channel = session.scalar(
+        select(Channel).where(Channel.type == kind, Channel.verify_hash == _hash(code))
+    )
+    expires = channel.verify_expires_at if channel is not None else None
+    if channel is None or expires is None or expires <= utcnow():
+        return None
+    channel.verify_hash = None
+    channel.verify_expires_at = None
+    return channel
 
 
 @router.post("/v1/telegram/webhook", include_in_schema=False)

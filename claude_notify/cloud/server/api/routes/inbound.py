@@ -1,0 +1,80 @@
+"""Replies from Discord and Feishu: the operator's apps call these, never users.
+
+* ``POST /v1/discord/interactions``: on when ``DISCORD_PUBLIC_KEY`` is set. Ed25519-verified
+  (401 otherwise, before anything else is read); answered in the response, ephemeral.
+* ``POST /v1/feishu/events``: on when ``FEISHU_VERIFICATION_TOKEN`` is set. Decrypted and
+  signature-checked with ``FEISHU_ENCRYPT_KEY`` when the app has one, token-checked always;
+  answered 200 at once, the owner's one-line answer posted through their Feishu channel.
+
+The commands and their rules are in :mod:`claude_notify.cloud.server.relay.chat`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from claude_notify.cloud.server.api.deps import RuntimeDep
+from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.relay import chat, discord, feishu
+from claude_notify.cloud.server.relay.state import relay_of
+
+router = APIRouter(tags=["relay"])
+
+
+@router.post("/v1/discord/interactions", include_in_schema=False)
+async def discord_interactions(
+    request: Request,
+    runtime: RuntimeDep,
+    signature: Annotated[str | None, Header(alias="X-Signature-Ed25519")] = None,
+    timestamp: Annotated[str | None, Header(alias="X-Signature-Timestamp")] = None,
+) -> dict[str, Any]:
+    key = runtime.settings.discord_public_key
+    if not key:
+        raise ApiError(404, "Discord interactions are not enabled on this server")
+    raw = await request.body()
+    if not discord.verified(key, signature, timestamp, raw):
+        raise ApiError(401, "invalid request signature")
+    try:
+        interaction = await request.json()
+    except ValueError:
+        raise ApiError(400, "the interaction is not JSON") from None
+    if not isinstance(interaction, dict):
+        raise ApiError(400, "the interaction is not a JSON object")
+    answer: dict[str, Any] = await run_in_threadpool(
+        discord.answer, runtime, relay_of(request.app.state), interaction)
+    return answer
+
+
+@router.post("/v1/feishu/events", include_in_schema=False)
+async def feishu_events(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
+    if not settings.feishu_verification_token:
+        raise ApiError(404, "Feishu events are not enabled on this server")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        body = feishu.open_envelope(await request.body(), headers,
+                                    token=settings.feishu_verification_token,
+                                    encrypt_key=settings.feishu_encrypt_key)
+    except feishu.Rejected as rejected:
+        raise ApiError(rejected.status, rejected.message) from None
+    if body.get("type") == "url_verification":
+        return {"challenge": str(body.get("challenge", ""))}
+    message = feishu.incoming(body)
+    if message is not None and _seen(request).first(message.event_id):
+        answer = await run_in_threadpool(feishu.handle, runtime, relay_of(request.app.state),
+                                         message)
+        if answer is not None:
+            await run_in_threadpool(chat.post, runtime, answer)
+    return {}
+
+
+def _seen(request: Request) -> feishu.Seen:
+    """This app's recently handled Feishu event ids (made on first use)."""
+    state = request.app.state
+    seen = getattr(state, "feishu_seen", None)
+    if not isinstance(seen, feishu.Seen):
+        seen = state.feishu_seen = feishu.Seen()
+    return seen

@@ -1,0 +1,155 @@
+"""Commands from Discord and Feishu: ``/link CODE`` and ``/run <cmd>`` from a linked account.
+
+The endpoints have already checked that the provider sent the request (an Ed25519 signature, a
+verification token and signature), so the sender's id is the provider's word: a Discord user id
+or a Feishu ``open_id``. ``/link`` with a code from ``POST /v1/channels/{id}/link`` records that
+id in the channel's config (:data:`KEYS`); after that, ``/run`` from the same id goes through
+:func:`~claude_notify.cloud.server.api.routes.commands.queue_command` (pro plan, rate limit,
+banlist, audit) for the session of the channel's latest notified task, or the session named.
+
+A sender linked to nothing gets a generic refusal and nothing is recorded: there is no account
+to audit it under. A linked owner's refusals are audited and answered in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.channels.render import render_simple
+from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.state import Relay
+from claude_notify.cloud.server.runtime import Runtime
+
+log = logging.getLogger("claude_notify.server.relay")
+
+KEYS: Final = {"discord": "discord_user_id", "feishu": "feishu_open_id"}
+"""Where each provider's linked sender id is kept in the channel's config."""
+STRANGER: Final = "Not run: this account is not linked to claude-notify."
+MAX_ECHO: Final = 200
+MAX_COMMAND: Final = 8192
+"""As ``POST /v1/commands`` takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """One ``/run`` from a chat, as the provider vouched for it."""
+
+    source: str
+    """``discord`` or ``feishu``."""
+    sender: str
+    command: str
+    session_id: str | None = None
+    """Named by the sender (Discord's ``session`` option); else the latest notified session."""
+    group: bool = False
+    """Sent in a group chat, where only a channel that allows it takes commands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    """One line for the sender."""
+    channel_id: uuid.UUID | None = None
+    """The linked channel it concerns (``None`` for a stranger)."""
+
+
+def link(runtime: Runtime, source: str, sender: str, code: str) -> Answer:
+    """Record ``sender`` as the account whose ``/run`` the code's channel takes."""
+    from claude_notify.cloud.server.api.routes.linking import claim
+
+    with runtime.sessions.begin() as session:
+        channel = claim(session, source, code)
+        if channel is None:
+            return Answer("Not linked: that code is wrong, used or expired.")
+        channel.config = {**channel.config, KEYS[source]: sender}
+        label = f" ({channel.name})" if channel.name else ""
+        return Answer(f"Linked{label}: /run from this account now reaches your machines.",
+                      channel.id)
+
+
+def run(runtime: Runtime, relay: Relay, said: Said) -> Answer:
+    """Queue ``said`` for its owner's session, or refuse it (audited); the answer either way."""
+    from claude_notify.cloud.server.api.errors import ApiError
+    from claude_notify.cloud.server.api.routes.commands import queue_command
+
+    with runtime.sessions.begin() as session:
+        found = _target(session, said)
+        if found is None:
+            log.info("%s: /run from an account linked to nothing", said.source)
+            return Answer(STRANGER)
+        channel, origin, session_id, refusal = found
+        if refusal is not None or session_id is None:
+            reason = refusal or "no task of a session was notified on this channel yet"
+            queue.audit(session, origin, command=said.command, outcome="refused", reason=reason,
+                        session_id=session_id)
+            return Answer(f"Not run: {reason}.", channel.id)
+    try:
+        out = queue_command(runtime, relay, origin, session_id=session_id, command=said.command)
+    except ApiError as refused:
+        return Answer(f"Not run: {refused.message}.", channel.id)
+    return Answer(f"Queued on {out.machine_id[:12]}: {said.command[:MAX_ECHO]}", channel.id)
+
+
+def post(runtime: Runtime, answer: Answer) -> None:
+    """Send ``answer`` through its channel like a test message (Feishu: the custom bot)."""
+    from claude_notify.cloud.server.api.routes.channels import _queue
+
+    if answer.channel_id is None:
+        return
+    with runtime.sessions.begin() as session:
+        channel = session.get(Channel, answer.channel_id)
+        if channel is None:
+            return
+        _queue(session, channel, "test", render_simple("claude-notify relay", answer.text))
+    runtime.waker.wake()
+
+
+def _target(session: Session, said: Said
+            ) -> tuple[Channel, queue.Origin, str | None, str | None] | None:
+    """The linked channel, who sends, the session, and a refusal: ``None`` for a stranger.
+
+    One account may be linked to several channels (even of several users); the one whose user
+    ran the named session wins, else the one with the most recent notified session.
+    """
+    channels = session.scalars(select(Channel).where(Channel.type == said.source)
+                               .order_by(Channel.created_at, Channel.id)).all()
+    mine = [c for c in channels if c.config.get(KEYS[said.source]) == said.sender]
+    if not mine:
+        return None
+    picked, session_id = mine[0], said.session_id
+    if said.session_id is not None:
+        picked = next((c for c in mine if session.scalar(
+            select(Task.id).where(Task.user_id == c.user_id,
+                                  Task.session_id == said.session_id).limit(1))), picked)
+    else:
+        latest = [(found, c) for c in mine if (found := _latest(session, c)) is not None]
+        if latest:
+            (session_id, _), picked = max(latest, key=lambda pair: pair[0][1])
+    user = session.get(User, picked.user_id)
+    assert user is not None  # noqa: S101 - a channel's user is its foreign key
+    origin = queue.Origin(user_id=user.id, plan=user.plan, source=said.source,
+                          actor=f"{said.source}:{said.sender}")
+    refusal = None
+    if said.group and not picked.config.get("allow_group_replies"):
+        refusal = "commands are taken only in the direct chat with the bot"
+    elif len(said.command) > MAX_COMMAND:
+        refusal = f"the command is longer than {MAX_COMMAND} characters"
+    return picked, origin, session_id, refusal
+
+
+def _latest(session: Session, channel: Channel) -> tuple[str, datetime] | None:
+    """The session of the channel's most recently sent task notification, and when."""
+    found = session.execute(
+        select(Task.session_id, Notification.created_at)
+        .join(Notification, Notification.task_id == Task.id)
+        .where(Notification.channel_id == channel.id, Notification.status == "sent",
+               Task.session_id.is_not(None))
+        .order_by(Notification.created_at.desc()).limit(1)).first()
+    return None if found is None else (str(found[0]), found[1])

@@ -1,0 +1,176 @@
+"""Feishu / Lark event callbacks: the operator's app bot takes ``/link CODE`` and ``/run <cmd>``.
+
+Custom bots (the channels' webhooks) are send-only, so replies need the operator's *app* with
+``im.message.receive_v1`` subscribed and its request URL at ``/v1/feishu/events``. The contract:
+
+* With an Encrypt Key every body is ``{"encrypt": base64(iv + AES-256-CBC(PKCS#7))}`` under the
+  key ``sha256(encrypt_key)``, and events carry ``X-Lark-Signature`` = hex
+  ``sha256(timestamp + nonce + encrypt_key + raw body)`` (the URL check is not signed).
+* The Verification Token is in every body (``header.token``, or ``token`` for the URL check);
+  the URL check is answered with its ``challenge``.
+* Feishu redelivers an event it thinks was missed: an ``event_id`` seen recently is skipped.
+
+Answers go back through the channel's own custom bot (where its notifications go), because
+writing into the app's chat would need the app's tenant token; the command's result arrives
+there anyway as the normal completion notification.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from claude_notify.cloud.server.relay import chat
+from claude_notify.cloud.server.relay.state import Relay
+from claude_notify.cloud.server.runtime import Runtime
+
+MESSAGE_EVENT: Final = "im.message.receive_v1"
+_MENTION: Final = re.compile(r"^(?:@_user_\d+\s*)+")
+_LINK: Final = re.compile(r"^/link\s+([A-Za-z0-9_-]{16,64})\s*$")
+_RUN: Final = re.compile(r"^/run\s+(.+)$", re.DOTALL)
+
+
+class Rejected(Exception):
+    """A callback that is not from the operator's app (or not readable): status and one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def decrypt(encrypt_key: str, blob: str) -> bytes:
+    """The plaintext of an ``encrypt`` value; :class:`ValueError` if it is not one."""
+    raw = base64.b64decode(blob, validate=True)
+    if len(raw) < 32 or len(raw) % 16:
+        raise ValueError("not AES-CBC data")
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(raw[:16])).decryptor()
+    padded = decryptor.update(raw[16:]) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
+
+
+def signature(encrypt_key: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
+
+
+def open_envelope(raw: bytes, headers: dict[str, str], *, token: str,
+                  encrypt_key: str | None) -> dict[str, Any]:
+    """The verified, decrypted callback body, or :class:`Rejected`.
+
+    ``headers`` are lower-cased names. A signature present is always checked; with an Encrypt
+    Key, only the URL check may come without one.
+    """
+    given = headers.get("x-lark-signature")
+    if encrypt_key and given is not None:
+        expected = signature(encrypt_key, headers.get("x-lark-request-timestamp", ""),
+                             headers.get("x-lark-request-nonce", ""), raw)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Rejected(401, "wrong X-Lark-Signature")
+    body = _json(raw)
+    if "encrypt" in body:
+        if not encrypt_key or not isinstance(body["encrypt"], str):
+            raise Rejected(400, "an encrypted event, but this server has no Encrypt Key")
+        try:
+            body = _json(decrypt(encrypt_key, body["encrypt"]))
+        except (ValueError, Rejected):
+            raise Rejected(400, "the event does not decrypt with this server's Encrypt Key") \
+                from None
+    header = body.get("header")
+    sent = header.get("token") if isinstance(header, dict) else body.get("token")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise Rejected(403, "wrong or missing verification token")
+    if encrypt_key and given is None and body.get("type") != "url_verification":
+        raise Rejected(401, "missing X-Lark-Signature")
+    return body
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise Rejected(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, "the body is not a JSON object")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    event_id: str
+    open_id: str
+    group: bool
+    text: str
+
+
+def incoming(body: dict[str, Any]) -> Incoming | None:
+    """A user's text message to the bot, else ``None`` (other events are not ours)."""
+    header, event = body.get("header"), body.get("event")
+    if not isinstance(header, dict) or header.get("event_type") != MESSAGE_EVENT:
+        return None
+    if not isinstance(event, dict):
+        return None
+    sender, msg = event.get("sender"), event.get("message")
+    if not isinstance(sender, dict) or not isinstance(msg, dict):
+        return None
+    ids = sender.get("sender_id")
+    open_id = ids.get("open_id") if isinstance(ids, dict) else None
+    if sender.get("sender_type") != "user" or not isinstance(open_id, str) or not open_id:
+        return None
+    if msg.get("message_type") != "text" or not isinstance(msg.get("content"), str):
+        return None
+    try:
+        content = json.loads(msg["content"])
+    except ValueError:
+        return None
+    text = content.get("text") if isinstance(content, dict) else None
+    if not isinstance(text, str):
+        return None
+    return Incoming(event_id=str(header.get("event_id") or ""), open_id=open_id,
+                    group=msg.get("chat_type") != "p2p",
+                    text=_MENTION.sub("", text.strip()).strip())
+
+
+def handle(runtime: Runtime, relay: Relay, message: Incoming) -> chat.Answer | None:
+    """Link or queue (blocking); the answer to post, if any."""
+    if match := _LINK.match(message.text):
+        if message.group:  # a code shown in a group could be taken by anyone there
+            return None
+        return chat.link(runtime, "feishu", message.open_id, match.group(1))
+    if match := _RUN.match(message.text):
+        said = chat.Said(source="feishu", sender=message.open_id,
+                         command=match.group(1).strip(), group=message.group)
+        return chat.run(runtime, relay, said)
+    return None
+
+
+class Seen:
+    """Event ids handled recently (this process), so a redelivered event runs nothing twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first(self, event_id: str) -> bool:
+        """True the first time ``event_id`` is offered (an empty id always counts as new)."""
+        if not event_id:
+            return True
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            if len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True
