@@ -276,6 +276,17 @@ def verify(channel_id: str, code: str) -> None:
 
 @channels.command()
 @click.argument("channel_id")
+def link(channel_id: str) -> None:
+    """A one-time code to link a Telegram chat, or the Discord or Feishu account whose /run
+    commands the channel takes (valid fifteen minutes)."""
+    with _client() as client:
+        code = client.request("POST", f"/v1/channels/{channel_id}/link")
+    where = f" or open {code['url']}" if code.get("url") else ""
+    click.echo(f"send this to the bot{where}: {code['command']}")
+
+
+@channels.command()
+@click.argument("channel_id")
 def remove(channel_id: str) -> None:
     """Delete a channel."""
     with _client() as client:

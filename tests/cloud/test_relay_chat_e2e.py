@@ -50,14 +50,13 @@ def setup(server: Server, tmp_path: Path, receiver: Receiver) -> Iterator[Setup]
 
 
 def _channel(setup: Setup, kind: str, url: str) -> str:
-    """Add a ``kind`` channel, and a link code for it; the command to send."""
+    """Add a ``kind`` channel; the link command to send, from ``claude-notify channels link``."""
     made = api(setup.server, setup.token, "POST", "/v1/channels",
                json={"type": kind, "config": {"webhook_url": url}, "rules": {"on": ["finished"]}})
     assert made.status_code == 201, made.text
-    code = api(setup.server, setup.token, "POST", f"/v1/channels/{made.json()['id']}/link")
-    assert code.status_code == 201, code.text
-    command: str = code.json()["command"]
-    return command
+    out = cli(["channels", "link", made.json()["id"]], setup.env).stdout.decode()
+    assert out.startswith("send this to the bot: /link "), out
+    return out.removeprefix("send this to the bot: ").strip()
 
 
 def _notified_in_session(setup: Setup, kind: str) -> None:

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +22,18 @@ from chat_kit import (
     ed25519_sign,
     interaction,
 )
+from click.testing import CliRunner
 from cloud_kit import Account, wait_for
 from fastapi.testclient import TestClient
-from standins.discord import DiscordStandIn
+from standins.discord import APPLICATION_ID, BOT_TOKEN, DiscordStandIn
 from standins.kit import discord, event, provider_settings
 
 from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.cli import server
 from claude_notify.cloud.server.db.models import User
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.errors import ConfigError
 
 __all__ = ["discord"]
 OWNER, STRANGER = "80351110224678912", "80351110224678999"
@@ -264,7 +268,30 @@ def test_off_without_a_public_key(plain_client: TestClient, make_user: Callable[
 
 
 def test_a_bad_public_key_setting_fails_at_start(settings: Settings) -> None:
-    from claude_notify.errors import ConfigError
-
     with pytest.raises(ConfigError, match="DISCORD_PUBLIC_KEY"):
         settings.replace(discord_public_key="abc").validate()
+
+
+def test_server_discord_commands_registers_link_and_run(tmp_path: Path) -> None:
+    with DiscordStandIn() as standin:
+        env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
+               "CLAUDE_NOTIFY_SERVER_DISCORD_API_BASE": standin.base_url,
+               "CLAUDE_NOTIFY_SERVER_DISCORD_APPLICATION_ID": APPLICATION_ID,
+               "CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN": BOT_TOKEN}
+        runner = CliRunner()
+        done = runner.invoke(server, ["discord-commands"], env=env)
+        assert (done.exit_code, done.output) == (0, "Discord: registered /link, /run\n")
+        [call] = standin.accepted()
+        path = f"/api/v10/applications/{APPLICATION_ID}/commands"
+        assert (call.method, call.path) == ("PUT", path)
+        registered = {c["name"]: [o["name"] for o in c["options"]] for c in call.displayed}
+        assert registered == {"link": ["code"], "run": ["command", "session"]}
+        wrong = runner.invoke(server, ["discord-commands"],
+                              env={**env, "CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN": "nope"})
+        assert (wrong.exit_code, str(wrong.exception)) == (1, "Discord 401: 401: Unauthorized")
+    gone = runner.invoke(server, ["discord-commands"], env=env)
+    assert gone.exit_code == 1 and "ConnectError" in str(gone.exception)
+    unset = runner.invoke(server, ["discord-commands"],
+                          env={**env, "CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN": ""})
+    assert isinstance(unset.exception, ConfigError)
+    assert str(unset.exception) == "set CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN first"

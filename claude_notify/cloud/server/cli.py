@@ -207,6 +207,37 @@ async def _set_telegram_webhook(settings: Settings, url: str) -> tuple[bool, str
     return False, f"Telegram {code}: {description}" if code else f"Telegram: {description}"
 
 
+@server.command("discord-commands")
+def discord_commands() -> None:
+    """Register the /link and /run slash commands of the operator's Discord application.
+
+    Needs DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN; set the application's Interactions
+    Endpoint URL to PUBLIC_URL/v1/discord/interactions in the developer portal (Discord checks
+    it with a PING, so DISCORD_PUBLIC_KEY must be set on the running server first).
+    """
+    import asyncio
+
+    import httpx
+
+    from claude_notify.cloud.server.relay.discord import register
+    from claude_notify.cloud.server.settings import Settings
+    from claude_notify.errors import ClaudeNotifyError, ConfigError
+
+    settings = Settings.from_env().validate()
+    for name in ("discord_application_id", "discord_bot_token"):
+        if not getattr(settings, name):
+            raise ConfigError(f"set CLAUDE_NOTIFY_SERVER_{name.upper()} first")
+
+    async def go() -> tuple[bool, str]:
+        async with httpx.AsyncClient() as http:
+            return await register(settings, http)
+
+    ok, answer = asyncio.run(go())
+    if not ok:
+        raise ClaudeNotifyError(answer)
+    click.echo(answer)
+
+
 def _ready_runtime() -> Runtime:
     """A runtime whose database is migrated when that is the embedded default's job."""
     runtime = _runtime()

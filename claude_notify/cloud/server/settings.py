@@ -96,6 +96,9 @@ class Settings:
     discord_public_key: str | None = None
     """The operator's Discord application public key (hex): turns on the interactions endpoint
     (``/link`` and ``/run`` slash commands); without it that endpoint is 404."""
+    discord_application_id: str | None = None
+    discord_bot_token: str | None = None
+    """Only for ``claude-notify server discord-commands``, which registers the slash commands."""
     feishu_api_base: str = "https://open.feishu.cn"
     lark_api_base: str = "https://open.larksuite.com"
     feishu_verification_token: str | None = None

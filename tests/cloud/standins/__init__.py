@@ -151,7 +151,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_POST = do_GET = _serve
+            do_POST = do_GET = do_PUT = _serve
 
             def handle(self) -> None:
                 with contextlib.suppress(OSError):

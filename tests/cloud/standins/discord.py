@@ -15,6 +15,9 @@ from typing import Any
 from standins import Answer, Request, StandIn, json_body, utf16_units
 
 _PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([\w-]+)$")
+_COMMANDS = re.compile(r"^/api/v10/applications/(\d+)/commands$")
+_COMMAND_NAME = re.compile(r"^[-_a-z0-9]{1,32}$")
+APPLICATION_ID, BOT_TOKEN = "1234567890", "MTIzNDU2Nzg5MA.bot-token"
 _MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>")
 
 
@@ -86,6 +89,8 @@ class DiscordStandIn(StandIn):
         return f"https://discord.com/api/webhooks/{webhook_id}/{self.webhooks[webhook_id]}"
 
     def handle(self, request: Request) -> Answer:
+        if request.method == "PUT" and (found := _COMMANDS.match(request.path)):
+            return self._commands(request, found.group(1))
         match = _PATH.match(request.path)
         if request.method != "POST" or match is None:
             return 404, {"message": "404: Not Found", "code": 0}, {}
@@ -112,6 +117,37 @@ class DiscordStandIn(StandIn):
             "webhook_id": webhook_id,
         }
         return 200, shown, {}
+
+    def _commands(self, request: Request, application_id: str) -> Answer:
+        """Bulk-overwrite global application commands: the bot token's own application only,
+        each command's name, description and options checked as Discord documents them."""
+        if request.headers.get("authorization") != f"Bot {BOT_TOKEN}" \
+                or application_id != APPLICATION_ID:
+            return 401, {"message": "401: Unauthorized", "code": 0}, {}
+        body, bad = json_body(request, lambda why: (400, {"message": why, "code": 50109}, {}))
+        if bad is not None:
+            return bad
+        errors = {}
+        for i, command in enumerate(body if isinstance(body, list) else [None]):
+            if not isinstance(command, dict):
+                errors[str(i)] = "Must be an object."
+                continue
+            if not _COMMAND_NAME.match(str(command.get("name", ""))):
+                errors[f"{i}.name"] = "Command name is invalid"
+            if not 1 <= len(str(command.get("description", ""))) <= 100:
+                errors[f"{i}.description"] = "Must be between 1 and 100 in length."
+            required = [o.get("required", False) for o in command.get("options", [])]
+            if required != sorted(required, reverse=True):
+                errors[f"{i}.options"] = "Required options must be placed before non-required"
+            for j, option in enumerate(command.get("options", [])):
+                if not 1 <= len(str(option.get("description", ""))) <= 100:
+                    errors[f"{i}.options.{j}.description"] = "Must be between 1 and 100."
+        if errors:
+            return 400, {"code": 50035, "errors": errors, "message": "Invalid Form Body"}, {}
+        request.displayed = body
+        made = [{**c, "id": str(next(self._ids)), "application_id": application_id,
+                 "version": "1"} for c in body]
+        return 200, made, {}
 
     @staticmethod
     def rate_limited(retry_after: float = 2.5, *, header: bool = True) -> Answer:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from claude_notify.cloud.server.channels.base import json_object
+from claude_notify.cloud.server.channels.templates import clean
 from claude_notify.cloud.server.relay import chat
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
 
 PING: Final = 1
 APPLICATION_COMMAND: Final = 2
@@ -27,6 +31,22 @@ EPHEMERAL: Final = 1 << 6
 MAX_SKEW_S: Final = 300.0
 """A signed timestamp older or newer than this is a replay, not Discord."""
 CONTENT_LIMIT: Final = 2000
+API_VERSION: Final = "v10"
+
+_STRING = 3
+COMMANDS: Final = [
+    {"name": "link", "type": 1,
+     "description": "Link this Discord account to your claude-notify channel",
+     "options": [{"type": _STRING, "name": "code", "required": True,
+                  "description": "The code from `claude-notify channels link`"}]},
+    {"name": "run", "type": 1,
+     "description": "Run a command in the session of your latest notified task",
+     "options": [{"type": _STRING, "name": "command", "required": True,
+                  "description": "The command line (the machine's agent allow-list applies)"},
+                 {"type": _STRING, "name": "session", "required": False,
+                  "description": "Another session id of yours"}]},
+]
+"""The application's global slash commands, as ``server discord-commands`` registers them."""
 
 
 def verified(public_key: str, signature: str | None, timestamp: str | None, body: bytes,
@@ -42,6 +62,27 @@ def verified(public_key: str, signature: str | None, timestamp: str | None, body
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+async def register(settings: Settings, http: httpx.AsyncClient) -> tuple[bool, str]:
+    """Overwrite the application's global commands with :data:`COMMANDS`; Discord's answer."""
+    url = (f"{settings.discord_api_base.rstrip('/')}/api/{API_VERSION}/applications/"
+           f"{settings.discord_application_id}/commands")
+    try:
+        response = await http.put(url, json=COMMANDS, timeout=settings.provider_timeout_s,
+                                  headers={"Authorization": f"Bot {settings.discord_bot_token}"},
+                                  follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if response.status_code == 200:
+        try:
+            names = [str(c.get("name")) for c in response.json()]
+        except (ValueError, AttributeError, TypeError):
+            names = []
+        return True, f"Discord: registered /{', /'.join(names) or '?'}"
+    body = json_object(response)
+    reason = clean(str(body.get("message") or response.reason_phrase or "")).replace("\n", " ")
+    return False, f"Discord {response.status_code}: {reason[:300]}"
 
 
 def message(text: str) -> dict[str, Any]:
