@@ -9,15 +9,18 @@ spooled events) is created from its first event.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from claude_notify.cloud.server.db.models import Event, Notification, Task
-from claude_notify.cloud.server.db.ops import insert_ignore, upsert_row
+from claude_notify.cloud.server.db.ops import upsert_row
 from claude_notify.cloud.server.orchestrator import Owner, Planned, plan_notifications
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -57,13 +60,16 @@ def keep_tail(tail: str, plan: str) -> str:
 def record_event(
     session: Session, *, user: Owner, event: TaskEvent, now: datetime, settings: Settings
 ) -> Ingested:
-    """Store the event, update its task and queue its notifications; the caller commits."""
+    """Store the event, update its task and queue its notifications; the caller commits.
+
+    This is every event's path, so it speaks SQL Core with statements built once: the ORM's
+    unit of work costs more here than the database does.
+    """
     event = replace(event, tail=keep_tail(event.tail, user.plan))
     task = ensure_task(session, user_id=user.id, key=event.task_id, seed=event, now=now)
     row_id = uuid.uuid4()
-    fresh = insert_ignore(
-        session,
-        Event,
+    inserted = session.execute(
+        _statements(session).insert_event,
         {
             "id": row_id,
             "user_id": user.id,
@@ -74,56 +80,123 @@ def record_event(
             "payload": event.to_dict(),
             "received_at": now,
         },
-        ["user_id", "event_id"],
-    )
-    if not fresh:
+    ).first()
+    if inserted is None:
         return _replay(session, user_id=user.id, event_id=event.event_id)
-    _apply(task, event, now)
+    task = _fold(session, task, event, now)
     planned = plan_notifications(
         session, user=user, task=task, event=event, event_row_id=row_id, now=now, settings=settings
     )
     return Ingested(event.event_id, task.key, False, planned)
 
 
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """The columns of a task that an event reads or changes."""
+
+    id: uuid.UUID
+    key: str
+    status: str
+    cmd: str
+    session_id: str | None
+    machine_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    notify_on: str | None
+    channels: list[str] | None
+    updated_at: datetime
+
+
+_STATE = tuple(f.name for f in fields(TaskState))
+
+
 def ensure_task(
     session: Session, *, user_id: uuid.UUID, key: str, seed: TaskEvent, now: datetime
-) -> Task:
-    """The user's task with this key, created from ``seed`` if it was never registered."""
-    return upsert_row(
-        session,
-        Task,
-        {
-            "id": uuid.uuid4(),
-            "user_id": user_id,
-            "key": key,
-            "session_id": seed.session_id,
-            "machine_id": seed.machine_id,
-            "cmd": seed.command,
-            "status": "running",
-            "started_at": seed.started_at,
-            "created_at": now,
-            "updated_at": now,
-        },
-        ["user_id", "key"],
-        {"updated_at": now},
+) -> TaskState:
+    """The user's task with this key, created from ``seed`` if it was never registered.
+
+    A new task is inserted as it stands after ``seed`` (most events arrive for tasks the
+    server never saw start), so folding ``seed`` in afterwards changes nothing and the
+    transaction needs no ``UPDATE``. ``ON CONFLICT DO UPDATE`` locks an existing row (SQLite's
+    writer holds the whole database), so no concurrent event changes it under us.
+    """
+    blank = TaskState(
+        id=uuid.uuid4(), key=key, status="running", cmd=seed.command, session_id=seed.session_id,
+        machine_id=seed.machine_id, started_at=seed.started_at, finished_at=None,
+        exit_code=None, notify_on=None, channels=None, updated_at=now,
     )
+    values = {**_folded(blank, seed, now), "id": blank.id, "user_id": user_id, "key": key,
+              "created_at": now}
+    row = session.execute(_statements(session).upsert_task, values).one()
+    return TaskState(**row._mapping)
 
 
-def _apply(task: Task, event: TaskEvent, now: datetime) -> None:
-    """Fold an event into its task; a late ``progress`` never reopens a finished task."""
+def _folded(task: TaskState, event: TaskEvent, now: datetime) -> dict[str, Any]:
+    """The task's columns once ``event`` is folded in; a late ``progress`` never reopens it."""
+    status, finished_at, exit_code = task.status, task.finished_at, task.exit_code
     if event.type == "finished":
-        task.status = event.status if event.status != "running" else "ended"
-        task.finished_at = event.ended_at or now
-        task.exit_code = event.exit_code
+        status = event.status if event.status != "running" else "ended"
+        finished_at = event.ended_at or now
+        exit_code = event.exit_code
     elif event.type == "needs_input" and task.finished_at is None:
-        task.status = "needs_input"
+        status = "needs_input"
     elif task.finished_at is None:
-        task.status = "running"
-    task.cmd = task.cmd or event.command
-    task.session_id = task.session_id or event.session_id
-    task.machine_id = task.machine_id or event.machine_id
-    task.started_at = task.started_at or event.started_at
-    task.updated_at = now
+        status = "running"
+    return {
+        "status": status,
+        "finished_at": finished_at,
+        "exit_code": exit_code,
+        "cmd": task.cmd or event.command,
+        "session_id": task.session_id or event.session_id,
+        "machine_id": task.machine_id or event.machine_id,
+        "started_at": task.started_at or event.started_at,
+        "updated_at": now,
+    }
+
+
+def _fold(session: Session, task: TaskState, event: TaskEvent, now: datetime) -> TaskState:
+    """Write what ``event`` changes in its task (nothing, for a task it just created)."""
+    changed = {k: v for k, v in _folded(task, event, now).items() if getattr(task, k) != v}
+    if not changed:
+        return task
+    session.execute(update(Task).where(Task.id == task.id).values(changed))
+    loaded = session.identity_map.get(identity_key(Task, task.id))
+    if loaded is not None:  # a caller holding the ORM row (log chunks) must see the same task
+        for name, value in changed.items():
+            set_committed_value(loaded, name, value)
+    return replace(task, **changed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    upsert_task: Any
+    insert_event: Any
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    """The hot path's statements for this session's dialect, built and compiled once."""
+    dialect = session.get_bind().dialect.name
+    if (built := _BUILT.get(dialect)) is not None:
+        return built
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    tasks: Any = Task.__table__
+    new_task = insert(tasks)
+    upsert = new_task.on_conflict_do_update(
+        index_elements=[tasks.c.user_id, tasks.c.key],
+        set_={"updated_at": new_task.excluded.updated_at},
+    ).returning(*(tasks.c[name] for name in _STATE))
+    events: Any = Event.__table__
+    insert_event = (
+        insert(events)
+        .on_conflict_do_nothing(index_elements=[events.c.user_id, events.c.event_id])
+        .returning(events.c.id)
+    )
+    built = _BUILT[dialect] = _Statements(upsert, insert_event)
+    return built
 
 
 def _replay(session: Session, *, user_id: uuid.UUID, event_id: str) -> Ingested:

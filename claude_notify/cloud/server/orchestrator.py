@@ -9,16 +9,17 @@ dropped silently.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.catalog import NEEDS_VERIFICATION
-from claude_notify.cloud.server.db.models import Channel, Notification, Task
+from claude_notify.cloud.server.db.models import Channel, Notification
 from claude_notify.cloud.server.patterns import matches
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -41,7 +42,37 @@ def triggers(event: TaskEvent) -> frozenset[str]:
     return frozenset()
 
 
-def channel_fires(channel: Channel, task: Task, event: TaskEvent, fired: frozenset[str]) -> bool:
+class TaskRules(Protocol):
+    """What a task chose at its start (``POST /v1/tasks``)."""
+
+    @property
+    def channels(self) -> list[str] | None: ...
+    @property
+    def notify_on(self) -> str | None: ...
+
+
+class ChannelRules(Protocol):
+    """The columns of a channel that decide whether, and whether it may, send."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def rules(self) -> dict[str, Any]: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def disabled_reason(self) -> str | None: ...
+    @property
+    def verified_at(self) -> datetime | None: ...
+
+
+def channel_fires(
+    channel: ChannelRules, task: TaskRules, event: TaskEvent, fired: frozenset[str]
+) -> bool:
     """Whether this channel's rules, and the task's own choices, want this event."""
     if task.channels is not None and not {channel.type, channel.name, str(channel.id)} & set(
         task.channels
@@ -85,11 +116,16 @@ class Planned:
         }
 
 
+class EventTask(TaskRules, Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
 def plan_notifications(
     session: Session,
     *,
     user: Owner,
-    task: Task,
+    task: EventTask,
     event: TaskEvent,
     event_row_id: uuid.UUID,
     now: datetime,
@@ -99,11 +135,10 @@ def plan_notifications(
     fired = triggers(event)
     if not fired:
         return []
-    channels = session.scalars(
-        select(Channel).where(Channel.user_id == user.id).order_by(Channel.created_at, Channel.id)
-    ).all()
+    channels: Sequence[ChannelRules] = session.execute(_CHANNELS, {"user_id": user.id}).all()
     day = quota.quota_day(now, user.timezone)
     planned = []
+    rows = []
     for channel in channels:
         if not channel_fires(channel, task, event, fired):
             continue
@@ -115,25 +150,40 @@ def plan_notifications(
             day=day,
             settings=settings,
         )
-        row = Notification(
-            id=uuid.uuid4(),
-            user_id=user.id,
-            task_id=task.id,
-            event_row_id=event_row_id,
-            channel_id=channel.id,
-            channel_type=channel.type,
-            kind="event",
-            status="rejected" if reason else "pending",
-            reason=reason,
-            next_attempt_at=None if reason else now,
-            created_at=now,
-        )
-        session.add(row)
-        planned.append(Planned(row.id, channel.id, channel.type, row.status, reason))
+        status = "rejected" if reason else "pending"
+        row_id = uuid.uuid4()
+        rows.append({
+            "id": row_id,
+            "user_id": user.id,
+            "task_id": task.id,
+            "event_row_id": event_row_id,
+            "channel_id": channel.id,
+            "channel_type": channel.type,
+            "kind": "event",
+            "status": status,
+            "reason": reason,
+            "attempts": 0,
+            "next_attempt_at": None if reason else now,
+            "created_at": now,
+        })
+        planned.append(Planned(row_id, channel.id, channel.type, status, reason))
+    if rows:
+        session.execute(_NOTIFICATIONS, rows)
     return planned
 
 
-def _refusal(channel: Channel) -> str | None:
+_NOTIFICATION_TABLE: Any = Notification.__table__
+_NOTIFICATIONS = insert(_NOTIFICATION_TABLE)  # Core: the ORM's bulk path costs more here
+_CHANNEL_TABLE: Any = Channel.__table__
+_CHANNELS = (
+    select(*(_CHANNEL_TABLE.c[name] for name in
+             ("id", "type", "name", "rules", "enabled", "disabled_reason", "verified_at")))
+    .where(_CHANNEL_TABLE.c.user_id == bindparam("user_id"))
+    .order_by(_CHANNEL_TABLE.c.created_at, _CHANNEL_TABLE.c.id)
+)
+
+
+def _refusal(channel: ChannelRules) -> str | None:
     if not channel.enabled:
         return f"channel disabled: {channel.disabled_reason or 'by its owner'}"
     if channel.type in NEEDS_VERIFICATION and channel.verified_at is None:
