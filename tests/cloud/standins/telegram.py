@@ -9,6 +9,12 @@ switched off, a one-message-per-second-per-chat limit answered with 429 ``retry_
 ``setWebhook`` is checked as documented (an HTTPS ``url`` on port 443, 80, 88 or 8443, a
 ``secret_token`` of 1-256 characters from ``[A-Za-z0-9_-]``, ``allowed_updates`` a list of update
 types) and the registration is kept in :attr:`TelegramStandIn.webhook`.
+
+Button presses: :meth:`TelegramStandIn.callback_query` makes the ``callback_query`` update
+Telegram would post for a press on a sent message's inline button (only a button that message
+really had), and ``answerCallbackQuery`` is checked as documented (a known, unanswered query id;
+``text`` of at most 200 characters; ``show_alert``, ``url``, ``cache_time``); each answer is kept
+in :attr:`TelegramStandIn.callback_answers`.
 """
 
 from __future__ import annotations
@@ -93,6 +99,10 @@ class TelegramStandIn(StandIn):
         self._clock = Clock()
         self.webhook: dict[str, Any] | None = None
         """The registration ``setWebhook`` made (``None``: no webhook, updates are polled)."""
+        self.queries: dict[str, bool] = {}
+        """Callback query ids handed out, and whether each was answered."""
+        self.callback_answers: list[dict[str, Any]] = []
+        """Every accepted ``answerCallbackQuery`` body, in order."""
 
     @staticmethod
     def error(code: int, description: str, **parameters: Any) -> Answer:
@@ -107,14 +117,81 @@ class TelegramStandIn(StandIn):
             return self.error(404, "Not Found")
         if prefix[len("/bot") :] != self.token:
             return self.error(401, "Unauthorized")
-        if method not in ("sendMessage", "setWebhook"):
+        if method not in ("sendMessage", "setWebhook", "answerCallbackQuery"):
             return self.error(404, "Not Found: method not found")
         body, bad = json_body(request, lambda why: self.error(400, f"Bad Request: {why}"))
         if bad is not None:
             return bad
         if method == "setWebhook":
             return self.set_webhook(request, body)
+        if method == "answerCallbackQuery":
+            return self.answer_callback_query(body)
         return self.send_message(request, body)
+
+    def callback_query(self, message_id: int, data: str, *, sender: int,
+                       chat_type: str = "private") -> dict[str, Any]:
+        """The update for ``sender`` pressing the button ``data`` under a message sent here."""
+        with self.lock:
+            sent = [r.displayed for r in self.requests if isinstance(r.displayed, dict)
+                    and r.displayed.get("message_id") == message_id]
+        if not sent:
+            raise AssertionError(f"no message {message_id} was sent")
+        rows = (sent[0].get("reply_markup") or {}).get("inline_keyboard") or []
+        if data not in [b.get("callback_data") for row in rows for b in row]:
+            raise AssertionError(f"message {message_id} has no button {data!r}")
+        return self.callback_update(self._query_id(), sent[0]["chat_id"], message_id, data,
+                                    sender=sender, chat_type=chat_type)
+
+    def _query_id(self) -> str:
+        with self._ids_lock:
+            query_id = str(4_000_000_000_000 + next(self._ids))
+        with self.lock:
+            self.queries[query_id] = False
+        return query_id
+
+    def forged_callback(self, chat_id: int, message_id: int, data: str, *, sender: int,
+                        chat_type: str = "private") -> dict[str, Any]:
+        """A well-formed update for a button no message had (a forged or stale press)."""
+        return self.callback_update(self._query_id(), chat_id, message_id, data, sender=sender,
+                                    chat_type=chat_type)
+
+    @staticmethod
+    def callback_update(query_id: str, chat_id: int, message_id: int, data: str, *,
+                        sender: int, chat_type: str) -> dict[str, Any]:
+        chat = {"id": chat_id, "type": chat_type}
+        return {"update_id": int(query_id) % 1_000_000, "callback_query": {
+            "id": query_id, "chat_instance": "-42", "data": data,
+            "from": {"id": sender, "is_bot": False, "first_name": "Ada"},
+            "message": {"message_id": message_id, "date": 1, "chat": chat, "text": "…"}}}
+
+    def answer_callback_query(self, body: dict[str, Any]) -> Answer:
+        query_id = body.get("callback_query_id")
+        if not isinstance(query_id, str) or not query_id:
+            return self.error(400, 'Bad Request: parameter "callback_query_id" is required')
+        text = body.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > 200):
+            return self.error(400, "Bad Request: MESSAGE_TOO_LONG")
+        for key, kind in (("show_alert", bool), ("url", str), ("cache_time", int)):
+            if key in body and not isinstance(body[key], kind):
+                return self.error(400, f"Bad Request: field \"{key}\" has a wrong type")
+        with self.lock:
+            if self.queries.get(query_id) is not False:
+                return self.error(400, "Bad Request: query is too old and response timeout "
+                                       "expired or query ID is invalid")
+            self.queries[query_id] = True
+            self.callback_answers.append(dict(body))
+        return 200, {"ok": True, "result": True}, {}
+
+    def answers_for(self, query_update: dict[str, Any]) -> list[dict[str, Any]]:
+        """The answers given to the query in ``query_update``."""
+        query_id = query_update["callback_query"]["id"]
+        with self.lock:
+            return [a for a in self.callback_answers if a.get("callback_query_id") == query_id]
+
+    def sent(self) -> list[dict[str, Any]]:
+        """What each accepted ``sendMessage`` displayed, in order."""
+        return [r.displayed for r in self.accepted()
+                if isinstance(r.displayed, dict) and "message_id" in r.displayed]
 
     def set_webhook(self, request: Request, body: dict[str, Any]) -> Answer:
         url = body.get("url")
@@ -203,6 +280,7 @@ class TelegramStandIn(StandIn):
             "text": visible,
             "entities": entities,
             "reply_markup": body.get("reply_markup"),
+            "reply_parameters": body.get("reply_parameters"),
         }
         result = {
             "message_id": message_id,

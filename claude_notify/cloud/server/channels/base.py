@@ -13,6 +13,18 @@ from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Actions:
+    """What a chat that takes replies can offer under a task notification (the relay)."""
+
+    run_again: str | None = None
+    """Button payload that queues the task's own command again (never the command itself)."""
+    show_log: str | None = None
+    """Button payload that answers with the task's stored log tail."""
+    reply_token: str | None = None
+    """A reply token for the task's session, for the task link (never logged)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """One rendered notification for one channel; adapters only encode it for their transport."""
 
@@ -31,6 +43,8 @@ class Message:
     """HTML body, every untrusted part escaped, for channels that render HTML."""
     event: dict[str, Any] | None = field(default=None)
     """The task event as the webhook payload (``TaskEvent.to_dict``), for event messages."""
+    actions: Actions | None = field(default=None, repr=False)
+    """Relay buttons and the reply token, for channels that take replies (Telegram)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

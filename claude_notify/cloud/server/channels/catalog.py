@@ -79,7 +79,8 @@ def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def recipient(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that names who receives: changing it needs a new confirmation."""
-    return {k: v for k, v in config.items() if k not in ("template", "chat_title")}
+    return {k: v for k, v in config.items()
+            if k not in ("template", "chat_title", "allow_group_replies")}
 
 
 def _only(config: dict[str, Any], allowed: set[str]) -> None:
@@ -106,9 +107,15 @@ def _email(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
 
 
 def _telegram(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
-    if config:  # the chat is learnt from the /start CODE message, never taken from the user
-        raise ValueError("a Telegram chat is linked with POST /v1/channels/{id}/link: config {}")
-    return {}
+    # The chat is learnt from the /start CODE message, never taken from the user; the owner
+    # only chooses whether a linked group chat takes their replies and button presses.
+    if set(config) - {"allow_group_replies"}:
+        raise ValueError("a Telegram chat is linked with POST /v1/channels/{id}/link: config "
+                         "takes only allow_group_replies (true or false)")
+    allow = config.get("allow_group_replies", False)
+    if not isinstance(allow, bool):
+        raise ValueError("config.allow_group_replies must be true or false")
+    return {"allow_group_replies": True} if allow else {}
 
 
 def _sms(_kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:

@@ -42,9 +42,24 @@ def build_payload(message: Message, *, chat_id: Any, app_url: str | None) -> dic
         "parse_mode": "HTML",
         "link_preview_options": {"is_disabled": True},
     }
-    if link := fields.get("link"):
-        payload["reply_markup"] = {"inline_keyboard": [[{"text": "Open task", "url": link}]]}
+    if buttons := _buttons(message, fields.get("link")):
+        payload["reply_markup"] = {"inline_keyboard": [buttons]}
     return payload
+
+
+def _buttons(message: Message, link: str | None) -> list[dict[str, str]]:
+    """The task link (with the reply token in its fragment) and the relay's buttons."""
+    actions = message.actions
+    buttons = []
+    if link:
+        if actions is not None and actions.reply_token:
+            link = f"{link}#reply={actions.reply_token}"
+        buttons.append({"text": "Open task", "url": link})
+    if actions is not None and actions.run_again:
+        buttons.append({"text": "Run again", "callback_data": actions.run_again})
+    if actions is not None and actions.show_log:
+        buttons.append({"text": "Show log", "callback_data": actions.show_log})
+    return buttons
 
 
 class TelegramChannel:

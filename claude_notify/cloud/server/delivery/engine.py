@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.channels.render import render_event
 from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Event, Notification
+from claude_notify.cloud.server.relay.actions import actions_for
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
@@ -156,6 +157,7 @@ def _message(session: Session, row: Notification) -> Message | str:
             text=text,
             html=html,
             event=event.payload,
+            actions=actions_for(session, row, channel.type, event.payload),
         )
     content = row.payload or {}
     return Message(

@@ -44,6 +44,8 @@ class RelayPolicy:
     """How often a connected agent's queue is re-read without a wake-up (expiry, other replicas)."""
     idle_s: float = 90.0
     """An agent silent this long (no heartbeat) is disconnected."""
+    reply_token_ttl_s: float = 86_400.0
+    """How long a notification's reply token can queue a command for its session."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RelayPolicy:
@@ -57,6 +59,8 @@ class RelayPolicy:
                     if banned is not None else DEFAULT_BANNED),
             poll_s=float(env.get(prefix + "POLL_S", cls.poll_s)),
             idle_s=float(env.get(prefix + "IDLE_S", cls.idle_s)),
+            reply_token_ttl_s=float(env.get(prefix + "REPLY_TOKEN_TTL_S",
+                                            cls.reply_token_ttl_s)),
         )
 
 
@@ -90,8 +94,12 @@ def audit(session: Session, origin: Origin, *, command: str, outcome: str,
 
 
 def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
-            policy: RelayPolicy, kind: str = "shell") -> RelayCommand:
+            policy: RelayPolicy, kind: str = "shell",
+            machine_id: str | None = None) -> RelayCommand:
     """Queue ``command`` for the machine that owns ``session_id``, or raise :class:`Refused`.
+
+    ``machine_id`` pins the machine (a reply token is bound to one): a session seen since on
+    another machine is refused rather than followed there.
 
     A ``claude`` command is a prompt: the keyword banlist does not apply to prose ("delete the
     repo" passes any list); Claude Code's permission mode on the agent is the control there.
@@ -121,6 +129,8 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
         .order_by(Task.created_at.desc()).limit(1)).first()
     if found is None:
         raise refuse(404, "no task of yours ran in that session")
+    if machine_id is not None and found[1] != machine_id:
+        raise refuse(409, "that session has moved to another machine", found[1])
     task_id, machine_id = found
     payload = session.scalar(select(Event.payload).where(Event.task_id == task_id)
                              .order_by(Event.received_at.desc()).limit(1))

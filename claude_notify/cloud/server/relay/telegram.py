@@ -1,15 +1,20 @@
-"""Commands from Telegram: a reply to a task's notification, or ``/run <cmd>`` in the bot chat.
+"""Commands from Telegram: a reply to a task's notification, ``/run <cmd>`` in the bot chat, and
+the notification's buttons ("Run again", "Show log").
 
 Only updates that passed the webhook's secret-header check get here. The chat must be a linked
-Telegram channel, the sender must be the Telegram account that linked it (``tg_user_id``), and
-the chat must be private: in a group anyone could reply. The command goes to the session of the
-task the replied-to notification was about (for ``/run`` without a reply: the chat's latest task
-notification). Every attempt is audited; the owner gets a one-line answer in the chat, and
-strangers get none.
+Telegram channel and the sender must be the Telegram account that linked it (``tg_user_id``).
+The chat must be private unless the owner turned on ``allow_group_replies`` for the channel: in
+a group anyone can reply or press a button, so even then only the owner's count. A reply goes to
+the session of the task the replied-to notification was about (for ``/run`` without a reply: the
+chat's latest task notification); "Run again" queues that task's own command for its session,
+through the same queue as a reply (rate limit, banlist, audit). Every attempt is audited; the
+owner gets a one-line answer in the chat, strangers get none (a button press is always answered
+with ``answerCallbackQuery``, for strangers with no text).
 """
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from dataclasses import dataclass
@@ -18,9 +23,12 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.channels.render import render_simple
+from claude_notify.cloud.server import logs
+from claude_notify.cloud.server.channels.render import one_line, render_simple
+from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_length
 from claude_notify.cloud.server.db.models import Channel, Event, Notification, Task, User
-from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
+from claude_notify.cloud.server.relay import actions, queue
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
 
@@ -87,11 +95,8 @@ def _one(session: Session, relay: Relay, channel: Channel,
         if answer:
             _answer(session, channel, f"Not run: {reason}.")
 
-    if reply.sender_id != channel.config.get("tg_user_id"):
-        refuse("not the Telegram account that linked this chat", answer=False)
-        return None
-    if reply.chat_type != "private":
-        refuse("commands are taken only in the private chat with the bot", answer=False)
+    if (reason := _not_heard(channel, reply.sender_id, reply.chat_type)) is not None:
+        refuse(reason, answer=False)
         return None
     session_id, kind = _session_of(session, channel, reply.reply_to)
     kind = "shell" if reply.run else kind
@@ -107,6 +112,15 @@ def _one(session: Session, relay: Relay, channel: Channel,
     what = "Sent to Claude" if kind == "claude" else "Queued"
     _answer(session, channel, f"{what} on {row.machine_id[:12]}: {reply.text[:200]}")
     return user.id, row.machine_id
+
+
+def _not_heard(channel: Channel, sender_id: int, chat_type: str) -> str | None:
+    """Why a message or press in this chat is not the owner's command, else ``None``."""
+    if sender_id != channel.config.get("tg_user_id"):
+        return "not the Telegram account that linked this chat"
+    if chat_type != "private" and channel.config.get("allow_group_replies") is not True:
+        return "commands are taken only in the private chat with the bot"
+    return None
 
 
 def _session_of(session: Session, channel: Channel,
@@ -137,15 +151,180 @@ def _answer(session: Session, channel: Channel, text: str) -> None:
     _queue(session, channel, "test", render_simple("claude-notify relay", text))
 
 
+# --------------------------------------------------------------------------- buttons
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """A press on one of our inline buttons (a ``callback_query`` update)."""
+
+    query_id: str
+    chat_id: int
+    chat_type: str
+    sender_id: int
+    message_id: int
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What to tell Telegram about a press: the callback's answer, maybe a log message."""
+
+    text: str | None = None
+    alert: bool = False
+    log_html: str | None = None
+    woken: tuple[uuid.UUID, str] | None = None
+
+
+def parse_press(update: Any) -> Press | None:
+    """The button press in an update, else ``None``."""
+    query = update.get("callback_query") if isinstance(update, dict) else None
+    if not isinstance(query, dict) or not isinstance(query.get("id"), str):
+        return None
+    sender, message = query.get("from"), query.get("message")
+    if not (isinstance(sender, dict) and isinstance(message, dict)):
+        return None
+    chat = message.get("chat")
+    if not (isinstance(chat, dict) and isinstance(chat.get("id"), int)
+            and isinstance(sender.get("id"), int)
+            and isinstance(message.get("message_id"), int)):
+        return None
+    return Press(query_id=query["id"], chat_id=chat["id"], chat_type=str(chat.get("type") or ""),
+                 sender_id=sender["id"], message_id=message["message_id"],
+                 data=str(query.get("data") or "")[:256])
+
+
+def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
+    """Run again or show the log (or refuse, audited) for a press in a linked chat."""
+    parsed = actions.parse(press.data)
+    with runtime.sessions.begin() as session:
+        channels = session.scalars(select(Channel).where(
+            Channel.type == "telegram", Channel.verified_at.is_not(None))).all()
+        mine = {c.id: c for c in channels if c.config.get("chat_id") == press.chat_id}
+        row = session.get(Notification, parsed[1]) if parsed else None
+        channel = mine.get(row.channel_id) if row and row.channel_id else None
+        if channel is None:
+            if not mine:
+                return Answered()  # not a chat of ours: nobody to tell
+            channel = next(iter(mine.values()))
+            row = None
+        task = session.get(Task, row.task_id) if row and row.task_id else None
+        return _press(session, runtime, relay, channel, press, parsed, task)
+
+
+def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, press: Press,
+           parsed: tuple[str, uuid.UUID] | None, task: Task | None) -> Answered:
+    user = session.get(User, channel.user_id)
+    if user is None:
+        return Answered()
+    action = parsed[0] if parsed else "?"
+    origin = queue.Origin(user_id=user.id, plan=user.plan, source="telegram",
+                          actor=f"telegram:{press.sender_id}")
+    what = (task.cmd if action == actions.RUN else f"show log: {task.cmd}") if task else (
+        f"button {press.data[:64]!r}")
+
+    def refuse(reason: str) -> str:
+        queue.audit(session, origin, command=what, outcome="refused", reason=reason,
+                    machine_id=task.machine_id if task else None,
+                    session_id=task.session_id if task else None)
+        return reason
+
+    if (reason := _not_heard(channel, press.sender_id, press.chat_type)) is not None:
+        refuse(reason)
+        return Answered()  # strangers: the spinner stops, nothing else
+    if task is None:
+        return Answered(f"Not run: {refuse('not a button of a task notification here')}.",
+                        alert=True)
+    if action == actions.LOG:
+        queue.audit(session, origin, command=what, outcome="shown",
+                    machine_id=task.machine_id, session_id=task.session_id)
+        return Answered(log_html=_log_message(session, runtime, task))
+    claude = _source(session, task) == "claude-code"
+    if claude or not task.session_id or not task.machine_id or not task.cmd.strip():
+        reason = ("a Claude Code session is continued by replying to its notification"
+                  if claude else "this task cannot be run again from here")
+        return Answered(f"Not run: {refuse(reason)}.", alert=True)
+    try:
+        row = queue.enqueue(session, origin, session_id=task.session_id, command=task.cmd,
+                            policy=relay.policy, machine_id=task.machine_id)
+    except queue.Refused as refused:
+        return Answered(f"Not run: {refused.message}."[:200], alert=True)
+    return Answered(f"Queued on {row.machine_id[:12]}: {task.cmd}"[:200],
+                    woken=(user.id, row.machine_id))
+
+
+def _source(session: Session, task: Task) -> str | None:
+    payload = session.scalar(select(Event.payload).where(Event.task_id == task.id)
+                             .order_by(Event.received_at.desc()).limit(1))
+    source = payload.get("source") if isinstance(payload, dict) else None
+    return source if isinstance(source, str) else None
+
+
+LOG_CHARS: Final = 3500
+"""Characters of log tail shown: with the heading, safely within Telegram's 4,096."""
+
+
+def _log_message(session: Session, runtime: Runtime, task: Task) -> str:
+    """The task's stored log tail (else its last event's tail) as Telegram HTML, escaped."""
+    tail = ""
+    try:
+        stored = logs.read(session, task=task, cipher=LogCipher(runtime.settings.log_keys))
+        tail = stored[-4 * LOG_CHARS:].decode("utf-8", errors="replace")
+    except LogKeyError:
+        pass
+    if not tail.strip():
+        payload = session.scalar(select(Event.payload).where(Event.task_id == task.id)
+                                 .order_by(Event.received_at.desc()).limit(1))
+        tail = str(payload.get("tail") or "") if isinstance(payload, dict) else ""
+    head = f"<b>Log of {html.escape(one_line(task.cmd or task.key, 200))}</b>\n"
+    if not tail.strip():
+        return head + "<i>No output was stored for this task.</i>"
+    tail = tail[-LOG_CHARS:]
+    while visible_length(text := f"{head}<pre>{html.escape(tail)}</pre>") > TEXT_LIMIT:
+        tail = tail[len(tail) // 10 + 1:]  # astral characters count twice: trim and re-measure
+    return text
+
+
+async def _answer_press(runtime: Runtime, press: Press, answered: Answered) -> None:
+    """Post the log (when asked for) and always answer the callback query."""
+    import httpx
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+
+    async with httpx.AsyncClient() as http:
+        bot = TelegramChannel(runtime.settings, http)
+        if answered.log_html is not None:
+            await bot.call("sendMessage", {
+                "chat_id": press.chat_id, "text": answered.log_html, "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True},
+                "reply_parameters": {"message_id": press.message_id,
+                                     "allow_sending_without_reply": True}})
+        answer: dict[str, Any] = {"callback_query_id": press.query_id}
+        if answered.text:
+            answer.update(text=answered.text[:200], show_alert=answered.alert)
+        await bot.call("answerCallbackQuery", answer)
+
+
 async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
     """The webhook's hook for everything that is not ``/start CODE``."""
-    reply = parse(update)
-    if reply is None:
-        return
     from starlette.concurrency import run_in_threadpool
 
     from claude_notify.cloud.server.relay.state import relay_of
 
+    press = parse_press(update)
+    if press is not None:
+        relay = relay_of(state)
+        answered = Answered()
+        try:
+            answered = await run_in_threadpool(handle_press, runtime, relay, press)
+        finally:  # a press is always answered, or the user's button keeps spinning
+            await _answer_press(runtime, press, answered)
+        if answered.woken is not None:
+            relay.hub.wake(answered.woken)
+        return
+    reply = parse(update)
+    if reply is None:
+        return
     relay = relay_of(state)
     woken = await run_in_threadpool(handle, runtime, relay, reply)
     if woken is not None:

@@ -1,7 +1,10 @@
 """The command relay's API: queue a command, read it back, the audit log, and the agent tunnel.
 
 * ``POST /v1/commands`` (``commands:write``, pro) queues a command for the machine whose task ran
-  in ``session_id``: only the account that owns the session can; refusals are audited too.
+  in ``session_id``: only the account that owns the session can; refusals are audited too. A
+  notification's reply token (``Authorization: Bearer cnr_…``, from the task link's
+  ``#reply=`` fragment) can stand in for the API token: it queues only for the one session it
+  was issued for (``session_id`` may then be left out), and only until it expires.
 * ``POST /v1/agents`` (the account token) mints the ``relay`` token of one machine; the new
   token replaces that machine's previous one.
 * ``/v1/agent`` is the agent's WebSocket. Only a ``relay`` token bound to a machine is accepted,
@@ -23,15 +26,24 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.api.deps import Principal, SessionDep, TaskReader, require
+from claude_notify.cloud.server.api.deps import (
+    Principal,
+    RuntimeDep,
+    SessionDep,
+    TaskReader,
+    _bearer,
+    get_principal,
+    require,
+)
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.db.models import ApiToken, User
-from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay import queue, reply_tokens
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
 from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
@@ -44,7 +56,8 @@ CommandWriter = Annotated[Principal, Depends(require("commands:write"))]
 
 
 class CommandIn(StrictBody):
-    session_id: str = Field(min_length=1, max_length=256)
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    """Required with an API token; with a reply token, its own session (or left out)."""
     command: str = Field(min_length=1, max_length=8192)
     kind: Literal["shell", "claude"] = "shell"
     """``claude``: ``command`` is a prompt that continues the Claude Code session ``session_id``."""
@@ -73,7 +86,7 @@ class CommandOut(BaseModel):
 
 
 def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, session_id: str,
-                  command: str, kind: str = "shell") -> CommandOut:
+                  command: str, kind: str = "shell", machine_id: str | None = None) -> CommandOut:
     """Queue and wake the agent; :class:`ApiError` (already audited) when refused.
 
     Shared with the chat channels' replies, which arrive with a different ``origin``.
@@ -81,7 +94,7 @@ def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, sessi
     with runtime.sessions() as session:
         try:
             row = queue.enqueue(session, origin, session_id=session_id, command=command,
-                                policy=relay.policy, kind=kind)
+                                policy=relay.policy, kind=kind, machine_id=machine_id)
         except queue.Refused as refused:
             session.commit()
             raise ApiError(refused.status, refused.message) from None
@@ -91,13 +104,60 @@ def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, sessi
     return out
 
 
+def _command_sender(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | str:
+    """A reply token as presented (checked by the route, which audits), else an API token's
+    principal with ``commands:write``."""
+    if credentials is not None and credentials.credentials.startswith(reply_tokens.PREFIX):
+        return credentials.credentials
+    principal = get_principal(runtime, credentials)
+    if "commands:write" not in principal.scopes:
+        raise ApiError(403, "this token lacks the 'commands:write' scope")
+    return principal
+
+
 @router.post("/v1/commands", status_code=202, response_model=CommandOut)
-def post_command(body: CommandIn, caller: CommandWriter, request: Request) -> CommandOut:
+def post_command(body: CommandIn, caller: Annotated[Principal | str, Depends(_command_sender)],
+                 request: Request) -> CommandOut:
     runtime = request.app.state.runtime
+    relay = relay_of(request.app.state)
+    if isinstance(caller, str):
+        return _by_reply_token(runtime, relay, caller, body)
+    if body.session_id is None:
+        raise ApiError(422, "session_id is required (only a reply token implies it)")
     origin = queue.Origin(user_id=caller.user_id, plan=caller.plan, source="api",
                           actor=f"token {caller.token_id}")
-    return queue_command(runtime, relay_of(request.app.state), origin,
+    return queue_command(runtime, relay, origin,
                          session_id=body.session_id, command=body.command, kind=body.kind)
+
+
+def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: CommandIn) -> CommandOut:
+    """Queue for the reply token's own session; anything else is refused and audited."""
+    with runtime.sessions.begin() as session:
+        checked = reply_tokens.check(session, presented)
+        token = checked.row
+        user = session.get(User, token.user_id) if token is not None else None
+        if token is None or user is None:
+            log.info("reply token refused: %s", checked.problem)
+            raise ApiError(401, "invalid or expired reply token",
+                           headers={"WWW-Authenticate": "Bearer"})
+        origin = queue.Origin(user_id=user.id, plan=user.plan, source="reply-token",
+                              actor=f"reply token {token.id.hex[:12]}")
+        problem, status = checked.problem, 401
+        if problem is None and body.session_id not in (None, token.session_id):
+            problem, status = "this reply token is for another session", 403
+        if problem is not None:
+            queue.audit(session, origin, command=body.command, outcome="refused", reason=problem,
+                        machine_id=token.machine_id, session_id=body.session_id)
+            session.commit()
+            raise ApiError(status, problem, headers={"WWW-Authenticate": "Bearer"}
+                           if status == 401 else None)
+        token.last_used_at = utcnow()
+        session_id, machine_id = token.session_id, token.machine_id
+    return queue_command(runtime, relay, origin, session_id=session_id, command=body.command,
+                         kind=body.kind, machine_id=machine_id)
 
 
 @router.get("/v1/commands/{command_id}", response_model=CommandOut)

@@ -1,0 +1,51 @@
+"""What a Telegram task notification offers besides its link: "Run again", "Show log", and the
+reply token in the link.
+
+A button carries ``run:`` or ``log:`` and the notification's id (38 bytes, within Telegram's 64):
+an opaque handle, never the command, so a press can only ever mean "that task's command, for
+that task's session", looked up again on the server. "Run again" is offered only where it can
+work: a shell task (not a Claude Code session, where a prompt is a reply) whose session the
+account may command.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.channels.base import Actions
+from claude_notify.cloud.server.db.models import Notification, Task
+from claude_notify.cloud.server.relay import reply_tokens
+from claude_notify.cloud.server.relay.queue import RelayPolicy
+
+RUN: Final = "run"
+LOG: Final = "log"
+
+
+def actions_for(session: Session, row: Notification, channel_type: str,
+                event: dict[str, Any]) -> Actions | None:
+    """The buttons and reply token for an event notification; ``None`` where none apply."""
+    if channel_type != "telegram" or row.task_id is None:
+        return None
+    task = session.get(Task, row.task_id)
+    if task is None:
+        return None
+    token = reply_tokens.issue(session, row, ttl_s=RelayPolicy.from_env().reply_token_ttl_s)
+    shell = event.get("source") != "claude-code" and bool(task.cmd.strip())
+    return Actions(run_again=f"{RUN}:{row.id.hex}" if token and shell else None,
+                   show_log=f"{LOG}:{row.id.hex}", reply_token=token)
+
+
+def parse(data: object) -> tuple[str, uuid.UUID] | None:
+    """``(action, notification id)`` of a button's payload, else ``None``."""
+    if not isinstance(data, str) or len(data) > 64:
+        return None
+    action, _, ident = data.partition(":")
+    if action not in (RUN, LOG) or len(ident) != 32:
+        return None
+    try:
+        return action, uuid.UUID(hex=ident)
+    except ValueError:
+        return None

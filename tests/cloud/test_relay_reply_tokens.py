@@ -1,0 +1,157 @@
+"""Reply tokens through the real app, worker and database (SQLite and PostgreSQL): a Telegram
+task notification's link carries one; ``POST /v1/commands`` with it as the bearer queues for that
+notification's session and nothing else; wrong, expired, other-session, moved-machine and
+wrong-endpoint uses are refused (and audited where the token names an owner); only its hash is
+stored."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from cloud_kit import Account
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from standins.kit import provider_settings, telegram
+from standins.telegram import TelegramStandIn
+from starlette.websockets import WebSocketDisconnect
+from tg_kit import MACHINE, Chat, reply_token
+
+from claude_notify.cloud.server.relay.models import RelayReplyToken
+from claude_notify.cloud.server.relay.queue import RelayPolicy
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import utcnow
+
+__all__ = ["telegram"]
+
+
+@pytest.fixture
+def settings(settings: Settings, telegram: TelegramStandIn) -> Settings:
+    return settings.replace(**provider_settings(telegram=telegram.base_url))
+
+
+@pytest.fixture
+def chat(client: TestClient, make_user: Callable[..., Account],
+         telegram: TelegramStandIn) -> Chat:
+    return Chat(client, make_user(plan="pro"), telegram)
+
+
+def _post(client: TestClient, token: str, json: dict[str, object]) -> tuple[int, dict[str, object]]:
+    answer = client.post("/v1/commands", json=json,
+                         headers={"Authorization": f"Bearer {token}"})
+    body: dict[str, object] = answer.json()
+    return answer.status_code, body
+
+
+def test_the_token_in_the_task_link_queues_for_its_session_only(
+    chat: Chat, runtime: Runtime
+) -> None:
+    token = reply_token(chat.notify("session-a"))
+    chat.notify("session-b")
+    status, body = _post(chat.client, token, {"command": "./next.sh"})
+    assert status == 202, body
+    assert (body["session_id"], body["machine_id"], body["command"]) == ("session-a", MACHINE,
+                                                                         "./next.sh")
+    status, body = _post(chat.client, token, {"command": "make", "session_id": "session-a"})
+    assert status == 202, body
+    audited = chat.audit()
+    assert [(r["outcome"], r["source"]) for r in audited] == [("queued", "reply-token")] * 2
+    first = audited[1]
+    assert first["actor"].startswith("reply token ") and token not in first["actor"]
+    with runtime.sessions() as session:
+        rows = session.scalars(select(RelayReplyToken)).all()
+    assert len(rows) == 2  # one per notification
+    secret = token.partition(".")[2]
+    mine = next(r for r in rows if r.id.hex in token)
+    assert mine.token_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert all(secret not in (r.token_hash, r.session_id, r.machine_id) for r in rows)
+    assert mine.last_used_at is not None and mine.session_id == "session-a"
+
+
+def test_the_token_expires_after_a_day_by_default_and_as_configured(
+    chat: Chat, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat.notify()
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_REPLY_TOKEN_TTL_S", "60")
+    short = reply_token(chat.notify())
+    with runtime.sessions() as session:
+        rows = {r.id.hex: r for r in session.scalars(select(RelayReplyToken))}
+    lifetimes = sorted(round((r.expires_at - r.created_at).total_seconds())
+                       for r in rows.values())
+    assert lifetimes == [60, 86_400]
+    assert RelayPolicy.from_env({}).reply_token_ttl_s == 86_400
+    with runtime.sessions.begin() as session:
+        session.execute(update(RelayReplyToken).where(RelayReplyToken.id == uuid.UUID(
+            short[4:36])).values(expires_at=utcnow() - timedelta(seconds=1)))
+    status, body = _post(chat.client, short, {"command": "./next.sh"})
+    assert status == 401 and "expired" in str(body)
+    [row] = chat.audit()
+    assert (row["outcome"], row["reason"], row["command_id"]) == (
+        "refused", "the reply token has expired", None)
+
+
+def test_wrong_other_session_and_moved_machine_are_refused_and_audited(chat: Chat) -> None:
+    token = reply_token(chat.notify("session-a"))
+    chat.notify("session-b")
+    head, _, secret = token.partition(".")
+    wrong_secret = head + "." + ("A" if secret[0] != "A" else "B") + secret[1:]
+    assert _post(chat.client, wrong_secret, {"command": "./next.sh"})[0] == 401
+    status, body = _post(chat.client, token, {"command": "./next.sh", "session_id": "session-b"})
+    assert status == 403 and "another session" in str(body)
+    # The session later runs a task on another machine: the token stays with its own machine.
+    chat.notify("session-a", machine_id="machine-other-99")
+    status, body = _post(chat.client, token, {"command": "./next.sh"})
+    assert status == 409 and "another machine" in str(body)
+    assert [(r["outcome"], r["reason"]) for r in chat.audit()] == [
+        ("refused", "that session has moved to another machine"),
+        ("refused", "this reply token is for another session"),
+        ("refused", "wrong reply token")]
+
+
+@pytest.mark.parametrize("presented", ["cnr_", "cnr_nothex.secret", "cnr_" + "0" * 32 + ".x",
+                                       "cnr_" + "a" * 300])
+def test_a_malformed_or_unknown_token_is_a_401(chat: Chat, presented: str) -> None:
+    status, body = _post(chat.client, presented, {"command": "./next.sh"})
+    assert status == 401 and body["error"] == {"code": "unauthorized",
+                                               "message": "invalid or expired reply token"}
+    assert chat.audit() == []
+
+
+def test_the_token_works_nowhere_else(chat: Chat, runtime: Runtime) -> None:
+    token = reply_token(chat.notify("session-a"))
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert chat.client.get("/v1/tasks", headers=bearer).status_code == 401
+    assert chat.client.get("/v1/audit", headers=bearer).status_code == 401
+    assert chat.client.post("/v1/events", json={}, headers=bearer).status_code == 401
+    assert chat.client.post("/v1/agents", json={"machine_id": MACHINE},
+                            headers=bearer).status_code == 401
+    with pytest.raises(WebSocketDisconnect) as refused, chat.client.websocket_connect(
+            "/v1/agent", headers=bearer) as ws:
+        ws.receive_json()
+    assert refused.value.code == 1008
+    # An API token without commands:write is still refused; one with it still needs a session.
+    assert chat.client.post("/v1/commands", json={"command": "x"},
+                            headers=chat.user.headers).status_code == 422
+
+
+def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
+    from claude_notify.cloud.server.db.models import Notification
+    from claude_notify.cloud.server.delivery import engine
+
+    token = reply_token(chat.notify("session-a"))
+    with runtime.sessions.begin() as session:
+        notification = session.scalars(select(Notification).where(
+            Notification.kind == "event")).one()
+        # As a worker would claim it for a re-send; "sent" keeps the real worker off it.
+        notification.claim_token = claim = uuid.uuid4()
+        notification.status = "sent"
+    prepared = engine.prepare(runtime.sessions, engine.Claim(notification.id, claim))
+    assert prepared is not None and prepared.message.actions is not None
+    fresh = prepared.message.actions.reply_token
+    assert fresh is not None and fresh != token and fresh[:36] == token[:36]
+    assert _post(chat.client, token, {"command": "./next.sh"})[0] == 401
+    assert _post(chat.client, fresh, {"command": "./next.sh"})[0] == 202
