@@ -104,7 +104,7 @@ def test_telegram_webhook_registers_this_server_with_the_bot(tmp_path: Path) -> 
         assert telegram.webhook == {
             "url": url,
             "secret_token": "hook-secret_123",
-            "allowed_updates": ["message"],
+            "allowed_updates": ["message", "callback_query"],
         }
         again = runner.invoke(server, ["telegram-webhook"], env=env)
         assert again.output == f"setWebhook {url}: Telegram: Webhook is already set\n"

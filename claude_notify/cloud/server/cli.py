@@ -168,7 +168,8 @@ def telegram_webhook(url: str | None) -> None:
     """Point the operator's Telegram bot at this server (Bot API setWebhook).
 
     Telegram then sends the configured TELEGRAM_WEBHOOK_SECRET with every update, and only
-    messages (linking codes, replies to notifications). Prints Telegram's answer in one line.
+    messages (linking codes, replies to notifications) and button presses ("Run again", "Show
+    log"). Prints Telegram's answer in one line.
     """
     import asyncio
 
@@ -196,7 +197,7 @@ async def _set_telegram_webhook(settings: Settings, url: str) -> tuple[bool, str
     payload = {
         "url": url,
         "secret_token": settings.telegram_webhook_secret,
-        "allowed_updates": ["message"],
+        "allowed_updates": ["message", "callback_query"],  # replies and button presses
     }
     async with httpx.AsyncClient() as http:
         body = await TelegramChannel(settings, http).call("setWebhook", payload)

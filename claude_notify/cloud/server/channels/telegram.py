@@ -1,4 +1,6 @@
-"""Telegram through the operator's bot: ``sendMessage`` in HTML mode, a button to the task.
+"""Telegram through the operator's bot: ``sendMessage`` in HTML mode, a button to the task
+(its link carrying the notification's reply token in the fragment) and, where the relay can act
+on it, "Run again" and "Show log" buttons (see :mod:`claude_notify.cloud.server.relay.actions`).
 
 The chat id comes from linking (``/start CODE``), never from the user. Errors are read from the
 body: 429 waits ``parameters.retry_after``; a group upgraded to a supergroup answers
