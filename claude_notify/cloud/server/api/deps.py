@@ -77,17 +77,16 @@ def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | N
     """The caller behind ``credentials``, or a 401."""
     if credentials is None:
         raise _unauthorized("missing bearer token")
-    found = auth.authenticate(session, credentials.credentials)
+    found = auth.identify(session, credentials.credentials)
     if found is None:
         raise _unauthorized("invalid, expired or revoked token")
-    user, token = found
     return Principal(
-        user_id=user.id,
-        email=user.email,
-        plan=user.plan,
-        timezone=user.timezone,
-        token_id=token.id,
-        scopes=frozenset(token.scopes.split()),
+        user_id=found.user_id,
+        email=found.email,
+        plan=found.plan,
+        timezone=found.timezone,
+        token_id=found.token_id,
+        scopes=frozenset(found.scopes.split()),
     )
 
 
