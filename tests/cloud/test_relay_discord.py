@@ -295,3 +295,10 @@ def test_server_discord_commands_registers_link_and_run(tmp_path: Path) -> None:
                           env={**env, "CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN": ""})
     assert isinstance(unset.exception, ConfigError)
     assert str(unset.exception) == "set CLAUDE_NOTIFY_SERVER_DISCORD_BOT_TOKEN first"
+
+
+def test_discord_has_no_group_switch(linked: Linked) -> None:
+    config = {"webhook_url": linked.standin.url(), "allow_group_replies": True}
+    refused = linked.client.patch(f"/v1/channels/{linked.channel_id}", json={"config": config},
+                                  headers=linked.user.headers)
+    assert refused.status_code == 422  # the sender's own ephemeral answer: no group to guard

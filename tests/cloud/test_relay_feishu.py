@@ -219,3 +219,21 @@ def test_off_without_a_verification_token(settings: Settings) -> None:
     with _client(settings.replace(feishu_verification_token=None)) as client:
         check = {"challenge": "c", "token": TOKEN, "type": "url_verification"}
         assert client.post("/v1/feishu/events", json=check).status_code == 404
+
+
+def test_group_chats_count_once_the_owner_allows_them(linked: Linked) -> None:
+    linked.link()
+    linked.notify("session-a")
+    allow = {"webhook_url": linked.standin.url(), "allow_group_replies": True}
+    patched = linked.client.patch(f"/v1/channels/{linked.channel_id}", json={"config": allow},
+                                  headers=linked.user.headers)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["config"]["feishu_open_id"] == OWNER  # the link is kept
+    assert linked.say("@_user_1 /run make test", open_id=OWNER, chat_type="group") == 200
+    assert linked.say("@_user_1 /run make test", open_id=STRANGER, chat_type="group") == 200
+    [row] = linked.audit()  # still only the owner's message counts
+    assert (row["outcome"], row["command"]) == ("queued", "make test")
+    bad = linked.client.patch(f"/v1/channels/{linked.channel_id}",
+                              json={"config": {**allow, "allow_group_replies": "yes"}},
+                              headers=linked.user.headers)
+    assert bad.status_code == 422

@@ -136,13 +136,21 @@ def _webhook(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[st
 
 
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
-    _only(config, {"webhook_url", "secret"})
+    # Feishu's /run arrives through the operator's app bot: in a group chat only when the owner
+    # turned on allow_group_replies, as for Telegram. Discord's commands answer only the sender.
+    _only(config, {"webhook_url", "secret"} | ({"allow_group_replies"} if kind == "feishu"
+                                               else set()))
     url = _checked_url(config, "webhook_url", allow_private=False, pinned=PINNED_HOSTS[kind])
     if not _PROVIDER_PATHS[kind].match(urlsplit(url).path):
         raise ValueError(f"config.webhook_url must look like {_PROVIDER_EXAMPLES[kind]}")
     out: dict[str, Any] = {"webhook_url": url}
     if "secret" in config:
         out["secret"] = _string(config, "secret", max_len=200)
+    allow = config.get("allow_group_replies", False)
+    if not isinstance(allow, bool):
+        raise ValueError("config.allow_group_replies must be true or false")
+    if allow:
+        out["allow_group_replies"] = True
     return out
 
 

@@ -137,7 +137,7 @@ def _target(session: Session, said: Said
     origin = queue.Origin(user_id=user.id, plan=user.plan, source=said.source,
                           actor=f"{said.source}:{said.sender}")
     refusal = None
-    if said.group and not picked.config.get("allow_group_replies"):
+    if said.group and picked.config.get("allow_group_replies") is not True:
         refusal = "commands are taken only in the direct chat with the bot"
     elif len(said.command) > MAX_COMMAND:
         refusal = f"the command is longer than {MAX_COMMAND} characters"
