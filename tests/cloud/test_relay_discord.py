@@ -302,3 +302,16 @@ def test_discord_has_no_group_switch(linked: Linked) -> None:
     refused = linked.client.patch(f"/v1/channels/{linked.channel_id}", json={"config": config},
                                   headers=linked.user.headers)
     assert refused.status_code == 422  # the sender's own ephemeral answer: no group to guard
+
+
+def test_a_replayed_interaction_runs_nothing_again(linked: Linked) -> None:
+    linked.link()
+    linked.notify("session-a")
+    payload = interaction(command="make test")
+    raw = json.dumps(payload).encode()
+    headers = linked.app.headers(raw)  # one signed request, captured and sent again
+    first = _post(linked.client, linked.app, payload, headers=headers, body=raw).json()
+    again = _post(linked.client, linked.app, payload, headers=headers, body=raw).json()
+    assert first["data"]["content"].startswith("Queued on")
+    assert again["data"]["content"] == "This interaction was already handled."
+    assert [a["outcome"] for a in linked.audit()] == ["queued"]

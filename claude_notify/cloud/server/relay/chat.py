@@ -14,7 +14,9 @@ to audit it under. A linked owner's refusals are audited and answered in one lin
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -153,3 +155,25 @@ def _latest(session: Session, channel: Channel) -> tuple[str, datetime] | None:
                Task.session_id.is_not(None))
         .order_by(Notification.created_at.desc()).limit(1)).first()
     return None if found is None else (str(found[0]), found[1])
+
+
+class Seen:
+    """Ids of provider requests handled recently (this process): a redelivered Feishu event or a
+    replayed Discord interaction runs nothing twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first(self, event_id: str) -> bool:
+        """True the first time ``event_id`` is offered (an empty id always counts as new)."""
+        if not event_id:
+            return True
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            if len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True

@@ -4,7 +4,9 @@ Discord signs every interaction with the application's Ed25519 key over ``timest
 body`` (``X-Signature-Ed25519``, ``X-Signature-Timestamp``) and deliberately sends bad
 signatures to check that they get 401. A PING is answered with a PONG; a command with an
 ephemeral message (only the sender sees it), which must come within three seconds: queueing is a
-few database statements. Mentions in the answer are disabled, since it echoes the command.
+few database statements. Mentions in the answer are disabled, since it echoes the command. A
+signed request is good for :data:`MAX_SKEW_S`; within that, a replayed interaction id runs
+nothing again (see :class:`~claude_notify.cloud.server.relay.chat.Seen`).
 """
 
 from __future__ import annotations

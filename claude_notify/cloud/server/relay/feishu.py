@@ -22,8 +22,6 @@ import hashlib
 import hmac
 import json
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -153,24 +151,3 @@ def handle(runtime: Runtime, relay: Relay, message: Incoming) -> chat.Answer | N
                          command=match.group(1).strip(), group=message.group)
         return chat.run(runtime, relay, said)
     return None
-
-
-class Seen:
-    """Event ids handled recently (this process), so a redelivered event runs nothing twice."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def first(self, event_id: str) -> bool:
-        """True the first time ``event_id`` is offered (an empty id always counts as new)."""
-        if not event_id:
-            return True
-        with self._lock:
-            if event_id in self._ids:
-                return False
-            self._ids[event_id] = None
-            if len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-            return True

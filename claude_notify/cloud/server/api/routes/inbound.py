@@ -43,6 +43,9 @@ async def discord_interactions(
         raise ApiError(400, "the interaction is not JSON") from None
     if not isinstance(interaction, dict):
         raise ApiError(400, "the interaction is not a JSON object")
+    if interaction.get("type") != discord.PING and \
+            not _seen(request, "discord").first(str(interaction.get("id") or "")):
+        return discord.message("This interaction was already handled.")
     answer: dict[str, Any] = await run_in_threadpool(
         discord.answer, runtime, relay_of(request.app.state), interaction)
     return answer
@@ -63,7 +66,7 @@ async def feishu_events(request: Request, runtime: RuntimeDep) -> dict[str, Any]
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
     message = feishu.incoming(body)
-    if message is not None and _seen(request).first(message.event_id):
+    if message is not None and _seen(request, "feishu").first(message.event_id):
         answer = await run_in_threadpool(feishu.handle, runtime, relay_of(request.app.state),
                                          message)
         if answer is not None:
@@ -71,10 +74,12 @@ async def feishu_events(request: Request, runtime: RuntimeDep) -> dict[str, Any]
     return {}
 
 
-def _seen(request: Request) -> feishu.Seen:
-    """This app's recently handled Feishu event ids (made on first use)."""
+def _seen(request: Request, provider: str) -> chat.Seen:
+    """This app's recently handled request ids of ``provider`` (made on first use)."""
     state = request.app.state
-    seen = getattr(state, "feishu_seen", None)
-    if not isinstance(seen, feishu.Seen):
-        seen = state.feishu_seen = feishu.Seen()
+    name = f"{provider}_seen"
+    seen = getattr(state, name, None)
+    if not isinstance(seen, chat.Seen):
+        seen = chat.Seen()
+        setattr(state, name, seen)
     return seen
