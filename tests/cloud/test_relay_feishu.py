@@ -17,7 +17,7 @@ import pytest
 from chat_kit import FeishuApp, feishu_encrypt, feishu_message
 from cloud_kit import Account, wait_for
 from fastapi.testclient import TestClient
-from standins.feishu import FeishuStandIn
+from standins.feishu import APP_ID, APP_SECRET, FeishuStandIn
 from standins.kit import event, feishu, provider_settings
 
 from claude_notify.cloud.server.app import create_app
@@ -237,3 +237,43 @@ def test_group_chats_count_once_the_owner_allows_them(linked: Linked) -> None:
                               json={"config": {**allow, "allow_group_replies": "yes"}},
                               headers=linked.user.headers)
     assert bad.status_code == 422
+
+
+def test_with_the_apps_credentials_answers_go_into_the_chat(
+    settings: Settings, make_user: Callable[..., Account], feishu: FeishuStandIn
+) -> None:
+    app_settings = settings.replace(feishu_app_id=APP_ID, feishu_app_secret=APP_SECRET)
+    with _client(app_settings) as client:
+        linked = Linked(client, make_user(plan="pro"), feishu)
+        assert linked.say(linked.command, open_id=OWNER) == 200
+        wait_for(lambda: len(feishu.said()) == 1, what="the link answer in the chat")
+        linked.notify("session-a")  # the notification still goes through the custom bot
+        assert linked.say("/run make test", open_id=OWNER) == 200
+        assert linked.say("/run make test", open_id=STRANGER) == 200
+        assert linked.say("@_user_1 /run make test", open_id=STRANGER, chat_type="group") == 200
+        wait_for(lambda: len(feishu.said()) == 3, what="the answers in the chat")
+        said = feishu.said()
+        assert [s["chat_id"] for s in said] == ["oc_5ad11d72b830411d72b836c20"] * 3
+        assert said[0]["text"].startswith("Linked")
+        assert said[1]["text"] == "Queued on machine-1234: make test"
+        assert said[2]["text"] == "Not run: this account is not linked to claude-notify."
+        assert [a["outcome"] for a in linked.audit()] == ["queued"]
+        custom_bot = [r for r in feishu.accepted() if "/bot/v2/hook/" in r.path]
+        assert len(custom_bot) == 1  # only the notification
+        tokens = [r for r in feishu.requests if r.path.endswith("/tenant_access_token/internal")]
+        assert len(tokens) == 1  # cached between answers
+
+
+def test_a_refused_app_secret_loses_the_answer_not_the_command(
+    settings: Settings, make_user: Callable[..., Account], feishu: FeishuStandIn
+) -> None:
+    wrong = settings.replace(feishu_app_id=APP_ID, feishu_app_secret=GUESS)
+    with _client(wrong) as client:
+        linked = Linked(client, make_user(plan="pro"), feishu)
+        assert linked.say(linked.command, open_id=OWNER) == 200
+        linked.notify("session-a")
+        assert linked.say("/run make test", open_id=OWNER) == 200
+        assert [a["outcome"] for a in linked.audit()] == ["queued"]
+        wait_for(lambda: len([r for r in feishu.requests if r.status == 400]) == 2,
+                 what="both token requests refused")
+        assert feishu.said() == []

@@ -105,6 +105,10 @@ class Settings:
     """The Verification Token of the operator's Feishu/Lark app: turns on its event callback."""
     feishu_encrypt_key: str | None = None
     """The app's Encrypt Key, if it has one: events then arrive encrypted and signed."""
+    feishu_app_id: str | None = None
+    feishu_app_secret: str | None = None
+    """With both, answers to ``/link`` and ``/run`` are written into the chat they came from
+    (a tenant token, at ``feishu_api_base``); without, through the owner's Feishu channel."""
     twilio_api_base: str = "https://api.twilio.com"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None

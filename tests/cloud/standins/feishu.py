@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import html
+import itertools
+import json
 import re
 import time
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 from standins import Answer, Request, StandIn, json_body
 
 OK = {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}
+APP_ID, APP_SECRET = "cli_a1b2c3d4e5f6", "app-secret-0123456789"
+_AUTH_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+_MESSAGES = "/open-apis/im/v1/messages"
 _PATH = re.compile(r"^/open-apis/bot/v2/hook/([\w-]+)$")
 _AT_TAG = re.compile(r"<at\s+(?:user_)?id\s*=\s*\"?([\w-]+)\"?\s*>", re.IGNORECASE)
 
@@ -50,13 +55,54 @@ def shown_text(card: dict[str, Any]) -> tuple[str, list[str]]:
 class FeishuStandIn(StandIn):
     def __init__(self) -> None:
         super().__init__()
+        self.tenant_tokens: set[str] = set()
+        self._tokens = itertools.count(1)
         self.bots: dict[str, dict[str, Any]] = {"hook-1": {}, "signed": {"secret": "s3cr3t"}}
         """Token → settings: ``secret`` (signature check), ``keywords`` (keyword check)."""
+
+    def _tenant_token(self, request: Request) -> Answer:
+        """The app's tenant_access_token (internal apps): app_id and app_secret must match."""
+        body, bad = json_body(request, lambda why: error(9499, f"Bad Request: {why}"))
+        if bad is not None:
+            return bad
+        if body.get("app_id") != APP_ID or body.get("app_secret") != APP_SECRET:
+            return 400, {"code": 10014, "msg": "app secret invalid"}, {}
+        token = f"t-{next(self._tokens)}"
+        self.tenant_tokens.add(token)
+        return 200, {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": 7200}, {}
+
+    def _app_message(self, request: Request) -> Answer:
+        """im/v1/messages as the app: a live tenant token, receive_id_type=chat_id, and a text
+        message whose ``content`` is a JSON string."""
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tenant_tokens:
+            return 400, {"code": 99991663, "msg": "Invalid access token for authorization."}, {}
+        if request.query.get("receive_id_type") != ["chat_id"]:
+            return 400, {"code": 99992402, "msg": "field validation failed"}, {}
+        body, bad = json_body(request, lambda why: error(9499, f"Bad Request: {why}"))
+        if bad is not None:
+            return bad
+        try:
+            text = json.loads(body.get("content", ""))["text"]
+        except (ValueError, KeyError, TypeError):
+            return 400, {"code": 230001, "msg": "invalid message content"}, {}
+        if body.get("msg_type") != "text" or not str(body.get("receive_id", "")).startswith("oc_"):
+            return 400, {"code": 230001, "msg": "invalid receive_id or msg_type"}, {}
+        request.displayed = {"chat_id": body["receive_id"], "text": text}
+        return 200, {"code": 0, "msg": "success", "data": {"message_id": "om_1"}}, {}
+
+    def said(self) -> list[dict[str, str]]:
+        """What the app wrote into chats, in order."""
+        return [r.displayed for r in self.accepted() if r.path == _MESSAGES]
 
     def url(self, bot: str = "hook-1", host: str = "open.feishu.cn") -> str:
         return f"https://{host}/open-apis/bot/v2/hook/{bot}"
 
     def handle(self, request: Request) -> Answer:
+        if request.method == "POST" and request.path == _AUTH_PATH:
+            return self._tenant_token(request)
+        if request.method == "POST" and request.path == _MESSAGES:
+            return self._app_message(request)
         match = _PATH.match(request.path)
         if request.method != "POST" or match is None:
             return 404, {"code": 404, "msg": "404 page not found"}, {}

@@ -10,27 +10,36 @@ Custom bots (the channels' webhooks) are send-only, so replies need the operator
   the URL check is answered with its ``challenge``.
 * Feishu redelivers an event it thinks was missed: an ``event_id`` seen recently is skipped.
 
-Answers go back through the channel's own custom bot (where its notifications go), because
-writing into the app's chat would need the app's tenant token; the command's result arrives
-there anyway as the normal completion notification.
+Answers: with the app's id and secret in settings, :class:`AppBot` writes them into the chat the
+message came from (``im/v1/messages`` with a cached tenant token); without, they go through the
+owner's Feishu channel (its custom bot, where the notifications go). The command's result is the
+normal completion notification either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+import httpx
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from claude_notify.cloud.server.channels.base import json_object
 from claude_notify.cloud.server.relay import chat
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+
+log = logging.getLogger("claude_notify.server.relay")
 
 MESSAGE_EVENT: Final = "im.message.receive_v1"
 _MENTION: Final = re.compile(r"^(?:@_user_\d+\s*)+")
@@ -110,6 +119,7 @@ class Incoming:
     open_id: str
     group: bool
     text: str
+    chat_id: str = ""
 
 
 def incoming(body: dict[str, Any]) -> Incoming | None:
@@ -137,7 +147,8 @@ def incoming(body: dict[str, Any]) -> Incoming | None:
         return None
     return Incoming(event_id=str(header.get("event_id") or ""), open_id=open_id,
                     group=msg.get("chat_type") != "p2p",
-                    text=_MENTION.sub("", text.strip()).strip())
+                    text=_MENTION.sub("", text.strip()).strip(),
+                    chat_id=str(msg.get("chat_id") or ""))
 
 
 def handle(runtime: Runtime, relay: Relay, message: Incoming) -> chat.Answer | None:
@@ -151,3 +162,62 @@ def handle(runtime: Runtime, relay: Relay, message: Incoming) -> chat.Answer | N
                          command=match.group(1).strip(), group=message.group)
         return chat.run(runtime, relay, said)
     return None
+
+
+class AppBot:
+    """The operator's app writing one-line answers into chats; its tenant token is cached until
+    a few minutes before it expires, and dropped when Feishu refuses it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._token: str | None = None
+        self._until = 0.0
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def configured(settings: Settings) -> bool:
+        return bool(settings.feishu_app_id and settings.feishu_app_secret)
+
+    async def say(self, chat_id: str, text: str) -> bool:
+        """Write ``text`` into ``chat_id``; ``False`` (logged, not retried) if Feishu refused."""
+        async with httpx.AsyncClient(timeout=self.settings.provider_timeout_s) as http:
+            try:
+                token = await self._tenant_token(http)
+                response = await http.post(
+                    self._url("/open-apis/im/v1/messages"), params={"receive_id_type": "chat_id"},
+                    headers={"Authorization": f"Bearer {token}"}, follow_redirects=False,
+                    json={"receive_id": chat_id, "msg_type": "text",
+                          "content": json.dumps({"text": text}, ensure_ascii=False)})
+            except (httpx.HTTPError, _Refused) as exc:
+                log.warning("feishu: answer not sent: %s", exc)
+                return False
+        body = json_object(response)
+        if response.status_code == 200 and body.get("code") == 0:
+            return True
+        self._token = None  # an expired or revoked token is fetched afresh next time
+        log.warning("feishu: answer refused: HTTP %s code %s", response.status_code,
+                    body.get("code"))
+        return False
+
+    async def _tenant_token(self, http: httpx.AsyncClient) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._until:
+                response = await http.post(
+                    self._url("/open-apis/auth/v3/tenant_access_token/internal"),
+                    json={"app_id": self.settings.feishu_app_id,
+                          "app_secret": self.settings.feishu_app_secret},
+                    follow_redirects=False)
+                body = json_object(response)
+                token, expire = body.get("tenant_access_token"), body.get("expire")
+                if body.get("code") != 0 or not isinstance(token, str):
+                    raise _Refused(f"tenant token refused: code {body.get('code')}")
+                lifetime = float(expire) if isinstance(expire, int | float) else 600.0
+                self._token, self._until = token, time.monotonic() + max(lifetime - 300, 30)
+            return self._token
+
+    def _url(self, path: str) -> str:
+        return self.settings.feishu_api_base.rstrip("/") + path
+
+
+class _Refused(Exception):
+    pass

@@ -4,7 +4,9 @@
   (401 otherwise, before anything else is read); answered in the response, ephemeral.
 * ``POST /v1/feishu/events``: on when ``FEISHU_VERIFICATION_TOKEN`` is set. Decrypted and
   signature-checked with ``FEISHU_ENCRYPT_KEY`` when the app has one, token-checked always;
-  answered 200 at once, the owner's one-line answer posted through their Feishu channel.
+  answered 200 at once; the one-line answer is written into the chat by the app (with
+  ``FEISHU_APP_ID`` and ``FEISHU_APP_SECRET``) after the response, else posted through the
+  owner's Feishu channel.
 
 The commands and their rules are in :mod:`claude_notify.cloud.server.relay.chat`.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from claude_notify.cloud.server.api.deps import RuntimeDep
@@ -52,7 +54,8 @@ async def discord_interactions(
 
 
 @router.post("/v1/feishu/events", include_in_schema=False)
-async def feishu_events(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+async def feishu_events(request: Request, runtime: RuntimeDep,
+                        background: BackgroundTasks) -> dict[str, Any]:
     settings = runtime.settings
     if not settings.feishu_verification_token:
         raise ApiError(404, "Feishu events are not enabled on this server")
@@ -66,11 +69,17 @@ async def feishu_events(request: Request, runtime: RuntimeDep) -> dict[str, Any]
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
     message = feishu.incoming(body)
-    if message is not None and _seen(request, "feishu").first(message.event_id):
-        answer = await run_in_threadpool(feishu.handle, runtime, relay_of(request.app.state),
-                                         message)
-        if answer is not None:
-            await run_in_threadpool(chat.post, runtime, answer)
+    if message is None or not _seen(request, "feishu").first(message.event_id):
+        return {}
+    answer = await run_in_threadpool(feishu.handle, runtime, relay_of(request.app.state),
+                                     message)
+    if answer is None:
+        return {}
+    if feishu.AppBot.configured(settings) and message.chat_id:
+        if answer.channel_id is not None or not message.group:  # no answers to strangers in groups
+            background.add_task(_app_bot(request).say, message.chat_id, answer.text)
+    else:
+        await run_in_threadpool(chat.post, runtime, answer)
     return {}
 
 
@@ -83,3 +92,12 @@ def _seen(request: Request, provider: str) -> chat.Seen:
         seen = chat.Seen()
         setattr(state, name, seen)
     return seen
+
+
+def _app_bot(request: Request) -> feishu.AppBot:
+    """This app's Feishu app bot (made on first use: it caches the tenant token)."""
+    state = request.app.state
+    bot = getattr(state, "feishu_app_bot", None)
+    if not isinstance(bot, feishu.AppBot):
+        bot = state.feishu_app_bot = feishu.AppBot(request.app.state.runtime.settings)
+    return bot
