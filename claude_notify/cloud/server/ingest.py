@@ -58,7 +58,13 @@ def keep_tail(tail: str, plan: str) -> str:
 
 
 def record_event(
-    session: Session, *, user: Owner, event: TaskEvent, now: datetime, settings: Settings
+    session: Session,
+    *,
+    user: Owner,
+    event: TaskEvent,
+    now: datetime,
+    settings: Settings,
+    memo: dict[Any, Any] | None = None,
 ) -> Ingested:
     """Store the event, update its task and queue its notifications; the caller commits.
 
@@ -85,7 +91,8 @@ def record_event(
         return _replay(session, user_id=user.id, event_id=event.event_id)
     task = _fold(session, task, event, now)
     planned = plan_notifications(
-        session, user=user, task=task, event=event, event_row_id=row_id, now=now, settings=settings
+        session, user=user, task=task, event=event, event_row_id=row_id, now=now,
+        settings=settings, memo=memo,
     )
     return Ingested(event.event_id, task.key, False, planned)
 

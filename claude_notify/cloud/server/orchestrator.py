@@ -130,12 +130,23 @@ def plan_notifications(
     event_row_id: uuid.UUID,
     now: datetime,
     settings: Settings,
+    memo: dict[Any, Any] | None = None,
 ) -> list[Planned]:
-    """Write the notification rows for one event; the caller commits with the event."""
+    """Write the notification rows for one event; the caller commits with the event.
+
+    ``memo`` carries the user's channels between events written in one transaction.
+    """
     fired = triggers(event)
     if not fired:
         return []
-    channels: Sequence[ChannelRules] = session.execute(_CHANNELS, {"user_id": user.id}).all()
+    key = ("channels", user.id)
+    channels: Sequence[ChannelRules]
+    if memo is not None and key in memo:
+        channels = memo[key]
+    else:
+        channels = session.execute(_CHANNELS, {"user_id": user.id}).all()
+        if memo is not None:
+            memo[key] = channels
     day = quota.quota_day(now, user.timezone)
     planned = []
     rows = []

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
+from claude_notify.cloud.server.groupcommit import GroupCommit
 from claude_notify.cloud.server.metrics import Metrics
 from claude_notify.cloud.server.settings import Settings
 
@@ -20,6 +21,13 @@ class Runtime:
     sessions: sessionmaker[Session]
     waker: Waker
     metrics: Metrics = field(default_factory=Metrics)
+    writes: GroupCommit = field(init=False)
+    """Where ``POST /v1/events`` writes: requests arriving together share a transaction."""
+
+    def __post_init__(self) -> None:
+        # SQLite has one writer whatever we do; PostgreSQL overlaps two batches' round trips.
+        writers = 1 if self.engine.dialect.name == "sqlite" else 2
+        self.writes = GroupCommit(self.sessions, writers=writers)
 
     @classmethod
     def build(cls, settings: Settings, *, waker: Waker | None = None) -> Runtime:
@@ -32,6 +40,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.writes.close()
         self.engine.dispose()
         close = getattr(self.waker, "close", None)
         if close is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -73,11 +73,21 @@ def _unauthorized(message: str) -> ApiError:
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    """The caller behind ``credentials``, or a 401."""
+def authenticate(
+    session: Session,
+    credentials: HTTPAuthorizationCredentials | None,
+    memo: dict[Any, Any] | None = None,
+) -> Principal:
+    """The caller behind ``credentials``, or a 401; ``memo`` shares lookups in a transaction."""
     if credentials is None:
         raise _unauthorized("missing bearer token")
-    found = auth.identify(session, credentials.credentials)
+    key = ("identity", credentials.credentials)
+    if memo is not None and key in memo:
+        found = memo[key]
+    else:
+        found = auth.identify(session, credentials.credentials)
+        if memo is not None:
+            memo[key] = found
     if found is None:
         raise _unauthorized("invalid, expired or revoked token")
     return Principal(

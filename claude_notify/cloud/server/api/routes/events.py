@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import Bearer, RuntimeDep, authenticate, check_scope
 from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.groupcommit import Memo
 from claude_notify.cloud.server.ingest import Ingested, record_event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -104,9 +106,13 @@ async def post_event(
     credentials: Bearer,
     runtime: RuntimeDep,
 ) -> JSONResponse:
-    # The hot path: authentication and the event share one transaction and one thread-pool
-    # hop (a dependency per step would cost a BEGIN, a ROLLBACK and a hop each).
-    event, result = await run_in_threadpool(_ingest, runtime, credentials, payload)
+    # The hot path: authentication and the event share a transaction — with the other events
+    # arriving at the same moment (group commit) — and one hand-off to a writer thread.
+    settings = runtime.settings
+    outcome = await runtime.writes.run(partial(_ingest, credentials, payload, settings))
+    if isinstance(outcome, ApiError):
+        raise outcome
+    event, result = outcome
     _count(runtime, event, result)
     if any(n.status == "pending" for n in result.notifications) and not result.duplicate:
         runtime.waker.wake()
@@ -115,13 +121,17 @@ async def post_event(
 
 
 def _ingest(
-    runtime: Runtime, credentials: HTTPAuthorizationCredentials | None, payload: dict[str, Any]
-) -> tuple[TaskEvent, Ingested]:
-    with runtime.sessions() as session:
-        caller = check_scope(authenticate(session, credentials), "events:write")
-        event = parse_event(payload, runtime.settings)
-        result = record_event(
-            session, user=caller, event=event, now=utcnow(), settings=runtime.settings
-        )
-        session.commit()
+    credentials: HTTPAuthorizationCredentials | None,
+    payload: dict[str, Any],
+    settings: Settings,
+    session: Session,
+    memo: Memo,
+) -> tuple[TaskEvent, Ingested] | ApiError:
+    try:
+        caller = check_scope(authenticate(session, credentials, memo), "events:write")
+        event = parse_event(payload, settings)
+    except ApiError as exc:  # refused before writing anything: the batch goes on without it
+        return exc
+    result = record_event(session, user=caller, event=event, now=utcnow(), settings=settings,
+                          memo=memo)
     return event, result
