@@ -8,18 +8,26 @@ press is answered with ``answerCallbackQuery``."""
 from __future__ import annotations
 
 import html
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cloud_kit import Account, wait_for
 from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
 from standins.kit import provider_settings, telegram
 from standins.telegram import TelegramStandIn
 from tg_kit import MACHINE, OWNER, STRANGER, Chat, buttons, update
 
+from claude_notify.cloud.server import logs
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT
+from claude_notify.cloud.server.db.models import Notification, Task
+from claude_notify.cloud.server.logcrypt import LogCipher
+from claude_notify.cloud.server.relay.telegram import replied_task
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import utcnow
 
 __all__ = ["telegram"]
 GROUP = -100555
@@ -237,3 +245,57 @@ def test_the_group_switch_takes_only_a_boolean(group: Chat, config: dict[str, An
     assert answer.status_code == 422, answer.text
     shown = group.client.get(f"/v1/channels/{group.channel_id}", headers=group.user.headers)
     assert shown.json()["config"]["chat_id"] == GROUP
+
+
+def test_a_reply_finds_its_notification_through_the_provider_id_index(
+    chat: Chat, runtime: Runtime
+) -> None:
+    """The reply → notification lookup is an index search, not a scan of the chat's history."""
+    chat.notify()
+    channel_id = uuid.UUID(chat.channel_id)
+    with runtime.sessions.begin() as session:  # a chat with a long history, and others'
+        session.execute(insert(Notification), [
+            {"id": uuid.uuid4(), "user_id": chat.user.user_id, "channel_type": "telegram",
+             "channel_id": channel_id if n % 4 == 0 else None, "kind": "event",
+             "status": "sent", "attempts": 1, "provider_id": str(5000 + n),
+             "created_at": utcnow()} for n in range(4000)])
+    by_reply = _plan(runtime, replied_task(channel_id, 1042))
+    assert "ix_notifications_channel_provider" in by_reply, by_reply
+    assert "Seq Scan on notifications" not in by_reply
+
+
+def _plan(runtime: Runtime, stmt: Any) -> str:
+    engine = runtime.engine
+    compiled = stmt.compile(dialect=engine.dialect)
+    sqlite = engine.dialect.name == "sqlite"
+    values = {k: (v.hex if sqlite and isinstance(v, uuid.UUID) else v)
+              for k, v in compiled.params.items()}
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        if sqlite:
+            params: Any = tuple(values[k] for k in compiled.positiontup or ())
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+        else:
+            plan = conn.exec_driver_sql(f"EXPLAIN {compiled}", values).all()
+    return " ".join(str(row) for row in plan)
+
+
+def test_the_log_tail_is_read_from_the_newest_chunks_only(chat: Chat, runtime: Runtime) -> None:
+    task_id = "t-tail-1"
+    assert chat.client.post("/v1/tasks", json={"cmd": "make", "task_id": task_id},
+                            headers=chat.user.headers).status_code in (200, 201)
+    assert chat.client.post("/v1/tasks", json={"cmd": "true", "task_id": "t-empty"},
+                            headers=chat.user.headers).status_code in (200, 201)
+    chunks = [f"chunk {i} ".encode() * (i + 1) for i in range(6)]
+    for chunk in chunks:
+        assert chat.client.post(f"/v1/tasks/{task_id}/log", content=chunk, headers={
+            **chat.user.headers, "Content-Type": "application/octet-stream"}).status_code == 200
+    whole = b"".join(chunks)
+    cipher = LogCipher(runtime.settings.log_keys)
+    with runtime.sessions() as session:
+        task = session.scalars(select(Task).where(Task.key == task_id)).one()
+        for size in (1, 7, len(chunks[-1]), len(chunks[-1]) + 1, 100, len(whole), 10**6):
+            assert logs.read_tail(session, task=task, cipher=cipher, max_bytes=size) == \
+                whole[-size:]
+        empty = session.scalars(select(Task).where(Task.key == "t-empty")).one()
+        assert logs.read_tail(session, task=empty, cipher=cipher, max_bytes=10) == b""

@@ -142,6 +142,29 @@ def read(session: Session, *, task: Task, cipher: LogCipher) -> bytes:
     )
 
 
+def read_tail(session: Session, *, task: Task, cipher: LogCipher, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a task's kept log, decrypting only the newest chunks."""
+    first, size = None, 0
+    for seq, chunk_size in session.execute(
+        select(TaskLogChunk.seq, TaskLogChunk.size)
+        .where(TaskLogChunk.task_id == task.id).order_by(TaskLogChunk.seq.desc())
+    ):
+        first, size = seq, size + chunk_size
+        if size >= max_bytes:
+            break
+    if first is None:
+        return b""
+    chunks = session.scalars(
+        select(TaskLogChunk).where(TaskLogChunk.task_id == task.id, TaskLogChunk.seq >= first)
+        .order_by(TaskLogChunk.seq)
+    )
+    data = b"".join(
+        cipher.open(Sealed(c.key_id, c.nonce, c.ciphertext), _context(task.id, c.seq))
+        for c in chunks
+    )
+    return data[-max_bytes:]
+
+
 def _fire_rules(
     session: Session,
     *,

@@ -82,7 +82,8 @@ class RelayAudit(Base):
     session_id: Mapped[str | None] = mapped_column(String(256), default=None)
     command: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
-    """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``."""
+    """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``; ``shown`` for a
+    chat's "Show log" press (counted by the rate limit like a command)."""
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import logs
@@ -123,6 +123,23 @@ def _not_heard(channel: Channel, sender_id: int, chat_type: str) -> str | None:
     return None
 
 
+def replied_task(channel_id: uuid.UUID,
+                 reply_to: int | None) -> Select[uuid.UUID, str | None]:
+    """The (task, session) a reply in a channel's chat is about: the notification with that
+    Telegram message id, or the chat's latest one that reached it.
+
+    Both are searches of ``ix_notifications_channel_provider``: a notification has a provider id
+    only once sent, so that stands for ``status = 'sent'`` (which SQLite's planner would otherwise
+    answer from the delivery queue's index, scanning everyone's sent notifications)."""
+    stmt = (select(Task.id, Task.session_id).join(Notification, Notification.task_id == Task.id)
+            .where(Notification.channel_id == channel_id, Task.session_id.is_not(None)))
+    if reply_to is not None:
+        stmt = stmt.where(Notification.provider_id == str(reply_to))
+    else:
+        stmt = stmt.where(Notification.provider_id.is_not(None))
+    return stmt.order_by(Notification.created_at.desc()).limit(1)
+
+
 def _session_of(session: Session, channel: Channel,
                 reply_to: int | None) -> tuple[str | None, str]:
     """The session a reply is for, and ``claude`` when its task is a Claude Code session.
@@ -130,12 +147,7 @@ def _session_of(session: Session, channel: Channel,
     ``/run`` is always a command line; a plain reply to a "Claude finished" notification is the
     next prompt of that conversation.
     """
-    stmt = (select(Task.id, Task.session_id).join(Notification, Notification.task_id == Task.id)
-            .where(Notification.channel_id == channel.id, Notification.status == "sent",
-                   Task.session_id.is_not(None)))
-    if reply_to is not None:
-        stmt = stmt.where(Notification.provider_id == str(reply_to))
-    found = session.execute(stmt.order_by(Notification.created_at.desc()).limit(1)).first()
+    found = session.execute(replied_task(channel.id, reply_to)).first()
     if found is None:
         return None, "shell"
     task_id, session_id = found
@@ -198,15 +210,18 @@ def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
     """Run again or show the log (or refuse, audited) for a press in a linked chat."""
     parsed = actions.parse(press.data)
     with runtime.sessions.begin() as session:
-        channels = session.scalars(select(Channel).where(
-            Channel.type == "telegram", Channel.verified_at.is_not(None))).all()
-        mine = {c.id: c for c in channels if c.config.get("chat_id") == press.chat_id}
         row = session.get(Notification, parsed[1]) if parsed else None
-        channel = mine.get(row.channel_id) if row and row.channel_id else None
-        if channel is None:
-            if not mine:
+        channel = session.get(Channel, row.channel_id) if row and row.channel_id else None
+        if not (channel is not None and channel.type == "telegram"
+                and channel.verified_at is not None
+                and channel.config.get("chat_id") == press.chat_id):
+            # Not a button of ours in this chat (forged or stale): audited for the chat's owner.
+            channels = session.scalars(select(Channel).where(
+                Channel.type == "telegram", Channel.verified_at.is_not(None))).all()
+            channel = next((c for c in channels if c.config.get("chat_id") == press.chat_id),
+                           None)
+            if channel is None:
                 return Answered()  # not a chat of ours: nobody to tell
-            channel = next(iter(mine.values()))
             row = None
         task = session.get(Task, row.task_id) if row and row.task_id else None
         return _press(session, runtime, relay, channel, press, parsed, task)
@@ -268,9 +283,10 @@ def _log_message(session: Session, runtime: Runtime, task: Task) -> str:
     """The task's stored log tail (else its last event's tail) as Telegram HTML, escaped."""
     tail = ""
     try:
-        stored = logs.read(session, task=task, cipher=LogCipher(runtime.settings.log_keys))
-        tail = stored[-4 * LOG_CHARS:].decode("utf-8", errors="replace")
-    except LogKeyError:
+        stored = logs.read_tail(session, task=task, max_bytes=4 * LOG_CHARS,
+                                cipher=LogCipher(runtime.settings.log_keys))
+        tail = stored.decode("utf-8", errors="replace")
+    except LogKeyError:  # no key configured, or a chunk that fails authentication
         pass
     if not tail.strip():
         payload = session.scalar(select(Event.payload).where(Event.task_id == task.id)
