@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
@@ -97,9 +97,44 @@ def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
 
 
 def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[Prepared]:
-    """:func:`prepare` for a claimed batch, in one transaction."""
+    """:func:`prepare` for a claimed batch, in one transaction.
+
+    The batch's rows, channels and events are read with one query each, so the per-row work
+    below finds them in the session instead of asking the database again.
+    """
+    if not claims:
+        return []
     with sessions.begin() as session:
-        return [p for claim in claims if (p := _prepare(session, claim)) is not None]
+        tokens = {c.id: c.token for c in claims}
+        found = session.scalars(select(Notification).where(Notification.id.in_(tokens)))
+        rows = {r.id: r for r in found if r.claim_token == tokens[r.id]}
+        _lose_started(session, [r.id for r in rows.values() if r.attempts > 1])
+        channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
+        event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
+        if channel_ids:
+            session.scalars(select(Channel).where(Channel.id.in_(channel_ids))).all()
+        if event_ids:
+            session.scalars(select(Event).where(Event.id.in_(event_ids))).all()
+        prepared = []
+        for claim in claims:
+            row = rows.get(claim.id)
+            if row is not None and (p := _prepare_row(session, claim, row)) is not None:
+                prepared.append(p)
+        return prepared
+
+
+def _lose_started(session: Session, notification_ids: list[uuid.UUID]) -> None:
+    """An attempt still "started" belongs to a worker that died holding the lease.
+
+    Only a row tried before can have one, so a first attempt costs no statement here.
+    """
+    if notification_ids:
+        session.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.notification_id.in_(notification_ids),
+                   DeliveryAttempt.outcome == "started")
+            .values(outcome="lost", detail="worker stopped mid-delivery; lease expired")
+        )
 
 
 def _prepare(session: Session, claim: Claim) -> Prepared | None:
@@ -110,12 +145,11 @@ def _prepare(session: Session, claim: Claim) -> Prepared | None:
     )
     if row is None:
         return None
-    # An attempt still "started" belongs to a worker that died holding the lease.
-    session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.notification_id == row.id, DeliveryAttempt.outcome == "started")
-        .values(outcome="lost", detail="worker stopped mid-delivery; lease expired")
-    )
+    _lose_started(session, [row.id])
+    return _prepare_row(session, claim, row)
+
+
+def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared | None:
     message = _message(session, row)
     if isinstance(message, str):
         _bury(row, message)
@@ -198,8 +232,7 @@ def settle(
     rng: random.Random,
 ) -> str:
     """Record the outcome; returns the row's new status (``lost`` if the claim lapsed)."""
-    with sessions.begin() as session:
-        return _settle(session, prepared, result, duration_ms, settings, rng)
+    return settle_many(sessions, [(prepared, result, duration_ms)], settings=settings, rng=rng)[0]
 
 
 Outcome = tuple[Prepared, DeliveryResult, int]
@@ -213,52 +246,93 @@ def settle_many(
     settings: Settings,
     rng: random.Random,
 ) -> list[str]:
-    """:func:`settle` for several finished sends, in one transaction."""
-    with sessions.begin() as session:
-        return [_settle(session, p, r, ms, settings, rng) for p, r, ms in outcomes]
+    """:func:`settle` for several finished sends, in one transaction.
 
-
-def _settle(
-    session: Session,
-    prepared: Prepared,
-    result: DeliveryResult,
-    duration_ms: int,
-    settings: Settings,
-    rng: random.Random,
-) -> str:
+    The rows still claimed by their senders are locked with one query; the attempts and the
+    rows are then written with one statement each, executed for the whole batch.
+    """
+    if not outcomes:
+        return []
     now = utcnow()
-    number = prepared.attempt_number
-    status, values = _outcome(number, result, settings, rng, now)
-    session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.id == prepared.attempt_id)
-        .values(
-            outcome="ok" if result.ok else ("retry" if status == "pending" else "permanent"),
-            detail=result.detail[:2000],
-            duration_ms=duration_ms,
+    with sessions.begin() as session:
+        tokens = {p.claim.id: p.claim.token for p, _, _ in outcomes}
+        locked = session.execute(
+            select(Notification.id, Notification.channel_id, Notification.claim_token)
+            .where(Notification.id.in_(tokens), Notification.status == "sending")
+            .with_for_update()
         )
+        held = {row_id: channel for row_id, channel, token in locked if token == tokens[row_id]}
+        attempts, rows, statuses = [], [], []
+        for prepared, result, duration_ms in outcomes:
+            status, values = _outcome(prepared.attempt_number, result, settings, rng, now)
+            attempts.append({
+                "b_id": prepared.attempt_id,
+                "b_outcome": _attempt_outcome(result, status),
+                "b_detail": result.detail[:2000],
+                "b_ms": duration_ms,
+            })
+            if prepared.claim.id not in held:
+                statuses.append("lost")
+                continue
+            statuses.append(status)
+            rows.append({
+                "b_id": prepared.claim.id,
+                "b_status": status,
+                "b_reason": values.get("reason"),
+                "b_sent_at": values.get("sent_at"),
+                "b_provider_id": values.get("provider_id"),
+                "b_next": values.get("next_attempt_at"),
+            })
+            channel_id = held[prepared.claim.id]
+            if channel_id is not None:
+                _learn(session, channel_id, prepared, result, now)
+        session.execute(_SETTLE_ATTEMPTS, attempts)
+        if rows:
+            session.execute(_SETTLE_ROWS, rows)
+        return statuses
+
+
+_ATTEMPTS: Any = DeliveryAttempt.__table__
+_ROWS: Any = Notification.__table__
+_SETTLE_ATTEMPTS = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("b_id"))
+    .values(outcome=bindparam("b_outcome"), detail=bindparam("b_detail"),
+            duration_ms=bindparam("b_ms"))
+)
+_SETTLE_ROWS = (
+    update(_ROWS)
+    .where(_ROWS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        lease_expires_at=None,
+        claim_token=None,
+        reason=bindparam("b_reason"),
+        sent_at=func.coalesce(bindparam("b_sent_at", type_=_ROWS.c.sent_at.type),
+                              _ROWS.c.sent_at),
+        provider_id=func.coalesce(bindparam("b_provider_id", type_=_ROWS.c.provider_id.type),
+                                  _ROWS.c.provider_id),
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=_ROWS.c.next_attempt_at.type),
+                                      _ROWS.c.next_attempt_at),
     )
-    updated = session.execute(
-        update(Notification)
-        .where(
-            Notification.id == prepared.claim.id,
-            Notification.claim_token == prepared.claim.token,
-            Notification.status == "sending",
-        )
-        .values(status=status, lease_expires_at=None, claim_token=None, **values)
-        .returning(Notification.channel_id)
-    ).first()
-    if updated is None:
-        return "lost"
-    if result.channel_update and updated.channel_id is not None:
-        _update_config(session, updated.channel_id, prepared.message.config, result.channel_update)
-    if result.disable_channel and updated.channel_id is not None:
+)
+
+
+def _attempt_outcome(result: DeliveryResult, status: str) -> str:
+    return "ok" if result.ok else ("retry" if status == "pending" else "permanent")
+
+
+def _learn(session: Session, channel_id: uuid.UUID, prepared: Prepared,
+           result: DeliveryResult, now: datetime) -> None:
+    """What a provider's answer says about the channel: its new address, or that it is gone."""
+    if result.channel_update:
+        _update_config(session, channel_id, prepared.message.config, result.channel_update)
+    if result.disable_channel:
         session.execute(
             update(Channel)
-            .where(Channel.id == updated.channel_id)
+            .where(Channel.id == channel_id)
             .values(enabled=False, disabled_reason=result.detail[:500], updated_at=now)
         )
-    return status
 
 
 def _update_config(
