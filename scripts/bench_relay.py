@@ -10,7 +10,9 @@ agent's "started" arrived, which the agent sends just before it spawns ``claude-
 Reports p50/p99/max.
 
 Phase 2 (``--idle N``) opens N more agent connections (N machines, each with its own relay
-token, hello sent) from this process and reports the server process's RSS before and after.
+token, hello sent) from this process and reports the server process's RSS before, after every
+``--step`` connections, and at the end, with the cost of one connection. ``--commands 0`` skips
+phase 1 (the agent still runs, connected).
 
 With ``--pg`` and ``--redis``, two API replicas run: commands are posted to one while the agent
 is connected to the other.
@@ -130,7 +132,8 @@ def latency(url: str, token: str, machine: str, n: int) -> list[float]:
     return out
 
 
-async def idle(url: str, token: str, n: int, server_pid: int) -> tuple[float, float]:
+async def idle(url: str, token: str, n: int, server_pid: int,
+               step: int) -> tuple[float, float]:
     from websockets.asyncio.client import connect
 
     http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"},
@@ -143,27 +146,39 @@ async def idle(url: str, token: str, n: int, server_pid: int) -> tuple[float, fl
     rss = psutil.Process(server_pid)
     before = rss.memory_info().rss / 2**20
     ws_url = url.replace("http://", "ws://") + "/v1/agent"
-    conns = []
+    conns: list[Any] = []
     for secret in tokens:
         ws = await connect(ws_url, additional_headers={"Authorization": f"Bearer {secret}"},
                            ping_interval=None, proxy=None, compression=None)
         await ws.send(json.dumps({"type": "hello", "sessions": [], "running": []}))
         conns.append(ws)
-    for ws in conns:  # every connection answered: all are registered and idle
-        await ws.send(json.dumps({"type": "ping"}))
-    for ws in conns:
-        if json.loads(await ws.recv())["type"] != "pong":
-            raise SystemExit("an idle connection did not answer")
+        if len(conns) % step == 0 or len(conns) == n:
+            await _answered(conns[-step:])
+            now = rss.memory_info().rss / 2**20
+            print(f"  {len(conns)} connections: server RSS {now:.0f} MiB "
+                  f"({(now - before) * 1024 / len(conns):.1f} KiB each)", flush=True)
+    await _answered(conns)
     after = rss.memory_info().rss / 2**20
     for ws in conns:
         await ws.close()
     return before, after
 
 
+async def _answered(conns: list[Any]) -> None:
+    """Every connection answers a ping: all are registered and idle."""
+    for ws in conns:
+        await ws.send(json.dumps({"type": "ping"}))
+    for ws in conns:
+        if json.loads(await ws.recv())["type"] != "pong":
+            raise SystemExit("an idle connection did not answer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--idle", type=int, default=0)
+    parser.add_argument("--step", type=int, default=500,
+                        help="report the server's RSS every STEP idle connections")
     parser.add_argument("--pg", help="PostgreSQL admin URL: a scratch database is made there")
     parser.add_argument("--redis", help="with --pg: two API replicas woken through this Redis; "
                                         "commands go to one, the agent is on the other")
@@ -200,16 +215,18 @@ def _bench(args: argparse.Namespace, pg: str | None) -> None:
             machine = (tmp / "user" / "state" / "machine_id").read_text().strip()
             agent = subprocess.Popen([*CLI, "agent"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
-            times = latency(url, token, machine, args.commands)
-            times.sort()
-            print(f"posted → started on the agent, {len(times)} commands: "
-                  f"p50 {statistics.median(times):.1f} ms, "
-                  f"p99 {times[min(len(times) - 1, int(len(times) * 0.99))]:.1f} ms, "
-                  f"max {times[-1]:.1f} ms")
+            if args.commands:
+                times = sorted(latency(url, token, machine, args.commands))
+                print(f"posted → started on the agent, {len(times)} commands: "
+                      f"p50 {statistics.median(times):.1f} ms, "
+                      f"p99 {times[min(len(times) - 1, int(len(times) * 0.99))]:.1f} ms, "
+                      f"max {times[-1]:.1f} ms")
             if args.idle:
-                before, after = asyncio.run(idle(url, token, args.idle, server.pid))
+                before, after = asyncio.run(idle(url, token, args.idle, server.pid,
+                                                 max(1, args.step)))
                 print(f"{args.idle} idle agent connections: server RSS "
-                      f"{before:.0f} MiB → {after:.0f} MiB")
+                      f"{before:.0f} MiB → {after:.0f} MiB "
+                      f"({(after - before) * 1024 / args.idle:.1f} KiB each)")
         finally:
             for proc in (agent, server, other):
                 if proc is not None and proc.poll() is None:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -28,21 +28,22 @@ class Hub:
 
     def __init__(self, redis_url: str | None = None) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[Key, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._waiting: dict[Key, set[tuple[asyncio.AbstractEventLoop, Callable[[], None]]]] = {}
         self._redis_url = redis_url
         self._publisher: Any = None
         self._listener: asyncio.Task[None] | None = None
 
     @contextmanager
-    def connected(self, key: Key) -> Iterator[asyncio.Event]:
-        """Register the calling connection for ``key``; the event is set on each wake-up."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
+    def connected(self, key: Key, wake: Callable[[], None]) -> Iterator[None]:
+        """Register the calling connection for ``key``: ``wake`` is called in its event loop on
+        each wake-up (a callback, not a waiting task: an idle connection costs no task)."""
+        entry = (asyncio.get_running_loop(), wake)
         if self._redis_url and self._listener is None:
             self._listener = entry[0].create_task(self._listen(self._redis_url))
         with self._lock:
             self._waiting.setdefault(key, set()).add(entry)
         try:
-            yield entry[1]
+            yield
         finally:
             with self._lock:
                 entries = self._waiting.get(key)
@@ -91,10 +92,10 @@ class Hub:
     def _wake_here(self, key: Key) -> None:
         with self._lock:
             entries = list(self._waiting.get(key, ()))
-        for loop, event in entries:
+        for loop, callback in entries:
             if not loop.is_closed():
                 try:
-                    loop.call_soon_threadsafe(event.set)
+                    loop.call_soon_threadsafe(callback)
                 except RuntimeError:  # the loop closed between the check and the call
                     continue
 

@@ -29,6 +29,8 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisc
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import (
@@ -241,73 +243,128 @@ def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str] | None:
         return user.id, agent.machine_id
 
 
-@router.websocket("/v1/agent")
-async def agent_socket(websocket: WebSocket) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    relay = relay_of(websocket.app.state)
-    header = websocket.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    found = None
-    if scheme.lower() == "bearer" and secret:
-        found = await anyio.to_thread.run_sync(_agent_for, runtime, secret.strip())
-    if found is None:
-        await websocket.close(code=1008, reason="not an agent token")
-        return
-    await websocket.accept()
-    link = _Link(websocket, runtime, relay, *found)
-    with contextlib.suppress(WebSocketDisconnect):
-        await link.serve()
+class _Tunnel:
+    """``/v1/agent``, the agent's WebSocket, as a plain ASGI endpoint of a Starlette route.
+
+    FastAPI's websocket route would wrap each connection in its dependency solving, exception
+    handling and exit stacks, which an idle connection holds for hours: kilobytes per agent.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        runtime: Runtime = websocket.app.state.runtime
+        relay = relay_of(websocket.app.state)
+        scheme, _, secret = websocket.headers.get("authorization", "").partition(" ")
+        found = None
+        if scheme.lower() == "bearer" and secret:
+            found = await anyio.to_thread.run_sync(_agent_for, runtime, secret.strip())
+        if found is None:
+            await websocket.close(code=1008, reason="not an agent token")
+            return
+        await websocket.accept()
+        await _Link(websocket, runtime, relay, *found).serve()
+
+
+router.routes.append(WebSocketRoute("/v1/agent", _Tunnel(), name="agent_socket"))
 
 
 class _Link:
-    """One connected agent."""
+    """One connected agent.
+
+    An idle connection is a coroutine waiting for the agent's next message plus two timer
+    handles (the queue's periodic re-read, the silence limit), never a waiting task: each task
+    and the objects around it cost kilobytes, times thousands of agents. A wake-up starts a
+    short-lived task that sends what is due; only one runs at a time per connection (``sent``
+    and the queue's own rules keep a command from being handed over twice).
+    """
 
     def __init__(self, websocket: WebSocket, runtime: Runtime, relay: Relay,
                  user_id: uuid.UUID, machine_id: str) -> None:
         self.ws, self.runtime, self.relay = websocket, runtime, relay
         self.key = (user_id, machine_id)
         self.sent: set[uuid.UUID] = set()
+        self.loop = asyncio.get_running_loop()
+        self.heard = self.loop.time()
+        self.flushing = True  # the backlog is sent before anything else
+        self.again = False
+        self.closed = False
+        self.sender: asyncio.Future[None] | None = None
+        self.closer: asyncio.Future[None] | None = None
+        self.poll: asyncio.TimerHandle | None = None
+        self.silence: asyncio.TimerHandle | None = None
 
     async def serve(self) -> None:
         """Until the agent goes, goes silent, or either direction fails: then the connection
         closes and the agent reconnects (its commands are in the database, nothing is lost)."""
-        with self.relay.hub.connected(self.key) as wake:
+        try:
+            hello = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+        except WebSocketDisconnect:
+            return
+        except (asyncio.TimeoutError, ValueError):
+            hello = None
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await self.ws.close(code=1002, reason="expected hello")
+            return
+        await self._db(self._hello, hello)
+        del hello  # not held for the connection's lifetime
+        with self.relay.hub.connected(self.key, self.wake):
             try:
-                hello = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
-            except (asyncio.TimeoutError, ValueError):
-                hello = None
-            if not isinstance(hello, dict) or hello.get("type") != "hello":
-                await self.ws.close(code=1002, reason="expected hello")
-                return
-            await self._db(self._hello, hello)
-            for message in await self._db(self._due):  # the backlog goes before any reply
-                await self.ws.send_json(message)
-            tasks = {asyncio.ensure_future(self._send_loop(wake)),
-                     asyncio.ensure_future(self._receive_loop(wake))}
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for task in done:
-                problem = None if task.cancelled() else task.exception()
-                if problem is not None and not isinstance(problem, WebSocketDisconnect):
-                    log.info("agent connection closed: %s: %s", type(problem).__name__, problem)
-            with contextlib.suppress(Exception):  # already closed by the agent, most often
-                await self.ws.close(code=1001)
+                await self._send_due()  # the backlog goes before any reply
+                self.silence = self.loop.call_at(self.heard + self.relay.policy.idle_s,
+                                                 self._check_silence)
+                await self._receive_loop()
+            except WebSocketDisconnect:
+                pass
+            except Exception as exc:  # any failure ends this connection only
+                log.info("agent connection closed: %s: %s", type(exc).__name__, exc)
+            finally:
+                self.closed = True
+                for timer in (self.poll, self.silence):
+                    if timer is not None:
+                        timer.cancel()
+                if self.sender is not None and not self.sender.done():
+                    self.sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await self.sender
+                with contextlib.suppress(Exception):  # already closed by the agent, most often
+                    await self.ws.close(code=1001)
 
-    async def _send_loop(self, wake: asyncio.Event) -> None:
-        while True:
-            wake.clear()
-            for message in await self._db(self._due):
-                await self.ws.send_json(message)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.relay.policy.poll_s)
+    def wake(self) -> None:
+        """Send what is due now (the hub's callback, and the periodic re-read)."""
+        if self.closed:
+            return
+        if self.flushing:
+            self.again = True  # the running send re-reads the queue once it is done
+            return
+        self.flushing = True
+        self.sender = asyncio.ensure_future(self._send_task())
 
-    async def _receive_loop(self, wake: asyncio.Event) -> None:
+    async def _send_task(self) -> None:
+        try:
+            await self._send_due()
+        except Exception as exc:  # the agent reconnects; nothing is lost
+            log.info("agent connection closed: %s: %s", type(exc).__name__, exc)
+            self._close(1011)
+
+    async def _send_due(self) -> None:
+        """Send the queue until a re-read finds nothing new; then re-arm the periodic re-read."""
+        try:
+            while True:
+                self.again = False
+                for message in await self._db(self._due):
+                    await self.ws.send_json(message)
+                if not self.again:
+                    break
+        finally:
+            self.flushing = False
+        if self.poll is not None:
+            self.poll.cancel()
+        self.poll = self.loop.call_later(self.relay.policy.poll_s, self.wake)
+
+    async def _receive_loop(self) -> None:
         while True:
-            message = await asyncio.wait_for(self.ws.receive_json(), self.relay.policy.idle_s)
+            message = await self.ws.receive_json()
+            self.heard = self.loop.time()
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "ping":
                 await self.ws.send_json({"type": "pong"})
@@ -315,7 +372,24 @@ class _Link:
                 reply = await self._db(self._report, message)
                 if reply is not None:
                     await self.ws.send_json(reply)
-                wake.set()  # a finished command lets its session's next one go
+                self.wake()  # a finished command lets its session's next one go
+
+    def _check_silence(self) -> None:
+        """Close a connection whose agent has said nothing for ``idle_s`` (it may be gone
+        without a FIN): the pending receive then ends with the disconnect."""
+        deadline = self.heard + self.relay.policy.idle_s
+        if self.loop.time() < deadline:
+            self.silence = self.loop.call_at(deadline, self._check_silence)
+            return
+        log.info("agent connection closed: silent for %.0f s", self.relay.policy.idle_s)
+        self._close(1001)
+
+    def _close(self, code: int) -> None:
+        self.closer = asyncio.ensure_future(self._close_quietly(code))
+
+    async def _close_quietly(self, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code)
 
     async def _db(self, func: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(func, *args)
