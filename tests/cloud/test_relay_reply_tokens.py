@@ -7,6 +7,7 @@ stored."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,6 +21,7 @@ from standins.telegram import TelegramStandIn
 from starlette.websockets import WebSocketDisconnect
 from tg_kit import MACHINE, Chat, reply_token
 
+from claude_notify.cloud.server.db.models import DeliveryAttempt, Notification
 from claude_notify.cloud.server.relay.models import RelayReplyToken
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 from claude_notify.cloud.server.runtime import Runtime
@@ -139,7 +141,6 @@ def test_the_token_works_nowhere_else(chat: Chat, runtime: Runtime) -> None:
 
 
 def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
-    from claude_notify.cloud.server.db.models import Notification
     from claude_notify.cloud.server.delivery import engine
 
     token = reply_token(chat.notify("session-a"))
@@ -155,3 +156,37 @@ def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
     assert fresh is not None and fresh != token and fresh[:36] == token[:36]
     assert _post(chat.client, token, {"command": "./next.sh"})[0] == 401
     assert _post(chat.client, fresh, {"command": "./next.sh"})[0] == 202
+
+
+def test_long_expired_tokens_are_cleared_when_the_next_is_issued(
+    chat: Chat, runtime: Runtime
+) -> None:
+    old, recent = reply_token(chat.notify()), reply_token(chat.notify())
+    with runtime.sessions.begin() as session:
+        for token, age in ((old, timedelta(days=8)), (recent, timedelta(days=2))):
+            session.execute(update(RelayReplyToken).where(
+                RelayReplyToken.id == uuid.UUID(token[4:36])).values(expires_at=utcnow() - age))
+    chat.notify()
+    with runtime.sessions() as session:
+        left = {r.id.hex for r in session.scalars(select(RelayReplyToken))}
+    assert old[4:36] not in left and recent[4:36] in left and len(left) == 2
+    status, _ = _post(chat.client, recent, {"command": "./next.sh"})
+    assert status == 401 and chat.audit()[0]["reason"] == "the reply token has expired"
+
+
+def test_the_token_stays_out_of_the_logs_and_the_delivery_records(
+    chat: Chat, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = reply_token(chat.notify("session-a"))
+    assert _post(chat.client, token, {"command": "./next.sh"})[0] == 202
+    assert _post(chat.client, token + "x", {"command": "./next.sh"})[0] == 401
+    secret = token.partition(".")[2]
+    assert caplog.records and secret not in caplog.text
+    with runtime.sessions() as session:
+        stored = [str(v) for row in session.execute(select(DeliveryAttempt.detail)).all()
+                  for v in row]
+        stored += [str(v) for row in session.execute(
+            select(Notification.reason, Notification.payload, Notification.provider_id)).all()
+            for v in row]
+    assert stored and not any(secret in v for v in stored)

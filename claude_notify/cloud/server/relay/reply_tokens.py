@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.db.models import Notification, Task, User
@@ -29,6 +29,9 @@ from claude_notify.events import utcnow
 
 PREFIX: Final = "cnr_"
 """Tells a reply token from an API token (``cnt_``) at a glance, and in the bearer header."""
+KEEP_EXPIRED: Final = timedelta(days=7)
+"""An expired token's row stays this long, so a late use is still refused *and audited* for its
+owner; then the next token issued to that owner clears it."""
 
 
 def _hash(secret: str) -> str:
@@ -48,6 +51,8 @@ def issue(session: Session, row: Notification, *, ttl_s: float) -> str | None:
         return None
     secret = secrets.token_urlsafe(24)
     now = utcnow()
+    session.execute(delete(RelayReplyToken).where(
+        RelayReplyToken.user_id == user.id, RelayReplyToken.expires_at < now - KEEP_EXPIRED))
     token = session.scalar(select(RelayReplyToken).where(
         RelayReplyToken.notification_id == row.id))
     if token is None:
