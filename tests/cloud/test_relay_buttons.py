@@ -8,6 +8,7 @@ press is answered with ``answerCallbackQuery``."""
 from __future__ import annotations
 
 import html
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,13 +18,14 @@ from cloud_kit import Account, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from standins.kit import provider_settings, telegram
-from standins.telegram import TelegramStandIn
+from standins.telegram import TOKEN, TelegramStandIn
 from tg_kit import MACHINE, OWNER, STRANGER, Chat, buttons, update
 
 from claude_notify.cloud.server import logs
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT
 from claude_notify.cloud.server.db.models import Notification, Task
 from claude_notify.cloud.server.logcrypt import LogCipher
+from claude_notify.cloud.server.logsetup import configure
 from claude_notify.cloud.server.relay.telegram import replied_task
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -299,3 +301,18 @@ def test_the_log_tail_is_read_from_the_newest_chunks_only(chat: Chat, runtime: R
                 whole[-size:]
         empty = session.scalars(select(Task).where(Task.key == "t-empty")).one()
         assert logs.read_tail(session, task=empty, cipher=cipher, max_bytes=10) == b""
+
+
+def test_the_server_logs_never_show_the_bot_token(
+    chat: Chat, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Telegram's method URLs carry the operator's bot token; httpx would log them at INFO."""
+    configure(logging.INFO)
+    try:
+        shown = chat.notify(command="./train.sh")
+        _press(chat, shown, "Show log")
+    finally:
+        logging.getLogger().handlers[:] = []
+    err = capfd.readouterr().err
+    assert '"logger": "claude_notify.server.access"' in err  # the server did log, as JSON
+    assert TOKEN not in err and TOKEN.split(":")[1] not in err

@@ -41,6 +41,8 @@ def configure(level: int = logging.INFO) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request's URL at INFO, and the Bot API's URLs hold the bot token.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 class AccessLogMiddleware:
