@@ -285,6 +285,25 @@ def link(channel_id: str) -> None:
     click.echo(f"send this to the bot{where}: {code['command']}")
 
 
+@channels.command(name="group-replies")
+@click.argument("channel_id")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def group_replies(channel_id: str, state: str) -> None:
+    """Take commands in a linked Telegram group (on) or only in the private chat with the bot
+    (off, the default). Even when on, only your own Telegram account's replies, /run and button
+    presses count."""
+    with _client() as client:
+        channel = client.request("GET", f"/v1/channels/{channel_id}")
+        if channel.get("type") != "telegram":
+            raise UsageError(f"{channel_id} is a {channel.get('type')} channel: group replies "
+                             "are a Telegram channel setting")
+        client.request("PATCH", f"/v1/channels/{channel_id}",
+                       json={"config": {"allow_group_replies": state == "on"}})
+    chat = channel.get("config", {}).get("chat_title") or "the linked chat"
+    click.echo(f"group replies {state} for {chat}" + (
+        " (only your own Telegram account's commands count)" if state == "on" else ""))
+
+
 @channels.command()
 @click.argument("channel_id")
 def remove(channel_id: str) -> None:

@@ -110,3 +110,44 @@ def test_run_again_show_log_and_the_reply_token_from_a_phone(
     log = wait_for(lambda: telegram.sent()[before:], what="the log message")[0]
     assert log["text"].startswith("Log of ./count.sh") and log["chat_id"] == CHAT
     assert telegram.answers_for(shown) == [{"callback_query_id": shown["callback_query"]["id"]}]
+
+
+def test_a_group_chat_takes_the_owners_commands_only_once_switched_on(
+    setup: Setup, server: Server, telegram: TelegramStandIn
+) -> None:
+    group = -1001234
+    made = api(server, setup.token, "POST", "/v1/channels",
+               json={"type": "telegram", "config": {}, "rules": {"on": ["finished"]}})
+    channel_id = made.json()["id"]
+    code = api(server, setup.token, "POST", f"/v1/channels/{channel_id}/link").json()
+    assert _hook(server, update(code["command"], chat=group, chat_type="group")) == 200
+    telegram.wait(1)  # "linked"
+    cli(["run", "--exec", "--", "./count.sh"],
+        {**setup.env, "CLAUDE_NOTIFY_SESSION_ID": SESSION}, cwd=setup.project)
+    [first] = _count_notified(telegram, 1)
+    setup.agent.start()
+    run_again = buttons(first)["Run again"]["callback_data"]
+
+    def press(sender: int) -> list[dict[str, Any]]:
+        pressed = telegram.callback_query(first["message_id"], run_again, sender=sender,
+                                          chat_type="group")
+        assert _hook(server, pressed) == 200
+        return telegram.answers_for(pressed)
+
+    assert "text" not in press(OWNER)[0]  # off by default: refused, and audited
+    out = cli(["channels", "group-replies", channel_id, "on"], setup.env).stdout.decode()
+    assert out == "group replies on for ops (only your own Telegram account's commands count)\n"
+    assert "text" not in press(STRANGER)[0]
+    assert press(OWNER)[0]["text"].startswith("Queued on")
+    _count_notified(telegram, 2)
+    assert setup.runs() == 2
+    assert cli(["channels", "group-replies", channel_id, "off"], setup.env).returncode == 0
+    assert "text" not in press(OWNER)[0]
+    not_telegram = cli(["channels", "group-replies", "nope", "on"], setup.env, check=False)
+    assert not_telegram.returncode != 0
+    audit = api(server, setup.token, "GET", "/v1/audit").json()
+    assert [(a["outcome"], a["actor"]) for a in reversed(audit)] == [
+        ("refused", f"telegram:{OWNER}"), ("refused", f"telegram:{STRANGER}"),
+        ("queued", f"telegram:{OWNER}"), ("started", "agent"), ("done", "agent"),
+        ("refused", f"telegram:{OWNER}")]
+    assert setup.runs() == 2
