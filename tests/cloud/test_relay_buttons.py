@@ -316,3 +316,15 @@ def test_the_server_logs_never_show_the_bot_token(
     err = capfd.readouterr().err
     assert '"logger": "claude_notify.server.access"' in err  # the server did log, as JSON
     assert TOKEN not in err and TOKEN.split(":")[1] not in err
+
+
+def test_a_press_without_a_message_is_answered_and_nothing_else(chat: Chat) -> None:
+    shown = chat.notify(command="./train.sh")
+    pressed = chat.telegram.callback_query(shown["message_id"], buttons(shown)["Run again"]
+                                           ["callback_data"], sender=OWNER)
+    del pressed["callback_query"]["message"]  # as for a message sent in inline mode
+    pressed["callback_query"]["inline_message_id"] = "AAAA"
+    assert chat.send(pressed) == 200
+    assert chat.telegram.answers_for(pressed) == [
+        {"callback_query_id": pressed["callback_query"]["id"]}]
+    assert chat.audit() == []

@@ -338,6 +338,13 @@ async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
         if answered.woken is not None:
             relay.hub.wake(answered.woken)
         return
+    query = update.get("callback_query") if isinstance(update, dict) else None
+    if isinstance(query, dict) and isinstance(query.get("id"), str):
+        # A press we cannot place (no message: an inline-mode one): answered, nothing else.
+        stray = Press(query_id=query["id"], chat_id=0, chat_type="", sender_id=0, message_id=0,
+                      data="")
+        await _answer_press(runtime, stray, Answered())
+        return
     reply = parse(update)
     if reply is None:
         return
