@@ -30,7 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from starlette.routing import WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import (
@@ -266,6 +266,26 @@ class _Tunnel:
 
 
 router.routes.append(WebSocketRoute("/v1/agent", _Tunnel(), name="agent_socket"))
+
+
+def tunnel_first(app: ASGIApp) -> ASGIApp:
+    """``app`` with ``/v1/agent`` answered before its middleware stack and router.
+
+    Every layer an idle connection passes through stays suspended in it for hours: the stack's
+    frames, exit stacks and exception wrappers cost ~8 KB per agent. The middleware has nothing
+    to do for the tunnel (no body, no access log, errors end in a close). ``claude-notify
+    server`` serves this; the route above stays in the app for anything else that serves it.
+    """
+    tunnel = _Tunnel()
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/v1/agent":
+            scope["app"] = app  # where the tunnel finds the app's state, as behind the router
+            await tunnel(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
 
 
 class _Link:
