@@ -132,6 +132,39 @@ def _choice(*allowed: str) -> Callable[[object], str]:
     return check
 
 
+CLAUDE_PERMISSION_MODES: Final = ("default", "acceptEdits", "plan", "dontAsk", "auto")
+"""What a relayed Claude reply may run with; never ``bypassPermissions``."""
+
+
+def _permission_mode(value: object) -> str:
+    text = _as_str(value).strip()
+    for mode in CLAUDE_PERMISSION_MODES:
+        if text.lower() == mode.lower():
+            return mode
+    if text.lower() == "bypasspermissions":
+        raise ValueError("never bypassPermissions: relayed replies keep Claude Code's prompts")
+    raise ValueError(f"expected one of {', '.join(CLAUDE_PERMISSION_MODES)}")
+
+
+def _as_dirs(value: object) -> tuple[str, ...]:
+    """Absolute directories (``~`` expanded): a relative one would depend on where the agent
+    was started."""
+    dirs = []
+    for item in _as_list(value):
+        path = Path(item).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"{item!r} is not an absolute directory")
+        dirs.append(os.path.normpath(path))
+    return tuple(dict.fromkeys(dirs))
+
+
+def _non_empty(value: object) -> str:
+    text = _as_str(value).strip()
+    if not text:
+        raise ValueError("expected a non-empty string")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One configuration key: its default, how to read a raw value, and what it is for."""
@@ -184,6 +217,20 @@ SETTINGS: Final[Mapping[str, Setting]] = {
                 "forward events to the hosted backend once logged in"),
         Setting("cloud.channels", (), _as_list,
                 "channels the backend should use (empty: your channels' own rules)"),
+        Setting("agent.allow", (), _as_list,
+                "command relay: commands this machine runs (`make *`, `./next.sh`); turns it on"),
+        Setting("agent.deny", (), _as_list,
+                "command relay: commands never run, even when allowed"),
+        Setting("agent.dirs", (), _as_dirs,
+                "command relay: directories commands may run in (and below)"),
+        Setting("agent.claude", False, _as_bool,
+                "command relay: a reply to \"Claude finished\" continues that session"),
+        Setting("agent.claude_bin", "claude", _non_empty,
+                "command relay: the claude executable"),
+        Setting("agent.claude_permission_mode", "default", _permission_mode,
+                "command relay: Claude Code's permission mode for replies"),
+        Setting("agent.claude_allowed_tools", (), _as_list,
+                "command relay: Claude Code's --allowedTools for replies"),
         Setting("terminal.sequence", "auto", _choice("auto", "99", "777", "9", "bell"),
                 "escape sequence for the terminal backend"),
         Setting("terminal.bell", True, _as_bool, "ring the bell with terminal notifications"),

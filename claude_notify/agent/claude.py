@@ -21,8 +21,9 @@ from typing import Any, Final
 
 from claude_notify.agent import policy
 from claude_notify.agent.store import AgentSettings
+from claude_notify.config import CLAUDE_PERMISSION_MODES
 
-MODES: Final = ("default", "acceptEdits", "plan", "dontAsk", "auto")
+MODES: Final = CLAUDE_PERMISSION_MODES
 TIMEOUT_S: Final = 3600.0
 
 

@@ -1,7 +1,10 @@
 """The agent's local state: its settings, its credential and its journal of commands.
 
-* ``agent.json`` (state dir): whether the relay is on for this machine, the allow-list,
-  deny-list and directories, and the server the credential belongs to.
+* ``agent.json`` (state dir): the server the credential belongs to, and what
+  ``claude-notify agent`` flags set on this machine (whether the relay is on, the allow-list,
+  deny-list, directories, Claude carry-over). The flags win over the config file's ``[agent]``
+  table (``agent.allow`` …), which is enough on its own: a non-empty ``agent.allow`` or
+  ``agent.claude = true`` turns the relay on.
 * The credential (a ``relay`` token bound to this machine) sits in the OS keyring under
   ``claude-notify-agent``, else in ``agent-token`` readable by the user only, like the login.
 * ``agent-journal.jsonl``: one line when a command is started, one when it ends and one when the
@@ -11,18 +14,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from claude_notify import config as config_mod
 from claude_notify.cloud.account import _write_private
-from claude_notify.config import state_dir
+from claude_notify.config import Config, state_dir
 from claude_notify.errors import CloudError
 
 SERVICE = "claude-notify-agent"
+
+
+POLICY: Final = ("allow", "deny", "dirs", "claude", "claude_bin", "claude_permission_mode",
+                  "claude_allowed_tools")
+"""The settings that are also ``agent.*`` keys of the config file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,38 +52,73 @@ class AgentSettings:
     claude_permission_mode: str = "default"
     """Never ``bypassPermissions``: the relay cannot be told to skip Claude Code's prompts."""
     claude_allowed_tools: tuple[str, ...] = ()
+    flags: frozenset[str] = frozenset()
+    """What was set on this machine with ``claude-notify agent`` flags (saved in ``agent.json``,
+    winning over the config); ``enabled`` among them once ``--allow``/``--disable`` said so."""
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Where each of ``enabled`` and :data:`POLICY` came from, for ``--show``."""
 
 
 def settings_file() -> Path:
     return state_dir() / "agent.json"
 
 
-def load() -> AgentSettings:
+def load(config: Config | None = None) -> AgentSettings:
+    """This machine's settings: its saved flags over the config's ``[agent]`` table (itself
+    env > file > default); a bad config value is a :class:`ConfigError`."""
     try:
         data = json.loads(settings_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return AgentSettings()
+        data = {}
     if not isinstance(data, dict):
-        return AgentSettings()
-    return AgentSettings(enabled=bool(data.get("enabled")),
-                         allow=tuple(_strings(data.get("allow"))),
-                         deny=tuple(_strings(data.get("deny"))),
-                         dirs=tuple(_strings(data.get("dirs"))),
-                         server=str(data.get("server") or ""),
-                         storage=str(data.get("storage") or ""),
-                         claude=bool(data.get("claude")),
-                         claude_bin=str(data.get("claude_bin") or "claude"),
-                         claude_permission_mode=str(data.get("claude_permission_mode")
-                                                    or "default"),
-                         claude_allowed_tools=tuple(_strings(data.get("claude_allowed_tools"))))
+        data = {}
+    flags = _saved_flags(data)
+    config = config_mod.load() if config is None else config
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    saved_in = f"flag, saved in {settings_file()}"
+    for key in POLICY:
+        if key in flags:
+            values[key], sources[key] = flags[key], saved_in
+        else:
+            values[key], sources[key] = config[f"agent.{key}"], config.source(f"agent.{key}")
+    if "enabled" in flags:
+        enabled, sources["enabled"] = bool(flags["enabled"]), saved_in
+    else:
+        enabled = bool(values["allow"] or values["claude"])
+        sources["enabled"] = "agent.allow or agent.claude"
+    return AgentSettings(enabled=enabled, server=str(data.get("server") or ""),
+                         storage=str(data.get("storage") or ""), flags=frozenset(flags),
+                         sources=sources, **values)
+
+
+def _saved_flags(data: dict[str, Any]) -> dict[str, Any]:
+    """The flags kept in ``agent.json``, checked again (the file may have been edited); a file
+    from before the config had an ``[agent]`` table counts what differs from the defaults."""
+    raw = data.get("flags")
+    if not isinstance(raw, dict):
+        defaults = AgentSettings()
+        raw = {k: data[k] for k in ("enabled", *POLICY)
+               if k in data and data[k] != _plain(getattr(defaults, k))}
+    flags: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "enabled":
+            flags[key] = bool(value)
+        elif key in POLICY:
+            with contextlib.suppress(ValueError):
+                flags[key] = config_mod.SETTINGS[f"agent.{key}"].convert(value)
+    return flags
 
 
 def save(settings: AgentSettings) -> None:
-    _write_private(settings_file(), json.dumps(asdict(settings), indent=2))
+    flags = {key: _plain(getattr(settings, key)) for key in ("enabled", *POLICY)
+             if key in settings.flags}
+    _write_private(settings_file(), json.dumps(
+        {"server": settings.server, "storage": settings.storage, "flags": flags}, indent=2))
 
 
-def _strings(value: object) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def token_file() -> Path:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from claude_notify.config import CLAUDE_PERMISSION_MODES
 from claude_notify.errors import CloudError, UsageError
 
 if TYPE_CHECKING:
@@ -25,17 +26,18 @@ if TYPE_CHECKING:
 @click.option("--claude/--no-claude", "claude", default=None,
               help="Let a reply to a \"Claude finished\" notification continue that session.")
 @click.option("--claude-bin", metavar="PATH", help="The claude executable (default: on PATH).")
-@click.option("--claude-permission-mode", type=click.Choice(
-    ["default", "acceptEdits", "plan", "dontAsk", "auto"]),
+@click.option("--claude-permission-mode", type=click.Choice(CLAUDE_PERMISSION_MODES),
     help="Claude Code's permission mode for replies (never bypassPermissions).")
 @click.option("--claude-allowed-tools", metavar="TOOLS",
               help="Claude Code's --allowedTools for replies, e.g. 'Read,Bash(git diff *)'.")
 @click.option("--disable", is_flag=True, help="Turn the relay off on this machine.")
+@click.option("--reset", is_flag=True,
+              help="Forget what these flags saved: the config's [agent] table applies again.")
 @click.option("--show", is_flag=True, help="Show this machine's relay settings.")
 def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
           dirs: tuple[str, ...], claude: bool | None, claude_bin: str | None,
           claude_permission_mode: str | None, claude_allowed_tools: str | None,
-          disable: bool, show: bool) -> None:
+          disable: bool, reset: bool, show: bool) -> None:
     """Keep a connection to the cloud open and run the commands you reply to a notification.
 
     \b
@@ -48,9 +50,15 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
     refused unless the allow-list names that exact string. Each runs as `claude-notify run` in
     the session's directory, with its own notification.
     """
+    from dataclasses import replace
+
     from claude_notify.agent import store
 
     settings = store.load()
+    if reset:
+        store.save(replace(settings, flags=frozenset()))
+        settings = store.load()
+        click.echo("relay settings from flags forgotten on this machine; the config applies")
     if register:
         settings = _register(settings)
         click.echo(f"registered this machine with {settings.server} "
@@ -63,16 +71,15 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
                                permission_mode=claude_permission_mode,
                                allowed_tools=claude_allowed_tools)
         store.save(settings)
+        settings = store.load()
         click.echo(f"relay {'on' if settings.enabled else 'off'} on this machine; "
                    f"{len(settings.allow)} allowed, {len(settings.deny)} denied, "
                    f"directories: {', '.join(settings.dirs) or 'none'}; "
                    f"Claude carry-over {'on' if settings.claude else 'off'} "
                    f"(permission mode {settings.claude_permission_mode})")
     if show:
-        for key in ("enabled", "server", "allow", "deny", "dirs", "claude",
-                    "claude_permission_mode", "claude_allowed_tools"):
-            click.echo(f"{key:8} {getattr(settings, key)}")
-    if register or configure or show:
+        _show(settings)
+    if register or configure or show or reset:
         return
     _serve(settings)
 
@@ -81,24 +88,52 @@ def _configured(settings: AgentSettings, *, allow: tuple[str, ...], deny: tuple[
                 dirs: tuple[str, ...], disable: bool, claude: bool | None,
                 claude_bin: str | None, permission_mode: str | None,
                 allowed_tools: str | None) -> AgentSettings:
-    """The settings with the command line's changes; enabling uses the current directory
-    when no directory was ever named."""
+    """The settings with the command line's changes, each remembered as a flag of this machine
+    (winning over the config); ``--allow`` and ``--deny`` add to the lists in effect, and
+    enabling uses the current directory when no directory was ever named."""
     from dataclasses import replace
     from pathlib import Path
 
+    from claude_notify.config import SETTINGS
+
+    changes: dict[str, object] = {}
+    if allow:
+        changes["allow"] = _merge(settings.allow, allow)
+    if deny:
+        changes["deny"] = _merge(settings.deny, deny)
     enabling = bool(allow) or bool(claude)
     new_dirs = _merge(settings.dirs, dirs)
     if enabling and not new_dirs:
         new_dirs = (str(Path.cwd().resolve()),)
-    tools = (tuple(t.strip() for t in allowed_tools.split(",") if t.strip())
-             if allowed_tools is not None else settings.claude_allowed_tools)
-    return replace(settings, allow=_merge(settings.allow, allow),
-                   deny=_merge(settings.deny, deny), dirs=new_dirs,
-                   enabled=False if disable else settings.enabled or enabling,
-                   claude=settings.claude if claude is None else claude,
-                   claude_bin=claude_bin or settings.claude_bin,
-                   claude_permission_mode=permission_mode or settings.claude_permission_mode,
-                   claude_allowed_tools=tools)
+    if new_dirs != settings.dirs:
+        changes["dirs"] = new_dirs
+    if disable or enabling:
+        changes["enabled"] = not disable
+    if claude is not None:
+        changes["claude"] = claude
+    if claude_bin:
+        changes["claude_bin"] = claude_bin
+    if permission_mode:
+        changes["claude_permission_mode"] = permission_mode
+    if allowed_tools is not None:
+        try:
+            changes["claude_allowed_tools"] = SETTINGS["agent.claude_allowed_tools"].convert(
+                allowed_tools)
+        except ValueError as exc:
+            raise UsageError(f"--claude-allowed-tools: {exc}") from None
+    return replace(settings, flags=settings.flags | changes.keys(), **changes)  # type: ignore[arg-type]
+
+
+def _show(settings: AgentSettings) -> None:
+    """Each setting, the value in effect and where it came from (a flag saved on this machine,
+    the config file, ``CLAUDE_NOTIFY_AGENT_*``, or the default)."""
+    from claude_notify.agent.store import POLICY
+
+    click.echo(f"{'server':22} {settings.server or '(not registered)'}")
+    for key in ("enabled", *POLICY):
+        value = getattr(settings, key)
+        shown = ", ".join(value) or "(none)" if isinstance(value, tuple) else value
+        click.echo(f"{key:22} {shown}  [{settings.sources.get(key, 'default')}]")
 
 
 def _merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
