@@ -10,6 +10,7 @@
 * ``agent-journal.jsonl``: one line when a command is started, one when it ends and one when the
   server acknowledged the result, each written (and flushed to disk) before the next step, so a
   command the server sends again after a reconnect or a restart is recognised and never run twice.
+  Rewritten now and then without the acknowledged commands, so it does not grow forever.
 """
 
 from __future__ import annotations
@@ -157,28 +158,59 @@ def token(settings: AgentSettings) -> str:
     return value
 
 
+COMPACT_LINES: Final = 2000
+"""Lines the journal may reach before it is rewritten without the acknowledged commands."""
+KEEP_ACKED: Final = 200
+"""Acknowledged commands kept anyway, newest first: a margin, since the server never sends an
+acknowledged command again (its result is committed before the ``ack`` goes out)."""
+
+
 @dataclass
 class Journal:
-    """What this machine started, finished and had acknowledged, by command id."""
+    """What this machine started, finished and had acknowledged, by command id.
+
+    Appended line by line; once it reaches ``compact_lines`` lines (and at least twice what it
+    would keep), it is rewritten with one line per command still unacknowledged plus the
+    ``keep_acked`` newest acknowledged ones. The rewrite goes to a temporary file, is fsynced,
+    renamed over the journal and the directory fsynced: a crash at any point leaves either the
+    whole old journal or the whole new one, so no unacknowledged command is forgotten (and run
+    twice when the server sends it again).
+    """
 
     path: Path
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    compact_lines: int = COMPACT_LINES
+    keep_acked: int = KEEP_ACKED
+    lines: int = 0
+    """Lines in the file now (torn ones included)."""
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Journal:
-        journal = cls(path or state_dir() / "agent-journal.jsonl")
+    def open(cls, path: Path | None = None, *, compact_lines: int = COMPACT_LINES,
+             keep_acked: int = KEEP_ACKED) -> Journal:
+        journal = cls(path or state_dir() / "agent-journal.jsonl", compact_lines=compact_lines,
+                      keep_acked=keep_acked)
+        # A rewrite a crash interrupted: the journal itself is whole, this copy is not needed.
+        with contextlib.suppress(OSError):
+            journal.scratch.unlink()
         try:
             lines = journal.path.read_text(encoding="utf-8").splitlines()
         except OSError:
             lines = []
+        journal.lines = len(lines)
         for line in lines:
             try:
                 record = json.loads(line)
                 journal.entries.setdefault(str(record["id"]), {}).update(record)
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash: the one before it still counts
+        with journal.lock:
+            journal._compact_if_due()
         return journal
+
+    @property
+    def scratch(self) -> Path:
+        return self.path.with_name(self.path.name + ".compacting")
 
     def get(self, command_id: str) -> dict[str, Any] | None:
         with self.lock:
@@ -197,7 +229,50 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self.lines += 1
+            self._compact_if_due()
 
     def unacknowledged(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(e) for e in self.entries.values() if "state" in e and not e.get("acked")]
+
+    def compact(self) -> None:
+        """Rewrite the journal with what must be remembered (see the class)."""
+        with self.lock:
+            self._compact()
+
+    def _kept(self) -> dict[str, dict[str, Any]]:
+        acked = [key for key, entry in self.entries.items() if entry.get("acked")]
+        dropped = set(acked[:max(0, len(acked) - self.keep_acked)])
+        return {key: entry for key, entry in self.entries.items() if key not in dropped}
+
+    def _compact_if_due(self) -> None:
+        if self.lines >= self.compact_lines and self.lines >= 2 * len(self._kept()):
+            self._compact()
+
+    def _compact(self) -> None:
+        kept = self._kept()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for entry in kept.values():
+                out.write(json.dumps(entry) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self.scratch.replace(self.path)
+        _fsync_dir(self.path.parent)
+        self.entries, self.lines = kept, len(kept)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); Windows has no directory handles to sync."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
