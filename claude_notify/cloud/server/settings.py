@@ -68,7 +68,8 @@ class Settings:
     """How long a claimed delivery is owned by a worker before another may take it."""
     worker_poll_s: float = 1.0
     """The worker's fallback poll interval; new deliveries wake it immediately."""
-    worker_concurrency: int = 16
+    worker_concurrency: int = 32
+    """Deliveries one worker has in flight; it claims them in batches of at least half that."""
     free_daily_notifications: int = 3
     pro_daily_sms: int = 30
     verification_ttl_s: float = 86_400.0

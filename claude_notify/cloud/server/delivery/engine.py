@@ -111,15 +111,17 @@ def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[P
         _lose_started(session, [r.id for r in rows.values() if r.attempts > 1])
         channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
         event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
-        if channel_ids:
-            session.scalars(select(Channel).where(Channel.id.in_(channel_ids))).all()
-        if event_ids:
-            session.scalars(select(Event).where(Event.id.in_(event_ids))).all()
+        # Held here: the session's identity map only keeps weak references.
+        loaded = [
+            *session.scalars(select(Channel).where(Channel.id.in_(channel_ids))),
+            *session.scalars(select(Event).where(Event.id.in_(event_ids))),
+        ] if rows else []
         prepared = []
         for claim in claims:
             row = rows.get(claim.id)
             if row is not None and (p := _prepare_row(session, claim, row)) is not None:
                 prepared.append(p)
+        del loaded
         return prepared
 
 

@@ -27,6 +27,9 @@ from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.worker")
 
+SETTLE_GATHER_S = 0.002
+"""How long a finished send waits for others to be recorded with it (the row is already sent)."""
+
 SHUTDOWN_GRACE_S = 10.0
 """In-flight sends get this long on shutdown; anything cut off is re-sent after its lease."""
 
@@ -88,9 +91,12 @@ class Worker:
         """Claim and dispatch until stopped."""
         while not self._stopping:
             self._wake.clear()
-            free = self.settings.worker_concurrency - self._busy
+            limit = self.settings.worker_concurrency
+            free = limit - self._busy
             claimed = 0
-            if free > 0:
+            # With half the slots still busy, wait for the other half: a batch's statements cost
+            # the same for one row as for many, and a backlog kept the batches at one or two.
+            if free > 0 and (self._busy <= limit // 2 or free >= limit // 2):
                 try:
                     claimed = await self._claim(free)
                 except Exception:
@@ -134,6 +140,8 @@ class Worker:
         """Record finished sends in batches: one transaction for whatever has finished."""
         while True:
             batch = [await self._results.get()]
+            if self._inflight:  # more answers are on their way: let a few join this batch
+                await asyncio.sleep(SETTLE_GATHER_S)
             while not self._results.empty() and len(batch) < 100:
                 batch.append(self._results.get_nowait())
             try:
