@@ -183,6 +183,17 @@ def test_a_redelivered_event_is_queued_once(linked: Linked) -> None:
     assert [a["outcome"] for a in linked.audit()] == ["queued"]
 
 
+def test_a_redelivery_to_another_replica_is_queued_once(linked: Linked, settings: Settings) -> None:
+    """Two API processes on one database: the event each receives is one command, not two."""
+    linked.link()
+    linked.notify("session-b")
+    again = feishu_message("/run make test", token=TOKEN, open_id=OWNER, event_id="ev-2")
+    with _client(settings) as other:
+        assert _send(linked.client, linked.app, again).status_code == 200
+        assert _send(other, linked.app, again).status_code == 200
+    assert [a["outcome"] for a in linked.audit()] == ["queued"]
+
+
 @contextlib.contextmanager
 def _client(settings: Settings) -> Iterator[TestClient]:
     runtime = Runtime.build(settings)

@@ -31,8 +31,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.channels.render import render_event
-from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Event, Notification
-from claude_notify.cloud.server.relay.actions import actions_for
+from claude_notify.cloud.server.db.models import (
+    Channel,
+    DeliveryAttempt,
+    Event,
+    Notification,
+    Task,
+    User,
+)
+from claude_notify.cloud.server.relay.actions import RELAY_CHANNELS, actions_for
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
@@ -112,10 +119,15 @@ def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[P
         channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
         event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
         # Held here: the session's identity map only keeps weak references.
-        loaded = [
+        loaded: list[object] = [  # what _message looks up by primary key
             *session.scalars(select(Channel).where(Channel.id.in_(channel_ids))),
             *session.scalars(select(Event).where(Event.id.in_(event_ids))),
         ] if rows else []
+        if any(r.channel_type in RELAY_CHANNELS for r in rows.values()):  # the reply buttons'
+            task_ids = {r.task_id for r in rows.values() if r.task_id is not None}
+            user_ids = {r.user_id for r in rows.values() if r.user_id is not None}
+            loaded += session.scalars(select(Task).where(Task.id.in_(task_ids)))
+            loaded += session.scalars(select(User).where(User.id.in_(user_ids)))
         prepared = []
         for claim in claims:
             row = rows.get(claim.id)

@@ -20,6 +20,8 @@ from claude_notify.cloud.server.db.models import Notification, Task
 from claude_notify.cloud.server.relay import reply_tokens
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 
+RELAY_CHANNELS: Final = frozenset({"telegram"})
+"""The channels whose notifications carry buttons and a reply token."""
 RUN: Final = "run"
 LOG: Final = "log"
 
@@ -27,7 +29,7 @@ LOG: Final = "log"
 def actions_for(session: Session, row: Notification, channel_type: str,
                 event: dict[str, Any]) -> Actions | None:
     """The buttons and reply token for an event notification; ``None`` where none apply."""
-    if channel_type != "telegram" or row.task_id is None:
+    if channel_type not in RELAY_CHANNELS or row.task_id is None:
         return None
     task = session.get(Task, row.task_id)
     if task is None:

@@ -14,21 +14,22 @@ to audit it under. A linked owner's refusals are audited and answered in one lin
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.models import RelayInboundSeen
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
 
@@ -157,23 +158,26 @@ def _latest(session: Session, channel: Channel) -> tuple[str, datetime] | None:
     return None if found is None else (str(found[0]), found[1])
 
 
-class Seen:
-    """Ids of provider requests handled recently (this process): a redelivered Feishu event or a
-    replayed Discord interaction runs nothing twice."""
+KEEP_SEEN = timedelta(days=2)
+"""Providers redeliver within minutes (Feishu) or not at all (Discord); two days is plenty."""
 
-    def __init__(self, size: int = 4096) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
 
-    def first(self, event_id: str) -> bool:
-        """True the first time ``event_id`` is offered (an empty id always counts as new)."""
-        if not event_id:
-            return True
-        with self._lock:
-            if event_id in self._ids:
-                return False
-            self._ids[event_id] = None
-            if len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-            return True
+def first_delivery(sessions: sessionmaker[Session], provider: str, external_id: str) -> bool:
+    """True the first time ``provider``'s request ``external_id`` arrives, on any replica.
+
+    An empty id always counts as new. Rows past :data:`KEEP_SEEN` are dropped as new ones come.
+    """
+    if not external_id:
+        return True
+    now = utcnow()
+    with sessions.begin() as session:
+        fresh = insert_ignore(
+            session, RelayInboundSeen,
+            {"provider": provider, "external_id": external_id[:128], "seen_at": now},
+            ["provider", "external_id"],
+        )
+        if fresh:
+            session.execute(delete(RelayInboundSeen).where(
+                RelayInboundSeen.provider == provider,
+                RelayInboundSeen.seen_at < now - KEEP_SEEN))
+    return fresh

@@ -6,7 +6,7 @@ signatures to check that they get 401. A PING is answered with a PONG; a command
 ephemeral message (only the sender sees it), which must come within three seconds: queueing is a
 few database statements. Mentions in the answer are disabled, since it echoes the command. A
 signed request is good for :data:`MAX_SKEW_S`; within that, a replayed interaction id runs
-nothing again (see :class:`~claude_notify.cloud.server.relay.chat.Seen`).
+nothing again (see :func:`~claude_notify.cloud.server.relay.chat.first_delivery`).
 """
 
 from __future__ import annotations

@@ -111,3 +111,18 @@ class RelayReplyToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RelayInboundSeen(Base):
+    """A provider request already handled (a Feishu ``event_id``, a Discord interaction id).
+
+    The primary key arbitrates: of two deliveries of one request, on any replica, one inserts the
+    row and runs; the other finds it and runs nothing.
+    """
+
+    __tablename__ = "relay_inbound_seen"
+    __table_args__ = (Index("ix_relay_inbound_seen_seen_at", "seen_at"),)
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)

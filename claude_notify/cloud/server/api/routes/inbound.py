@@ -45,8 +45,8 @@ async def discord_interactions(
         raise ApiError(400, "the interaction is not JSON") from None
     if not isinstance(interaction, dict):
         raise ApiError(400, "the interaction is not a JSON object")
-    if interaction.get("type") != discord.PING and \
-            not _seen(request, "discord").first(str(interaction.get("id") or "")):
+    if interaction.get("type") != discord.PING and not await run_in_threadpool(
+            chat.first_delivery, runtime.sessions, "discord", str(interaction.get("id") or "")):
         return discord.message("This interaction was already handled.")
     answer: dict[str, Any] = await run_in_threadpool(
         discord.answer, runtime, relay_of(request.app.state), interaction)
@@ -69,7 +69,8 @@ async def feishu_events(request: Request, runtime: RuntimeDep,
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
     message = feishu.incoming(body)
-    if message is None or not _seen(request, "feishu").first(message.event_id):
+    if message is None or not await run_in_threadpool(
+            chat.first_delivery, runtime.sessions, "feishu", message.event_id):
         return {}
     answer = await run_in_threadpool(feishu.handle, runtime, relay_of(request.app.state),
                                      message)
@@ -81,17 +82,6 @@ async def feishu_events(request: Request, runtime: RuntimeDep,
     else:
         await run_in_threadpool(chat.post, runtime, answer)
     return {}
-
-
-def _seen(request: Request, provider: str) -> chat.Seen:
-    """This app's recently handled request ids of ``provider`` (made on first use)."""
-    state = request.app.state
-    name = f"{provider}_seen"
-    seen = getattr(state, name, None)
-    if not isinstance(seen, chat.Seen):
-        seen = chat.Seen()
-        setattr(state, name, seen)
-    return seen
 
 
 def _app_bot(request: Request) -> feishu.AppBot:
