@@ -56,9 +56,8 @@ def issue(session: Session, row: Notification, *, ttl_s: float) -> str | None:
         swept.add(user.id)
         session.execute(delete(RelayReplyToken).where(
             RelayReplyToken.user_id == user.id, RelayReplyToken.expires_at < now - KEEP_EXPIRED))
-    # Only a notification tried before can have one (the attempt counter is bumped at claim).
     token = session.scalar(select(RelayReplyToken).where(
-        RelayReplyToken.notification_id == row.id)) if row.attempts > 1 else None
+        RelayReplyToken.notification_id == row.id))
     if token is None:
         token = RelayReplyToken(id=uuid.uuid4(), user_id=user.id, notification_id=row.id)
         session.add(token)
