@@ -67,6 +67,30 @@ class Prepared:
 
 def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) -> list[Claim]:
     """Take up to ``limit`` due rows for this worker."""
+    with sessions.begin() as session:
+        return _claim(session, limit=limit, lease_s=lease_s)
+
+
+def claim_and_prepare(
+    sessions: sessionmaker[Session], *, limit: int, lease_s: float
+) -> tuple[int, list[Prepared]]:
+    """:func:`claim_due` and :func:`prepare_many` in one transaction: one write lock, one commit.
+
+    If preparing fails, the claim is rolled back with it; the two steps are then taken apart, so
+    a row that cannot be prepared keeps its lease (and its backoff) as it always did.
+    """
+    try:
+        with sessions.begin() as session:
+            claims = _claim(session, limit=limit, lease_s=lease_s)
+            return len(claims), _prepare_batch(session, claims)
+    except Exception:
+        log.warning("claiming and preparing in one transaction failed; taking them apart",
+                    exc_info=True)
+    claims = claim_due(sessions, limit=limit, lease_s=lease_s)
+    return len(claims), prepare_many(sessions, claims)
+
+
+def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
     now = utcnow()
     token = uuid.uuid4()
     n = Notification
@@ -93,8 +117,7 @@ def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) ->
         .returning(n.id)
         .execution_options(synchronize_session=False)
     )
-    with sessions.begin() as session:
-        return [Claim(row_id, token) for row_id in session.scalars(stmt)]
+    return [Claim(row_id, token) for row_id in session.scalars(stmt)]
 
 
 def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
@@ -112,29 +135,35 @@ def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[P
     if not claims:
         return []
     with sessions.begin() as session:
-        tokens = {c.id: c.token for c in claims}
-        found = session.scalars(select(Notification).where(Notification.id.in_(tokens)))
-        rows = {r.id: r for r in found if r.claim_token == tokens[r.id]}
-        _lose_started(session, [r.id for r in rows.values() if r.attempts > 1])
-        channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
-        event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
-        # Held here: the session's identity map only keeps weak references.
-        loaded: list[object] = [  # what _message looks up by primary key
-            *session.scalars(select(Channel).where(Channel.id.in_(channel_ids))),
-            *session.scalars(select(Event).where(Event.id.in_(event_ids))),
-        ] if rows else []
-        if any(r.channel_type in RELAY_CHANNELS for r in rows.values()):  # the reply buttons'
-            task_ids = {r.task_id for r in rows.values() if r.task_id is not None}
-            user_ids = {r.user_id for r in rows.values() if r.user_id is not None}
-            loaded += session.scalars(select(Task).where(Task.id.in_(task_ids)))
-            loaded += session.scalars(select(User).where(User.id.in_(user_ids)))
-        prepared = []
-        for claim in claims:
-            row = rows.get(claim.id)
-            if row is not None and (p := _prepare_row(session, claim, row)) is not None:
-                prepared.append(p)
-        del loaded
-        return prepared
+        return _prepare_batch(session, claims)
+
+
+def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
+    if not claims:
+        return []
+    tokens = {c.id: c.token for c in claims}
+    found = session.scalars(select(Notification).where(Notification.id.in_(tokens)))
+    rows = {r.id: r for r in found if r.claim_token == tokens[r.id]}
+    _lose_started(session, [r.id for r in rows.values() if r.attempts > 1])
+    channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
+    event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
+    # Held here: the session's identity map only keeps weak references.
+    loaded: list[object] = [  # what _message looks up by primary key
+        *session.scalars(select(Channel).where(Channel.id.in_(channel_ids))),
+        *session.scalars(select(Event).where(Event.id.in_(event_ids))),
+    ] if rows else []
+    if any(r.channel_type in RELAY_CHANNELS for r in rows.values()):  # the reply buttons'
+        task_ids = {r.task_id for r in rows.values() if r.task_id is not None}
+        user_ids = {r.user_id for r in rows.values() if r.user_id is not None}
+        loaded += session.scalars(select(Task).where(Task.id.in_(task_ids)))
+        loaded += session.scalars(select(User).where(User.id.in_(user_ids)))
+    prepared = []
+    for claim in claims:
+        row = rows.get(claim.id)
+        if row is not None and (p := _prepare_row(session, claim, row)) is not None:
+            prepared.append(p)
+    del loaded
+    return prepared
 
 
 def _lose_started(session: Session, notification_ids: list[uuid.UUID]) -> None:

@@ -109,21 +109,19 @@ class Worker:
                 pass
 
     async def _claim(self, limit: int) -> int:
-        """Claim and prepare a batch in two transactions, then send each concurrently."""
-        sessions = self.runtime.sessions
-        claims = await asyncio.to_thread(
-            engine.claim_due, sessions, limit=limit, lease_s=self.settings.lease_s
+        """Claim and prepare a batch in one transaction, then send each concurrently."""
+        claimed, prepared = await asyncio.to_thread(
+            engine.claim_and_prepare, self.runtime.sessions, limit=limit,
+            lease_s=self.settings.lease_s,
         )
-        if not claims:
+        if not claimed:
             return 0
-        self._busy += len(claims)
-        prepared = await asyncio.to_thread(engine.prepare_many, sessions, claims)
-        self._busy -= len(claims) - len(prepared)
+        self._busy += len(prepared)
         for item in prepared:
             task = asyncio.create_task(self._deliver(item))
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        return len(claims)
+        return claimed
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
