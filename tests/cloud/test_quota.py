@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
@@ -14,9 +16,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from claude_notify.cloud.server import quota
-from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.channels.base import DeliveryResult
+from claude_notify.cloud.server.db.models import Channel, Notification, UsageCounter, User
+from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.ingest import record_event
 from claude_notify.cloud.server.runtime import Runtime
-from claude_notify.events import TaskEvent
+from claude_notify.events import TaskEvent, utcnow
 
 
 def finished(task_id: str) -> dict[str, Any]:
@@ -174,3 +179,45 @@ def test_the_user_sets_the_time_zone_of_the_quota_day(
     usage = client.get("/v1/usage", headers=user.headers).json()
     assert usage["timezone"] == "Asia/Shanghai"
     assert usage["day"] == quota.quota_day(datetime.now(timezone.utc), "Asia/Shanghai").isoformat()
+
+
+def test_a_dead_letter_gives_its_slot_back(
+    runtime: Runtime, make_user: Callable[..., Account]
+) -> None:
+    """The quota counts notifications sent: an e-mail the provider refused for good is not one."""
+    account = make_user()  # free: three e-mails a day
+    with runtime.sessions.begin() as session:
+        now = utcnow()
+        session.add(Channel(id=uuid.uuid4(), user_id=account.user_id, type="email", name="",
+                            config={"address": "bounce@example.com"}, rules={"on": ["finished"]},
+                            enabled=True, verified_at=now, created_at=now, updated_at=now))
+
+    def ingest(n: int) -> str:
+        with runtime.sessions.begin() as session:
+            user = session.get(User, account.user_id)
+            assert user is not None
+            done = record_event(session, user=user, event=TaskEvent.from_dict(finished(f"d{n}")),
+                                now=utcnow(), settings=runtime.settings)
+        return done.notifications[0].status
+
+    def used() -> int:
+        with runtime.sessions() as session:
+            return sum(session.scalars(select(UsageCounter.count).where(
+                UsageCounter.user_id == account.user_id)))
+
+    assert [ingest(n) for n in range(3)] == ["pending"] * 3
+    assert used() == 3
+    claimed, prepared = engine.claim_and_prepare(runtime.sessions, limit=10, lease_s=30)
+    assert claimed == 3 and len(prepared) == 3
+    refused = DeliveryResult(ok=False, detail="550 mailbox unavailable")  # permanent
+    outcomes = [(prepared[0], refused, 5)] + [(p, DeliveryResult(ok=True), 5) for p in prepared[1:]]
+    statuses = engine.settle_many(runtime.sessions, outcomes, settings=runtime.settings,
+                                  rng=random.Random(1))
+    assert statuses == ["dead", "sent", "sent"]
+    assert used() == 2  # two were sent; the dead one gave its slot back
+    with runtime.sessions() as session:
+        day = quota.quota_day(utcnow(), "UTC")
+        counted = quota.usage(session, user_id=account.user_id, day=day, tz_name="UTC")
+    assert counted["all"] == 2
+    assert ingest(3) == "pending"  # the freed slot is usable
+    assert ingest(4) == "rejected"

@@ -89,8 +89,37 @@ def _bump(session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: 
     return session.execute(stmt).first() is not None
 
 
+_ANY_LIMITS = Settings(database_url="sqlite://")
+"""Which counters a notification takes depends on plan and channel only, not on the limits."""
+
+
+def refund(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    plan: str,
+    channel_type: str,
+    queued_at: datetime,
+    tz_name: str,
+) -> None:
+    """Give back the slot of a notification that was never sent (it became a dead letter).
+
+    The quota counts notifications sent: a bounced e-mail must not cost the day's third one.
+    """
+    wanted = limits(plan, channel_type, _ANY_LIMITS)
+    if isinstance(wanted, str) or not wanted:
+        return
+    day = quota_day(queued_at, tz_name)
+    session.execute(
+        update(UsageCounter)
+        .where(UsageCounter.user_id == user_id, UsageCounter.day == day,
+               UsageCounter.kind.in_(list(wanted)), UsageCounter.count > 0)
+        .values(count=UsageCounter.count - 1)
+    )
+
+
 def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> dict[str, int]:
-    """Notifications queued or sent on the user's ``day``: ``all`` and ``sms``."""
+    """Notifications queued or sent on the user's ``day`` (neither refused nor dead)."""
     zone = _zone(tz_name)
     start = datetime.combine(day, time.min, tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
@@ -99,7 +128,7 @@ def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> d
         .where(
             Notification.user_id == user_id,
             Notification.kind == "event",
-            Notification.status != "rejected",
+            Notification.status.not_in(("rejected", "dead")),  # neither was sent
             Notification.created_at >= start,
             Notification.created_at < end,
         )

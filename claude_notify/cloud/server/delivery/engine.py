@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.channels.render import render_event
 from claude_notify.cloud.server.db.models import (
@@ -253,6 +254,20 @@ def _bury(row: Notification, reason: str) -> None:
     row.reason = reason
     row.lease_expires_at = None
     row.claim_token = None
+    session = object_session(row)
+    if session is not None:
+        _refund(session, row.id)
+
+
+def _refund(session: Session, notification_id: uuid.UUID) -> None:
+    """A dead event notification gives its quota slot back (the quota counts what was sent)."""
+    row = session.get(Notification, notification_id)
+    if row is None or row.kind != "event" or row.user_id is None:
+        return
+    user = session.get(User, row.user_id)
+    if user is not None:
+        quota.refund(session, user_id=user.id, plan=user.plan, channel_type=row.channel_type,
+                     queued_at=row.created_at, tz_name=user.timezone)
 
 
 def retry_delay(
@@ -329,6 +344,8 @@ def settle_many(
             channel_id = held[prepared.claim.id]
             if channel_id is not None:
                 _learn(session, channel_id, prepared, result, now)
+            if status == "dead":
+                _refund(session, prepared.claim.id)
         session.execute(_SETTLE_ATTEMPTS, attempts)
         if rows:
             session.execute(_SETTLE_ROWS, rows)
