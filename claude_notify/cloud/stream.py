@@ -4,11 +4,13 @@ The relay hands every chunk to :meth:`Streamer.feed`, which only copies it into 
 and returns: the command is never slowed down by the network. A thread uploads the buffer in
 batches. When the server falls behind (or is away), the oldest unsent bytes are dropped once the
 buffer is full and the gap is marked in the log — the backend keeps a tail anyway. At the end,
-what is left is uploaded within a deadline, or spooled for ``sync``.
+what is left is uploaded within a deadline, or spooled for ``sync``, and then the SHA-256 of the
+whole output (dropped bytes included), which the server checks when it holds all of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from typing import Any
@@ -29,6 +31,8 @@ class Streamer:
         self.limit = limit
         self._buf = bytearray()
         self._dropped = 0
+        self._sha256 = hashlib.sha256()  # of everything the command wrote, dropped bytes too
+        self._total = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
@@ -43,6 +47,8 @@ class Streamer:
     # -- the relay's side: cheap, never blocks on the network ------------------------------
 
     def feed(self, chunk: memoryview) -> None:
+        self._sha256.update(chunk)
+        self._total += len(chunk)
         with self._lock:
             self._buf += chunk
             overflow = len(self._buf) - self.limit
@@ -127,10 +133,28 @@ class Streamer:
         with self._lock:
             rest = bytes(self._buf)
             self._buf.clear()
+        task_id = self.task["task_id"]
+        digest = {"sha256": self._sha256.hexdigest(), "bytes": self._total}
         if rest:
             from claude_notify.cloud import spool
 
-            spool.put("POST", f"/v1/tasks/{self.task['task_id']}/log", None,
-                      key=f"log-{self.task['task_id']}", raw=rest)
+            spool.put("POST", f"/v1/tasks/{task_id}/log", None, key=f"log-{task_id}", raw=rest)
+        if rest or not self._send_digest(digest):  # after the log's rest, never before it
+            from claude_notify.cloud import spool
+
+            spool.put("PUT", f"/v1/tasks/{task_id}/log/digest", digest, key=f"digest-{task_id}")
         if self._client is not None and not self._thread.is_alive():
             self._client.close()
+
+    def _send_digest(self, digest: dict[str, Any]) -> bool:
+        """The SHA-256 of the whole output: what is left of it once the server keeps a tail."""
+        from claude_notify.errors import ClaudeNotifyError
+
+        if self._client is None or self._thread.is_alive():
+            return False
+        try:
+            self._client.request("PUT", f"/v1/tasks/{self.task['task_id']}/log/digest",
+                                 json=digest)
+        except ClaudeNotifyError:
+            return False
+        return True

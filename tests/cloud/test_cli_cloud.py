@@ -8,6 +8,7 @@ would be told about.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -217,6 +218,15 @@ def test_stream_sends_the_output_while_the_task_runs(server: Server, tmp_path: P
     assert log.status_code == 200
     assert log.content == expected
     assert log.headers["X-Log-Truncated"] == "false"
+
+    def digest() -> str | None:
+        got = httpx.get(f"{server.url}/v1/tasks/{event['task_id']}/log", headers=_auth(env),
+                        timeout=10)
+        return got.headers.get("X-Output-SHA256")
+
+    # The machine's SHA-256 of the whole output, checked by the server against the full log.
+    wait_for(lambda: digest() is not None, timeout=10, what="the output digest")
+    assert digest() == hashlib.sha256(expected).hexdigest()
 
 
 def test_stream_without_login_is_a_usage_error(tmp_path: Path) -> None:

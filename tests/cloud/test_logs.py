@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from cloud_kit import Account, Receiver
@@ -73,6 +74,37 @@ def test_free_keeps_the_last_10_kb_and_a_digest_of_everything(
     assert got.headers["x-log-truncated"] == "true"
     assert got.headers["x-log-bytes-total"] == "27000"
     assert got.headers["x-log-digest"] == chain(*parts)
+
+
+def test_the_whole_outputs_sha256_is_checked_when_held_and_kept_when_not(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    pro, free = make_user(plan="pro"), make_user()
+    parts = [bytes([65 + i]) * 9000 for i in range(3)]  # 27,000 bytes
+    whole = {"sha256": hashlib.sha256(b"".join(parts)).hexdigest(), "bytes": 27_000}
+    held, trimmed = start(client, pro), start(client, free)
+    for part in parts:
+        append(client, pro, held, part)
+        append(client, free, trimmed, part)
+
+    def put(user: Account, task_id: str, body: dict[str, object]) -> Any:
+        return client.put(f"/v1/tasks/{task_id}/log/digest", json=body, headers=user.headers)
+
+    # The server holds every byte of the pro log: a wrong digest is refused, the right one kept.
+    wrong = {**whole, "sha256": hashlib.sha256(b"something else").hexdigest()}
+    refused = put(pro, held, wrong)
+    assert refused.status_code == 422
+    assert "does not match the 27000 bytes" in refused.json()["error"]["message"]
+    assert put(pro, held, whole).json() == {**whole, "verified": True}
+    # Free keeps 10 KB: the digest is all that is left of the rest, and cannot be checked.
+    assert put(free, trimmed, whole).json() == {**whole, "verified": False}
+    for user, task_id in ((pro, held), (free, trimmed)):
+        got = client.get(f"/v1/tasks/{task_id}/log", headers=user.headers)
+        assert got.headers["x-output-sha256"] == whole["sha256"]
+        assert got.headers["x-output-bytes"] == "27000"
+    assert put(free, held, whole).status_code == 404  # someone else's task
+    assert put(pro, held, {"sha256": "XYZ", "bytes": 1}).status_code == 422
+    assert put(pro, held, {**whole, "bytes": -1}).status_code == 422
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Free keeps the last 10 KB, pro the last ``pro_log_cap_bytes`` (10 MB at most). Older output is
 dropped whole chunks first, then by re-sealing the oldest kept chunk's tail; the chained digest
-still covers everything ever received (spec §11: "only hash task logs > 10 MB").
+still covers everything ever received, and the machine that ran the task sends the SHA-256 of
+its whole output when it ends (spec §11: "only hash task logs > 10 MB").
 
 Each appended chunk is checked against the user's ``match`` rules: the first matching line per
 pattern becomes a ``match`` event, with an event id derived from the task, chunk and pattern, so
@@ -129,6 +130,36 @@ def _trim(session: Session, log: TaskLog, cipher: LogCipher, cap: int) -> None:
         chunk.size = len(kept)
         log.bytes_kept -= excess
         excess = 0
+
+
+class DigestMismatch(ValueError):
+    """The machine's digest disagrees with the log the server holds in full."""
+
+
+def record_output_digest(
+    session: Session, *, user: User, task: Task, sha256: str, size: int, cipher: LogCipher,
+    now: datetime,
+) -> TaskLog:
+    """Store the SHA-256 of the task's whole output, sent by the machine that ran it.
+
+    When the server holds exactly that many bytes, all of them, it checks the digest against
+    them; a log trimmed to the plan's cap (or missing what the uploader had to drop) cannot be
+    checked, and the digest is what remains of the part that is gone.
+    """
+    insert_ignore(
+        session,
+        TaskLog,
+        {"task_id": task.id, "user_id": user.id, "bytes_total": 0, "bytes_kept": 0,
+         "digest": EMPTY_DIGEST, "next_seq": 0, "updated_at": now},
+        ["task_id"],
+    )
+    log = session.scalars(select(TaskLog).where(TaskLog.task_id == task.id).with_for_update()).one()
+    if log.bytes_total == size and log.bytes_kept == size:
+        held = hashlib.sha256(read(session, task=task, cipher=cipher)).hexdigest()
+        if held != sha256:
+            raise DigestMismatch(f"the output digest does not match the {size} bytes received")
+    log.output_sha256, log.output_bytes, log.updated_at = sha256, size, now
+    return log
 
 
 def read(session: Session, *, task: Task, cipher: LogCipher) -> bytes:

@@ -236,6 +236,9 @@ class TaskLog(Base):
     digest: Mapped[str] = mapped_column(String(64))
     """Chained SHA-256 over every chunk ever received (``sha256(previous || chunk)``): proves
     what the whole log was after older parts were dropped to stay within the plan's cap."""
+    output_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    """SHA-256 of the command's whole output, sent by the machine that ran it when it ended."""
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     next_seq: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

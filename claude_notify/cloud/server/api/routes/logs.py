@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from claude_notify.cloud.server.api.deps import (
     TaskReader,
 )
 from claude_notify.cloud.server.api.errors import ApiError, not_found
+from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.db.models import Task, TaskLog, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.runtime import Runtime
@@ -101,6 +102,45 @@ async def append_log(
     )
 
 
+class OutputDigest(StrictBody):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the whole output, hex")
+    bytes: int = Field(ge=0, le=2**53, description="Length of the whole output")
+
+
+class OutputDigestOut(BaseModel):
+    sha256: str
+    bytes: int
+    verified: bool
+    """True when the server held all of those bytes and checked them."""
+
+
+@router.put(
+    "/v1/tasks/{task_id}/log/digest",
+    summary="Record the SHA-256 of the task's whole output (checked when the server holds it all)",
+)
+async def put_output_digest(
+    task_id: str, body: OutputDigest, caller: EventWriter, runtime: RuntimeDep
+) -> OutputDigestOut:
+    cipher = _cipher(runtime)
+
+    def store() -> OutputDigestOut:
+        with runtime.sessions() as session:
+            task = _task(session, caller, task_id)
+            user = session.get(User, caller.user_id)
+            if user is None:
+                raise ApiError(401, "invalid, expired or revoked token")
+            try:
+                log = logs.record_output_digest(session, user=user, task=task, sha256=body.sha256,
+                                                size=body.bytes, cipher=cipher, now=utcnow())
+            except logs.DigestMismatch as exc:
+                raise ApiError(422, str(exc)) from None
+            verified = log.bytes_total == body.bytes and log.bytes_kept == body.bytes
+            session.commit()
+            return OutputDigestOut(sha256=body.sha256, bytes=body.bytes, verified=verified)
+
+    return await run_in_threadpool(store)
+
+
 @router.get(
     "/v1/tasks/{task_id}/log",
     summary="The kept part of a task's log",
@@ -121,4 +161,7 @@ def read_log(
         "X-Log-Digest": state.digest if state else logs.EMPTY_DIGEST,
         "X-Log-Truncated": "true" if state and state.bytes_kept < state.bytes_total else "false",
     }
+    if state is not None and state.output_sha256 is not None:
+        headers["X-Output-SHA256"] = state.output_sha256
+        headers["X-Output-Bytes"] = str(state.output_bytes)
     return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
