@@ -1,8 +1,10 @@
-"""Distributed delivery: real worker processes on PostgreSQL, woken through the real Redis.
+"""Distributed delivery: real worker processes on PostgreSQL, woken through Celery on the real
+Redis.
 
 Proves what a single process cannot: two workers never send the same delivery, a worker killed
-with SIGKILL mid-send loses nothing, and API replicas wake workers through Redis rather than
-leaving them to their poll interval.
+with SIGKILL mid-send loses nothing, and API replicas wake workers through Celery rather than
+leaving them to their poll interval — only their own deployment's workers, and without ever
+making ingest depend on the broker.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any
 
 import pytest
 import redis
-from cloud_kit import HANG, Account, Receiver, wait_for
+from cloud_kit import HANG, Account, Receiver, free_port, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from claude_notify.cloud.server.app import create_app
 from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.delivery.celery_wake import queue_name
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -99,10 +102,14 @@ def api(api_runtime: Runtime) -> Iterator[TestClient]:
 
 @pytest.fixture
 def pro_with_webhook(api: TestClient, api_runtime: Runtime, receiver: Receiver) -> Account:
+    return _pro_with_webhook(api, api_runtime, receiver, "ops@example.com")
+
+
+def _pro_with_webhook(api: TestClient, runtime: Runtime, receiver: Receiver, email: str) -> Account:
     from claude_notify.cloud.server import auth
 
-    with api_runtime.sessions.begin() as session:
-        user, token = auth.create_user(session, "ops@example.com", plan="pro")
+    with runtime.sessions.begin() as session:
+        user, token = auth.create_user(session, email, plan="pro")
         account = Account(user.email, token.secret, user.id)
     created = api.post(
         "/v1/channels",
@@ -153,7 +160,7 @@ def test_two_workers_deliver_each_notification_exactly_once(
     assert len(ids) == len(set(ids)) == receiver.count() == 60
 
 
-def test_redis_wakes_workers_long_before_their_poll(
+def test_celery_wakes_workers_long_before_their_poll(
     api: TestClient,
     receiver: Receiver,
     pro_with_webhook: Account,
@@ -188,3 +195,45 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
         f"/v1/notifications/{sent['notifications'][0]['id']}", headers=pro_with_webhook.headers
     ).json()
     assert [a["outcome"] for a in got["attempt_log"]] == ["lost", "ok"]
+
+
+def test_a_broker_that_is_away_costs_a_poll_never_an_event(
+    pg_db: str, api_runtime: Runtime, receiver: Receiver,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """An API replica whose Redis is away: events are still taken at once, and a worker (woken
+    by nothing) delivers them on its poll."""
+    away = api_runtime.settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    runtime = Runtime.build(away)
+    try:
+        with TestClient(create_app(runtime=runtime)) as api:
+            account = _pro_with_webhook(api, runtime, receiver, "away@example.com")
+            started = time.monotonic()
+            answer = api.post("/v1/events", json=finished(7), headers=account.headers)
+            assert answer.status_code == 202
+            assert time.monotonic() - started < 1  # the publish happens off the request's path
+            start_worker(poll_s=0.3)
+            receiver.wait(1, timeout=20)
+    finally:
+        runtime.close()
+
+
+def test_wake_ups_go_to_this_deployments_own_queue(
+    api: TestClient, api_runtime: Runtime, receiver: Receiver, pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]], redis_url: str,
+) -> None:
+    """Deployments (and test databases) sharing one Redis never take each other's wake-ups, and
+    a wake-up published while no worker runs is taken by the first to start — not left to its
+    poll."""
+    broker = redis.Redis.from_url(redis_url)
+    ours = queue_name(api_runtime.settings.database_url)
+    theirs = queue_name(api_runtime.settings.database_url + "-elsewhere")
+    broker.delete(ours, theirs)
+    api.post("/v1/events", json=finished(100), headers=pro_with_webhook.headers)
+    wait_for(lambda: broker.llen(ours) >= 1, what="a wake-up queued for this deployment")
+    assert broker.llen(theirs) == 0
+    started = time.monotonic()
+    start_worker(poll_s=30.0)
+    receiver.wait(1, timeout=10)
+    assert time.monotonic() - started < 8  # the queued wake-up, not the 30 s poll
+    wait_for(lambda: broker.llen(ours) == 0, what="the wake-up to be taken")

@@ -48,9 +48,9 @@ class Runtime:
 
 
 def _waker(settings: Settings) -> Waker:
-    """Redis wakes distributed workers; without it the embedded worker is woken in-process."""
+    """Celery (on Redis) wakes distributed workers; else the embedded worker, in-process."""
     if settings.redis_url and not settings.embedded_worker:
-        from claude_notify.cloud.server.delivery.redis_wake import RedisWaker
+        from claude_notify.cloud.server.delivery.celery_wake import CeleryWaker
 
-        return RedisWaker(settings.redis_url)
+        return CeleryWaker(settings.redis_url, settings.database_url)
     return LocalWaker()

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -22,6 +23,9 @@ from claude_notify.cloud.server.channels.base import ChannelAdapter, DeliveryRes
 from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.delivery.wake import LocalWaker
+
+if TYPE_CHECKING:
+    from claude_notify.cloud.server.delivery.celery_wake import CeleryConsumer
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
@@ -56,7 +60,7 @@ class Worker:
         self._http = http
         if isinstance(self.runtime.waker, LocalWaker):
             self.runtime.waker.attach(asyncio.get_running_loop(), self._wake)
-        listener = self._listen_for_wakes()
+        consumer = self._consume_wakes(asyncio.get_running_loop())
         settler = asyncio.create_task(self._settle_loop(), name="delivery-settler")
         loop_task = asyncio.create_task(self.run(), name="delivery-worker")
         try:
@@ -65,9 +69,8 @@ class Worker:
             self._stopping = True
             self._wake.set()
             await loop_task
-            if listener is not None:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
+            if consumer is not None:
+                await asyncio.to_thread(consumer.stop)
             await self._drain()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._results.join(), timeout=SHUTDOWN_GRACE_S)
@@ -79,13 +82,19 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
-    def _listen_for_wakes(self) -> asyncio.Task[None] | None:
-        """With Redis configured, API replicas wake this worker through it."""
-        if self.settings.redis_url is None:
+    def _consume_wakes(self, loop: asyncio.AbstractEventLoop) -> CeleryConsumer | None:
+        """With Redis configured, API replicas wake this worker through Celery."""
+        if self.settings.redis_url is None or self.settings.embedded_worker:
             return None
-        from claude_notify.cloud.server.delivery.redis_wake import listen
+        from claude_notify.cloud.server.delivery.celery_wake import CeleryConsumer
 
-        return asyncio.create_task(listen(self.settings.redis_url, self.wake), name="wake-listener")
+        def wake() -> None:  # called on the consumer's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: we are stopping anyway
+                loop.call_soon_threadsafe(self._wake.set)
+
+        consumer = CeleryConsumer(self.settings.redis_url, self.settings.database_url, wake)
+        consumer.start()
+        return consumer
 
     async def run(self) -> None:
         """Claim and dispatch until stopped."""
