@@ -67,12 +67,16 @@ async def check_resolved(url: str, *, allow_private: bool) -> Pinned:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise Unresolvable(f"cannot resolve {host}: {exc.strerror or exc}") from exc
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    literal_ip = _literal_ip(host)
+    if literal_ip is not None:  # nothing to resolve: spare the resolver thread a round trip
+        addresses = [literal_ip]
+    else:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise Unresolvable(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise Unresolvable(f"cannot resolve {host}")
     if not allow_private and any(not a.is_global for a in addresses):

@@ -7,9 +7,9 @@ twice). Celery carries only "there is something to send": the API publishes a ``
 after committing deliveries, and a worker process consumes it and claims what is due. Losing
 one (Redis away, a worker dying with it unacknowledged) costs at most a poll interval.
 
-Wake-ups are coalesced on the API side — one publish in flight at a time, whatever the number of
-events — and go to a queue named after the database, so deployments (and test databases)
-sharing one Redis never wake each other's workers.
+Wake-ups are coalesced on the API side — at most one publish every :data:`WAKE_INTERVAL_S`,
+whatever the number of events — and go to a queue named after the database, so deployments
+(and test databases) sharing one Redis never wake each other's workers.
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 log = logging.getLogger("claude_notify.server.wake")
 
 WAKE_TASK: Final = "claude_notify.deliveries.wake"
-WAKE_EXPIRES_S: Final = 60
-"""A wake-up nobody took within a minute is stale: the workers' poll has covered it since."""
+WAKE_EXPIRES_S: Final = 10
+"""A wake-up nobody took within seconds is stale: a worker has claimed or polled since."""
+WAKE_INTERVAL_S: Final = 0.05
+"""At most one wake-up per API process this often: a worker woken claims everything due, so
+more would only queue up in front of the next one (a burst of 500 events/s once left workers
+minutes of stale wake-ups to consume)."""
 
 
 def queue_name(database_url: str) -> str:
@@ -55,6 +60,8 @@ def make_app(redis_url: str, database_url: str, on_wake: Callable[[], None] | No
         if on_wake is not None:
             on_wake()
 
+    # Celery shares a task with every app made later in the process, first callable wins: so a
+    # process makes one of these — the consumer's in a worker, the publisher's in an API.
     app.task(name=WAKE_TASK)(wake)
     return app
 
@@ -63,7 +70,9 @@ class CeleryWaker:
     """The API side: a thread publishes one ``wake`` task for any number of wake-ups."""
 
     def __init__(self, redis_url: str, database_url: str) -> None:
-        self._app = make_app(redis_url, database_url)
+        self._urls = (redis_url, database_url)
+        self._app: Any = None  # made on the first wake-up: a worker's own runtime never wakes,
+        # so its process holds only the consumer's app (see make_app)
         self._pending = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._publish, name="celery-wake", daemon=True)
@@ -79,15 +88,19 @@ class CeleryWaker:
             if self._closed:
                 return
             try:
+                if self._app is None:
+                    self._app = make_app(*self._urls)
                 self._app.send_task(WAKE_TASK, expires=WAKE_EXPIRES_S, retry=False)
             except Exception as exc:  # the poll interval covers a lost wake-up
                 log.warning("could not wake workers through Celery: %s", exc)
+            time.sleep(WAKE_INTERVAL_S)  # wake-ups meanwhile are folded into the next one
 
     def close(self) -> None:
         self._closed = True
         self._pending.set()
         self._thread.join(timeout=5)
-        self._app.close()
+        if self._app is not None:
+            self._app.close()
 
 
 class CeleryConsumer:
@@ -105,6 +118,10 @@ class CeleryConsumer:
 
     def start(self) -> None:
         from celery.worker import WorkController
+
+        # A line per task received and per task run would be two log lines per wake-up.
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self._controller = WorkController(
             app=self._app,
