@@ -237,3 +237,19 @@ def test_wake_ups_go_to_this_deployments_own_queue(
     receiver.wait(1, timeout=10)
     assert time.monotonic() - started < 8  # the queued wake-up, not the 30 s poll
     wait_for(lambda: broker.llen(ours) == 0, what="the wake-up to be taken")
+
+
+def test_a_burst_is_delivered_on_wake_ups_not_on_the_poll(
+    api: TestClient, api_runtime: Runtime, receiver: Receiver, pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """Hundreds of events in a row: the wake-ups are folded together rather than queued one per
+    event (which left the worker consuming stale wake-ups while rows waited for its poll), and a
+    send the receiver fumbles is retried when its backoff ends, not at the next poll."""
+    start_worker(poll_s=30.0)
+    started = time.monotonic()
+    for i in range(300):
+        api.post("/v1/events", json=finished(1000 + i), headers=pro_with_webhook.headers)
+    receiver.wait(300, timeout=25)
+    assert time.monotonic() - started < 25  # a poll would have left some for 30 s
+    wait_for(lambda: statuses(api_runtime) == {"sent": 300}, what="all 300 recorded as sent")

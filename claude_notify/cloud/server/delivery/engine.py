@@ -72,6 +72,14 @@ def claim_due(sessions: sessionmaker[Session], *, limit: int, lease_s: float) ->
         return _claim(session, limit=limit, lease_s=lease_s)
 
 
+def next_retry_at(sessions: sessionmaker[Session]) -> datetime | None:
+    """When the soonest pending delivery falls due (a retry waiting out its backoff)."""
+    with sessions() as session:
+        return session.scalar(
+            select(func.min(Notification.next_attempt_at)).where(Notification.status == "pending")
+        )
+
+
 def claim_and_prepare(
     sessions: sessionmaker[Session], *, limit: int, lease_s: float
 ) -> tuple[int, list[Prepared]]:

@@ -112,10 +112,28 @@ class Worker:
                     log.exception("claiming deliveries failed; retrying after the poll interval")
             if claimed and claimed == free:
                 continue
+            timeout = self.settings.worker_poll_s
+            if not claimed and not self._busy:
+                timeout = await self._until_next_retry(timeout)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.worker_poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
+
+    async def _until_next_retry(self, poll_s: float) -> float:
+        """Seconds to sleep when idle: until the soonest retry falls due, at most ``poll_s``.
+
+        Nobody wakes a worker for a retry its own backoff scheduled, so without this it would
+        wait for the poll, however short the backoff.
+        """
+        try:
+            due = await asyncio.to_thread(engine.next_retry_at, self.runtime.sessions)
+        except Exception:
+            log.exception("reading the next retry's time failed")
+            return poll_s
+        if due is None:
+            return poll_s
+        return min(poll_s, max(0.0, (due - utcnow()).total_seconds()))
 
     async def _claim(self, limit: int) -> int:
         """Claim and prepare a batch in one transaction, then send each concurrently."""
