@@ -33,15 +33,19 @@ def quota_day(now: datetime, tz_name: str) -> date:
 
 def limits(plan: str, channel_type: str, settings: Settings) -> dict[str, int | None] | str:
     """The counters a notification consumes, with their limits, or the reason it is refused."""
+    if plan != "pro" and channel_type != "email":
+        return f"the free plan sends e-mail only; {channel_type} needs pro"
+    caps = {"all": settings.free_daily_notifications, "sms": settings.pro_daily_sms}
+    return {kind: caps[kind] for kind in counters(plan, channel_type)}
+
+
+def counters(plan: str, channel_type: str) -> tuple[str, ...]:
+    """The counter rows a notification takes a slot in."""
     if plan != "pro":
-        if channel_type != "email":
-            return f"the free plan sends e-mail only; {channel_type} needs pro"
-        return {"all": settings.free_daily_notifications}
+        return ("all",) if channel_type == "email" else ()
     # Unlimited kinds take no counter: a per-user counter row every event must lock would
     # serialise a pro user's whole stream. What was sent is counted from the rows instead.
-    if channel_type == "sms":
-        return {"sms": settings.pro_daily_sms}
-    return {}
+    return ("sms",) if channel_type == "sms" else ()
 
 
 def take(
@@ -89,10 +93,6 @@ def _bump(session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: 
     return session.execute(stmt).first() is not None
 
 
-_ANY_LIMITS = Settings(database_url="sqlite://")
-"""Which counters a notification takes depends on plan and channel only, not on the limits."""
-
-
 def refund(
     session: Session,
     *,
@@ -106,8 +106,8 @@ def refund(
 
     The quota counts notifications sent: a bounced e-mail must not cost the day's third one.
     """
-    wanted = limits(plan, channel_type, _ANY_LIMITS)
-    if isinstance(wanted, str) or not wanted:
+    wanted = counters(plan, channel_type)
+    if not wanted:
         return
     day = quota_day(queued_at, tz_name)
     session.execute(

@@ -136,11 +136,7 @@ def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
 
 
 def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[Prepared]:
-    """:func:`prepare` for a claimed batch, in one transaction.
-
-    The batch's rows, channels and events are read with one query each, so the per-row work
-    below finds them in the session instead of asking the database again.
-    """
+    """:func:`prepare` for a claimed batch, in one transaction."""
     if not claims:
         return []
     with sessions.begin() as session:
@@ -148,6 +144,8 @@ def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[P
 
 
 def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
+    """The batch's rows, channels and events are read with one query each, so the per-row work
+    finds them in the session instead of asking the database again."""
     if not claims:
         return []
     tokens = {c.id: c.token for c in claims}
@@ -264,12 +262,11 @@ def _bury(row: Notification, reason: str) -> None:
     row.claim_token = None
     session = object_session(row)
     if session is not None:
-        _refund(session, row.id)
+        _refund(session, row)
 
 
-def _refund(session: Session, notification_id: uuid.UUID) -> None:
+def _refund(session: Session, row: Notification | None) -> None:
     """A dead event notification gives its quota slot back (the quota counts what was sent)."""
-    row = session.get(Notification, notification_id)
     if row is None or row.kind != "event" or row.user_id is None:
         return
     user = session.get(User, row.user_id)
@@ -353,7 +350,7 @@ def settle_many(
             if channel_id is not None:
                 _learn(session, channel_id, prepared, result, now)
             if status == "dead":
-                _refund(session, prepared.claim.id)
+                _refund(session, session.get(Notification, prepared.claim.id))
         session.execute(_SETTLE_ATTEMPTS, attempts)
         if rows:
             session.execute(_SETTLE_ROWS, rows)
