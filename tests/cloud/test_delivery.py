@@ -6,21 +6,31 @@ The worker is the embedded one started by the app; retries use the fast schedule
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import random
+import ssl
+import threading
+import uuid
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import trustme
 from cloud_kit import Account, Mailbox, Receiver, mail_text, parse_mail, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from claude_notify.cloud.server.channels.base import DeliveryResult
+from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.webhook import WebhookChannel
 from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
 from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
 
@@ -436,3 +446,56 @@ def test_the_outbound_guard_pins_the_resolved_address() -> None:
     assert (pinned.host, pinned.sni) == ("localhost:8080", "localhost")
     with pytest.raises(UnsafeURL, match="non-public"):
         asyncio.run(check_resolved("http://localhost:8080/x", allow_private=False))
+
+
+@pytest.mark.parametrize("cert_names", [("localhost",), ("elsewhere.invalid",)])
+def test_https_webhooks_check_the_name_s_certificate_at_the_pinned_address(
+    settings: Settings, tls_ca: trustme.CA, cert_names: tuple[str, ...]
+) -> None:
+    """The pool dials 127.0.0.1 but verifies the certificate against the URL's name (SNI)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server.RequestHandlerClass = Handler
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(*cert_names).configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    url = f"https://localhost:{server.server_address[1]}/hook"
+    message = Message(
+        id=str(uuid.uuid4()),
+        channel_type="webhook",
+        config={"url": url, "secret": "whsec_" + base64.b64encode(b"k" * 24).decode()},
+        kind="event",
+        subject="s",
+        text="t",
+        event=finished(),
+    )
+
+    async def send() -> DeliveryResult:
+        async with delivery_client(verify=client_context) as http:
+            return await WebhookChannel(settings, http).send(message)
+
+    try:
+        result = asyncio.run(send())
+    finally:
+        server.shutdown()
+        server.server_close()
+    if "localhost" in cert_names:
+        assert result.ok, result.detail
+        assert seen[0]["host"] == url.split("/")[2]
+    else:
+        assert not result.ok and result.retryable and not seen
+        assert "certificate" in result.detail.lower()

@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
 from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.channels.render import render_event
+from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 from standins import twilio
@@ -122,7 +122,7 @@ def deliver(settings: Settings, msg: Message) -> DeliveryResult:
     """One adapter call over a real HTTP client, as the worker makes it."""
 
     async def go() -> DeliveryResult:
-        async with httpx.AsyncClient() as http:
+        async with delivery_client() as http:
             return await load_adapter(msg.channel_type, settings, http).send(msg)
 
     return asyncio.run(go())

@@ -15,6 +15,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
+from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([\w-]+)/?$")
@@ -127,7 +128,7 @@ class DiscordChannel:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 

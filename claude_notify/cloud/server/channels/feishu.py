@@ -21,6 +21,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
+from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/open-apis/bot/v2/hook/[\w-]+$")
@@ -143,7 +144,7 @@ class FeishuChannel:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 

@@ -20,6 +20,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
 TEXT_LIMIT = 4096
@@ -101,7 +102,7 @@ class TelegramChannel:
                 self.method_url(method), json=payload, timeout=self.settings.provider_timeout_s
             )
         except httpx.HTTPError as exc:
-            return {"ok": False, "error_code": 0, "description": f"{type(exc).__name__}: {exc}"}
+            return {"ok": False, "error_code": 0, "description": describe(exc)}
         try:
             body = response.json()
         except ValueError:

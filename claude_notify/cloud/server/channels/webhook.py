@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import httpx
 
 from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.urlguard import (
     Unresolvable,
@@ -88,7 +89,7 @@ class WebhookChannel:
                 extensions={"sni_hostname": target.sni},
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
+            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 

@@ -1,9 +1,9 @@
 """The delivery worker: claims due outbox rows and sends them, a bounded number at a time.
 
 It runs inside the API process (the embedded default) or on its own (``claude-notify server
-worker``). Database calls are short and run in threads; sends are async on one shared
-``httpx.AsyncClient``. It sleeps until woken (new deliveries) or until the poll interval passes
-(retries coming due, leases lapsing).
+worker``). Database calls are short and run in threads; sends are async on one shared httpx
+client (``delivery.http``). It sleeps until woken (new deliveries) or until the poll interval
+passes (retries coming due, leases lapsing).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 from claude_notify.cloud.server.channels.base import ChannelAdapter, DeliveryResult
 from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.delivery.wake import LocalWaker
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Worker:
     async def running(self) -> AsyncIterator[Worker]:
         """Run in the background for the duration of the block."""
         own_http = self._http is None
-        http = self._http or httpx.AsyncClient()
+        http = self._http or delivery_client()
         self._http = http
         if isinstance(self.runtime.waker, LocalWaker):
             self.runtime.waker.attach(asyncio.get_running_loop(), self._wake)
