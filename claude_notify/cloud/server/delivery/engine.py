@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from claude_notify.cloud.server import quota
@@ -170,6 +170,7 @@ def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
         if row is not None and (p := _prepare_row(session, claim, row)) is not None:
             prepared.append(p)
     del loaded
+    _record_started(session, prepared)
     return prepared
 
 
@@ -196,7 +197,9 @@ def _prepare(session: Session, claim: Claim) -> Prepared | None:
     if row is None:
         return None
     _lose_started(session, [row.id])
-    return _prepare_row(session, claim, row)
+    prepared = _prepare_row(session, claim, row)
+    _record_started(session, [prepared] if prepared else [])
+    return prepared
 
 
 def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared | None:
@@ -204,9 +207,18 @@ def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared 
     if isinstance(message, str):
         _bury(row, message)
         return None
-    attempt = DeliveryAttempt(id=uuid.uuid4(), notification_id=row.id, number=row.attempts)
-    session.add(attempt)
-    return Prepared(claim, attempt.id, row.attempts, message, row.created_at)
+    return Prepared(claim, uuid.uuid4(), row.attempts, message, row.created_at)
+
+
+def _record_started(session: Session, prepared: list[Prepared]) -> None:
+    """The attempt rows, written before the sends: one statement for the batch."""
+    if prepared:
+        now = utcnow()
+        session.execute(insert(_ATTEMPTS), [
+            {"id": p.attempt_id, "notification_id": p.claim.id, "number": p.attempt_number,
+             "outcome": "started", "started_at": now}
+            for p in prepared
+        ])
 
 
 def _message(session: Session, row: Notification) -> Message | str:
