@@ -247,7 +247,9 @@ end
 """
 
 
-def throughput_wrk(base_url: str, token: str, seconds: float, workdir: Path) -> tuple[float, int]:
+def throughput_wrk(
+    base_url: str, token: str, seconds: float, workdir: Path, connections: int
+) -> tuple[float, int]:
     """Events/s accepted and events sent, with wrk as the load generator.
 
     wrk is C: on 2 cores it leaves the CPU to the server, where Python generators (httpx costs
@@ -257,7 +259,7 @@ def throughput_wrk(base_url: str, token: str, seconds: float, workdir: Path) -> 
 
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
-    args = ["wrk", "-t1", "-c8", f"-d{seconds:.0f}s", "-s", str(script), base_url]
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "-s", str(script), base_url]
     env = {**os.environ, "CN_TOKEN": token}
     warm = subprocess.run([*args[:3], "-d2s", *args[4:]], env=env, capture_output=True,
                           text=True, check=True).stdout
@@ -367,10 +369,11 @@ async def main(args: argparse.Namespace) -> None:
                 base_url = f"http://127.0.0.1:{port}"
                 if args.generator == "wrk":
                     rate, sent = await asyncio.to_thread(
-                        throughput_wrk, base_url, token, args.wrk_seconds, Path(tmp)
+                        throughput_wrk, base_url, token, args.wrk_seconds, Path(tmp),
+                        args.wrk_connections,
                     )
                     print(f"  accepted {rate:.0f} events/s over {args.wrk_seconds:.0f} s "
-                          "(wrk, 8 connections)")
+                          f"(wrk, {args.wrk_connections} connections)")
                 else:
                     rate, sent = await asyncio.to_thread(
                         throughput_processes, base_url, token, args.events, args.generators
@@ -414,6 +417,8 @@ if __name__ == "__main__":
                         default="wrk" if shutil.which("wrk") else "httpx",
                         help="wrk (Debian's wrk package) or Python httpx processes")
     parser.add_argument("--wrk-seconds", type=float, default=15.0)
+    parser.add_argument("--wrk-connections", type=int, default=8,
+                        help="clients posting at once (each waits for its answer)")
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--api-processes", type=int, default=1)

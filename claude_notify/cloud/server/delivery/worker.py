@@ -32,8 +32,16 @@ from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.worker")
 
-SETTLE_GATHER_S = 0.002
+SETTLE_GATHER_S = 0.008
 """How long a finished send waits for others to be recorded with it (the row is already sent)."""
+
+CLAIM_GATHER_S = 0.008
+"""Under a stream of wake-ups, how long a claim waits for more rows to share its transaction:
+a claim costs the same few statements for one row as for thirty (PostgreSQL + Redis, one API
+and one worker: 5.7 rows a claim became 13, ingest 554-580 -> 596-633 events/s, p50 +6 ms)."""
+
+STREAM_S = 0.05
+"""A wake-up this soon after the last claim means a stream rather than a lone event."""
 
 SHUTDOWN_GRACE_S = 10.0
 """In-flight sends get this long on shutdown; anything cut off is re-sent after its lease."""
@@ -52,6 +60,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._rng = random.Random()  # noqa: S311 - jitter, not secrecy
+        self._last_claim = -STREAM_S
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Worker]:
@@ -107,6 +116,12 @@ class Worker:
             # With half the slots still busy, wait for the other half: a batch's statements cost
             # the same for one row as for many, and a backlog kept the batches at one or two.
             if free > 0 and (self._busy <= limit // 2 or free >= limit // 2):
+                if time.monotonic() - self._last_claim < STREAM_S:
+                    await asyncio.sleep(CLAIM_GATHER_S)
+                    if self._stopping:
+                        break
+                    free = limit - self._busy
+                self._last_claim = time.monotonic()
                 try:
                     claimed = await self._claim(free)
                 except Exception:
