@@ -92,6 +92,9 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
     def _consume_wakes(self, loop: asyncio.AbstractEventLoop) -> CeleryConsumer | None:
         """With Redis configured, API replicas wake this worker through Celery."""
         if self.settings.redis_url is None or self.settings.embedded_worker:
@@ -118,7 +121,7 @@ class Worker:
             if free > 0 and (self._busy <= limit // 2 or free >= limit // 2):
                 if time.monotonic() - self._last_claim < STREAM_S:
                     await asyncio.sleep(CLAIM_GATHER_S)
-                    if self._stopping:
+                    if self._stop_requested():  # during the sleep: claim nothing more
                         break
                     free = limit - self._busy
                 self._last_claim = time.monotonic()
