@@ -328,3 +328,21 @@ def test_a_press_without_a_message_is_answered_and_nothing_else(chat: Chat) -> N
     assert chat.telegram.answers_for(pressed) == [
         {"callback_query_id": pressed["callback_query"]["id"]}]
     assert chat.audit() == []
+
+
+def test_a_stranger_s_presses_do_not_use_up_the_owner_s_minute(
+    group: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    patched = group.client.patch(f"/v1/channels/{group.channel_id}",
+                                 json={"config": {"allow_group_replies": True}},
+                                 headers=group.user.headers)
+    assert patched.status_code == 200, patched.text
+    shown = group.notify(command="./train.sh")
+    for _ in range(4):
+        _press(group, shown, "Run again", sender=STRANGER)
+    [answer] = group.telegram.answers_for(_press(group, shown, "Run again"))
+    assert answer["text"].startswith("Queued on " + MACHINE[:12]), answer
+    rows = group.audit()
+    assert [(r["outcome"], r["actor"]) for r in rows] == [
+        ("queued", f"telegram:{OWNER}"), *[("refused", f"telegram:{STRANGER}")] * 4]

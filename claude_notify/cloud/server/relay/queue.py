@@ -38,7 +38,8 @@ class RelayPolicy:
     ttl_s: float = 3600.0
     """How long a command waits for an offline agent before it expires."""
     per_minute: int = 10
-    """Commands (accepted or refused) one user may send in a minute."""
+    """Commands (accepted or refused) one sender may send in a minute: counted per actor, so a
+    stranger pressing a group chat's buttons cannot use up the owner's minute."""
     banned: tuple[str, ...] = DEFAULT_BANNED
     poll_s: float = 30.0
     """How often a connected agent's queue is re-read without a wake-up (expiry, other replicas)."""
@@ -113,7 +114,7 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
     now = utcnow()
     recent = session.scalar(
         select(func.count()).select_from(RelayAudit).where(
-            RelayAudit.user_id == origin.user_id, RelayAudit.source != "agent",
+            RelayAudit.user_id == origin.user_id, RelayAudit.actor == origin.actor[:128],
             RelayAudit.created_at > now - timedelta(seconds=60)))
     if (recent or 0) >= policy.per_minute:
         raise refuse(429, f"more than {policy.per_minute} commands in a minute: try again later")
