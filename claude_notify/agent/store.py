@@ -11,6 +11,8 @@
   server acknowledged the result, each written (and flushed to disk) before the next step, so a
   command the server sends again after a reconnect or a restart is recognised and never run twice.
   Rewritten now and then without the acknowledged commands, so it does not grow forever.
+* ``agent.lock``: held by the running agent. A second agent on the same state would keep a
+  journal of its own, and either one's rewrite could forget what the other started.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,6 +159,35 @@ def token(settings: AgentSettings) -> str:
         raise CloudError("this machine has no agent credential: run `claude-notify agent "
                          "--register`")
     return value
+
+
+def hold_agent_lock(directory: Path | None = None) -> int:
+    """Take the agent's lock for the life of the process (the descriptor is kept open, and the
+    lock goes with the process however it ends); ``CloudError`` when another agent holds it."""
+    directory = directory or state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "agent.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        except OSError:  # Windows refuses reads of a locked byte
+            holder = "?"
+        os.close(fd)
+        raise CloudError(f"another `claude-notify agent` is already running on this machine "
+                         f"(pid {holder}; its lock is {path})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 COMPACT_LINES: Final = 2000

@@ -171,6 +171,7 @@ def _serve(settings: AgentSettings) -> None:
     if not settings.server:
         raise UsageError("this machine has no agent credential: run `claude-notify agent "
                          "--register`")
+    store.hold_agent_lock()
     runner = Agent(server=settings.server, token=store.token(settings), settings=settings,
                    journal=store.Journal.open())
     signal.signal(signal.SIGTERM, _exit)  # interrupts a blocked receive at once

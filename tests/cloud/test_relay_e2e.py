@@ -11,6 +11,8 @@ nothing twice.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,21 @@ def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(
     retired = cli(["agent"], env, check=False)
     assert retired.returncode == 1
     assert b"refused this machine's agent credential" in retired.stderr
+
+
+def test_one_agent_per_machine_and_a_killed_one_does_not_block_the_next(setup: Setup) -> None:
+    setup.agent.start()
+    assert setup.agent.proc is not None
+    second = cli(["agent"], setup.env, cwd=setup.project, check=False)
+    assert second.returncode == 1
+    assert second.stderr.count(b"\n") == 1, second.stderr
+    assert b"already running on this machine" in second.stderr
+    assert f"pid {setup.agent.proc.pid};".encode() in second.stderr
+    os.killpg(setup.agent.proc.pid, signal.SIGKILL)  # no clean-up: the kernel drops the lock
+    setup.agent.proc.wait(timeout=15)
+    setup.agent.start()  # waits for "agent: connected"
+    setup.settled(setup.queue("./count.sh"))
+    assert setup.runs() == 1
 
 
 def _tg_update(text: str, *, reply_to: int | None = None, sender: int = 777,
