@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import Uuid, column, insert, select, table
 
-from claude_notify.cloud.server.db.migrate import migrate
-from claude_notify.cloud.server.db.models import Base, User
+from claude_notify.cloud.server.db.migrate import alembic_config, migrate
+from claude_notify.cloud.server.db.models import Base, Channel, User
+from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
 from claude_notify.cloud.server.runtime import Runtime
 
 
@@ -32,3 +35,56 @@ def test_timestamps_come_back_aware_in_utc(runtime: Runtime) -> None:
         user = session.scalars(select(User).where(User.email == "tz@example.com")).one()
     assert user.created_at == stamp
     assert user.created_at.tzinfo is not None
+
+
+KEYED = [
+    ("telegram", {"chat_id": -1001234}, "-1001234"),
+    ("discord", {"url": "https://discord.com/api/webhooks/1/x", "discord_user_id": "8000"},
+     "8000"),
+    ("feishu", {"url": "https://open.feishu.cn/x", "feishu_open_id": "ou_abc"}, "ou_abc"),
+    ("webhook", {"url": "https://example.com/hook", "chat_id": 7}, None),
+    ("telegram", {}, None),
+]
+
+
+def test_migration_0009_fills_the_inbound_key_of_existing_channels(runtime: Runtime) -> None:
+    command.downgrade(alembic_config(runtime.engine), "0008")
+    try:
+        channels = table("channels", column("id", Uuid), column("user_id", Uuid),
+                         column("type"), column("name"), column("config", JSONType),
+                         column("rules", JSONType), column("enabled"),
+                         column("created_at", UTCDateTime), column("updated_at", UTCDateTime))
+        now = datetime.now(timezone.utc)
+        with runtime.sessions.begin() as session:
+            user = User(email="keys@example.com", plan="pro")
+            session.add(user)
+            session.flush()
+            ids = [uuid.uuid4() for _ in KEYED]
+            session.execute(insert(channels), [
+                {"id": i, "user_id": user.id, "type": kind, "name": "", "config": config,
+                 "rules": {}, "enabled": True, "created_at": now, "updated_at": now}
+                for i, (kind, config, _) in zip(ids, KEYED, strict=True)])
+    finally:
+        migrate(runtime.engine)
+    with runtime.sessions() as session:
+        found = dict(session.execute(select(Channel.id, Channel.inbound_key)).all())
+    assert [found[i] for i in ids] == [key for _, _, key in KEYED]
+
+
+def test_a_channel_s_inbound_key_follows_its_type_and_config(runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        user = User(email="follow@example.com", plan="pro")
+        session.add(user)
+        session.flush()
+        made = [Channel(user_id=user.id, type=kind, config=config, rules={})
+                for kind, config, _ in KEYED]
+        made.append(Channel(user_id=user.id, config={"chat_id": 42}, type="telegram", rules={}))
+        session.add_all(made)
+        assert [c.inbound_key for c in made] == [key for _, _, key in KEYED] + ["42"]
+        made[0].config = {**made[0].config, "chat_id": -100999}  # Telegram moved the group
+        made[3].type = "telegram"
+        session.flush()
+        ids = [c.id for c in made]
+    with runtime.sessions() as session:
+        stored = dict(session.execute(select(Channel.id, Channel.inbound_key)).all())
+    assert stored[ids[0]] == "-100999" and stored[ids[3]] == "7"

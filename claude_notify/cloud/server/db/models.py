@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
 from claude_notify.events import utcnow
@@ -128,8 +128,25 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+INBOUND_KEYS: dict[str, str] = {
+    "telegram": "chat_id",
+    "discord": "discord_user_id",
+    "feishu": "feishu_open_id",
+}
+"""Per channel type, the config value that inbound messages carry: the chat a Telegram reply
+comes from, the linked Discord user or Feishu ``open_id`` a slash command comes from."""
+
+
+def inbound_key(channel_type: str | None, config: dict[str, Any] | None) -> str | None:
+    """What :attr:`Channel.inbound_key` holds for a channel of this type and config."""
+    name = INBOUND_KEYS.get(channel_type or "")
+    value = (config or {}).get(name) if name else None
+    return None if value is None or isinstance(value, bool) else str(value)[:128]
+
+
 class Channel(Base):
     __tablename__ = "channels"
+    __table_args__ = (Index("ix_channels_inbound", "type", "inbound_key"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _owner()
@@ -145,8 +162,21 @@ class Channel(Base):
     verify_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     """SHA-256 of the one-time verification secret, cleared once used."""
     verify_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    inbound_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    """``config``'s :data:`INBOUND_KEYS` value as text, kept by the validators below, so an
+    inbound message finds its channels by index instead of reading every channel's config."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @validates("config")
+    def _config_changed(self, _name: str, config: dict[str, Any]) -> dict[str, Any]:
+        self.inbound_key = inbound_key(self.type, config)
+        return config
+
+    @validates("type")
+    def _type_changed(self, _name: str, channel_type: str) -> str:
+        self.inbound_key = inbound_key(channel_type, self.config)
+        return channel_type
 
 
 class Notification(Base):

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.db.models import INBOUND_KEYS, Channel, Notification, Task, User
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.models import RelayInboundSeen
@@ -33,7 +33,7 @@ from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
 
-KEYS: Final = {"discord": "discord_user_id", "feishu": "feishu_open_id"}
+KEYS: Final = {kind: INBOUND_KEYS[kind] for kind in ("discord", "feishu")}
 """Where each provider's linked sender id is kept in the channel's config."""
 STRANGER: Final = "Not run: this account is not linked to claude-notify."
 MAX_ECHO: Final = 200
@@ -121,7 +121,8 @@ def _target(session: Session, said: Said
     One account may be linked to several channels (even of several users); the one whose user
     ran the named session wins, else the one with the most recent notified session.
     """
-    channels = session.scalars(select(Channel).where(Channel.type == said.source)
+    channels = session.scalars(select(Channel).where(Channel.type == said.source,
+                                                     Channel.inbound_key == said.sender[:128])
                                .order_by(Channel.created_at, Channel.id)).all()
     mine = [c for c in channels if c.config.get(KEYS[said.source]) == said.sender]
     if not mine:

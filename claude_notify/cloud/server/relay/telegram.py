@@ -71,15 +71,21 @@ def parse(update: Any) -> Reply | None:
 def handle(runtime: Runtime, relay: Relay, reply: Reply) -> tuple[uuid.UUID, str] | None:
     """Queue (or refuse, audited) the reply's command; the (user, machine) to wake, if queued."""
     with runtime.sessions.begin() as session:
-        channels = session.scalars(select(Channel).where(
-            Channel.type == "telegram", Channel.verified_at.is_not(None))).all()
-        mine = [c for c in channels if c.config.get("chat_id") == reply.chat_id]
+        mine = [c for c in _chat_channels(session, reply.chat_id)
+                if c.config.get("chat_id") == reply.chat_id]
         woken = None
         for channel in mine:
             woken = _one(session, relay, channel, reply) or woken
     if mine:
         runtime.waker.wake()  # the answers in the chat
     return woken
+
+
+def _chat_channels(session: Session, chat_id: int) -> list[Channel]:
+    """The linked Telegram channels of a chat (several users may have linked the same group)."""
+    return list(session.scalars(select(Channel).where(
+        Channel.type == "telegram", Channel.inbound_key == str(chat_id),
+        Channel.verified_at.is_not(None))))
 
 
 def _one(session: Session, relay: Relay, channel: Channel,
@@ -216,10 +222,8 @@ def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
                 and channel.verified_at is not None
                 and channel.config.get("chat_id") == press.chat_id):
             # Not a button of ours in this chat (forged or stale): audited for the chat's owner.
-            channels = session.scalars(select(Channel).where(
-                Channel.type == "telegram", Channel.verified_at.is_not(None))).all()
-            channel = next((c for c in channels if c.config.get("chat_id") == press.chat_id),
-                           None)
+            channel = next((c for c in _chat_channels(session, press.chat_id)
+                            if c.config.get("chat_id") == press.chat_id), None)
             if channel is None:
                 return Answered()  # not a chat of ours: nobody to tell
             row = None
