@@ -136,6 +136,20 @@ def drop_scratch_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def forget_wake_queue(redis_url: str, database_url: str) -> None:
+    """Drop the scratch database's Celery queue and bindings: each run's queue has its own name."""
+    import redis
+
+    from claude_notify.cloud.server.delivery.celery_wake import queue_name
+
+    client = redis.Redis.from_url(redis_url)
+    name = queue_name(database_url)
+    keys = list(client.scan_iter(match=f"*{name}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def prepare_database(env: dict[str, str]) -> str:
     """Migrate and create a pro user; returns its token."""
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
@@ -402,6 +416,7 @@ async def main(args: argparse.Namespace) -> None:
             server.close()
             if scratch:
                 drop_scratch_database(args.pg_admin_url, scratch)
+                forget_wake_queue(args.redis_url, args.database_url)
 
 
 if __name__ == "__main__":
