@@ -448,32 +448,41 @@ def test_the_outbound_guard_pins_the_resolved_address() -> None:
         asyncio.run(check_resolved("http://localhost:8080/x", allow_private=False))
 
 
-@pytest.mark.parametrize("cert_names", [("localhost",), ("elsewhere.invalid",)])
-def test_https_webhooks_check_the_name_s_certificate_at_the_pinned_address(
-    settings: Settings, tls_ca: trustme.CA, cert_names: tuple[str, ...]
-) -> None:
-    """The pool dials 127.0.0.1 but verifies the certificate against the URL's name (SNI)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    seen: list[dict[str, str]] = []
+class _Recorder(ThreadingHTTPServer):
+    """A server on 127.0.0.1 that answers every POST 204 and keeps its request line and headers."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            seen.append({k.lower(): v for k, v in self.headers.items()})
-            self.send_response(204)
-            self.end_headers()
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Record)
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        if context is not None:
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
 
-    server.RequestHandlerClass = Handler
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_ca.issue_cert(*cert_names).configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client_context = ssl.create_default_context()
-    tls_ca.configure_trust(client_context)
-    url = f"https://localhost:{server.server_address[1]}/hook"
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Record(BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _send_webhook(settings: Settings, url: str, verify: ssl.SSLContext | bool = True
+                  ) -> DeliveryResult:
+    """One webhook through the worker's client, as the worker sends it."""
     message = Message(
         id=str(uuid.uuid4()),
         channel_type="webhook",
@@ -485,17 +494,49 @@ def test_https_webhooks_check_the_name_s_certificate_at_the_pinned_address(
     )
 
     async def send() -> DeliveryResult:
-        async with delivery_client(verify=client_context) as http:
+        async with delivery_client(verify=verify) as http:
             return await WebhookChannel(settings, http).send(message)
 
+    return asyncio.run(send())
+
+
+@pytest.mark.parametrize("cert_names", [("localhost",), ("elsewhere.invalid",)])
+def test_https_webhooks_check_the_name_s_certificate_at_the_pinned_address(
+    settings: Settings, tls_ca: trustme.CA, cert_names: tuple[str, ...]
+) -> None:
+    """The pool dials 127.0.0.1 but verifies the certificate against the URL's name (SNI)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(*cert_names).configure_cert(context)
+    server = _Recorder(context)
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    url = f"https://localhost:{server.port}/hook"
     try:
-        result = asyncio.run(send())
+        result = _send_webhook(settings, url, client_context)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
     if "localhost" in cert_names:
         assert result.ok, result.detail
-        assert seen[0]["host"] == url.split("/")[2]
+        assert server.seen[0][1]["host"] == f"localhost:{server.port}"
     else:
-        assert not result.ok and result.retryable and not seen
+        assert not result.ok and result.retryable and not server.seen
         assert "certificate" in result.detail.lower()
+
+
+def test_deliveries_go_through_the_operator_s_proxy_unless_no_proxy_says_otherwise(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy, target = _Recorder(), _Recorder()
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    url = f"http://127.0.0.1:{target.port}/hook"
+    try:
+        assert _send_webhook(settings, url).ok
+        assert [path for path, _ in proxy.seen] == [url] and not target.seen  # absolute-form
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert _send_webhook(settings, url).ok
+        assert [path for path, _ in target.seen] == ["/hook"] and len(proxy.seen) == 1
+    finally:
+        proxy.close()
+        target.close()

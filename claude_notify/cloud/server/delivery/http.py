@@ -16,10 +16,14 @@ import httpx
 
 
 def delivery_client(*, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """A client for provider and webhook calls; its pool opens on the first request."""
-    from httpx_aiohttp import AiohttpTransport
+    """A client for provider and webhook calls; its pool opens on the first request.
 
-    return httpx.AsyncClient(transport=AiohttpTransport(verify=verify))
+    The library's client, not a plain ``AsyncClient(transport=…)``: given a transport, httpx
+    ignores ``HTTP(S)_PROXY``/``NO_PROXY``, and an operator's egress proxy must still apply.
+    """
+    from httpx_aiohttp import HttpxAiohttpClient
+
+    return HttpxAiohttpClient(verify=verify)
 
 
 def describe(exc: httpx.HTTPError) -> str:
