@@ -346,3 +346,19 @@ def test_a_stranger_s_presses_do_not_use_up_the_owner_s_minute(
     rows = group.audit()
     assert [(r["outcome"], r["actor"]) for r in rows] == [
         ("queued", f"telegram:{OWNER}"), *[("refused", f"telegram:{STRANGER}")] * 4]
+
+
+def test_show_log_presses_are_held_to_the_rate_limit_too(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    shown = chat.notify(command="./train.sh")
+    answers = [chat.telegram.answers_for(_press(chat, shown, "Show log"))[0] for _ in range(3)]
+    assert answers[2] == {"callback_query_id": answers[2]["callback_query_id"],
+                          "text": "Not shown: more than 2 commands in a minute: try again later.",
+                          "show_alert": True}
+    assert [(r["outcome"], r["reason"] or "") for r in chat.audit()] == [
+        ("refused", "more than 2 commands in a minute: try again later"), ("shown", ""),
+        ("shown", "")]
+    wait_for(lambda: sum(m["text"].startswith("Log of") for m in chat.telegram.sent()) == 2,
+             what="the two logs that were allowed")

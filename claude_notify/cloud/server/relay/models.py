@@ -83,7 +83,7 @@ class RelayAudit(Base):
     command: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
     """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``; ``shown`` for a
-    chat's "Show log" press (counted by the rate limit like a command)."""
+    chat's "Show log" press (held to the rate limit like a command)."""
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

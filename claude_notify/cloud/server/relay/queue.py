@@ -94,6 +94,17 @@ def audit(session: Session, origin: Origin, *, command: str, outcome: str,
         outcome=outcome, reason=reason))
 
 
+def over_limit(session: Session, origin: Origin, policy: RelayPolicy) -> str | None:
+    """Why this sender may not act again this minute, else ``None`` (see ``per_minute``)."""
+    recent = session.scalar(
+        select(func.count()).select_from(RelayAudit).where(
+            RelayAudit.user_id == origin.user_id, RelayAudit.actor == origin.actor[:128],
+            RelayAudit.created_at > utcnow() - timedelta(seconds=60)))
+    if (recent or 0) >= policy.per_minute:
+        return f"more than {policy.per_minute} commands in a minute: try again later"
+    return None
+
+
 def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
             policy: RelayPolicy, kind: str = "shell",
             machine_id: str | None = None) -> RelayCommand:
@@ -112,12 +123,8 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
         return Refused(status, reason)
 
     now = utcnow()
-    recent = session.scalar(
-        select(func.count()).select_from(RelayAudit).where(
-            RelayAudit.user_id == origin.user_id, RelayAudit.actor == origin.actor[:128],
-            RelayAudit.created_at > now - timedelta(seconds=60)))
-    if (recent or 0) >= policy.per_minute:
-        raise refuse(429, f"more than {policy.per_minute} commands in a minute: try again later")
+    if (limited := over_limit(session, origin, policy)) is not None:
+        raise refuse(429, limited)
     if origin.plan != "pro":
         raise refuse(403, "the command relay needs the pro plan")
     lowered = command.lower() if kind == "shell" else ""

@@ -255,6 +255,8 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
         return Answered(f"Not run: {refuse('not a button of a task notification here')}.",
                         alert=True)
     if action == actions.LOG:
+        if (limited := queue.over_limit(session, origin, relay.policy)) is not None:
+            return Answered(f"Not shown: {refuse(limited)}.", alert=True)
         queue.audit(session, origin, command=what, outcome="shown",
                     machine_id=task.machine_id, session_id=task.session_id)
         return Answered(log_html=_log_message(session, runtime, task))
