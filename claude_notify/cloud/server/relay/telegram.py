@@ -71,8 +71,7 @@ def parse(update: Any) -> Reply | None:
 def handle(runtime: Runtime, relay: Relay, reply: Reply) -> tuple[uuid.UUID, str] | None:
     """Queue (or refuse, audited) the reply's command; the (user, machine) to wake, if queued."""
     with runtime.sessions.begin() as session:
-        mine = [c for c in _chat_channels(session, reply.chat_id)
-                if c.config.get("chat_id") == reply.chat_id]
+        mine = _chat_channels(session, reply.chat_id)
         woken = None
         for channel in mine:
             woken = _one(session, relay, channel, reply) or woken
@@ -82,10 +81,14 @@ def handle(runtime: Runtime, relay: Relay, reply: Reply) -> tuple[uuid.UUID, str
 
 
 def _chat_channels(session: Session, chat_id: int) -> list[Channel]:
-    """The linked Telegram channels of a chat (several users may have linked the same group)."""
-    return list(session.scalars(select(Channel).where(
+    """The linked Telegram channels of a chat (several users may have linked the same group).
+
+    The index finds the candidates by the id's text; the config decides (an id saved as text
+    never matched the number Telegram sends)."""
+    found = session.scalars(select(Channel).where(
         Channel.type == "telegram", Channel.inbound_key == str(chat_id),
-        Channel.verified_at.is_not(None))))
+        Channel.verified_at.is_not(None)))
+    return [c for c in found if c.config.get("chat_id") == chat_id]
 
 
 def _one(session: Session, relay: Relay, channel: Channel,
@@ -222,8 +225,7 @@ def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
                 and channel.verified_at is not None
                 and channel.config.get("chat_id") == press.chat_id):
             # Not a button of ours in this chat (forged or stale): audited for the chat's owner.
-            channel = next((c for c in _chat_channels(session, press.chat_id)
-                            if c.config.get("chat_id") == press.chat_id), None)
+            channel = next(iter(_chat_channels(session, press.chat_id)), None)
             if channel is None:
                 return Answered()  # not a chat of ours: nobody to tell
             row = None
