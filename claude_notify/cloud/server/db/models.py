@@ -311,6 +311,11 @@ class LoginRequest(Base):
     expires_at: Mapped[datetime] = mapped_column()
     approved_at: Mapped[datetime | None] = mapped_column(default=None)
     consumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    machine_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    """What the requesting CLI calls its machine: shown (escaped) on the approval page."""
+    user_code_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The code the CLI printed, which the approver must type; ``None``: cannot be approved."""
+    code_failures: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 from claude_notify.cloud.server.relay import models as _relay_models  # noqa: E402, F401 - its tables
