@@ -203,16 +203,17 @@ class FeishuApp:
     def __init__(self, token: str, encrypt_key: str | None = None) -> None:
         self.token, self.encrypt_key = token, encrypt_key
 
-    def request(self, payload: dict[str, Any], *, signed: bool = True,
-                tamper: bool = False) -> tuple[bytes, dict[str, str]]:
-        """The raw body and headers Feishu would send for ``payload``."""
+    def request(self, payload: dict[str, Any], *, signed: bool = True, tamper: bool = False,
+                at: float | None = None) -> tuple[bytes, dict[str, str]]:
+        """The raw body and headers Feishu would send for ``payload`` (signed ``at``, a Unix time:
+        now by default)."""
         plain = json.dumps(payload).encode()
         if not self.encrypt_key:
             return plain, {"Content-Type": "application/json"}
         body = json.dumps({"encrypt": feishu_encrypt(self.encrypt_key, plain)}).encode()
         headers = {"Content-Type": "application/json"}
         if signed:
-            stamp, nonce = str(int(time.time())), uuid.uuid4().hex[:16]
+            stamp, nonce = str(int(time.time() if at is None else at)), uuid.uuid4().hex[:16]
             digest = hashlib.sha256(
                 (stamp + nonce + self.encrypt_key).encode() + body).hexdigest()
             headers.update({"X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": nonce,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from standins.feishu import APP_ID, APP_SECRET, FeishuStandIn
 from standins.kit import event, feishu, provider_settings
 
 from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.relay.feishu import UNSIGNED_RUN
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -37,7 +39,7 @@ def settings(settings: Settings, feishu: FeishuStandIn) -> Settings:
                             **provider_settings(feishu=feishu.base_url))
 
 
-def _send(client: TestClient, app: FeishuApp, payload: dict[str, Any], **how: bool) -> Any:
+def _send(client: TestClient, app: FeishuApp, payload: dict[str, Any], **how: Any) -> Any:
     body, headers = app.request(payload, **how)
     return client.post("/v1/feishu/events", content=body, headers=headers)
 
@@ -57,9 +59,9 @@ class Linked:
         assert self.command == f"/link {code.json()['code']}"
 
     def say(self, text: str, **how: Any) -> int:
-        signed, tamper = how.pop("signed", True), how.pop("tamper", False)
+        signed, tamper, at = how.pop("signed", True), how.pop("tamper", False), how.pop("at", None)
         status: int = _send(self.client, self.app, feishu_message(text, token=TOKEN, **how),
-                            signed=signed, tamper=tamper).status_code
+                            signed=signed, tamper=tamper, at=at).status_code
         return status
 
     def link(self) -> None:
@@ -139,7 +141,7 @@ def test_forged_tampered_and_unsigned_events_queue_nothing(linked: Linked) -> No
     assert _send(linked.client, linked.app, wrong_token).status_code == 403
     # a plain body signed correctly but not JSON, and an encrypt value that is not AES data
     for raw in (b"not json", json.dumps({"encrypt": "bm90IGFlcw=="}).encode()):
-        stamp, nonce = "1700000000", "n0nce"
+        stamp, nonce = str(int(time.time())), "n0nce"
         digest = hashlib.sha256((stamp + nonce + KEY).encode() + raw).hexdigest()
         sent = linked.client.post("/v1/feishu/events", content=raw, headers={
             "X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": nonce,
@@ -147,6 +149,25 @@ def test_forged_tampered_and_unsigned_events_queue_nothing(linked: Linked) -> No
         assert sent.status_code == 400
     assert linked.audit() == []
     assert linked.standin.count() == 2  # "linked" and the notification
+
+
+def test_a_signed_event_is_good_for_five_minutes(linked: Linked) -> None:
+    """An event captured days ago (its dedup row long swept) or dated ahead runs nothing."""
+    linked.link()
+    linked.notify("session-a")
+    day = 86400.0
+    for at in (time.time() - 3 * day, time.time() - 6 * 60, time.time() + 6 * 60):
+        assert linked.say("/run ./again.sh", open_id=OWNER, at=at) == 401
+    raw = json.dumps({"encrypt": feishu_encrypt(KEY, b"{}")}).encode()
+    for stamp in ("", "soon", "1e400"):
+        digest = hashlib.sha256((stamp + "n0nce" + KEY).encode() + raw).hexdigest()
+        sent = linked.client.post("/v1/feishu/events", content=raw, headers={
+            "X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": "n0nce",
+            "X-Lark-Signature": digest})
+        assert sent.status_code == 401, stamp
+    assert linked.audit() == []
+    assert linked.say("/run ./again.sh", open_id=OWNER, at=time.time() - 60) == 200
+    assert [a["outcome"] for a in linked.audit()] == ["queued"]
 
 
 def test_strangers_and_group_chats_are_refused(linked: Linked) -> None:
@@ -224,6 +245,25 @@ def test_without_an_encrypt_key_plain_events_need_the_token(
         assert client.post("/v1/feishu/events", json=encrypted).status_code == 400
         config = client.get(f"/v1/channels/{made['id']}", headers=user.headers).json()["config"]
         assert config["feishu_open_id"] == OWNER
+
+
+def test_without_an_encrypt_key_run_is_refused(
+    settings: Settings, make_user: Callable[..., Account], feishu: FeishuStandIn
+) -> None:
+    """The verification token is static and in every body: whoever learns it could write any
+    sender's open_id. Only a signature (the Encrypt Key) lets a message run a command."""
+    plain = settings.replace(feishu_encrypt_key=None, feishu_app_id=APP_ID,
+                             feishu_app_secret=APP_SECRET)
+    with _client(plain) as client:
+        linked = Linked(client, make_user(plan="pro"), feishu)
+        linked.app = FeishuApp(TOKEN)
+        assert linked.say(linked.command, open_id=OWNER) == 200
+        wait_for(lambda: len(feishu.said()) == 1, what="the link answer in the chat")
+        linked.notify("session-a")
+        assert linked.say("/run make test", open_id=OWNER) == 200
+        wait_for(lambda: len(feishu.said()) == 2, what="the refusal in the chat")
+        assert feishu.said()[1]["text"] == UNSIGNED_RUN
+        assert linked.audit() == []
 
 
 def test_off_without_a_verification_token(settings: Settings) -> None:

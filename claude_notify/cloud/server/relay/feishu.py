@@ -9,6 +9,11 @@ Custom bots (the channels' webhooks) are send-only, so replies need the operator
 * The Verification Token is in every body (``header.token``, or ``token`` for the URL check);
   the URL check is answered with its ``challenge``.
 * Feishu redelivers an event it thinks was missed: an ``event_id`` seen recently is skipped.
+* A signed request is good for :data:`MAX_SKEW_S` either side of its (signed) timestamp, so a
+  captured one cannot be replayed once its ``event_id`` has left the dedup window.
+* ``/run`` needs the Encrypt Key: the verification token is the same in every body, so whoever
+  learns it could write any sender's open_id. Without a key only ``/link`` (which needs its
+  one-time code anyway) is taken.
 
 Answers: with the app's id and secret in settings, :class:`AppBot` writes them into the chat the
 message came from (``im/v1/messages`` with a cached tenant token); without, they go through the
@@ -45,6 +50,9 @@ MESSAGE_EVENT: Final = "im.message.receive_v1"
 _MENTION: Final = re.compile(r"^(?:@_user_\d+\s*)+")
 _LINK: Final = re.compile(r"^/link\s+([A-Za-z0-9_-]{16,64})\s*$")
 _RUN: Final = re.compile(r"^/run\s+(.+)$", re.DOTALL)
+MAX_SKEW_S: Final = 300.0
+UNSIGNED_RUN: Final = ("Not run: this server's Feishu app has no Encrypt Key, and commands need "
+                       "signed events.")
 
 
 class Rejected(Exception):
@@ -73,18 +81,20 @@ def signature(encrypt_key: str, timestamp: str, nonce: str, body: bytes) -> str:
 
 
 def open_envelope(raw: bytes, headers: dict[str, str], *, token: str,
-                  encrypt_key: str | None) -> dict[str, Any]:
+                  encrypt_key: str | None, now: float | None = None) -> dict[str, Any]:
     """The verified, decrypted callback body, or :class:`Rejected`.
 
-    ``headers`` are lower-cased names. A signature present is always checked; with an Encrypt
-    Key, only the URL check may come without one.
+    ``headers`` are lower-cased names. A signature present is always checked, and its timestamp
+    must be within :data:`MAX_SKEW_S` of ``now``; with an Encrypt Key, only the URL check may
+    come without one.
     """
     given = headers.get("x-lark-signature")
     if encrypt_key and given is not None:
-        expected = signature(encrypt_key, headers.get("x-lark-request-timestamp", ""),
-                             headers.get("x-lark-request-nonce", ""), raw)
+        stamp = headers.get("x-lark-request-timestamp", "")
+        expected = signature(encrypt_key, stamp, headers.get("x-lark-request-nonce", ""), raw)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Rejected(401, "wrong X-Lark-Signature")
+        _check_age(stamp, time.time() if now is None else now)
     body = _json(raw)
     if "encrypt" in body:
         if not encrypt_key or not isinstance(body["encrypt"], str):
@@ -101,6 +111,15 @@ def open_envelope(raw: bytes, headers: dict[str, str], *, token: str,
     if encrypt_key and given is None and body.get("type") != "url_verification":
         raise Rejected(401, "missing X-Lark-Signature")
     return body
+
+
+def _check_age(stamp: str, now: float) -> None:
+    try:
+        sent = int(stamp)  # Unix seconds; int() also refuses "nan", "1e400" and the like
+    except ValueError:
+        raise Rejected(401, "missing or malformed X-Lark-Request-Timestamp") from None
+    if abs(now - sent) > MAX_SKEW_S:
+        raise Rejected(401, "X-Lark-Request-Timestamp is more than 5 minutes off")
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -158,6 +177,9 @@ def handle(runtime: Runtime, relay: Relay, message: Incoming) -> chat.Answer | N
             return None
         return chat.link(runtime, "feishu", message.open_id, match.group(1))
     if match := _RUN.match(message.text):
+        if not runtime.settings.feishu_encrypt_key:  # the sender is not proven: not audited
+            log.warning("feishu: /run refused: set FEISHU_ENCRYPT_KEY to take commands")
+            return chat.Answer(UNSIGNED_RUN)
         said = chat.Said(source="feishu", sender=message.open_id,
                          command=match.group(1).strip(), group=message.group)
         return chat.run(runtime, relay, said)
