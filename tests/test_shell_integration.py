@@ -374,6 +374,62 @@ def test_over_ssh_the_notification_reaches_the_users_terminal(tmp_path: Path) ->
         sh.close()
 
 
+@pytest.mark.parametrize("where", ["runtime dir", "state dir", "nowhere"])
+def test_bash_prompt_forks_nothing_with_a_per_command_threshold(tmp_path: Path,
+                                                                where: str) -> None:
+    """``make = 0`` makes bash read its history line after every command; that must not fork.
+
+    strace follows the interactive shell while builtins run at the prompt: any process it
+    starts there is the hook's. The line is read back through a file in a directory only we
+    own: the login's runtime directory, else our state directory. With neither (here: a state
+    directory with the sticky bit, as shared ones have) the hook falls back to ``$(...)``,
+    which the last case shows is what this test catches.
+    """
+    require_tools(["bash", "strace"], packages="strace", purpose="the prompt fork test")
+    home = tmp_path / "home"
+    home.mkdir()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o1700 if where == "nowhere" else 0o700)
+    state.chmod(0o1700 if where == "nowhere" else 0o700)
+    env = cli_env(tmp_path) | {
+        "HOME": str(home), "TERM": "xterm-256color", "CLAUDE_NOTIFY_DATA_DIR": str(tmp_path),
+        "CLAUDE_NOTIFY_SHELL_COMMANDS": "make=0", "TMPDIR": "/tmp",
+        "CLAUDE_NOTIFY_STATE_DIR": str(state),
+    }
+    if where == "runtime dir":
+        env["XDG_RUNTIME_DIR"] = str(run_dir)
+    else:
+        env.pop("XDG_RUNTIME_DIR", None)
+    sh = start_shell("bash", env)
+    trace = tmp_path / "trace"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork",
+                               "-o", str(trace), "-p", str(sh.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def traced() -> bool:
+            status = Path(f"/proc/{sh.pid}/status").read_text()
+            return re.search(r"^TracerPid:\s+[1-9]", status, re.M) is not None
+
+        wait_until(traced, 20, "strace to attach")
+        for _ in range(3):
+            assert sh.run("true") == (0, 0)
+        assert sh.run("make_it=1; (exit 3)")[1] == 3  # a subshell: one fork of the command's own
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=20)
+        sh.close()
+    forks = [line for line in trace.read_text().splitlines()
+             if re.search(r"\b(clone3?|v?fork)\(", line)]
+    # The user's hook (PROMPT_COMMAND's echo) is a builtin; only `( exit 3 )` forks.
+    assert len(forks) == (5 if where == "nowhere" else 1), forks
+    if where != "nowhere":
+        used = run_dir if where == "runtime dir" else state
+        # The file is there, and the command line is not left behind in it.
+        assert (used / f"claude-notify-history.{sh.pid}").read_bytes() == b""
+
+
 def test_shell_init_prints_a_valid_snippet_per_shell(tmp_path: Path) -> None:
     env = cli_env(tmp_path, CLAUDE_NOTIFY_SHELL_COMMANDS="make=0,cargo build=5")
     for name, check in (("bash", ["bash", "-n"]), ("zsh", ["zsh", "-n"]),

@@ -24,8 +24,13 @@ def shell_init(shell: str) -> None:
     from claude_notify.shell import snippet
 
     config = config_mod.load()
+    state = config_mod.state_dir()
+    try:  # bash reads its history line back through a file here when it has no runtime dir
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        pass  # the snippet then falls back to a command substitution
     click.echo(snippet(shell, threshold=config["shell.threshold"],
-                       overrides=config["shell.commands"]), nl=False)
+                       overrides=config["shell.commands"], state_dir=state), nl=False)
 
 
 @click.command("shell-done", hidden=True)

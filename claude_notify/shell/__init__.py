@@ -31,8 +31,12 @@ _PROGRAM_START: Final = r"[/ \\]"
 
 
 def snippet(shell: str, *, threshold: float, overrides: Mapping[str, float],
-            argv: Sequence[str] | None = None) -> str:
-    """The hook code for ``shell`` with the thresholds and our own command line baked in."""
+            argv: Sequence[str] | None = None, state_dir: Path | None = None) -> str:
+    """The hook code for ``shell`` with the thresholds and our own command line baked in.
+
+    ``state_dir`` is where bash may read its history line back without a fork when the login
+    has no private runtime directory (it is used only if it exists and is ours).
+    """
     if shell not in SHELLS:
         raise ValueError(f"unsupported shell {shell!r}")
     argv = list(argv) if argv is not None else self_argv()
@@ -47,7 +51,8 @@ def snippet(shell: str, *, threshold: float, overrides: Mapping[str, float],
     else:
         values = {"ARGV": " ".join(shlex.quote(a) for a in argv),
                   "MIN_US": str(_us(minimum)), "DEFAULT_US": str(_us(threshold)),
-                  "OVERRIDES": _posix_overrides(lower)}
+                  "OVERRIDES": _posix_overrides(lower),
+                  "STATE": shlex.quote(str(state_dir)) if state_dir is not None else "''"}
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], template)
 
 

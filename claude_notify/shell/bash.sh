@@ -8,6 +8,19 @@ __claude_notify_default=@DEFAULT_US@
 __claude_notify_t0=
 : "${__claude_notify_hn:=-1}" "${__claude_notify_prev:=-1}"
 declare -ga __claude_notify_nil=()
+# Where the history line is read back without a fork: a directory only we own (the login's
+# runtime directory, macOS's per-user TMPDIR, else our state directory), never a shared one
+# such as /tmp, which root owns but where anyone could plant a symlink under the name (shared
+# directories carry the sticky bit).
+__claude_notify_hf=
+for __claude_notify_d in "${XDG_RUNTIME_DIR-}" "${TMPDIR-}" @STATE@; do
+    if [[ -n $__claude_notify_d && -d $__claude_notify_d && -O $__claude_notify_d \
+          && -w $__claude_notify_d && ! -k $__claude_notify_d ]]; then
+        __claude_notify_hf=${__claude_notify_d%/}/claude-notify-history.$$
+        break
+    fi
+done
+unset __claude_notify_d
 
 # Runs first in PROMPT_COMMAND: arithmetic only, unless the command ran long enough to matter.
 __claude_notify_precmd() {
@@ -28,7 +41,16 @@ __claude_notify_done() {
     # A line kept out of the history (ignorespace, HISTIGNORE) would read as the previous one.
     if (( __claude_notify_hn != __claude_notify_prev )) \
         || [[ ${HISTCONTROL-} != *ignore[sb]* && -z ${HISTIGNORE-} ]]; then
-        line=$(HISTTIMEFORMAT= builtin history 1)
+        # Through a file of our own rather than $(…): a command substitution forks, and with a
+        # per-command threshold of 0 this runs after every command.
+        if [[ -n $__claude_notify_hf ]] \
+            && { HISTTIMEFORMAT= builtin history 1 >| "$__claude_notify_hf"; } 2>/dev/null; then
+            IFS= read -r -d '' line < "$__claude_notify_hf" || :
+            : >| "$__claude_notify_hf"
+            line=${line%$'\n'}
+        else
+            line=$(HISTTIMEFORMAT= builtin history 1)
+        fi
         [[ $line =~ $re ]] && cmd=${BASH_REMATCH[1]}
     fi
     w=${cmd#"${cmd%%[![:space:]]*}"}
