@@ -82,7 +82,8 @@ class ApiToken(Base):
     """Space-separated scope names."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    """Indexed: each API replica looks for the last seconds' revocations to close agents."""
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
