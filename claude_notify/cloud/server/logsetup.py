@@ -2,7 +2,8 @@
 
 Access lines carry the method, the path without its query string (verification and sign-in
 links carry one-time secrets there), the status and the duration; tokens, addresses' contents and
-channel configs are never logged.
+channel configs are never logged. Whatever slips through anyway (a third-party error quoting a
+URL with the bot token in it) is masked on the way out by :class:`~.redact.RedactingFilter`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import IO, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from claude_notify.cloud.server.redact import RedactingFilter
 
 access = logging.getLogger("claude_notify.server.access")
 
@@ -27,14 +30,15 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, *, stream: IO[str] | None = None) -> None:
     """Send every log record to stderr as JSON (the server and worker commands call this)."""
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

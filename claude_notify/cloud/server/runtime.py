@@ -11,6 +11,7 @@ from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
 from claude_notify.cloud.server.groupcommit import GroupCommit
 from claude_notify.cloud.server.metrics import Metrics
+from claude_notify.cloud.server.redact import remember
 from claude_notify.cloud.server.settings import Settings
 
 
@@ -25,6 +26,7 @@ class Runtime:
     """Where ``POST /v1/events`` writes: requests arriving together share a transaction."""
 
     def __post_init__(self) -> None:
+        remember(self.settings)  # masked wherever they would be logged or stored
         # SQLite has one writer whatever we do; PostgreSQL overlaps two batches' round trips.
         writers = 1 if self.engine.dialect.name == "sqlite" else 2
         self.writes = GroupCommit(self.sessions, writers=writers)

@@ -19,6 +19,7 @@ it again: receivers de-duplicate on the stable notification id.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import uuid
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from claude_notify.cloud.server import quota
@@ -40,6 +42,7 @@ from claude_notify.cloud.server.db.models import (
     Task,
     User,
 )
+from claude_notify.cloud.server.redact import redact
 from claude_notify.cloud.server.relay.actions import RELAY_CHANNELS, actions_for
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
@@ -85,8 +88,9 @@ def claim_and_prepare(
 ) -> tuple[int, list[Prepared]]:
     """:func:`claim_due` and :func:`prepare_many` in one transaction: one write lock, one commit.
 
-    If preparing fails, the claim is rolled back with it; the two steps are then taken apart, so
-    a row that cannot be prepared keeps its lease (and its backoff) as it always did.
+    A row that cannot be rendered is dead-lettered on its own (:func:`_prepare_row`). If preparing
+    fails all the same (the database), the claim is rolled back with it; the two steps are then
+    taken apart, so the claimed rows keep their lease (and their backoff) as they always did.
     """
     try:
         with sessions.begin() as session:
@@ -203,7 +207,16 @@ def _prepare(session: Session, claim: Claim) -> Prepared | None:
 
 
 def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared | None:
-    message = _message(session, row)
+    try:
+        message = _message(session, row)
+    except SQLAlchemyError:
+        raise  # the database, not the row: the batch is tried again after its lease
+    except Exception as exc:
+        # Rendering is deterministic, so a row that raises once raises every time: it is buried
+        # alone. Raising would roll back its whole batch, other users' rows included, and leave
+        # them "sending" to be claimed again (and fail again) after every lease.
+        log.warning("notification %s cannot be prepared; dead-lettered", row.id, exc_info=True)
+        message = f"cannot be prepared: {type(exc).__name__}: {exc}"[:500]
     if isinstance(message, str):
         _bury(row, message)
         return None
@@ -339,6 +352,7 @@ def settle_many(
         held = {row_id: channel for row_id, channel, token in locked if token == tokens[row_id]}
         attempts, rows, statuses = [], [], []
         for prepared, result, duration_ms in outcomes:
+            result = _masked(result, prepared.message)
             status, values = _outcome(prepared.attempt_number, result, settings, rng, now)
             attempts.append({
                 "b_id": prepared.attempt_id,
@@ -393,6 +407,20 @@ _SETTLE_ROWS = (
                                       _ROWS.c.next_attempt_at),
     )
 )
+
+
+def _masked(result: DeliveryResult, message: Message) -> DeliveryResult:
+    """The result with secrets masked in its detail, which becomes the attempt's detail, the
+    row's reason and a disabled channel's reason, all shown to the user.
+
+    Adapters build details from a fixed vocabulary plus the provider's status and error text;
+    a provider or a proxy may still echo a request back, with the operator's token in its URL
+    or the channel's own signing secret.
+    """
+    own = [v for k, v in message.config.items()
+           if isinstance(v, str) and ("secret" in k or "token" in k)]
+    detail = redact(result.detail, own)
+    return result if detail == result.detail else dataclasses.replace(result, detail=detail)
 
 
 def _attempt_outcome(result: DeliveryResult, status: str) -> str:

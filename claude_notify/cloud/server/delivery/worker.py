@@ -231,7 +231,10 @@ class Worker:
             return DeliveryResult(ok=False, retryable=True, detail="send timed out")
         except Exception as exc:
             log.exception("adapter %s raised", message.channel_type)
-            return DeliveryResult(ok=False, retryable=True, detail=f"adapter error: {exc!r}"[:300])
+            # The class only: an exception's text may quote a URL holding the operator's token.
+            return DeliveryResult(ok=False, retryable=True,
+                                  detail=f"internal error in the {message.channel_type} "
+                                         f"adapter ({type(exc).__name__})")
 
     def _adapter(self, channel_type: str) -> ChannelAdapter:
         if channel_type not in self._adapters:
