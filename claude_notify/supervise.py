@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -251,17 +252,23 @@ class RunSession:
     @staticmethod
     def _finished(base: TaskEvent, outcome: Outcome) -> TaskEvent:
         status, sig = outcome_status(outcome)
+        # The end is the start plus the child's monotonic run time, not the clock read after
+        # the log and the stream were flushed: started_at..ended_at spans exactly duration_s.
+        ended_at = (base.started_at + timedelta(seconds=outcome.duration_s)
+                    if base.started_at is not None else utcnow())
         return replace(
             base, type="finished", event_id=new_id(), status=status,  # type: ignore[arg-type]
-            ended_at=utcnow(), duration_s=outcome.duration_s, exit_code=outcome.exit_code,
+            ended_at=ended_at, duration_s=outcome.duration_s, exit_code=outcome.exit_code,
             signal=sig, tail=clean_output(outcome.tail), peak_rss_bytes=outcome.peak_rss_bytes,
             cpu_time_s=outcome.cpu_time_s)
 
     def _streamer(self, base: TaskEvent) -> Streamer:
         from claude_notify.cloud.stream import Streamer
 
+        started = base.started_at.isoformat() if base.started_at is not None else None
         return Streamer(task={"task_id": base.task_id, "cmd": base.command[:8192],
-                              "session_id": base.session_id, "machine_id": base.machine_id})
+                              "session_id": base.session_id, "machine_id": base.machine_id,
+                              "started_at": started})
 
     def _emit(self, event: TaskEvent) -> None:
         self.dispatcher.emit(event)

@@ -39,9 +39,12 @@ class CloudSink:
 
     def handle(self, event: TaskEvent, decision: Decision) -> None:
         if event.type == "started":
+            # The machine's start time: the registration may reach the server much later.
+            started = event.started_at.isoformat() if event.started_at is not None else None
             body = {"task_id": event.task_id, "cmd": event.command[:8192],
                     "session_id": event.session_id, "machine_id": event.machine_id,
-                    "notify_on": self.notify_on, "channels": list(self.channels) or None}
+                    "notify_on": self.notify_on, "channels": list(self.channels) or None,
+                    "started_at": started}
             if self._put("/v1/tasks", body, key=f"task-{event.task_id}"):
                 self._register_at = time.monotonic() + REGISTER_AFTER
             return

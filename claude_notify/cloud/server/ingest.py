@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -140,12 +140,18 @@ def ensure_task(
 
 
 def _folded(task: TaskState, event: TaskEvent, now: datetime) -> dict[str, Any]:
-    """The task's columns once ``event`` is folded in; a late ``progress`` never reopens it."""
+    """The task's columns once ``event`` is folded in; a late ``progress`` never reopens it.
+
+    The times are the machine's, from the event: a registration stamped on arrival (an old
+    client's, or one that arrived late) yields to them, so the record spans the run itself.
+    """
     status, finished_at, exit_code = task.status, task.finished_at, task.exit_code
+    started_at = event.started_at or task.started_at
     if event.type == "finished":
         status = event.status if event.status != "running" else "ended"
         finished_at = event.ended_at or now
         exit_code = event.exit_code
+        started_at = _start_before(started_at, finished_at, event.duration_s)
     elif event.type == "needs_input" and task.finished_at is None:
         status = "needs_input"
     elif task.finished_at is None:
@@ -157,9 +163,19 @@ def _folded(task: TaskState, event: TaskEvent, now: datetime) -> dict[str, Any]:
         "cmd": task.cmd or event.command,
         "session_id": task.session_id or event.session_id,
         "machine_id": task.machine_id or event.machine_id,
-        "started_at": task.started_at or event.started_at,
+        "started_at": started_at,
         "updated_at": now,
     }
+
+
+def _start_before(started_at: datetime | None, finished_at: datetime,
+                  duration_s: float | None) -> datetime | None:
+    """``started_at``, unless it is unknown or after the end: then the end less the duration."""
+    if started_at is not None and started_at <= finished_at:
+        return started_at
+    if duration_s is not None and duration_s >= 0:
+        return finished_at - timedelta(seconds=duration_s)
+    return None if started_at is None else finished_at
 
 
 def _fold(session: Session, task: TaskState, event: TaskEvent, now: datetime) -> TaskState:
@@ -233,12 +249,16 @@ def start_task(
     machine_id: str | None,
     now: datetime,
     key: str | None = None,
+    started_at: datetime | None = None,
 ) -> Task:
     """Register a task at its start (spec §7 ``POST /v1/tasks``); the caller commits.
 
     A client that names its task (the event schema's ``task_id``) may register it again — a
-    spooled retry — and gets the same task; its later events join it.
+    spooled retry — and gets the same task; its later events join it. ``started_at`` is the
+    machine's start time (``now`` when the client did not say); registering again never moves
+    it, nor the times its events set.
     """
+    started_at = started_at or now
     if key is not None:
         # Its events may be arriving at the same moment (two syncs of one spool): upsert, so
         # whichever comes second joins the task instead of tripping the unique key.
@@ -247,7 +267,8 @@ def start_task(
             Task,
             {"id": uuid.uuid4(), "user_id": user_id, "key": key, "session_id": session_id,
              "machine_id": machine_id, "cmd": cmd, "status": "running", "notify_on": notify_on,
-             "channels": channels, "started_at": now, "created_at": now, "updated_at": now},
+             "channels": channels, "started_at": started_at, "created_at": now,
+             "updated_at": now},
             ["user_id", "key"],
             {"updated_at": now},
         )
@@ -266,7 +287,7 @@ def start_task(
         status="running",
         notify_on=notify_on,
         channels=channels,
-        started_at=now,
+        started_at=started_at,
         created_at=now,
         updated_at=now,
     )

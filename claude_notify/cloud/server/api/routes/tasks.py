@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from claude_notify.cloud.server.api.deps import EventWriter, SessionDep, TaskReader
@@ -35,6 +35,9 @@ class TaskIn(StrictBody):
     machine_id: str | None = Field(default=None, max_length=128)
     task_id: str | None = Field(default=None, min_length=1, max_length=128)
     """The client's own id for the task (its events carry it); registering twice is harmless."""
+    started_at: AwareDatetime | None = None
+    """When the command started, by the machine's clock; the arrival time if absent. The
+    registration may arrive late (after a second, or from the spool), so it is not the start."""
 
     @field_validator("channels")
     @classmethod
@@ -95,6 +98,7 @@ def create_task(body: TaskIn, caller: EventWriter, session: SessionDep) -> TaskC
         machine_id=body.machine_id,
         now=utcnow(),
         key=body.task_id,
+        started_at=body.started_at,
     )
     session.commit()
     return TaskCreated(task_id=task.key)

@@ -1,0 +1,139 @@
+"""What the cloud records and prints must be true, tried as a user would: the real server as a
+subprocess (SQLite and PostgreSQL), the CLI in an isolated home, a real webhook receiver.
+
+Task times are the machine's (when the command ran), not when the server heard of it; a webhook
+signing secret is shown once; a spool file set aside is said, with where; a refused token is
+not "connection ok".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cloud_kit import Mailbox, Receiver, wait_for
+from relay_kit import CLI, Server, cli, user_env
+
+
+@pytest.fixture
+def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
+    srv = Server.make(db_url, smtp_server)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+_TOKEN = "_TEST_TOKEN"  # noqa: S105 - an environment variable's name
+"""Where a test keeps the account's token in its CLI environment (the CLI ignores it)."""
+
+
+def _logged_in(server: Server, home: Path, receiver: Receiver | None) -> dict[str, str]:
+    token = server.admin("create-user", "dev@example.com", "--plan", "pro")
+    env = user_env(home, **{_TOKEN: token})
+    env.pop("CLAUDE_NOTIFY_QUIET")  # the run's one-line warnings are part of what is tested
+    cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
+    if receiver is not None:
+        cli(["channels", "add", "webhook", receiver.url, "--on", "finished"], env)
+    return env
+
+
+def _token(env: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env[_TOKEN]}"}
+
+
+def _api(server: Server, env: dict[str, str], path: str, method: str = "GET",
+         **kwargs: Any) -> Any:
+    response = httpx.request(method, server.url + path, headers=_token(env), timeout=10,
+                             **kwargs)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def _when(value: object) -> datetime:
+    assert isinstance(value, str), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _finished_task(server: Server, env: dict[str, str], receiver: Receiver) -> tuple[
+        dict[str, Any], dict[str, Any]]:
+    [call] = receiver.wait(1, timeout=30)
+    event = json.loads(call.body)["data"]
+    task = wait_for(lambda: (t := _api(server, env, f"/v1/tasks/{event['task_id']}"))
+                    ["finished_at"] and t, timeout=30, what="the task to be finished")
+    return event, task
+
+
+def _assert_describes_the_run(task: dict[str, Any], event: dict[str, Any],
+                              before: float, after: float) -> None:
+    started, finished = _when(task["started_at"]), _when(task["finished_at"])
+    assert started <= finished, (started, finished)
+    span = (finished - started).total_seconds()
+    assert abs(span - event["duration_s"]) < 0.002, (span, event["duration_s"])
+    assert before <= started.timestamp() <= finished.timestamp() <= after
+    assert started == _when(event["started_at"])
+
+
+def test_a_short_run_is_recorded_as_it_ran(server: Server, tmp_path: Path,
+                                           receiver: Receiver) -> None:
+    """0.3 s of work: the registration reaches the server after the end, and must not make the
+    task start after it finished."""
+    env = _logged_in(server, tmp_path, receiver)
+    before = time.time()
+    cli(["run", "--", sys.executable, "-c", "import time; time.sleep(0.3)"], env)
+    after = time.time()
+    event, task = _finished_task(server, env, receiver)
+    assert event["duration_s"] >= 0.3
+    _assert_describes_the_run(task, event, before, after)
+
+
+def test_a_run_that_reached_the_server_late_keeps_its_times(
+        server: Server, tmp_path: Path, receiver: Receiver) -> None:
+    """Three seconds while the server is down, then delivered by `sync`; a registration that
+    arrives after the event (an old client's, without a start time) moves nothing."""
+    env = _logged_in(server, tmp_path, receiver)
+    server.stop()
+    before = time.time()
+    cli(["run", "--", sys.executable, "-c", "import time; time.sleep(3)"], env)
+    after = time.time()
+    server.start()
+    wait_for(lambda: cli(["sync"], env, check=False).stdout.startswith(b"sent 2,")
+             or b"0 still waiting" in cli(["status"], env).stdout, timeout=60,
+             what="the spool to drain")
+    event, task = _finished_task(server, env, receiver)
+    assert event["duration_s"] >= 3.0
+    _assert_describes_the_run(task, event, before, after)
+    _api(server, env, "/v1/tasks", "POST", json={"task_id": event["task_id"], "cmd": "late"})
+    assert _api(server, env, f"/v1/tasks/{event['task_id']}") == task | {
+        "updated_at": _api(server, env, f"/v1/tasks/{event['task_id']}")["updated_at"]}
+
+
+def test_a_running_task_starts_when_the_command_did(server: Server, tmp_path: Path,
+                                                    receiver: Receiver) -> None:
+    """Registered while it runs (after a second): the start is the machine's, not the arrival."""
+    env = _logged_in(server, tmp_path, receiver)
+    gate = tmp_path / "gate"
+    script = ("import os, time\n"
+              f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\n")
+    before = time.time()
+    with subprocess.Popen([*CLI, "run", "--", sys.executable, "-c", script], env=env) as run:
+        def registered() -> dict[str, Any] | None:
+            items = _api(server, env, "/v1/tasks")["items"]
+            return items[0] if items else None
+
+        running = wait_for(registered, timeout=30, what="the task registered while it runs")
+        seen = time.time()
+        gate.touch()
+        assert run.wait(timeout=30) == 0
+    after = time.time()
+    assert running["status"] == "running"
+    assert before <= _when(running["started_at"]).timestamp() <= seen - 0.9
+    event, task = _finished_task(server, env, receiver)
+    _assert_describes_the_run(task, event, before, after)
