@@ -15,6 +15,7 @@ On the wire it is a flat JSON object with an explicit ``schema_version``. Compat
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -139,7 +140,13 @@ def _check_choice(kwargs: dict[str, Any], name: str, allowed: frozenset[str]) ->
         raise ValueError(f"event field {name!r} must be one of {', '.join(sorted(allowed))}")
 
 
-_INT_FIELDS: Final = ("exit_code", "peak_rss_bytes", "schema_version")
+_INT_FIELDS: Final = {
+    # An exit code is 32 bits on every OS (the server stores it in a 32-bit column); the rest
+    # must fit the 64 bits every JSON reader and database here can hold.
+    "exit_code": (-(2**31), 2**31 - 1),
+    "peak_rss_bytes": (0, 2**63 - 1),
+    "schema_version": (0, 2**31 - 1),
+}
 _FLOAT_FIELDS: Final = ("duration_s", "cpu_time_s")
 _STR_FIELDS: Final = (
     "session_id", "event_id", "command", "cwd", "host", "signal", "tail",
@@ -148,16 +155,28 @@ _STR_FIELDS: Final = (
 
 
 def _check_types(kwargs: dict[str, Any]) -> None:
-    for name in _INT_FIELDS:
+    for name, (low, high) in _INT_FIELDS.items():
         value = kwargs.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"event field {name!r} must be an integer")
+        if not low <= value <= high:
+            raise ValueError(f"event field {name!r} must be between {low} and {high}")
     for name in _FLOAT_FIELDS:
         value = kwargs.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"event field {name!r} must be a number")
-            kwargs[name] = float(value)
+            # NaN and infinity (JSON's NaN, Infinity, 1e999) cannot be rendered or stored as
+            # JSON by PostgreSQL; an integer too large for a float overflows here.
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise ValueError(f"event field {name!r} must be a finite number")
+            kwargs[name] = number
     for name in _STR_FIELDS:
         value = kwargs.get(name)
         if value is not None and not isinstance(value, str):
@@ -173,6 +192,10 @@ def _parse_time(value: object, name: str) -> datetime:
         raise ValueError(f"event field {name!r} is not an RFC 3339 time: {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise ValueError(f"event field {name!r} needs a time-zone offset")
+    try:  # 0001-01-01T00:00+05:00 is a valid string and a time before year 1 in UTC
+        parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"event field {name!r} is out of range: {value[:40]!r}") from None
     return parsed
 
 

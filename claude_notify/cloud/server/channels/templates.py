@@ -182,10 +182,19 @@ def _check_tree(tree: Any) -> None:
             raise TemplateError("string constants are limited to 200 characters")
 
 
-def _walk(node: Any) -> Iterator[Any]:
+MAX_NESTING: Final = 40
+"""How deep a template's expressions and ``if`` blocks may nest. Jinja turns each level into a
+nested Python block or call, and Python refuses 100 levels of indentation or 200 parentheses."""
+
+_TOO_DEEP: Final = f"templates cannot nest more than {MAX_NESTING} levels deep"
+
+
+def _walk(node: Any, depth: int = 0) -> Iterator[Any]:
+    if depth > MAX_NESTING:
+        raise TemplateError(_TOO_DEEP)
     yield node
     for child in node.iter_child_nodes():
-        yield from _walk(child)
+        yield from _walk(child, depth + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +265,16 @@ def compile_template(source: str) -> Template:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}") from None
+    except RecursionError:  # Jinja's parser recurses per level: ((((… or `not not not …`
+        raise TemplateError(_TOO_DEEP) from None
     _check_tree(tree)
     # Each {{ expr }} becomes {{ expr | _mark }}: the filter files the value with this
     # render's collector (a context variable no template can name) and emits a placeholder.
-    template = Template(source, env.from_string(_route_outputs(tree)))
+    try:
+        compiled = env.from_string(_route_outputs(tree))
+    except (SyntaxError, RecursionError, MemoryError):  # Python's own limits; see MAX_NESTING
+        raise TemplateError(_TOO_DEEP) from None
+    template = Template(source, compiled)
     for dialect in DIALECTS:  # render errors surface now, when saved, not when a task ends
         try:
             template.render(SAMPLE_FIELDS, dialect)

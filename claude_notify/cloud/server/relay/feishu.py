@@ -38,6 +38,7 @@ import httpx
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.channels.base import json_object
 from claude_notify.cloud.server.relay import chat
 from claude_notify.cloud.server.relay.state import Relay
@@ -124,9 +125,9 @@ def _check_age(stamp: str, now: float) -> None:
 
 def _json(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Rejected(400, "the body is not JSON") from None
+        body = jsonguard.loads(raw)
+    except ValueError as exc:
+        raise Rejected(400, str(exc)) from None
     if not isinstance(body, dict):
         raise Rejected(400, "the body is not a JSON object")
     return body
@@ -158,7 +159,7 @@ def incoming(body: dict[str, Any]) -> Incoming | None:
     if msg.get("message_type") != "text" or not isinstance(msg.get("content"), str):
         return None
     try:
-        content = json.loads(msg["content"])
+        content = jsonguard.loads(msg["content"])  # JSON in a string: checked the same
     except ValueError:
         return None
     text = content.get("text") if isinstance(content, dict) else None

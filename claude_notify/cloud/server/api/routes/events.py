@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import Bearer, RuntimeDep, authenticate, check_scope
 from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.api.jsonguard import LONE_SURROGATE
 from claude_notify.cloud.server.groupcommit import Memo
 from claude_notify.cloud.server.ingest import Ingested, record_event
 from claude_notify.cloud.server.runtime import Runtime
@@ -59,11 +60,14 @@ def parse_event(payload: dict[str, Any], settings: Settings) -> TaskEvent:
         event = TaskEvent.from_dict(payload)
     except (ValueError, TypeError) as exc:
         raise ApiError(422, str(exc)) from None
-    # NUL cannot be stored as text by PostgreSQL; in output it is noise, so it is replaced.
+    # NUL cannot be stored as text by PostgreSQL, nor a lone surrogate (half of an emoji cut by
+    # a byte limit, an undecodable byte) as UTF-8 by either database; in output they are noise,
+    # so they are replaced.
     cleaned: dict[str, Any] = {
-        f.name: value.replace("\x00", "\ufffd")
+        f.name: LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
         for f in dataclasses.fields(event)
-        if isinstance(value := getattr(event, f.name), str) and "\x00" in value
+        if isinstance(value := getattr(event, f.name), str)
+        and ("\x00" in value or LONE_SURROGATE.search(value))
     }
     event = dataclasses.replace(event, **cleaned) if cleaned else event
     for name, limit in _FIELD_LIMITS.items():

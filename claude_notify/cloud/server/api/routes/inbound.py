@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Header, Request
 from starlette.concurrency import run_in_threadpool
 
+from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import RuntimeDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.relay import chat, discord, feishu
@@ -40,9 +41,9 @@ async def discord_interactions(
     if not discord.verified(key, signature, timestamp, raw):
         raise ApiError(401, "invalid request signature")
     try:
-        interaction = await request.json()
-    except ValueError:
-        raise ApiError(400, "the interaction is not JSON") from None
+        interaction = jsonguard.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"the interaction: {exc}") from None
     if not isinstance(interaction, dict):
         raise ApiError(400, "the interaction is not a JSON object")
     if interaction.get("type") != discord.PING and not await run_in_threadpool(

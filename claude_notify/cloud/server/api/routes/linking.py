@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import ChannelWriter, RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.channels.render import render_simple
@@ -144,9 +145,9 @@ async def telegram_webhook(
     if secret is None or not hmac.compare_digest(secret.encode(), expected.encode()):
         raise ApiError(403, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
     try:
-        update = await request.json()
-    except ValueError:
-        raise ApiError(400, "the update is not JSON") from None
+        update = jsonguard.loads(await request.body())
+    except ValueError as exc:
+        raise ApiError(400, f"the update: {exc}") from None
     found = _start_command(update)
     if found is not None:
         from starlette.concurrency import run_in_threadpool
