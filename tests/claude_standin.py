@@ -7,6 +7,10 @@ events ``message_start``, ``content_block_start``, ``content_block_delta``…, `
 message object; ``/v1/messages/count_tokens`` a token count; any GET an empty list page; any other
 POST an empty object. Every request is recorded, so a test can see what Claude Code sent.
 
+A reply may also be a :class:`ToolCall`: the assistant then asks to use a tool (a ``tool_use``
+block, ``stop_reason: tool_use``), as the model would, so a test can see whether Claude Code
+runs it, asks for permission or refuses; the ``tool_result`` comes back in the next request.
+
 It listens on 127.0.0.1 on a free port, in a daemon thread; use it as a context manager.
 """
 
@@ -22,8 +26,17 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-Reply = Callable[[dict[str, Any]], str]
-"""The assistant's text for a request body (``messages``, ``model``, ``system``…)."""
+
+@dataclass(frozen=True)
+class ToolCall:
+    """An answer that asks to use a tool, e.g. ``ToolCall("Bash", {"command": "touch x"})``."""
+
+    name: str
+    input: dict[str, Any]
+
+
+Reply = Callable[[dict[str, Any]], str | ToolCall]
+"""The assistant's text (or tool call) for a request body (``messages``, ``model``…)."""
 
 
 @dataclass
@@ -42,7 +55,7 @@ class Recorded:
 class MessagesStandIn:
     """The server. ``reply`` is a fixed text or a function of the request body."""
 
-    reply: str | Reply = "Hi from the stand-in."
+    reply: str | ToolCall | Reply = "Hi from the stand-in."
     requests: list[Recorded] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -92,38 +105,52 @@ class MessagesStandIn:
         with self._lock:
             self.requests.append(request)
 
-    def _text_for(self, body: dict[str, Any]) -> str:
+    def _answer_for(self, body: dict[str, Any]) -> str | ToolCall:
         return self.reply(body) if callable(self.reply) else self.reply
 
     def message(self, body: dict[str, Any]) -> dict[str, Any]:
         """The complete message object a non-streaming request gets."""
-        text = self._text_for(body)
+        answer = self._answer_for(body)
+        block: dict[str, Any]
+        if isinstance(answer, ToolCall):
+            block = {"type": "tool_use", "id": f"toolu_standin_{next(self._ids):04d}",
+                     "name": answer.name, "input": answer.input}
+            stop, size = "tool_use", _words(json.dumps(answer.input))
+        else:
+            block, stop, size = {"type": "text", "text": answer}, "end_turn", _words(answer)
         return {
             "id": f"msg_standin_{next(self._ids):04d}", "type": "message", "role": "assistant",
-            "model": body.get("model", "claude-standin"),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": _count_tokens(body), "output_tokens": _words(text)},
+            "model": body.get("model", "claude-standin"), "content": [block],
+            "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": _count_tokens(body), "output_tokens": size},
         }
 
     def events(self, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """The documented event sequence of a streamed message, the text in a few deltas."""
+        """The documented event sequence of a streamed message, the text (or the tool call's
+        input JSON) in a few deltas."""
         full = self.message(body)
-        text = full["content"][0]["text"]
+        block = full["content"][0]
         start = {**full, "content": [], "stop_reason": None,
                  "usage": {**full["usage"], "output_tokens": 1}}
+        if block["type"] == "tool_use":
+            opening = {**block, "input": {}}
+            text, delta_type, key = json.dumps(block["input"]), "input_json_delta", "partial_json"
+        else:
+            opening, text, delta_type, key = {"type": "text", "text": ""}, block["text"], \
+                "text_delta", "text"
         chunks = [text[i:i + 16] for i in range(0, len(text), 16)] or [""]
         return [
             ("message_start", {"type": "message_start", "message": start}),
             ("content_block_start", {"type": "content_block_start", "index": 0,
-                                     "content_block": {"type": "text", "text": ""}}),
+                                     "content_block": opening}),
             ("ping", {"type": "ping"}),
             *(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": chunk}})
+                                       "delta": {"type": delta_type, key: chunk}})
               for chunk in chunks),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             ("message_delta", {"type": "message_delta",
-                               "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "delta": {"stop_reason": full["stop_reason"],
+                                         "stop_sequence": None},
                                "usage": {"output_tokens": full["usage"]["output_tokens"]}}),
             ("message_stop", {"type": "message_stop"}),
         ]

@@ -1,13 +1,17 @@
 """Continuing a Claude Code conversation from a reply: ``claude -p --resume`` in the session's
-directory, the reply on stdin, the repository's hooks off, the answer back as a notification.
+directory, the reply on stdin, nothing of the repository's own configuration in force, the
+answer back as a notification.
 
 The reply never reaches the argument list (one starting with ``--`` would become an option); the
-session id must be a UUID for the same reason. ``--settings '{"disableAllHooks":true}'`` keeps a
-cloned repository's ``.claude/settings.json`` hooks from running unasked (``-p`` skips the trust
-dialog). The permission mode and allowed tools come from this machine's settings only, and
-``bypassPermissions`` is refused. The answer goes out through the same sinks as any task (desktop,
-history, cloud) as a "Claude finished" event of the (possibly new) session id Claude returned, so
-a reply to it continues again.
+session id must be a UUID for the same reason. ``-p`` skips the trust dialog, so whatever a
+repository holds (say, after a ``git pull``) would apply unasked: ``--setting-sources user``
+ignores its ``.claude/settings.json`` and ``settings.local.json`` (their hooks, ``apiKeyHelper``,
+``env`` and ``permissions.allow``), ``--strict-mcp-config`` starts none of its ``.mcp.json``
+servers (nor any other: the agent passes no ``--mcp-config``), and ``--settings
+'{"disableAllHooks":true}'`` keeps hooks off altogether. The permission mode and allowed tools
+come from this machine's settings only, and ``bypassPermissions`` is refused. The answer goes
+out through the same sinks as any task (desktop, history, cloud) as a "Claude finished" event of
+the (possibly new) session id Claude returned, so a reply to it continues again.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def check(settings: AgentSettings, *, session_id: str, prompt: str, cwd: str) ->
 
 def build_argv(settings: AgentSettings, session_id: str) -> list[str]:
     argv = [settings.claude_bin, "-p", "--resume", session_id, "--output-format", "json",
+            "--setting-sources", "user", "--strict-mcp-config",
             "--settings", json.dumps({"disableAllHooks": True}),
             "--permission-mode", settings.claude_permission_mode]
     if settings.claude_allowed_tools:

@@ -3,13 +3,15 @@ Telegram stand-in and either the real Claude Code CLI (npm) against the Anthropi
 stand-in, or a recording fake ``claude`` for what exactly is executed.
 
 A reply to a "Claude finished" notification runs ``claude -p --resume <id> --output-format json``
-in the session's directory with the reply on stdin (never in argv, so ``--…`` stays text), the
-repository's own hooks off and no permission bypass; Claude's answer comes back as the next
-notification, for the session id Claude returned, so replying to it continues again.
+in the session's directory with the reply on stdin (never in argv, so ``--…`` stays text),
+none of the repository's own settings, hooks or MCP servers, and no permission bypass; Claude's
+answer comes back as the next notification, for the session id Claude returned, so replying
+to it continues again.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -21,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from claude_standin import MessagesStandIn
+from claude_standin import MessagesStandIn, ToolCall
 from cloud_kit import Mailbox, wait_for
 from relay_kit import AgentProc, Server, api, cli, user_env
 from standins.kit import telegram
@@ -30,6 +32,8 @@ from standins.telegram import TOKEN, TelegramStandIn
 __all__ = ["telegram"]
 HOOK_SECRET = "relay-hook-secret_2"  # noqa: S105 - the test bot's webhook secret
 HOOK = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET}
+_UPDATE_IDS = itertools.count(10001)
+"""Telegram numbers every update; the server handles each number once."""
 FIRST = "Refactoring done: all 42 tests pass."
 FAKE = """#!/bin/sh
 printf '%s\\n' "$@" > "$RECORD.argv"
@@ -96,7 +100,7 @@ class Phone:
                                    "from": {"id": 777, "is_bot": False, "first_name": "Ada"}}
         if reply_to is not None:
             message["reply_to_message"] = {"message_id": reply_to, "date": 1, "chat": chat}
-        return {"update_id": 1, "message": message}
+        return {"update_id": next(_UPDATE_IDS), "message": message}
 
     def claude_finished(self, session_id: str, answer: str) -> None:
         """What our Stop hook sends when a turn ends (the hook itself, debounce off)."""
@@ -147,7 +151,8 @@ def test_a_reply_is_passed_on_stdin_with_hooks_off_and_the_new_session_id_is_fol
     [result, *_] = phone.done(1)
     assert (result["outcome"], result["reason"]) == ("done", f"session {second}")
     argv = (tmp_path / "rec.argv").read_text().splitlines()
-    assert argv == ["-p", "--resume", first, "--output-format", "json", "--settings",
+    assert argv == ["-p", "--resume", first, "--output-format", "json",
+                    "--setting-sources", "user", "--strict-mcp-config", "--settings",
                     '{"disableAllHooks": true}', "--permission-mode", "default"]
     assert (tmp_path / "rec.stdin").read_text() == reply
     assert (tmp_path / "rec.cwd").read_text().strip() == str(phone.project)
@@ -240,3 +245,75 @@ def test_the_real_claude_cli_continues_the_conversation_from_a_reply(
         assert "first prompt" in said and "--continue with the docs" in said
         assert not (phone.project / "repo-hook-ran").exists()
         phone.agent.stop()
+
+
+def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
+    server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    """A repository (say, after a `git pull`) that would start its own MCP server, run its own
+    apiKeyHelper and approve Bash for itself: a plain `claude -p` there does all three (the
+    control, so the files are known to be live in this CLI version); the relayed turn does none,
+    and the Bash call the model asks for is refused for want of approval."""
+    claude = _find_claude()
+    if claude is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Claude Code CLI is not installed (scripts/install_claude_cli.sh)")
+        pytest.skip("the Claude Code CLI is not installed (scripts/install_claude_cli.sh)")
+    home, marks = tmp_path / "home", tmp_path / "marks"
+    home.mkdir()
+    marks.mkdir()
+    key = "sk-ant-test-0000000000000000000000"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Bash said: " + json.dumps([b.get("content") for b in last])
+        if "RUN-BASH" in json.dumps(body["messages"]):
+            return ToolCall("Bash", {"command": f"touch {marks}/bash-ran",
+                                     "description": "Create a marker file"})
+        return FIRST
+
+    with MessagesStandIn(reply=reply) as standin:
+        claude_env = {"HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
+                      "ANTHROPIC_API_KEY": key, "DISABLE_AUTOUPDATER": "1",
+                      "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        phone = Phone(server, telegram, tmp_path, claude, **claude_env)
+        env = {k: v for k, v in phone.env.items()
+               if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE"))} | claude_env
+        first = subprocess.run([claude, "-p", "first prompt", "--output-format", "json"],
+                               cwd=phone.project, env=env, capture_output=True, text=True,
+                               timeout=120, check=False)
+        assert first.returncode == 0, first.stderr
+        session = json.loads(first.stdout)["session_id"]
+
+        # What a pull brings in: an MCP server, a key helper, a self-approval, each a marker.
+        (phone.project / ".mcp.json").write_text(json.dumps({"mcpServers": {"repo": {
+            "command": "sh", "args": ["-c", f"touch {marks}/mcp-ran; sleep 5"]}}}))
+        (phone.project / ".claude").mkdir()
+        (phone.project / ".claude" / "settings.json").write_text(json.dumps({
+            "apiKeyHelper": f"touch {marks}/helper-ran; echo {key}"}))
+        (phone.project / ".claude" / "settings.local.json").write_text(json.dumps({
+            "permissions": {"allow": ["Bash"]}, "enableAllProjectMcpServers": True}))
+        control = subprocess.run([claude, "-p", "--resume", session, "--output-format", "json"],
+                                 input="control: RUN-BASH", cwd=phone.project, env=env,
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert control.returncode == 0, control.stderr
+        ran = {"mcp-ran", "helper-ran", "bash-ran"}
+        wait_for(lambda: {p.name for p in marks.iterdir()} == ran, timeout=30,
+                 what=f"the control's markers ({control.stdout[-300:]})")
+        for mark in marks.iterdir():
+            mark.unlink()
+
+        phone.claude_finished(session, FIRST)
+        message_id = phone.notification(FIRST)
+        phone.agent.env = env
+        phone.agent.start()
+        assert phone.webhook(phone.update("relayed: RUN-BASH", reply_to=message_id)) == 200
+        [result, *_] = phone.done(1)
+        assert result["outcome"] == "done", result
+        phone.notification("Bash said:")
+        answer = standin.messages()[-1]["messages"][-1]["content"]
+        assert any(b.get("type") == "tool_result" and b.get("is_error") for b in answer), answer
+        assert "needs approval" in json.dumps(answer)
+        phone.agent.stop()  # the MCP server, had it started, has long written its marker
+        assert sorted(p.name for p in marks.iterdir()) == []
