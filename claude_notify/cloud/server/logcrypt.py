@@ -1,4 +1,4 @@
-"""AES-256-GCM for stored logs, with named keys so they can rotate.
+"""AES-256-GCM for stored logs and the output in stored events, with named keys so they rotate.
 
 Keys come from settings as ``id:base64(32 bytes)``; the first encrypts, all decrypt. Each chunk
 carries its key id and a random 96-bit nonce; the task id and chunk number are bound in as
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+log = logging.getLogger("claude_notify.server.logcrypt")
 
 
 class LogKeyError(ValueError):
@@ -68,3 +73,54 @@ class LogCipher:
             return aead.decrypt(sealed.nonce, sealed.ciphertext, context)
         except InvalidTag:
             raise LogKeyError("a stored log chunk failed authentication") from None
+
+
+OUTPUT_FIELDS = ("tail", "message", "title", "match")
+"""The parts of a task event that are command output or Claude's words: sealed at rest."""
+SEALED_KEY = "sealed"
+
+
+def seal_output(payload: dict[str, Any], cipher: LogCipher) -> dict[str, Any]:
+    """``payload`` with its output fields replaced by one sealed value.
+
+    The event id is bound in as associated data, so output copied onto another event (another
+    user's) does not open there. The rest of the event stays in clear for queries.
+    """
+    if SEALED_KEY in payload or not any(payload.get(name) for name in OUTPUT_FIELDS):
+        return payload
+    clear = {k: v for k, v in payload.items() if k not in OUTPUT_FIELDS}
+    secret = {k: payload[k] for k in OUTPUT_FIELDS if k in payload}
+    sealed = cipher.seal(json.dumps(secret).encode(), _event_context(payload))
+    clear[SEALED_KEY] = {"k": sealed.key_id, "n": _b64(sealed.nonce), "c": _b64(sealed.ciphertext)}
+    return clear
+
+
+def open_output(payload: dict[str, Any], cipher: LogCipher | None) -> dict[str, Any]:
+    """The payload as it was received; one stored in clear (before sealing) is returned as is.
+
+    Output that cannot be opened (its key is gone, the row was tampered with) is left out and
+    the rest of the event still reads: a notification without its tail beats none.
+    """
+    box = payload.get(SEALED_KEY)
+    if not isinstance(box, dict):
+        return payload
+    clear = {k: v for k, v in payload.items() if k != SEALED_KEY}
+    try:
+        if cipher is None:
+            raise LogKeyError("no log encryption key configured")
+        sealed = Sealed(str(box["k"]), base64.b64decode(box["n"]), base64.b64decode(box["c"]))
+        secret = json.loads(cipher.open(sealed, _event_context(clear)))
+    except (LogKeyError, KeyError, ValueError, TypeError) as exc:
+        log.warning("stored output of event %s cannot be read: %s", clear.get("event_id"), exc)
+        return clear
+    if isinstance(secret, dict):
+        clear.update((k, v) for k, v in secret.items() if k in OUTPUT_FIELDS)
+    return clear
+
+
+def _event_context(payload: dict[str, Any]) -> bytes:
+    return f"event:{payload.get('event_id')}".encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
+from claude_notify.cloud.server.db.types import bind_cipher
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
 from claude_notify.cloud.server.groupcommit import GroupCommit
+from claude_notify.cloud.server.logcrypt import LogCipher
 from claude_notify.cloud.server.metrics import Metrics
 from claude_notify.cloud.server.redact import remember
 from claude_notify.cloud.server.settings import Settings
+
+log = logging.getLogger("claude_notify.server")
 
 
 @dataclass(slots=True)
@@ -27,6 +32,11 @@ class Runtime:
 
     def __post_init__(self) -> None:
         remember(self.settings)  # masked wherever they would be logged or stored
+        if self.settings.log_keys:
+            bind_cipher(self.engine, LogCipher(self.settings.log_keys))
+        else:
+            log.warning("no log keys (CLAUDE_NOTIFY_SERVER_LOG_KEYS): task logs cannot be "
+                        "stored and the output in task events is stored in clear")
         # SQLite has one writer whatever we do; PostgreSQL overlaps two batches' round trips.
         writers = 1 if self.engine.dialect.name == "sqlite" else 2
         self.writes = GroupCommit(self.sessions, writers=writers)

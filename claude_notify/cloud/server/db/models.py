@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
+from claude_notify.cloud.server.db.types import JSONType, SealedJSON, UTCDateTime
 from claude_notify.events import utcnow
 
 NAMING = {
@@ -124,8 +124,9 @@ class Event(Base):
     """The client's idempotency key."""
     type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
-    payload: Mapped[dict[str, Any]] = mapped_column()
-    """The event as received (``TaskEvent.to_dict``), tail already cut to the plan's size."""
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON)
+    """The event as received (``TaskEvent.to_dict``), tail already cut to the plan's size; its
+    output (tail, Claude's message) is sealed with the log keys at rest."""
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

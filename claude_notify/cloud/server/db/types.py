@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, Engine
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from claude_notify.cloud.server.logcrypt import LogCipher, open_output, seal_output
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 """JSON everywhere, JSONB where PostgreSQL can index it."""
@@ -39,3 +42,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+_CIPHERS: WeakKeyDictionary[Dialect, LogCipher] = WeakKeyDictionary()
+
+
+def bind_cipher(engine: Engine, cipher: LogCipher) -> None:
+    """Seal output in events written through ``engine``, and open it when read (the runtime
+    calls this when log keys are configured; each engine has its own dialect object)."""
+    _CIPHERS[engine.dialect] = cipher
+
+
+class SealedJSON(TypeDecorator[dict[str, Any]]):
+    """A task event's JSON with its output sealed (see :func:`~..logcrypt.seal_output`).
+
+    In the column type, so every path that writes or reads events (the ingest's Core insert,
+    the delivery engine, the relay) does so without knowing: none of them can forget it.
+    Without a bound cipher, events are stored in clear and clear rows always read.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> Any:
+        cipher = _CIPHERS.get(dialect)
+        if value is None or cipher is None:
+            return value
+        return seal_output(value, cipher)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            return value  # type: ignore[no-any-return]
+        return open_output(value, _CIPHERS.get(dialect))
