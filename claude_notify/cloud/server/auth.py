@@ -162,15 +162,38 @@ def set_plan(session: Session, email: str, plan: str) -> User:
 
 def revoke_tokens(session: Session, *, email: str | None = None, token: str | None = None) -> int:
     """Revoke one token (by its secret or its id) or all of a user's tokens; returns how many."""
-    now = utcnow()
-    stmt = update(ApiToken).where(ApiToken.revoked_at.is_(None)).values(revoked_at=now)
+    return len(revoke(session, email=email, token=token))
+
+
+def revoke(session: Session, *, email: str | None = None,
+           token: str | None = None) -> list[uuid.UUID]:
+    """:func:`revoke_tokens`, returning the ids revoked: the caller commits, then tells the relay
+    (:meth:`Hub.revoked <claude_notify.cloud.server.relay.hub.Hub.revoked>`) to close them."""
     if token is not None:
-        stmt = stmt.where(_token_match(token))
+        match = _token_match(token)
     elif email is not None:
-        stmt = stmt.where(ApiToken.user_id == _find_user(session, email).id)
+        match = ApiToken.user_id == _find_user(session, email).id
     else:
         raise UsageError("say which token or which user's tokens to revoke")
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
+    ids = list(session.scalars(select(ApiToken.id).where(match, ApiToken.revoked_at.is_(None))))
+    if ids:
+        session.execute(update(ApiToken).where(ApiToken.id.in_(ids))
+                        .values(revoked_at=utcnow()))
+    return ids
+
+
+def revoked_since(session: Session, since: datetime) -> list[uuid.UUID]:
+    """The tokens revoked at or after ``since`` (an index range, however many tokens exist)."""
+    return list(session.scalars(select(ApiToken.id).where(ApiToken.revoked_at >= since)))
+
+
+def is_live(session: Session, token_id: uuid.UUID) -> bool:
+    """Whether the token may still be used: not revoked, not expired."""
+    row = session.execute(select(ApiToken.revoked_at, ApiToken.expires_at)
+                          .where(ApiToken.id == token_id)).first()
+    if row is None or row.revoked_at is not None:
+        return False
+    return row.expires_at is None or row.expires_at > utcnow()
 
 
 def _token_match(token: str) -> ColumnElement[bool]:

@@ -149,7 +149,11 @@ def set_plan(email: str, plan: str) -> None:
 @click.option("--token", "token", help="A token, or a token id, to revoke.")
 @click.option("--user", "email", help="Revoke every token of this user.")
 def revoke(token: str | None, email: str | None) -> None:
-    """Revoke one API token, or all of a user's tokens."""
+    """Revoke one API token, or all of a user's tokens.
+
+    Agents connected with a revoked token are disconnected within a second on every API replica
+    (told over REDIS_URL when it is set; each replica also looks in the database).
+    """
     from claude_notify.cloud.server import auth
     from claude_notify.errors import UsageError
 
@@ -158,10 +162,14 @@ def revoke(token: str | None, email: str | None) -> None:
     runtime = _ready_runtime()
     try:
         with runtime.sessions.begin() as session:
-            count = auth.revoke_tokens(session, email=email, token=token)
+            revoked = auth.revoke(session, email=email, token=token)
+        if revoked and runtime.settings.redis_url:
+            from claude_notify.cloud.server.relay.hub import announce_revoked
+
+            announce_revoked(runtime.settings.redis_url, revoked)
     finally:
         runtime.close()
-    click.echo(f"revoked {count} token(s)")
+    click.echo(f"revoked {len(revoked)} token(s)")
 
 
 @server.command("telegram-webhook")

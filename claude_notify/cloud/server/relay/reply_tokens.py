@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Notification, Task, User
-from claude_notify.cloud.server.relay.models import RelayReplyToken
+from claude_notify.cloud.server.db.models import ApiToken, Notification, Task, User
+from claude_notify.cloud.server.relay.models import RelayAgent, RelayReplyToken
 from claude_notify.events import utcnow
 
 PREFIX: Final = "cnr_"
@@ -67,6 +67,18 @@ def issue(session: Session, row: Notification, *, ttl_s: float) -> str | None:
     return f"{PREFIX}{token.id.hex}.{secret}"
 
 
+def revoked_since_issued(session: Session, row: RelayReplyToken) -> bool:
+    """Whether, since ``row`` was issued, its owner had a token revoked that could queue commands
+    (``server revoke --user`` revokes them all) or its machine's agent token was (by ``server
+    revoke`` or by registering the machine again): a reply token is worth no more than those."""
+    machine_agents = select(RelayAgent.token_id).where(RelayAgent.user_id == row.user_id,
+                                                       RelayAgent.machine_id == row.machine_id)
+    return session.scalar(select(ApiToken.id).where(
+        ApiToken.user_id == row.user_id, ApiToken.revoked_at >= row.created_at,
+        or_(ApiToken.scopes.contains("commands:write"), ApiToken.id.in_(machine_agents)),
+    ).limit(1)) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """What a presented token turned out to be. ``row`` is ``None`` when no row had its id (then
@@ -92,4 +104,6 @@ def check(session: Session, presented: str) -> Checked:
         return Checked(row, "wrong reply token")
     if row.expires_at <= utcnow():
         return Checked(row, "the reply token has expired")
+    if revoked_since_issued(session, row):
+        return Checked(row, "the reply token was revoked")
     return Checked(row, None)

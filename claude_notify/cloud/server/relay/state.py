@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.relay.hub import Hub
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 
@@ -13,9 +19,18 @@ _lock = threading.Lock()
 
 
 class Relay:
-    def __init__(self, policy: RelayPolicy, redis_url: str | None = None) -> None:
-        self.hub = Hub(redis_url)
+    def __init__(self, policy: RelayPolicy, redis_url: str | None = None,
+                 sessions: sessionmaker[Session] | None = None) -> None:
+        self.hub = Hub(redis_url, _revoked_since(sessions) if sessions is not None else None)
         self.policy = policy
+
+
+def _revoked_since(sessions: sessionmaker[Session]) -> Callable[[datetime], list[uuid.UUID]]:
+    def read(since: datetime) -> list[uuid.UUID]:
+        with sessions() as session:
+            return auth.revoked_since(session, since)
+
+    return read
 
 
 def relay_of(state: Any) -> Relay:
@@ -25,7 +40,8 @@ def relay_of(state: Any) -> Relay:
         if relay is None:
             runtime = getattr(state, "runtime", None)
             settings = getattr(runtime, "settings", None)
-            relay = Relay(RelayPolicy.from_env(), getattr(settings, "redis_url", None))
+            relay = Relay(RelayPolicy.from_env(), getattr(settings, "redis_url", None),
+                          getattr(runtime, "sessions", None))
             state.relay = relay
     assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it
     return relay

@@ -204,31 +204,37 @@ class AgentOut(BaseModel):
 
 
 @router.post("/v1/agents", status_code=201, response_model=AgentOut)
-def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep) -> AgentOut:
-    """Mint the agent credential of one machine (the account token, pro plan)."""
+def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep,
+                   request: Request) -> AgentOut:
+    """Mint the agent credential of one machine (the account token, pro plan); the previous
+    one is revoked and its connections closed on every replica."""
     if not set(auth.ACCOUNT_SCOPES) <= caller.scopes:
         raise ApiError(403, "registering an agent needs the account token")
     if caller.plan != "pro":
         raise ApiError(403, "the command relay needs the pro plan")
     user = session.get(User, caller.user_id)
     assert user is not None  # noqa: S101 - the caller was just authenticated
-    previous = select(RelayAgent.token_id).where(RelayAgent.user_id == user.id,
-                                                 RelayAgent.machine_id == body.machine_id)
-    session.execute(update(ApiToken).where(ApiToken.id.in_(previous),
-                                           ApiToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+    previous = list(session.scalars(
+        select(ApiToken.id).join(RelayAgent, RelayAgent.token_id == ApiToken.id)
+        .where(RelayAgent.user_id == user.id, RelayAgent.machine_id == body.machine_id,
+               ApiToken.revoked_at.is_(None))))
+    if previous:
+        session.execute(update(ApiToken).where(ApiToken.id.in_(previous))
+                        .values(revoked_at=utcnow()))
     issued = auth.issue_token(session, user, scopes=["relay"],
                               name=f"agent {body.machine_id[:40]}")
     session.flush()
     session.add(RelayAgent(token_id=issued.id, user_id=user.id, machine_id=body.machine_id))
     session.commit()
+    relay_of(request.app.state).hub.revoked(previous)
     return AgentOut(token=issued.secret, machine_id=body.machine_id)
 
 
 # --------------------------------------------------------------------------- the tunnel
 
 
-def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str] | None:
+def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str, uuid.UUID] | None:
+    """The user, machine and token behind an agent's credential."""
     with runtime.sessions.begin() as session:
         found = auth.authenticate(session, secret)
         if found is None:
@@ -240,7 +246,7 @@ def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str] | None:
         if agent is None or agent.user_id != user.id:
             return None
         agent.last_seen_at = utcnow()
-        return user.id, agent.machine_id
+        return user.id, agent.machine_id, token.id
 
 
 class _Tunnel:
@@ -299,9 +305,10 @@ class _Link:
     """
 
     def __init__(self, websocket: WebSocket, runtime: Runtime, relay: Relay,
-                 user_id: uuid.UUID, machine_id: str) -> None:
+                 user_id: uuid.UUID, machine_id: str, token_id: uuid.UUID) -> None:
         self.ws, self.runtime, self.relay = websocket, runtime, relay
         self.key = (user_id, machine_id)
+        self.token_id = token_id
         self.sent: set[uuid.UUID] = set()
         self.loop = asyncio.get_running_loop()
         self.heard = self.loop.time()
@@ -327,7 +334,7 @@ class _Link:
             return
         await self._db(self._hello, hello)
         del hello  # not held for the connection's lifetime
-        with self.relay.hub.connected(self.key, self.wake):
+        with self.relay.hub.connected(self.key, self.wake, token_id=self.token_id, cut=self.cut):
             try:
                 await self._send_due()  # the backlog goes before any reply
                 self.silence = self.loop.call_at(self.heard + self.relay.policy.idle_s,
@@ -348,6 +355,15 @@ class _Link:
                         await self.sender
                 with contextlib.suppress(Exception):  # already closed by the agent, most often
                     await self.ws.close(code=1001)
+
+    def cut(self) -> None:
+        """Close the connection: its token was revoked (the hub's callback). The agent's
+        reconnection is then refused."""
+        if self.closed:
+            return
+        log.info("agent connection closed: its token was revoked")
+        self.closed = True  # no wake-up sends anything from now on
+        self._close(1008)
 
     def wake(self) -> None:
         """Send what is due now (the hub's callback, and the periodic re-read)."""
@@ -371,7 +387,11 @@ class _Link:
         try:
             while True:
                 self.again = False
-                for message in await self._db(self._due):
+                due = await self._db(self._due)
+                if due is None:
+                    self.cut()
+                    return
+                for message in due:
                     await self.ws.send_json(message)
                 if not self.again:
                     break
@@ -424,8 +444,12 @@ class _Link:
                 RelayAgent.user_id == user_id, RelayAgent.machine_id == machine_id)
                 .values(sessions=sessions, last_seen_at=utcnow()))
 
-    def _due(self) -> list[dict[str, Any]]:
+    def _due(self) -> list[dict[str, Any]] | None:
+        """The commands to send; ``None`` when the token was revoked (checked in the same
+        transaction, so a command is never handed over after its revocation committed)."""
         with self.runtime.sessions.begin() as session:
+            if not auth.is_live(session, self.token_id):
+                return None
             rows = queue.due(session, *self.key, self.sent)
             out = [{"type": "command", "id": str(r.id), "session_id": r.session_id,
                     "command": r.command, "cwd": r.cwd, "source": r.source, "kind": r.kind}

@@ -1,0 +1,292 @@
+"""Revocation takes effect at once, on SQLite and PostgreSQL: ``server revoke`` (of a user or of a
+token) and re-registering a machine close the agent connections opened before, on every replica
+(in-process, through the Redis channel, or found by each replica's look at the last seconds'
+revocations when the revoking process has no way to signal), a command queued meanwhile never
+reaches the old connection, and a reply token issued before no longer queues anything.
+
+The live-connection tests run the real server and agent processes (and two replicas on
+PostgreSQL + Redis); the reply-token tests drive the in-process app with the Telegram stand-in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import sqlalchemy
+from click.testing import CliRunner
+from cloud_kit import Account, Mailbox, wait_for
+from fastapi.testclient import TestClient
+from relay_kit import AgentProc, Server, api, cli, user_env
+from sqlalchemy import select
+from standins.kit import provider_settings, telegram
+from standins.telegram import TelegramStandIn
+from starlette.websockets import WebSocketDisconnect
+from tg_kit import MACHINE, Chat, reply_token
+
+from claude_notify.cloud.server import auth
+from claude_notify.cloud.server.cli import server as server_cli
+from claude_notify.cloud.server.db.models import ApiToken
+from claude_notify.cloud.server.relay.models import RelayAudit
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import TaskEvent
+
+__all__ = ["telegram"]
+SESSION = "tty:/dev/pts/6:606"
+REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PROMPT_S = 3.0
+"""How soon a revoked connection must be closed, measured on a loaded 2-core machine (the server
+promises a second; the rest is the agent noticing and writing its log line)."""
+
+
+# --------------------------------------------------------------------------- live connections
+
+
+class Machine:
+    """A user's machine with its session known to the server and its agent registered."""
+
+    def __init__(self, server: Server, tmp_path: Path, email: str = "dev@example.com") -> None:
+        self.server, self.email = server, email
+        self.token = server.admin("create-user", email, "--plan", "pro")
+        self.env = user_env(tmp_path / "user")
+        cli(["login", "--server", server.url, "--token"], self.env,
+            stdin=self.token.encode() + b"\n")
+        self.project = tmp_path / "project"
+        self.project.mkdir()
+        cli(["run", "--exec", "--", "true"], {**self.env, "CLAUDE_NOTIFY_SESSION_ID": SESSION},
+            cwd=self.project)
+        cli(["sync"], self.env)
+        wait_for(lambda: api(server, self.token, "GET", "/v1/tasks").json()["items"],
+                 what="the session's task")
+        cli(["agent", "--register"], self.env)
+        cli(["agent", "--allow", "touch *", "--dir", str(self.project)], self.env)
+        self.agent = AgentProc(self.env, self.project, tmp_path / "agent.log")
+
+    def relay_token_id(self) -> str:
+        engine = sqlalchemy.create_engine(self.server.env["DATABASE_URL"])
+        try:
+            with engine.connect() as conn:
+                return str(conn.scalar(select(ApiToken.id).where(ApiToken.scopes == "relay")))
+        finally:
+            engine.dispose()
+
+    def queue(self, server: Server, command: str) -> str:
+        made = httpx.post(f"{server.url}/v1/commands", timeout=10,
+                          headers={"Authorization": f"Bearer {self.token}"},
+                          json={"session_id": SESSION, "command": command})
+        assert made.status_code == 202, made.text
+        command_id: str = made.json()["id"]
+        return command_id
+
+    def cut_off(self, revoke: Callable[[], object]) -> float:
+        """Revoke while connected; how long until the agent saw its connection closed."""
+        self.agent.start()
+        revoke()
+        revoked = time.monotonic()
+        wait_for(lambda: "agent: connection lost" in self.agent.text(), timeout=60,
+                 what="the agent's connection to be closed")
+        took = time.monotonic() - revoked
+        # Its reconnection is refused: the agent stops for good and says why.
+        assert self.agent.proc is not None
+        self.agent.proc.wait(timeout=60)
+        assert "refused this machine's agent credential" in self.agent.text()
+        return took
+
+
+@pytest.fixture
+def machine(db_url: str, smtp_server: Mailbox, tmp_path: Path) -> Iterator[Machine]:
+    # The agents' own poll is two minutes: only the revocation itself can close them in time.
+    server = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120")
+    server.start()
+    made = Machine(server, tmp_path)
+    yield made
+    made.agent.stop()
+    server.stop()
+
+
+def test_revoking_the_user_closes_the_live_agent_at_once(machine: Machine) -> None:
+    """``server revoke`` is another process without Redis here: the server finds the revocation
+    in the database by itself."""
+    took = machine.cut_off(lambda: machine.server.admin("revoke", "--user", machine.email))
+    assert took < PROMPT_S
+
+
+def test_a_command_queued_after_the_agent_token_is_revoked_never_reaches_it(
+    machine: Machine
+) -> None:
+    relay_token = machine.relay_token_id()
+    queued: list[str] = []
+
+    def revoke_then_queue() -> None:
+        machine.server.admin("revoke", "--token", relay_token)
+        queued.append(machine.queue(machine.server, "touch after-revoke"))  # wakes the agent
+
+    took = machine.cut_off(revoke_then_queue)
+    assert took < PROMPT_S
+    row = api(machine.server, machine.token, "GET", f"/v1/commands/{queued[0]}").json()
+    assert row["state"] == "queued"
+    assert not (machine.project / "after-revoke").exists()
+
+
+@pytest.fixture
+def replicas(pg_db: str, smtp_server: Mailbox) -> Iterator[tuple[Server, Server]]:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    servers = [Server.make(pg_db, smtp_server, REDIS_URL=REDIS_URL,
+                           CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120") for _ in range(2)]
+    for server in servers:
+        server.start()  # one after the other: the first migrates
+    yield servers[0], servers[1]
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_revocation_closes_an_agent_connected_to_another_replica(
+    replicas: tuple[Server, Server], tmp_path: Path
+) -> None:
+    revoked_on, connected_to = replicas
+    machine = Machine(connected_to, tmp_path)
+    try:
+        relay_token = machine.relay_token_id()
+        queued: list[str] = []
+
+        def revoke_then_queue() -> None:
+            revoked_on.admin("revoke", "--token", relay_token)
+            queued.append(machine.queue(revoked_on, "touch after-revoke"))
+
+        assert machine.cut_off(revoke_then_queue) < PROMPT_S
+        row = api(revoked_on, machine.token, "GET", f"/v1/commands/{queued[0]}").json()
+        assert row["state"] == "queued"
+        assert not (machine.project / "after-revoke").exists()
+    finally:
+        machine.agent.stop()
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+@pytest.fixture
+def _slow_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the revocation, the connection would end only by its 5-second silence limit.
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_IDLE_S", "5")
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_POLL_S", "60")
+
+
+def _session(client: TestClient, user: Account, machine: str = MACHINE) -> None:
+    body = TaskEvent.from_dict({"type": "finished", "source": "run", "task_id": uuid.uuid4().hex,
+                                "machine_id": machine, "session_id": SESSION,
+                                "status": "success", "exit_code": 0, "command": "make",
+                                "cwd": "/srv/project"}).to_dict()
+    assert client.post("/v1/events", json=body, headers=user.headers).status_code == 202
+
+
+def _register(client: TestClient, user: Account, machine: str = MACHINE) -> str:
+    made = client.post("/v1/agents", json={"machine_id": machine}, headers=user.headers)
+    assert made.status_code == 201, made.text
+    token: str = made.json()["token"]
+    return token
+
+
+def _closed_after(ws: Any, revoke: Callable[[], object]) -> tuple[int, float]:
+    """The close code the connection ends with once ``revoke`` ran, and how long that took."""
+    ws.send_json({"type": "hello", "sessions": [], "running": []})
+    ws.send_json({"type": "ping"})
+    assert ws.receive_json() == {"type": "pong"}  # connected and registered
+    revoke()
+    started = time.monotonic()
+    with pytest.raises(WebSocketDisconnect) as closed:
+        while True:
+            ws.receive_json()
+    return closed.value.code, time.monotonic() - started
+
+
+@pytest.mark.usefixtures("_slow_idle")
+def test_re_registering_closes_the_old_connection_at_once(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    _session(client, user)
+    old = _register(client, user)
+    with client.websocket_connect("/v1/agent", headers={"Authorization": f"Bearer {old}"}) as ws:
+        code, took = _closed_after(ws, lambda: _register(client, user))
+    assert code == 1008 and took < 1.5
+
+
+@pytest.mark.usefixtures("_slow_idle")
+def test_server_revoke_from_another_process_closes_the_connection(
+    client: TestClient, make_user: Callable[..., Account], settings: Settings,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI shares nothing with the app but the database (no Redis)."""
+    user = make_user(plan="pro")
+    _session(client, user)
+    token = _register(client, user)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+
+    def revoke() -> None:
+        ran = CliRunner().invoke(server_cli, ["revoke", "--user", user.email])
+        assert ran.exit_code == 0, ran.output
+
+    with client.websocket_connect("/v1/agent",
+                                  headers={"Authorization": f"Bearer {token}"}) as ws:
+        code, took = _closed_after(ws, revoke)
+    assert code == 1008 and took < 1.5
+
+
+@pytest.fixture
+def settings(settings: Settings, telegram: TelegramStandIn) -> Settings:
+    return settings.replace(**provider_settings(telegram=telegram.base_url))
+
+
+@pytest.fixture
+def chat(client: TestClient, make_user: Callable[..., Account],
+         telegram: TelegramStandIn) -> Chat:
+    return Chat(client, make_user(plan="pro"), telegram)
+
+
+def _reply(chat: Chat, token: str) -> tuple[int, str]:
+    answer = chat.client.post("/v1/commands", json={"command": "./next.sh"},
+                              headers={"Authorization": f"Bearer {token}"})
+    return answer.status_code, answer.text
+
+
+def _refusals(runtime: Runtime) -> list[str | None]:
+    with runtime.sessions() as session:
+        return [r.reason for r in session.scalars(
+            select(RelayAudit).where(RelayAudit.outcome == "refused"))]
+
+
+def test_a_reply_token_dies_when_its_owner_is_revoked(chat: Chat, runtime: Runtime) -> None:
+    token = reply_token(chat.notify("session-a"))
+    with runtime.sessions.begin() as session:
+        auth.revoke_tokens(session, email=chat.user.email)
+    status, text = _reply(chat, token)
+    assert status == 401 and "revoked" in text, text
+    assert _refusals(runtime) == ["the reply token was revoked"]
+
+
+def test_a_reply_token_dies_when_its_machine_is_re_registered(chat: Chat,
+                                                                runtime: Runtime) -> None:
+    _register(chat.client, chat.user)
+    _register(chat.client, chat.user, "machine-other-99")
+    here = reply_token(chat.notify("session-a"))
+    there = reply_token(chat.notify("session-b", machine_id="machine-other-99"))
+    _register(chat.client, chat.user)  # MACHINE again: its old agent token is revoked
+    status, text = _reply(chat, here)
+    assert status == 401 and "revoked" in text, text
+    status, text = _reply(chat, there)  # another machine's reply token still works
+    assert status == 202, text
