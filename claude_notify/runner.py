@@ -475,6 +475,7 @@ if sys.platform != "win32":
         def _enter_raw(self) -> None:
             if os.isatty(0):
                 self.raw_saved = termios.tcgetattr(0)
+                self._take_typeahead()
                 import tty
 
                 tty.setraw(0, termios.TCSANOW)
@@ -484,6 +485,37 @@ if sys.platform != "win32":
                 mode = termios.tcgetattr(1)
                 mode[1] &= ~termios.OPOST
                 termios.tcsetattr(1, termios.TCSANOW, mode)
+
+        def _take_typeahead(self) -> None:
+            """Forward the lines typed before we go raw, and their ends of file, as such.
+
+            A terminal in canonical mode holds an end of file typed ahead (Ctrl-D, or the one
+            script(1) sends when its own input ends) as a NUL marker, which turns into a real
+            NUL byte once the mode is raw: forwarded as a key, the child's terminal echoed
+            ``^@`` into the output and the child never saw its end of file. So complete lines
+            are read while the mode is still canonical, and each end of file is handed on as the
+            child terminal's own EOF character, which it does not echo.
+            """
+            if self.master is None or not (self.raw_saved and self.raw_saved[3] & termios.ICANON):
+                return  # not canonical: a read returns keys, not lines, and nothing is held
+            try:
+                eof = termios.tcgetattr(self.master)[6][termios.VEOF]
+            except termios.error:
+                return
+            poller = select.poll()
+            poller.register(0, select.POLLIN)
+            for _ in range(256):  # bounded: a hung-up terminal reads as end of file forever
+                ready = poller.poll(0)
+                if not ready or not ready[0][1] & select.POLLIN:
+                    return
+                try:
+                    line = os.read(0, 4096)
+                except OSError:
+                    return
+                if line and self.master is not None:
+                    _write_all(self.master, memoryview(line))
+                if not line.endswith(b"\n") and isinstance(eof, bytes) and eof != b"\0":
+                    _write_all(self.master, memoryview(eof))
 
         def _restore_terminal(self, *, keep_state: bool = False) -> None:
             for fd, saved in ((0, self.raw_saved), (1, self.opost_saved)):

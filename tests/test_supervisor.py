@@ -193,6 +193,24 @@ def test_pty_mode_child_sees_a_terminal_with_our_size(tmp_path: Path) -> None:
     assert before == after  # raw mode undone
 
 
+@pytest.mark.parametrize(("typeahead", "expected"), [
+    (b"\x04", b"done"),                          # Ctrl-D, or what script(1) sends at its EOF
+    (b"hello\n\x04", b"hello\r\nhello\r\ndone"),  # a line typed ahead: echoed, then read
+    (b"abc\x04\x04", b"abcabcdone"),              # a partial line sent by Ctrl-D, then EOF
+])
+def test_pty_mode_typeahead_reaches_the_child_as_typed(tmp_path: Path, typeahead: bytes,
+                                                       expected: bytes) -> None:
+    """What was typed before the wrapper went raw reaches the child as lines and ends of file.
+
+    An end of file held by the terminal used to become a NUL keystroke: ``^@`` in the output,
+    and a child reading its input waited for ever.
+    """
+    out, code, _ = _in_pty([*CLI, "run", "--", "sh", "-c", "cat; printf done"],
+                           _quiet(tmp_path), typeahead=typeahead)
+    assert code == 0
+    assert out == expected
+
+
 def test_pty_mode_follows_window_resizes(tmp_path: Path) -> None:
     script = ("import os, sys, time\n"
               "print('ready', flush=True)\n"
@@ -308,15 +326,23 @@ def _close_child(pid: int, master: int) -> None:
 
 
 def _in_pty(argv: list[str], env: dict[str, str], *, answer: bytes | None = None,
-            rows: int = 24, cols: int = 80,
-            on_ready: object = None) -> tuple[bytes, int, tuple[list[object], list[object]]]:
+            rows: int = 24, cols: int = 80, on_ready: object = None,
+            typeahead: bytes = b"") -> tuple[bytes, int, tuple[list[object], list[object]]]:
     """Run ``argv`` with stdin/stdout/stderr on a fresh pty; return output, exit code and the
-    terminal modes before and after (to prove raw mode was undone)."""
+    terminal modes before and after (to prove raw mode was undone). ``typeahead`` is typed
+    before it starts (its echo is left out of the output)."""
     import select
 
     master, slave = os.openpty()
     fcntl_ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     before = termios.tcgetattr(slave)
+    if typeahead:
+        os.write(master, typeahead)
+        echoed = b""
+        deadline = time.monotonic() + 10
+        while len(echoed) < len(typeahead.replace(b"\x04", b"")) and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                echoed += os.read(master, 65536)
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                             start_new_session=True,
                             preexec_fn=lambda: fcntl_ioctl(0, termios.TIOCSCTTY, b"\0" * 4))
