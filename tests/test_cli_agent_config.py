@@ -123,3 +123,27 @@ def test_a_bad_env_value_and_a_bad_flag_are_one_line_and_exit_2(tmp_path: Path) 
     flag = run_cli(["agent", "--claude-permission-mode", "bypassPermissions"],
                    env=cli_env(tmp_path))
     assert flag.returncode == 2 and b"Traceback" not in flag.stderr
+
+
+def test_allow_patterns_that_grant_more_or_less_than_they_seem_are_warned_about(
+        tmp_path: Path, project: Path) -> None:
+    env = cli_env(tmp_path)
+    done = run_cli(["agent", "--allow", "make *", "--allow", "bash -c *", "--allow", "git -c *",
+                    "--dir", str(project)], env=env)
+    assert done.returncode == 0, done.stderr
+    warned = done.stderr.decode().splitlines()
+    assert warned == [
+        "claude-notify: warning: --allow 'bash -c *' grants bash only with the arguments it "
+        "spells out (bash -c): bash runs the command or code it is given",
+        "claude-notify: warning: --allow 'git -c *' lets a reply choose what follows git -c, "
+        "which can run another program or use config and repositories from elsewhere",
+    ]
+    star = tmp_path / "star"
+    star.mkdir()
+    (star / "config.toml").write_text('[agent]\nallow = ["*"]\n')
+    shown = run_cli(["agent", "--show"], env=cli_env(star))
+    assert shown.stderr.decode() == ("claude-notify: warning: --allow '*' lets a reply run any "
+                                     "program its first word matches\n")
+    quiet = run_cli(["agent", "--allow", "make *", "--allow", "git status"],
+                    env=cli_env(tmp_path / "other"))
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr

@@ -17,9 +17,12 @@ if TYPE_CHECKING:
 @click.option("--register", is_flag=True,
               help="Get this machine's agent credential (uses your `claude-notify login`).")
 @click.option("--allow", "allow", multiple=True, metavar="PATTERN",
-              help="Allow commands matching PATTERN (`make *`, `./next.sh`); turns the relay on.")
+              help="Allow commands matching PATTERN (`make *`, `./next.sh`); turns the relay on. "
+                   "A wildcard never matches an option that changes directory or runs code "
+                   "(`git -c`, `make -C`, …) unless spelled out, nor a path outside --dir.")
 @click.option("--deny", "deny", multiple=True, metavar="PATTERN",
-              help="Never run commands matching PATTERN, even if allowed.")
+              help="Never run a command holding PATTERN's words in that order, whatever "
+                   "surrounds them (`make deploy *` also refuses `make -k deploy`).")
 @click.option("--dir", "dirs", multiple=True, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, resolve_path=True),
               help="A directory commands may run in (and below); default: the current one.")
@@ -48,7 +51,10 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
 
     Commands are split as a shell would and run without one: `make test; curl … | sh` is
     refused unless the allow-list names that exact string. Each runs as `claude-notify run` in
-    the session's directory, with its own notification.
+    the session's directory, with its own notification. `git *` allows git with any arguments
+    but those that change directory, load config or run another program (`-c`, `-C`,
+    `config`, `--upload-pack`…) and paths outside the directories; shells and `env`, `xargs`,
+    `sudo`… take only the arguments a pattern spells out.
     """
     from dataclasses import replace
 
@@ -77,6 +83,8 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
                    f"directories: {', '.join(settings.dirs) or 'none'}; "
                    f"Claude carry-over {'on' if settings.claude else 'off'} "
                    f"(permission mode {settings.claude_permission_mode})")
+    if configure or show:
+        _warn(settings)
     if show:
         _show(settings)
     if register or configure or show or reset:
@@ -136,6 +144,14 @@ def _show(settings: AgentSettings) -> None:
         click.echo(f"{key:22} {shown}  [{settings.sources.get(key, 'default')}]")
 
 
+def _warn(settings: AgentSettings) -> None:
+    """A line on stderr for each allow pattern that grants more, or less, than it seems to."""
+    from claude_notify.agent.policy import warnings
+
+    for line in warnings(settings.allow):
+        click.echo(f"claude-notify: warning: {line}", err=True)
+
+
 def _merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*old, *new)))
 
@@ -172,6 +188,7 @@ def _serve(settings: AgentSettings) -> None:
         raise UsageError("this machine has no agent credential: run `claude-notify agent "
                          "--register`")
     store.hold_agent_lock()
+    _warn(settings)
     runner = Agent(server=settings.server, token=store.token(settings), settings=settings,
                    journal=store.Journal.open())
     signal.signal(signal.SIGTERM, _exit)  # interrupts a blocked receive at once
