@@ -92,7 +92,8 @@ def test_telegram_chat_is_linked_by_start_code_and_only_then_notified(
     assert ok.status_code == 200
     linked = client.get(f"/v1/channels/{channel['id']}", headers=user.headers).json()
     assert linked["verified"] is True
-    assert linked["config"] == {"chat_id": 555, "tg_user_id": 777, "chat_title": "Ada"}
+    assert linked["config"] == {"chat_id": 555, "chat_type": "private", "tg_user_id": 777,
+                                "chat_title": "Ada"}
     telegram.wait(1)  # the "linked" confirmation, through the outbox
     assert telegram.accepted()[0].displayed["text"].startswith("claude-notify linked")
 

@@ -10,6 +10,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ SESSION = "tty:/dev/pts/7:4242"
 COUNT = "#!/bin/sh\necho ran >> runs.txt\n"
 SLOW = "#!/bin/sh\nwhile [ ! -e go ]; do sleep 0.05; done\necho ran >> runs.txt\n"
 HOOK_SECRET = "relay-hook-secret_1"  # noqa: S105 - the test bot's webhook secret
+_UPDATE_IDS = itertools.count(10001)
+"""Telegram numbers every update; the server handles each number once."""
 
 
 @pytest.fixture
@@ -203,7 +206,7 @@ def _tg_update(text: str, *, reply_to: int | None = None, sender: int = 777,
     if reply_to is not None:
         message["reply_to_message"] = {"message_id": reply_to, "date": 1, "chat": chat,
                                        "text": "notification"}
-    return {"update_id": 1, "message": message}
+    return {"update_id": next(_UPDATE_IDS), "message": message}
 
 
 def test_a_telegram_reply_runs_on_the_agent_and_its_completion_reaches_telegram(

@@ -19,9 +19,9 @@ from sqlalchemy import select, update
 from standins.kit import provider_settings, telegram
 from standins.telegram import TelegramStandIn
 from starlette.websockets import WebSocketDisconnect
-from tg_kit import MACHINE, Chat, reply_token
+from tg_kit import MACHINE, Chat, buttons, reply_token
 
-from claude_notify.cloud.server.db.models import DeliveryAttempt, Notification
+from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
 from claude_notify.cloud.server.relay.models import RelayReplyToken
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 from claude_notify.cloud.server.runtime import Runtime
@@ -53,12 +53,12 @@ def test_the_token_in_the_task_link_queues_for_its_session_only(
     chat: Chat, runtime: Runtime
 ) -> None:
     token = reply_token(chat.notify("session-a"))
-    chat.notify("session-b")
+    other = reply_token(chat.notify("session-b"))
     status, body = _post(chat.client, token, {"command": "./next.sh"})
     assert status == 202, body
     assert (body["session_id"], body["machine_id"], body["command"]) == ("session-a", MACHINE,
                                                                          "./next.sh")
-    status, body = _post(chat.client, token, {"command": "make", "session_id": "session-a"})
+    status, body = _post(chat.client, other, {"command": "make", "session_id": "session-b"})
     assert status == 202, body
     audited = chat.audit()
     assert [(r["outcome"], r["source"]) for r in audited] == [("queued", "reply-token")] * 2
@@ -107,11 +107,58 @@ def test_wrong_other_session_and_moved_machine_are_refused_and_audited(chat: Cha
     # The session later runs a task on another machine: the token stays with its own machine.
     chat.notify("session-a", machine_id="machine-other-99")
     status, body = _post(chat.client, token, {"command": "./next.sh"})
-    assert status == 409 and "another machine" in str(body)
+    assert status == 202 and body["machine_id"] == MACHINE, body
     assert [(r["outcome"], r["reason"]) for r in chat.audit()] == [
-        ("refused", "that session has moved to another machine"),
+        ("queued", None),
         ("refused", "this reply token is for another session"),
         ("refused", "wrong reply token")]
+
+
+def test_a_token_queues_one_command_only(chat: Chat) -> None:
+    token = reply_token(chat.notify("session-a"))
+    assert _post(chat.client, token, {"command": "./next.sh"})[0] == 202
+    status, body = _post(chat.client, token, {"command": "./again.sh"})
+    assert status == 401 and "already used" in str(body), body
+    assert [(r["outcome"], r["reason"], r["command"]) for r in chat.audit()] == [
+        ("refused", "the reply token was already used", "./again.sh"),
+        ("queued", None, "./next.sh")]
+
+
+def test_a_refused_command_does_not_use_the_token_up(chat: Chat) -> None:
+    token = reply_token(chat.notify("session-a"))
+    status, body = _post(chat.client, token, {"command": "sudo reboot"})
+    assert status == 403 and "banned" in str(body), body
+    assert _post(chat.client, token, {"command": "./next.sh"})[0] == 202
+
+
+@pytest.mark.parametrize("chat_id", [-100555, -4001])
+def test_a_group_chat_gets_no_reply_token_even_with_group_replies_on(
+    client: TestClient, make_user: Callable[..., Account], telegram: TelegramStandIn,
+    runtime: Runtime, chat_id: int
+) -> None:
+    group = Chat(client, make_user(plan="pro"), telegram, chat=chat_id)
+    patched = client.patch(f"/v1/channels/{group.channel_id}",
+                           json={"config": {"allow_group_replies": True}},
+                           headers=group.user.headers)
+    assert patched.status_code == 200, patched.text
+    shown = group.notify("session-a", command="./train.sh")
+    found = buttons(shown)
+    assert list(found) == ["Open task", "Run again", "Show log"]  # the owner's buttons stay
+    assert "#reply=" not in found["Open task"]["url"]
+    assert "cnr_" not in str(shown)
+    with runtime.sessions() as session:
+        assert session.scalars(select(RelayReplyToken)).all() == []
+
+
+def test_a_chat_whose_type_was_not_recorded_gets_no_reply_token(
+    chat: Chat, runtime: Runtime
+) -> None:
+    """A chat linked before its type was recorded: unknown counts as not private."""
+    with runtime.sessions.begin() as session:
+        channel = session.get(Channel, uuid.UUID(chat.channel_id))
+        assert channel is not None and channel.config["chat_type"] == "private"
+        channel.config = {k: v for k, v in channel.config.items() if k != "chat_type"}
+    assert "#reply=" not in buttons(chat.notify("session-a"))["Open task"]["url"]
 
 
 @pytest.mark.parametrize("presented", ["cnr_", "cnr_nothex.secret", "cnr_" + "0" * 32 + ".x",

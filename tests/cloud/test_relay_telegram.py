@@ -5,8 +5,10 @@ gets nothing queued, and every attempt is audited."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,9 +17,12 @@ from fastapi.testclient import TestClient
 from standins.kit import event, provider_settings, telegram
 from standins.telegram import TelegramStandIn
 
+from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
 __all__ = ["telegram"]
+_UPDATE_IDS = itertools.count(10001)
 SECRET = "hook-secret_123"  # noqa: S105 - the test bot's webhook secret
 HOOK = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
 OWNER, STRANGER, CHAT = 777, 888, 555
@@ -38,7 +43,7 @@ def _update(text: str, *, reply_to: int | None = None, sender: int = OWNER,
         message["reply_to_message"] = {"message_id": reply_to, "date": 1, "text": "make test ✓",
                                        "chat": message["chat"],
                                        "from": {"id": 1, "is_bot": True, "first_name": "bot"}}
-    return {"update_id": 10001, "message": message}
+    return {"update_id": next(_UPDATE_IDS), "message": message}
 
 
 class Linked:
@@ -157,3 +162,42 @@ def test_telegram_commands_count_against_the_rate_limit(
     answers = sorted(linked.answer(n).splitlines()[-1] for n in (3, 4, 5))
     assert answers == ["Not run: more than 2 commands in a minute: try again later.",
                        *["Queued on machine-1234: ./next.sh"] * 2]
+
+
+@contextlib.contextmanager
+def _replica(settings: Settings) -> Iterator[TestClient]:
+    """A second app (its own runtime and worker) on the same database."""
+    runtime = Runtime.build(settings)
+    try:
+        with TestClient(create_app(runtime=runtime)) as client:
+            yield client
+    finally:
+        runtime.close()
+
+
+def test_an_update_delivered_again_queues_once_whichever_replica_gets_it(
+    linked: Linked, settings: Settings
+) -> None:
+    """Telegram re-sends an update it got no answer for in time: its ``update_id`` is kept in
+    the database, so neither this replica nor another one queues it a second time."""
+    message_id = linked.notify("session-a")
+    again = _update("./next.sh", reply_to=message_id)
+    pressed = linked.telegram.callback_query(message_id, _run_again(linked, message_id),
+                                             sender=OWNER)
+    with _replica(settings) as other:
+        for client in (linked.client, other, linked.client):
+            for update in (again, pressed):
+                assert client.post("/v1/telegram/webhook", json=update,
+                                   headers=HOOK).status_code == 200
+    assert sorted((r["outcome"], r["command"]) for r in linked.audit()) == [
+        ("queued", "./next.sh"), ("queued", "make test")]
+    assert len(linked.telegram.answers_for(pressed)) == 1
+
+
+def _run_again(linked: Linked, message_id: int) -> str:
+    shown = next(r.displayed for r in linked.telegram.accepted()
+                 if r.displayed.get("message_id") == message_id)
+    rows = shown["reply_markup"]["inline_keyboard"]
+    data: str = next(b["callback_data"] for row in rows for b in row
+                     if b["text"] == "Run again")
+    return data

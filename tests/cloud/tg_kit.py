@@ -4,6 +4,7 @@ read back the audit log, the queued commands and what the stand-in was asked to 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
@@ -16,6 +17,8 @@ SECRET = "hook-secret_123"  # noqa: S105 - the test bot's webhook secret (standi
 HOOK = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
 OWNER, STRANGER = 777, 888
 MACHINE = "machine-1234567"
+_UPDATE_IDS = itertools.count(10001)
+"""Telegram numbers every update; the server handles each number once."""
 
 
 def update(text: str, *, chat: int, reply_to: int | None = None, sender: int = OWNER,
@@ -29,7 +32,7 @@ def update(text: str, *, chat: int, reply_to: int | None = None, sender: int = O
         message["reply_to_message"] = {"message_id": reply_to, "date": 1, "text": "…",
                                        "chat": message["chat"],
                                        "from": {"id": 1, "is_bot": True, "first_name": "bot"}}
-    return {"update_id": 10001, "message": message}
+    return {"update_id": next(_UPDATE_IDS), "message": message}
 
 
 class Chat:

@@ -20,8 +20,8 @@ CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "sms", "webhoo
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
-SERVER_KEYS: Final = ("chat_id", "tg_user_id", "chat_title", "template", "discord_user_id",
-                      "feishu_open_id")
+SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "template",
+                      "discord_user_id", "feishu_open_id")
 """Config values the server sets (a linked chat or replying account, a saved template): kept
 when a user edits."""
 

@@ -266,7 +266,7 @@ def _message(session: Session, row: Notification) -> Message | str:
             text=text,
             html=html,
             event=event.payload,
-            actions=actions_for(session, row, channel.type, event.payload),
+            actions=actions_for(session, row, channel, event.payload),
         )
     content = row.payload or {}
     return Message(

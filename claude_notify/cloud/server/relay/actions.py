@@ -5,7 +5,9 @@ A button carries ``run:`` or ``log:`` and the notification's id (38 bytes, withi
 an opaque handle, never the command, so a press can only ever mean "that task's command, for
 that task's session", looked up again on the server. "Run again" is offered only where it can
 work: a shell task (not a Claude Code session, where a prompt is a reply) whose session the
-account may command.
+account may command. Buttons answer only the owner's own presses, so a group chat gets them too;
+the reply token works for whoever holds it, so it goes only to a chat the owner alone reads
+(:func:`~claude_notify.cloud.server.relay.reply_tokens.private_to_owner`).
 """
 
 from __future__ import annotations
@@ -16,27 +18,34 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.base import Actions
-from claude_notify.cloud.server.db.models import Notification, Task
+from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
 from claude_notify.cloud.server.relay import reply_tokens
-from claude_notify.cloud.server.relay.queue import RelayPolicy
+from claude_notify.cloud.server.relay.queue import RelayPolicy, target_of
 
 RELAY_CHANNELS: Final = frozenset({"telegram"})
-"""The channels whose notifications carry buttons and a reply token."""
+"""The channels whose notifications carry buttons (and, in a private chat, a reply token)."""
 RUN: Final = "run"
 LOG: Final = "log"
 
 
-def actions_for(session: Session, row: Notification, channel_type: str,
+def actions_for(session: Session, row: Notification, channel: Channel,
                 event: dict[str, Any]) -> Actions | None:
     """The buttons and reply token for an event notification; ``None`` where none apply."""
-    if channel_type not in RELAY_CHANNELS or row.task_id is None:
+    if channel.type not in RELAY_CHANNELS or row.task_id is None:
         return None
     task = session.get(Task, row.task_id)
     if task is None:
         return None
-    token = reply_tokens.issue(session, row, ttl_s=RelayPolicy.from_env().reply_token_ttl_s)
+    target = target_of(session, row)
+    user = session.get(User, row.user_id) if row.user_id is not None else None
+    replyable = target is not None and user is not None and user.plan == "pro"
+    token = None
+    if target is not None and replyable and reply_tokens.private_to_owner(channel.type,
+                                                                           channel.config):
+        token = reply_tokens.issue(session, row, target,
+                                   ttl_s=RelayPolicy.from_env().reply_token_ttl_s)
     shell = event.get("source") != "claude-code" and bool(task.cmd.strip())
-    return Actions(run_again=f"{RUN}:{row.id.hex}" if token and shell else None,
+    return Actions(run_again=f"{RUN}:{row.id.hex}" if replyable and shell else None,
                    show_log=f"{LOG}:{row.id.hex}", reply_token=token)
 
 

@@ -5,7 +5,8 @@ verification token and signature), so the sender's id is the provider's word: a 
 or a Feishu ``open_id``. ``/link`` with a code from ``POST /v1/channels/{id}/link`` records that
 id in the channel's config (:data:`KEYS`); after that, ``/run`` from the same id goes through
 :func:`~claude_notify.cloud.server.api.routes.commands.queue_command` (pro plan, rate limit,
-banlist, audit) for the session of the channel's latest notified task, or the session named.
+banlist, audit) to the run (session, machine, directory) of the channel's latest notified task,
+or of the latest one of the session named.
 
 A sender linked to nothing gets a generic refusal and nothing is recorded: there is no account
 to audit it under. A linked owner's refusals are audited and answered in one line.
@@ -87,14 +88,16 @@ def run(runtime: Runtime, relay: Relay, said: Said) -> Answer:
         if found is None:
             log.info("%s: /run from an account linked to nothing", said.source)
             return Answer(STRANGER)
-        channel, origin, session_id, refusal = found
-        if refusal is not None or session_id is None:
-            reason = refusal or "no task of a session was notified on this channel yet"
+        channel, origin, target, refusal = found
+        if refusal is not None or target is None:
+            reason = refusal or ("no task of that session was notified on this channel"
+                                 if said.session_id else
+                                 "no task of a session was notified on this channel yet")
             queue.audit(session, origin, command=said.command, outcome="refused", reason=reason,
-                        session_id=session_id)
+                        session_id=target.session_id if target else said.session_id)
             return Answer(f"Not run: {reason}.", channel.id)
     try:
-        out = queue_command(runtime, relay, origin, session_id=session_id, command=said.command)
+        out = queue_command(runtime, relay, origin, to=target, command=said.command)
     except ApiError as refused:
         return Answer(f"Not run: {refused.message}.", channel.id)
     return Answer(f"Queued on {out.machine_id[:12]}: {said.command[:MAX_ECHO]}", channel.id)
@@ -115,11 +118,13 @@ def post(runtime: Runtime, answer: Answer) -> None:
 
 
 def _target(session: Session, said: Said
-            ) -> tuple[Channel, queue.Origin, str | None, str | None] | None:
-    """The linked channel, who sends, the session, and a refusal: ``None`` for a stranger.
+            ) -> tuple[Channel, queue.Origin, queue.Target | None, str | None] | None:
+    """The linked channel, who sends, the run it goes to, and a refusal: ``None`` for a stranger.
 
-    One account may be linked to several channels (even of several users); the one whose user
-    ran the named session wins, else the one with the most recent notified session.
+    The run is that of the channel's latest sent task notification (of the named session, if
+    one is named): a ``/run`` answers what the chat was shown, never whatever event of the
+    session came last. One account may be linked to several channels (even of several users);
+    the one with the most recent such notification wins.
     """
     channels = session.scalars(select(Channel).where(Channel.type == said.source,
                                                      Channel.inbound_key == said.sender[:128])
@@ -127,36 +132,37 @@ def _target(session: Session, said: Said
     mine = [c for c in channels if c.config.get(KEYS[said.source]) == said.sender]
     if not mine:
         return None
-    picked, session_id = mine[0], said.session_id
-    if said.session_id is not None:
-        picked = next((c for c in mine if session.scalar(
-            select(Task.id).where(Task.user_id == c.user_id,
-                                  Task.session_id == said.session_id).limit(1))), picked)
-    else:
-        latest = [(found, c) for c in mine if (found := _latest(session, c)) is not None]
-        if latest:
-            (session_id, _), picked = max(latest, key=lambda pair: pair[0][1])
+    picked, notification = mine[0], None
+    latest = [(found, c) for c in mine
+              if (found := _latest(session, c, said.session_id)) is not None]
+    if latest:
+        (notification, _), picked = max(latest, key=lambda pair: pair[0][1])
     user = session.get(User, picked.user_id)
     assert user is not None  # noqa: S101 - a channel's user is its foreign key
     origin = queue.Origin(user_id=user.id, plan=user.plan, source=said.source,
                           actor=f"{said.source}:{said.sender}")
+    row = session.get(Notification, notification) if notification is not None else None
+    target = queue.target_of(session, row) if row is not None else None
     refusal = None
     if said.group and picked.config.get("allow_group_replies") is not True:
         refusal = "commands are taken only in the direct chat with the bot"
     elif len(said.command) > MAX_COMMAND:
         refusal = f"the command is longer than {MAX_COMMAND} characters"
-    return picked, origin, session_id, refusal
+    return picked, origin, target, refusal
 
 
-def _latest(session: Session, channel: Channel) -> tuple[str, datetime] | None:
-    """The session of the channel's most recently sent task notification, and when."""
-    found = session.execute(
-        select(Task.session_id, Notification.created_at)
-        .join(Notification, Notification.task_id == Task.id)
-        .where(Notification.channel_id == channel.id, Notification.status == "sent",
-               Task.session_id.is_not(None))
-        .order_by(Notification.created_at.desc()).limit(1)).first()
-    return None if found is None else (str(found[0]), found[1])
+def _latest(session: Session, channel: Channel,
+            session_id: str | None) -> tuple[uuid.UUID, datetime] | None:
+    """The channel's most recently sent task notification (of ``session_id``, if given) that
+    names a session, and when."""
+    stmt = (select(Notification.id, Notification.created_at)
+            .join(Task, Notification.task_id == Task.id)
+            .where(Notification.channel_id == channel.id, Notification.status == "sent",
+                   Task.session_id.is_not(None)))
+    if session_id is not None:
+        stmt = stmt.where(Task.session_id == session_id)
+    found = session.execute(stmt.order_by(Notification.created_at.desc()).limit(1)).first()
+    return None if found is None else (found[0], found[1])
 
 
 KEEP_SEEN = timedelta(days=2)

@@ -50,7 +50,8 @@ class RelayCommand(Base):
     session_id: Mapped[str] = mapped_column(String(256))
     command: Mapped[str] = mapped_column(Text)
     cwd: Mapped[str | None] = mapped_column(Text, default=None)
-    """The session's working directory, from its latest event (the agent decides if it may)."""
+    """The directory the answered task ran in, from its notification's event (or, from the API,
+    the session's latest run that reported one); the agent decides if it may run there."""
     source: Mapped[str] = mapped_column(String(16), default="api")
     kind: Mapped[str] = mapped_column(String(16), default="shell", server_default="shell")
     """``shell`` (a command line) or ``claude`` (a prompt continuing the Claude Code session)."""

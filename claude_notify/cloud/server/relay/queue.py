@@ -20,7 +20,7 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Event, Task
+from claude_notify.cloud.server.db.models import Event, Notification, Task
 from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
 from claude_notify.events import utcnow
 
@@ -84,6 +84,69 @@ class Origin:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a command runs: the session, machine and directory of one task run.
+
+    A reply is bound to the run its notification was about (:func:`target_of`), never to
+    whatever the session's latest event says: any events token can write one, and the latest
+    task may be a relayed command's own, registered at its start before an event brings its
+    directory (a command queued then ran without one).
+    """
+
+    session_id: str
+    machine_id: str
+    cwd: str | None
+    """``None`` when the run's event did not say: such a command is refused, not run elsewhere."""
+    source: str | None = None
+    """The event's ``source`` (``claude-code`` for a Claude Code session)."""
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _target(task: Task, payload: object) -> Target | None:
+    payload = payload if isinstance(payload, dict) else {}
+    if not task.session_id or not task.machine_id:
+        return None
+    return Target(task.session_id, task.machine_id, _text(payload.get("cwd")),
+                  _text(payload.get("source")))
+
+
+def target_of(session: Session, notification: Notification) -> Target | None:
+    """The run a task notification was about: its task's session and machine, and the
+    directory its own event reported; ``None`` when the task names no session or machine."""
+    task = session.get(Task, notification.task_id) if notification.task_id else None
+    if task is None or notification.event_row_id is None:
+        return None
+    event = session.get(Event, notification.event_row_id)
+    return _target(task, event.payload if event is not None else None)
+
+
+def latest_target(session: Session, user_id: uuid.UUID, session_id: str) -> Target | None:
+    """For a command that answers no notification (the API's ``session_id``): the session's
+    latest run that reported its directory, else its latest task (then without a directory).
+
+    A task registered at its start has no event yet: it is passed over, not taken to mean
+    "no directory"."""
+    tasks = session.scalars(
+        select(Task).where(Task.user_id == user_id, Task.session_id == session_id,
+                           Task.machine_id.is_not(None))
+        .order_by(Task.created_at.desc()).limit(20)).all()
+    if not tasks:
+        return None
+    by_id = {task.id: task for task in tasks}
+    events = session.execute(
+        select(Event.task_id, Event.payload).where(Event.task_id.in_(by_id))
+        .order_by(Event.received_at.desc()).limit(50))
+    for task_id, payload in events:
+        found = _target(by_id[task_id], payload)
+        if found is not None and found.cwd is not None:
+            return found
+    return _target(tasks[0], None)
+
+
 def audit(session: Session, origin: Origin, *, command: str, outcome: str,
           reason: str | None = None, row: RelayCommand | None = None,
           machine_id: str | None = None, session_id: str | None = None) -> None:
@@ -105,17 +168,18 @@ def over_limit(session: Session, origin: Origin, policy: RelayPolicy) -> str | N
     return None
 
 
-def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
-            policy: RelayPolicy, kind: str = "shell",
-            machine_id: str | None = None) -> RelayCommand:
-    """Queue ``command`` for the machine that owns ``session_id``, or raise :class:`Refused`.
+def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
+            policy: RelayPolicy, kind: str = "shell") -> RelayCommand:
+    """Queue ``command`` for a run's machine and directory, or raise :class:`Refused`.
 
-    ``machine_id`` pins the machine (a reply token is bound to one): a session seen since on
-    another machine is refused rather than followed there.
+    ``to`` is the run a reply answers (its notification's :class:`Target`), or a session id
+    (the API), which goes to the session's latest run that reported a directory. A run whose
+    directory is unknown is refused: the agent would otherwise have to guess one.
 
     A ``claude`` command is a prompt: the keyword banlist does not apply to prose ("delete the
     repo" passes any list); Claude Code's permission mode on the agent is the control there.
     """
+    session_id = to.session_id if isinstance(to, Target) else to
 
     def refuse(status: int, reason: str, machine: str | None = None) -> Refused:
         audit(session, origin, command=command, outcome="refused", reason=reason,
@@ -130,22 +194,14 @@ def enqueue(session: Session, origin: Origin, *, session_id: str, command: str,
     lowered = command.lower() if kind == "shell" else ""
     if hit := next((word for word in policy.banned if word in lowered), None):
         raise refuse(403, f"the command contains a banned keyword ({hit!r})")
-    found = session.execute(
-        select(Task.id, Task.machine_id)
-        .where(Task.user_id == origin.user_id, Task.session_id == session_id,
-               Task.machine_id.is_not(None))
-        .order_by(Task.created_at.desc()).limit(1)).first()
-    if found is None:
+    target = to if isinstance(to, Target) else latest_target(session, origin.user_id, to)
+    if target is None:
         raise refuse(404, "no task of yours ran in that session")
-    if machine_id is not None and found[1] != machine_id:
-        raise refuse(409, "that session has moved to another machine", found[1])
-    task_id, machine_id = found
-    payload = session.scalar(select(Event.payload).where(Event.task_id == task_id)
-                             .order_by(Event.received_at.desc()).limit(1))
-    cwd = payload.get("cwd") if isinstance(payload, dict) else None
-    row = RelayCommand(id=uuid.uuid4(), user_id=origin.user_id, machine_id=machine_id,
+    if target.cwd is None:
+        raise refuse(409, "the directory that task ran in is unknown", target.machine_id)
+    row = RelayCommand(id=uuid.uuid4(), user_id=origin.user_id, machine_id=target.machine_id,
                        session_id=session_id, command=command, source=origin.source, kind=kind,
-                       cwd=cwd if isinstance(cwd, str) else None, state="queued", deliveries=0,
+                       cwd=target.cwd, state="queued", deliveries=0,
                        created_at=now, expires_at=now + timedelta(seconds=policy.ttl_s))
     session.add(row)
     audit(session, origin, command=command, outcome="queued", row=row)

@@ -2,10 +2,14 @@
 
 A task notification that can be replied to (its task ran in a session on a known machine, for a
 pro account) carries one in its task link's fragment (``…/t/<task>#reply=cnr_…``: a fragment
-never reaches a server's access log). The token is ``cnr_<row id>.<secret>``: the row is found by
-its id, and the secret's SHA-256 compared with :func:`hmac.compare_digest`; the raw token is
-never stored. It only works on ``POST /v1/commands`` (every other route wants a ``cnt_`` API
-token), only for the (user, machine, session) it was issued for, and only until it expires
+never reaches a server's access log), but only where the owner alone reads it: a Telegram chat
+that Telegram called private when it was linked (:func:`private_to_owner`), never a group,
+supergroup, channel, webhook or shared chat, where anyone who reads or is forwarded the message
+could use it. The token is ``cnr_<row id>.<secret>``: the row is found by its id, and the
+secret's SHA-256 compared with :func:`hmac.compare_digest`; the raw token is never stored. It
+only works on ``POST /v1/commands`` (every other route wants a ``cnt_`` API token), only for the
+run its notification was about (user, session, machine and directory), once (a command it
+queued uses it up; a refused one does not), and only until it expires
 (``CLAUDE_NOTIFY_SERVER_RELAY_REPLY_TOKEN_TTL_S``, a day by default). Sending the notification
 again rotates the secret: only the copy last sent works.
 """
@@ -18,13 +22,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import ApiToken, Notification, Task, User
+from claude_notify.cloud.server.db.models import ApiToken, Notification, User
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayReplyToken
+from claude_notify.cloud.server.relay.queue import Target, target_of
 from claude_notify.events import utcnow
 
 PREFIX: Final = "cnr_"
@@ -38,13 +43,27 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue(session: Session, row: Notification, *, ttl_s: float) -> str | None:
-    """A fresh token for a notification's task session, or ``None`` when it cannot be replied to.
+def private_to_owner(channel_type: str, config: dict[str, Any]) -> bool:
+    """Whether only the owner reads this destination, so a reply token may be sent there.
 
-    One row per notification: a retry or re-send rotates its secret and expiry.
+    A Telegram chat whose type Telegram gave as ``private`` when it was linked (recorded as
+    ``chat_type``), with a positive id (groups, supergroups and channels have negative ones; a
+    group that became a supergroup got a new, negative id). A chat linked before the type was
+    recorded counts as not private: linking it again records it.
     """
-    task = session.get(Task, row.task_id) if row.task_id else None
-    if task is None or not task.session_id or not task.machine_id or row.user_id is None:
+    chat_id = config.get("chat_id")
+    return (channel_type == "telegram" and config.get("chat_type") == "private"
+            and isinstance(chat_id, int) and not isinstance(chat_id, bool) and chat_id > 0)
+
+
+def issue(session: Session, row: Notification, target: Target, *, ttl_s: float) -> str | None:
+    """A fresh token for the run ``target`` a notification was about, or ``None`` when it
+    cannot be replied to (not a pro account).
+
+    One row per notification: a retry or re-send rotates its secret and expiry, and a fresh
+    secret may be used once again.
+    """
+    if row.user_id is None:
         return None
     user = session.get(User, row.user_id)
     if user is None or user.plan != "pro":
@@ -61,10 +80,37 @@ def issue(session: Session, row: Notification, *, ttl_s: float) -> str | None:
     if token is None:
         token = RelayReplyToken(id=uuid.uuid4(), user_id=user.id, notification_id=row.id)
         session.add(token)
-    token.machine_id, token.session_id = task.machine_id, task.session_id
+    token.machine_id, token.session_id = target.machine_id, target.session_id
     token.token_hash, token.created_at = _hash(secret), now
-    token.expires_at = now + timedelta(seconds=ttl_s)
+    token.expires_at, token.last_used_at = now + timedelta(seconds=ttl_s), None
     return f"{PREFIX}{token.id.hex}.{secret}"
+
+
+def use(session: Session, token: RelayReplyToken) -> bool:
+    """Mark ``token`` used; ``False`` when it already was (by this or any replica: the row's
+    update is the arbiter, so of two concurrent uses one wins)."""
+    done = session.execute(
+        update(RelayReplyToken)
+        .where(RelayReplyToken.id == token.id, RelayReplyToken.last_used_at.is_(None))
+        .values(last_used_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return bool(getattr(done, "rowcount", 0) == 1)
+
+
+def give_back(session: Session, token: RelayReplyToken) -> None:
+    """Undo :func:`use` in the same transaction (the command was refused, nothing queued)."""
+    session.execute(update(RelayReplyToken).where(RelayReplyToken.id == token.id)
+                    .values(last_used_at=None).execution_options(synchronize_session=False))
+
+
+def target(session: Session, token: RelayReplyToken) -> Target | None:
+    """The run a token's notification was about, where its command goes."""
+    row = session.get(Notification, token.notification_id) if token.notification_id else None
+    found = target_of(session, row) if row is not None else None
+    if found is None or (found.session_id, found.machine_id) != (token.session_id,
+                                                                 token.machine_id):
+        return None
+    return found
 
 
 def revoked_since_issued(session: Session, row: RelayReplyToken) -> bool:
@@ -106,4 +152,6 @@ def check(session: Session, presented: str) -> Checked:
         return Checked(row, "the reply token has expired")
     if revoked_since_issued(session, row):
         return Checked(row, "the reply token was revoked")
+    if row.last_used_at is not None:
+        return Checked(row, "the reply token was already used")
     return Checked(row, None)

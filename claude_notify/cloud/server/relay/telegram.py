@@ -5,11 +5,14 @@ Only updates that passed the webhook's secret-header check get here. The chat mu
 Telegram channel and the sender must be the Telegram account that linked it (``tg_user_id``).
 The chat must be private unless the owner turned on ``allow_group_replies`` for the channel: in
 a group anyone can reply or press a button, so even then only the owner's count. A reply goes to
-the session of the task the replied-to notification was about (for ``/run`` without a reply: the
-chat's latest task notification); "Run again" queues that task's own command for its session,
-through the same queue as a reply (rate limit, banlist, audit). Every attempt is audited; the
+the session, machine and directory of the task run the replied-to notification was about (for
+``/run`` without a reply: the chat's latest task notification), whatever events the session had
+since; "Run again" queues that task's own command for the same run, through the same queue as a
+reply (rate limit, banlist, audit). Every attempt is audited; the
 owner gets a one-line answer in the chat, strangers get none (a button press is always answered
-with ``answerCallbackQuery``, for strangers with no text).
+with ``answerCallbackQuery``, for strangers with no text). Telegram sends an update again when
+our answer was late: its ``update_id`` is recorded (``relay_inbound_seen``, shared by all
+replicas) before anything is queued, so a repeat does nothing.
 """
 
 from __future__ import annotations
@@ -107,13 +110,16 @@ def _one(session: Session, relay: Relay, channel: Channel,
     if (reason := _not_heard(channel, reply.sender_id, reply.chat_type)) is not None:
         refuse(reason, answer=False)
         return None
-    session_id, kind = _session_of(session, channel, reply.reply_to)
-    kind = "shell" if reply.run else kind
-    if session_id is None:
+    target = _target_of(session, channel, reply.reply_to)
+    if target is None:
         refuse("not a reply to a task notification of a session", answer=True)
         return None
+    # A plain reply to a "Claude finished" notification is the next prompt of that
+    # conversation; /run is always a command line.
+    claude = target.source == "claude-code" and reply.reply_to is not None and not reply.run
+    kind = "claude" if claude else "shell"
     try:
-        row = queue.enqueue(session, origin, session_id=session_id, command=reply.text,
+        row = queue.enqueue(session, origin, to=target, command=reply.text,
                             policy=relay.policy, kind=kind)
     except queue.Refused as refused:
         _answer(session, channel, f"Not run: {refused.message}.")
@@ -133,14 +139,15 @@ def _not_heard(channel: Channel, sender_id: int, chat_type: str) -> str | None:
 
 
 def replied_task(channel_id: uuid.UUID,
-                 reply_to: int | None) -> Select[uuid.UUID, str | None]:
-    """The (task, session) a reply in a channel's chat is about: the notification with that
-    Telegram message id, or the chat's latest one that reached it.
+                 reply_to: int | None) -> Select[uuid.UUID, str | None, uuid.UUID]:
+    """The (task, session, notification) a reply in a channel's chat is about: the notification
+    with that Telegram message id, or the chat's latest one that reached it.
 
     Both are searches of ``ix_notifications_channel_provider``: a notification has a provider id
     only once sent, so that stands for ``status = 'sent'`` (which SQLite's planner would otherwise
     answer from the delivery queue's index, scanning everyone's sent notifications)."""
-    stmt = (select(Task.id, Task.session_id).join(Notification, Notification.task_id == Task.id)
+    stmt = (select(Task.id, Task.session_id, Notification.id)
+            .join(Notification, Notification.task_id == Task.id)
             .where(Notification.channel_id == channel_id, Task.session_id.is_not(None)))
     if reply_to is not None:
         stmt = stmt.where(Notification.provider_id == str(reply_to))
@@ -149,21 +156,11 @@ def replied_task(channel_id: uuid.UUID,
     return stmt.order_by(Notification.created_at.desc()).limit(1)
 
 
-def _session_of(session: Session, channel: Channel,
-                reply_to: int | None) -> tuple[str | None, str]:
-    """The session a reply is for, and ``claude`` when its task is a Claude Code session.
-
-    ``/run`` is always a command line; a plain reply to a "Claude finished" notification is the
-    next prompt of that conversation.
-    """
+def _target_of(session: Session, channel: Channel, reply_to: int | None) -> queue.Target | None:
+    """Where a reply goes: the run its notification was about (see :class:`queue.Target`)."""
     found = session.execute(replied_task(channel.id, reply_to)).first()
-    if found is None:
-        return None, "shell"
-    task_id, session_id = found
-    payload = session.scalar(select(Event.payload).where(Event.task_id == task_id)
-                             .order_by(Event.received_at.desc()).limit(1))
-    source = payload.get("source") if isinstance(payload, dict) else None
-    return session_id, "claude" if source == "claude-code" and reply_to is not None else "shell"
+    notification = session.get(Notification, found[2]) if found is not None else None
+    return queue.target_of(session, notification) if notification is not None else None
 
 
 def _answer(session: Session, channel: Channel, text: str) -> None:
@@ -230,11 +227,13 @@ def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
                 return Answered()  # not a chat of ours: nobody to tell
             row = None
         task = session.get(Task, row.task_id) if row and row.task_id else None
-        return _press(session, runtime, relay, channel, press, parsed, task)
+        target = queue.target_of(session, row) if row is not None else None
+        return _press(session, runtime, relay, channel, press, parsed, task, target)
 
 
 def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, press: Press,
-           parsed: tuple[str, uuid.UUID] | None, task: Task | None) -> Answered:
+           parsed: tuple[str, uuid.UUID] | None, task: Task | None,
+           target: queue.Target | None) -> Answered:
     user = session.get(User, channel.user_id)
     if user is None:
         return Answered()
@@ -263,13 +262,13 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
                     machine_id=task.machine_id, session_id=task.session_id)
         return Answered(log_html=_log_message(session, runtime, task))
     claude = _source(session, task) == "claude-code"
-    if claude or not task.session_id or not task.machine_id or not task.cmd.strip():
+    if claude or target is None or not task.cmd.strip():
         reason = ("a Claude Code session is continued by replying to its notification"
                   if claude else "this task cannot be run again from here")
         return Answered(f"Not run: {refuse(reason)}.", alert=True)
     try:
-        row = queue.enqueue(session, origin, session_id=task.session_id, command=task.cmd,
-                            policy=relay.policy, machine_id=task.machine_id)
+        row = queue.enqueue(session, origin, to=target, command=task.cmd,
+                            policy=relay.policy)
     except queue.Refused as refused:
         return Answered(f"Not run: {refused.message}."[:200], alert=True)
     return Answered(f"Queued on {row.machine_id[:12]}: {task.cmd}"[:200],
@@ -329,6 +328,17 @@ async def _answer_press(runtime: Runtime, press: Press, answered: Answered) -> N
         await bot.call("answerCallbackQuery", answer)
 
 
+def _first_delivery(runtime: Runtime, update: Any) -> bool:
+    """True the first time this ``update_id`` arrives, on any replica (see
+    :func:`~claude_notify.cloud.server.relay.chat.first_delivery`)."""
+    from claude_notify.cloud.server.relay.chat import first_delivery
+
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        return True  # Telegram always numbers its updates; nothing to key on otherwise
+    return first_delivery(runtime.sessions, "telegram", str(update_id))
+
+
 async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
     """The webhook's hook for everything that is not ``/start CODE``."""
     from starlette.concurrency import run_in_threadpool
@@ -336,6 +346,10 @@ async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
     from claude_notify.cloud.server.relay.state import relay_of
 
     press = parse_press(update)
+    reply = parse(update) if press is None else None
+    if (press is not None or reply is not None) and not await run_in_threadpool(
+            _first_delivery, runtime, update):
+        return  # Telegram sent it again (our answer was late): it was handled once already
     if press is not None:
         relay = relay_of(state)
         answered = Answered()
@@ -353,7 +367,6 @@ async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
                       data="")
         await _answer_press(runtime, stray, Answered())
         return
-    reply = parse(update)
     if reply is None:
         return
     relay = relay_of(state)

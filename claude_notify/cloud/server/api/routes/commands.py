@@ -3,8 +3,9 @@
 * ``POST /v1/commands`` (``commands:write``, pro) queues a command for the machine whose task ran
   in ``session_id``: only the account that owns the session can; refusals are audited too. A
   notification's reply token (``Authorization: Bearer cnr_…``, from the task link's
-  ``#reply=`` fragment) can stand in for the API token: it queues only for the one session it
-  was issued for (``session_id`` may then be left out), and only until it expires.
+  ``#reply=`` fragment) can stand in for the API token: it queues one command, only for the
+  run it was issued for (that task's session, machine and directory; ``session_id`` may then
+  be left out), and only until it expires.
 * ``POST /v1/agents`` (the account token) mints the ``relay`` token of one machine; the new
   token replaces that machine's previous one.
 * ``/v1/agent`` is the agent's WebSocket. Only a ``relay`` token bound to a machine is accepted,
@@ -87,16 +88,17 @@ class CommandOut(BaseModel):
                    started_at=row.started_at, finished_at=row.finished_at)
 
 
-def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *, session_id: str,
-                  command: str, kind: str = "shell", machine_id: str | None = None) -> CommandOut:
+def queue_command(runtime: Runtime, relay: Relay, origin: queue.Origin, *,
+                  to: queue.Target | str, command: str, kind: str = "shell") -> CommandOut:
     """Queue and wake the agent; :class:`ApiError` (already audited) when refused.
 
-    Shared with the chat channels' replies, which arrive with a different ``origin``.
+    Shared with the chat channels' replies, which arrive with a different ``origin`` and
+    name the run their notification was about rather than a session.
     """
     with runtime.sessions() as session:
         try:
-            row = queue.enqueue(session, origin, session_id=session_id, command=command,
-                                policy=relay.policy, kind=kind, machine_id=machine_id)
+            row = queue.enqueue(session, origin, to=to, command=command,
+                                policy=relay.policy, kind=kind)
         except queue.Refused as refused:
             session.commit()
             raise ApiError(refused.status, refused.message) from None
@@ -131,13 +133,14 @@ def post_command(body: CommandIn, caller: Annotated[Principal | str, Depends(_co
         raise ApiError(422, "session_id is required (only a reply token implies it)")
     origin = queue.Origin(user_id=caller.user_id, plan=caller.plan, source="api",
                           actor=f"token {caller.token_id}")
-    return queue_command(runtime, relay, origin,
-                         session_id=body.session_id, command=body.command, kind=body.kind)
+    return queue_command(runtime, relay, origin, to=body.session_id, command=body.command,
+                         kind=body.kind)
 
 
 def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: CommandIn) -> CommandOut:
-    """Queue for the reply token's own session; anything else is refused and audited."""
-    with runtime.sessions.begin() as session:
+    """Queue for the run the reply token's notification was about, using the token up; anything
+    else is refused and audited (a refused command leaves the token as it was)."""
+    with runtime.sessions() as session:
         checked = reply_tokens.check(session, presented)
         token = checked.row
         user = session.get(User, token.user_id) if token is not None else None
@@ -150,16 +153,28 @@ def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: Comman
         problem, status = checked.problem, 401
         if problem is None and body.session_id not in (None, token.session_id):
             problem, status = "this reply token is for another session", 403
-        if problem is not None:
-            queue.audit(session, origin, command=body.command, outcome="refused", reason=problem,
-                        machine_id=token.machine_id, session_id=body.session_id)
+        if problem is None and not reply_tokens.use(session, token):
+            problem = "the reply token was already used"  # by a concurrent request
+        target = reply_tokens.target(session, token) if problem is None else None
+        if problem is None and target is None:
+            problem, status = "the task this reply token was issued for is gone", 410
+        if problem is not None or target is None:
+            queue.audit(session, origin, command=body.command, outcome="refused",
+                        reason=problem, machine_id=token.machine_id, session_id=body.session_id)
             session.commit()
-            raise ApiError(status, problem, headers={"WWW-Authenticate": "Bearer"}
+            raise ApiError(status, problem or "", headers={"WWW-Authenticate": "Bearer"}
                            if status == 401 else None)
-        token.last_used_at = utcnow()
-        session_id, machine_id = token.session_id, token.machine_id
-    return queue_command(runtime, relay, origin, session_id=session_id, command=body.command,
-                         kind=body.kind, machine_id=machine_id)
+        try:
+            row = queue.enqueue(session, origin, to=target, command=body.command,
+                                policy=relay.policy, kind=body.kind)
+        except queue.Refused as refused:
+            reply_tokens.give_back(session, token)
+            session.commit()
+            raise ApiError(refused.status, refused.message) from None
+        out = CommandOut.of(row)
+        session.commit()
+    relay.hub.wake((origin.user_id, out.machine_id))
+    return out
 
 
 @router.get("/v1/commands/{command_id}", response_model=CommandOut)

@@ -186,6 +186,7 @@ def _link(runtime: Runtime, code: str, chat: dict[str, Any], sender: dict[str, A
         channel.config = {
             **{k: v for k, v in channel.config.items() if k == "template"},
             "chat_id": chat["id"],
+            "chat_type": str(chat.get("type") or "")[:32],  # Telegram's word: private or not
             "tg_user_id": sender["id"],
             "chat_title": str(title)[:100],
         }
