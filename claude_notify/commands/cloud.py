@@ -304,6 +304,16 @@ def group_replies(channel_id: str, state: str) -> None:
         " (only your own Telegram account's commands count)" if state == "on" else ""))
 
 
+@channels.command(name="rotate-secret")
+@click.argument("channel_id")
+def rotate_secret(channel_id: str) -> None:
+    """Replace a webhook channel's signing secret; the new one is shown once, the old one stops
+    verifying at once."""
+    with _client() as client:
+        made = client.request("POST", f"/v1/channels/{channel_id}/rotate-secret")
+    click.echo(f"new signing secret for {made['id']} (shown once): {made['config']['secret']}")
+
+
 @channels.command()
 @click.argument("channel_id")
 def remove(channel_id: str) -> None:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, wait_for
 from relay_kit import CLI, Server, cli, user_env
+from standardwebhooks.webhooks import Webhook
 
 
 @pytest.fixture
@@ -137,3 +138,43 @@ def test_a_running_task_starts_when_the_command_did(server: Server, tmp_path: Pa
     assert before <= _when(running["started_at"]).timestamp() <= seen - 0.9
     event, task = _finished_task(server, env, receiver)
     _assert_describes_the_run(task, event, before, after)
+
+
+def _signed_by(call: Any, secret: str) -> bool:
+    try:
+        Webhook(secret).verify(call.body, call.headers)
+    except Exception:  # the library's WebhookVerificationError
+        return False
+    return True
+
+
+def test_a_webhook_signing_secret_is_shown_once(server: Server, tmp_path: Path,
+                                               receiver: Receiver) -> None:
+    """At creation and on an explicit rotation; never in a list, a read or an update."""
+    env = _logged_in(server, tmp_path, None)
+    added = cli(["channels", "add", "webhook", receiver.url], env).stdout.decode()
+    channel_id = added.split()[3]
+    [shown] = [line.split(": ", 1)[1] for line in added.splitlines() if "shown once" in line]
+    assert shown.startswith("whsec_")
+    listed = cli(["channels", "list", "--json"], env).stdout.decode()
+    assert channel_id in listed and shown not in listed
+    assert [c["config"] for c in json.loads(listed)] == [{"url": receiver.url}]
+    for path in ("/v1/channels", f"/v1/channels/{channel_id}"):
+        assert shown not in json.dumps(_api(server, env, path))
+    patched = _api(server, env, f"/v1/channels/{channel_id}", "PATCH",
+                   json={"name": "ci", "config": {"url": receiver.url}})
+    assert patched["config"] == {"url": receiver.url}  # and the secret was kept, not replaced
+    cli(["channels", "test", channel_id], env)
+    assert _signed_by(receiver.wait(1, timeout=30)[0], shown)
+
+    rotated = cli(["channels", "rotate-secret", channel_id], env).stdout.decode()
+    [new] = [line.split(": ", 1)[1] for line in rotated.splitlines() if "shown once" in line]
+    assert new.startswith("whsec_") and new != shown
+    assert new not in cli(["channels", "list", "--json"], env).stdout.decode()
+    cli(["channels", "test", channel_id], env)
+    call = receiver.wait(2, timeout=30)[1]
+    assert _signed_by(call, new) and not _signed_by(call, shown)
+    email = cli(["channels", "add", "email", "me@example.com"], env).stdout.split()[3].decode()
+    refused = cli(["channels", "rotate-secret", email], env, check=False)
+    assert refused.returncode == 1 and refused.stderr.count(b"\n") == 1
+    assert b"webhook" in refused.stderr

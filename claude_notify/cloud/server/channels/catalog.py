@@ -25,6 +25,9 @@ SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "templ
 """Config values the server sets (a linked chat or replying account, a saved template): kept
 when a user edits."""
 
+SECRET_KEYS: Final = frozenset({"secret"})
+"""Config values shown only when set (creation, rotation), never in a list or a read."""
+
 TRIGGERS: Final = ("finished", "failure", "match", "needs_input", "progress")
 """``finished``: every finish; ``failure``: only failed or interrupted ones; ``match``: output
 matching the channel's regex; ``needs_input``: the task waits for the user; ``progress``."""
@@ -75,6 +78,14 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
 def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A user's new config with the values the server set (:data:`SERVER_KEYS`) kept."""
     return {**{k: v for k, v in old.items() if k in SERVER_KEYS and k not in new}, **new}
+
+
+def keep_secret(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the old signing secret when it names none: an update that leaves the secret
+    out (reads never show it) keeps it; only a rotation or an explicit new one replaces it."""
+    if "secret" in new or "secret" not in old:
+        return new
+    return {**new, "secret": old["secret"]}
 
 
 def recipient(config: dict[str, Any]) -> dict[str, Any]:

@@ -81,12 +81,16 @@ class ChannelOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, channel: Channel) -> ChannelOut:
+    def of(cls, channel: Channel, *, reveal: bool = False) -> ChannelOut:
+        """The channel as the API shows it; its signing secret only when ``reveal`` (at creation
+        and rotation: a secret shown on every read is one any token holder can copy)."""
+        config = channel.config if reveal else {
+            k: v for k, v in channel.config.items() if k not in catalog.SECRET_KEYS}
         return cls(
             id=channel.id,
             type=channel.type,
             name=channel.name,
-            config=channel.config,
+            config=config,
             rules=channel.rules,
             enabled=channel.enabled,
             disabled_reason=channel.disabled_reason,
@@ -195,7 +199,7 @@ def create_channel(
         _start_verification(session, runtime, channel)
     session.commit()
     runtime.waker.wake()
-    return ChannelOut.of(channel)
+    return ChannelOut.of(channel, reveal=True)
 
 
 @router.get("/v1/channels", summary="List channels")
@@ -230,7 +234,9 @@ def update_channel(
         channel.enabled = body.enabled
         channel.disabled_reason = None if body.enabled else "by its owner"
     if body.config is not None:
-        config = catalog.carry_over(channel.config, _config(runtime, channel.type, body.config))
+        # A secret left out is kept: reads never show it, so it cannot be sent back.
+        asked = catalog.keep_secret(channel.config, body.config)
+        config = catalog.carry_over(channel.config, _config(runtime, channel.type, asked))
         changed = catalog.recipient(config) != catalog.recipient(channel.config)
         channel.config = config
         if changed and channel.type in catalog.NEEDS_VERIFICATION:
@@ -245,6 +251,18 @@ def delete_channel(channel_id: uuid.UUID, caller: ChannelWriter, session: Sessio
     session.delete(_owned(session, caller, channel_id))
     session.commit()
     return Response(status_code=204)
+
+
+@router.post("/v1/channels/{channel_id}/rotate-secret", summary="Replace a webhook's secret")
+def rotate_secret(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> ChannelOut:
+    """A new Standard Webhooks secret, shown in this answer only; the old one stops at once."""
+    channel = _owned(session, caller, channel_id)
+    if channel.type != "webhook":
+        raise ApiError(409, f"only a webhook channel has a signing secret made here; this is "
+                            f"a {channel.type} channel")
+    channel.config = {**channel.config, "secret": catalog.new_webhook_secret()}
+    session.commit()
+    return ChannelOut.of(channel, reveal=True)
 
 
 @router.post("/v1/channels/{channel_id}/test", status_code=202, summary="Send a test message")
