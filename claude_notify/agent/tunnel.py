@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -147,11 +146,19 @@ class Agent:
                              detail="the agent stopped during the run")
             return
         command = str(message.get("command") or "")
-        cwd = message.get("cwd") or Path.cwd()
-        if message.get("kind") == "claude":
-            self._on_claude(command_id, message, command, str(cwd))
+        cwd = message.get("cwd")
+        if not isinstance(cwd, str) or not cwd:
+            # Never this agent's own directory instead: the command belongs to its session's.
+            detail = "no working directory came with the command"
+            shown = "(claude reply)" if message.get("kind") == "claude" else command
+            self.log(f"agent: refused {shown!r}: {detail}")
+            self.journal.record(command_id, command=shown)
+            self._finish(command_id, state="refused", exit_code=None, detail=detail)
             return
-        decision = policy.decide(command, cwd=str(cwd), allow=self.settings.allow,
+        if message.get("kind") == "claude":
+            self._on_claude(command_id, message, command, cwd)
+            return
+        decision = policy.decide(command, cwd=cwd, allow=self.settings.allow,
                                  deny=self.settings.deny, dirs=self.settings.dirs)
         if decision.refused:
             self.log(f"agent: refused {command!r}: {decision.refused}")
