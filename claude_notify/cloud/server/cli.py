@@ -75,15 +75,17 @@ def server(ctx: click.Context, host: str, port: int) -> None:
 
     from claude_notify.cloud.server.api.routes.commands import tunnel_first
     from claude_notify.cloud.server.app import create_app
+    from claude_notify.cloud.server.httpproto import HeaderDeadlineProtocol, raise_fd_limit
     from claude_notify.cloud.server.logsetup import configure
 
     configure()
+    raise_fd_limit()
     app = tunnel_first(create_app(runtime=_runtime()))
     # uvicorn's own access log would print query strings, which carry one-time link secrets.
     # No per-message deflate: the agents do not ask for it, and a zlib context per idle agent
-    # would cost ~90 KB of the server's memory.
+    # would cost ~90 KB of the server's memory. Request headers have a deadline (slowloris).
     uvicorn.run(app, host=host, port=port, proxy_headers=True, access_log=False, log_config=None,
-                ws_per_message_deflate=False)
+                ws_per_message_deflate=False, http=HeaderDeadlineProtocol)
 
 
 @server.command()
