@@ -8,7 +8,10 @@ Two set-ups, everything on loopback:
 
 Phase 1 sends ``--events`` finished events as fast as ``--concurrency`` connections allow and
 reports accepted events/s. Phase 2 sends at a steady ``--rate`` for ``--seconds`` and reports
-p50/p99 from posting a finished event to the webhook arriving at a local receiver.
+p50/p99 from posting a finished event to the webhook arriving at a local receiver. Beside each:
+the CPU per event of the API and worker processes (their /proc), plus in distributed mode the
+PostgreSQL backends serving the benchmark's database (pg is local: their /proc too), counted
+from the first post to the last webhook delivered. ``--json FILE`` writes the results.
 
     .venv/bin/python scripts/bench_server.py --mode embedded
     .venv/bin/python scripts/bench_server.py --mode distributed \\
@@ -33,6 +36,9 @@ from contextlib import suppress
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +114,7 @@ def make_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
         **os.environ,
         "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
         "CLAUDE_NOTIFY_SERVER_LOG_KEYS": new_key(),
+        "CLAUDE_NOTIFY_SERVER_EVENTS_PER_MINUTE": "0",  # one token sends them all
     }
     if args.mode == "embedded":
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
@@ -323,15 +330,30 @@ async def drain(receiver: Receiver, n: int) -> float:
 
 async def _timed_post(
     client: httpx.AsyncClient, body: dict[str, object], accepted: list[float]
-) -> None:
+) -> bool:
+    """Post one event; False when it was not accepted.
+
+    A transport error is retried once on a fresh connection: a keep-alive connection the server
+    closed while the pool held it idle (uvicorn drops them after 5 s, the length of a phase)
+    fails with ``httpx.ReadError`` on reuse, which used to end the whole benchmark.
+    """
     started = time.monotonic()
-    await client.post("/v1/events", json=body)
-    accepted.append(time.monotonic() - started)
+    for attempt in range(2):
+        try:
+            response = await client.post("/v1/events", json=body)
+        except httpx.TransportError:
+            if attempt:
+                return False
+            continue
+        accepted.append(time.monotonic() - started)
+        return response.status_code == 202
+    return False
 
 
 async def latency(
     client: httpx.AsyncClient, receiver: Receiver, rate: float, seconds: float
-) -> list[float]:
+) -> tuple[list[float], int]:
+    """Event → webhook seconds of every event delivered, and how many posts failed."""
     sent: dict[str, float] = {}
     accepted: list[float] = []
     tasks = []
@@ -341,85 +363,135 @@ async def latency(
         await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
         body = event(f"lat-{i}")
         sent[str(body["event_id"])] = time.monotonic()
-        tasks.append(asyncio.create_task(_timed_post(client, body, accepted)))
-    await asyncio.gather(*tasks)
-    accepted.sort()
-    print(f"  POST /v1/events answered in p50 {statistics.median(accepted) * 1000:.0f} ms")
+        tasks.append((str(body["event_id"]),
+                      asyncio.create_task(_timed_post(client, body, accepted))))
+    failed = 0
+    for event_id, task in tasks:
+        if not await task:
+            failed += 1
+            del sent[event_id]  # no webhook to wait for
+    if failed:
+        print(f"  {failed} of {len(tasks)} posts failed")
+    if accepted:
+        accepted.sort()
+        print(f"  POST /v1/events answered in p50 {statistics.median(accepted) * 1000:.0f} ms")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not set(sent) <= set(receiver.arrivals):
         await asyncio.sleep(0.05)
     missing = set(sent) - set(receiver.arrivals)
     if missing:
         print(f"  {len(missing)} webhooks never arrived within 30 s")
-    return sorted(receiver.arrivals[e] - t for e, t in sent.items() if e in receiver.arrivals)
+    samples = sorted(receiver.arrivals[e] - t for e, t in sent.items() if e in receiver.arrivals)
+    return samples, failed
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace, report: benchkit.Report) -> None:
     receiver = Receiver()
     server = await receiver.start()
     scratch = None
-    if args.mode == "distributed" and not args.database_url:
-        scratch, args.database_url = create_scratch_database(args.pg_admin_url)
-    with tempfile.TemporaryDirectory() as tmp:
-        env = make_env(args, Path(tmp))
-        token = prepare_database(env)
-        port = free_port()
-        procs = start_processes(args, env, port)
-        limits = httpx.Limits(max_connections=args.concurrency)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if args.mode == "distributed" and not args.database_url:
+            scratch, args.database_url = create_scratch_database(args.pg_admin_url)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+            env = make_env(args, Path(tmp))
+            token = prepare_database(env)
+            port = free_port()
+            procs = start_processes(args, env, port)
+            await measure(args, report, receiver, procs, token, port, Path(tmp))
+    finally:
+        stop_processes(procs)
+        server.close()
+        if scratch:
+            drop_scratch_database(args.pg_admin_url, scratch)
+            forget_wake_queue(args.redis_url, args.database_url)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
         try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                limits=limits,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=60,
-            ) as client:
-                await wait_ready(client)
-                hook = {"type": "webhook", "config": {"url": f"http://127.0.0.1:{receiver.port}/"}}
-                (await client.post("/v1/channels", json=hook)).raise_for_status()
-                print(
-                    f"== {args.mode}: {args.api_processes} API process(es)"
-                    + (f", {args.workers} worker(s)" if args.mode == "distributed" else "")
-                )
-                base_url = f"http://127.0.0.1:{port}"
-                if args.generator == "wrk":
-                    rate, sent = await asyncio.to_thread(
-                        throughput_wrk, base_url, token, args.wrk_seconds, Path(tmp),
-                        args.wrk_connections,
-                    )
-                    print(f"  accepted {rate:.0f} events/s over {args.wrk_seconds:.0f} s "
-                          f"(wrk, {args.wrk_connections} connections)")
-                else:
-                    rate, sent = await asyncio.to_thread(
-                        throughput_processes, base_url, token, args.events, args.generators
-                    )
-                    print(
-                        f"  accepted {args.events} events at {rate:.0f} events/s "
-                        f"({args.generators} generator processes)"
-                    )
-                drained = await drain(receiver, sent)
-                print(f"  all {sent} webhooks delivered {drained:.1f} s after the last post")
-                receiver.arrivals.clear()
-                samples = await latency(client, receiver, args.rate, args.seconds)
-                if samples:
-                    p50 = statistics.median(samples) * 1000
-                    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
-                    print(
-                        f"  at {args.rate:.0f} events/s: event → webhook p50 {p50:.0f} ms, "
-                        f"p99 {p99:.0f} ms over {len(samples)} events"
-                    )
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                with suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=20)
-            server.close()
-            if scratch:
-                drop_scratch_database(args.pg_admin_url, scratch)
-                forget_wake_queue(args.redis_url, args.database_url)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
 
 
-if __name__ == "__main__":
+async def measure(args: argparse.Namespace, report: benchkit.Report, receiver: Receiver,
+                  procs: list[subprocess.Popen[bytes]], token: str, port: int,
+                  workdir: Path) -> None:
+    limits = httpx.Limits(max_connections=args.concurrency)
+    distributed = args.mode == "distributed"
+    database = args.database_url.rsplit("/", 1)[1].split("?")[0] if distributed else ""
+    backends = (benchkit.postgres_backends(args.pg_admin_url, database)
+                if distributed else None)
+    ours = benchkit.TreeCPU([p.pid for p in procs])  # API processes (+ workers)
+    db = benchkit.TreeCPU(extra=backends)  # PostgreSQL backends of the scratch database
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        limits=limits,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as client:
+        await wait_ready(client)
+        hook = {"type": "webhook", "config": {"url": f"http://127.0.0.1:{receiver.port}/"}}
+        (await client.post("/v1/channels", json=hook)).raise_for_status()
+        setup = (f"{args.api_processes} API process(es)"
+                 + (f", {args.workers} worker(s), PostgreSQL + Redis" if distributed
+                    else ", SQLite, in-process worker"))
+        print(f"== {args.mode}: {setup}")
+        base_url = f"http://127.0.0.1:{port}"
+        ours.snapshot()
+        db.snapshot()
+        if args.generator == "wrk":
+            rate, sent = await asyncio.to_thread(
+                throughput_wrk, base_url, token, args.wrk_seconds, workdir,
+                args.wrk_connections,
+            )
+            how = f"wrk, {args.wrk_connections} connections, {args.wrk_seconds:.0f} s"
+        else:
+            rate, sent = await asyncio.to_thread(
+                throughput_processes, base_url, token, args.events, args.generators
+            )
+            how = f"{args.generators} httpx generator processes"
+        drained = await drain(receiver, sent)
+        # wrk counts the answers it read; posts in flight when it stopped were accepted too.
+        delivered = len(receiver.arrivals)
+        events = max(sent, delivered)
+        # CPU per event: API (+ worker) + database, from the first post to the last webhook.
+        app_ms = ours.seconds() * 1000 / max(1, events)
+        db_ms = db.seconds() * 1000 / max(1, events) if distributed else 0.0
+        print(f"  {delivered} webhooks delivered for {sent} answered posts, {drained:.1f} s "
+              "after the last post")
+        if distributed:
+            report.add(f"events accepted, worker delivering ({setup}; {how})", rate, "events/s",
+                       app_ms + db_ms, "event", "≥ 1,000/s, ≤ 2 ms CPU/event",
+                       rate >= 1000 and app_ms + db_ms <= 2,
+                       f"API + worker {app_ms:.2f} + PostgreSQL {db_ms:.2f} ms/event")
+        else:
+            report.add(f"events accepted ({setup}; {how})", rate, "events/s", app_ms, "event",
+                       "≥ 200/s", rate >= 200)
+        if delivered < sent:
+            report.add("webhooks not delivered within 300 s", sent - delivered, "events")
+        receiver.arrivals.clear()
+        ours.snapshot()
+        db.snapshot()
+        samples, failed = await latency(client, receiver, args.rate, args.seconds)
+        n = max(1, len(samples))
+        cpu_ms = (ours.seconds() + (db.seconds() if distributed else 0.0)) * 1000 / n
+        if samples:
+            p50 = statistics.median(samples) * 1000
+            p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
+            report.add(f"event → webhook p50 at {args.rate:.0f} events/s (p99 {p99:.0f} ms, "
+                       f"{len(samples)} events)", p50, "ms", cpu_ms, "event",
+                       "p50 ≤ 100 ms, p99 ≤ 1 s", p50 <= 100 and p99 <= 1000)
+        if failed:
+            report.add("latency phase: posts that failed", failed, "events")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
     parser.add_argument("--database-url", help="default: a scratch database, dropped afterwards")
@@ -438,4 +510,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    with benchkit.reporting(f"server-{ARGS.mode}", ARGS.json) as REPORT:
+        asyncio.run(main(ARGS, REPORT))
