@@ -7,11 +7,13 @@ Phase 1 posts ``--commands`` commands one after another, each to its own session
 for the previous one to finish), and reads back from the server when the agent reported each
 one started: ``started_at - created_at`` (both stamped by the server: the post committed → the
 agent's "started" arrived, which the agent sends just before it spawns ``claude-notify run``).
-Reports p50/p99/max.
+Reports p50/p99/max, and the CPU per command of every process of ours: the server (API
+processes) and the agent with the ``claude-notify run`` children it reaps, from /proc.
 
 Phase 2 (``--idle N``) opens N more agent connections (N machines, each with its own relay
 token, hello sent) from this process and reports the server process's RSS before, after every
-``--step`` connections, and at the end, with the cost of one connection. ``--commands 0`` skips
+``--step`` connections, and at the end, with the cost of one connection and what 10,000 would
+come to (MiB). ``--commands 0`` skips
 phase 1 (the agent still runs, connected).
 
 With ``--pg`` and ``--redis``, two API replicas run: commands are posted to one while the agent
@@ -45,6 +47,9 @@ from typing import Any
 import httpx
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit
+
 CLI = [sys.executable, "-m", "claude_notify"]
 
 
@@ -70,7 +75,11 @@ def start_server(tmp: Path, pg: str | None,
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_NOTIFY")}
     env.update({"DATABASE_URL": pg or f"sqlite:///{tmp / 'server.db'}",
                 "CLAUDE_NOTIFY_SERVER_AUTO_MIGRATE": "1",
-                "CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE": "1000000"})
+                "CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE": "1000000",
+                # thousands of idle agents of one account, and events as fast as they go
+                "CLAUDE_NOTIFY_SERVER_MAX_AGENTS_PER_USER": "1000000",
+                "CLAUDE_NOTIFY_SERVER_MAX_SOCKETS_PER_USER": "1000000",
+                "CLAUDE_NOTIFY_SERVER_EVENTS_PER_MINUTE": "0"})
     if redis:
         env["REDIS_URL"] = redis
     proc = subprocess.Popen([*CLI, "server", "--port", str(port)], env=env,
@@ -182,7 +191,13 @@ def main() -> None:
     parser.add_argument("--pg", help="PostgreSQL admin URL: a scratch database is made there")
     parser.add_argument("--redis", help="with --pg: two API replicas woken through this Redis; "
                                         "commands go to one, the agent is on the other")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
     args = parser.parse_args()
+    with benchkit.reporting("relay", args.json) as report:
+        scratch_db(args, report)
+
+
+def scratch_db(args: argparse.Namespace, report: benchkit.Report) -> None:
     database = f"cn_bench_relay_{uuid.uuid4().hex[:8]}" if args.pg else None
     if args.pg:
         import psycopg
@@ -190,15 +205,31 @@ def main() -> None:
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
     try:
-        _bench(args, None if not args.pg else args.pg.rsplit("/", 1)[0] + f"/{database}")
+        _bench(args, None if not args.pg else args.pg.rsplit("/", 1)[0] + f"/{database}", report)
     finally:
         if args.pg:
             with psycopg.connect(args.pg, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def _bench(args: argparse.Namespace, pg: str | None) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a process group started here, however it is doing."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+
+
+def _bench(args: argparse.Namespace, pg: str | None, report: benchkit.Report) -> None:
+    # The agent's `run` children and the servers may still be writing in the scratch directory
+    # as they exit; a failing rmtree used to end the benchmark with a traceback.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as scratch:
         tmp = Path(scratch)
         server, url, server_env = start_server(tmp, pg, args.redis)
         other, agent_url = None, url
@@ -215,23 +246,34 @@ def _bench(args: argparse.Namespace, pg: str | None) -> None:
             machine = (tmp / "user" / "state" / "machine_id").read_text().strip()
             agent = subprocess.Popen([*CLI, "agent"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
+            setup = ("two replicas, PostgreSQL + Redis" if args.redis else
+                     "one replica, " + ("PostgreSQL" if pg else "SQLite"))
             if args.commands:
+                cpu = benchkit.TreeCPU([p.pid for p in (server, other, agent) if p is not None])
+                cpu.snapshot()
                 times = sorted(latency(url, token, machine, args.commands))
-                print(f"posted → started on the agent, {len(times)} commands: "
-                      f"p50 {statistics.median(times):.1f} ms, "
-                      f"p99 {times[min(len(times) - 1, int(len(times) * 0.99))]:.1f} ms, "
-                      f"max {times[-1]:.1f} ms")
+                cpu_ms = cpu.seconds() * 1000 / len(times)
+                p50 = statistics.median(times)
+                p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+                report.add(f"command posted → started on the agent, p50 ({setup}; "
+                           f"{len(times)} commands, p99 {p99:.1f} ms, max {times[-1]:.1f} ms)",
+                           p50, "ms", cpu_ms, "command", "p50 ≤ 30 ms", p50 <= 30,
+                           "CPU: server + agent + the `run` it starts")
             if args.idle:
                 before, after = asyncio.run(idle(url, token, args.idle, server.pid,
                                                  max(1, args.step)))
-                print(f"{args.idle} idle agent connections: server RSS "
-                      f"{before:.0f} MiB → {after:.0f} MiB "
-                      f"({(after - before) * 1024 / args.idle:.1f} KiB each)")
+                each_kib = (after - before) * 1024 / args.idle
+                at_10k = before + each_kib * 10_000 / 1024
+                report.add(f"{args.idle} idle agent connections on one API process: server RSS "
+                           f"({before:.0f} MiB before, {each_kib:.1f} KiB each)", after, "MiB",
+                           target="10,000 in ≤ 400 MiB")
+                report.add("… projected to 10,000 idle agents", at_10k, "MiB",
+                           target="≤ 400 MiB", met=at_10k <= 400,
+                           note="measured" if args.idle >= 10_000 else
+                           f"extrapolated from {args.idle}")
         finally:
             for proc in (agent, server, other):
-                if proc is not None and proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=15)
+                stop(proc)
 
 
 if __name__ == "__main__":
