@@ -65,8 +65,8 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
         email = click.prompt("E-mail address", err=True).strip()
     scopes = list(MANAGE_SCOPES if manage else LOGIN_SCOPES)
     with CloudClient(url, None) as client:
-        started = client.request("POST", "/v1/auth/device", json={"email": email,
-                                                                 "scopes": scopes})
+        started = client.request("POST", "/v1/auth/device", json={
+            "email": email, "scopes": scopes, "machine": _machine_name()})
         result = _wait_for_link(client, started, email)
     saved = account.save(account.Account(url, result["email"], "keyring",
                                          tuple(result.get("scopes", scopes))), result["token"])
@@ -79,7 +79,9 @@ def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str
     deadline = time.monotonic() + float(started.get("expires_in", 900))
     interval = max(0.2, float(started.get("interval", 2)))
     live = sys.stderr.isatty()
-    click.echo(f"We e-mailed a sign-in link to {email}. Open it to finish; waiting…", err=True)
+    click.echo(f"We e-mailed a sign-in link to {email}. Open it and type this code to finish: "
+               f"{started.get('user_code', '')}", err=True)
+    click.echo("Waiting…", err=True)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -98,6 +100,13 @@ def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str
         if live:
             click.echo("", err=True)
         return result
+
+
+def _machine_name() -> str:
+    """What the approval page shows as the asking machine (the owner compares it)."""
+    import socket
+
+    return socket.gethostname()[:200]
 
 
 def _default_server() -> str:

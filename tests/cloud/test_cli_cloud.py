@@ -9,8 +9,10 @@ would be told about.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -243,17 +245,23 @@ def test_login_by_e_mailed_link(server: Server, tmp_path: Path, smtp_server: Mai
     env = _user_env(tmp_path)
     with subprocess.Popen([*CLI, "login", "--server", server.url, "--email", "me@example.com"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as login:
+        assert login.stderr is not None
+        said = login.stderr.readline().decode()  # the code to type, before the waiting starts
+        assert said.startswith("We e-mailed a sign-in link to me@example.com."), said
+        code = said.rsplit(" ", 1)[1].strip()
         [mail] = smtp_server.wait(1, timeout=30)
+        assert socket.gethostname() in mail_text(mail)  # the machine that asked
         link = next(word for word in mail_text(mail).split() if "/v1/auth/approve?" in word)
         page = httpx.get(link, timeout=10)
         assert page.status_code == 200 and "me@example.com" in page.text
+        assert html.escape(socket.gethostname()) in page.text
         token = link.split("token=")[1]
-        confirmed = httpx.post(f"{server.url}/v1/auth/approve", data={"token": token}, timeout=10)
+        confirmed = httpx.post(f"{server.url}/v1/auth/approve",
+                               data={"token": token, "code": code}, timeout=10)
         assert confirmed.status_code == 200
-        out, err = login.communicate(timeout=60)
-    assert login.returncode == 0, err
+        out, _ = login.communicate(timeout=60)
+    assert login.returncode == 0
     assert out.decode().startswith(f"logged in to {server.url} as me@example.com")
-    assert b"We e-mailed a sign-in link to me@example.com" in err
     whoami = cli(["whoami"], env).stdout.decode()
     assert whoami.startswith(f"me@example.com on {server.url}: free plan")
 

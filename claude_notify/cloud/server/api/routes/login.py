@@ -1,21 +1,28 @@
 """Sign-up and sign-in by e-mail link, without a browser session (a device-code flow).
 
-1. The CLI posts an address to ``/v1/auth/device`` and gets a ``device_code``.
-2. The server e-mails a one-time link; opening it shows a confirmation page whose button posts
-   to ``/v1/auth/approve`` (a GET alone approves nothing, so mail scanners that prefetch links
-   cannot sign anyone in).
+1. The CLI posts an address (and its machine's name) to ``/v1/auth/device`` and gets a
+   ``device_code`` to poll with and a short ``user_code`` that it prints.
+2. The server e-mails a one-time link; its page shows who asked (client IP, machine name,
+   scopes, when) and approves only with the terminal's code typed in, posted to
+   ``/v1/auth/approve`` (a GET alone approves nothing, so mail scanners that prefetch links
+   cannot sign anyone in, and the e-mail does not carry the code: a stranger's request, clicked
+   through by the address's owner, signs nobody in). :data:`MAX_CODE_FAILURES` wrong codes
+   cancel that one request.
 3. The CLI polls ``/v1/auth/token`` with its device code: ``authorization_pending`` until the link
    is confirmed, then — once — a new API token; the account is created on first sign-in.
 
-Requests are limited per address and per client IP, counted from the stored requests so the
-limit holds across API replicas.
+Requests are limited per address *from one client IP* and per client IP, counted from the stored
+requests so the limit holds across API replicas: a stranger asking for someone's address uses up
+only their own allowance, never the owner's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import secrets
+import unicodedata
 import uuid
 from datetime import timedelta
 from typing import Annotated
@@ -24,7 +31,7 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
@@ -37,16 +44,23 @@ from claude_notify.events import utcnow
 router = APIRouter(tags=["auth"])
 
 POLL_INTERVAL_S = 2
+MAX_CODE_FAILURES = 5
+CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+"""Consonants only: no words, no 0/O or 1/I to confuse; 20^8 codes, five guesses per request."""
 
 
 class DeviceIn(StrictBody):
     email: str = Field(max_length=320)
     scopes: list[str] = Field(default_factory=lambda: ["events:write"], min_length=1, max_length=4)
     """What the new token may do; a machine that only reports tasks needs only events:write."""
+    machine: str = Field(default="", max_length=200)
+    """The asking machine's name, shown to the approver (it says so: the requester chose it)."""
 
 
 class DeviceOut(BaseModel):
     device_code: str
+    user_code: str
+    """To print in the asking terminal: the approval page wants it typed in."""
     expires_in: int
     interval: int
 
@@ -69,6 +83,23 @@ def _client_ip(request: Request) -> str:
     return (request.client.host if request.client else "unknown")[:64]
 
 
+def _new_user_code() -> str:
+    letters = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+    return f"{letters[:4]}-{letters[4:]}"
+
+
+def _code_hash(code: str) -> str:
+    """The stored form of a user code, as typed: case, spaces and dashes do not count."""
+    return _hash("".join(c for c in code.upper() if c.isalnum()))
+
+
+def _shown(text: str, limit: int = 100) -> str:
+    """Requester-controlled text made one plain line: control and format characters (newlines,
+    bidirectional overrides) could make it read as something else."""
+    kept = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text)
+    return " ".join(kept.split())[:limit]
+
+
 @router.post("/v1/auth/device", summary="Start an e-mail sign-in; poll /v1/auth/token")
 def start_login(
     body: DeviceIn, request: Request, session: SessionDep, runtime: RuntimeDep
@@ -83,35 +114,42 @@ def start_login(
     ip = _client_ip(request)
     now = utcnow()
     hour_ago = now - timedelta(hours=1)
-    for column, value, limit in (
-        (LoginRequest.email, email, settings.login_per_address_per_hour),
-        (LoginRequest.client_ip, ip, settings.login_per_ip_per_hour),
+    for where, limit in (
+        ((LoginRequest.email == email, LoginRequest.client_ip == ip),
+         settings.login_per_address_per_hour),
+        ((LoginRequest.client_ip == ip,), settings.login_per_ip_per_hour),
     ):
         recent = session.scalar(
-            select(func.count()).where(column == value, LoginRequest.created_at > hour_ago)
+            select(func.count()).where(*where, LoginRequest.created_at > hour_ago)
         )
         if (recent or 0) >= limit:
             raise ApiError(
                 429, "too many sign-in requests; try again later", headers={"Retry-After": "3600"}
             )
     device_code, link_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    user_code, machine = _new_user_code(), _shown(body.machine)
+    scopes = sorted(set(body.scopes))
     session.add(
         LoginRequest(
             id=uuid.uuid4(),
             email=email,
             device_hash=_hash(device_code),
             link_hash=_hash(link_secret),
-            scopes=" ".join(sorted(set(body.scopes))),
+            scopes=" ".join(scopes),
             client_ip=ip,
             created_at=now,
             expires_at=now + timedelta(seconds=settings.login_ttl_s),
+            machine_name=machine,
+            user_code_hash=_code_hash(user_code),
         )
     )
     link = f"{settings.public_url.rstrip('/')}/v1/auth/approve?token={link_secret}"
     text = (
-        "Someone asked to sign in to claude-notify with this address.\n\n"
-        f"If it was you, open {link} and confirm.\n\n"
-        "If not, ignore this message: nobody can sign in without that link."
+        "Someone asked to sign in to claude-notify with this address:\n\n"
+        f"from IP address {ip}, on a machine that calls itself \"{machine or 'unnamed'}\", "
+        f"for a token that may: {', '.join(scopes)}.\n\n"
+        f"If it was you, open {link} and type the code your terminal shows.\n\n"
+        "If not, ignore this message: nobody can sign in without that link and that code."
     )
     user_id = session.scalar(select(User.id).where(User.email == email))
     session.add(
@@ -127,16 +165,23 @@ def start_login(
     )
     session.commit()
     runtime.waker.wake()
-    return DeviceOut(
-        device_code=device_code, expires_in=int(settings.login_ttl_s), interval=POLL_INTERVAL_S
-    )
+    return DeviceOut(device_code=device_code, user_code=user_code,
+                     expires_in=int(settings.login_ttl_s), interval=POLL_INTERVAL_S)
 
 
 _PAGE = (
     "<!doctype html><html><body><h2>Sign in to claude-notify</h2>"
-    "<p>Confirm that you want to sign in as <b>{email}</b> on the machine that asked.</p>"
+    "<p>A sign-in as <b>{email}</b> was asked for:</p><ul>"
+    "<li>from IP address <b>{ip}</b></li>"
+    "<li>on a machine that calls itself <b>{machine}</b> (the asker chose this name)</li>"
+    "<li>for a token that may: <b>{scopes}</b></li>"
+    "<li>at {when} UTC</li></ul>"
+    "<p>If that was you, type the code your terminal shows. If you did not ask, close this "
+    "page: nobody can sign in without the code.</p>{problem}"
     "<form method='post' action='/v1/auth/approve'>"
-    "<input type='hidden' name='token' value='{token}'><button>Sign in</button></form>"
+    "<input type='hidden' name='token' value='{token}'>"
+    "<label>Code <input name='code' autocomplete='off' autofocus required maxlength='20'>"
+    "</label> <button>Sign in</button></form>"
     "</body></html>"
 )
 
@@ -148,20 +193,55 @@ def _pending(session: SessionDep, link_secret: str) -> LoginRequest:
     return row
 
 
+def _page(row: LoginRequest, token: str, problem: str = "", status: int = 200) -> HTMLResponse:
+    page = _PAGE.format(
+        email=html.escape(row.email),
+        ip=html.escape(row.client_ip),
+        machine=html.escape(_shown(row.machine_name) or "(no name given)"),
+        scopes=html.escape(", ".join(row.scopes.split())),
+        when=row.created_at.strftime("%Y-%m-%d %H:%M"),
+        problem=f"<p><b>{html.escape(problem)}</b></p>" if problem else "",
+        token=html.escape(token, quote=True),
+    )
+    return HTMLResponse(page, status_code=status)
+
+
 @router.get("/v1/auth/approve", response_class=HTMLResponse, summary="The sign-in link's page")
 def approve_page(
     token: Annotated[str, Query(min_length=1, max_length=200)], session: SessionDep
 ) -> HTMLResponse:
-    row = _pending(session, token)
-    page = _PAGE.format(email=html.escape(row.email), token=html.escape(token, quote=True))
-    return HTMLResponse(page)
+    return _page(_pending(session, token), token)
 
 
 @router.post("/v1/auth/approve", response_class=HTMLResponse, summary="Confirm a sign-in")
 def approve(
-    token: Annotated[str, Form(min_length=1, max_length=200)], session: SessionDep
+    token: Annotated[str, Form(min_length=1, max_length=200)],
+    code: Annotated[str, Form(min_length=1, max_length=40)],
+    session: SessionDep,
 ) -> HTMLResponse:
+    """Approve with the code the asking terminal printed; wrong codes are counted per request,
+    so guessing is cut short without touching the owner's other sign-ins."""
     row = _pending(session, token)
+    expected = row.user_code_hash or ""  # a request from before codes: never approved
+    if not expected or not hmac.compare_digest(_code_hash(code).encode(), expected.encode()):
+        # Counted in the database (the row stays locked to the commit): parallel guesses on
+        # several replicas cannot each see the old count.
+        session.execute(update(LoginRequest).where(LoginRequest.id == row.id)
+                        .values(code_failures=LoginRequest.code_failures + 1))
+        failures = session.scalar(select(LoginRequest.code_failures)
+                                  .where(LoginRequest.id == row.id)) or MAX_CODE_FAILURES
+        if failures >= MAX_CODE_FAILURES:
+            session.execute(update(LoginRequest).where(LoginRequest.id == row.id)
+                            .values(expires_at=utcnow()))  # cancelled; the CLI's poll says so
+            session.commit()
+            return HTMLResponse(
+                "<!doctype html><p>Too many wrong codes: this sign-in request is cancelled. "
+                "Run <code>claude-notify login</code> again if it was yours.</p>",
+                status_code=403)
+        session.commit()
+        left = MAX_CODE_FAILURES - failures
+        return _page(row, token, f"That is not the code the terminal shows ({left} tries left).",
+                     status=400)
     row.approved_at = row.approved_at or utcnow()
     session.commit()
     return HTMLResponse("<!doctype html><p>Signed in. You can return to your terminal.</p>")
