@@ -8,7 +8,9 @@ spread over ``--chats`` chats) and reads back when each message reached the stan
 Phase 1 writes ``--burst`` rows at once and reports how fast the worker drains them
 (notifications/s). Phase 2 writes at a steady ``--rate`` for ``--seconds`` and reports the added
 latency of each notification: from its outbox row being written to the stand-in receiving its
-``sendMessage`` (claim, render, HTTP); p50/p99/max.
+``sendMessage`` (claim, render, HTTP); p50/p99/max. Beside each, the worker process's CPU per
+notification (its /proc), plus with ``--pg`` the CPU of the PostgreSQL backends serving the
+scratch database. ``--json FILE`` writes the results.
 
     .venv/bin/python scripts/bench_telegram.py                       # SQLite file
     .venv/bin/python scripts/bench_telegram.py --pg postgresql://postgres@127.0.0.1:5432/postgres
@@ -31,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "cloud"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import benchkit  # noqa: E402
+
 TOKEN = "123456:BENCH-token"  # noqa: S105 - the stand-in's test bot
 _ID = re.compile(r"bench-(\d+)")
 
@@ -164,7 +169,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=220.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
     args = parser.parse_args()
+    with benchkit.reporting("telegram", args.json) as report:
+        scratch_db(args, report)
+
+
+def scratch_db(args: argparse.Namespace, report: benchkit.Report) -> None:
 
     scratch = None
     if args.pg:
@@ -176,12 +187,15 @@ def main() -> None:
         url = args.pg.rsplit("/", 1)[0] + "/" + scratch
         sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
     else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
+        tmp = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+        url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
         sa_url = url
     steady_n = int(args.rate * args.seconds)
     try:
-        run(args, url, sa_url, steady_n)
+        run(args, url, sa_url, steady_n, report, scratch)
     finally:
+        if not args.pg:
+            tmp.cleanup()
         if scratch and args.pg:
             import psycopg
 
@@ -189,7 +203,8 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
 
 
-def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int) -> None:
+def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int,
+        report: benchkit.Report, scratch: str | None) -> None:
     sessions, user_id, channels, events = prepare(sa_url, args.chats, args.burst + steady_n)
     ctx = mp.get_context("spawn")
     stop, received, results, port_q = ctx.Event(), ctx.Value("i", 0), ctx.Queue(), ctx.Queue()
@@ -203,6 +218,8 @@ def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int) -> None:
     }  # fmt: skip
     worker = ctx.Process(target=run_worker, args=(worker_settings, stop))
     worker.start()
+    cpu = benchkit.TreeCPU([worker.pid], extra=(
+        benchkit.postgres_backends(args.pg, scratch) if args.pg and scratch else None))
     try:
         # Warm-up: the worker imports, connects and opens its HTTP connections.
         items = [(channels[i % len(channels)], events[i]) for i in range(args.burst + steady_n)]
@@ -210,10 +227,13 @@ def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int) -> None:
         enqueue(sessions, user_id, items[:warm])
         wait_count(received, warm, 60)
 
+        cpu.snapshot()
         start = enqueue(sessions, user_id, items[warm : args.burst])
         wait_count(received, args.burst, 120)
         burst_s = time.time() - start
         burst_rate = (args.burst - warm) / burst_s
+        burst_cpu_ms = cpu.seconds() * 1000 / (args.burst - warm)
+        cpu.snapshot()
 
         written: dict[int, float] = {}
         t0 = time.monotonic()
@@ -230,11 +250,16 @@ def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int) -> None:
             time.sleep(0.002)
         steady_s = time.monotonic() - t0
         wait_count(received, total, 120)
+        steady_cpu_ms = cpu.seconds() * 1000 / max(1, steady_n)
     finally:
         stop.set()
         arrivals = dict(results.get(timeout=30))
         standin.join(timeout=10)
         worker.join(timeout=30)
+        for proc in (standin, worker):
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=10)
     lat = sorted((arrivals[k] - written[k]) * 1000 for k in written)
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
     print(f"database: {'PostgreSQL' if url.startswith('postgresql') else 'SQLite'}, "
@@ -243,8 +268,14 @@ def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int) -> None:
     print(f"steady: {steady_n} at {steady_n / steady_s:.0f}/s offered over {steady_s:.1f}s")
     print(f"  added latency ms: p50 {statistics.median(lat):.1f}  p99 {p(0.99):.1f}  "
           f"max {lat[-1]:.1f}")  # fmt: skip
-    ok = burst_rate >= 200 and p(0.99) <= 50
-    print("targets (>= 200/s, p99 <= 50 ms):", "met" if ok else "NOT met")
+    database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    setup = f"{database}, {len(channels)} chats, {args.concurrency} in flight"
+    cpu_what = "worker" + (" + PostgreSQL backends" if args.pg else "")
+    report.add(f"burst drained by one worker ({setup})", burst_rate, "notifications/s",
+               burst_cpu_ms, "notification", "≥ 200/s", burst_rate >= 200, f"CPU: {cpu_what}")
+    report.add(f"added latency p50 at {steady_n / steady_s:.0f}/s (p99 {p(0.99):.1f} ms, "
+               f"max {lat[-1]:.1f} ms)", statistics.median(lat), "ms", steady_cpu_ms,
+               "notification", "p99 ≤ 50 ms", p(0.99) <= 50, f"CPU: {cpu_what}")
 
 
 if __name__ == "__main__":
