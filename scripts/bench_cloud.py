@@ -3,9 +3,11 @@ the server on loopback, against `--no-cloud`; and with the server down.
 
 Starts a real `claude-notify server` (SQLite) on a free port, logs a scratch user in with an
 operator token, then times the three cases interleaved. Targets: ≤ 30 ms more with the server up,
-≤ 50 ms more with it down (median).
+≤ 50 ms more with it down (median). Beside each, the CPU per run of every process of ours: the
+wrapper and the sync it detaches (adopted and reaped here as subreaper), and with the server up
+the server's own CPU (its /proc) over the runs that reached it.
 
-    .venv/bin/python scripts/bench_cloud.py [--runs N]
+    .venv/bin/python scripts/bench_cloud.py [--runs N] [--stream-seconds S] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit
+
 EXE = str(Path(sys.executable).with_name("claude-notify"))
+KEEP: set[int] = set()
+"""Children of ours that are not strays: the server."""
 
 
 def free_port() -> int:
@@ -56,7 +63,10 @@ def wait_for_syncs(timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
-def timed(args: list[str], env: dict[str, str], *, settle: Path | None = None) -> float:
+def timed(args: list[str], env: dict[str, str], *,
+          settle: Path | None = None) -> tuple[float, float]:
+    """Wall ms of one run, and CPU ms of it and of the sync it detached."""
+    used = benchkit.ChildCPU()
     start = time.perf_counter()
     subprocess.run([EXE, *args], env=env, check=True, stdout=subprocess.DEVNULL)
     elapsed = (time.perf_counter() - start) * 1000
@@ -64,16 +74,25 @@ def timed(args: list[str], env: dict[str, str], *, settle: Path | None = None) -
         deadline = time.monotonic() + 20
         while any(settle.glob("*.json*")) and time.monotonic() < deadline:
             time.sleep(0.01)
-    return elapsed
+    benchkit.reap_strays(KEEP)
+    return elapsed, used.seconds() * 1000
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--stream-seconds", type=float, default=60.0,
                         help="how long the --stream case writes its 100 MB (0 skips it)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
     opts = parser.parse_args()
+    with benchkit.reporting("cloud", opts.json) as report:
+        bench(opts, report)
+    return 0
+
+
+def bench(opts: argparse.Namespace, report: benchkit.Report) -> None:
     runs = opts.runs
+    benchkit.become_subreaper()
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -84,6 +103,8 @@ def main() -> int:
         server = subprocess.Popen([EXE, "server", "--port", str(port)], env=server_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
+        KEEP.add(server.pid)
+        server_cpu = benchkit.TreeCPU([server.pid])
         try:
             wait_up(url)
             token = subprocess.run([EXE, "server", "create-user", "bench@example.com"],
@@ -100,36 +121,53 @@ def main() -> int:
                            env=env, check=True, capture_output=True)
             cases = {"cloud off (--no-cloud)": ["run", "-q", "--no-cloud", "--", "true", "x"],
                      "cloud on, server up": ["run", "-q", "--", "true", "x"]}
-            times: dict[str, list[float]] = {name: [] for name in cases}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
             spool = Path(tmp) / "state" / "spool"
             for _ in range(3):
                 timed(cases["cloud on, server up"], env, settle=spool)
+            server_cpu.snapshot()
             for i in range(runs):
                 order = list(cases.items())
                 for name, args in order[i % 2:] + order[: i % 2]:  # alternate who goes first
                     times[name].append(timed(args, env, settle=spool))
+            # Only the cloud-on runs reach the server.
+            server_ms = server_cpu.seconds() * 1000 / runs
             stream_rows = (bench_stream(env, tmp, opts.stream_seconds)
                            if opts.stream_seconds else [])
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=15)
-        down: list[float] = []
-        off_again: list[float] = []
+            try:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=15)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=15)
+            KEEP.discard(server.pid)
+        down: list[tuple[float, float]] = []
+        off_again: list[tuple[float, float]] = []
         for _ in range(runs):
             down.append(timed(["run", "-q", "--", "true", "x"], env))
             wait_for_syncs()  # the detached sync fails (server down); let it exit first
             off_again.append(timed(cases["cloud off (--no-cloud)"], env))
-    base = statistics.median(times["cloud off (--no-cloud)"])
-    up = statistics.median(times["cloud on, server up"])
-    print("| case | median ms | more than cloud off |\n|---|---|---|")
-    print(f"| cloud off (--no-cloud) | {base:.1f} | — |")
-    print(f"| cloud on, server up | {up:.1f} | +{up - base:.1f} ms (target ≤ 30) |")
-    base2 = statistics.median(off_again)
-    print(f"| cloud on, server down | {statistics.median(down):.1f} | "
-          f"+{statistics.median(down) - base2:.1f} ms (target ≤ 50) |")
+        benchkit.reap_strays()
+
+    def med(samples: list[tuple[float, float]]) -> tuple[float, float]:
+        return (statistics.median(w for w, _ in samples),
+                statistics.median(c for _, c in samples))
+
+    base, base_cpu = med(times["cloud off (--no-cloud)"])
+    up, up_cpu = med(times["cloud on, server up"])
+    report.add("run -- true, cloud off (--no-cloud)", base, "ms", base_cpu, "run")
+    report.add(f"run -- true, cloud on, server up: +{up - base:.1f} ms", up, "ms",
+               up_cpu + server_ms, "run", "≤ 30 ms more", up - base <= 30,
+               f"CPU: wrapper + sync {up_cpu:.1f}, server {server_ms:.1f} ms/run")
+    base2, _ = med(off_again)
+    dn, dn_cpu = med(down)
+    report.add(f"run -- true, cloud on, server down: +{dn - base2:.1f} ms", dn, "ms", dn_cpu,
+               "run", "≤ 50 ms more", dn - base2 <= 50, "CPU: wrapper + the sync that fails")
     for row in stream_rows:
         print(row)
-    return 0
 
 
 WRITER = """
@@ -159,6 +197,7 @@ def bench_stream(env: dict[str, str], tmp: str, seconds: float) -> list[str]:
         subprocess.run([EXE, "run", "-q", *extra, "--", sys.executable, "-c", WRITER,
                         str(seconds), str(wall), str(ended)], env=env, check=True,
                        stdout=subprocess.DEVNULL)
+        benchkit.reap_strays(KEEP)
         after = time.time() - float(ended.read_text())
         rows.append(f"| {label} | {float(wall.read_text()):.2f} | {after:.2f} s |")
     return rows
