@@ -235,6 +235,12 @@ def test_every_path_argument_is_confined_to_the_directories(project: Path, tmp_p
     assert "outside" in refused, refused
 
 
+def test_a_wildcard_program_is_held_to_the_directories_too(project: Path) -> None:
+    # fnmatch's * crosses "/": ./*.sh matches ./../../x.sh
+    assert "outside" in _refusal("./../../x.sh", project, allow=("./*.sh",))
+    assert _refusal("./build.sh", project, allow=("./*.sh",)) == ""
+
+
 @pytest.mark.parametrize("command", [
     "make test", "make", "make -j4 test", "make -k test lint", "git status",
     "git log --oneline -5", "git diff HEAD^ -- sub", "git commit -m 'fix: the parser'",
