@@ -315,6 +315,34 @@ def test_hostile_settings_and_a_second_eval(name: str, desktop: DesktopSession,
                          sh.output), sh.output
 
 
+WRAPPER_RC = {
+    # The README's alias, and a function the command line cannot give away.
+    "bash": "alias n='{cli} run --'\nw() {{ {cli} run -- \"$@\"; }}\n",
+    "zsh": "alias n='{cli} run --'\nw() {{ {cli} run -- \"$@\" }}\n",
+    "fish": "alias n='{cli} run --'\nfunction w; {cli} run -- $argv; end\n",
+}
+
+
+@pytest.mark.desktop
+@pytest.mark.parametrize("name", ["bash", "zsh", "fish"])
+def test_one_command_one_notification_under_claude_notify_run(
+        name: str, desktop: DesktopSession, shell_env: dict[str, str],
+        shells: Callable[..., Shell]) -> None:
+    """``claude-notify run`` notifies for its command; the shell hook must not do it again."""
+    rcs = {shell: rc + WRAPPER_RC[shell] for shell, rc in USER_RC.items()}
+    sh = shells(name, rcs)
+    tag = shell_env["CN_TEST_TAG"]
+    mark = desktop.marker()
+    for line in ("n sleep 0.6", "w sleep 0.65", f"{sys.executable} -m claude_notify run "
+                 "sleep 0.7", "sleep 0.75"):  # the last, typed at once, is the shell's to tell
+        assert sh.run(line) == (0, 0)
+    wait_until(lambda: not background_pids(tag, exclude=sh.pid), 15, "the hook's processes")
+    summaries = sorted(n["summary"] for n in desktop.notifications_since(mark))
+    assert [s.split(" · ")[0] for s in summaries] == [
+        "✓ sleep 0.6", "✓ sleep 0.65", "✓ sleep 0.7", "✓ sleep 0.75"], summaries
+    assert [line.split()[1] for line in decisions(shell_env)] == ["wrapped"] * 3 + ["notify"]
+
+
 @pytest.mark.desktop
 def test_focused_terminal_is_recorded_not_notified(desktop: DesktopSession,
                                                    shell_env: dict[str, str],

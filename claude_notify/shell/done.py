@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from claude_notify.shell import commandline
@@ -22,10 +23,15 @@ if TYPE_CHECKING:
     from claude_notify.config import Config
     from claude_notify.events import Status, TaskEvent
 
-Verdict = Literal["notify", "ignored", "short", "suspended", "focused", "interrupted"]
-"""``notify``; ``ignored``, ``short`` and ``suspended`` (Ctrl-Z: not finished) are dropped;
-``focused`` and ``interrupted`` (the user's own Ctrl-C: they are at the keyboard) are recorded in
-the history without a notification."""
+Verdict = Literal["notify", "ignored", "short", "suspended", "focused", "interrupted",
+                  "wrapped"]
+"""``notify``; ``ignored``, ``short``, ``suspended`` (Ctrl-Z: not finished) and ``wrapped`` (it
+ran ``claude-notify run`` or ``watch``, which notified for it) are dropped; ``focused`` and
+``interrupted`` (the user's own Ctrl-C: they are at the keyboard) are recorded in the history
+without a notification."""
+
+_WRAPPERS: Final = ("run", "watch")
+"""Our own commands that notify for what they wrap: the shell must not notify a second time."""
 
 LOG_NAME: Final = "shell.log"
 LOG_LIMIT: Final = 64 * 1024
@@ -54,6 +60,8 @@ class Finished:
 def verdict(done: Finished, config: Config, *, looking: Callable[[], bool | None]) -> Verdict:
     """What to do with a finished command. ``looking`` is asked last: it runs probes."""
     cands = commandline.candidates(done.command, done.expanded)
+    if any(_is_wrapper(words) for words in cands):
+        return "wrapped"
     if commandline.ignored(cands, ignore=config["shell.ignore"], allow=config["shell.allow"]):
         return "ignored"
     limit = commandline.threshold_for(cands, default=config["shell.threshold"],
@@ -67,6 +75,62 @@ def verdict(done: Finished, config: Config, *, looking: Callable[[], bool | None
     if config["shell.unfocused_only"] and looking() is True:
         return "focused"
     return "notify"
+
+
+def _is_wrapper(words: list[str]) -> bool:
+    """``claude-notify run …`` (or ``python -m claude_notify run …``), whatever its path."""
+    if words[:1] == ["claude-notify"]:
+        rest = words[1:]
+    elif len(words) > 2 and words[1:3] == ["-m", "claude_notify"]:
+        rest = words[3:]
+    else:
+        return False
+    return bool(rest) and rest[0] in _WRAPPERS
+
+
+def wrapped_in_history(done: Finished, session: str | None) -> bool:
+    """A ``run`` or ``watch`` of this terminal started and ended while the command ran.
+
+    What the command line cannot show (a shell function or a script that calls
+    ``claude-notify run``) the history can: the wrapper records its task before the shell's
+    prompt hook starts us.
+    """
+    began = done.started
+    if began is None and (spawned := _process_start()) is not None:
+        began = spawned - done.duration  # fish gives no start: we were spawned as it ended
+    if session is None or began is None:
+        return False
+    from claude_notify import history
+
+    # One clock on both sides: the slack is for its resolution and our spawn, not for drift,
+    # and small enough that a wrapped command that ended just before this one began is not it.
+    slack = timedelta(seconds=0.25 if done.started is not None else 0.5)
+    start = datetime.fromtimestamp(began, timezone.utc) - slack
+    end = start + timedelta(seconds=done.duration) + 2 * slack
+    try:
+        entries = history.query(limit=20)
+    except Exception:  # a history we cannot read must not cost the notification
+        return False
+    return any(entry.event.source in _WRAPPERS and entry.event.session_id == session
+               and entry.event.started_at is not None and entry.event.ended_at is not None
+               and start <= entry.event.started_at and entry.event.ended_at <= end
+               for entry in entries)
+
+
+def _process_start() -> float | None:
+    """Linux: epoch seconds when this process was forked (to ten milliseconds)."""
+    if sys.platform != "linux":
+        return None
+    else:  # a platform branch: mypy skips it elsewhere
+        import time
+
+        try:  # our age on the boot clock (btime itself is whole seconds: too coarse)
+            stat = Path("/proc/self/stat").read_text(encoding="ascii")
+            ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+            uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def outcome(status: int) -> tuple[Status, int | None, str | None]:
@@ -116,11 +180,44 @@ def session_id(env: Mapping[str, str]) -> str | None:
         except OSError:
             return None
         try:
-            return f"tty:{os.ttyname(fd)}:{os.getsid(0)}"
+            return f"tty:{_device_name(fd)}:{os.getsid(0)}"
         except OSError:
             return None
         finally:
             os.close(fd)
+
+
+def _device_name(fd: int) -> str:
+    """The terminal's own name (``/dev/pts/3``), as ``run`` sees it on its stdio.
+
+    ``ttyname`` of a descriptor opened as ``/dev/tty`` is ``/dev/tty``; so that the shell's
+    events and ``run``'s share a session id, the device it stands for is looked up.
+    """
+    if sys.platform == "win32":
+        raise OSError("no terminal devices")
+    else:  # a platform branch: mypy skips it elsewhere
+        name: str = os.ttyname(fd)
+        return (_controlling_terminal() or name) if name == "/dev/tty" else name
+
+
+def _controlling_terminal() -> str | None:
+    """Linux: the controlling terminal's number is in ``/proc/self/stat``; find its node."""
+    if sys.platform != "linux":
+        return None
+    else:  # a platform branch: mypy skips it elsewhere
+        try:
+            stat = Path("/proc/self/stat").read_text(encoding="ascii")
+            tty_nr = int(stat[stat.rindex(")") + 2:].split()[4])
+        except (OSError, ValueError, IndexError):
+            return None
+        device = os.makedev((tty_nr >> 8) & 0xFFF, (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00))
+        for candidate in (*Path("/dev/pts").glob("[0-9]*"), *Path("/dev").glob("tty?*")):
+            try:
+                if candidate.stat().st_rdev == device:
+                    return str(candidate)
+            except OSError:
+                continue
+        return None
 
 
 def report(done: Finished, env: Mapping[str, str]) -> Verdict:
@@ -138,6 +235,9 @@ def report(done: Finished, env: Mapping[str, str]) -> Verdict:
                                           run=focus.subprocess_runner(env)))
 
     result = verdict(done, config, looking=probe)
+    if result in ("notify", "focused", "interrupted") and wrapped_in_history(done,
+                                                                            session_id(env)):
+        result = "wrapped"
     if result in ("notify", "focused", "interrupted"):
         event = build_event(done, env, now=utcnow())
         Dispatcher(config, env).emit(event, on="exit" if result == "notify" else "never",
