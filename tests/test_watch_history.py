@@ -44,11 +44,24 @@ def test_watch_notifies_when_a_process_ends(desktop: DesktopSession, tmp_path: P
 def test_watch_by_name_and_errors(tmp_path: Path) -> None:
     env = cli_env(tmp_path, CLAUDE_NOTIFY_ON="never")
     marker = f"cn-watch-{new_id()}"
-    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)", marker])
-    result = run_cli(["watch", "-q", "--name", marker], env=env)
-    target.wait(timeout=10)
-    assert result.returncode == 0
-    assert result.stderr == b""
+    # The target ends when told to, once the watcher says it found it: a fixed sleep lost the
+    # race to a slow interpreter start on a loaded machine.
+    release = tmp_path / "release"
+    target = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
+                               "deadline = time.monotonic() + 60\n"
+                               "while not os.path.exists(sys.argv[1]) and "
+                               "time.monotonic() < deadline: time.sleep(0.02)",
+                               str(release), marker])
+    watcher = subprocess.Popen([*CLI, "watch", "--name", marker], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert watcher.stderr is not None
+    said = watcher.stderr.readline()
+    assert said.startswith(f"watching {target.pid}: ".encode()), said
+    release.touch()
+    target.wait(timeout=30)
+    _, rest = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0
+    assert rest.startswith(b"ended after "), rest
     for args, needle in ((["watch", "999999999"], b"no process with PID 999999999"),
                          (["watch", "--name", f"nothing-{new_id()}"], b"no running process"),
                          (["watch"], b"give PIDs or --name"),
