@@ -76,6 +76,8 @@ class Settings:
     login_ttl_s: float = 900.0
     """How long a sign-in link and its device code stay valid."""
     login_per_address_per_hour: int = 5
+    """Sign-in requests for one address from one client IP: a stranger's requests use up their
+    own allowance, not the owner's."""
     login_per_ip_per_hour: int = 20
     log_keys: tuple[str, ...] = ()
     """AES-256-GCM keys for stored logs, ``id:base64``; the first encrypts, all decrypt."""
