@@ -276,9 +276,12 @@ def state_dir() -> Path:
 class Config:
     """Resolved settings with their sources. Built once per command."""
 
-    def __init__(self, values: dict[str, Value], path: Path) -> None:
+    def __init__(self, values: dict[str, Value], path: Path,
+                 problems: tuple[str, ...] = ()) -> None:
         self._values = values
         self.path = path
+        self.problems = problems
+        """What a lenient :func:`load` left at its default, one line each."""
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key].value
@@ -297,15 +300,31 @@ class Config:
                 values[key] = Value(SETTINGS[key].convert(raw), f"flag {flag}")
             except ValueError as exc:
                 raise UsageError(f"{flag}: {exc}") from None
-        return Config(values, self.path)
+        return Config(values, self.path, self.problems)
 
 
-def load(env: Mapping[str, str] | None = None) -> Config:
-    """Resolve every setting from defaults, the file and the environment."""
+def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Config:
+    """Resolve every setting from defaults, the file and the environment.
+
+    A broken file, key or value is a :class:`ConfigError`; ``lenient`` instead keeps the default
+    for what is broken and lists it in :attr:`Config.problems` — ``run`` must run the command
+    whatever a typo in the file says (flags are still checked: they were typed for this run).
+    """
     env = os.environ if env is None else env
     path = config_path(env)
     values = {key: Value(s.default, "default") for key, s in SETTINGS.items()}
-    document = read_file(path)
+    problems: list[str] = []
+
+    def broken(message: str) -> None:
+        if not lenient:
+            raise ConfigError(message)
+        problems.append(message)
+
+    try:
+        document = read_file(path)
+    except ConfigError as exc:
+        broken(str(exc))
+        document = {}
     text: str | None = None
     for key, raw in _flatten(document).items():
         setting = SETTINGS.get(key)
@@ -313,11 +332,12 @@ def load(env: Mapping[str, str] | None = None) -> Config:
             text = path.read_text(encoding="utf-8", errors="replace")
         where = f"{path}:{_line_of(text, key)}"
         if setting is None:
-            raise ConfigError(f"{where}: unknown key {key!r} (see `claude-notify config show`)")
+            broken(f"{where}: unknown key {key!r} (see `claude-notify config show`)")
+            continue
         try:
             values[key] = Value(setting.convert(raw), where)
         except ValueError as exc:
-            raise ConfigError(f"{where}: bad value for {key!r}: {exc}") from None
+            broken(f"{where}: bad value for {key!r}: {exc}")
     for key, setting in SETTINGS.items():
         name = env_name(key)
         raw_env = env.get(name)
@@ -326,8 +346,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         try:
             values[key] = Value(setting.convert(raw_env), f"env {name}")
         except ValueError as exc:
-            raise ConfigError(f"{name}={raw_env!r}: {exc}") from None
-    return Config(values, path)
+            broken(f"{name}={raw_env!r}: {exc}")
+    return Config(values, path, tuple(problems))
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -258,7 +258,11 @@ class RunSession:
                  if opt.setting is not None and opt.dest in values}
         if values.get("no_cloud"):
             flags["cloud.enabled"] = (False, "--no-cloud")
-        self.config: Config = config_mod.load(env).with_flags(flags)
+        # A typo in the config file must not fail the build it wraps: defaults, and a warning.
+        self.config: Config = config_mod.load(env, lenient=True).with_flags(flags)
+        if not self.quiet:
+            for problem in self.config.problems:
+                sys.stderr.write(f"claude-notify: warning: {problem} (the default is used)\n")
         self.argv, self.display = command_argv(
             parsed.command, exec_=bool(values.get("exec_")), shell=bool(values.get("shell")),
             env=env)
