@@ -257,7 +257,7 @@ class Report:
             unit: str = "", target: str = "", met: bool | None = None, note: str = "") -> Result:
         result = Result(self.bench, measure, wall, wall_unit, cpu_ms, unit, target, met, note)
         self.results.append(result)
-        cpu = f"; CPU {cpu_ms:.3g} ms/{unit}" if cpu_ms is not None else ""
+        cpu = f"; CPU {_fmt(cpu_ms)} ms/{unit}" if cpu_ms is not None else ""
         aim = f" (target {target}: {'met' if met else 'NOT met'})" if target and met is not None \
             else (f" (target {target})" if target else "")
         print(f"[{self.bench}] {measure}: {_fmt(wall)} {wall_unit}{cpu}{aim}", flush=True)
