@@ -2,7 +2,7 @@
 
 Run from the repository with its virtualenv::
 
-    .venv/bin/python scripts/bench_run.py [--quick] [--json FILE]
+    .venv/bin/python scripts/bench_run.py [--quick] [--no-ntfy] [--json FILE]
 
 It prints Markdown tables (progress goes to stderr) and, with ``--json``, every raw sample. It is
 not part of CI; the README's Performance section quotes its output. It needs the desktop tools
@@ -43,7 +43,14 @@ How each figure is measured, and why that way:
   start-up; GB/s is 10^9 bytes per second. The byte count through the wrapper is checked once
   with ``wc -c``. A third, diagnostic peer runs the same wrapper into a pipe to ``cat`` that the
   benchmark made 1 MiB large (``F_SETPIPE_SZ``, as large as the wrapper's reads) instead of the
-  default 64 KiB: it shows what the size of the *output* pipe costs.
+  default 64 KiB: it shows what the size of the *output* pipe costs. ``head -c`` is itself a slow
+  producer (1.8x slower than ``cat`` here), so the target is judged against bare ``cat FILE |
+  cat > /dev/null`` (a 500 MB sparse file) and the wrapper around that same ``cat FILE``.
+* **CPU per unit**: beside every wall figure, user + system seconds of the processes each peer
+  ran (``getrusage(RUSAGE_CHILDREN)`` deltas): per run for start-up, per pipeline for
+  throughput, and the wrapper's own per GB (wrapped pipeline minus bare). Wall time moves with
+  other load on the machine; CPU per unit barely does. The load average before and after is
+  recorded and the run flagged when it exceeded the core count.
 * **Throughput, pty mode**: ``seq 1 5000000`` (38.9 MB; the terminal turns each ``\\n`` into
   ``\\r\\n``, 43.9 MB read) with the wrapper's stdin, stdout and stderr on a pseudo-terminal
   that is its controlling terminal, this process reading the master side as fast as it can
