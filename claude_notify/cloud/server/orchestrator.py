@@ -149,11 +149,11 @@ def plan_notifications(
             memo[key] = channels
     day = quota.quota_day(now, user.timezone)
     planned = []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for channel in channels:
         if not channel_fires(channel, task, event, fired):
             continue
-        reason = _refusal(channel) or quota.take(
+        reason = _refusal(channel) or _over_sends(rows, settings) or quota.take(
             session,
             user_id=user.id,
             plan=user.plan,
@@ -192,6 +192,13 @@ _CHANNELS = (
     .where(_CHANNEL_TABLE.c.user_id == bindparam("user_id"))
     .order_by(_CHANNEL_TABLE.c.created_at, _CHANNEL_TABLE.c.id)
 )
+
+
+def _over_sends(rows: list[dict[str, Any]], settings: Settings) -> str | None:
+    """Refused once the event has queued ``max_sends_per_event`` (before taking quota)."""
+    if sum(row["status"] == "pending" for row in rows) < settings.max_sends_per_event:
+        return None
+    return f"at most {settings.max_sends_per_event} notifications are sent for one event"
 
 
 def _refusal(channel: ChannelRules) -> str | None:

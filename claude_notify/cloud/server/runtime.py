@@ -12,6 +12,7 @@ from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
 from claude_notify.cloud.server.db.types import bind_cipher
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
 from claude_notify.cloud.server.groupcommit import GroupCommit
+from claude_notify.cloud.server.limits import PerMinute, Slots
 from claude_notify.cloud.server.logcrypt import LogCipher
 from claude_notify.cloud.server.metrics import Metrics
 from claude_notify.cloud.server.redact import remember
@@ -29,6 +30,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     writes: GroupCommit = field(init=False)
     """Where ``POST /v1/events`` writes: requests arriving together share a transaction."""
+    event_rate: PerMinute = field(init=False)
+    """Events per token per minute (``settings.events_per_minute``)."""
+    agent_sockets: Slots = field(init=False)
+    """Agent connections per account held open to this process."""
 
     def __post_init__(self) -> None:
         remember(self.settings)  # masked wherever they would be logged or stored
@@ -40,6 +45,8 @@ class Runtime:
         # SQLite has one writer whatever we do; PostgreSQL overlaps two batches' round trips.
         writers = 1 if self.engine.dialect.name == "sqlite" else 2
         self.writes = GroupCommit(self.sessions, writers=writers)
+        self.event_rate = PerMinute(self.settings.events_per_minute)
+        self.agent_sockets = Slots(self.settings.max_sockets_per_user)
 
     @classmethod
     def build(cls, settings: Settings, *, waker: Waker | None = None) -> Runtime:

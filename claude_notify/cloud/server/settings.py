@@ -71,6 +71,17 @@ class Settings:
     worker_concurrency: int = 32
     """Deliveries one worker has in flight; it claims them in batches of at least half that."""
     free_daily_notifications: int = 3
+    events_per_minute: int = 600
+    """Events one API token may post a minute, counted by each API process; beyond it, 429 with
+    ``Retry-After`` (clients keep the event spooled and send it later). 0 turns it off."""
+    max_channels_per_user: int = 20
+    max_agents_per_user: int = 10
+    """Machines registered for the relay; registering one again replaces its own agent."""
+    max_sockets_per_user: int = 20
+    """Agent connections one account holds open to one API process (a reconnecting agent's
+    old connection may linger until its silence limit, hence more than the agents)."""
+    max_sends_per_event: int = 10
+    """Notifications queued for one event; the channels beyond it are refused with a reason."""
     pro_daily_sms: int = 30
     verification_ttl_s: float = 86_400.0
     login_ttl_s: float = 900.0
@@ -124,9 +135,13 @@ class Settings:
             _bad("DATABASE_URL", self.database_url, "must be sqlite:/// or postgresql://")
         if self.smtp_starttls not in ("auto", "require", "off"):
             _bad("SMTP_STARTTLS", self.smtp_starttls, "must be auto, require or off")
-        for name in ("max_body_bytes", "max_tail_bytes", "max_attempts", "worker_concurrency"):
+        for name in ("max_body_bytes", "max_tail_bytes", "max_attempts", "worker_concurrency",
+                     "max_channels_per_user", "max_agents_per_user", "max_sockets_per_user",
+                     "max_sends_per_event"):
             if getattr(self, name) < 1:
                 _bad(name.upper(), getattr(self, name), "must be at least 1")
+        if self.events_per_minute < 0:
+            _bad("EVENTS_PER_MINUTE", self.events_per_minute, "must be 0 (no limit) or more")
         for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s"):
             if getattr(self, name) <= 0:
                 _bad(name.upper(), getattr(self, name), "must be positive")

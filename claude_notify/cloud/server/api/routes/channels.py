@@ -30,7 +30,7 @@ from claude_notify.cloud.server.api.routes import linking
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels import catalog
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Channel, Notification
+from claude_notify.cloud.server.db.models import Channel, Notification, User
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
@@ -180,10 +180,20 @@ def _queue(session: Session, channel: Channel, kind: str, payload: dict[str, Any
     return row.id
 
 
+def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
+    """Refuse a channel past the account's limit; the user's row is locked first, so two
+    concurrent requests cannot both take the last place."""
+    session.get(User, user_id, with_for_update=True)
+    count = session.scalar(select(func.count()).where(Channel.user_id == user_id))
+    if (count or 0) >= limit:
+        raise ApiError(403, f"an account has at most {limit} channels; delete one first")
+
+
 @router.post("/v1/channels", status_code=201, summary="Add a channel")
 def create_channel(
     body: ChannelIn, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> ChannelOut:
+    _check_room(session, caller.user_id, runtime.settings.max_channels_per_user)
     channel = Channel(
         id=uuid.uuid4(),
         user_id=caller.user_id,

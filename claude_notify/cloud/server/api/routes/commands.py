@@ -29,7 +29,8 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -233,6 +234,7 @@ def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep,
         select(ApiToken.id).join(RelayAgent, RelayAgent.token_id == ApiToken.id)
         .where(RelayAgent.user_id == user.id, RelayAgent.machine_id == body.machine_id,
                ApiToken.revoked_at.is_(None))))
+    _check_agents(session, user.id, body.machine_id, request.app.state.runtime)
     if previous:
         session.execute(update(ApiToken).where(ApiToken.id.in_(previous))
                         .values(revoked_at=utcnow()))
@@ -243,6 +245,21 @@ def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep,
     session.commit()
     relay_of(request.app.state).hub.revoked(previous)
     return AgentOut(token=issued.secret, machine_id=body.machine_id)
+
+
+def _check_agents(session: Session, user_id: uuid.UUID, machine_id: str,
+                  runtime: Runtime) -> None:
+    """Refuse a new machine past the account's limit (re-registering one replaces its own
+    agent). The user's row is locked first, so concurrent registrations are counted in turn."""
+    limit = runtime.settings.max_agents_per_user
+    session.get(User, user_id, with_for_update=True, populate_existing=True)
+    others = session.scalar(
+        select(func.count()).select_from(RelayAgent)
+        .join(ApiToken, ApiToken.id == RelayAgent.token_id)
+        .where(RelayAgent.user_id == user_id, RelayAgent.machine_id != machine_id,
+               ApiToken.revoked_at.is_(None)))
+    if (others or 0) >= limit:
+        raise ApiError(403, f"an account has at most {limit} agent machine(s)")
 
 
 # --------------------------------------------------------------------------- the tunnel
@@ -283,7 +300,17 @@ class _Tunnel:
             await websocket.close(code=1008, reason="not an agent token")
             return
         await websocket.accept()
-        await _Link(websocket, runtime, relay, *found).serve()
+        user_id = found[0]
+        if not runtime.agent_sockets.take(user_id):
+            # Accepted, then closed with "try again later": refused before the handshake, the
+            # agent would read a 403 and stop for good.
+            await websocket.close(code=1013, reason="too many agent connections for this "
+                                                    "account; retrying later")
+            return
+        try:
+            await _Link(websocket, runtime, relay, *found).serve()
+        finally:
+            runtime.agent_sockets.release(user_id)
 
 
 router.routes.append(WebSocketRoute("/v1/agent", _Tunnel(), name="agent_socket"))

@@ -113,6 +113,10 @@ async def post_event(
     # The hot path: authentication and the event share a transaction — with the other events
     # arriving at the same moment (group commit) — and one hand-off to a writer thread.
     settings = runtime.settings
+    if credentials is not None and (wait := runtime.event_rate.hit(credentials.credentials)):
+        # Before any database work: a flood costs a digest and a dict lookup per request.
+        raise ApiError(429, f"this token sent more than {settings.events_per_minute} events a "
+                            f"minute; retry in {wait}s", headers={"Retry-After": str(wait)})
     outcome = await runtime.writes.run(partial(_ingest, credentials, payload, settings))
     if isinstance(outcome, ApiError):
         raise outcome
