@@ -149,3 +149,34 @@ def test_telegram_webhook_registers_this_server_with_the_bot(tmp_path: Path) -> 
     )
     assert isinstance(unset.exception, ConfigError)
     assert str(unset.exception) == "set CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET first"
+
+
+_NO_EXTRA = '''
+import sys
+
+class NoServerExtra:
+    """What a venv without the [server] extra looks like to the import system."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"fastapi", "uvicorn", "sqlalchemy", "alembic", "celery"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoServerExtra())
+'''
+
+
+@pytest.mark.parametrize("args", [[], ["migrate"], ["worker"], ["create-user", "a@example.com"]])
+def test_without_the_server_extra_one_line_names_the_install(tmp_path: Path,
+                                                             args: list[str]) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_NO_EXTRA)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    done = subprocess.run([sys.executable, "-m", "claude_notify", "server", *args], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("claude-notify: the server needs the [server] extra (")
+    assert "pipx install --force '.[server]'" in done.stderr

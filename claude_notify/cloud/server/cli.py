@@ -58,7 +58,33 @@ def _runtime(settings: Settings | None = None) -> Runtime:
     return Runtime.build(settings or _settings())
 
 
-@click.group(invoke_without_command=True)
+_EXTRA_MODULES = frozenset({
+    "fastapi", "starlette", "pydantic", "uvicorn", "celery", "kombu", "uvloop", "httptools",
+    "sqlalchemy", "alembic", "psycopg", "httpx_aiohttp", "aiohttp", "aiosmtplib",
+    "email_validator", "redis", "prometheus_client", "cryptography", "multipart", "jinja2",
+    "regex", "sniffio",
+})
+"""Top-level modules of the ``[server]`` extra: missing, they mean the extra is not installed."""
+
+
+class _ServerGroup(click.Group):
+    """Turns a missing ``[server]`` dependency into one line with the install command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in _EXTRA_MODULES:
+                raise
+            from claude_notify.errors import UsageError
+
+            raise UsageError(
+                f"the server needs the [server] extra ({exc.name} is missing): from a checkout, "
+                "pipx install --force '.[server]' (or pip install '.[server]' in its venv)"
+            ) from None
+
+
+@click.group(cls=_ServerGroup, invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_context
