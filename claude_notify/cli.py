@@ -18,6 +18,8 @@ from claude_notify.errors import ClaudeNotifyError, warn
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:  # asked what this is: the help, on stdout, and success
+        args = ["--help"]
     if args == ["hook"]:  # Claude Code waits on this one: no click, always 0
         from claude_notify.claude.hook import main as hook_main
 

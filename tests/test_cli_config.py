@@ -186,6 +186,14 @@ def test_help_and_version_are_fast_paths_too() -> None:
     assert result.stdout.startswith("claude-notify, version ")
 
 
+def test_bare_command_prints_help_to_stdout_and_succeeds() -> None:
+    result = subprocess.run([sys.executable, "-m", "claude_notify"], capture_output=True,
+                            text=True, check=False, stdin=subprocess.DEVNULL)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("Usage: claude-notify [OPTIONS] COMMAND [ARGS]...")
+    assert "run         Run a command and notify when it ends." in result.stdout
+
+
 @pytest.mark.parametrize(("env", "platform", "wsl", "expected"), [
     ({}, "linux", False, ["dbus", "terminal", "plyer"]),
     ({"SSH_CONNECTION": "10.0.0.1 5 10.0.0.2 22"}, "linux", False, ["terminal"]),
