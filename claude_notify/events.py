@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Final, Literal, get_args
 
@@ -120,7 +120,9 @@ class TaskEvent:
         if not isinstance(data, dict):
             raise ValueError("event must be a JSON object")
         known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        # null where the field has a value by default (``"command": null``) means "not sent".
+        kwargs = {k: v for k, v in data.items()
+                  if k in known and not (v is None and k in _DEFAULTED)}
         for name in ("type", "source", "task_id", "machine_id"):
             if not isinstance(kwargs.get(name), str) or not kwargs[name]:
                 raise ValueError(f"event field {name!r} is required and must be a string")
@@ -139,6 +141,12 @@ def _check_choice(kwargs: dict[str, Any], name: str, allowed: frozenset[str]) ->
     if kwargs[name] not in allowed:
         raise ValueError(f"event field {name!r} must be one of {', '.join(sorted(allowed))}")
 
+
+_DEFAULTED: Final = frozenset(
+    f.name for f in fields(TaskEvent)
+    if (f.default is not None and f.default is not MISSING) or f.default_factory is not MISSING
+)
+"""Fields whose value is never ``None``: a ``null`` sent for one is read as the default."""
 
 _INT_FIELDS: Final = {
     # An exit code is 32 bits on every OS (the server stores it in a 32-bit column); the rest
