@@ -242,3 +242,48 @@ def test_account_file_location_matches_the_dispatcher(tmp_path: Path,
 
     monkeypatch.setenv("CLAUDE_NOTIFY_STATE_DIR", str(tmp_path))
     assert account_file() == state_dir() / "cloud.json"
+
+
+def test_doctor_says_why_nothing_showed(tmp_path: Path) -> None:
+    """One place for "why didn't it notify?": a broken config, a mute, quiet hours, the shell
+    and Claude hooks, the cloud, tmux's real allow-passthrough, and where the logs are."""
+    from desktop import require_tools
+
+    require_tools(["tmux"], packages="tmux", purpose="the doctor's tmux check")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text('eval "$(claude-notify shell-init bash)"\n')
+    (tmp_path / "config.toml").write_text('quiet_hours = "00:00-23:59"\nbakend = "dbus"\n')
+    socket = tmp_path / "tmux.sock"
+    subprocess.run(["tmux", "-S", str(socket), "new-session", "-d", "sleep 600"], check=True,
+                   timeout=20, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    try:
+        subprocess.run(["tmux", "-S", str(socket), "set", "-g", "allow-passthrough", "on"],
+                       check=True, timeout=20)
+        env = cli_env(tmp_path, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+                      CLAUDE_NOTIFY_DATA_DIR=str(tmp_path / "data"),
+                      TMUX=f"{socket},1,0")
+        assert run_cli(["mute", "2h"], env=env).returncode == 0
+        assert run_cli(["claude", "install"], env=env).returncode == 0
+        result = run_cli(["doctor"], env=env)
+    finally:
+        subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=False, timeout=20)
+    text = result.stdout.decode()
+    assert result.stderr == b""
+    assert "unknown key 'bakend'" in text
+    assert "held back   muted until " in text and "(quiet hours 00:00-23:59)" in text
+    assert "tmux        allow-passthrough on" in text
+    assert "cloud       not logged in" in text
+    assert f"shell       bash ({home / '.bashrc'})" in text
+    assert "claude      user: " in text and "Stop" in text
+    assert f"state       {tmp_path / 'state'}" in text
+    report = json.loads(run_cli(["doctor", "--json"], env=env).stdout)
+    assert report["held"]["muted_until"] is not None
+    assert report["config"]["problems"][0].endswith("unknown key 'bakend' "
+                                                     "(see `claude-notify config show`)")
+    # `test` still shows the sample, but says that `run` would stay quiet.
+    env_ok = {k: v for k, v in env.items() if k != "TMUX"}
+    (tmp_path / "config.toml").write_text('quiet_hours = "00:00-23:59"\n')
+    warned = run_cli(["test"], env=env_ok)
+    assert "claude-notify: warning: notifications are held back (muted until " in (
+        warned.stderr.decode())
