@@ -87,7 +87,8 @@ class Hub:
         if self._redis_url and self._listener is None:
             self._listener = loop.create_task(self._listen(self._redis_url))
         if cutter is not None and self._revoked_since is not None and (
-                self._sweeper is None or self._sweeper.done()):
+                self._sweeper is None or self._sweeper.done()
+                or self._sweeper.get_loop().is_closed()):
             self._sweeper = loop.create_task(self._sweep())
         with self._lock:
             self._waiting.setdefault(key, set()).add(entry)
@@ -123,8 +124,10 @@ class Hub:
         while True:
             await asyncio.sleep(SWEEP_S)
             with self._lock:
-                if not self._tokens:
-                    continue
+                idle = not self._tokens
+            if idle:  # nothing to cut; nor, later, a backlog of old revocations to read
+                since = utcnow() - SWEEP_OVERLAP
+                continue
             started = utcnow()
             try:
                 found = await asyncio.to_thread(self._revoked_since, since)
