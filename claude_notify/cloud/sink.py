@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from claude_notify.errors import CloudError
+
 if TYPE_CHECKING:
     from claude_notify.dispatch import Decision
     from claude_notify.events import TaskEvent
@@ -36,6 +38,7 @@ class CloudSink:
         self.channels = channels
         self.notify_on = notify_on
         self._register_at: float | None = None
+        self._told = False
 
     def handle(self, event: TaskEvent, decision: Decision) -> None:
         if event.type == "started":
@@ -47,10 +50,26 @@ class CloudSink:
                     "started_at": started}
             if self._put("/v1/tasks", body, key=f"task-{event.task_id}"):
                 self._register_at = time.monotonic() + REGISTER_AFTER
-            return
-        if decision.notify and self._put("/v1/events", event.to_dict(), key=event.event_id):
+        elif decision.notify and self._put("/v1/events", event.to_dict(), key=event.event_id):
             self._register_at = None
             self._kick()
+        self._tell_set_aside()
+
+    def _tell_set_aside(self) -> None:
+        """Once per process: what the last background sync set aside, in one line (it had no
+        terminal to say it on)."""
+        if self._told:
+            return
+        self._told = True
+        from claude_notify.cloud import spool
+
+        found = spool.take_unreported()
+        if not found:
+            return
+        name, reason = found[0]
+        what = (f"1 spooled request set aside ({name}: {reason})" if len(found) == 1 else
+                f"{len(found)} spooled requests set aside (the first, {name}: {reason})")
+        raise CloudError(f"cloud: {what} in {spool.dead_dir()}")
 
     # The supervisor's timer hooks (see ``runner.Observer``): one kick after REGISTER_AFTER.
 
@@ -79,7 +98,7 @@ class CloudSink:
     def _send_now(self, path: str, body: Any, *, why: str) -> None:
         from claude_notify.cloud import account
         from claude_notify.cloud.client import CloudClient
-        from claude_notify.errors import ClaudeNotifyError, CloudError
+        from claude_notify.errors import ClaudeNotifyError
 
         who = account.current()
         try:

@@ -6,8 +6,9 @@ removed only once the server has answered 2xx. Names sort by creation time, so a
 registration goes before its events. A sender claims a file by renaming it to a name carrying its
 PID; a rename happens once, so two CLIs syncing at once never send the same file twice (and the
 server's ``event_id`` idempotency covers even a crash between "sent" and "removed"). A claim whose
-process died is taken back. What the server refuses for good goes to ``dead/`` with the reason:
-never retried forever, never silently lost.
+process died is taken back. What the server refuses for good, or what cannot be read, goes to
+``dead/`` with the reason: never retried forever, never silently lost. Each one set aside is also
+noted in ``dead/unreported`` until a ``sync`` or the next ``run`` has told the user.
 """
 
 from __future__ import annotations
@@ -114,20 +115,57 @@ def release(item: Item) -> None:
         pass
 
 
+def dead_dir() -> Path:
+    """Where requests set aside for good are kept, each with a ``.reason`` file beside it."""
+    return spool_dir() / "dead"
+
+
 def bury(item: Item, reason: str) -> None:
     """Refused for good: keep it, with the reason, out of the way of the others."""
-    dead = spool_dir() / "dead"
-    dead.mkdir(parents=True, exist_ok=True)
+    dead = dead_dir()
+    reason = " ".join(reason.split())[:300]
     try:
+        dead.mkdir(parents=True, exist_ok=True)
         item.file.rename(dead / item.original.name)
         (dead / f"{item.original.name}.reason").write_text(reason + "\n", encoding="utf-8")
+        note = json.dumps({"name": item.original.name, "reason": reason}) + "\n"
+        fd = os.open(dead / _UNREPORTED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, note.encode())
+        finally:
+            os.close(fd)
     except OSError:
         pass
 
 
+_UNREPORTED = "unreported"
+
+
+def take_unreported() -> list[tuple[str, str]]:
+    """``(file name, reason)`` of each request set aside since the user was last told, once:
+    the note is renamed away first, so two processes never both report it. One failed rename
+    when there is nothing to tell."""
+    note = dead_dir() / _UNREPORTED
+    taken = note.with_name(f"{_UNREPORTED}{_CLAIM}{os.getpid()}")
+    try:
+        note.rename(taken)
+        data = taken.read_text(encoding="utf-8", errors="replace")
+        taken.unlink()
+    except OSError:
+        return []
+    found = []
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+            found.append((str(entry["name"]), str(entry["reason"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
 def dead_count() -> int:
     try:
-        return sum(1 for p in (spool_dir() / "dead").iterdir() if p.suffix == ".json")
+        return sum(1 for p in dead_dir().iterdir() if p.suffix == ".json")
     except FileNotFoundError:
         return 0
 

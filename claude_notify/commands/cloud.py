@@ -160,7 +160,6 @@ def usage() -> None:
 def status() -> None:
     """Whether this machine forwards events, whether the server answers, what is spooled."""
     from claude_notify.cloud import account, spool
-    from claude_notify.cloud.client import CloudClient
 
     who = account.current()
     waiting, dead = len(spool.pending()), spool.dead_count()
@@ -169,22 +168,50 @@ def status() -> None:
     else:
         click.echo(f"server     {who.server}")
         click.echo(f"account    {who.email or '(token login)'}; token in the {who.storage}")
-        try:
-            with CloudClient(who.server, None, timeout=5.0) as client:
-                health = client.request("GET", "/healthz")
-            click.echo(f"connection ok ({health.get('status', 'ok') if health else 'ok'})")
-        except CloudError as exc:
-            click.echo(f"connection {exc}")
+        click.echo(f"connection {_connection(who)}")
     click.echo(f"spool      {waiting} waiting, {dead} refused (in {spool.spool_dir()})")
+
+
+def _connection(who: Any) -> str:
+    """Whether the server answers and still takes this machine's token (a revoked one must not
+    read as "ok": every event would wait in the spool)."""
+    from claude_notify.cloud import account
+    from claude_notify.cloud.client import CloudClient, Refused, Unauthorized
+
+    health = None
+    try:
+        with CloudClient(who.server, None, timeout=5.0) as client:
+            health = client.request("GET", "/healthz")
+        with CloudClient(who.server, account.token(who), timeout=5.0) as client:
+            client.request("GET", "/v1/account")
+    except Unauthorized:
+        again = f"claude-notify login --server {who.server}"
+        again += f" --email {who.email}" if who.email else " --token"
+        return (f"the server refused this machine's token (revoked or expired): "
+                f"run `{again}` to sign in again")
+    except Refused as exc:
+        if exc.status != 403:  # 403: a token that may only send events, which it does
+            return str(exc)
+    except CloudError as exc:
+        return str(exc)
+    return f"ok ({health.get('status', 'ok') if health else 'ok'})"
 
 
 @click.command(short_help="Send what the spool holds now.")
 def sync() -> None:
     """Send spooled events now (normally done in the background after each task)."""
+    from claude_notify.cloud import spool
     from claude_notify.cloud.sync import drain
 
     report = drain()
     click.echo(f"sent {report.sent}, refused {report.refused}, {report.left} still waiting")
+    # Whatever was set aside since the user was last told (by this run or a background one),
+    # then, every time, how many wait in dead/ and where.
+    for name, reason in spool.take_unreported():
+        click.echo(f"set aside {name} ({reason})")
+    if dead := spool.dead_count():
+        click.echo(f"{dead} set aside in {spool.dead_dir()}: the reason is beside each "
+                   "(NAME.reason); delete them once read")
     if report.problem:
         raise CloudError(report.problem)
 

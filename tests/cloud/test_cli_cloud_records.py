@@ -178,3 +178,52 @@ def test_a_webhook_signing_secret_is_shown_once(server: Server, tmp_path: Path,
     refused = cli(["channels", "rotate-secret", email], env, check=False)
     assert refused.returncode == 1 and refused.stderr.count(b"\n") == 1
     assert b"webhook" in refused.stderr
+
+
+def _set_aside(env: dict[str, str]) -> list[Path]:
+    return sorted((Path(env["CLAUDE_NOTIFY_STATE_DIR"]) / "spool" / "dead").glob("*.json"))
+
+
+def test_a_corrupt_spool_file_is_said_by_sync_and_the_next_run(
+        server: Server, tmp_path: Path, receiver: Receiver) -> None:
+    env = _logged_in(server, tmp_path, receiver)
+    spool = Path(env["CLAUDE_NOTIFY_STATE_DIR"]) / "spool"
+    dead = spool / "dead"
+    server.stop()
+    cli(["run", "--", "true"], env)
+    spool.joinpath("00000000000000000001-torn.json").write_text('{"method": "PO')
+    server.start()
+    synced = cli(["sync"], env).stdout.decode().splitlines()
+    assert synced[0] == "sent 2, refused 0, 0 still waiting"
+    assert any(line.startswith("set aside 00000000000000000001-torn.json (unreadable spool file")
+               for line in synced), synced
+    assert synced[-1].startswith(f"1 set aside in {dead}")
+    again = cli(["sync"], env).stdout.decode().splitlines()  # every run says so, and where
+    assert again == ["sent 0, refused 0, 0 still waiting", synced[-1]]
+
+    # Set aside by the background sync after a run: the next run says it, in one line, once.
+    spool.joinpath("00000000000000000002-torn.json").write_bytes(b"\xff\xfe")
+    assert _cloud_lines(cli(["run", "--", "true"], env)) == []
+    wait_for(lambda: len(_set_aside(env)) == 2, timeout=60, what="the file set aside")
+    [warned] = _cloud_lines(cli(["run", "--", "true"], env))
+    assert warned.startswith("claude-notify: cloud: 1 spooled request set aside "
+                             "(00000000000000000002-torn.json: unreadable spool file")
+    assert warned.endswith(f"in {dead}")
+    assert _cloud_lines(cli(["run", "--", "true"], env)) == []
+    receiver.wait(4, timeout=30)
+
+
+def _cloud_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    """The CLI's own lines about the cloud (the terminal backend has no tty to write to here)."""
+    return [line for line in result.stderr.decode().splitlines() if "cloud" in line]
+
+
+def test_status_says_a_refused_token_and_how_to_log_in(server: Server, tmp_path: Path) -> None:
+    env = _logged_in(server, tmp_path, None)
+    assert "connection ok" in cli(["status"], env).stdout.decode()
+    server.admin("revoke", "--user", "dev@example.com")
+    out = cli(["status"], env).stdout.decode()
+    assert "connection ok" not in out
+    [line] = [line for line in out.splitlines() if line.startswith("connection")]
+    assert "refused this machine's token" in line
+    assert f"claude-notify login --server {server.url}" in line
