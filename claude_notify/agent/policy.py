@@ -66,6 +66,9 @@ RISKY: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
              ("--cwd", "--use-yarnrc", "dlx", "exec", "node", "create")),
     "pnpm": ("can change directory, load config or run packages",
              ("-C", "--dir", "dlx", "exec", "create")),
+    **dict.fromkeys(("uv", "poetry", "pdm", "pipenv", "hatch", "bundle"), (
+        "can change directory or run any command",
+        ("run", "exec", "tool", "-C", "--directory", "-P", "--project", "-p"))),
     "python": ("runs code given on the command line", ("-c", "-m")),
     "node": ("runs code given on the command line",
              ("-e", "--eval", "-p", "--print", "-r", "--require", "--import", "--loader",

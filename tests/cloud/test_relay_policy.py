@@ -124,7 +124,8 @@ def test_the_config_files_agent_table_is_the_policy_the_agent_enforces(
 # -- what a wildcard may not smuggle in ------------------------------------------------------------
 
 WIDE = ("make *", "git *", "npm *", "yarn *", "pnpm *", "python *", "python3 *", "node *",
-        "bash *", "sh *", "env *", "xargs *", "find *", "pytest *", "cat *", "./next.sh *")
+        "bash *", "sh *", "env *", "xargs *", "find *", "pytest *", "cat *", "./next.sh *",
+        "uv *", "poetry *")
 
 
 def _refusal(command: str, project: Path, *, allow: tuple[str, ...] = WIDE,
@@ -193,6 +194,8 @@ def test_a_deny_holds_for_a_program_named_by_path_and_for_an_allowed_shell_comma
     ("xargs touch", "xargs runs"),
     ("find . -execdir touch pwned +", "find -execdir"),
     ("pytest -p evil", "pytest -p"),
+    ("uv run touch pwned", "uv run"),
+    ("poetry -C sub run touch pwned", "poetry -C"),
     ("./next.sh --help", ""),
 ])
 def test_options_that_move_load_or_run_code_need_the_allow_pattern_to_name_them(
