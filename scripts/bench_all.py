@@ -37,28 +37,28 @@ REDIS = "redis://127.0.0.1:6379/0"
 # name -> (script, arguments per profile). "tiny" only exists for the cheap ones (the test).
 BENCHMARKS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "run": ("bench_run.py", {"quick": ["--quick", "--no-ntfy"], "full": []}),
-    "hook": ("bench_hook.py", {"quick": ["--runs", "8"], "full": ["--runs", "40"]}),
+    "hook": ("bench_hook.py", {"quick": ["--runs", "5"], "full": ["--runs", "40"]}),
     "shell": ("bench_shell.py", {
         "tiny": ["--shells", "bash", "--loops", "200", "--prompts", "0"],
-        "quick": ["--loops", "500", "--prompts", "20"],
+        "quick": ["--loops", "500", "--prompts", "10"],
         "full": ["--loops", "2000", "--prompts", "200"]}),
     "match": ("bench_match.py", {"tiny": ["--size", "2", "--runs", "1"],
                                  "quick": ["--size", "64", "--runs", "3"],
                                  "full": ["--size", "256", "--runs", "5"]}),
-    "cloud": ("bench_cloud.py", {"quick": ["--runs", "5", "--stream-seconds", "0"],
+    "cloud": ("bench_cloud.py", {"quick": ["--runs", "3", "--stream-seconds", "0"],
                                  "full": ["--runs", "30"]}),
     "server-embedded": ("bench_server.py", {
-        "quick": ["--mode", "embedded", "--wrk-seconds", "5", "--rate", "50", "--seconds", "5"],
+        "quick": ["--mode", "embedded", "--wrk-seconds", "4", "--rate", "50", "--seconds", "3"],
         "full": ["--mode", "embedded"]}),
     "server-distributed": ("bench_server.py", {
         "quick": ["--mode", "distributed", "--pg-admin-url", PG, "--redis-url", REDIS,
-                  "--wrk-seconds", "5", "--rate", "50", "--seconds", "5"],
+                  "--wrk-seconds", "4", "--rate", "50", "--seconds", "3"],
         "full": ["--mode", "distributed", "--pg-admin-url", PG, "--redis-url", REDIS]}),
     "telegram": ("bench_telegram.py", {
-        "quick": ["--chats", "50", "--burst", "500", "--rate", "50", "--seconds", "5"],
+        "quick": ["--chats", "50", "--burst", "400", "--rate", "50", "--seconds", "3"],
         "full": ["--pg", PG]}),
     "relay": ("bench_relay.py", {
-        "quick": ["--commands", "20", "--idle", "500", "--step", "250"],
+        "quick": ["--commands", "10", "--idle", "200", "--step", "100"],
         "full": ["--commands", "200", "--idle", "10000", "--step", "1000"]}),
     "relay-replicas": ("bench_relay.py", {
         "full": ["--commands", "200", "--pg", PG, "--redis", REDIS]}),
