@@ -82,6 +82,13 @@ class Dispatcher:
                 self.warn(str(exc))
             except Exception as exc:  # a sink bug must never cost the user their exit code
                 self.warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
+        failure = next((why for sink in self.sinks if (why := getattr(sink, "failure", None))),
+                       None)
+        if failure:  # the history was written first: it learns the popup did not show
+            for sink in self.sinks:
+                note = getattr(sink, "not_delivered", None)
+                if note is not None:
+                    note(event, failure)
         return decision
 
     def warn(self, message: str) -> None:

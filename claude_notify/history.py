@@ -114,6 +114,31 @@ def record(event: TaskEvent, *, notified: bool, muted: str | None = None,
             fold(path)
 
 
+def record_delivery_failure(event_id: str, why: str, *, path: Path | None = None) -> None:
+    """The notification the event was recorded with could not be shown: say so, and why.
+
+    Recorded after the event (the history is written first, so an interrupted send still
+    leaves a row); only failures are written, so a delivered notification costs nothing here.
+    """
+    path = path or default_path()
+    line = json.dumps({"delivery": {"event_id": event_id, "why": why[:300]}},
+                      ensure_ascii=False) + "\n"
+    _append(line, path)
+
+
+def _append(line: str, path: Path) -> None:
+    if sys.platform == "win32":  # no flock: write the database directly
+        _ingest_lines([line], path, keep=None)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+
 def fold(path: Path | None = None) -> None:
     """Move the journal's records into the database."""
     path = path or default_path()
@@ -137,10 +162,14 @@ def fold(path: Path | None = None) -> None:
 
 
 def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
-    rows, keeps = [], []
+    rows, keeps, undelivered = [], [], []
     for line in lines:
         try:
             item = json.loads(line)
+            if "delivery" in item:
+                failed = item["delivery"]
+                undelivered.append((f"not delivered: {failed['why']}", str(failed["event_id"])))
+                continue
             event = TaskEvent.from_dict(item["event"])
         except (ValueError, KeyError, TypeError):
             continue  # a torn line from a crashed writer: the others still count
@@ -149,9 +178,9 @@ def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
                      event.command, event.cwd, _iso(event.started_at), _iso(event.ended_at),
                      event.duration_s, event.exit_code, int(bool(item.get("notified"))),
                      item.get("muted"), json.dumps(item["event"])))
-    if not rows:
+    if not rows and not undelivered:
         return
-    limit = keep if keep is not None else max(keeps)
+    limit = keep if keep is not None else max(keeps, default=0)
     import sqlite3
 
     for attempt in range(50):
@@ -163,6 +192,8 @@ def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
                     " started_at, ended_at, duration_s, exit_code, notified, muted, event)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
                     rows)
+                conn.executemany("UPDATE tasks SET notified = 0, muted = ? WHERE event_id = ?",
+                                 undelivered)
                 if limit > 0:
                     conn.execute("DELETE FROM tasks WHERE id <= (SELECT max(id) FROM tasks) - ?",
                                  (limit,))

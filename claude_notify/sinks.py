@@ -107,6 +107,8 @@ class DesktopSink:
         self._loaded: dict[str, Notifier] = {}
         self._prepared: threading.Thread | None = None
         self.last: list[DeliveryResult] = []
+        self.failure: str | None = None
+        """Why the last notification was not shown by any backend, if it was not."""
 
     def prepare_in_background(self) -> None:
         """Import and connect the first usable backend while the task runs."""
@@ -127,14 +129,17 @@ class DesktopSink:
                 continue
 
     def handle(self, event: TaskEvent, decision: Decision) -> None:
+        self.failure = None
         if not decision.notify or event.type == "started":
             return
         results = self.deliver(build_notification(event, self.style, urgency=decision.urgency))
-        if not any(r.ok for r in results) and not self.quiet:
+        if not any(r.ok for r in results):
             why = "; ".join(f"{r.backend}: {r.detail}" for r in results) or "no backend"
-            from claude_notify.errors import warn
+            self.failure = why
+            if not self.quiet:
+                from claude_notify.errors import warn
 
-            warn(f"notification not shown ({why})")
+                warn(f"notification not shown ({why})")
 
     def deliver(self, notification: Notification) -> list[DeliveryResult]:
         """Try backends best-first within the deadline; the results of every attempt."""
@@ -193,3 +198,14 @@ class HistorySink:
             from claude_notify.errors import ClaudeNotifyError
 
             raise ClaudeNotifyError(f"history not recorded: {exc}") from None
+
+    def not_delivered(self, event: TaskEvent, why: str) -> None:
+        """The desktop could not show it: the row must not say "notified"."""
+        if event.type not in ("finished", "needs_input"):
+            return
+        from claude_notify import history
+
+        try:
+            history.record_delivery_failure(event.event_id, why)
+        except OSError:
+            pass  # the warning on stderr already said it was not shown

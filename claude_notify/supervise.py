@@ -268,7 +268,9 @@ class RunSession:
             env=env)
         self.pattern = _compile(values.get("match"))
         self.every = _duration(values.get("every"), "--every")
-        self.log_path = str(values["log"]) if values.get("log") else None
+        # Absolute: `show` and the cloud name the file from wherever they are asked.
+        self.log_path = (str(Path(str(values["log"])).expanduser().absolute())
+                         if values.get("log") else None)
         self.stream = bool(values.get("stream"))
         if self.stream and (values.get("no_cloud") or not self.config["cloud.enabled"]):
             raise UsageError("--stream sends output to the cloud: it cannot go with --no-cloud")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,54 @@ def test_history_and_show_commands(tmp_path: Path) -> None:
     bad = run_cli(["show", "nope"], env=env)
     assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1
     assert run_cli(["show", "424242"], env=env).returncode == 2
+
+
+def test_history_and_show_tell_a_notification_that_did_not_show(tmp_path: Path) -> None:
+    """A popup that failed is "not delivered" with why, a muted one is marked, not "notified"."""
+    import re
+
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_DATA_DIR=str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    ran = run_cli(["run", "--backend", "dbus", "--log", "out.log", "--", "sh", "-c", "echo hi"],
+                  env=env, cwd=work)
+    assert ran.returncode == 0
+    assert b"notification not shown (dbus: " in ran.stderr
+    assert run_cli(["mute", "1h"], env=env).returncode == 0
+    assert run_cli(["run", "--", "true", "x"], env=env).returncode == 0
+    listed = run_cli(["history"], env=env).stdout.decode().splitlines()
+    assert re.search(r"true x  \[muted until \d\d:\d\d\]$", listed[0]), listed
+    assert listed[1].endswith("sh -c 'echo hi'  [not delivered]"), listed
+    listed_json = run_cli(["history", "--json"], env=env).stdout
+    rows = [json.loads(line) for line in listed_json.splitlines()]
+    assert [row["notified"] for row in rows] == [False, False]
+    shown = run_cli(["show", str(rows[1]["id"])], env=env).stdout.decode()
+    assert re.search(r"^notified   no \(not delivered: dbus: .+\)$", shown, re.M), shown
+    assert f"log        {work / 'out.log'}\n" in shown
+
+
+def test_history_files_are_the_users_alone(tmp_path: Path) -> None:
+    """Output tails are in there: the data dir is 0700 and every file 0600, whatever the umask."""
+    data = tmp_path / "data"
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_ON="never", CLAUDE_NOTIFY_DATA_DIR=str(data))
+    assert run_cli(["run", "--", "sh", "-c", "echo secret-ish"], env=env).returncode == 0
+    assert "secret-ish" in run_cli(["history", "--json"], env=env).stdout.decode()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    files = sorted(data.iterdir())
+    assert data / "history.sqlite3" in files
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+        f.name: 0o600 for f in files}
+
+
+def test_an_existing_history_is_made_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_ON="never", CLAUDE_NOTIFY_DATA_DIR=str(data))
+    assert run_cli(["run", "--", "true"], env=env).returncode == 0
+    run_cli(["history"], env=env)
+    data.chmod(0o755)
+    for f in data.iterdir():
+        f.chmod(0o644)
+    assert run_cli(["run", "--", "true"], env=env).returncode == 0
+    run_cli(["history"], env=env)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in data.iterdir()} == {0o600}

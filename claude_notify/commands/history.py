@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -29,9 +30,15 @@ def history(limit: int, failed: bool, as_json: bool) -> None:
         values = fields_of(event, tail_lines=0)
         when = event.ended_at.astimezone().strftime("%m-%d %H:%M") if event.ended_at else "-"
         outcome = values["status"] if event.exit_code in (None, 0) else f"exit {event.exit_code}"
+        held = f"  [{_held_label(entry.muted)}]" if entry.muted else ""
         click.echo(f"{entry.id:>6}  {when}  {values['mark'] or ' '} {outcome:<12} "
                    f"{format_duration(event.duration_s):>8}  {event.source:<11} "
-                   f"{shorten(event.command or event.title or '', 60)}")
+                   f"{shorten(event.command or event.title or '', 60)}{held}")
+
+
+def _held_label(reason: str) -> str:
+    """A row's short mark: why its notification did not show."""
+    return "not delivered" if reason.startswith("not delivered") else reason
 
 
 @click.command(short_help="Show one task from the history.")
@@ -61,8 +68,9 @@ def show(entry_id: str, as_json: bool) -> None:
         ("host", event.host), ("peak RSS", f"{event.peak_rss_bytes / 2**20:.1f} MiB"
                                if event.peak_rss_bytes else None),
         ("CPU time", f"{event.cpu_time_s:.2f}s" if event.cpu_time_s is not None else None),
-        ("log", event.log_path), ("notified", "yes" if entry.notified else
-                                   f"no ({entry.muted})" if entry.muted else "no"),
+        ("log", str(Path(event.cwd or "/", event.log_path)) if event.log_path else None),
+        ("notified", "yes" if entry.notified else
+         f"no ({entry.muted})" if entry.muted else "no (not asked for)"),
         ("message", event.message), ("task id", event.task_id),
     ]
     for label, value in rows:
