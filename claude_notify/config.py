@@ -332,7 +332,7 @@ def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Conf
             text = path.read_text(encoding="utf-8", errors="replace")
         where = f"{path}:{_line_of(text, key)}"
         if setting is None:
-            broken(f"{where}: unknown key {key!r} (see `claude-notify config show`)")
+            broken(f"{where}: {unknown_key(key)}")
             continue
         try:
             values[key] = Value(setting.convert(raw), where)
@@ -348,6 +348,15 @@ def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Conf
         except ValueError as exc:
             broken(f"{name}={raw_env!r}: {exc}")
     return Config(values, path, tuple(problems))
+
+
+def unknown_key(key: str) -> str:
+    """``unknown key 'tiemout' (did you mean 'timeout'?)``, or where to look if none is near."""
+    import difflib
+
+    near = difflib.get_close_matches(key, SETTINGS, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}?" if near else "see `claude-notify config show`"
+    return f"unknown key {key!r} ({hint})"
 
 
 def read_file(path: Path) -> dict[str, Any]:

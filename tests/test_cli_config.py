@@ -51,7 +51,7 @@ def test_broken_file_names_file_line_and_key(tmp_path: Path, text: str, needle: 
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("on = [1,\n", "invalid TOML"),
-    ('tiemout = "2s"\n', ":1: unknown key 'tiemout'"),
+    ('tiemout = "2s"\n', ":1: unknown key 'tiemout' (did you mean 'timeout'?)"),
     ('\ntimeout = "soon"\n', ":2: bad value for 'timeout'"),
 ])
 def test_a_broken_config_warns_and_the_command_still_runs(tmp_path: Path, text: str,
@@ -186,6 +186,22 @@ def test_help_and_version_are_fast_paths_too() -> None:
     assert result.stdout.startswith("claude-notify, version ")
 
 
+def test_run_help_lists_the_choices() -> None:
+    result = subprocess.run([sys.executable, "-m", "claude_notify", "run", "--help"],
+                            capture_output=True, text=True, check=True)
+    text = " ".join(result.stdout.split())
+    assert "When to notify. One of: exit, success, failure, never." in text
+    assert "One of: low, normal, critical." in text
+
+
+def test_config_set_suggests_the_key_meant(tmp_path: Path) -> None:
+    result = run_cli(["config", "set", "tiemout", "3s"], env=cli_env(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == b"claude-notify: unknown key 'tiemout' (did you mean 'timeout'?)\n"
+    result = run_cli(["config", "set", "zzzz", "3s"], env=cli_env(tmp_path))
+    assert b"unknown key 'zzzz' (see `claude-notify config show`)" in result.stderr
+
+
 def test_bare_command_prints_help_to_stdout_and_succeeds() -> None:
     result = subprocess.run([sys.executable, "-m", "claude_notify"], capture_output=True,
                             text=True, check=False, stdin=subprocess.DEVNULL)
@@ -280,7 +296,7 @@ def test_doctor_says_why_nothing_showed(tmp_path: Path) -> None:
     report = json.loads(run_cli(["doctor", "--json"], env=env).stdout)
     assert report["held"]["muted_until"] is not None
     assert report["config"]["problems"][0].endswith("unknown key 'bakend' "
-                                                     "(see `claude-notify config show`)")
+                                                     "(did you mean 'backend'?)")
     # `test` still shows the sample, but says that `run` would stay quiet.
     env_ok = {k: v for k, v in env.items() if k != "TMUX"}
     (tmp_path / "config.toml").write_text('quiet_hours = "00:00-23:59"\n')

@@ -95,8 +95,7 @@ def edit() -> None:
 def _known(key: str) -> config_mod.Setting:
     setting = config_mod.SETTINGS.get(key)
     if setting is None:
-        known = ", ".join(sorted(config_mod.SETTINGS))
-        raise ConfigError(f"unknown key {key!r} (known: {known})")
+        raise ConfigError(config_mod.unknown_key(key))
     return setting
 
 

@@ -19,7 +19,8 @@ def _params() -> list[click.Parameter]:
             params.append(click.Option(decls, is_flag=True, default=None, help=opt.help))
         else:
             kind = click.Choice(opt.choices) if opt.choices else click.STRING
-            params.append(click.Option(decls, type=kind, metavar=opt.metavar, help=opt.help))
+            text = f"{opt.help} One of: {', '.join(opt.choices)}." if opt.choices else opt.help
+            params.append(click.Option(decls, type=kind, metavar=opt.metavar, help=text))
     params.append(click.Argument(["command"], nargs=-1, required=True, type=click.UNPROCESSED))
     return params
 
