@@ -263,6 +263,10 @@ class RunSession:
         if not self.quiet:
             for problem in self.config.problems:
                 sys.stderr.write(f"claude-notify: warning: {problem} (the default is used)\n")
+            for key in ("sound", "icon"):
+                if (missing := _missing_file(self.config[key])) is not None:
+                    sys.stderr.write(f"claude-notify: warning: {key} {missing}: no such file "
+                                     f"({self.config.source(key)})\n")
         self.argv, self.display = command_argv(
             parsed.command, exec_=bool(values.get("exec_")), shell=bool(values.get("shell")),
             env=env)
@@ -362,6 +366,13 @@ class RunSession:
             return Path(self.log_path).open("wb")  # closed by execute()
         except OSError as exc:
             raise UsageError(f"--log: cannot write {self.log_path}: {exc.strerror}") from None
+
+
+def _missing_file(value: str) -> str | None:
+    """``value`` when it names a file (a path, not a sound or icon name) that is not there."""
+    if not value or not (os.sep in value or value.startswith(("~", "."))):
+        return None
+    return None if Path(value).expanduser().exists() else value
 
 
 def _compile(pattern: object) -> re.Pattern[bytes] | None:

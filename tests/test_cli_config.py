@@ -303,3 +303,19 @@ def test_doctor_says_why_nothing_showed(tmp_path: Path) -> None:
     warned = run_cli(["test"], env=env_ok)
     assert "claude-notify: warning: notifications are held back (muted until " in (
         warned.stderr.decode())
+
+
+def test_a_missing_sound_or_icon_file_is_one_warning(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('icon = "~/no-such-icon.png"\n')
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_ON="never", HOME=str(tmp_path))
+    result = run_cli(["run", "--sound", str(tmp_path / "ding.wav"), "--", "sh", "-c", "exit 3"],
+                     env=env)
+    assert result.returncode == 3
+    assert result.stderr.decode().splitlines() == [
+        f"claude-notify: warning: sound {tmp_path / 'ding.wav'}: no such file (flag --sound)",
+        f"claude-notify: warning: icon ~/no-such-icon.png: no such file ({tmp_path}/config.toml:1)",
+    ]
+    (tmp_path / "ding.wav").write_bytes(b"RIFF")
+    (tmp_path / "no-such-icon.png").write_bytes(b"")
+    named = run_cli(["run", "--sound", "bell", "--", "true", "x"], env=env)
+    assert named.stderr == b""  # a sound name is not a file; both files now exist
