@@ -65,7 +65,7 @@ _BOOL_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True,
                       "0": False, "false": False, "no": False, "off": False}
 
 
-def _as_duration(value: object) -> float:
+def as_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration")
     if isinstance(value, int | float):
@@ -119,7 +119,7 @@ def _as_thresholds(value: object) -> dict[str, float]:
         value = {k.strip(): v.strip() for k, v in pairs}
     if not isinstance(value, dict):
         raise ValueError("expected a table of command = duration")
-    return {str(k): _as_duration(v) for k, v in value.items()}
+    return {str(k): as_duration(v) for k, v in value.items()}
 
 
 def _choice(*allowed: str) -> Callable[[object], str]:
@@ -181,7 +181,7 @@ SETTINGS: Final[Mapping[str, Setting]] = {
         Setting("backend", "auto", _as_str, "notification backend, or auto"),
         Setting("on", "exit", _choice("exit", "success", "failure", "never"),
                 "when `run` notifies"),
-        Setting("min_duration", 0.0, _as_duration,
+        Setting("min_duration", 0.0, as_duration,
                 "do not notify for tasks shorter than this"),
         Setting("urgency", "auto", _choice("auto", "low", "normal", "critical"),
                 "auto means critical on failure, normal otherwise"),
@@ -191,12 +191,12 @@ SETTINGS: Final[Mapping[str, Setting]] = {
         Setting("message", "", _as_str, "body template (empty: the default)"),
         Setting("tail_bytes", 10240, _as_size, "output kept for notifications and events"),
         Setting("tail_lines", 6, _as_size, "output lines shown in the notification body"),
-        Setting("timeout", 2.0, _as_duration, "longest time spent delivering a notification"),
-        Setting("match_interval", 30.0, _as_duration,
+        Setting("timeout", 2.0, as_duration, "longest time spent delivering a notification"),
+        Setting("match_interval", 30.0, as_duration,
                 "least time between two --match notifications"),
         Setting("quiet_hours", "", _quiet_hours, "local hours with no notifications, 22:00-07:00"),
         Setting("history.keep", 5000, _as_size, "tasks kept in the history (0 turns it off)"),
-        Setting("shell.threshold", 30.0, _as_duration,
+        Setting("shell.threshold", 30.0, as_duration,
                 "shell integration: notify for commands longer than this"),
         Setting("shell.commands", {}, _as_thresholds,
                 "per-command thresholds, e.g. {make = \"0s\"} to always notify for make"),
@@ -208,9 +208,9 @@ SETTINGS: Final[Mapping[str, Setting]] = {
                 "commands notified even when they match shell.ignore"),
         Setting("shell.unfocused_only", True, _as_bool,
                 "notify only when the terminal is not focused, where that can be told"),
-        Setting("claude.debounce", 3.0, _as_duration,
+        Setting("claude.debounce", 3.0, as_duration,
                 "wait this long after Claude stops before notifying"),
-        Setting("claude.min_duration", 0.0, _as_duration,
+        Setting("claude.min_duration", 0.0, as_duration,
                 "do not notify for Claude turns shorter than this"),
         Setting("claude.subagents", False, _as_bool, "also notify when a subagent stops"),
         Setting("cloud.enabled", True, _as_bool,
@@ -326,7 +326,7 @@ def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Conf
         broken(str(exc))
         document = {}
     text: str | None = None
-    for key, raw in _flatten(document).items():
+    for key, raw in flatten(document).items():
         setting = SETTINGS.get(key)
         if text is None:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -380,11 +380,11 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def _flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in document.items():
         if isinstance(value, dict) and prefix + key not in SETTINGS:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value
     return flat

@@ -97,7 +97,7 @@ def test_config_set_keeps_comments_and_show_names_sources(tmp_path: Path) -> Non
     assert shown["min_duration"] == {"value": 300.0, "source": f"{path}:3"}
     assert shown["urgency"] == {"value": "low", "source": "env CLAUDE_NOTIFY_URGENCY"}
     assert shown["terminal.bell"]["value"] is False
-    assert run_cli(["config", "get", "min_duration"], env=env).stdout == b"300.0\n"
+    assert run_cli(["config", "get", "min_duration"], env=env).stdout == b"\"5m\"\n"
     assert run_cli(["config", "unset", "min_duration"], env=env).returncode == 0
     assert "min_duration" not in path.read_text()
     assert run_cli(["config", "path"], env=env).stdout.decode().strip() == str(path)
@@ -319,3 +319,37 @@ def test_a_missing_sound_or_icon_file_is_one_warning(tmp_path: Path) -> None:
     (tmp_path / "no-such-icon.png").write_bytes(b"")
     named = run_cli(["run", "--sound", "bell", "--", "true", "x"], env=env)
     assert named.stderr == b""  # a sound name is not a file; both files now exist
+
+
+def test_config_show_prints_toml_that_reads_back_the_same(tmp_path: Path) -> None:
+    """What `config show` prints can be pasted into the file as it is."""
+    env = cli_env(tmp_path, CLAUDE_NOTIFY_SHELL_COMMANDS="make=0,cargo build=90s",
+                  CLAUDE_NOTIFY_TIMEOUT="2.5s", CLAUDE_NOTIFY_TITLE='say "hi" \\ {cmd}')
+    shown = run_cli(["config", "show"], env=env).stdout.decode().splitlines()
+    lines = [line.rsplit("  # ", 1)[0].rstrip() for line in shown]
+    assert 'shell.commands               = { "make" = "0s", "cargo build" = "1m30s" }' in lines
+    assert 'timeout                      = "2.5s"' in lines
+    pasted = tmp_path / "pasted.toml"
+    pasted.write_text("\n".join(lines) + "\n")
+    expected = config.load(env)
+    again = config.load({"CLAUDE_NOTIFY_CONFIG": str(pasted)})
+    assert {k: again[k] for k, _ in again.items()} == {k: expected[k] for k, _ in expected.items()}
+    one = run_cli(["config", "get", "shell.threshold"], env=env)
+    assert one.stdout == b'"30s"\n'
+
+
+def test_config_add_and_remove_keep_the_defaults(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    default = config.SETTINGS["shell.ignore"].default
+    assert run_cli(["config", "add", "shell.ignore", "make", "vim"], env=env).returncode == 0
+    assert config.load(env)["shell.ignore"] == (*default, "make")
+    assert run_cli(["config", "remove", "shell.ignore", "vim"], env=env).returncode == 0
+    assert config.load(env)["shell.ignore"] == (*(v for v in default if v != "vim"), "make")
+    missing = run_cli(["config", "remove", "shell.ignore", "vim"], env=env)
+    assert (missing.returncode, missing.stderr) == (
+        2, b"claude-notify: shell.ignore does not hold 'vim'\n")
+    assert run_cli(["config", "add", "timeout", "3s"], env=env).returncode == 2
+    replaced = run_cli(["config", "set", "shell.ignore", "vim"], env=env)
+    assert replaced.returncode == 0
+    assert b"the 19 default entries are gone" in replaced.stderr
+    assert config.load(env)["shell.ignore"] == ("vim",)

@@ -45,7 +45,7 @@ def show(as_json: bool) -> None:
         return
     width = max(len(key) for key, _ in cfg.items())
     for key, v in cfg.items():
-        click.echo(f"{key:<{width}}  {_show(v.value):<12}  # {v.source}")
+        click.echo(f"{key:<{width}} = {_show(key, v.value):<12}  # {v.source}")
 
 
 @config.command()
@@ -53,7 +53,7 @@ def show(as_json: bool) -> None:
 def get(key: str) -> None:
     """Print one setting's value."""
     _known(key)
-    click.echo(_show(config_mod.load()[key]))
+    click.echo(_show(key, config_mod.load()[key]))
 
 
 @config.command(name="set")
@@ -69,7 +69,47 @@ def set_(key: str, value: str) -> None:
     stored: Any = value if isinstance(setting.default, str) else converted
     if isinstance(setting.default, float) and isinstance(converted, float):
         stored = value  # keep "5m" as the user wrote it
+    if isinstance(stored, tuple):
+        stored = list(stored)
     _edit(lambda doc: _assign(doc, key, stored))
+    if isinstance(setting.default, tuple) and setting.default:
+        dropped = [v for v in setting.default if v not in converted]
+        if dropped:
+            click.echo(f"note: {key} now holds only {_show(key, converted)}; the "
+                       f"{len(dropped)} default entries are gone (`claude-notify config add "
+                       f"{key} …` adds to them)", err=True)
+
+
+@config.command()
+@click.argument("key")
+@click.argument("values", nargs=-1, required=True)
+def add(key: str, values: tuple[str, ...]) -> None:
+    """Add VALUES to a list setting, keeping what it holds (its defaults included)."""
+    current = _list_in_file_or_default(key)
+    _edit(lambda doc: _assign(doc, key, [*current, *(v for v in values if v not in current)]))
+
+
+@config.command()
+@click.argument("key")
+@click.argument("values", nargs=-1, required=True)
+def remove(key: str, values: tuple[str, ...]) -> None:
+    """Remove VALUES from a list setting, keeping the rest (its defaults included)."""
+    current = _list_in_file_or_default(key)
+    missing = [v for v in values if v not in current]
+    if missing:
+        raise ConfigError(f"{key} does not hold {', '.join(map(repr, missing))}")
+    _edit(lambda doc: _assign(doc, key, [v for v in current if v not in values]))
+
+
+def _list_in_file_or_default(key: str) -> list[str]:
+    setting = _known(key)
+    if not isinstance(setting.default, tuple):
+        raise ConfigError(f"{key} is not a list: use `claude-notify config set {key} VALUE`")
+    raw = config_mod.flatten(config_mod.read_file(config_mod.config_path())).get(key)
+    try:
+        return list(setting.convert(raw) if raw is not None else setting.default)
+    except ValueError as exc:
+        raise ConfigError(f"bad value for {key!r} in the file: {exc}") from None
 
 
 @config.command()
@@ -99,10 +139,37 @@ def _known(key: str) -> config_mod.Setting:
     return setting
 
 
-def _show(value: object) -> str:
+def _show(key: str, value: object) -> str:
+    """The value as it would be written in the file (TOML), so it can be copied there."""
+    setting = config_mod.SETTINGS[key]
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value) if value != "" else '""'
+    if isinstance(value, float) and setting.convert is config_mod.as_duration:
+        return json.dumps(_duration(value))
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = "
+                          f"{json.dumps(_duration(v)) if isinstance(v, float) else json.dumps(v)}"
+                          for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    return json.dumps(str(value))
+
+
+def _duration(seconds: float) -> str:
+    """``5400.0`` -> ``1h30m``; what ``parse_duration`` reads back to the same number."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (
+        f"{secs}s" if secs else "")
+    return text or "0s"
 
 
 def _edit(change: Any) -> None:
