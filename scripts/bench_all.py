@@ -7,7 +7,7 @@ wall figure, the CPU per unit of work beside it, the target, and whether the 1-m
 was above the core count during that benchmark (then its wall figures are not comparable; its
 CPU figures mostly are). See docs/benchmarks.md.
 
-    .venv/bin/python scripts/bench_all.py --quick            # about 8 minutes on 2 busy cores
+    .venv/bin/python scripts/bench_all.py --quick            # 11 min at load 19 on 2 cores
     .venv/bin/python scripts/bench_all.py                    # the full profile (an hour or so)
     .venv/bin/python scripts/bench_all.py --only server-distributed,relay --out /tmp/results
 """
@@ -134,7 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true",
-                       help="small sizes: about 8 minutes on a busy 2-core machine")
+                       help="small sizes (11 minutes at load 19 on 2 cores; less when idle)")
     group.add_argument("--tiny", action="store_true",
                        help="a few seconds, only the benchmarks that have such a size (tests)")
     parser.add_argument("--only", help="comma-separated benchmark names: "
