@@ -75,8 +75,9 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     import sqlite3
 
     fresh = not path.exists()
-    if fresh:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if fresh or (sys.platform != "win32"
+                 and (path.stat().st_mode | path.parent.stat().st_mode) & 0o077):
+        _private(path)
     with closing(sqlite3.connect(path, timeout=10.0, isolation_level=None)) as conn:
         conn.execute("PRAGMA busy_timeout = 10000")
         if fresh or conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -84,6 +85,21 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             conn.executescript(SCHEMA)
         conn.execute("PRAGMA synchronous = NORMAL")
         yield conn
+
+
+def _private(path: Path) -> None:
+    """The data dir 0700 and the database 0600 (output tails are in it), created so before
+    SQLite opens it: SQLite gives its -wal and -shm files the database's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if sys.platform == "win32":
+        return
+    path.parent.chmod(0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", _journal(path).name):
+        try:
+            path.with_name(name).chmod(0o600)  # an older history, made with the umask's
+        except FileNotFoundError:
+            pass
 
 
 JOURNAL_LIMIT: Final = 256 * 1024
@@ -99,7 +115,8 @@ def record(event: TaskEvent, *, notified: bool, muted: str | None = None,
     if sys.platform == "win32":  # no flock: write the database directly
         _ingest_lines([line], path, keep=keep)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            _private(path)
         fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
@@ -130,7 +147,8 @@ def _append(line: str, path: Path) -> None:
     if sys.platform == "win32":  # no flock: write the database directly
         _ingest_lines([line], path, keep=None)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            _private(path)
         fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)

@@ -7,6 +7,7 @@ Claude Code 2.1.328), with paths adapted to the test's scratch dirs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -218,3 +219,31 @@ def test_hook_is_the_lean_path() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, env=cli_env(Path("/nonexistent")))
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("kind", ["endless", "fifo", "huge-line"])
+def test_the_transcript_reader_reads_a_bounded_amount(tmp_path: Path, kind: str) -> None:
+    """A transcript path that is a device without end, a FIFO nobody writes, or a file whose
+    last line is huge: the reader answers at once, within a 256 MB address-space limit."""
+    path = tmp_path / "transcript.jsonl"
+    expected = None
+    if kind == "endless":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        last = {"type": "assistant", "message": {"content": "x" * (64 << 20)}}
+        with path.open("w") as f:
+            f.write(json.dumps({"type": "assistant", "message": {"content": "early"}}) + "\n")
+            f.write(json.dumps(last) + "\n")
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (256 << 20, 256 << 20))\n"
+            "from claude_notify.claude.transcript import last_assistant_text\n"
+            "print(repr(last_assistant_text(sys.argv[1])))\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                                timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the reader blocked")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.decode().strip() == repr(expected)

@@ -420,3 +420,22 @@ def test_cli_rejects_unknown_events(home: Path) -> None:
     assert code == 2
     assert "unknown event 'Bogus'" in err
     assert not (home / ".claude").exists()
+
+
+def test_cli_install_refuses_a_fifo_and_a_symlink_loop_in_one_line(home: Path) -> None:
+    """A FIFO would block the read forever; a symlink loop raised a traceback."""
+    path = home / ".claude" / "settings.json"
+    path.parent.mkdir()
+    os.mkfifo(path)
+    for command in ("install", "uninstall"):
+        code, _out, err = _cli(home, command)
+        assert (code, err.count("\n")) == (2, 1), err
+        assert err.startswith(f"claude-notify: {path}: not a regular file")
+    path.unlink()
+    path.symlink_to(path.parent / "other.json")
+    (path.parent / "other.json").symlink_to(path)
+    for command in ("install", "uninstall"):
+        code, _out, err = _cli(home, command)
+        assert (code, err.count("\n")) == (2, 1), err
+        assert err.startswith(f"claude-notify: {path}: ") and "Traceback" not in err
+        assert "symbolic links" in err

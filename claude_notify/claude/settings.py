@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -257,11 +258,11 @@ def load(path: Path) -> tuple[JSONObject, bytes | None]:
     in the documented shape.
     """
     try:
-        raw = path.read_bytes()
+        raw = _read_regular(path)
     except FileNotFoundError:
         return {}, None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8")
         doc = (json.loads(text, parse_constant=_no_constant, parse_float=_finite)
@@ -283,6 +284,23 @@ def load(path: Path) -> tuple[JSONObject, bytes | None]:
     return doc, raw
 
 
+MAX_BYTES: Final = 16 << 20
+"""Far beyond any real settings file; a bigger one is not read into memory."""
+
+
+def _read_regular(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file: a FIFO would block the read for
+    ever (opened non-blocking, it is seen and refused), a device never ends."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MB")
+        return f.read(MAX_BYTES + 1)
+
+
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
@@ -300,7 +318,13 @@ def edit(path: Path, change: Callable[[JSONObject], JSONObject]) -> Edit:
     Refuses a broken file untouched. If the file changes under us (Claude Code writes it too), the
     edit starts over from the new content instead of overwriting it.
     """
-    target = path.resolve() if path.is_symlink() else path  # keep a dotfiles symlink a symlink
+    try:  # keep a dotfiles symlink a symlink
+        target = path.resolve(strict=True) if path.is_symlink() else path
+    except FileNotFoundError:
+        target = path.resolve()  # a dangling link: write where it points
+    except (OSError, RuntimeError):  # a loop: RuntimeError before Python 3.13, then OSError
+        raise ConfigError(f"{path}: a loop of symbolic links; fix it by hand, nothing was "
+                          "changed") from None
     for _attempt in range(5):
         try:
             doc, raw = load(target)
@@ -415,8 +439,12 @@ def install(path: Path, *, command: str, events: Sequence[str]) -> Edit:
 
 def uninstall(path: Path) -> Edit:
     """Take our handlers out of ``path``; a missing file is left missing."""
-    if not path.exists():
+    try:
+        path.stat()
+    except FileNotFoundError:  # absent, or a dangling link: nothing of ours in it
         return Edit(path, changed=False)
+    except OSError:
+        pass  # a symlink loop: edit() says so
     return edit(path, uninstall_hooks)
 
 

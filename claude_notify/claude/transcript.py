@@ -7,6 +7,8 @@ Only the file's tail is read: transcripts grow to many megabytes and we need one
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,16 @@ TAIL_BYTES = 256 * 1024
 def last_assistant_text(path: str | Path, *, tail_bytes: int = TAIL_BYTES) -> str | None:
     """The text of the last main-thread (non-sidechain) assistant message, if any."""
     try:
-        with Path(path).expanduser().open("rb") as f:
+        # Non-blocking, and only a regular file: a FIFO would block the open, a device such as
+        # /dev/zero would never end; and never more than tail_bytes, however long the last line.
+        fd = os.open(Path(path).expanduser(), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - tail_bytes))
-            data = f.read()
+            data = f.read(tail_bytes)
     except OSError:
         return None
     lines = data.split(b"\n")
