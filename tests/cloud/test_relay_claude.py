@@ -247,6 +247,7 @@ def test_the_real_claude_cli_continues_the_conversation_from_a_reply(
         phone.agent.stop()
 
 
+@pytest.mark.timeout(600)  # five real Claude Code runs on a loaded machine
 def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
     server: Server, telegram: TelegramStandIn, tmp_path: Path
 ) -> None:
@@ -254,7 +255,7 @@ def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
     apiKeyHelper, approve Bash for itself and instruct the model through CLAUDE.md: a plain
     `claude -p` there does all four (the control, so the files are known to be live in this CLI
     version); the relayed turn does none, and the Bash call the model asks for is refused for
-    want of approval."""
+    want of approval — until the owner approves it in their own user settings."""
     claude = _find_claude()
     if claude is None:
         if os.environ.get("CI"):
@@ -315,10 +316,19 @@ def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
         assert phone.webhook(phone.update("relayed: RUN-BASH", reply_to=message_id)) == 200
         [result, *_] = phone.done(1)
         assert result["outcome"] == "done", result
-        phone.notification("Bash said:")
+        answered = phone.notification("Bash said:")
         answer = standin.messages()[-1]["messages"][-1]["content"]
         assert any(b.get("type") == "tool_result" and b.get("is_error") for b in answer), answer
         assert "needs approval" in json.dumps(answer)
         assert "REPO-INSTRUCTIONS" not in json.dumps(standin.messages()[-1])
+
+        # The owner's own settings still count: approved there, the same call runs.
+        user_settings = home / ".claude" / "settings.json"
+        owned = json.loads(user_settings.read_text()) if user_settings.exists() else {}
+        user_settings.write_text(json.dumps(owned | {"permissions": {
+            "allow": [f"Bash(touch {marks}/*)"], "additionalDirectories": [str(marks)]}}))
+        assert phone.webhook(phone.update("again: RUN-BASH", reply_to=answered)) == 200
+        assert phone.done(2)[0]["outcome"] == "done"
+        wait_for(lambda: (marks / "bash-ran").exists(), what="the owner-approved Bash call")
         phone.agent.stop()  # the MCP server, had it started, has long written its marker
-        assert sorted(p.name for p in marks.iterdir()) == []
+        assert sorted(p.name for p in marks.iterdir()) == ["bash-ran"]
