@@ -68,7 +68,7 @@ def build_notification(event: TaskEvent, style: Style, *,
     return Notification(title=render.shorten(title, 200), body=body,
                         urgency=_urgency(level, event), icon=style.icon or None,
                         sound=None if style.sound.strip().lower() in ("", "none")
-                        else style.sound)
+                        else style.sound, group=event.task_id)
 
 
 def _urgency(level: str, event: TaskEvent) -> Urgency:

@@ -90,7 +90,7 @@ _DUNSTRC = """\
 
 _URGENCY_SCRIPT = """\
 #!/bin/sh
-printf '%s %s\\n' "$DUNST_ID" "$DUNST_URGENCY" >> '{log}'
+printf '%s %s %s\\n' "$DUNST_ID" "$DUNST_URGENCY" "$DUNST_SUMMARY" >> '{log}'
 """
 
 
@@ -376,11 +376,20 @@ class DesktopSession:
         return [_received(entry) for group in raw["data"] for entry in group]
 
     def _urgencies(self) -> dict[int, str]:
-        found: dict[int, str] = {}
+        return {ident: urgency for ident, urgency, _ in self._arrivals()}
+
+    def arrivals_since(self, marker: int) -> list[tuple[int, str, str]]:
+        """``(id, urgency, summary)`` of every notification dunst showed after ``marker``, in
+        order, replacements included: a notification that replaced another keeps its id, so
+        the history alone cannot tell that there were two."""
+        return [arrival for arrival in self._arrivals() if arrival[0] > marker]
+
+    def _arrivals(self) -> list[tuple[int, str, str]]:
+        found = []
         for line in self._urgency_log.read_text(encoding="utf-8").splitlines():
-            ident, _, urgency = line.partition(" ")
+            ident, urgency, summary = [*line.split(" ", 2), "", ""][:3]
             if ident.isdigit() and urgency:
-                found[int(ident)] = urgency.lower()
+                found.append((int(ident), urgency.lower(), summary))
         return found
 
 

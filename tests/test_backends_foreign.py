@@ -674,3 +674,15 @@ def test_plyer_availability(host: Host, ok: bool) -> None:
         pytest.skip("this machine has /app, which plyer takes for Flatpak")
 
     assert PlyerNotifier(host).available().ok is ok
+
+
+def test_terminal_notifier_groups_a_tasks_notifications() -> None:
+    """One task's "still running" notices give way to its final one: ``-group`` is the task."""
+    from claude_notify.notifiers.base import Notification
+    from claude_notify.notifiers.macos import build_terminal_notifier_argv
+
+    argv = build_terminal_notifier_argv(Notification(title="t", group="task-1"), exe="tn",
+                                        env={})
+    assert argv[argv.index("-group") + 1] == "task-1"
+    assert "-group" not in build_terminal_notifier_argv(Notification(title="t"), exe="tn",
+                                                        env={})

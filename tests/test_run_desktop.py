@@ -5,13 +5,14 @@ Each test runs the real CLI as a subprocess and reads back what dunst received.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from desktop import DesktopSession
-from helpers import cli_env, run_cli
+from helpers import CLI, cli_env, run_cli
 
 pytestmark = pytest.mark.desktop
 
@@ -108,34 +109,67 @@ def test_config_file_and_env_choose_urgency(desktop: DesktopSession, env: dict[s
     assert (got["summary"], got["urgency"]) == ("from flag", "critical")
 
 
-def test_match_notifies_while_running(desktop: DesktopSession, env: dict[str, str]) -> None:
-    script = ("import sys,time\n"
+def test_match_notifies_while_running(desktop: DesktopSession, env: dict[str, str],
+                                      tmp_path: Path) -> None:
+    """The matching line is notified while the command runs (the command waits until the test
+    has seen it: the final notification replaces it), and a second match in the cooldown is not."""
+    release = tmp_path / "release"
+    script = ("import os, sys, time\n"
               "print('compiling', flush=True)\n"
               "print('ERROR: disk <full>', flush=True)\n"
-              "time.sleep(0.3)\n"
+              "deadline = time.monotonic() + 30\n"
+              "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+              "    time.sleep(0.05)\n"
               "print('ERROR: second, rate-limited', flush=True)\n")
     mark = desktop.marker()
-    result = run_cli(["run", "--match", "^ERROR", "--", sys.executable, "-c", script], env=env)
-    assert result.returncode == 0
-    matched = desktop.wait_for(lambda n: "matched" in n["summary"], since=mark)
-    assert matched["body"] == "ERROR: disk &lt;full&gt;"
+    proc = subprocess.Popen([*CLI, "run", "--match", "^ERROR", "--", sys.executable, "-c",
+                             script, str(release)], env=env, stdout=subprocess.DEVNULL)
+    try:
+        matched = desktop.wait_for(lambda n: "matched" in n["summary"], since=mark, timeout=20)
+        assert matched["body"] == "ERROR: disk &lt;full&gt;"
+    finally:
+        release.touch()
+        assert proc.wait(timeout=30) == 0
     desktop.wait_for(lambda n: n["summary"].startswith("✓"), since=mark)
-    summaries = [n["summary"] for n in desktop.notifications_since(mark)]
+    summaries = [summary for _, _, summary in desktop.arrivals_since(mark)]
     assert sum("matched" in s for s in summaries) == 1  # the second match fell in the cooldown
 
 
-def test_every_sends_progress(desktop: DesktopSession, env: dict[str, str]) -> None:
+def test_every_sends_progress(desktop: DesktopSession, env: dict[str, str],
+                              tmp_path: Path) -> None:
+    """A "still running" notice with the latest output; the command ends once it was seen."""
+    release = tmp_path / "release"
+    script = ("import os, sys, time\n"
+              "deadline = time.monotonic() + 30\n"
+              "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+              "    print('step', round(time.monotonic(), 1), flush=True); time.sleep(0.1)\n")
+    mark = desktop.marker()
+    proc = subprocess.Popen([*CLI, "run", "--every", "200ms", "--", sys.executable, "-c",
+                             script, str(release)], env=env, stdout=subprocess.DEVNULL)
+    try:
+        progress = desktop.wait_for(lambda n: "still running" in n["summary"]
+                                    and n["body"].startswith("step"), since=mark, timeout=20)
+        assert progress["urgency"] == "low"
+    finally:
+        release.touch()
+        assert proc.wait(timeout=30) == 0
+
+
+def test_progress_gives_way_to_the_final_notification(desktop: DesktopSession,
+                                                      env: dict[str, str]) -> None:
+    """One visible notification per task: each "still running" notice replaces the last, and
+    the final one replaces them (same id at the server), so the history holds only the end."""
     script = ("import time\n"
-              "for i in range(6):\n"
+              "for i in range(12):\n"
               "    print(f'step {i}', flush=True); time.sleep(0.1)\n")
     mark = desktop.marker()
-    result = run_cli(["run", "--every", "200ms", "--", sys.executable, "-c", script], env=env)
+    result = run_cli(["run", "--every", "250ms", "--", sys.executable, "-c", script], env=env)
     assert result.returncode == 0
-    # The first ones may come before the interpreter has printed anything (a loaded machine):
-    # one with output shows the latest line.
-    progress = desktop.wait_for(lambda n: "still running" in n["summary"]
-                                and n["body"].startswith("step"), since=mark)
-    assert progress["urgency"] == "low"
+    final = desktop.wait_for(lambda n: n["summary"].startswith("✓"), since=mark, timeout=10)
+    arrivals = desktop.arrivals_since(mark)
+    assert sum("still running" in summary for _, _, summary in arrivals) >= 2, arrivals
+    assert {ident for ident, _, _ in arrivals} == {final["id"]}, arrivals
+    assert [n["summary"] for n in desktop.notifications_since(mark)] == [final["summary"]]
 
 
 def test_hung_daemon_holds_terminal_about_two_seconds(desktop: DesktopSession,

@@ -32,6 +32,10 @@ class Notification:
     """The application name shown by the notification server."""
     timeout_ms: int = -1
     """Expiry in milliseconds; -1 leaves it to the server."""
+    group: str | None = None
+    """Notifications of one task share it: a backend that can replace one with the next (D-Bus
+    ``replaces_id``, terminal-notifier ``-group``) shows only the latest, so "still running"
+    and "matched" notices give way to the final one."""
 
 
 @dataclass(frozen=True, slots=True)

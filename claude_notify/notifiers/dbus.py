@@ -39,7 +39,7 @@ def escape_markup(text: str) -> str:
 
 
 def build_notify_args(n: Notification, capabilities: frozenset[str],
-                      *, play_sound_ourselves: bool) -> tuple[Any, ...]:
+                      *, play_sound_ourselves: bool, replaces_id: int = 0) -> tuple[Any, ...]:
     """Arguments of ``Notify`` (signature ``susssasa{sv}i``) honouring the server's capabilities."""
     body = escape_markup(n.body) if "body-markup" in capabilities else n.body
     hints: dict[str, tuple[str, Any]] = {"urgency": ("y", _URGENCY[n.urgency])}
@@ -49,7 +49,7 @@ def build_notify_args(n: Notification, capabilities: frozenset[str],
     icon = n.icon or ""
     if icon and os.sep in icon:
         hints["image-path"] = ("s", icon)
-    return (n.app_name, 0, icon, n.title, body, [], hints, n.timeout_ms)
+    return (n.app_name, replaces_id, icon, n.title, body, [], hints, n.timeout_ms)
 
 
 class DBusNotifier:
@@ -61,6 +61,8 @@ class DBusNotifier:
         self.host = host
         self._conn: DBusConnection | None = None
         self._caps: frozenset[str] | None = None
+        self._shown: dict[str, int] = {}
+        """The server's id of the last notification of each group: the next one replaces it."""
 
     def available(self) -> Availability:
         if self.host.platform != "linux" and not self.host.platform.startswith("freebsd"):
@@ -83,7 +85,9 @@ class DBusNotifier:
 
             addr = DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME)
             ourselves = bool(notification.sound) and "sound" not in caps
-            args = build_notify_args(notification, caps, play_sound_ourselves=ourselves)
+            replaces = self._shown.get(notification.group, 0) if notification.group else 0
+            args = build_notify_args(notification, caps, play_sound_ourselves=ourselves,
+                                     replaces_id=replaces)
             msg = new_method_call(addr, "Notify", "susssasa{sv}i", args)
             reply = conn.send_and_get_reply(msg, timeout=_left(deadline))
             _raise_for_error(reply)
@@ -98,6 +102,8 @@ class DBusNotifier:
             from claude_notify.notifiers.sound import play
 
             play(notification.sound, self.host.env)
+        if notification.group:
+            self._shown[notification.group] = int(reply.body[0])
         return DeliveryResult(self.name, True, f"notification id {reply.body[0]}")
 
     def server_info(self, *, timeout: float) -> str:

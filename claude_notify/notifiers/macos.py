@@ -78,9 +78,10 @@ def build_terminal_notifier_argv(n: Notification, *, exe: str,
                                  env: Mapping[str, str]) -> list[str]:
     """The terminal-notifier argv for ``n``; every user value is escaped for NSUserDefaults.
 
-    ``-message`` is always given, so the tool never reads the message from stdin. No ``-group``
-    (one task's notifications must not replace each other), no ``-timeout`` (it makes the tool
-    wait for the user), and ``-activate`` without ``-sender``, which breaks ``-activate``.
+    ``-message`` is always given, so the tool never reads the message from stdin. ``-group``
+    is the task: its "still running" notices give way to the final one. No ``-timeout`` (it
+    makes the tool wait for the user), and ``-activate`` without ``-sender``, which breaks
+    ``-activate``.
     """
     argv = [exe,
             "-title", _tn_value(clean_text(n.title, limit=TITLE_LIMIT, newlines=False)),
@@ -89,6 +90,8 @@ def build_terminal_notifier_argv(n: Notification, *, exe: str,
         argv += ["-sound", _tn_value(clean_text(n.sound, newlines=False))]
     if n.icon and n.icon.startswith("/"):
         argv += ["-contentImage", _tn_value(n.icon)]
+    if n.group:
+        argv += ["-group", _tn_value(clean_text(n.group, newlines=False))]
     bundle = terminal_bundle_id(env)
     if bundle is not None:
         argv += ["-activate", bundle]
