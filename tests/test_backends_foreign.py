@@ -683,6 +683,6 @@ def test_terminal_notifier_groups_a_tasks_notifications() -> None:
 
     argv = build_terminal_notifier_argv(Notification(title="t", group="task-1"), exe="tn",
                                         env={})
-    assert argv[argv.index("-group") + 1] == "task-1"
+    assert argv[argv.index("-group") + 1] == "\\task-1"  # escaped like every user value
     assert "-group" not in build_terminal_notifier_argv(Notification(title="t"), exe="tn",
                                                         env={})
