@@ -150,6 +150,21 @@ def test_a_group_chat_gets_no_reply_token_even_with_group_replies_on(
         assert session.scalars(select(RelayReplyToken)).all() == []
 
 
+def test_a_token_already_in_a_group_chat_queues_nothing(chat: Chat, runtime: Runtime) -> None:
+    """A token sent into a group before tokens were kept out of them (recorded here by making
+    the chat a group after the token went out): its chat is checked again at each use."""
+    token = reply_token(chat.notify("session-a"))
+    with runtime.sessions.begin() as session:
+        channel = session.get(Channel, uuid.UUID(chat.channel_id))
+        assert channel is not None
+        channel.config = {**channel.config, "chat_type": "supergroup"}
+    status, body = _post(chat.client, token, {"command": "./next.sh"})
+    assert status == 403 and "not sent to a private chat" in str(body), body
+    [row] = chat.audit()
+    assert (row["outcome"], row["reason"]) == ("refused",
+                                               "this reply token was not sent to a private chat")
+
+
 def test_a_chat_whose_type_was_not_recorded_gets_no_reply_token(
     chat: Chat, runtime: Runtime
 ) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Final
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import ApiToken, Notification, User
+from claude_notify.cloud.server.db.models import ApiToken, Channel, Notification, User
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayReplyToken
 from claude_notify.cloud.server.relay.queue import Target, target_of
 from claude_notify.events import utcnow
@@ -103,13 +103,21 @@ def give_back(session: Session, token: RelayReplyToken) -> None:
                     .values(last_used_at=None).execution_options(synchronize_session=False))
 
 
-def target(session: Session, token: RelayReplyToken) -> Target | None:
-    """The run a token's notification was about, where its command goes."""
+def target(session: Session, token: RelayReplyToken) -> Target | str:
+    """The run a token's notification was about, where its command goes; else why not.
+
+    The notification's chat is checked again at each use: a token sent into a group before
+    tokens were kept out of groups, or to a chat that has since become a supergroup, queues
+    nothing.
+    """
     row = session.get(Notification, token.notification_id) if token.notification_id else None
+    channel = session.get(Channel, row.channel_id) if row is not None and row.channel_id else None
+    if channel is None or not private_to_owner(channel.type, channel.config):
+        return "this reply token was not sent to a private chat"
     found = target_of(session, row) if row is not None else None
     if found is None or (found.session_id, found.machine_id) != (token.session_id,
                                                                  token.machine_id):
-        return None
+        return "the task this reply token was issued for is gone"
     return found
 
 

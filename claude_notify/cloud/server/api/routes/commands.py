@@ -157,9 +157,9 @@ def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: Comman
         if problem is None and not reply_tokens.use(session, token):
             problem = "the reply token was already used"  # by a concurrent request
         target = reply_tokens.target(session, token) if problem is None else None
-        if problem is None and target is None:
-            problem, status = "the task this reply token was issued for is gone", 410
-        if problem is not None or target is None:
+        if isinstance(target, str):
+            problem, status = target, 403
+        if problem is not None or not isinstance(target, queue.Target):
             queue.audit(session, origin, command=body.command, outcome="refused",
                         reason=problem, machine_id=token.machine_id, session_id=body.session_id)
             session.commit()
