@@ -502,7 +502,7 @@ class Bench:
 
         def ntfy() -> float:
             start = time.perf_counter()
-            code = subprocess.run([self.ntfy, "done", "true"], stdin=subprocess.DEVNULL,
+            code = subprocess.run([self.ntfy or "ntfy", "done", "true"], stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env=env, check=False).returncode
             elapsed = time.perf_counter() - start

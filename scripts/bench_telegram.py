@@ -218,7 +218,7 @@ def run(args: argparse.Namespace, url: str, sa_url: str, steady_n: int,
     }  # fmt: skip
     worker = ctx.Process(target=run_worker, args=(worker_settings, stop))
     worker.start()
-    cpu = benchkit.TreeCPU([worker.pid], extra=(
+    cpu = benchkit.TreeCPU([worker.pid or 0], extra=(
         benchkit.postgres_backends(args.pg, scratch) if args.pg and scratch else None))
     try:
         # Warm-up: the worker imports, connects and opens its HTTP connections.
