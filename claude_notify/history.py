@@ -91,15 +91,14 @@ def _private(path: Path) -> None:
     """The data dir 0700 and the database 0600 (output tails are in it), created so before
     SQLite opens it: SQLite gives its -wal and -shm files the database's mode."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if sys.platform == "win32":
-        return
-    path.parent.chmod(0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", _journal(path).name):
-        try:
-            path.with_name(name).chmod(0o600)  # an older history, made with the umask's
-        except FileNotFoundError:
-            pass
+    if sys.platform != "win32":  # modes mean little there; the profile dir is the user's
+        path.parent.chmod(0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", _journal(path).name):
+            try:
+                path.with_name(name).chmod(0o600)  # an older history, made with the umask's
+            except FileNotFoundError:
+                pass
 
 
 JOURNAL_LIMIT: Final = 256 * 1024
