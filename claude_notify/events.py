@@ -169,6 +169,10 @@ def _check_types(kwargs: dict[str, Any]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"event field {name!r} must be an integer")
+        if name == "exit_code" and 2**31 <= value < 2**32:
+            # Windows reports a crash as an unsigned 32-bit code (0xC0000005 = 3221225477): the
+            # same 32 bits, read signed, as Windows' own tools show them.
+            value = kwargs[name] = value - 2**32
         if not low <= value <= high:
             raise ValueError(f"event field {name!r} must be between {low} and {high}")
     for name in _FLOAT_FIELDS:
