@@ -111,23 +111,8 @@ def record(event: TaskEvent, *, notified: bool, muted: str | None = None,
     path = path or default_path()
     line = json.dumps({"notified": notified, "muted": muted, "keep": keep,
                        "event": event.to_dict()}, ensure_ascii=False) + "\n"
-    if sys.platform == "win32":  # no flock: write the database directly
-        _ingest_lines([line], path, keep=keep)
-    else:
-        if not path.parent.is_dir():
-            _private(path)
-        fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            data = line.encode("utf-8")
-            written = os.write(fd, data)
-            while written < len(data):  # regular files write whole; be correct anyway
-                written += os.write(fd, data[written:])
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)  # releases the lock
-        if size > JOURNAL_LIMIT:
-            fold(path)
+    if _append(line, path, keep=keep) > JOURNAL_LIMIT:
+        fold(path)
 
 
 def record_delivery_failure(event_id: str, why: str, *, path: Path | None = None) -> None:
@@ -139,21 +124,27 @@ def record_delivery_failure(event_id: str, why: str, *, path: Path | None = None
     path = path or default_path()
     line = json.dumps({"delivery": {"event_id": event_id, "why": why[:300]}},
                       ensure_ascii=False) + "\n"
-    _append(line, path)
+    _append(line, path, keep=None)
 
 
-def _append(line: str, path: Path) -> None:
+def _append(line: str, path: Path, *, keep: int | None) -> int:
+    """One journal line under a shared lock; the journal's size after it (0 on Windows)."""
     if sys.platform == "win32":  # no flock: write the database directly
-        _ingest_lines([line], path, keep=None)
+        _ingest_lines([line], path, keep=keep)
+        return 0
     else:
         if not path.parent.is_dir():
             _private(path)
         fd = os.open(_journal(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            os.write(fd, line.encode("utf-8"))
+            data = line.encode("utf-8")
+            written = os.write(fd, data)
+            while written < len(data):  # regular files write whole; be correct anyway
+                written += os.write(fd, data[written:])
+            return os.fstat(fd).st_size
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock
 
 
 def fold(path: Path | None = None) -> None:
