@@ -125,12 +125,17 @@ def _process_start() -> float | None:
         import time
 
         try:  # our age on the boot clock (btime itself is whole seconds: too coarse)
-            stat = Path("/proc/self/stat").read_text(encoding="ascii")
-            ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+            ticks = int(_own_stat()[19])
             uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
         except (OSError, ValueError, IndexError):
             return None
         return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def _own_stat() -> list[str]:
+    """Linux: the fields of ``/proc/self/stat`` after the command name (``[0]`` is the state)."""
+    stat = Path("/proc/self/stat").read_text(encoding="ascii")
+    return stat[stat.rindex(")") + 2:].split()
 
 
 def outcome(status: int) -> tuple[Status, int | None, str | None]:
@@ -206,8 +211,7 @@ def _controlling_terminal() -> str | None:
         return None
     else:  # a platform branch: mypy skips it elsewhere
         try:
-            stat = Path("/proc/self/stat").read_text(encoding="ascii")
-            tty_nr = int(stat[stat.rindex(")") + 2:].split()[4])
+            tty_nr = int(_own_stat()[4])
         except (OSError, ValueError, IndexError):
             return None
         device = os.makedev((tty_nr >> 8) & 0xFFF, (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00))
