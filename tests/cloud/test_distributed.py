@@ -9,6 +9,7 @@ making ingest depend on the broker.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 
 from claude_notify.cloud.server.app import create_app
 from claude_notify.cloud.server.db.models import Notification
-from claude_notify.cloud.server.delivery.celery_wake import queue_name
+from claude_notify.cloud.server.delivery.celery_wake import CeleryConsumer, queue_name
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -253,3 +254,53 @@ def test_a_burst_is_delivered_on_wake_ups_not_on_the_poll(
     receiver.wait(300, timeout=25)
     assert time.monotonic() - started < 25  # a poll would have left some for 30 s
     wait_for(lambda: statuses(api_runtime) == {"sent": 300}, what="all 300 recorded as sent")
+
+
+# Each consumer here makes an app of its own in this one process; Celery registers the wake task
+# once (see make_app), which is fine for consumers that do nothing on a wake-up.
+_ONE_TASK_PER_PROCESS = pytest.mark.filterwarnings(
+    "ignore::celery.exceptions.DuplicateTaskNameWarning")
+
+
+@_ONE_TASK_PER_PROCESS
+def test_a_consumer_stopped_while_it_comes_up_stops_cleanly(
+    redis_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker SIGTERMed right after its start stopped its Celery consumer mid-connect or
+    mid-declare, and Celery logged "Unrecoverable error" with a traceback (seen in CI). The stops
+    are spread over the time a consumer takes to come up on this machine, where that window is."""
+    caplog.set_level(logging.ERROR)
+    came_up = float("inf")
+    for warm_up in range(2):  # the first also pays for Celery's imports
+        warm = CeleryConsumer(redis_url, f"postgresql://stop-early/warm{warm_up}", lambda: None)
+        began = time.monotonic()
+        warm.start()
+        assert warm._ready.wait(timeout=60), "a consumer did not come up in 60 s"
+        came_up = min(came_up, time.monotonic() - began)
+        warm.stop()
+    for step in range(12):  # a stop after it came up waits out a ~1 s poll: keep those few
+        delay = came_up * step / 10
+        consumer = CeleryConsumer(redis_url, f"postgresql://stop-early/{step}", lambda: None)
+        consumer.start()
+        time.sleep(delay)
+        consumer.stop()
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, f"stopped {delay:.4f} s after start: {errors}"
+
+
+@_ONE_TASK_PER_PROCESS
+def test_a_consumer_whose_broker_is_away_stops_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With Redis away the consumer sits in Celery's connect-retry loop; a SIGTERMed worker
+    must not wait out that loop (it used to take the full 10 s join)."""
+    caplog.set_level(logging.ERROR)
+    consumer = CeleryConsumer(f"redis://127.0.0.1:{free_port()}/0", "postgresql://away/x",
+                              lambda: None)
+    consumer.start()
+    wait_for(lambda: consumer._thread is not None and consumer._thread.is_alive(),
+             timeout=30, what="the consumer thread")
+    consumer.stop()
+    assert consumer._thread is not None
+    assert not consumer._thread.is_alive(), "the consumer thread outlived stop()"
+    assert not [r for r in caplog.records if "Unrecoverable" in r.getMessage()]

@@ -66,6 +66,10 @@ def make_app(redis_url: str, database_url: str, on_wake: Callable[[], None] | No
     return app
 
 
+STOP_WAIT_S: Final = 10.0
+"""How long stopping waits for the consumer to wind down (it looks every poll, ~1 s)."""
+
+
 class CeleryWaker:
     """The API side: a thread publishes one ``wake`` task for any number of wake-ups."""
 
@@ -115,6 +119,7 @@ class CeleryConsumer:
         self._queue = queue_name(database_url)
         self._controller: Any = None
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()  # came up: connected, queue declared, consuming
 
     def start(self) -> None:
         from celery.worker import WorkController
@@ -132,6 +137,7 @@ class CeleryConsumer:
             without_mingle=True,
             without_gossip=True,
             loglevel=logging.WARNING,
+            ready_callback=lambda _consumer: self._ready.set(),
         )
         self._thread = threading.Thread(
             target=self._controller.start, name="celery-consumer", daemon=True
@@ -139,8 +145,21 @@ class CeleryConsumer:
         self._thread.start()
 
     def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop(in_sighandler=False, exitcode=0)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        from celery.worker import state
+
+        # Celery's own way to stop a worker warmly: the flag its SIGTERM handler sets. The
+        # consumer checks it between connection retries and at the top of its loop, so it stops
+        # at a point of its own choosing. Calling the controller's stop() instead, from this
+        # thread, closed the connection under a consumer still declaring its queue, and Celery
+        # logged "Unrecoverable error" with a traceback (a worker SIGTERMed just after its
+        # start); with the broker away it never reached the retry loop's exit at all.
+        state.should_stop = 0
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout=STOP_WAIT_S)
+                if self._thread.is_alive() and self._controller is not None:
+                    self._controller.stop(in_sighandler=False, exitcode=0)
+                    self._thread.join(timeout=STOP_WAIT_S)
+        finally:
+            state.should_stop = None  # the flag is process-wide; a later consumer starts clean
         self._app.close()
