@@ -53,6 +53,17 @@ def test_operator_mistakes_are_usage_errors(env: dict[str, str]) -> None:
     assert runner.invoke(server, ["set-plan", "a@example.com", "gold"], env=env).exit_code == 2
 
 
+@pytest.mark.parametrize("address", ["not-an-address", "two words@example.com", "a@", "@x.com"])
+def test_create_user_refuses_what_is_not_an_address(env: dict[str, str], address: str) -> None:
+    """An account's address is where its sign-in links go: `create-user not-an-address` used to
+    succeed and leave an account nobody could sign in to."""
+    refused = CliRunner().invoke(server, ["create-user", address], env=env)
+    assert isinstance(refused.exception, UsageError)
+    assert "is not an e-mail address" in str(refused.exception)
+    made = CliRunner().invoke(server, ["create-user", "ops@example.com"], env=env)
+    assert made.exit_code == 0 and "created ops@example.com (free)" in made.stderr
+
+
 def test_migrate_is_safe_to_repeat(env: dict[str, str]) -> None:
     for _ in range(2):
         result = CliRunner().invoke(server, ["migrate"], env=env)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -138,6 +139,10 @@ def create_account(session: Session, email: str, *, plan: str = "free") -> User:
     """Create an account without any token; the caller commits."""
     _check_plan(plan)
     address = normalise_email(email)
+    try:  # an account's address receives its sign-in links: it must be one
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise UsageError(f"{email!r} is not an e-mail address: {exc}") from None
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise UsageError(f"a user with e-mail {address} already exists")
     user = User(id=uuid.uuid4(), email=address, plan=plan, timezone="UTC")
