@@ -101,12 +101,16 @@ def server(ctx: click.Context, host: str, port: int) -> None:
 
     from claude_notify.cloud.server.api.routes.commands import tunnel_first
     from claude_notify.cloud.server.app import create_app
+    from claude_notify.cloud.server.banner import lines
     from claude_notify.cloud.server.httpproto import HeaderDeadlineProtocol, raise_fd_limit
     from claude_notify.cloud.server.logsetup import configure
 
     configure()
     raise_fd_limit()
-    app = tunnel_first(create_app(runtime=_runtime()))
+    runtime = _runtime()
+    app = tunnel_first(create_app(runtime=runtime))
+    for line in lines(runtime, host, port):
+        click.echo(line, err=True)
     # uvicorn's own access log would print query strings, which carry one-time link secrets.
     # No per-message deflate: the agents do not ask for it, and a zlib context per idle agent
     # would cost ~90 KB of the server's memory. Request headers have a deadline (slowloris).
