@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.webhook import WebhookChannel
 from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
 from claude_notify.cloud.server.delivery import engine
@@ -361,7 +361,7 @@ def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
     late = engine.settle(
         runtime.sessions,
         slow_prepared,
-        DeliveryResult(ok=False, detail="x"),
+        SendResult(ok=False, detail="x"),
         duration_ms=1,
         settings=runtime.settings,
         rng=rng,
@@ -481,7 +481,7 @@ class _Record(BaseHTTPRequestHandler):
 
 
 def _send_webhook(settings: Settings, url: str, verify: ssl.SSLContext | bool = True
-                  ) -> DeliveryResult:
+                  ) -> SendResult:
     """One webhook through the worker's client, as the worker sends it."""
     message = Message(
         id=str(uuid.uuid4()),
@@ -493,7 +493,7 @@ def _send_webhook(settings: Settings, url: str, verify: ssl.SSLContext | bool = 
         event=finished(),
     )
 
-    async def send() -> DeliveryResult:
+    async def send() -> SendResult:
         async with delivery_client(verify=verify) as http:
             return await WebhookChannel(settings, http).send(message)
 

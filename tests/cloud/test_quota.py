@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from claude_notify.cloud.server import quota
-from claude_notify.cloud.server.channels.base import DeliveryResult
+from claude_notify.cloud.server.channels.base import SendResult
 from claude_notify.cloud.server.db.models import Channel, Notification, UsageCounter, User
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.ingest import record_event
@@ -209,8 +209,8 @@ def test_a_dead_letter_gives_its_slot_back(
     assert used() == 3
     claimed, prepared = engine.claim_and_prepare(runtime.sessions, limit=10, lease_s=30)
     assert claimed == 3 and len(prepared) == 3
-    refused = DeliveryResult(ok=False, detail="550 mailbox unavailable")  # permanent
-    outcomes = [(prepared[0], refused, 5)] + [(p, DeliveryResult(ok=True), 5) for p in prepared[1:]]
+    refused = SendResult(ok=False, detail="550 mailbox unavailable")  # permanent
+    outcomes = [(prepared[0], refused, 5)] + [(p, SendResult(ok=True), 5) for p in prepared[1:]]
     statuses = engine.settle_many(runtime.sessions, outcomes, settings=runtime.settings,
                                   rng=random.Random(1))
     assert statuses == ["dead", "sent", "sent"]

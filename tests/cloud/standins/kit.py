@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.channels.render import render_event
 from claude_notify.cloud.server.delivery.http import delivery_client
@@ -118,10 +118,10 @@ def notice(kind: str, config: dict[str, Any], text: str = "This channel works.")
     )
 
 
-def deliver(settings: Settings, msg: Message) -> DeliveryResult:
+def deliver(settings: Settings, msg: Message) -> SendResult:
     """One adapter call over a real HTTP client, as the worker makes it."""
 
-    async def go() -> DeliveryResult:
+    async def go() -> SendResult:
         async with delivery_client() as http:
             return await load_adapter(msg.channel_type, settings, http).send(msg)
 

@@ -1,4 +1,4 @@
-"""The interface every channel implements: ``await send(message) -> DeliveryResult``.
+"""The interface every channel implements: ``await send(message) -> SendResult``.
 
 Adapters never raise for a failed delivery: they classify it. ``retryable`` failures (timeouts,
 429, 5xx, a provider's own transient codes) are retried with backoff; anything else is permanent
@@ -48,8 +48,9 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryResult:
-    """How one attempt went."""
+class SendResult:
+    """How one attempt at a provider went (not :class:`claude_notify.notifiers.base.
+    DeliveryResult`, a desktop backend's answer)."""
 
     ok: bool
     detail: str = ""
@@ -68,7 +69,7 @@ class DeliveryResult:
 class ChannelAdapter(Protocol):
     type: ClassVar[str]
 
-    async def send(self, message: Message) -> DeliveryResult: ...
+    async def send(self, message: Message) -> SendResult: ...
 
 
 def json_object(response: Any) -> dict[str, Any]:

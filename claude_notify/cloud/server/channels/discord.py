@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
+from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -114,10 +114,10 @@ class DiscordChannel:
         self.settings = settings
         self.http = http
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         path = webhook_path(str(message.config.get("webhook_url", "")))
         if path is None:
-            return DeliveryResult(ok=False, detail="not a Discord webhook URL")
+            return SendResult(ok=False, detail="not a Discord webhook URL")
         url = self.settings.discord_api_base.rstrip("/") + path
         try:
             response = await self.http.post(
@@ -128,25 +128,25 @@ class DiscordChannel:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
+            return SendResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 
-def classify(response: httpx.Response) -> DeliveryResult:
+def classify(response: httpx.Response) -> SendResult:
     status = response.status_code
     body = json_object(response)
     if status == 204 or (200 <= status < 300 and not body):
-        return DeliveryResult(ok=True, detail=f"HTTP {status}")
+        return SendResult(ok=True, detail=f"HTTP {status}")
     if 200 <= status < 300:
         message_id = str(body.get("id")) if body.get("id") is not None else None
-        return DeliveryResult(ok=True, detail=f"message {message_id}", provider_id=message_id)
+        return SendResult(ok=True, detail=f"message {message_id}", provider_id=message_id)
     reason = templates.clean(str(body.get("message") or response.reason_phrase or ""))[:200]
     if body.get("errors"):  # 400: which embed field broke which limit
         reason += " " + templates.clean(str(body["errors"]))[:200]
     detail = f"Discord {status}: {reason}".rstrip(": ")
     if status == 429 or status >= 500:
-        return DeliveryResult(
+        return SendResult(
             ok=False, retryable=True, detail=detail, retry_after=retry_after(response, body)
         )
     gone = status in (401, 404) or body.get("code") in (10015, 50027)
-    return DeliveryResult(ok=False, detail=detail, disable_channel=gone)
+    return SendResult(ok=False, detail=detail, disable_channel=gone)

@@ -20,7 +20,7 @@ import aiosmtplib
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.settings import Settings
 
 
@@ -60,7 +60,7 @@ class EmailChannel:
         self.settings = settings
         self.tls_context = ssl.create_default_context(cafile=settings.smtp_ca_file)
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         s = self.settings
         mail = build_email(message, sender=s.smtp_from, app_url=s.app_url)
         try:
@@ -75,14 +75,14 @@ class EmailChannel:
                 timeout=s.smtp_timeout_s,
             )
         except aiosmtplib.SMTPResponseException as exc:
-            return DeliveryResult(
+            return SendResult(
                 ok=False, retryable=400 <= exc.code < 500, detail=f"SMTP {exc.code}: {exc.message}"
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=f"SMTP: {exc}")
+            return SendResult(ok=False, retryable=True, detail=f"SMTP: {exc}")
         if errors:
             code, text = next(iter(errors.values()))
-            return DeliveryResult(
+            return SendResult(
                 ok=False, retryable=400 <= code < 500, detail=f"SMTP {code}: {text}"
             )
-        return DeliveryResult(ok=True, detail=reply[:200], provider_id=str(mail["Message-ID"]))
+        return SendResult(ok=True, detail=reply[:200], provider_id=str(mail["Message-ID"]))

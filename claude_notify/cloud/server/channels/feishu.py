@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
+from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -131,10 +131,10 @@ class FeishuChannel:
         self.settings = settings
         self.http = http
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         url = hook_url(str(message.config.get("webhook_url", "")), self.settings)
         if url is None:
-            return DeliveryResult(ok=False, detail="not a Feishu/Lark bot webhook URL")
+            return SendResult(ok=False, detail="not a Feishu/Lark bot webhook URL")
         try:
             response = await self.http.post(
                 url,
@@ -144,20 +144,20 @@ class FeishuChannel:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
+            return SendResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 
-def classify(response: httpx.Response) -> DeliveryResult:
+def classify(response: httpx.Response) -> SendResult:
     status = response.status_code
     body = json_object(response)
     if status == 429 or status >= 500:
-        return DeliveryResult(ok=False, retryable=True, detail=f"Feishu HTTP {status}")
+        return SendResult(ok=False, retryable=True, detail=f"Feishu HTTP {status}")
     code = body.get("code", body.get("StatusCode"))
     if status == 200 and code == 0:
-        return DeliveryResult(ok=True, detail="Feishu: success")
+        return SendResult(ok=True, detail="Feishu: success")
     reason = templates.clean(str(body.get("msg") or body.get("StatusMessage") or "no reason"))
     detail = f"Feishu {code if code is not None else 'HTTP ' + str(status)}: {reason[:200]}"
     if code in RETRYABLE_CODES:
-        return DeliveryResult(ok=False, retryable=True, detail=detail)
-    return DeliveryResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)
+        return SendResult(ok=False, retryable=True, detail=detail)
+    return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message, json_object
+from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -80,10 +80,10 @@ class SmsChannel:
         text = build_text(message, app_url=self.settings.app_url)
         return {"To": str(message.config["number"]), key: sender, "Body": text}
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         s = self.settings
         if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
-            return DeliveryResult(ok=False, detail="SMS is not configured on this server")
+            return SendResult(ok=False, detail="SMS is not configured on this server")
         base = s.twilio_api_base.rstrip("/")
         url = f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json"
         try:
@@ -95,22 +95,22 @@ class SmsChannel:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
+            return SendResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 
-def classify(response: httpx.Response) -> DeliveryResult:
+def classify(response: httpx.Response) -> SendResult:
     status = response.status_code
     body = json_object(response)
     if 200 <= status < 300:
         sid = str(body["sid"]) if body.get("sid") else None
         count = body.get("num_segments")
-        return DeliveryResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
+        return SendResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
     code = body.get("code")
     reason = templates.clean(str(body.get("message") or response.reason_phrase or ""))[:200]
     detail = f"Twilio {code or status}: {reason}"
     if status == 429 or code == 20429 or status >= 500:
         wait = response.headers.get("retry-after", "")
         retry_after = float(wait) if wait.replace(".", "", 1).isdigit() else None
-        return DeliveryResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
-    return DeliveryResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)
+        return SendResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
+    return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -76,12 +76,12 @@ class TelegramChannel:
         base = self.settings.telegram_api_base.rstrip("/")
         return f"{base}/bot{self.settings.telegram_bot_token}/{method}"
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         if not self.settings.telegram_bot_token:
-            return DeliveryResult(ok=False, detail="Telegram is not configured on this server")
+            return SendResult(ok=False, detail="Telegram is not configured on this server")
         chat_id = message.config.get("chat_id")
         if chat_id is None:
-            return DeliveryResult(ok=False, detail="no Telegram chat linked: send /start CODE")
+            return SendResult(ok=False, detail="no Telegram chat linked: send /start CODE")
         payload = build_payload(message, chat_id=chat_id, app_url=self.settings.app_url)
         for _ in range(3):  # a migration is followed, at most twice
             result = await self.call("sendMessage", payload)
@@ -93,7 +93,7 @@ class TelegramChannel:
                 # The group became a supergroup: the channel keeps the new id from now on.
                 return dataclasses.replace(outcome, channel_update={"chat_id": payload["chat_id"]})
             payload["chat_id"] = new_chat
-        return DeliveryResult(ok=False, detail="Telegram: chat migrated more than twice")
+        return SendResult(ok=False, detail="Telegram: chat migrated more than twice")
 
     async def call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The decoded answer (``{"ok": …}``), or a synthetic one for transport failures."""
@@ -116,12 +116,12 @@ class TelegramChannel:
         return body
 
 
-def _classify(body: dict[str, Any]) -> DeliveryResult:
+def _classify(body: dict[str, Any]) -> SendResult:
     if body.get("ok") is True:
         result = body.get("result") or {}
         message_id = result.get("message_id") if isinstance(result, dict) else None
         provider_id = str(message_id) if message_id is not None else None
-        return DeliveryResult(ok=True, detail=f"message {provider_id}", provider_id=provider_id)
+        return SendResult(ok=True, detail=f"message {provider_id}", provider_id=provider_id)
     code = int(body.get("error_code") or 0)
     reason = templates.clean(str(body.get("description") or "no description"))[:300]
     detail = f"Telegram {code}: {reason}" if code else f"Telegram: {reason}"
@@ -129,6 +129,6 @@ def _classify(body: dict[str, Any]) -> DeliveryResult:
     if code == 429 or code == 0 or code >= 500:
         wait = params.get("retry_after") if params else None
         retry_after = float(wait) if isinstance(wait, int | float) else None
-        return DeliveryResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
+        return SendResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
     gone = code == 403 or any(phrase in reason.lower() for phrase in _GONE)
-    return DeliveryResult(ok=False, detail=detail, disable_channel=gone)
+    return SendResult(ok=False, detail=detail, disable_channel=gone)

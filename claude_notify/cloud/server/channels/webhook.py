@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.urlguard import (
@@ -58,16 +58,16 @@ class WebhookChannel:
         self.settings = settings
         self.http = http
 
-    async def send(self, message: Message) -> DeliveryResult:
+    async def send(self, message: Message) -> SendResult:
         url = str(message.config["url"])
         allow = self.settings.webhook_allow_private
         try:
             check_url(url, allow_private=allow)
             target = await check_resolved(url, allow_private=allow)
         except Unresolvable as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=str(exc))
+            return SendResult(ok=False, retryable=True, detail=str(exc))
         except UnsafeURL as exc:
-            return DeliveryResult(ok=False, detail=f"refused: {exc}")
+            return SendResult(ok=False, detail=f"refused: {exc}")
         body = json.dumps(payload(message), separators=(",", ":")).encode()
         msg_id = f"msg_{message.id}"
         stamp = int(time.time())
@@ -89,20 +89,20 @@ class WebhookChannel:
                 extensions={"sni_hostname": target.sni},
             )
         except httpx.HTTPError as exc:
-            return DeliveryResult(ok=False, retryable=True, detail=describe(exc))
+            return SendResult(ok=False, retryable=True, detail=describe(exc))
         return classify(response)
 
 
-def classify(response: httpx.Response) -> DeliveryResult:
+def classify(response: httpx.Response) -> SendResult:
     """2xx is delivered; 410 is gone for good; 429/5xx/timeouts retry; other answers are final."""
     code = response.status_code
     detail = f"HTTP {code}"
     if 200 <= code < 300:
-        return DeliveryResult(ok=True, detail=detail)
+        return SendResult(ok=True, detail=detail)
     if code == 410:
-        return DeliveryResult(ok=False, detail="HTTP 410: endpoint gone", disable_channel=True)
+        return SendResult(ok=False, detail="HTTP 410: endpoint gone", disable_channel=True)
     if code in RETRYABLE_STATUS or 300 <= code < 400:
-        return DeliveryResult(
+        return SendResult(
             ok=False, retryable=True, detail=detail, retry_after=retry_after(response)
         )
-    return DeliveryResult(ok=False, detail=detail)
+    return SendResult(ok=False, detail=detail)

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from claude_notify.cloud.server import quota
-from claude_notify.cloud.server.channels.base import DeliveryResult, Message
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.render import render_event
 from claude_notify.cloud.server.db.models import (
     Channel,
@@ -313,7 +313,7 @@ def retry_delay(
 def settle(
     sessions: sessionmaker[Session],
     prepared: Prepared,
-    result: DeliveryResult,
+    result: SendResult,
     *,
     duration_ms: int,
     settings: Settings,
@@ -323,7 +323,7 @@ def settle(
     return settle_many(sessions, [(prepared, result, duration_ms)], settings=settings, rng=rng)[0]
 
 
-Outcome = tuple[Prepared, DeliveryResult, int]
+Outcome = tuple[Prepared, SendResult, int]
 """What a send produced: the prepared delivery, its result and its duration in ms."""
 
 
@@ -409,7 +409,7 @@ _SETTLE_ROWS = (
 )
 
 
-def _masked(result: DeliveryResult, message: Message) -> DeliveryResult:
+def _masked(result: SendResult, message: Message) -> SendResult:
     """The result with secrets masked in its detail, which becomes the attempt's detail, the
     row's reason and a disabled channel's reason, all shown to the user.
 
@@ -423,12 +423,12 @@ def _masked(result: DeliveryResult, message: Message) -> DeliveryResult:
     return result if detail == result.detail else dataclasses.replace(result, detail=detail)
 
 
-def _attempt_outcome(result: DeliveryResult, status: str) -> str:
+def _attempt_outcome(result: SendResult, status: str) -> str:
     return "ok" if result.ok else ("retry" if status == "pending" else "permanent")
 
 
 def _learn(session: Session, channel_id: uuid.UUID, prepared: Prepared,
-           result: DeliveryResult, now: datetime) -> None:
+           result: SendResult, now: datetime) -> None:
     """What a provider's answer says about the channel: its new address, or that it is gone."""
     if result.channel_update:
         _update_config(session, channel_id, prepared.message.config, result.channel_update)
@@ -457,7 +457,7 @@ def _update_config(
 
 
 def _outcome(
-    number: int, result: DeliveryResult, settings: Settings, rng: random.Random, now: datetime
+    number: int, result: SendResult, settings: Settings, rng: random.Random, now: datetime
 ) -> tuple[str, dict[str, object]]:
     if result.ok:
         return "sent", {"sent_at": now, "provider_id": result.provider_id, "reason": None}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from claude_notify.cloud.server.channels.base import ChannelAdapter, DeliveryResult
+from claude_notify.cloud.server.channels.base import ChannelAdapter, SendResult
 from claude_notify.cloud.server.channels.registry import load_adapter
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.delivery.http import delivery_client
@@ -219,20 +219,20 @@ class Worker:
             age = (utcnow() - prepared.created_at).total_seconds()
             metrics.latency.labels(channel).observe(max(age, 0.0))
 
-    async def _send(self, prepared: engine.Prepared) -> DeliveryResult:
+    async def _send(self, prepared: engine.Prepared) -> SendResult:
         message = prepared.message
         try:
             adapter = self._adapter(message.channel_type)
         except LookupError as exc:
-            return DeliveryResult(ok=False, detail=str(exc))
+            return SendResult(ok=False, detail=str(exc))
         try:
             return await asyncio.wait_for(adapter.send(message), timeout=self.settings.lease_s / 2)
         except asyncio.TimeoutError:
-            return DeliveryResult(ok=False, retryable=True, detail="send timed out")
+            return SendResult(ok=False, retryable=True, detail="send timed out")
         except Exception as exc:
             log.exception("adapter %s raised", message.channel_type)
             # The class only: an exception's text may quote a URL holding the operator's token.
-            return DeliveryResult(ok=False, retryable=True,
+            return SendResult(ok=False, retryable=True,
                                   detail=f"internal error in the {message.channel_type} "
                                          f"adapter ({type(exc).__name__})")
 
