@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 _BUS_NAME = "org.freedesktop.Notifications"
 _PATH = "/org/freedesktop/Notifications"
 _URGENCY = {"low": 0, "normal": 1, "critical": 2}
+APP_ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data",  # noqa: PTH118,PTH120
+                        "claude-notify.png")
+"""The app's own icon, shipped in the package: used when no ``icon`` is set (``none``: no icon)."""
+DESKTOP_ENTRY = "claude-notify"
+"""The ``desktop-entry`` hint: servers that know a ``claude-notify.desktop`` group by it."""
 
 
 def bus_address(env: dict[str, str] | Any) -> str | None:
@@ -46,8 +51,11 @@ def build_notify_args(n: Notification, capabilities: frozenset[str],
     if n.sound and not play_sound_ourselves:
         key = "sound-file" if os.sep in n.sound else "sound-name"
         hints[key] = ("s", n.sound)
-    icon = n.icon or ""
-    if icon and os.sep in icon:
+    hints["desktop-entry"] = ("s", DESKTOP_ENTRY)
+    icon = n.icon or APP_ICON
+    if icon == "none":
+        icon = ""
+    elif os.sep in icon:
         hints["image-path"] = ("s", icon)
     return (n.app_name, replaces_id, icon, n.title, body, [], hints, n.timeout_ms)
 
