@@ -21,11 +21,10 @@ def machine_id() -> str:
     except OSError:
         pass
     value = new_id()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".machine_id.{os.getpid()}")
-        tmp.write_text(value + "\n", encoding="ascii")
-        tmp.replace(path)  # atomic: a concurrent first run sees one whole id
+    from claude_notify.fsutil import atomic_write
+
+    try:  # atomic: a concurrent first run sees one whole id
+        atomic_write(path, value + "\n", mode=None)
     except OSError:
         pass  # a read-only home still gets notifications, with an id for this run only
     return value

@@ -31,6 +31,7 @@ from claude_notify import config as config_mod
 from claude_notify.cloud.account import _write_private
 from claude_notify.config import Config, state_dir
 from claude_notify.errors import CloudError
+from claude_notify.fsutil import atomic_write
 
 SERVICE = "claude-notify-agent"
 
@@ -284,27 +285,8 @@ class Journal:
 
     def _compact(self) -> None:
         kept = self._kept()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for entry in kept.values():
-                out.write(json.dumps(entry) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        self.scratch.replace(self.path)
-        _fsync_dir(self.path.parent)
+        # A fixed scratch name, not a fresh one: one agent writes (it holds agent.lock), and
+        # open() clears a leftover of a crash by that name.
+        atomic_write(self.path, "".join(json.dumps(entry) + "\n" for entry in kept.values()),
+                     mode=0o600, sync_dir=True, temp=self.scratch)
         self.entries, self.lines = kept, len(kept)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX); Windows has no directory handles to sync."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

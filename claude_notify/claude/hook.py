@@ -195,10 +195,11 @@ def _cancel(turns: Path, session: str) -> None:
 
 
 def _write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)  # atomic: the delivery process never reads half a file
+    """Atomic: the delivery process never reads half a file. Not fsynced: the hook answers
+    within milliseconds, and a turn's timing or pending notice lost to a power cut is harmless."""
+    from claude_notify.fsutil import atomic_write
+
+    atomic_write(path, json.dumps(data), mode=None, durable=False)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import shlex
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from claude_notify.errors import ConfigError, UsageError
+from claude_notify.fsutil import atomic_write
 
 Scope = Literal["user", "project", "local"]
 SCOPES: Final[tuple[Scope, ...]] = ("user", "project", "local")
@@ -359,34 +359,24 @@ def _dump(doc: JSONObject, *, like: str | None) -> str:
 def _commit(target: Path, text: str, *, expected: bytes | None, backup_beside: Path) -> Edit | None:
     """Write ``text`` to a temporary file; then, if ``target`` still holds ``expected``, back the
     old bytes up and ``os.replace`` the new file in. ``None`` (nothing changed) if it moved on."""
-    mode = 0o600  # a new settings file may soon hold tokens (`env`, `apiKeyHelper`)
-    if expected is not None:
-        mode = target.stat().st_mode & 0o777
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write: {exc.strerror}") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.chmod(mode)
+    # A new settings file may soon hold tokens (`env`, `apiKeyHelper`); an old one keeps its mode.
+    mode = 0o600 if expected is None else target.stat().st_mode & 0o777
+    backup: list[Path] = []
+
+    def unchanged_since_read() -> bool:
         current = target.read_bytes() if target.exists() else None
         if current != expected:
-            tmp.unlink()
+            return False
+        if expected is not None:
+            backup.append(_backup(backup_beside, expected, mode))
+        return True
+
+    try:
+        if not atomic_write(target, text, mode=mode, before_replace=unchanged_since_read):
             return None
-        backup = None if expected is None else _backup(backup_beside, expected, mode)
-        tmp.replace(target)  # atomic: os.replace
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{target}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return Edit(backup_beside, changed=True, backup=backup)
+    return Edit(backup_beside, changed=True, backup=backup[0] if backup else None)
 
 
 def _backup(path: Path, data: bytes, mode: int) -> Path:

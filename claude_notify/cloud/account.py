@@ -9,13 +9,13 @@ cloud sink on, so a machine that never logged in never touches the network.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from claude_notify.config import state_dir
 from claude_notify.errors import CloudError, UsageError
+from claude_notify.fsutil import atomic_write
 
 SERVICE = "claude-notify"
 DEFAULT_SERVER = "https://api.claude-notify.dev"
@@ -119,9 +119,4 @@ def forget() -> Account | None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    tmp.replace(path)
+    atomic_write(path, text, mode=0o600)

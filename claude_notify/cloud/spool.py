@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_notify.config import state_dir
+from claude_notify.fsutil import atomic_write
 
 _CLAIM = ".claim-"
 
@@ -45,23 +46,14 @@ class Item:
 
 def put(method: str, path: str, body: Any, *, key: str, raw: bytes | None = None) -> Path:
     """Spool one request durably; ``key`` (an event or task id) names the file."""
-    directory = spool_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{_safe(key)}.json"
-    tmp = directory / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        record: dict[str, Any] = {"method": method, "path": path, "body": body}
-        if raw is not None:
-            import base64
+    record: dict[str, Any] = {"method": method, "path": path, "body": body}
+    if raw is not None:
+        import base64
 
-            record["raw"] = base64.b64encode(raw).decode("ascii")
-        os.write(fd, json.dumps(record).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    final = directory / name
-    tmp.replace(final)
+        record["raw"] = base64.b64encode(raw).decode("ascii")
+    final = spool_dir() / f"{time.time_ns():020d}-{_safe(key)}.json"
+    # The temporary name starts with a dot: pending() never picks up a half-written request.
+    atomic_write(final, json.dumps(record), mode=0o600)
     return final
 
 

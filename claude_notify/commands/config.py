@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import click
 
 from claude_notify import config as config_mod
 from claude_notify.errors import ConfigError
+from claude_notify.fsutil import atomic_write
 
 TEMPLATE = """\
 # claude-notify configuration. Every key can also be set by an environment variable
@@ -180,7 +180,8 @@ def _edit(change: Any) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else TEMPLATE
     doc = tomlkit.parse(text)
     change(doc)
-    _atomic_write(path, tomlkit.dumps(doc))
+    # The newlines of a text-mode write, as the file had before (CRLF on Windows).
+    atomic_write(path, tomlkit.dumps(doc).replace("\n", os.linesep), mode=None)
 
 
 def _assign(doc: Any, key: str, value: object) -> None:
@@ -206,8 +207,3 @@ def _remove(doc: Any, key: str) -> None:
         del node[leaf]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
