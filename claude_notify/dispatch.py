@@ -8,26 +8,15 @@ A sink's failure is one line on stderr and never reaches the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from claude_notify.errors import ClaudeNotifyError, warn
+from claude_notify.sinks import NotifyDecision
 
 if TYPE_CHECKING:
     from claude_notify.config import Config
     from claude_notify.events import TaskEvent
     from claude_notify.sinks import Sink
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Whether the user wants a notification for an event, and why not if held back."""
-
-    notify: bool
-    held: str | None = None
-    """Set when the flags wanted a notification but mute or quiet hours held it back."""
-    urgency: str | None = None
-    """The source's urgency hint (a permission prompt is critical), if it has one."""
 
 
 def wanted(event: TaskEvent, *, on: str, min_duration: float) -> bool:
@@ -47,33 +36,32 @@ class Dispatcher:
     """The sinks for one process, built from resolved configuration."""
 
     def __init__(self, config: Config, env: Mapping[str, str], *, quiet: bool = False,
-                 sinks: list[Sink] | None = None, notify_on: str = "exit") -> None:
+                 sinks: list[Sink] | None = None, notify_on: str = "exit",
+                 stream: bool = False) -> None:
         self.config = config
         self.quiet = quiet
         self.sinks = sinks if sinks is not None else default_sinks(
-            config, env, quiet=quiet, notify_on=notify_on)
+            config, env, quiet=quiet, notify_on=notify_on, stream=stream)
 
     def prepare(self) -> None:
         """Warm up sinks that can (connect to D-Bus) while the task runs."""
         for sink in self.sinks:
-            prepare = getattr(sink, "prepare_in_background", None)
-            if prepare is not None:
-                prepare()
+            sink.prepare()
 
     def decide(self, event: TaskEvent, *, on: str | None = None,
-               min_duration: float | None = None, urgency: str | None = None) -> Decision:
+               min_duration: float | None = None, urgency: str | None = None) -> NotifyDecision:
         want = wanted(event, on=on or self.config["on"],
                       min_duration=self.config["min_duration"] if min_duration is None
                       else min_duration)
         if not want:
-            return Decision(False, urgency=urgency)
+            return NotifyDecision(False, urgency=urgency)
         from claude_notify import quiet
 
         held = quiet.reason(quiet.parse_hours(self.config["quiet_hours"]))
-        return Decision(held is None, held, urgency)
+        return NotifyDecision(held is None, held, urgency)
 
     def emit(self, event: TaskEvent, *, on: str | None = None,
-             min_duration: float | None = None, urgency: str | None = None) -> Decision:
+             min_duration: float | None = None, urgency: str | None = None) -> NotifyDecision:
         decision = self.decide(event, on=on, min_duration=min_duration, urgency=urgency)
         for sink in self.sinks:
             try:
@@ -82,13 +70,10 @@ class Dispatcher:
                 self.warn(str(exc))
             except Exception as exc:  # a sink bug must never cost the user their exit code
                 self.warn(f"{sink.name} failed: {type(exc).__name__}: {exc}")
-        failure = next((why for sink in self.sinks if (why := getattr(sink, "failure", None))),
-                       None)
+        failure = next((sink.failure for sink in self.sinks if sink.failure), None)
         if failure:  # the history was written first: it learns the popup did not show
             for sink in self.sinks:
-                note = getattr(sink, "not_delivered", None)
-                if note is not None:
-                    note(event, failure)
+                sink.not_delivered(event, failure)
         return decision
 
     def warn(self, message: str) -> None:
@@ -97,10 +82,11 @@ class Dispatcher:
 
 
 def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool,
-                  notify_on: str = "exit") -> list[Sink]:
-    """The history and the desktop notifier; the cloud joins them once logged in."""
+                  notify_on: str = "exit", stream: bool = False) -> list[Sink]:
+    """The history and the desktop notifier; the cloud joins them once logged in, and the
+    output stream when ``run --stream`` asks for it."""
     from claude_notify.notifiers import current_host
-    from claude_notify.sinks import DesktopSink, HistorySink, Style
+    from claude_notify.sinks import DesktopSink, HistorySink, Style, plugin
 
     settings = {key: config[key] for key in ("terminal.sequence", "terminal.bell")}
     desktop = DesktopSink(host=current_host(env, settings), backend=config["backend"],
@@ -115,7 +101,7 @@ def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool,
 
         # No login, no network: one stat on the hot path (the path is cloud.account's).
         if (state_dir() / "cloud.json").exists():
-            from claude_notify.cloud.sink import CloudSink
-
-            sinks.append(CloudSink(channels=config["cloud.channels"], notify_on=notify_on))
+            sinks.append(plugin("cloud")(channels=config["cloud.channels"], notify_on=notify_on))
+        if stream:  # logged in or not: the stream says so itself, once the command has run
+            sinks.append(plugin("stream")())
     return sinks

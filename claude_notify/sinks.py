@@ -1,6 +1,10 @@
 """Where task events go. Every sink gets every event; ``notify`` says whether the user's flags
 (``--on``, ``--min-duration``, mute) want a notification for it.
 
+The contract is :class:`Sink`: one required method, and optional capabilities that do nothing
+unless a sink overrides them, so callers use them on every sink without probing. Sinks outside
+the core (the cloud's) are named in :data:`PLUGINS` and imported only when a process uses them.
+
 The desktop sink renders the event and walks the backends best-first until one delivers, all
 within one deadline: a hung D-Bus or a stuck helper holds the terminal no more than ``timeout``.
 """
@@ -9,26 +13,84 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 from claude_notify import render
 from claude_notify.notifiers.base import DeliveryResult, Notification, Urgency
 
 if TYPE_CHECKING:
     from claude_notify.config import Config
-    from claude_notify.dispatch import Decision
     from claude_notify.events import TaskEvent
     from claude_notify.notifiers.base import Host, Notifier
 
 
-class Sink(Protocol):
-    """Receives task events."""
+@dataclass(frozen=True, slots=True)
+class NotifyDecision:
+    """Whether the user wants a notification for an event, and why not if held back."""
+
+    notify: bool
+    held: str | None = None
+    """Set when the flags wanted a notification but mute or quiet hours held it back."""
+    urgency: str | None = None
+    """The source's urgency hint (a permission prompt is critical), if it has one."""
+
+
+class RunWatch(Protocol):
+    """A sink's part in ``run`` while the command runs: the runner's observer hooks (see
+    :class:`claude_notify.runner.Observer`) and an end."""
+
+    def feed(self, chunk: memoryview) -> None:
+        """Every chunk of output relayed."""
+
+    def next_deadline(self) -> float | None:
+        """``time.monotonic()`` at which :meth:`tick` wants to run, if ever."""
+
+    def tick(self) -> None:
+        """Called once the deadline has passed."""
+
+    def close(self) -> str | None:
+        """The command ended: finish (within the sink's own bound); a problem worth a warning."""
+
+
+class Sink(ABC):
+    """Receives task events. Only :meth:`handle` is required; the rest are capabilities."""
 
     name: ClassVar[str]
+    failure: str | None = None
+    """Why the last event handled was not shown, for a sink that shows events (the desktop)."""
 
-    def handle(self, event: TaskEvent, decision: Decision) -> None:
+    @abstractmethod
+    def handle(self, event: TaskEvent, decision: NotifyDecision) -> None:
         """Deal with one event; never raise for a delivery problem."""
+
+    def prepare(self) -> None:  # noqa: B027 - a capability: most sinks have nothing to warm up
+        """Warm up in the background while the task runs (the desktop connects to D-Bus)."""
+
+    def not_delivered(self, event: TaskEvent, why: str) -> None:  # noqa: B027 - as prepare
+        """Another sink could not show ``event`` (the history must not say "notified")."""
+
+    def watch_run(self, task: TaskEvent) -> RunWatch | None:
+        """What runs beside a ``run`` command (a timer, an output stream), given its start."""
+        return None
+
+
+PLUGINS: Final[Mapping[str, str]] = {
+    "cloud": "claude_notify.cloud.sink:CloudSink",
+    "stream": "claude_notify.cloud.stream:StreamSink",
+}
+"""Sinks found by name, so a process imports only those it uses (like the notifiers' backends)."""
+
+
+def plugin(name: str) -> Callable[..., Sink]:
+    """The class of the sink named ``name`` in :data:`PLUGINS`; ``KeyError`` when unknown."""
+    import importlib
+
+    module_name, _, class_name = PLUGINS[name].partition(":")
+    cls: Callable[..., Sink] = getattr(importlib.import_module(module_name), class_name)
+    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +146,7 @@ def _urgency(level: str, event: TaskEvent) -> Urgency:
     return urgency
 
 
-class DesktopSink:
+class DesktopSink(Sink):
     """Delivers notifications through the local backends."""
 
     name: ClassVar[str] = "desktop"
@@ -110,7 +172,7 @@ class DesktopSink:
         self.failure: str | None = None
         """Why the last notification was not shown by any backend, if it was not."""
 
-    def prepare_in_background(self) -> None:
+    def prepare(self) -> None:
         """Import and connect the first usable backend while the task runs."""
         self._prepared = threading.Thread(target=self._prepare, daemon=True,
                                           name="claude-notify-prepare")
@@ -128,7 +190,7 @@ class DesktopSink:
             except Exception:  # noqa: S112 - warming up is best effort; send() reports
                 continue
 
-    def handle(self, event: TaskEvent, decision: Decision) -> None:
+    def handle(self, event: TaskEvent, decision: NotifyDecision) -> None:
         self.failure = None
         if not decision.notify or event.type == "started":
             return
@@ -179,7 +241,7 @@ class DesktopSink:
         return self._loaded[name]
 
 
-class HistorySink:
+class HistorySink(Sink):
     """Records every finished task, notified or not, in the local history."""
 
     name: ClassVar[str] = "history"
@@ -187,7 +249,7 @@ class HistorySink:
     def __init__(self, *, keep: int) -> None:
         self.keep = keep
 
-    def handle(self, event: TaskEvent, decision: Decision) -> None:
+    def handle(self, event: TaskEvent, decision: NotifyDecision) -> None:
         if event.type not in ("finished", "needs_input"):
             return
         from claude_notify import history

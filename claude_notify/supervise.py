@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import threading
 
     from claude_notify import runner as runner_mod
-    from claude_notify.cloud.stream import Streamer
     from claude_notify.config import Config
     from claude_notify.runner import Outcome, Tail
 
@@ -291,7 +290,8 @@ class RunSession:
 
         notify_on = ("custom_regex" if self.pattern is not None
                      else "partial" if self.every else "exit")
-        self.dispatcher = Dispatcher(self.config, env, quiet=self.quiet, notify_on=notify_on)
+        self.dispatcher = Dispatcher(self.config, env, quiet=self.quiet, notify_on=notify_on,
+                                     stream=self.stream)
 
     def execute(self) -> int:
         from claude_notify import runner
@@ -305,11 +305,9 @@ class RunSession:
             self.dispatcher.prepare()
             self.dispatcher.emit(base)  # registers the task with the cloud, when logged in
         watcher = self._watcher(base, tail)
-        streamer = self._streamer(base) if self.stream else None
-        observers: list[runner.Observer] = [o for o in (watcher, streamer) if o is not None]
-        # Sinks with timers of their own (the cloud registers a task once it runs a while).
-        observers += [sink for sink in self.dispatcher.sinks  # type: ignore[misc]
-                      if hasattr(sink, "next_deadline")]
+        # What sinks run beside the command: the cloud's timer, the --stream upload.
+        watches = [w for sink in self.dispatcher.sinks if (w := sink.watch_run(base)) is not None]
+        observers: list[runner.Observer] = [*([watcher] if watcher is not None else []), *watches]
         try:
             outcome = runner.run(self.argv, use_pty=self.use_pty, tail=tail, log=log,
                                  observer=_combined(observers), keep_handlers=True)
@@ -319,10 +317,9 @@ class RunSession:
         try:  # mid-run notices and the streamed log go out before the task's end
             if watcher is not None:
                 watcher.finish(self.config["timeout"])
-            if streamer is not None:
-                streamer.close(timeout=5.0)
-                if streamer.problem:
-                    self.dispatcher.warn(f"--stream: {streamer.problem}")
+            for watch in watches:
+                if (problem := watch.close()) is not None:
+                    self.dispatcher.warn(problem)
         except runner.LateSignal:
             pass  # asked to stop: skip the stragglers, still record the end
         try:
@@ -353,14 +350,6 @@ class RunSession:
             ended_at=ended_at, duration_s=outcome.duration_s, exit_code=outcome.exit_code,
             signal=sig, tail=clean_output(outcome.tail), peak_rss_bytes=outcome.peak_rss_bytes,
             cpu_time_s=outcome.cpu_time_s)
-
-    def _streamer(self, base: TaskEvent) -> Streamer:
-        from claude_notify.cloud.stream import Streamer
-
-        started = base.started_at.isoformat() if base.started_at is not None else None
-        return Streamer(task={"task_id": base.task_id, "cmd": base.command[:8192],
-                              "session_id": base.session_id, "machine_id": base.machine_id,
-                              "started_at": started})
 
     def _emit(self, event: TaskEvent) -> None:
         self.dispatcher.emit(event)

@@ -20,16 +20,17 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from claude_notify.errors import CloudError
+from claude_notify.sinks import Sink
 
 if TYPE_CHECKING:
-    from claude_notify.dispatch import Decision
     from claude_notify.events import TaskEvent
+    from claude_notify.sinks import NotifyDecision, RunWatch
 
 REGISTER_AFTER = 1.0
 DIRECT_TIMEOUT = 2.0
 
 
-class CloudSink:
+class CloudSink(Sink):
     """Spools requests for the backend and wakes the sender."""
 
     name: ClassVar[str] = "cloud"
@@ -40,7 +41,7 @@ class CloudSink:
         self._register_at: float | None = None
         self._told = False
 
-    def handle(self, event: TaskEvent, decision: Decision) -> None:
+    def handle(self, event: TaskEvent, decision: NotifyDecision) -> None:
         if event.type == "started":
             # The machine's start time: the registration may reach the server much later.
             started = event.started_at.isoformat() if event.started_at is not None else None
@@ -71,7 +72,11 @@ class CloudSink:
                 f"{len(found)} spooled requests set aside (the first, {name}: {reason})")
         raise CloudError(f"cloud: {what} in {spool.dead_dir()}")
 
-    # The supervisor's timer hooks (see ``runner.Observer``): one kick after REGISTER_AFTER.
+    # Its timer while ``run`` runs (a :class:`~claude_notify.sinks.RunWatch`): one kick after
+    # REGISTER_AFTER.
+
+    def watch_run(self, task: TaskEvent) -> RunWatch:
+        return self
 
     def feed(self, chunk: memoryview) -> None:
         return None
@@ -83,6 +88,9 @@ class CloudSink:
         if self._register_at is not None and time.monotonic() >= self._register_at:
             self._register_at = None
             self._kick()
+
+    def close(self) -> None:
+        return None
 
     def _put(self, path: str, body: Any, *, key: str) -> bool:
         """Spool the request (True), or send it at once when the spool cannot be written."""

@@ -13,7 +13,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from claude_notify.sinks import Sink
+
+if TYPE_CHECKING:
+    from claude_notify.events import TaskEvent
+    from claude_notify.sinks import NotifyDecision
 
 BATCH = 512 * 1024
 """Bytes per upload (the server takes up to 1 MiB a request)."""
@@ -21,6 +27,24 @@ LIMIT = 8 * 1024 * 1024
 """Unsent bytes kept at most; beyond it the oldest are dropped."""
 INTERVAL = 0.5
 """Seconds between uploads when output trickles."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds the upload of what is left may take once the command has ended."""
+
+
+class StreamSink(Sink):
+    """The sink of ``run --stream``: no events, the output of the run, through a
+    :class:`Streamer`."""
+
+    name: ClassVar[str] = "stream"
+
+    def handle(self, event: TaskEvent, decision: NotifyDecision) -> None:
+        return None
+
+    def watch_run(self, task: TaskEvent) -> Streamer:
+        started = task.started_at.isoformat() if task.started_at is not None else None
+        return Streamer(task={"task_id": task.task_id, "cmd": task.command[:8192],
+                              "session_id": task.session_id, "machine_id": task.machine_id,
+                              "started_at": started})
 
 
 class Streamer:
@@ -124,8 +148,9 @@ class Streamer:
         self.sent += len(batch)
         return True
 
-    def close(self, timeout: float) -> None:
-        """Upload what is left within ``timeout``; spool the rest for ``sync``."""
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> str | None:
+        """Upload what is left within ``timeout``, spool the rest for ``sync``; what went wrong
+        on the way, if anything, as a warning."""
         self._deadline = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
@@ -145,6 +170,7 @@ class Streamer:
             spool.put("PUT", f"/v1/tasks/{task_id}/log/digest", digest, key=f"digest-{task_id}")
         if self._client is not None and not self._thread.is_alive():
             self._client.close()
+        return f"--stream: {self.problem}" if self.problem else None
 
     def _send_digest(self, digest: dict[str, Any]) -> bool:
         """The SHA-256 of the whole output: what is left of it once the server keeps a tail."""
