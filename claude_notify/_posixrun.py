@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from claude_notify.errors import CommandNotExecutable, CommandNotFound
-from claude_notify.runner import CHUNK, DRAIN_GRACE, FORWARDED, Observer, Outcome, Tail
+from claude_notify.runner import CHUNK, DRAIN_GRACE, FORWARDED, ChildExit, Observer, Tail
 
 assert sys.platform != "win32"  # noqa: S101 - POSIX only: mypy --platform win32 skips the rest
 
@@ -34,7 +34,7 @@ from claude_notify._terminal import (  # noqa: E402 - POSIX only too, so after t
 
 
 def run_posix(argv: Sequence[str], *, use_pty: bool, tail: Tail, log: BinaryIO | None,
-              observer: Observer | None) -> Outcome:
+              observer: Observer | None) -> ChildExit:
     """Run ``argv`` to its end, relaying its output (see :func:`claude_notify.runner.run`)."""
     return Supervisor(argv, use_pty=use_pty, tail=tail, log=log, observer=observer).run()
 
@@ -68,7 +68,7 @@ class Supervisor:
 
     # -- life cycle -------------------------------------------------------------------
 
-    def run(self) -> Outcome:
+    def run(self) -> ChildExit:
         wake_r, wake_w = os.pipe()
         for fd in (wake_r, wake_w):
             os.set_blocking(fd, False)
@@ -396,7 +396,7 @@ class Supervisor:
             except OSError:
                 pass
 
-    def _outcome(self, duration: float) -> Outcome:
+    def _outcome(self, duration: float) -> ChildExit:
         status = self.status or 0
         rusage = self.rusage
         peak = cpu = None
@@ -406,9 +406,9 @@ class Supervisor:
                 peak = maxrss if sys.platform == "darwin" else maxrss * 1024
             cpu = getattr(rusage, "ru_utime", 0.0) + getattr(rusage, "ru_stime", 0.0)
         if os.WIFSIGNALED(status):
-            return Outcome(None, os.WTERMSIG(status), self.forwarded, duration,
+            return ChildExit(None, os.WTERMSIG(status), self.forwarded, duration,
                            self.tail.value(), peak, cpu)
-        return Outcome(os.waitstatus_to_exitcode(status), None, self.forwarded, duration,
+        return ChildExit(os.waitstatus_to_exitcode(status), None, self.forwarded, duration,
                        self.tail.value(), peak, cpu)
 
 def _big_pipe() -> tuple[int, int]:

@@ -17,13 +17,13 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 from claude_notify.errors import CommandNotExecutable, CommandNotFound
 
 if TYPE_CHECKING:
-    from claude_notify.runner import Observer, Outcome, Tail
+    from claude_notify.runner import ChildExit, Observer, Tail
 
 
 def run_windows(argv: Sequence[str], *, tail: Tail, log: BinaryIO | None,
-                observer: Observer | None) -> Outcome:
+                observer: Observer | None) -> ChildExit:
     """Run ``argv`` with its output relayed through two threads."""
-    from claude_notify.runner import CHUNK, Outcome
+    from claude_notify.runner import CHUNK, ChildExit
 
     lock = threading.Lock()
     start = time.monotonic()
@@ -58,4 +58,4 @@ def run_windows(argv: Sequence[str], *, tail: Tail, log: BinaryIO | None,
         code = proc.wait()
     for t in threads:
         t.join()
-    return Outcome(code, None, None, time.monotonic() - start, tail.value(), None, None)
+    return ChildExit(code, None, None, time.monotonic() - start, tail.value(), None, None)

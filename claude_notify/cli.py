@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         except NotPlain:
             pass  # click explains help and errors
         else:
-            from claude_notify.supervise import run_command
+            from claude_notify.run import run_command
 
             code = _guarded(run_command, parsed)
             if argv is None:

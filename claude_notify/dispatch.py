@@ -55,9 +55,9 @@ class Dispatcher:
                       else min_duration)
         if not want:
             return NotifyDecision(False, urgency=urgency)
-        from claude_notify import quiet
+        from claude_notify import mute
 
-        held = quiet.reason(quiet.parse_hours(self.config["quiet_hours"]))
+        held = mute.reason(mute.parse_hours(self.config["quiet_hours"]))
         return NotifyDecision(held is None, held, urgency)
 
     def emit(self, event: TaskEvent, *, on: str | None = None,

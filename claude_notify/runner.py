@@ -40,7 +40,7 @@ else:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ChildExit:
     """How the child ended."""
 
     exit_code: int | None
@@ -104,7 +104,7 @@ def run(
     log: BinaryIO | None = None,
     observer: Observer | None = None,
     keep_handlers: bool = False,
-) -> Outcome:
+) -> ChildExit:
     """Run ``argv`` to its end, relaying output; raise for a command that cannot start.
 
     With ``keep_handlers`` the termination signals stay caught afterwards (by a handler that

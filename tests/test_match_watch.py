@@ -13,8 +13,8 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claude_notify.run import _last_match, _Needle, _required_literal, _Watcher
 from claude_notify.runner import Tail
-from claude_notify.supervise import _last_match, _Needle, _required_literal, _Watcher
 
 PATTERNS = ["^ERROR", "rror", r"\d+$", "^$", ".", "(?<=x)y", "^(ERROR|WARN):"]
 LINES = st.lists(st.sampled_from(["ok", "ERROR: a", "WARN: b", "x", "xy", "", "12", "rror"]),

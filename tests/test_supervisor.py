@@ -19,7 +19,7 @@ from helpers import CLI, cli_env, run_cli
 from claude_notify import runner
 
 
-def _run(argv: list[str], **kw: object) -> runner.Outcome:
+def _run(argv: list[str], **kw: object) -> runner.ChildExit:
     return runner.run(argv, use_pty=False, tail=runner.Tail(10240), **kw)  # type: ignore[arg-type]
 
 
@@ -42,7 +42,7 @@ def test_cli_exits_with_child_code(tmp_path: Path, code: int) -> None:
                                              (signal.SIGSEGV, "failure"),
                                              (signal.SIGKILL, "interrupted")])
 def test_death_by_signal_is_128_plus_n(tmp_path: Path, sig: signal.Signals, status: str) -> None:
-    from claude_notify.supervise import outcome_status
+    from claude_notify.run import outcome_status
 
     outcome = _run([sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(sig)})"])
     assert outcome.exit_code is None

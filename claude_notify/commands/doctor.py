@@ -65,16 +65,16 @@ def _held(cfg: config_mod.Config) -> dict[str, Any]:
     """Mute and quiet hours: the first thing to rule out when nothing shows."""
     from datetime import datetime
 
-    from claude_notify import quiet
+    from claude_notify import mute
 
-    until = quiet.muted_until()
+    until = mute.muted_until()
     try:
-        hours = quiet.parse_hours(cfg["quiet_hours"])
+        hours = mute.parse_hours(cfg["quiet_hours"])
     except ValueError:
         hours = None
     return {"muted_until": until.isoformat(timespec="minutes") if isinstance(until, datetime)
             else until, "quiet_hours": cfg["quiet_hours"] or None,
-            "now": quiet.reason(hours)}
+            "now": mute.reason(hours)}
 
 
 def _tmux_passthrough(host: Any) -> str | None:
@@ -198,9 +198,9 @@ def test(backend: str | None) -> int:
     from claude_notify.sinks import DesktopSink, Style
 
     host, _, cfg = _host_and_names(backend)
-    from claude_notify import quiet
+    from claude_notify import mute
 
-    held = quiet.reason(quiet.parse_hours(cfg["quiet_hours"]))
+    held = mute.reason(mute.parse_hours(cfg["quiet_hours"]))
     if held is not None:
         from claude_notify.errors import warn
 

@@ -14,7 +14,7 @@ def mute(duration: str | None) -> None:
 
     Tasks are still recorded in the history.
     """
-    from claude_notify import quiet
+    from claude_notify import mute as muting
     from claude_notify.config import parse_duration
 
     seconds = None
@@ -23,13 +23,13 @@ def mute(duration: str | None) -> None:
             seconds = parse_duration(duration)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    until = quiet.mute(seconds)
+    until = muting.mute(seconds)
     click.echo("muted until unmute" if until is None else f"muted until {until:%Y-%m-%d %H:%M}")
 
 
 @click.command(short_help="Let notifications through again.")
 def unmute() -> None:
     """End a mute."""
-    from claude_notify import quiet
+    from claude_notify import mute as muting
 
-    click.echo("unmuted" if quiet.unmute() else "was not muted")
+    click.echo("unmuted" if muting.unmute() else "was not muted")

@@ -26,7 +26,7 @@ def _params() -> list[click.Parameter]:
 
 
 def _callback(command: tuple[str, ...], **values: str | bool | None) -> int:
-    from claude_notify.supervise import run_command
+    from claude_notify.run import run_command
 
     kept = {k: v for k, v in values.items() if v is not None}
     return run_command(ParsedRun(kept, command))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from claude_notify import runner as runner_mod
     from claude_notify.config import Config
-    from claude_notify.runner import Outcome, Tail
+    from claude_notify.runner import ChildExit, Tail
 
 _INTERRUPTS = frozenset({"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGPIPE"})
 
@@ -51,7 +51,7 @@ def command_argv(command: Sequence[str], *, exec_: bool, shell: bool,
         return [env.get("SHELL") or "/bin/sh", "-c", line], line
 
 
-def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
+def outcome_status(outcome: ChildExit) -> tuple[str, str | None]:
     """The event status and signal name for how the child ended."""
     import signal as signal_mod
 
@@ -339,7 +339,7 @@ class RunSession:
                                     duration_s=time.monotonic() - start)))
 
     @staticmethod
-    def _finished(base: TaskEvent, outcome: Outcome) -> TaskEvent:
+    def _finished(base: TaskEvent, outcome: ChildExit) -> TaskEvent:
         status, sig = outcome_status(outcome)
         # The end is the start plus the child's monotonic run time, not the clock read after
         # the log and the stream were flushed: started_at..ended_at spans exactly duration_s.
