@@ -18,6 +18,10 @@ from typing import Any, Final
 
 from claude_notify.errors import ConfigError, UsageError
 
+# Where the files are is paths.py's; re-exported for the modules that still ask here.
+from claude_notify.paths import config_path as config_path
+from claude_notify.paths import state_dir as state_dir
+
 
 def parse_duration(text: str) -> float:
     """Seconds from ``90``, ``1.5``, ``500ms``, ``30s``, ``5m``, ``2h`` or ``1h30m``."""
@@ -94,7 +98,7 @@ _SIZE_UNITS: Final = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024,
 
 
 def _quiet_hours(value: object) -> str:
-    from claude_notify.quiet import parse_hours
+    from claude_notify.mute import parse_hours
 
     text = _as_str(value)
     parse_hours(text)
@@ -250,27 +254,6 @@ class Value:
 def env_name(key: str) -> str:
     """``terminal.bell`` is set by ``CLAUDE_NOTIFY_TERMINAL_BELL``."""
     return "CLAUDE_NOTIFY_" + key.replace(".", "_").upper()
-
-
-def config_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$CLAUDE_NOTIFY_CONFIG``, else ``config.toml`` in the platform's config dir."""
-    env = os.environ if env is None else env
-    override = env.get("CLAUDE_NOTIFY_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    from claude_notify.paths import user_dir
-
-    return user_dir("config") / "config.toml"
-
-
-def state_dir() -> Path:
-    """Where small per-machine state lives (machine id, mute state)."""
-    override = os.environ.get("CLAUDE_NOTIFY_STATE_DIR")
-    if override:
-        return Path(override).expanduser()
-    from claude_notify.paths import user_dir
-
-    return user_dir("state")
 
 
 class Config:

@@ -52,12 +52,9 @@ CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, id);
 
 def default_path() -> Path:
     """``history.sqlite3`` in the platform's data dir (``$CLAUDE_NOTIFY_DATA_DIR`` overrides)."""
-    override = os.environ.get("CLAUDE_NOTIFY_DATA_DIR")
-    if override:
-        return Path(override).expanduser() / "history.sqlite3"
-    from claude_notify.paths import user_dir
+    from claude_notify.paths import data_dir
 
-    return user_dir("data") / "history.sqlite3"
+    return data_dir() / "history.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)

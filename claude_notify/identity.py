@@ -6,13 +6,13 @@ import os
 import sys
 from collections.abc import Mapping
 
-from claude_notify import config as config_mod
+from claude_notify import paths
 from claude_notify.events import new_id
 
 
 def machine_id() -> str:
     """A random id made once per machine and kept in the state dir."""
-    directory = config_mod.state_dir()
+    directory = paths.state_dir()
     path = directory / "machine_id"
     try:
         value = path.read_text(encoding="ascii").strip()

@@ -1,4 +1,7 @@
-"""Where claude-notify keeps its files: config, state (machine id, mute), data (history).
+"""Where claude-notify keeps its files: config, state (machine id, mute, login), data (history).
+
+``CLAUDE_NOTIFY_CONFIG`` names the config file, ``CLAUDE_NOTIFY_STATE_DIR`` the state directory
+and ``CLAUDE_NOTIFY_DATA_DIR`` the data directory (tests, and several setups on one account).
 
 On macOS and Windows these come from platformdirs. On Linux and the BSDs they are the XDG base
 directories, which we read ourselves: they are three environment variables with documented
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 APP = "claude-notify"
@@ -40,3 +44,28 @@ def user_dir(kind: str) -> Path:
         return finder(APP, appauthor=False)
     else:  # a platform branch: mypy skips it elsewhere
         return _xdg(kind)
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$CLAUDE_NOTIFY_CONFIG``, else ``config.toml`` in the platform's config dir."""
+    env = os.environ if env is None else env
+    override = env.get("CLAUDE_NOTIFY_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    return user_dir("config") / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where small per-machine state lives (machine id, mute state, login, agent, spool)."""
+    override = os.environ.get("CLAUDE_NOTIFY_STATE_DIR")
+    if override:
+        return Path(override).expanduser()
+    return user_dir("state")
+
+
+def data_dir() -> Path:
+    """Where the history lives; ``$CLAUDE_NOTIFY_DATA_DIR`` overrides."""
+    override = os.environ.get("CLAUDE_NOTIFY_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    return user_dir("data")

@@ -29,9 +29,10 @@ from typing import Any, Final
 
 from claude_notify import config as config_mod
 from claude_notify.cloud.account import _write_private
-from claude_notify.config import Config, state_dir
+from claude_notify.config import Config
 from claude_notify.errors import CloudError
 from claude_notify.fsutil import atomic_write
+from claude_notify.paths import state_dir
 
 SERVICE = "claude-notify-agent"
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from claude_notify import config as config_mod
+from claude_notify import paths
 from claude_notify.background import log, spawn
 from claude_notify.events import TaskEvent, host_name, new_id, utcnow
 
@@ -67,7 +68,7 @@ def handle(payload: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     """Act on one payload; the JSON to print, if any."""
     name = payload.get("hook_event_name")
     session = _text(payload.get("session_id")) or "unknown"
-    turns = config_mod.state_dir() / "claude"
+    turns = paths.state_dir() / "claude"
     if name == "UserPromptSubmit":
         _cancel(turns, session)
         _write_json(turns / f"{_safe(session)}.turn",

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from claude_notify.config import state_dir
 from claude_notify.errors import CloudError, UsageError
 from claude_notify.fsutil import atomic_write
+from claude_notify.paths import state_dir
 
 SERVICE = "claude-notify"
 DEFAULT_SERVER = "https://api.claude-notify.dev"

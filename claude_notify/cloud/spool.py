@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_notify.config import state_dir
 from claude_notify.fsutil import atomic_write
+from claude_notify.paths import state_dir
 
 _CLAIM = ".claim-"
 

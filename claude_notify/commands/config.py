@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from claude_notify import config as config_mod
+from claude_notify import paths
 from claude_notify.errors import ConfigError
 from claude_notify.fsutil import atomic_write
 
@@ -31,7 +32,7 @@ def config() -> None:
 @config.command()
 def path() -> None:
     """Print the config file's path."""
-    click.echo(str(config_mod.config_path()))
+    click.echo(str(paths.config_path()))
 
 
 @config.command()
@@ -105,7 +106,7 @@ def _list_in_file_or_default(key: str) -> list[str]:
     setting = _known(key)
     if not isinstance(setting.default, tuple):
         raise ConfigError(f"{key} is not a list: use `claude-notify config set {key} VALUE`")
-    raw = config_mod.flatten(config_mod.read_file(config_mod.config_path())).get(key)
+    raw = config_mod.flatten(config_mod.read_file(paths.config_path())).get(key)
     try:
         return list(setting.convert(raw) if raw is not None else setting.default)
     except ValueError as exc:
@@ -123,7 +124,7 @@ def unset(key: str) -> None:
 @config.command()
 def edit() -> None:
     """Open the config file in $VISUAL or $EDITOR, then check it."""
-    path = config_mod.config_path()
+    path = paths.config_path()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(TEMPLATE, encoding="utf-8")
@@ -175,7 +176,7 @@ def _duration(seconds: float) -> str:
 def _edit(change: Any) -> None:
     import tomlkit
 
-    path = config_mod.config_path()
+    path = paths.config_path()
     config_mod.read_file(path)  # refuse to rewrite a file we cannot parse
     text = path.read_text(encoding="utf-8") if path.exists() else TEMPLATE
     doc = tomlkit.parse(text)
