@@ -3,6 +3,10 @@
 Both the lean parser and the click command end here with a
 :class:`~claude_notify.options.ParsedRun`.
 Whatever happens to the notification, the exit code is the child's.
+
+The child's life is :mod:`claude_notify.runner`'s, the ``--match``/``--every`` notices
+:mod:`claude_notify.midrun`'s, and where events go :mod:`claude_notify.dispatch`'s (whose sinks
+may also run beside the command: the cloud's timer, the ``--stream`` upload).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from claude_notify import config as config_mod
 from claude_notify.errors import UsageError
@@ -25,10 +29,10 @@ from claude_notify.render import clean_output
 
 if TYPE_CHECKING:
     import re
-    import threading
 
     from claude_notify import runner as runner_mod
     from claude_notify.config import Config
+    from claude_notify.midrun import Watcher
     from claude_notify.runner import ChildExit, Tail
 
 _INTERRUPTS = frozenset({"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGPIPE"})
@@ -66,166 +70,6 @@ def outcome_status(outcome: ChildExit) -> tuple[str, str | None]:
     if outcome.exit_code == 0:
         return "success", None
     return "failure", sig
-
-
-class _Watcher:
-    """``--match`` and ``--every``: events while the task runs, sent from a worker thread."""
-
-    def __init__(self, *, pattern: re.Pattern[bytes] | None, every: float | None,
-                 interval: float, tail: Tail, emit: Any) -> None:
-        import queue
-        import threading
-
-        self.pattern = pattern
-        self.needle = _Needle(pattern)
-        self.every = every
-        self.interval = interval
-        self.tail = tail
-        self.emit = emit
-        self.carry = b""
-        self.next_match_at = 0.0
-        self.held: str | None = None
-        self.next_progress = time.monotonic() + every if every else None
-        self.queue: queue.SimpleQueue[tuple[str, str | None] | None] = queue.SimpleQueue()
-        self.thread: threading.Thread = threading.Thread(target=self._work, daemon=True)
-        self.thread.start()
-
-    def feed(self, chunk: memoryview) -> None:
-        if self.pattern is None:
-            return
-        # One copy of the chunk (the runner reuses its buffer), searched up to its last newline
-        # in place: no slices of the whole chunk, and a chunk with no match costs one C scan.
-        data = self.carry + chunk if self.carry else chunk.tobytes()
-        cut = data.rfind(b"\n") + 1
-        self.carry = data[cut:][-4096:]
-        if cut and self.needle.present(data, cut):
-            self._scan(data, cut)
-
-    def _scan(self, data: bytes, end: int) -> None:
-        """Act on the last line of ``data[:end]`` that matches, if any."""
-        if self.pattern is None:
-            return
-        found = _last_match(self.pattern, data, end)
-        if found is None:
-            return
-        start = data.rfind(b"\n", 0, found.start()) + 1
-        stop = data.find(b"\n", found.end(), end)
-        found_line = data[start : stop if stop >= 0 else end]
-        text = clean_output(found_line).strip()[:500]
-        if time.monotonic() >= self.next_match_at:
-            self._send_match(text)
-        else:
-            self.held = text  # rate-limited: the latest match goes out when the wait is over
-
-    def _send_match(self, text: str) -> None:
-        self.queue.put(("match", text))
-        self.next_match_at = time.monotonic() + self.interval
-        self.held = None
-
-    def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.next_progress,
-                                 self.next_match_at if self.held is not None else None)
-                     if d is not None]
-        return min(deadlines) if deadlines else None
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if self.held is not None and now >= self.next_match_at:
-            self._send_match(self.held)
-        if self.next_progress is not None and self.every and now >= self.next_progress:
-            self.queue.put(("progress", None))
-            self.next_progress = now + self.every
-
-    def finish(self, timeout: float) -> None:
-        self.queue.put(None)
-        self.thread.join(timeout)
-
-    def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
-            kind, text = item
-            try:
-                self.emit(kind, text, clean_output(self.tail.value()))
-            except Exception:  # noqa: S112 - a failed mid-run notice must not stop the relay
-                continue
-
-
-class _Needle:
-    """A literal every match must contain, to skip output that cannot match at C speed.
-
-    Python's ``re`` crawls through a line-anchored pattern (``^ERROR``: ~55 MB/s) but finds a
-    byte with ``memchr`` at gigabytes a second. So the longest run of literal bytes in the
-    pattern's top-level sequence (required by any match) is taken from the parsed pattern, and
-    output is searched first for the byte of it that is rarest in this very output (counted on
-    a sample now and then: ``F`` is on every line of a log of ``INFO``, ``T`` may be on none),
-    then for the whole literal; only output that holds it is handed to the regular expression.
-    """
-
-    _SAMPLE = 1 << 16
-    _RECOUNT = 64
-    """Chunks between two choices of the rare byte."""
-
-    def __init__(self, pattern: re.Pattern[bytes] | None) -> None:
-        self.literal = _required_literal(pattern) if pattern is not None else b""
-        self.choices = sorted(set(self.literal))
-        self.rare: int | None = None
-        self.chunks = 0
-
-    def present(self, data: bytes, end: int) -> bool:
-        if not self.literal:
-            return True
-        if self.chunks % self._RECOUNT == 0 or self.rare is None:
-            sample = min(end, self._SAMPLE)
-            self.rare = min(self.choices, key=lambda b: data.count(b, 0, sample))
-        self.chunks += 1
-        first = data.find(self.rare, 0, end)
-        if first < 0:
-            return False
-        return data.find(self.literal, max(0, first - len(self.literal) + 1), end) >= 0
-
-
-def _required_literal(pattern: re.Pattern[bytes]) -> bytes:
-    """The longest literal run of the pattern's top level, or ``b""`` when unsure."""
-    import re
-
-    if pattern.flags & (re.IGNORECASE | re.VERBOSE):
-        return b""
-    try:  # a private parser: anything unexpected only turns the shortcut off
-        from re import _parser  # type: ignore[attr-defined]
-
-        items = list(_parser.parse(pattern.pattern, pattern.flags))
-        literal_op = _parser.LITERAL
-    except Exception:
-        return b""
-    best = run = b""
-    for op, value in items:
-        if op == literal_op and isinstance(value, int):
-            run += bytes([value])
-            best = max(best, run, key=len)
-        else:
-            run = b""
-    return best
-
-
-def _last_match(pattern: re.Pattern[bytes], data: bytes, end: int) -> re.Match[bytes] | None:
-    """The last match in ``data[:end]``, without walking every match in Python.
-
-    Regular expressions only search forwards, so: one search tells whether there is any match;
-    then windows that start on a line and double in size are searched back from the end, so a
-    pattern that matches every line costs one short window, not a loop over every line.
-    """
-    first = pattern.search(data, 0, end)
-    if first is None:
-        return None
-    size = 256
-    while True:
-        lo = max(first.start(), end - size)
-        lo = data.rfind(b"\n", 0, lo) + 1 if lo > first.start() else first.start()
-        last = None
-        for match in pattern.finditer(data, lo, end):
-            last = match
-        if last is not None:
-            return last
-        size *= 4
 
 
 def _combined(observers: Sequence[runner_mod.Observer]) -> runner_mod.Observer | None:
@@ -328,11 +172,13 @@ class RunSession:
             pass  # asked to stop while notifying: the history (first sink) has the task
         return outcome.wrapper_exit
 
-    def _watcher(self, base: TaskEvent, tail: Tail) -> _Watcher | None:
+    def _watcher(self, base: TaskEvent, tail: Tail) -> Watcher | None:
         if self.pattern is None and not self.every:
             return None
+        from claude_notify.midrun import Watcher
+
         start = time.monotonic()
-        return _Watcher(pattern=self.pattern, every=self.every,
+        return Watcher(pattern=self.pattern, every=self.every,
                         interval=self.config["match_interval"], tail=tail,
                         emit=lambda kind, text, out: self._emit(
                             replace(base, type=kind, event_id=new_id(), tail=out, match=text,

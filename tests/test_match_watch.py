@@ -13,7 +13,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claude_notify.run import _last_match, _Needle, _required_literal, _Watcher
+from claude_notify.midrun import Needle, Watcher, last_match, required_literal
 from claude_notify.runner import Tail
 
 PATTERNS = ["^ERROR", "rror", r"\d+$", "^$", ".", "(?<=x)y", "^(ERROR|WARN):"]
@@ -38,7 +38,7 @@ def test_last_match_is_the_last_of_finditer(lines: list[str], pattern: str,
     compiled = re.compile(pattern.encode(), re.MULTILINE)
     complete = "".join(f"{line}\n" for line in lines).encode()
     data = complete + extra.replace(b"\n", b"")  # a partial line after the cut
-    got = _last_match(compiled, data, len(complete))
+    got = last_match(compiled, data, len(complete))
     expected = naive_last_line(compiled, complete)
     if expected is None:
         assert got is None
@@ -52,7 +52,7 @@ def test_last_match_is_the_last_of_finditer(lines: list[str], pattern: str,
 def test_last_match_in_a_long_run_of_matching_lines() -> None:
     compiled = re.compile(rb"^line \d+$", re.MULTILINE)
     data = b"".join(b"line %d\n" % i for i in range(100_000))
-    found = _last_match(compiled, data, len(data))
+    found = last_match(compiled, data, len(data))
     assert found is not None and found.group() == b"line 99999"
 
 
@@ -74,7 +74,7 @@ def test_the_watcher_reports_the_last_matching_line_across_chunks(lines: list[st
                                                                    cuts: list[int]) -> None:
     output = "".join(f"{line}\n" for line in lines).encode()
     emitted = Emitted()
-    watcher = _Watcher(pattern=re.compile(rb"^(ERROR|WARN):", re.MULTILINE), every=None,
+    watcher = Watcher(pattern=re.compile(rb"^(ERROR|WARN):", re.MULTILINE), every=None,
                        interval=0.0, tail=Tail(100), emit=emitted)
     edges = sorted({0, len(output), *(c for c in cuts if c < len(output))})
     for lo, hi in itertools.pairwise(edges):
@@ -92,7 +92,7 @@ def test_the_watcher_reports_the_last_matching_line_across_chunks(lines: list[st
 
 def test_the_required_literal_is_taken_only_where_every_match_needs_it() -> None:
     def literal(pattern: bytes) -> bytes:
-        return _required_literal(re.compile(pattern, re.MULTILINE))
+        return required_literal(re.compile(pattern, re.MULTILINE))
 
     assert literal(rb"^ERROR") == b"ERROR"
     assert literal(rb"^(ERROR|WARN): (\d+) failed") == b" failed"
@@ -112,4 +112,4 @@ def test_the_needle_never_hides_a_match(lines: list[str], pattern: str) -> None:
     compiled = re.compile(pattern.encode(), re.MULTILINE)
     data = "".join(f"{line}\n" for line in lines).encode()
     if compiled.search(data) is not None:
-        assert _Needle(compiled).present(data, len(data))
+        assert Needle(compiled).present(data, len(data))
