@@ -3,7 +3,8 @@
 Each command is started as ``claude-notify run`` in the session's directory with the session's id,
 so it gets its own task, log and notification exactly like one typed in that terminal. Before a
 command starts, its id goes into the journal (on disk); a command that arrives again (a
-reconnect, a restart of either side) is answered from the journal and never run twice.
+reconnect, a restart of either side) is answered from the journal and never run twice. The
+messages are those of :mod:`claude_notify.agent.wire`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from claude_notify.agent import policy
+from claude_notify.agent import policy, wire
 from claude_notify.agent.store import AgentSettings, Journal
 from claude_notify.errors import CloudError
 
@@ -39,7 +40,7 @@ class Rejected(CloudError):
 def agent_url(server: str) -> str:
     parts = urlsplit(server)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/v1/agent"
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{wire.PATH}"
 
 
 @dataclass
@@ -98,8 +99,8 @@ class Agent:
     def _converse(self, ws: ClientConnection) -> None:
         unconfirmed = self.journal.unacknowledged()  # finished, the result not yet confirmed
         held = [*self.running, *(e["id"] for e in unconfirmed)]
-        self._send({"type": "hello", "running": held,
-                    "sessions": sorted({self.env.get("CLAUDE_NOTIFY_SESSION_ID", "")} - {""})})
+        self._send(wire.hello(
+            running=held, sessions=sorted({self.env.get("CLAUDE_NOTIFY_SESSION_ID", "")} - {""})))
         self.log("agent: connected")
         for entry in unconfirmed:
             self._send(_result(entry))
@@ -110,18 +111,18 @@ class Agent:
             except TimeoutError:
                 if time.monotonic() - last_heard > 3 * self.heartbeat_s:
                     raise TimeoutError("no answer to heartbeats") from None
-                self._send({"type": "ping"})
+                self._send(wire.ping())
                 continue
             last_heard = time.monotonic()
             message = json.loads(raw)
             if not isinstance(message, dict):
                 continue
-            if message.get("type") == "command":
+            if message.get("type") == wire.COMMAND:
                 self._on_command(message)
-            elif message.get("type") == "ack":
+            elif message.get("type") == wire.ACK:
                 self.journal.record(str(message.get("id")), acked=True)
 
-    def _send(self, message: dict[str, Any]) -> bool:
+    def _send(self, message: wire.Hello | wire.Started | wire.Result | wire.Ping) -> bool:
         """Send if connected; a result that cannot go now goes after the next hello."""
         ws = self._ws
         if ws is None:
@@ -140,7 +141,7 @@ class Agent:
             if "state" in known:
                 self._send(_result(known))
             elif command_id in self.running:
-                self._send({"type": "started", "id": command_id})
+                self._send(wire.started(command_id))
             else:
                 self._finish(command_id, state="failed", exit_code=None,
                              detail="the agent stopped during the run")
@@ -166,7 +167,7 @@ class Agent:
             self._finish(command_id, state="refused", exit_code=None, detail=decision.refused)
             return
         self.journal.record(command_id, command=command, started=time.time())
-        self._send({"type": "started", "id": command_id})
+        self._send(wire.started(command_id))
         worker = threading.Thread(target=self._run, args=(command_id, message, decision),
                                   name=f"relay-{command_id[:8]}", daemon=True)
         self.running[command_id] = worker
@@ -184,7 +185,7 @@ class Agent:
             self._finish(command_id, state="refused", exit_code=None, detail=refused)
             return
         self.journal.record(command_id, command="(claude reply)", started=time.time())
-        self._send({"type": "started", "id": command_id})
+        self._send(wire.started(command_id))
         where = policy.within(cwd, self.settings.dirs) or cwd
         worker = threading.Thread(target=self._run_claude,
                                   args=(command_id, session_id, prompt, where),
@@ -233,6 +234,6 @@ class Agent:
             self._send(_result(entry))
 
 
-def _result(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "result", "id": entry["id"], "state": entry.get("state"),
-            "exit_code": entry.get("exit_code"), "detail": entry.get("detail")}
+def _result(entry: dict[str, Any]) -> wire.Result:
+    return wire.result(id=entry["id"], state=entry.get("state"),
+                       exit_code=entry.get("exit_code"), detail=entry.get("detail"))

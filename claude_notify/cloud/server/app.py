@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from claude_notify import __version__
+from claude_notify.agent import wire
 from claude_notify.cloud.server.api.errors import BodyLimitMiddleware, install_error_handlers
 from claude_notify.cloud.server.api.routes import (
     account,
@@ -27,6 +29,7 @@ from claude_notify.cloud.server.api.routes import (
 )
 from claude_notify.cloud.server.db.migrate import migrate
 from claude_notify.cloud.server.logsetup import AccessLogMiddleware
+from claude_notify.cloud.server.relay import tunnel
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         async with _embedded_worker(runtime):
             yield
 
-    app = FastAPI(
+    app = ServerApp(
         title="claude-notify server",
         version=__version__,
         lifespan=lifespan,
@@ -62,9 +65,25 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
     for module in (*routers, linking, templates):  # linking, templates: chat and SMS channels
         app.include_router(module.router)
-    app.include_router(commands.router)  # the command relay and its agent tunnel
-    app.include_router(inbound.router)  # replies from Discord and Feishu
+    app.include_router(commands.router)  # the command relay (its tunnel: ServerApp)
+    app.include_router(inbound.router)  # Telegram's, Discord's and Feishu's webhooks
     return app
+
+
+class ServerApp(FastAPI):
+    """The API, with the agent tunnel answered ahead of its middleware stack and router.
+
+    Done here rather than by whoever serves the app, so the CLI's uvicorn, a test client and any
+    other ASGI server serve the tunnel the same way (see :mod:`~.relay.tunnel` for why it skips
+    the stack).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == wire.PATH:
+            scope["app"] = self  # where the tunnel finds the app's state, as behind the router
+            await tunnel.serve(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 @asynccontextmanager

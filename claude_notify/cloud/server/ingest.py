@@ -21,7 +21,7 @@ from sqlalchemy.orm.util import identity_key
 
 from claude_notify.cloud.server.db.models import Event, Notification, Task
 from claude_notify.cloud.server.db.ops import upsert_row
-from claude_notify.cloud.server.orchestrator import Owner, Planned, plan_notifications
+from claude_notify.cloud.server.fanout import Owner, Planned, plan_notifications
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 

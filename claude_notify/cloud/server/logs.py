@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.db.models import Channel, Task, TaskLog, TaskLogChunk, User
 from claude_notify.cloud.server.db.ops import insert_ignore
+from claude_notify.cloud.server.fanout import Planned
 from claude_notify.cloud.server.ingest import FREE_TAIL_BYTES, record_event
 from claude_notify.cloud.server.logcrypt import LogCipher, Sealed
-from claude_notify.cloud.server.orchestrator import Planned
 from claude_notify.cloud.server.patterns import first_matching_line
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent

@@ -4,8 +4,8 @@ The endpoints have already checked that the provider sent the request (an Ed2551
 verification token and signature), so the sender's id is the provider's word: a Discord user id
 or a Feishu ``open_id``. ``/link`` with a code from ``POST /v1/channels/{id}/link`` records that
 id in the channel's config (:data:`KEYS`); after that, ``/run`` from the same id goes through
-:func:`~claude_notify.cloud.server.api.routes.commands.queue_command` (pro plan, rate limit,
-banlist, audit) to the run (session, machine, directory) of the channel's latest notified task,
+:meth:`~claude_notify.cloud.server.relay.state.Relay.submit` (pro plan, rate limit, banlist,
+audit) to the run (session, machine, directory) of the channel's latest notified task,
 or of the latest one of the session named.
 
 A sender linked to nothing gets a generic refusal and nothing is recorded: there is no account
@@ -23,10 +23,12 @@ from typing import Final
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from claude_notify.cloud.server import outbox
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import INBOUND_KEYS, Channel, Notification, Task, User
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.link import claim
 from claude_notify.cloud.server.relay.models import RelayInboundSeen
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
@@ -66,8 +68,6 @@ class Answer:
 
 def link(runtime: Runtime, source: str, sender: str, code: str) -> Answer:
     """Record ``sender`` as the account whose ``/run`` the code's channel takes."""
-    from claude_notify.cloud.server.api.routes.linking import claim
-
     with runtime.sessions.begin() as session:
         channel = claim(session, source, code)
         if channel is None:
@@ -80,9 +80,6 @@ def link(runtime: Runtime, source: str, sender: str, code: str) -> Answer:
 
 def run(runtime: Runtime, relay: Relay, said: Said) -> Answer:
     """Queue ``said`` for its owner's session, or refuse it (audited); the answer either way."""
-    from claude_notify.cloud.server.api.errors import ApiError
-    from claude_notify.cloud.server.api.routes.commands import queue_command
-
     with runtime.sessions.begin() as session:
         found = _target(session, said)
         if found is None:
@@ -97,23 +94,23 @@ def run(runtime: Runtime, relay: Relay, said: Said) -> Answer:
                         session_id=target.session_id if target else said.session_id)
             return Answer(f"Not run: {reason}.", channel.id)
     try:
-        out = queue_command(runtime, relay, origin, to=target, command=said.command)
-    except ApiError as refused:
+        machine_id = relay.submit(runtime.sessions, origin, to=target, command=said.command,
+                                  kind="shell", shown=lambda row: row.machine_id)
+    except queue.Refused as refused:
         return Answer(f"Not run: {refused.message}.", channel.id)
-    return Answer(f"Queued on {out.machine_id[:12]}: {said.command[:MAX_ECHO]}", channel.id)
+    return Answer(f"Queued on {machine_id[:12]}: {said.command[:MAX_ECHO]}", channel.id)
 
 
 def post(runtime: Runtime, answer: Answer) -> None:
     """Send ``answer`` through its channel like a test message (Feishu: the custom bot)."""
-    from claude_notify.cloud.server.api.routes.channels import _queue
-
     if answer.channel_id is None:
         return
     with runtime.sessions.begin() as session:
         channel = session.get(Channel, answer.channel_id)
         if channel is None:
             return
-        _queue(session, channel, "test", render_simple("claude-notify relay", answer.text))
+        outbox.queue(session, channel, outbox.RELAY,
+                     render_simple("claude-notify relay", answer.text))
     runtime.waker.wake()
 
 

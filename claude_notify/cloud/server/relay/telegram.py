@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import logs
+from claude_notify.cloud.server import logs, outbox
 from claude_notify.cloud.server.channels.render import one_line, render_simple
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_length
 from claude_notify.cloud.server.db.models import Channel, Event, Notification, Task, User
@@ -164,9 +164,7 @@ def _target_of(session: Session, channel: Channel, reply_to: int | None) -> queu
 
 
 def _answer(session: Session, channel: Channel, text: str) -> None:
-    from claude_notify.cloud.server.api.routes.channels import _queue
-
-    _queue(session, channel, "test", render_simple("claude-notify relay", text))
+    outbox.queue(session, channel, outbox.RELAY, render_simple("claude-notify relay", text))
 
 
 # --------------------------------------------------------------------------- buttons

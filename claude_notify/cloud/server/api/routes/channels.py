@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server import outbox
 from claude_notify.cloud.server.api.deps import (
     ChannelWriter,
     Principal,
@@ -139,7 +140,7 @@ def _start_verification(session: Session, runtime: Runtime, channel: Channel) ->
     recent = session.scalar(
         select(func.count()).where(
             Notification.user_id == channel.user_id,
-            Notification.kind == "verify",
+            Notification.kind == outbox.VERIFY,
             Notification.created_at > utcnow() - timedelta(hours=1),
         )
     )
@@ -148,7 +149,7 @@ def _start_verification(session: Session, runtime: Runtime, channel: Channel) ->
             429, "too many confirmation messages this hour", headers={"Retry-After": "3600"}
         )
     if channel.type != "email":  # a code by SMS, or a Telegram /start code
-        linking.start(session, runtime, channel, queue=_queue)
+        linking.start(session, runtime, channel)
         return
     secret = secrets.token_urlsafe(24)
     channel.verified_at = None
@@ -160,24 +161,8 @@ def _start_verification(session: Session, runtime: Runtime, channel: Channel) ->
         f"If it was you, confirm by opening {link} or by entering the code {secret}.\n\n"
         "If not, ignore this message: nothing will be sent."
     )
-    _queue(
-        session, channel, "verify", render_simple("Confirm your claude-notify address", text, link)
-    )
-
-
-def _queue(session: Session, channel: Channel, kind: str, payload: dict[str, Any]) -> uuid.UUID:
-    row = Notification(
-        id=uuid.uuid4(),
-        user_id=channel.user_id,
-        channel_id=channel.id,
-        channel_type=channel.type,
-        kind=kind,
-        payload=payload,
-        status="pending",
-        next_attempt_at=utcnow(),
-    )
-    session.add(row)
-    return row.id
+    outbox.queue(session, channel, outbox.VERIFY,
+                 render_simple("Confirm your claude-notify address", text, link))
 
 
 def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
@@ -283,7 +268,8 @@ def test_channel(
     if channel.type in catalog.NEEDS_VERIFICATION and channel.verified_at is None:
         raise ApiError(409, "recipient not verified yet: open the link sent to it first")
     text = "This is a test message from claude-notify: this channel works."
-    queued = _queue(session, channel, "test", render_simple("claude-notify test message", text))
+    queued = outbox.queue(session, channel, outbox.TEST,
+                          render_simple("claude-notify test message", text))
     session.commit()
     runtime.waker.wake()
     return Queued(notification_id=queued)

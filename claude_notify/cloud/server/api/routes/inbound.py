@@ -1,4 +1,11 @@
-"""Replies from Discord and Feishu: the operator's apps call these, never users.
+"""Inbound webhooks: Telegram, Discord and Feishu call these for the operator's bot and apps,
+never users.
+
+* ``POST /v1/telegram/webhook``: on when ``TELEGRAM_WEBHOOK_SECRET`` is set; accepted only with
+  the bot's ``X-Telegram-Bot-Api-Secret-Token`` (compared in constant time). ``/start CODE``
+  links a chat (:mod:`claude_notify.cloud.server.relay.link`); replies, ``/run`` and button
+  presses are the command relay's (:mod:`claude_notify.cloud.server.relay.telegram`). Answered
+  2xx for anything accepted, so Telegram never retries an update we chose to ignore.
 
 * ``POST /v1/discord/interactions``: on when ``DISCORD_PUBLIC_KEY`` is set. Ed25519-verified
   (401 otherwise, before anything else is read); answered in the response, ephemeral.
@@ -8,11 +15,13 @@
   ``FEISHU_APP_ID`` and ``FEISHU_APP_SECRET``) after the response, else posted through the
   owner's Feishu channel.
 
-The commands and their rules are in :mod:`claude_notify.cloud.server.relay.chat`.
+The Discord and Feishu commands and their rules are in
+:mod:`claude_notify.cloud.server.relay.chat`.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Request
@@ -21,10 +30,33 @@ from starlette.concurrency import run_in_threadpool
 from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import RuntimeDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.relay import chat, discord, feishu
+from claude_notify.cloud.server.relay import chat, discord, feishu, link, telegram
 from claude_notify.cloud.server.relay.state import relay_of
 
 router = APIRouter(tags=["relay"])
+
+
+@router.post("/v1/telegram/webhook", include_in_schema=False)
+async def telegram_webhook(
+    request: Request,
+    runtime: RuntimeDep,
+    secret: Annotated[str | None, Header(alias="X-Telegram-Bot-Api-Secret-Token")] = None,
+) -> dict[str, bool]:
+    expected = runtime.settings.telegram_webhook_secret
+    if not expected:
+        raise ApiError(404, "the Telegram webhook is not enabled on this server")
+    if secret is None or not hmac.compare_digest(secret.encode(), expected.encode()):
+        raise ApiError(403, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
+    try:
+        update = jsonguard.loads(await request.body())
+    except ValueError as exc:
+        raise ApiError(400, f"the update: {exc}") from None
+    found = link.start_command(update)
+    if found is not None:
+        await run_in_threadpool(link.link_telegram, runtime, *found)
+    else:  # replies, /run and buttons: the command relay
+        await telegram.on_update(request.app.state, runtime, update)
+    return {"ok": True}
 
 
 @router.post("/v1/discord/interactions", include_in_schema=False)

@@ -33,12 +33,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
-from claude_notify.cloud.server import auth
+from claude_notify.cloud.server import auth, outbox
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import LoginRequest, Notification, User
+from claude_notify.cloud.server.db.models import LoginRequest, User
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["auth"])
@@ -152,17 +152,8 @@ def start_login(
         "If not, ignore this message: nobody can sign in without that link and that code."
     )
     user_id = session.scalar(select(User.id).where(User.email == email))
-    session.add(
-        Notification(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            channel_type="email",
-            kind="login",
-            payload={"to": email, **render_simple("Sign in to claude-notify", text, link)},
-            status="pending",
-            next_attempt_at=now,
-        )
-    )
+    outbox.queue_login(session, user_id=user_id, address=email,
+                       payload=render_simple("Sign in to claude-notify", text, link), now=now)
     session.commit()
     runtime.waker.wake()
     return DeviceOut(device_code=device_code, user_code=user_code,

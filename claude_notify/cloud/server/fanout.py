@@ -1,9 +1,9 @@
-"""Which of a user's channels an event notifies, and whether each notification may go.
+"""The fan-out: which of a user's channels an event notifies, and whether each may go.
 
-For each event it picks the channels whose rules fire, then writes one ``notifications`` row per
-channel in the event's own transaction: ``pending`` (the outbox: a worker will send it) or
-``rejected`` with the reason (plan, quota, unverified recipient, disabled channel). Nothing is
-dropped silently.
+For each event it picks the channels whose rules fire, then queues one outbox row per channel
+(:mod:`claude_notify.cloud.server.outbox`) in the event's own transaction: ``pending`` (a worker
+will send it) or ``rejected`` with the reason (plan, quota, unverified recipient, disabled
+channel). Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import quota
+from claude_notify.cloud.server import outbox, quota
 from claude_notify.cloud.server.channels.catalog import NEEDS_VERIFICATION
-from claude_notify.cloud.server.db.models import Channel, Notification
+from claude_notify.cloud.server.db.models import Channel
 from claude_notify.cloud.server.patterns import matches
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -161,30 +161,15 @@ def plan_notifications(
             day=day,
             settings=settings,
         )
-        status = "rejected" if reason else "pending"
-        row_id = uuid.uuid4()
-        rows.append({
-            "id": row_id,
-            "user_id": user.id,
-            "task_id": task.id,
-            "event_row_id": event_row_id,
-            "channel_id": channel.id,
-            "channel_type": channel.type,
-            "kind": "event",
-            "status": status,
-            "reason": reason,
-            "attempts": 0,
-            "next_attempt_at": None if reason else now,
-            "created_at": now,
-        })
-        planned.append(Planned(row_id, channel.id, channel.type, status, reason))
-    if rows:
-        session.execute(_NOTIFICATIONS, rows)
+        row = outbox.event_row(user_id=user.id, task_id=task.id, event_row_id=event_row_id,
+                               channel_id=channel.id, channel_type=channel.type, reason=reason,
+                               now=now)
+        rows.append(row)
+        planned.append(Planned(row["id"], channel.id, channel.type, row["status"], reason))
+    outbox.queue_events(session, rows)
     return planned
 
 
-_NOTIFICATION_TABLE: Any = Notification.__table__
-_NOTIFICATIONS = insert(_NOTIFICATION_TABLE)  # Core: the ORM's bulk path costs more here
 _CHANNEL_TABLE: Any = Channel.__table__
 _CHANNELS = (
     select(*(_CHANNEL_TABLE.c[name] for name in
