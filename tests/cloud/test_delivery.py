@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.webhook import WebhookChannel
 from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
-from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.delivery import engine, retry
 from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -330,7 +330,7 @@ def test_a_worker_dying_mid_delivery_loses_nothing(
         notification_id = _pending_webhook(api, user, receiver)
     # The "dead" worker: claims with a short lease and writes its attempt, then never sends.
     [claim] = engine.claim_due(runtime.sessions, limit=10, lease_s=0.3)
-    assert engine.prepare(runtime.sessions, claim) is not None
+    assert engine.prepare_many(runtime.sessions, [claim]) != []
     assert engine.claim_due(runtime.sessions, limit=10, lease_s=0.3) == []  # still leased
     with TestClient(create_app(runtime=runtime)) as client:
         final = settled(client, user, notification_id, "sent")
@@ -354,19 +354,16 @@ def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
     with TestClient(create_app(runtime=quiet)) as api:
         _pending_webhook(api, user, receiver)
     [slow] = engine.claim_due(runtime.sessions, limit=1, lease_s=0.05)
-    slow_prepared = engine.prepare(runtime.sessions, slow)
-    assert slow_prepared is not None
+    [slow_prepared] = engine.prepare_many(runtime.sessions, [slow])
     wait_for(lambda: engine.claim_due(runtime.sessions, limit=1, lease_s=30), what="re-claim")
     rng = random.Random(0)
-    late = engine.settle(
+    late = engine.settle_many(
         runtime.sessions,
-        slow_prepared,
-        SendResult(ok=False, detail="x"),
-        duration_ms=1,
+        [(slow_prepared, SendResult(ok=False, detail="x"), 1)],
         settings=runtime.settings,
         rng=rng,
     )
-    assert late == "lost"
+    assert late == ["lost"]
     with runtime.sessions() as session:
         row = session.scalars(select(Notification)).one()
         assert row.status == "sending"  # still the second worker's
@@ -377,11 +374,11 @@ def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
 def test_retry_delay_grows_with_jitter_and_respects_retry_after(runtime: Runtime) -> None:
     settings = runtime.settings.replace(retry_delays_s=(5.0, 30.0, 120.0))
     rng = random.Random(1)
-    delays = [engine.retry_delay(n, settings, None, rng) for n in (1, 2, 3, 9)]
+    delays = [retry.retry_delay(n, settings, None, rng) for n in (1, 2, 3, 9)]
     assert 3.75 <= delays[0] <= 6.25 and 22.5 <= delays[1] <= 37.5
     assert 90 <= delays[2] <= 150 and 90 <= delays[3] <= 150
-    assert engine.retry_delay(1, settings, 600.0, rng) == 600.0
-    assert engine.retry_delay(1, settings, 1e12, rng) == engine.MAX_RETRY_AFTER_S
+    assert retry.retry_delay(1, settings, 600.0, rng) == 600.0
+    assert retry.retry_delay(1, settings, 1e12, rng) == retry.MAX_RETRY_AFTER_S
 
 
 def test_deleting_a_channel_dead_letters_its_pending_deliveries(

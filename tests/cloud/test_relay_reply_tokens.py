@@ -212,8 +212,8 @@ def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
         # As a worker would claim it for a re-send; "sent" keeps the real worker off it.
         notification.claim_token = claim = uuid.uuid4()
         notification.status = "sent"
-    prepared = engine.prepare(runtime.sessions, engine.Claim(notification.id, claim))
-    assert prepared is not None and prepared.message.actions is not None
+    [prepared] = engine.prepare_many(runtime.sessions, [engine.Claim(notification.id, claim)])
+    assert prepared.message.actions is not None
     fresh = prepared.message.actions.reply_token
     assert fresh is not None and fresh != token and fresh[:36] == token[:36]
     assert _post(chat.client, token, {"command": "./next.sh"})[0] == 401

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Notification, UsageCounter
+from claude_notify.cloud.server.db.models import Notification, NotificationStatus, UsageCounter
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.settings import Settings
 
@@ -128,7 +128,8 @@ def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> d
         .where(
             Notification.user_id == user_id,
             Notification.kind == "event",
-            Notification.status.not_in(("rejected", "dead")),  # neither was sent
+            # neither was sent
+            Notification.status.not_in((NotificationStatus.REJECTED, NotificationStatus.DEAD)),
             Notification.created_at >= start,
             Notification.created_at < end,
         )

@@ -8,8 +8,10 @@ transaction as the event that caused it, before anything is sent.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import date, datetime
+from enum import Enum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -30,6 +32,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from claude_notify.cloud.server.db.types import JSONType, SealedJSON, UTCDateTime
 from claude_notify.events import utcnow
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:
+
+    class StrEnum(str, Enum):  # 3.10 has no StrEnum: this is the part of it we use
+        def __str__(self) -> str:
+            return str(self.value)
+
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -181,6 +192,23 @@ class Channel(Base):
         return channel_type
 
 
+class NotificationStatus(StrEnum):
+    """Where a notification stands: ``pending`` → ``sending`` → ``sent`` | ``dead``, or
+    ``rejected`` without any attempt. Members are the strings stored in ``notifications.status``
+    (and compare equal to them), so rows written before this enum read the same."""
+
+    PENDING = "pending"
+    """Waiting for a worker: new, or a retry waiting out its backoff (``next_attempt_at``)."""
+    SENDING = "sending"
+    """Claimed by a worker until ``lease_expires_at``; due again if the lease lapses."""
+    SENT = "sent"
+    """The provider accepted it."""
+    DEAD = "dead"
+    """A dead letter: a permanent failure, or retries used up."""
+    REJECTED = "rejected"
+    """Refused when queued (quota, an unverified recipient); never tried."""
+
+
 class Notification(Base):
     """One message to one channel, and the outbox row its delivery is driven from."""
 
@@ -209,8 +237,8 @@ class Notification(Base):
     """``event`` (a task event), ``verify`` (a recipient check), ``test`` or ``login``."""
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     """Pre-rendered content for ``verify``/``test``; event messages render from the event."""
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    """``pending`` → ``sending`` → ``sent`` | ``dead``; or ``rejected`` without any attempt."""
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    """A :class:`NotificationStatus` value."""
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     """Why it was rejected or dead, or the last retryable error."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -5,11 +5,12 @@ The same functions run in the embedded worker and in the distributed workers:
 1. :func:`claim_due` takes due rows with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
    SQLite the single writer makes the conditional ``UPDATE`` atomic) and a fresh claim token.
    A row whose lease lapsed — its worker died mid-send — is due again.
-2. :func:`prepare` renders the message and writes the attempt row *before* the send.
+2. :func:`prepare_many` renders the messages (:mod:`~claude_notify.cloud.server.delivery.message`)
+   and writes the attempt rows *before* the sends.
 3. The adapter sends; it classifies failures as retryable or permanent.
-4. :func:`settle` marks the row ``sent``, schedules a retry (exponential backoff with jitter,
-   never sooner than the provider's ``retry_after``) or makes it a dead letter. It only touches
-   the row while the claim token is still ours, so a worker that lost its lease cannot overwrite
+4. :func:`settle_many` marks the rows ``sent``, schedules retries or makes dead letters (the
+   policy is :mod:`~claude_notify.cloud.server.delivery.retry`'s). It only touches
+   a row while the claim token is still ours, so a worker that lost its lease cannot overwrite
    its successor's result. In the same transaction it flags a channel the provider says is gone
    and merges what the provider taught us into its config (a Telegram chat's new id).
 
@@ -25,7 +26,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,24 +34,26 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.base import Message, SendResult
-from claude_notify.cloud.server.channels.render import render_event
 from claude_notify.cloud.server.db.models import (
     Channel,
     DeliveryAttempt,
     Event,
     Notification,
+    NotificationStatus,
     Task,
     User,
 )
+from claude_notify.cloud.server.delivery import retry
+from claude_notify.cloud.server.delivery.message import build_message
 from claude_notify.cloud.server.redact import redact
-from claude_notify.cloud.server.relay.actions import RELAY_CHANNELS, actions_for
+from claude_notify.cloud.server.relay.actions import RELAY_CHANNELS
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.delivery")
 
-MAX_RETRY_AFTER_S = 86_400.0
-"""A receiver cannot park a delivery for longer than a day by answering a huge Retry-After."""
+LOST: Final = "lost"
+"""What :func:`settle_many` answers for a row whose claim lapsed: its new owner settles it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,8 @@ def next_retry_at(sessions: sessionmaker[Session]) -> datetime | None:
     """When the soonest pending delivery falls due (a retry waiting out its backoff)."""
     with sessions() as session:
         return session.scalar(
-            select(func.min(Notification.next_attempt_at)).where(Notification.status == "pending")
+            select(func.min(Notification.next_attempt_at))
+            .where(Notification.status == NotificationStatus.PENDING)
         )
 
 
@@ -108,8 +112,8 @@ def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
     token = uuid.uuid4()
     n = Notification
     due = or_(
-        and_(n.status == "pending", n.next_attempt_at <= now),
-        and_(n.status == "sending", n.lease_expires_at <= now),
+        and_(n.status == NotificationStatus.PENDING, n.next_attempt_at <= now),
+        and_(n.status == NotificationStatus.SENDING, n.lease_expires_at <= now),
     )
     ids = (
         select(n.id)
@@ -122,7 +126,7 @@ def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
         update(n)
         .where(n.id.in_(ids.scalar_subquery()), due)
         .values(
-            status="sending",
+            status=NotificationStatus.SENDING,
             claim_token=token,
             lease_expires_at=now + timedelta(seconds=lease_s),
             attempts=n.attempts + 1,
@@ -133,14 +137,11 @@ def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
     return [Claim(row_id, token) for row_id in session.scalars(stmt)]
 
 
-def prepare(sessions: sessionmaker[Session], claim: Claim) -> Prepared | None:
-    """Render the message and write the attempt row; ``None`` if there is nothing to send."""
-    with sessions.begin() as session:
-        return _prepare(session, claim)
-
-
 def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[Prepared]:
-    """:func:`prepare` for a claimed batch, in one transaction."""
+    """Render the claimed rows' messages and write their attempt rows, in one transaction.
+
+    A row whose claim is no longer ours, or that has nothing to send (dead-lettered instead),
+    is left out of the answer."""
     if not claims:
         return []
     with sessions.begin() as session:
@@ -159,7 +160,7 @@ def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
     channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
     event_ids = {r.event_row_id for r in rows.values() if r.event_row_id is not None}
     # Held here: the session's identity map only keeps weak references.
-    loaded: list[object] = [  # what _message looks up by primary key
+    loaded: list[object] = [  # what build_message looks up by key
         *session.scalars(select(Channel).where(Channel.id.in_(channel_ids))),
         *session.scalars(select(Event).where(Event.id.in_(event_ids))),
     ] if rows else []
@@ -192,23 +193,9 @@ def _lose_started(session: Session, notification_ids: list[uuid.UUID]) -> None:
         )
 
 
-def _prepare(session: Session, claim: Claim) -> Prepared | None:
-    row = session.scalar(
-        select(Notification).where(
-            Notification.id == claim.id, Notification.claim_token == claim.token
-        )
-    )
-    if row is None:
-        return None
-    _lose_started(session, [row.id])
-    prepared = _prepare_row(session, claim, row)
-    _record_started(session, [prepared] if prepared else [])
-    return prepared
-
-
 def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared | None:
     try:
-        message = _message(session, row)
+        message = build_message(session, row)
     except SQLAlchemyError:
         raise  # the database, not the row: the batch is tried again after its lease
     except Exception as exc:
@@ -234,54 +221,8 @@ def _record_started(session: Session, prepared: list[Prepared]) -> None:
         ])
 
 
-def _message(session: Session, row: Notification) -> Message | str:
-    """The message for a row, or why it cannot be built."""
-    if row.kind == "login":  # a sign-in link: addressed directly, no channel (maybe no account)
-        content = row.payload or {}
-        return Message(
-            id=str(row.id),
-            channel_type="email",
-            config={"address": str(content.get("to", ""))},
-            kind=row.kind,
-            subject=str(content.get("subject", "")),
-            text=str(content.get("text", "")),
-            html=content.get("html"),
-        )
-    channel = session.get(Channel, row.channel_id) if row.channel_id else None
-    if channel is None:
-        return "channel was deleted before delivery"
-    if not channel.enabled and row.kind == "event":
-        return f"channel disabled: {channel.disabled_reason or 'by its owner'}"
-    if row.kind == "event":
-        event = session.get(Event, row.event_row_id) if row.event_row_id else None
-        if event is None:
-            return "event no longer exists"
-        subject, text, html = render_event(event.payload)
-        return Message(
-            id=str(row.id),
-            channel_type=channel.type,
-            config=dict(channel.config),
-            kind=row.kind,
-            subject=subject,
-            text=text,
-            html=html,
-            event=event.payload,
-            actions=actions_for(session, row, channel, event.payload),
-        )
-    content = row.payload or {}
-    return Message(
-        id=str(row.id),
-        channel_type=channel.type,
-        config=dict(channel.config),
-        kind=row.kind,
-        subject=str(content.get("subject", "")),
-        text=str(content.get("text", "")),
-        html=content.get("html"),
-    )
-
-
 def _bury(row: Notification, reason: str) -> None:
-    row.status = "dead"
+    row.status = NotificationStatus.DEAD
     row.reason = reason
     row.lease_expires_at = None
     row.claim_token = None
@@ -300,29 +241,6 @@ def _refund(session: Session, row: Notification | None) -> None:
                      queued_at=row.created_at, tz_name=user.timezone)
 
 
-def retry_delay(
-    attempts: int, settings: Settings, retry_after: float | None, rng: random.Random
-) -> float:
-    """Seconds until the next try: the schedule's step with ±25 % jitter, at least retry_after."""
-    schedule = settings.retry_delays_s
-    base = schedule[min(attempts - 1, len(schedule) - 1)]
-    jittered = base * rng.uniform(0.75, 1.25)
-    return max(jittered, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
-
-
-def settle(
-    sessions: sessionmaker[Session],
-    prepared: Prepared,
-    result: SendResult,
-    *,
-    duration_ms: int,
-    settings: Settings,
-    rng: random.Random,
-) -> str:
-    """Record the outcome; returns the row's new status (``lost`` if the claim lapsed)."""
-    return settle_many(sessions, [(prepared, result, duration_ms)], settings=settings, rng=rng)[0]
-
-
 Outcome = tuple[Prepared, SendResult, int]
 """What a send produced: the prepared delivery, its result and its duration in ms."""
 
@@ -334,7 +252,8 @@ def settle_many(
     settings: Settings,
     rng: random.Random,
 ) -> list[str]:
-    """:func:`settle` for several finished sends, in one transaction.
+    """Record finished sends in one transaction; each row's new status (:data:`LOST` where the
+    claim lapsed), in order.
 
     The rows still claimed by their senders are locked with one query; the attempts and the
     rows are then written with one statement each, executed for the whole batch.
@@ -343,44 +262,41 @@ def settle_many(
         return []
     now = utcnow()
     with sessions.begin() as session:
-        tokens = {p.claim.id: p.claim.token for p, _, _ in outcomes}
-        locked = session.execute(
-            select(Notification.id, Notification.channel_id, Notification.claim_token)
-            .where(Notification.id.in_(tokens), Notification.status == "sending")
-            .with_for_update()
-        )
-        held = {row_id: channel for row_id, channel, token in locked if token == tokens[row_id]}
+        held = _held(session, outcomes)
         attempts, rows, statuses = [], [], []
         for prepared, result, duration_ms in outcomes:
             result = _masked(result, prepared.message)
-            status, values = _outcome(prepared.attempt_number, result, settings, rng, now)
+            status, values = retry.next_status(prepared.attempt_number, result, settings, rng, now)
             attempts.append({
                 "b_id": prepared.attempt_id,
-                "b_outcome": _attempt_outcome(result, status),
+                "b_outcome": retry.attempt_outcome(result, status),
                 "b_detail": result.detail[:2000],
                 "b_ms": duration_ms,
             })
             if prepared.claim.id not in held:
-                statuses.append("lost")
+                statuses.append(LOST)
                 continue
             statuses.append(status)
-            rows.append({
-                "b_id": prepared.claim.id,
-                "b_status": status,
-                "b_reason": values.get("reason"),
-                "b_sent_at": values.get("sent_at"),
-                "b_provider_id": values.get("provider_id"),
-                "b_next": values.get("next_attempt_at"),
-            })
-            channel_id = held[prepared.claim.id]
-            if channel_id is not None:
+            rows.append(_row_params(prepared.claim.id, status, values))
+            if (channel_id := held[prepared.claim.id]) is not None:
                 _learn(session, channel_id, prepared, result, now)
-            if status == "dead":
+            if status == NotificationStatus.DEAD:
                 _refund(session, session.get(Notification, prepared.claim.id))
         session.execute(_SETTLE_ATTEMPTS, attempts)
         if rows:
             session.execute(_SETTLE_ROWS, rows)
         return statuses
+
+
+def _held(session: Session, outcomes: list[Outcome]) -> dict[uuid.UUID, uuid.UUID | None]:
+    """The rows still claimed by these senders, locked, with their channels."""
+    tokens = {p.claim.id: p.claim.token for p, _, _ in outcomes}
+    locked = session.execute(
+        select(Notification.id, Notification.channel_id, Notification.claim_token)
+        .where(Notification.id.in_(tokens), Notification.status == NotificationStatus.SENDING)
+        .with_for_update()
+    )
+    return {row_id: channel for row_id, channel, token in locked if token == tokens[row_id]}
 
 
 _ATTEMPTS: Any = DeliveryAttempt.__table__
@@ -409,6 +325,19 @@ _SETTLE_ROWS = (
 )
 
 
+def _row_params(row_id: uuid.UUID, status: str, values: dict[str, object]) -> dict[str, object]:
+    """One row's parameters for :data:`_SETTLE_ROWS`: the reason is always written, the other
+    columns keep their values where ``values`` leaves them out."""
+    return {
+        "b_id": row_id,
+        "b_status": status,
+        "b_reason": values.get("reason"),
+        "b_sent_at": values.get("sent_at"),
+        "b_provider_id": values.get("provider_id"),
+        "b_next": values.get("next_attempt_at"),
+    }
+
+
 def _masked(result: SendResult, message: Message) -> SendResult:
     """The result with secrets masked in its detail, which becomes the attempt's detail, the
     row's reason and a disabled channel's reason, all shown to the user.
@@ -421,10 +350,6 @@ def _masked(result: SendResult, message: Message) -> SendResult:
            if isinstance(v, str) and ("secret" in k or "token" in k)]
     detail = redact(result.detail, own)
     return result if detail == result.detail else dataclasses.replace(result, detail=detail)
-
-
-def _attempt_outcome(result: SendResult, status: str) -> str:
-    return "ok" if result.ok else ("retry" if status == "pending" else "permanent")
 
 
 def _learn(session: Session, channel_id: uuid.UUID, prepared: Prepared,
@@ -455,19 +380,3 @@ def _update_config(
         channel.updated_at = utcnow()
         log.info("channel %s config updated by its provider: %s", channel_id, sorted(fresh))
 
-
-def _outcome(
-    number: int, result: SendResult, settings: Settings, rng: random.Random, now: datetime
-) -> tuple[str, dict[str, object]]:
-    if result.ok:
-        return "sent", {"sent_at": now, "provider_id": result.provider_id, "reason": None}
-    if result.retryable and number < settings.max_attempts:
-        delay = retry_delay(number, settings, result.retry_after, rng)
-        return "pending", {
-            "next_attempt_at": now + timedelta(seconds=delay),
-            "reason": result.detail,
-        }
-    reason = result.detail if not result.retryable else f"gave up after {number} attempts: "
-    if result.retryable:
-        reason += result.detail
-    return "dead", {"reason": reason}

@@ -21,14 +21,15 @@ import httpx
 
 from claude_notify.cloud.server.channels.base import ChannelAdapter, SendResult
 from claude_notify.cloud.server.channels.registry import load_adapter
+from claude_notify.cloud.server.db.models import NotificationStatus
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.delivery.wake import LocalWaker
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
 
 if TYPE_CHECKING:
     from claude_notify.cloud.server.delivery.celery_wake import CeleryConsumer
-from claude_notify.cloud.server.runtime import Runtime
-from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.worker")
 
@@ -201,7 +202,7 @@ class Worker:
             except Exception:
                 # The rows stay claimed; their leases lapse and they are sent again.
                 log.exception("recording %d delivery outcome(s) failed", len(batch))
-                statuses = ["lost"] * len(batch)
+                statuses = [engine.LOST] * len(batch)
             for (prepared, _, duration_ms), status in zip(batch, statuses, strict=True):
                 self._observe(prepared, status, duration_ms)
             self._busy -= len(batch)
@@ -212,10 +213,10 @@ class Worker:
     def _observe(self, prepared: engine.Prepared, status: str, duration_ms: int) -> None:
         metrics = self.runtime.metrics
         channel = prepared.message.channel_type
-        outcome = {"pending": "retry"}.get(status, status)
+        outcome = "retry" if status == NotificationStatus.PENDING else str(status)
         metrics.notifications.labels(channel, outcome).inc()
         metrics.attempt_seconds.labels(channel).observe(duration_ms / 1000)
-        if status == "sent":
+        if status == NotificationStatus.SENT:
             age = (utcnow() - prepared.created_at).total_seconds()
             metrics.latency.labels(channel).observe(max(age, 0.0))
 
