@@ -6,7 +6,8 @@
   table (``agent.allow`` …), which is enough on its own: a non-empty ``agent.allow`` or
   ``agent.claude = true`` turns the relay on.
 * The credential (a ``relay`` token bound to this machine) sits in the OS keyring under
-  ``claude-notify-agent``, else in ``agent-token`` readable by the user only, like the login.
+  ``claude-notify-agent``, else in ``agent-token`` readable by the user only, like the login
+  (:data:`claude_notify.credentials.AGENT`).
 * ``agent-journal.jsonl``: one line when a command is started, one when it ends and one when the
   server acknowledged the result, each written (and flushed to disk) before the next step, so a
   command the server sends again after a reconnect or a restart is recognised and never run twice.
@@ -28,14 +29,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from claude_notify import config as config_mod
-from claude_notify.cloud.account import _write_private
 from claude_notify.config import Config
+from claude_notify.credentials import AGENT
 from claude_notify.errors import CloudError
 from claude_notify.fsutil import atomic_write
 from claude_notify.paths import state_dir
-
-SERVICE = "claude-notify-agent"
-
 
 POLICY: Final = ("allow", "deny", "dirs", "claude", "claude_bin", "claude_permission_mode",
                   "claude_allowed_tools")
@@ -119,44 +117,22 @@ def _saved_flags(data: dict[str, Any]) -> dict[str, Any]:
 def save(settings: AgentSettings) -> None:
     flags = {key: _plain(getattr(settings, key)) for key in ("enabled", *POLICY)
              if key in settings.flags}
-    _write_private(settings_file(), json.dumps(
-        {"server": settings.server, "storage": settings.storage, "flags": flags}, indent=2))
+    atomic_write(settings_file(), json.dumps(
+        {"server": settings.server, "storage": settings.storage, "flags": flags}, indent=2),
+        mode=0o600)
 
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def token_file() -> Path:
-    return state_dir() / "agent-token"
-
-
 def save_token(server: str, token: str) -> str:
     """Keep the credential; returns where (``keyring`` or ``file``)."""
-    try:
-        import keyring
-
-        keyring.set_password(SERVICE, server, token)
-        return "keyring"
-    except Exception:  # no usable keyring backend: a private file, as for the login token
-        _write_private(token_file(), token)
-        return "file"
+    return AGENT.save(server, token)
 
 
 def token(settings: AgentSettings) -> str:
-    value: str | None = None
-    if settings.storage == "file":
-        try:
-            value = token_file().read_text(encoding="utf-8").strip()
-        except OSError:
-            value = None
-    elif settings.storage == "keyring":
-        try:
-            import keyring
-
-            value = keyring.get_password(SERVICE, settings.server)
-        except Exception as exc:
-            raise CloudError(f"cannot read the agent credential from the keyring: {exc}") from None
+    value = AGENT.load(settings.server, settings.storage)
     if not value:
         raise CloudError("this machine has no agent credential: run `claude-notify agent "
                          "--register`")

@@ -1,9 +1,10 @@
 """Who this machine is signed in as: the server, the account, and where the token is kept.
 
 The token lives in the OS keyring. Where there is none (a headless Linux box), it goes to a file
-only the user can read, and ``status`` says so. The rest — server URL, e-mail, where the token is
-— is not secret and sits in ``cloud.json`` in the state dir; its existence is what turns the
-cloud sink on, so a machine that never logged in never touches the network.
+only the user can read, and ``status`` says so (both through :mod:`claude_notify.credentials`).
+The rest — server URL, e-mail, where the token is — is not secret and sits in ``cloud.json`` in
+the state dir; its existence is what turns the cloud sink on, so a machine that never logged in
+never touches the network.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from claude_notify.credentials import LOGIN
 from claude_notify.errors import CloudError, UsageError
 from claude_notify.fsutil import atomic_write
 from claude_notify.paths import state_dir
 
-SERVICE = "claude-notify"
 DEFAULT_SERVER = "https://api.claude-notify.dev"
 
 
@@ -34,10 +35,6 @@ class Account:
 
 def account_file() -> Path:
     return state_dir() / "cloud.json"
-
-
-def token_file() -> Path:
-    return state_dir() / "cloud-token"
 
 
 def current() -> Account | None:
@@ -64,35 +61,16 @@ def check_server_url(url: str) -> str:
 
 def save(account: Account, token: str) -> Account:
     """Store the token (keyring, else a 0600 file) and the account facts."""
-    storage = "keyring"
-    try:
-        import keyring
-        import keyring.errors
-
-        keyring.set_password(SERVICE, account.server, token)
-    except Exception:  # no usable keyring backend (NoKeyringError, D-Bus-less Secret Service…)
-        storage = "file"
-        _write_private(token_file(), token)
+    storage = LOGIN.save(account.server, token)
     saved = Account(account.server, account.email, storage, account.scopes)
-    _write_private(account_file(), json.dumps(asdict(saved)))
+    atomic_write(account_file(), json.dumps(asdict(saved)), mode=0o600)
     return saved
 
 
 def token(account: Account) -> str:
     """The stored token; :class:`CloudError` when it is gone."""
-    value: str | None = None
-    if account.storage == "file":
-        try:
-            value = token_file().read_text(encoding="utf-8").strip()
-        except OSError:
-            value = None
-    else:
-        try:
-            import keyring
-
-            value = keyring.get_password(SERVICE, account.server)
-        except Exception as exc:
-            raise CloudError(f"cannot read the token from the keyring: {exc}") from None
+    # An account file from before "file" existed, or edited, means the keyring.
+    value = LOGIN.load(account.server, "file" if account.storage == "file" else "keyring")
     if not value:
         raise CloudError("no token stored: run `claude-notify login`")
     return value
@@ -101,22 +79,9 @@ def token(account: Account) -> str:
 def forget() -> Account | None:
     """Remove the token and the account facts; the account that was logged in, if any."""
     account = current()
-    if account is not None and account.storage == "keyring":
-        try:
-            import keyring
-
-            keyring.delete_password(SERVICE, account.server)
-        except Exception as exc:  # already gone, or the keyring went away
-            from claude_notify.background import log
-
-            log(f"logout: keyring entry not removed: {type(exc).__name__}")
-    for path in (token_file(), account_file()):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+    if account is not None:
+        LOGIN.forget(account.server, account.storage)
+    else:
+        LOGIN.file().unlink(missing_ok=True)
+    account_file().unlink(missing_ok=True)
     return account
-
-
-def _write_private(path: Path, text: str) -> None:
-    atomic_write(path, text, mode=0o600)
