@@ -29,6 +29,9 @@ def watch(pids: tuple[int, ...], pattern: str | None, quiet: bool) -> None:
         raise UsageError("give PIDs or --name PATTERN (one of them)")
     procs = watching.by_pid(pids) if pids else watching.by_name(pattern or "")
     dispatcher = Dispatcher(config.load(), os.environ, quiet=quiet)
+    # Before "watching": the first machine id is written (and synced) to disk, and a process
+    # that ends while that happens must still be described by wait().
+    machine, session = machine_id(), session_id(os.environ)
     if not quiet:
         for proc in procs:
             click.echo(f"watching {proc.pid}: {watching.describe(proc)}", err=True)
@@ -39,4 +42,4 @@ def watch(pids: tuple[int, ...], pattern: str | None, quiet: bool) -> None:
                        err=True)
         dispatcher.emit(event, on="exit", min_duration=0.0)
 
-    watching.wait(procs, ended, machine_id=machine_id(), session_id=session_id(os.environ))
+    watching.wait(procs, ended, machine_id=machine, session_id=session)
