@@ -97,7 +97,7 @@ def default_sinks(config: Config, env: Mapping[str, str], *, quiet: bool,
         sinks.append(HistorySink(keep=config["history.keep"]))
     sinks.append(desktop)
     if config["cloud.enabled"]:
-        from claude_notify.config import state_dir
+        from claude_notify.paths import state_dir
 
         # No login, no network: one stat on the hot path (the path is cloud.account's).
         if (state_dir() / "cloud.json").exists():

@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from claude_notify.config import state_dir
+from claude_notify.paths import state_dir
 
 FOREVER = "forever"
 
