@@ -15,6 +15,8 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.markdown import discord_escape
+from claude_notify.cloud.server.channels.text import clean, utf16_len
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -44,7 +46,7 @@ def webhook_path(url: str) -> str | None:
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if templates.utf16_len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+    return text if utf16_len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
@@ -52,7 +54,6 @@ def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
     template, fields = templates.body_fields(message, app_url=app_url, default=DISCORD_TEMPLATE)
     if message.event is None:  # a test or notice: the subject is the title, the text alone below
         template = templates.cached(NOTICE_TEMPLATE)
-    esc = templates._discord_text
     title = _clip(str(fields["headline"] or "claude-notify"), LIMITS["title"])
     embed: dict[str, Any] = {
         "title": title,
@@ -65,7 +66,7 @@ def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
         if fields["duration"]:
             facts.append({"name": "Duration", "value": str(fields["duration"]), "inline": True})
         if fields["cwd"]:
-            value = _clip(esc(str(fields["cwd"])), LIMITS["field_value"])
+            value = _clip(discord_escape(str(fields["cwd"])), LIMITS["field_value"])
             facts.append({"name": "Directory", "value": value, "inline": False})
     if facts:
         embed["fields"] = facts
@@ -81,7 +82,7 @@ def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
         embed["description"] = description
     return {
         "username": "claude-notify",
-        "content": _clip(esc(title), LIMITS["content"]),
+        "content": _clip(discord_escape(title), LIMITS["content"]),
         "allowed_mentions": {"parse": []},
         "embeds": [embed],
     }
@@ -92,7 +93,7 @@ def embed_size(embed: dict[str, Any]) -> int:
     parts = [embed.get("title", ""), embed.get("description", "")]
     parts += [f["name"] + f["value"] for f in embed.get("fields", [])]
     parts.append(embed.get("footer", {}).get("text", ""))
-    return sum(templates.utf16_len(p) for p in parts)
+    return sum(utf16_len(p) for p in parts)
 
 
 def retry_after(response: httpx.Response, body: dict[str, Any]) -> float | None:
@@ -140,9 +141,9 @@ def classify(response: httpx.Response) -> SendResult:
     if 200 <= status < 300:
         message_id = str(body.get("id")) if body.get("id") is not None else None
         return SendResult(ok=True, detail=f"message {message_id}", provider_id=message_id)
-    reason = templates.clean(str(body.get("message") or response.reason_phrase or ""))[:200]
+    reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
     if body.get("errors"):  # 400: which embed field broke which limit
-        reason += " " + templates.clean(str(body["errors"]))[:200]
+        reason += " " + clean(str(body["errors"]))[:200]
     detail = f"Discord {status}: {reason}".rstrip(": ")
     if status == 429 or status >= 500:
         return SendResult(

@@ -42,6 +42,9 @@ def build_email(message: Message, *, sender: str, app_url: str | None = None) ->
 def bodies(message: Message, *, app_url: str | None) -> tuple[str, str | None]:
     """Text and HTML: from the channel's custom template for events, else as rendered."""
     if message.event is None or not message.config.get("template"):
+        # Not the default template: the built-in layout (render.render_event) is a table of
+        # facts with the output verbatim, and a template writes no tables and drops control
+        # characters from its values, so every default e-mail would change.
         return message.text, message.html
     template, fields = templates.body_fields(message, app_url=app_url)
     text = template.render(fields, "text")

@@ -21,6 +21,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.text import clean, trim_top
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -110,9 +111,9 @@ def _uses_tail(message: Message) -> bool:
 def _fit_bytes(text: str, room: int) -> str:
     """The tail trimmed from the top until its JSON-escaped form fits ``room`` bytes."""
     keep = len(text)
-    while keep > 0 and len(encode({"t": templates.trim_top(text, keep)})) > room:
+    while keep > 0 and len(encode({"t": trim_top(text, keep)})) > room:
         keep = keep * 3 // 4 - 1
-    return templates.trim_top(text, keep) if keep > 0 else ""
+    return trim_top(text, keep) if keep > 0 else ""
 
 
 def build_body(message: Message, *, app_url: str | None, now: int | None = None) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def classify(response: httpx.Response) -> SendResult:
     code = body.get("code", body.get("StatusCode"))
     if status == 200 and code == 0:
         return SendResult(ok=True, detail="Feishu: success")
-    reason = templates.clean(str(body.get("msg") or body.get("StatusMessage") or "no reason"))
+    reason = clean(str(body.get("msg") or body.get("StatusMessage") or "no reason"))
     detail = f"Feishu {code if code is not None else 'HTTP ' + str(status)}: {reason[:200]}"
     if code in RETRYABLE_CODES:
         return SendResult(ok=False, retryable=True, detail=detail)

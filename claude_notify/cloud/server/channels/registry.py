@@ -1,8 +1,8 @@
 """Which module implements which channel type; an adapter is imported only when used.
 
-Adding a channel is one module and one line here. Types accepted into the schema without an
-adapter on this server (Telegram, Discord, Feishu, SMS until their issue lands) end as dead
-letters that say so, never as silent drops.
+Adding a channel is one module and one line here. A type with no adapter on this server
+makes :func:`load_adapter` raise ``LookupError``, and its deliveries end as dead letters that say
+so, never as silent drops.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 SUBJECT_CHARS = 120
 
-_VERBS = {
+VERBS = {  # by status: the headline's icon and verb, also the templates' ``icon``/``outcome``
     "success": ("✅", "finished"),
     "failure": ("❌", "failed"),
     "interrupted": ("⚠️", "was interrupted"),
@@ -36,19 +36,20 @@ def headline(event: dict[str, Any]) -> str:
         return one_line(f"🔎 {command}: output matched")
     if event.get("type") == "progress":
         return one_line(f"⏳ {command}: progress")
-    icon, verb = _VERBS.get(str(event.get("status")), ("ℹ️", "ended"))
+    icon, verb = VERBS.get(str(event.get("status")), ("ℹ️", "ended"))
     facts = []
     if event.get("exit_code") is not None:
         facts.append(f"exit {event['exit_code']}")
     if event.get("signal"):
         facts.append(str(event["signal"]))
     if isinstance(event.get("duration_s"), int | float):
-        facts.append(_duration(float(event["duration_s"])))
+        facts.append(compact_duration(float(event["duration_s"])))
     suffix = f" ({', '.join(facts)})" if facts else ""
     return one_line(f"{icon} {command} {verb}{suffix}")
 
 
-def _duration(seconds: float) -> str:
+def compact_duration(seconds: float) -> str:
+    """``45s``, ``3m12s``, ``1h04m``: the headline's form, shorter than the CLI's."""
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:

@@ -15,6 +15,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.text import clean, utf16_len
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -46,7 +47,7 @@ def segments(text: str) -> int:
     if is_gsm7(text):
         units, single, multi = sum(2 if c in GSM7_EXTENDED else 1 for c in text), 160, 153
     else:
-        units, single, multi = templates.utf16_len(text), 70, 67
+        units, single, multi = utf16_len(text), 70, 67
     return 1 if units <= single else -(-units // multi)
 
 
@@ -54,7 +55,7 @@ def sms_units(text: str) -> int:
     """A length on one scale for both encodings, so that ≤ 306 means "two segments at most"."""
     if is_gsm7(text):
         return sum(2 if c in GSM7_EXTENDED else 1 for c in text)
-    return -(-templates.utf16_len(text) * 153 // 67)
+    return -(-utf16_len(text) * 153 // 67)
 
 
 def build_text(message: Message, *, app_url: str | None) -> str:
@@ -62,7 +63,7 @@ def build_text(message: Message, *, app_url: str | None) -> str:
         template, fields = templates.body_fields(message, app_url=app_url, default=SMS_TEMPLATE)
     else:
         template = templates.cached("{{ message }}")
-        fields = {**dict.fromkeys(templates.FIELDS, ""), "message": templates.clean(message.text)}
+        fields = {**dict.fromkeys(templates.FIELDS, ""), "message": clean(message.text)}
     text = template.render_fitted(fields, "text", limit=153 * MAX_SEGMENTS, measure=sms_units)
     return " ".join(text.split()) or "claude-notify"
 
@@ -107,7 +108,7 @@ def classify(response: httpx.Response) -> SendResult:
         count = body.get("num_segments")
         return SendResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
     code = body.get("code")
-    reason = templates.clean(str(body.get("message") or response.reason_phrase or ""))[:200]
+    reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
     detail = f"Twilio {code or status}: {reason}"
     if status == 429 or code == 20429 or status >= 500:
         wait = response.headers.get("retry-after", "")

@@ -20,6 +20,7 @@ import httpx
 
 from claude_notify.cloud.server.channels import templates
 from claude_notify.cloud.server.channels.base import Message, SendResult
+from claude_notify.cloud.server.channels.text import clean, utf16_len
 from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
@@ -32,7 +33,7 @@ _GONE = ("bot was blocked", "bot was kicked", "user is deactivated", "chat not f
 
 def visible_length(text: str) -> int:
     """How long Telegram considers an HTML ``text``: tags dropped, entities decoded."""
-    return templates.utf16_len(html.unescape(_TAG.sub("", text)))
+    return utf16_len(html.unescape(_TAG.sub("", text)))
 
 
 def build_payload(message: Message, *, chat_id: Any, app_url: str | None) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def build_payload(message: Message, *, chat_id: Any, app_url: str | None) -> dic
     text = template.render_fitted(fields, "telegram", limit=TEXT_LIMIT, measure=visible_length)
     payload: dict[str, Any] = {
         "chat_id": chat_id,
-        "text": text or html.escape(templates.clean(message.subject)) or "claude-notify",
+        "text": text or html.escape(clean(message.subject)) or "claude-notify",
         "parse_mode": "HTML",
         "link_preview_options": {"is_disabled": True},
     }
@@ -123,7 +124,7 @@ def _classify(body: dict[str, Any]) -> SendResult:
         provider_id = str(message_id) if message_id is not None else None
         return SendResult(ok=True, detail=f"message {provider_id}", provider_id=provider_id)
     code = int(body.get("error_code") or 0)
-    reason = templates.clean(str(body.get("description") or "no description"))[:300]
+    reason = clean(str(body.get("description") or "no description"))[:300]
     detail = f"Telegram {code}: {reason}" if code else f"Telegram: {reason}"
     params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
     if code == 429 or code == 0 or code >= 500:

@@ -11,6 +11,10 @@ are never read as markup in any dialect:
 3. A dialect writer emits Telegram HTML, Discord Markdown, Feishu ``lark_md``, e-mail HTML or
    plain text (e-mail text, SMS), escaping each value for the place it lands in.
 
+Steps 2 and 3 are :mod:`~claude_notify.cloud.server.channels.markdown`; the text helpers the
+adapters share (:func:`clean`, :func:`utf16_len`, :func:`trim_top`) are
+:mod:`~claude_notify.cloud.server.channels.text`.
+
 Why Jinja's :class:`~jinja2.sandbox.SandboxedEnvironment` rather than a home-made syntax: it is
 maintained for exactly this (user-written templates), users already know its ``{% if %}`` and
 filters, and its sandbox is defence in depth behind our own rule: a template is parsed when it is
@@ -21,14 +25,39 @@ arithmetic, so no escape from the sandbox, no I/O and no way to make rendering s
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-Dialect = Literal["telegram", "discord", "lark_md", "html", "text"]
-DIALECTS: Final[tuple[Dialect, ...]] = ("telegram", "discord", "lark_md", "html", "text")
+from claude_notify.cloud.server.channels.markdown import (
+    DIALECTS,
+    Dialect,
+    parse,
+    placeholder,
+    write,
+)
+from claude_notify.cloud.server.channels.render import VERBS, compact_duration, headline
+from claude_notify.cloud.server.channels.text import clean, trim_top, utf16_len
+
+__all__ = [  # with DIALECTS, Dialect, clean and trim_top, for the modules that take them from here
+    "DEFAULT_TEMPLATE",
+    "DIALECTS",
+    "FIELDS",
+    "MAX_NESTING",
+    "MAX_TEMPLATE_CHARS",
+    "NOTICE_TEMPLATE",
+    "SAMPLE_FIELDS",
+    "Dialect",
+    "Template",
+    "TemplateError",
+    "body_fields",
+    "cached",
+    "clean",
+    "compile_template",
+    "fields_of",
+    "task_link",
+    "trim_top",
+]
 
 MAX_TEMPLATE_CHARS: Final = 4000
 FIELDS: Final = (
@@ -43,9 +72,6 @@ _FILTERS: Final = frozenset(
      "int", "round", "abs", "string"}
 )  # fmt: skip
 _TESTS: Final = frozenset({"defined", "none", "number", "string", "eq", "ne"})
-_OPEN, _CLOSE = "\ue000", "\ue001"
-_PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
-_FORBIDDEN_CHARS = re.compile(f"[{_OPEN}{_CLOSE}]")
 
 DEFAULT_TEMPLATE: Final = """\
 **{{ headline }}**
@@ -60,9 +86,6 @@ DEFAULT_TEMPLATE: Final = """\
 {% endif %}"""
 """The default body for every channel; channels with structured cards use parts of it."""
 
-SMS_TEMPLATE: Final = "{{ headline }}{% if host %} on {{ host }}{% endif %}"
-
-
 class TemplateError(ValueError):
     """The template cannot be used; the message says why in one line."""
 
@@ -70,33 +93,15 @@ class TemplateError(ValueError):
 # --------------------------------------------------------------------------- values
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
-
-
-def clean(text: str) -> str:
-    """Text every provider accepts: lone surrogates (undecodable bytes) become U+FFFD,
-    control characters other than newline and tab are dropped, and our placeholder
-    characters cannot be forged."""
-    valid = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return _FORBIDDEN_CHARS.sub("", _CONTROL.sub("", valid.replace("\r\n", "\n")))
-
-
-def utf16_len(text: str) -> int:
-    """Length as Telegram and Discord count it (UTF-16 code units: an emoji is two)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def fields_of(event: Mapping[str, Any], *, link: str | None) -> dict[str, Any]:
     """The values a template sees, from a task event (``TaskEvent.to_dict``)."""
-    from claude_notify.cloud.server.channels.render import _VERBS, _duration, headline
-
-    icon, verb = _VERBS.get(str(event.get("status")), ("ℹ️", "ended"))
+    icon, verb = VERBS.get(str(event.get("status")), ("ℹ️", "ended"))
     duration = event.get("duration_s")
     values: dict[str, Any] = {
         "headline": headline(dict(event)),
         "outcome": verb,
         "icon": icon,
-        "duration": _duration(float(duration)) if isinstance(duration, int | float) else "",
+        "duration": compact_duration(float(duration)) if isinstance(duration, int | float) else "",
         "link": link or "",
     }
     for name in FIELDS:
@@ -104,18 +109,6 @@ def fields_of(event: Mapping[str, Any], *, link: str | None) -> dict[str, Any]:
             value = event.get(name)
             values[name] = "" if value is None else value
     return {k: clean(v) if isinstance(v, str) else v for k, v in values.items()}
-
-
-def trim_top(text: str, keep: int) -> str:
-    """The last ``keep`` characters of ``text``, from a line start where possible, after a
-    marker saying how much was cut."""
-    if len(text) <= keep:
-        return text
-    cut = len(text) - max(keep, 0)
-    newline = text.find("\n", cut)
-    if newline != -1 and newline - cut < 200:
-        cut = newline + 1
-    return f"[… {cut} characters trimmed]\n" + text[cut:]
 
 
 # --------------------------------------------------------------------------- compiling
@@ -250,7 +243,7 @@ class _Collector:
 
     def mark(self, value: Any) -> str:
         self.values.append(clean("" if value is None else str(value)))
-        return f"{_OPEN}{len(self.values) - 1}{_CLOSE}"
+        return placeholder(len(self.values) - 1)
 
 
 def compile_template(source: str) -> Template:
@@ -309,202 +302,6 @@ def cached(source: str | None, default: str = DEFAULT_TEMPLATE) -> Template:
         except TemplateError:
             _cache[key] = cached(None, default)
     return _cache[key]
-
-
-# --------------------------------------------------------------------------- Markdown
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    kind: str
-    """``text``, ``bold``, ``italic``, ``strike``, ``code``, ``link`` (inline); ``line``,
-    ``heading``, ``bullet``, ``pre`` (blocks)."""
-    text: str = ""
-    children: tuple[Node, ...] = ()
-    url: str = ""
-
-
-_INLINE = re.compile(
-    r"(?P<code>`[^`\n]+`)"
-    r"|\*\*(?P<bold>.+?)\*\*"
-    r"|~~(?P<strike>.+?)~~"
-    r"|\[(?P<ltext>[^\]\n]+)\]\((?P<url>[^)\s]+)\)"
-    r"|(?<![\w*])\*(?P<ital>[^*\n]+?)\*(?![\w*])"
-    r"|(?<![\w_])_(?P<ital2>[^_\n]+?)_(?![\w_])"
-)
-
-
-def parse(marked: str) -> list[Node]:
-    """Blocks of the rendered template; placeholders stay opaque inside text."""
-    blocks: list[Node] = []
-    lines = marked.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.strip().startswith("```"):
-            body = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith("```"):
-                body.append(lines[i])
-                i += 1
-            blocks.append(Node("pre", "\n".join(body)))
-        elif m := re.match(r"#{1,6}\s+(.*)", line):
-            blocks.append(Node("heading", children=inline(m.group(1))))
-        elif m := re.match(r"[-*]\s+(.*)", line):
-            blocks.append(Node("bullet", children=inline(m.group(1))))
-        else:
-            blocks.append(Node("line", children=inline(line)))
-        i += 1
-    while blocks and blocks[-1].kind == "line" and not blocks[-1].children:
-        blocks.pop()
-    return blocks
-
-
-def inline(text: str) -> tuple[Node, ...]:
-    out: list[Node] = []
-    pos = 0
-    for m in _INLINE.finditer(text):
-        if m.start() > pos:
-            out.append(Node("text", text[pos : m.start()]))
-        if m.group("code"):
-            out.append(Node("code", m.group("code")[1:-1]))
-        elif m.group("bold") is not None:
-            out.append(Node("bold", children=inline(m.group("bold"))))
-        elif m.group("strike") is not None:
-            out.append(Node("strike", children=inline(m.group("strike"))))
-        elif m.group("ltext") is not None:
-            out.append(Node("link", children=inline(m.group("ltext")), url=m.group("url")))
-        else:
-            out.append(Node("italic", children=inline(m.group("ital") or m.group("ital2"))))
-        pos = m.end()
-    if pos < len(text):
-        out.append(Node("text", text[pos:]))
-    return tuple(out)
-
-
-# --------------------------------------------------------------------------- dialects
-
-
-def _discord_text(s: str) -> str:
-    return re.sub(r"([\\*_~`|>#\-\[\]()<:@])", r"\\\1", s)
-
-
-_LARK_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "*": "&#42;", "_": "&#95;",
-                  "~": "&#126;", "[": "&#91;", "]": "&#93;", "(": "&#40;", ")": "&#41;",
-                  "`": "&#96;"}  # fmt: skip
-
-
-def _lark_text(s: str) -> str:
-    return "".join(_LARK_ENTITIES.get(c, c) for c in s)
-
-
-@dataclass(frozen=True, slots=True)
-class _Style:
-    text: Callable[[str], str]
-    code: Callable[[str], str]
-    pre: Callable[[str], str]
-    bold: tuple[str, str]
-    italic: tuple[str, str]
-    strike: tuple[str, str]
-    link: Callable[[str, str], str]
-    bullet: str = "• "
-
-
-def _a(url: str, label: str) -> str:
-    return f'<a href="{html.escape(url, quote=True)}">{label}</a>'
-
-
-_STYLES: Final[dict[Dialect, _Style]] = {
-    "telegram": _Style(
-        text=lambda s: html.escape(s, quote=False),
-        code=lambda s: f"<code>{html.escape(s, quote=False)}</code>",
-        pre=lambda s: f"<pre>{html.escape(s, quote=False)}</pre>",
-        bold=("<b>", "</b>"),
-        italic=("<i>", "</i>"),
-        strike=("<s>", "</s>"),
-        link=_a,
-    ),
-    "html": _Style(
-        text=lambda s: html.escape(s, quote=False),
-        code=lambda s: f"<code>{html.escape(s, quote=False)}</code>",
-        pre=lambda s: f"<pre>{html.escape(s, quote=False)}</pre>",
-        bold=("<strong>", "</strong>"),
-        italic=("<em>", "</em>"),
-        strike=("<s>", "</s>"),
-        link=_a,
-    ),
-    "discord": _Style(
-        text=_discord_text,
-        code=lambda s: "`" + s.replace("`", "ˋ") + "`",
-        pre=lambda s: "```\n" + s.replace("```", "`\u200b`\u200b`") + "\n```",
-        bold=("**", "**"),
-        italic=("*", "*"),
-        strike=("~~", "~~"),
-        link=lambda url, label: f"[{label}](<{url}>)",
-    ),
-    "lark_md": _Style(
-        text=_lark_text,
-        code=_lark_text,
-        pre=lambda s: "\n".join(_lark_text(line) for line in s.split("\n")),
-        bold=("**", "**"),
-        italic=("*", "*"),
-        strike=("~~", "~~"),
-        link=lambda url, label: f"[{label}]({url})",
-    ),
-    "text": _Style(
-        text=lambda s: s,
-        code=lambda s: s,
-        pre=lambda s: s,
-        bold=("", ""),
-        italic=("", ""),
-        strike=("", ""),
-        link=lambda url, label: f"{label} ({url})" if label != url else url,
-        bullet="- ",
-    ),
-}
-
-
-def write(blocks: list[Node], values: list[str], dialect: Dialect) -> str:
-    """Emit parsed blocks in ``dialect``, putting each value back in, escaped for its place."""
-    style = _STYLES[dialect]
-
-    def fill(s: str) -> str:
-        return _PLACEHOLDER.sub(lambda m: values[int(m.group(1))], s)
-
-    def literal(s: str, escape: Callable[[str], str]) -> str:
-        return escape(fill(s))
-
-    def run(nodes: tuple[Node, ...]) -> str:
-        out = []
-        for node in nodes:
-            if node.kind == "text":
-                out.append(literal(node.text, style.text))
-            elif node.kind == "code":
-                out.append(literal(node.text, style.code))
-            elif node.kind == "link":
-                label, url = run(node.children), fill(node.url)
-                safe = url.startswith(("https://", "http://")) and not re.search(r"[\s<>\"]", url)
-                out.append(style.link(url, label) if safe else label)
-            else:
-                start, end = getattr(style, node.kind)
-                out.append(f"{start}{run(node.children)}{end}")
-        return "".join(out)
-
-    lines = []
-    for block in blocks:
-        if block.kind == "pre":
-            body = fill(block.text)
-            lines.append(style.pre(body) if body else "")
-        elif block.kind == "heading":
-            start, end = style.bold
-            lines.append(f"{start}{run(block.children)}{end}")
-        elif block.kind == "bullet":
-            lines.append(style.bullet + run(block.children))
-        else:
-            lines.append(run(block.children))
-    if dialect == "html":
-        return "<div>" + "<br>\n".join(lines).strip("\n") + "</div>"
-    return "\n".join(lines).strip("\n")
 
 
 # --------------------------------------------------------------------------- samples
