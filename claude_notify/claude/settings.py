@@ -7,29 +7,27 @@ command, not by a marker key, because Claude Code validates the settings schema 
 key could make it reject the whole file.
 
 The document is edited by pure functions (:func:`install_hooks`, :func:`uninstall_hooks`) that a
-property test can drive, and written by :func:`edit`: a broken file is refused untouched, a
-timestamped backup is taken, and the new text replaces the old atomically with the same mode.
+property test can drive, and written by :mod:`claude_notify.claude.jsonfile`: a broken file is
+refused untouched, a timestamped backup is taken, and the new text replaces the old atomically
+with the same mode.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
 import os
 import re
 import shlex
 import shutil
-import stat
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from claude_notify.claude import jsonfile
+from claude_notify.claude.jsonfile import Edit, JSONObject, kind
 from claude_notify.errors import ConfigError, UsageError
-from claude_notify.fsutil import atomic_write
 
 Scope = Literal["user", "project", "local"]
 SCOPES: Final[tuple[Scope, ...]] = ("user", "project", "local")
@@ -50,7 +48,6 @@ TIMEOUT: Final = 10
 """Seconds. The hook returns in well under one; this caps a wedged one far below the 600 s default.
 Not ``async``: Claude Code kills async hooks at teardown under ``-p``, before ours could detach."""
 
-JSONObject = dict[str, Any]
 
 
 # -- where the files are --------------------------------------------------------------------------
@@ -214,184 +211,36 @@ def _hooks(doc: JSONObject) -> JSONObject:
     """
     hooks = doc.get("hooks", {})
     if not isinstance(hooks, dict):
-        raise ValueError(f"'hooks' is {_kind(hooks)}, expected an object")
+        raise ValueError(f"'hooks' is {kind(hooks)}, expected an object")
     for event, groups in hooks.items():
         where = f"hooks.{event}"
         if not isinstance(groups, list):
-            raise ValueError(f"{where!r} is {_kind(groups)}, expected an array")
+            raise ValueError(f"{where!r} is {kind(groups)}, expected an array")
         for i, group in enumerate(groups):
             if not isinstance(group, dict):
-                raise ValueError(f"'{where}[{i}]' is {_kind(group)}, expected an object")
+                raise ValueError(f"'{where}[{i}]' is {kind(group)}, expected an object")
             if "hooks" not in group:
                 raise ValueError(f"'{where}[{i}]' has no 'hooks' array")
             if not isinstance(group["hooks"], list):
                 raise ValueError(
-                    f"'{where}[{i}].hooks' is {_kind(group['hooks'])}, expected an array")
+                    f"'{where}[{i}].hooks' is {kind(group['hooks'])}, expected an array")
     return hooks
-
-
-def _kind(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-             type(None): "null", int: "a number", float: "a number"}
-    return names.get(type(value), type(value).__name__)
 
 
 # -- reading and writing the file ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """What :func:`edit` did to one file."""
-
-    path: Path
-    changed: bool
-    """False when the document already was as asked: nothing was written, no backup taken."""
-    backup: Path | None = None
-    """The copy of the previous bytes; ``None`` if unchanged or the file did not exist."""
-
-
 def load(path: Path) -> tuple[JSONObject, bytes | None]:
-    """The parsed document and the bytes it came from (``{}``, ``None`` if there is no file).
-
-    Everything we could not rewrite faithfully is a :class:`ConfigError` naming the file: not
-    UTF-8, not JSON (including ``NaN`` and numbers beyond a double), not an object, or hooks not
-    in the documented shape.
-    """
-    try:
-        raw = _read_regular(path)
-    except FileNotFoundError:
-        return {}, None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-        doc = (json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-               if text.strip() else {})
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the top level is {_kind(doc)}, expected an object")
-    try:
-        _hooks(doc)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return doc, raw
-
-
-MAX_BYTES: Final = 16 << 20
-"""Far beyond any real settings file; a bigger one is not read into memory."""
-
-
-def _read_regular(path: Path) -> bytes:
-    """The file's bytes, refusing what is not a regular file: a FIFO would block the read for
-    ever (opened non-blocking, it is seen and refused), a device never ends."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MB")
-        return f.read(MAX_BYTES + 1)
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text} is too large to keep")
-    return value
+    """The parsed document and the bytes it came from (``{}``, ``None`` if there is no file);
+    a :class:`ConfigError` for what we could not rewrite faithfully (see
+    :func:`jsonfile.load`), hooks not in the documented shape included."""
+    return jsonfile.load(path, check=_hooks)
 
 
 def edit(path: Path, change: Callable[[JSONObject], JSONObject]) -> Edit:
-    """Apply ``change`` to the document in ``path`` and write it back safely.
-
-    Refuses a broken file untouched. If the file changes under us (Claude Code writes it too), the
-    edit starts over from the new content instead of overwriting it.
-    """
-    try:  # keep a dotfiles symlink a symlink
-        target = path.resolve(strict=True) if path.is_symlink() else path
-    except FileNotFoundError:
-        target = path.resolve()  # a dangling link: write where it points
-    except (OSError, RuntimeError):  # a loop: RuntimeError before Python 3.13, then OSError
-        raise ConfigError(f"{path}: a loop of symbolic links; fix it by hand, nothing was "
-                          "changed") from None
-    for _attempt in range(5):
-        try:
-            doc, raw = load(target)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc.message}; fix it by hand, nothing was changed") from None
-        new = change(doc)
-        # json.dumps, not ==: key order counts for the user, and == takes 1 for true.
-        if raw is not None and json.dumps(new) == json.dumps(doc):
-            return Edit(path, changed=False)
-        like = raw.decode("utf-8") if raw and raw.strip() else None
-        done = _commit(target, _dump(new, like=like), expected=raw, backup_beside=path)
-        if done is not None:
-            return done
-    raise ConfigError(f"{path}: keeps changing while we edit it; try again")
-
-
-def _dump(doc: JSONObject, *, like: str | None) -> str:
-    """JSON text in the style of ``like`` (the old text): its indent, line ends, final newline."""
-    indent: int | str = 2
-    if like is not None:
-        m = re.match(r"\s*\{[ \t]*\r?\n([ \t]+)\S", like)
-        if m:
-            indent = m.group(1)
-    text = json.dumps(doc, indent=indent, ensure_ascii=False)
-    if like is None or like.endswith("\n"):
-        text += "\n"
-    if like is not None and "\r\n" in like:
-        text = text.replace("\n", "\r\n")
-    return text
-
-
-def _commit(target: Path, text: str, *, expected: bytes | None, backup_beside: Path) -> Edit | None:
-    """Write ``text`` to a temporary file; then, if ``target`` still holds ``expected``, back the
-    old bytes up and ``os.replace`` the new file in. ``None`` (nothing changed) if it moved on."""
-    # A new settings file may soon hold tokens (`env`, `apiKeyHelper`); an old one keeps its mode.
-    mode = 0o600 if expected is None else target.stat().st_mode & 0o777
-    backup: list[Path] = []
-
-    def unchanged_since_read() -> bool:
-        current = target.read_bytes() if target.exists() else None
-        if current != expected:
-            return False
-        if expected is not None:
-            backup.append(_backup(backup_beside, expected, mode))
-        return True
-
-    try:
-        if not atomic_write(target, text, mode=mode, before_replace=unchanged_since_read):
-            return None
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write: {exc.strerror or exc}") from None
-    return Edit(backup_beside, changed=True, backup=backup[0] if backup else None)
-
-
-def _backup(path: Path, data: bytes, mode: int) -> Path:
-    """``settings.json.20261124-042659.bak`` beside ``path``, never overwriting an older one."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        candidate = path.with_name(f"{path.name}.{stamp}{'' if n == 1 else f'-{n}'}.bak")
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o777)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        return candidate
-    raise ConfigError(f"{path}: too many backups from this second; try again")
+    """Apply ``change`` to the document in ``path`` and write it back safely (see
+    :func:`jsonfile.edit`)."""
+    return jsonfile.edit(path, change, check=_hooks)
 
 
 # -- what the commands call ---------------------------------------------------------------------
