@@ -22,10 +22,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 from claude_notify import config as config_mod
 from claude_notify import paths
@@ -91,55 +91,97 @@ def handle(payload: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     return None
 
 
-def build_event(payload: Mapping[str, Any], turns: Path,
-                cfg: config_mod.Config) -> tuple[TaskEvent, str | None, float] | None:
+Built = tuple[TaskEvent, str | None, float]
+"""A payload's event, its urgency hint (``None``: by status) and how long to debounce it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What every hook event's notification is built from."""
+
+    payload: Mapping[str, Any]
+    base: TaskEvent
+    """A ``finished`` event of the turn: session, task, times, directory, command."""
+    project: str
+    duration: float | None
+    last: str | None
+    """Claude's last message, if the payload has one."""
+    cfg: config_mod.Config
+
+    def text(self, key: str) -> str | None:
+        return _text(self.payload.get(key))
+
+
+def _stop(turn: Turn) -> Built | None:
+    duration = turn.duration
+    if duration is not None and duration < turn.cfg["claude.min_duration"]:
+        return None
+    suffix = f" · {_duration(duration)}" if duration is not None else ""
+    return (replace(turn.base, status="success",
+                    title=f"✓ Claude finished in {turn.project}{suffix}",
+                    message=_excerpt(turn.last) if turn.last else None),
+            None, turn.cfg["claude.debounce"])
+
+
+def _subagent_stop(turn: Turn) -> Built | None:
+    if not turn.cfg["claude.subagents"]:
+        return None
+    agent = turn.text("agent_type") or "subagent"
+    return (replace(turn.base, status="success", title=f"✓ {agent} finished in {turn.project}",
+                    message=_excerpt(turn.last) if turn.last else None), None, 0.0)
+
+
+def _stop_failure(turn: Turn) -> Built | None:
+    error = turn.text("error") or "error"
+    details = turn.text("error_details") or turn.last or error
+    return (replace(turn.base, status="failure",
+                    title=f"✗ Claude stopped in {turn.project}: {error}",
+                    message=_excerpt(details)), "critical", 0.0)
+
+
+def _notification(turn: Turn) -> Built | None:
+    kind = turn.text("notification_type") or ""
+    message = turn.text("message") or "Claude Code needs your attention"
+    title = {
+        "permission_prompt": f"Claude needs your permission · {turn.project}",
+        "idle_prompt": f"Claude is waiting for your input · {turn.project}",
+    }.get(kind, f"{turn.text('title') or 'Claude Code'} · {turn.project}")
+    urgency = "critical" if kind in ("permission_prompt", "elicitation_dialog") else "normal"
+    return (replace(turn.base, type="needs_input", status="needs_input", title=title,
+                    message=_excerpt(message), duration_s=None, started_at=None),
+            urgency, 0.0)
+
+
+BUILDERS: Final[Mapping[str, Callable[[Turn], Built | None]]] = {
+    "Stop": _stop,
+    "SubagentStop": _subagent_stop,
+    "StopFailure": _stop_failure,
+    "Notification": _notification,
+}
+"""How each hook event that notifies becomes a task event; ``None`` from one: not this time."""
+
+
+def build_event(payload: Mapping[str, Any], turns: Path, cfg: config_mod.Config) -> Built | None:
     """The task event for a payload, its urgency hint and how long to debounce it."""
-    name = payload.get("hook_event_name")
+    builder = BUILDERS.get(str(payload.get("hook_event_name")))
+    if builder is None:
+        return None
+    from datetime import datetime, timezone
+
     cwd = _text(payload.get("cwd")) or ""
-    project = Path(cwd).name or cwd or "Claude Code"
     session = _text(payload.get("session_id")) or "unknown"
     turn = _read_json(turns / f"{_safe(session)}.turn")
     started = turn.get("prompt_at") if isinstance(turn.get("prompt_at"), int | float) else None
     duration = time.time() - started if started is not None else None
-    from datetime import datetime, timezone
-
+    project = Path(cwd).name or cwd or "Claude Code"
     base = TaskEvent(
         type="finished", source="claude-code", session_id=session, machine_id=_machine_id(),
         task_id=_text(payload.get("prompt_id")) or _text(turn.get("prompt_id")) or new_id(),
         cwd=cwd, host=host_name(), command=f"claude · {project}",
         started_at=datetime.fromtimestamp(started, timezone.utc) if started else None,
         ended_at=utcnow(), duration_s=duration)
-    suffix = f" · {_duration(duration)}" if duration is not None else ""
-    last = _text(payload.get("last_assistant_message"))
-    if name == "Stop":
-        if duration is not None and duration < cfg["claude.min_duration"]:
-            return None
-        return (replace(base, status="success", title=f"✓ Claude finished in {project}{suffix}",
-                        message=_excerpt(last) if last else None),
-                None, cfg["claude.debounce"])
-    if name == "SubagentStop":
-        if not cfg["claude.subagents"]:
-            return None
-        agent = _text(payload.get("agent_type")) or "subagent"
-        return (replace(base, status="success", title=f"✓ {agent} finished in {project}",
-                        message=_excerpt(last) if last else None), None, 0.0)
-    if name == "StopFailure":
-        error = _text(payload.get("error")) or "error"
-        details = _text(payload.get("error_details")) or last or error
-        return (replace(base, status="failure", title=f"✗ Claude stopped in {project}: {error}",
-                        message=_excerpt(details)), "critical", 0.0)
-    if name == "Notification":
-        kind = _text(payload.get("notification_type")) or ""
-        message = _text(payload.get("message")) or "Claude Code needs your attention"
-        title = {
-            "permission_prompt": f"Claude needs your permission · {project}",
-            "idle_prompt": f"Claude is waiting for your input · {project}",
-        }.get(kind, f"{_text(payload.get('title')) or 'Claude Code'} · {project}")
-        urgency = "critical" if kind in ("permission_prompt", "elicitation_dialog") else "normal"
-        return (replace(base, type="needs_input", status="needs_input", title=title,
-                        message=_excerpt(message), duration_s=None, started_at=None),
-                urgency, 0.0)
-    return None
+    return builder(Turn(payload, base, project, duration,
+                        _text(payload.get("last_assistant_message")), cfg))
 
 
 def desktop_reachable(env: Mapping[str, str]) -> bool:
