@@ -10,8 +10,11 @@ CLI should use and a one-line, user-safe message. The CLI catches them in one pl
     ├── CommandNotFound (127)   the wrapped command does not exist
     ├── CommandNotExecutable (126)
     ├── NotifyError (1)         no backend could deliver
-    └── CloudError (1)
-        └── CloudUnreachable    retryable: the event was spooled, not lost
+    └── CloudError (1)          the hosted backend refused or failed a request
+        ├── CloudUnreachable (1)  retryable: the event was spooled, not lost
+        ├── Unauthorized (1)    the server does not take this machine's token: log in again
+        ├── Refused (1)         refused for good (validation, plan limits), with a status
+        └── Rejected (1)        the agent's credential refused: retrying will not help
 
 Third-party exceptions (D-Bus, OSError from helpers, TOML parsers) are translated at the edge of
 the module that meets them, with ``raise ... from exc``.
@@ -68,12 +71,39 @@ class CommandNotExecutable(ClaudeNotifyError):
 class NotifyError(ClaudeNotifyError):
     """No notification backend delivered the notification."""
 
+    exit_code = 1
+
 
 class CloudError(ClaudeNotifyError):
     """The hosted backend refused or failed a request."""
+
+    exit_code = 1
 
 
 class CloudUnreachable(CloudError):
     """The hosted backend could not be reached; the event was spooled and will be retried."""
 
+    exit_code = 1
     retryable = True
+
+
+class Unauthorized(CloudError):
+    """The server does not accept the token (revoked, expired, wrong server)."""
+
+    exit_code = 1
+
+
+class Refused(CloudError):
+    """The server refused this request for good (validation, plan limits)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Rejected(CloudError):
+    """The server refused this agent's credential: retrying will not help."""
+
+    exit_code = 1

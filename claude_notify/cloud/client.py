@@ -11,24 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from claude_notify.cloud.account import check_server_url
-from claude_notify.errors import CloudError, CloudUnreachable
+from claude_notify.errors import CloudUnreachable, Refused, Unauthorized
 
 if TYPE_CHECKING:
     import httpx
 
 USER_AGENT = "claude-notify"
-
-
-class Unauthorized(CloudError):
-    """The server does not accept the token (revoked, expired, wrong server)."""
-
-
-class Refused(CloudError):
-    """The server refused this request for good (validation, plan limits)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class CloudClient:

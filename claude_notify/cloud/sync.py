@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 
 from claude_notify.cloud import account, spool
-from claude_notify.cloud.client import CloudClient, Refused, Unauthorized
-from claude_notify.errors import CloudError, CloudUnreachable
+from claude_notify.cloud.client import CloudClient
+from claude_notify.errors import CloudError, CloudUnreachable, Refused, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claude_notify.errors import CloudError, UsageError
+from claude_notify.errors import CloudError, Refused, Unauthorized, UsageError
 
 LOGIN_SCOPES = ("events:write", "tasks:read")
 """What a machine needs: send its events, read its own tasks and quota."""
@@ -41,7 +41,7 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
     there is none, in a file only you can read).
     """
     from claude_notify.cloud import account
-    from claude_notify.cloud.client import CloudClient, Refused
+    from claude_notify.cloud.client import CloudClient
 
     url = account.check_server_url(server or _default_server())
     if token_opt is not None:
@@ -74,8 +74,6 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
 
 
 def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str, Any]:
-    from claude_notify.cloud.client import Refused
-
     deadline = time.monotonic() + float(started.get("expires_in", 900))
     interval = max(0.2, float(started.get("interval", 2)))
     live = sys.stderr.isatty()
@@ -176,7 +174,7 @@ def _connection(who: Any) -> str:
     """Whether the server answers and still takes this machine's token (a revoked one must not
     read as "ok": every event would wait in the spool)."""
     from claude_notify.cloud import account
-    from claude_notify.cloud.client import CloudClient, Refused, Unauthorized
+    from claude_notify.cloud.client import CloudClient
 
     health = None
     try:
@@ -288,8 +286,6 @@ def add(channel_type: str, target: str | None, name: str, secret: str | None, on
 
 def _plan_note(client: Any, channel_type: str) -> None:
     """Say now, not when a task ends, that the plan will not send through this channel."""
-    from claude_notify.cloud.client import Refused
-
     try:
         usage = client.request("GET", "/v1/usage")
     except Refused:
