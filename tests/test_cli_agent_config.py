@@ -11,9 +11,10 @@ import pytest
 from helpers import cli_env, run_cli
 
 
-def _show(env: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """``agent --show`` as {key: (value, source)}."""
-    done = run_cli(["agent", "--show"], env=env)
+def _show(env: dict[str, str], *, args: tuple[str, ...] = ("agent", "--show"),
+          ) -> dict[str, tuple[str, str]]:
+    """``agent --show`` (or ``args``) as {key: (value, source)}."""
+    done = run_cli(args, env=env)
     assert done.returncode == 0, done.stderr
     rows = {}
     for line in done.stdout.decode().splitlines():
@@ -147,3 +148,58 @@ def test_allow_patterns_that_grant_more_or_less_than_they_seem_are_warned_about(
     quiet = run_cli(["agent", "--allow", "make *", "--allow", "git status"],
                     env=cli_env(tmp_path / "other"))
     assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
+
+
+def test_the_subcommands_and_the_old_spellings_do_the_same(tmp_path: Path, project: Path) -> None:
+    new, old = cli_env(tmp_path / "new"), cli_env(tmp_path / "old")
+    steps = [
+        (["agent", "allow", "make *", "./next.sh", "--dir", str(project)],
+         ["agent", "--allow", "make *", "--allow", "./next.sh", "--dir", str(project)]),
+        (["agent", "deny", "make deploy *"], ["agent", "--deny", "make deploy *"]),
+        (["agent", "set", "--claude", "--claude-permission-mode", "plan",
+          "--claude-allowed-tools", "Read", "--allow", "pytest"],
+         ["agent", "--claude", "--claude-permission-mode", "plan",
+          "--claude-allowed-tools", "Read", "--allow", "pytest"]),
+    ]
+    for now, before in steps:
+        a, b = run_cli(now, env=new), run_cli(before, env=old)
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr) == (
+            0, a.stdout, b""), (a, b)
+
+    def values(shown: dict[str, tuple[str, str]]) -> dict[str, str]:
+        return {key: value for key, (value, _) in shown.items()}
+
+    shown = _show(new, args=("agent", "show"))
+    assert values(shown) == values(_show(old)) == values(_show(new))
+    assert shown["allow"][0] == "make *, ./next.sh, pytest"
+    assert shown["deny"][0] == "make deploy *"
+    assert (shown["claude"][0], shown["claude_permission_mode"][0]) == ("True", "plan")
+
+    for now, before in ((["agent", "disable"], ["agent", "--disable"]),):
+        assert run_cli(now, env=new).returncode == run_cli(before, env=old).returncode == 0
+    assert _show(new, args=("agent", "show"))["enabled"][0] == "False"
+    assert _show(old)["enabled"][0] == "False"
+    for env in (new, old):  # off: serving refuses, spelled either way
+        for args in (["agent", "serve"], ["agent"]):
+            done = run_cli(args, env=env)
+            assert done.returncode == 2 and b"the relay is off" in done.stderr, done.stderr
+            assert b"claude-notify agent allow" in done.stderr
+
+    assert run_cli(["agent", "reset"], env=new).returncode == 0
+    assert run_cli(["agent", "--reset"], env=old).returncode == 0
+    assert values(_show(new, args=("agent", "show"))) == values(_show(old))
+    assert _show(old)["allow"] == ("(none)", "default")
+
+    for args in (["agent", "register"], ["agent", "--register"]):  # not logged in: one line
+        done = run_cli(args, env=new)
+        assert (done.returncode, done.stderr) == (
+            1, b"claude-notify: not logged in: run `claude-notify login` first\n")
+
+
+def test_old_options_and_a_subcommand_together_are_refused(tmp_path: Path) -> None:
+    done = run_cli(["agent", "--allow", "make *", "show"], env=cli_env(tmp_path))
+    assert (done.returncode, done.stderr) == (
+        2, b"claude-notify: `agent show` takes its own options: give them after it\n")
+    empty = run_cli(["agent", "set"], env=cli_env(tmp_path))
+    assert empty.returncode == 2 and b"needs an option" in empty.stderr
+    assert not (tmp_path / "state" / "agent.json").exists()

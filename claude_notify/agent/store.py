@@ -135,7 +135,7 @@ def token(settings: AgentSettings) -> str:
     value = AGENT.load(settings.server, settings.storage)
     if not value:
         raise CloudError("this machine has no agent credential: run `claude-notify agent "
-                         "--register`")
+                         "register`")
     return value
 
 

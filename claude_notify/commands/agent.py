@@ -1,8 +1,14 @@
-"""``claude-notify agent``: register this machine, set what it may run, and serve the relay."""
+"""``claude-notify agent``: register this machine, set what it may run, and serve the relay.
+
+Subcommands (``register``, ``allow``, ``deny``, ``set``, ``disable``, ``reset``, ``show``,
+``serve``); the options of the spelling before them (``agent --register``, ``agent --allow …``)
+are still taken by the group itself, hidden from its help.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,41 +19,60 @@ if TYPE_CHECKING:
     from claude_notify.agent.store import AgentSettings
 
 
-@click.command(short_help="Run commands replied from your phone on this machine.")
-@click.option("--register", is_flag=True,
-              help="Get this machine's agent credential (uses your `claude-notify login`).")
-@click.option("--allow", "allow", multiple=True, metavar="PATTERN",
-              help="Allow commands matching PATTERN (`make *`, `./next.sh`); turns the relay on. "
-                   "A wildcard never matches an option that changes directory or runs code "
-                   "(`git -c`, `make -C`, …) unless spelled out, nor a path outside --dir.")
-@click.option("--deny", "deny", multiple=True, metavar="PATTERN",
-              help="Never run a command holding PATTERN's words in that order, whatever "
-                   "surrounds them (`make deploy *` also refuses `make -k deploy`).")
-@click.option("--dir", "dirs", multiple=True, metavar="DIR",
-              type=click.Path(exists=True, file_okay=False, resolve_path=True),
-              help="A directory commands may run in (and below); default: the current one.")
-@click.option("--claude/--no-claude", "claude", default=None,
-              help="Let a reply to a \"Claude finished\" notification continue that session.")
-@click.option("--claude-bin", metavar="PATH", help="The claude executable (default: on PATH).")
-@click.option("--claude-permission-mode", type=click.Choice(CLAUDE_PERMISSION_MODES),
-    help="Claude Code's permission mode for replies (never bypassPermissions).")
-@click.option("--claude-allowed-tools", metavar="TOOLS",
-              help="Claude Code's --allowedTools for replies, e.g. 'Read,Bash(git diff *)'.")
-@click.option("--disable", is_flag=True, help="Turn the relay off on this machine.")
-@click.option("--reset", is_flag=True,
-              help="Forget what these flags saved: the config's [agent] table applies again.")
-@click.option("--show", is_flag=True, help="Show this machine's relay settings.")
-def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
-          dirs: tuple[str, ...], claude: bool | None, claude_bin: str | None,
-          claude_permission_mode: str | None, claude_allowed_tools: str | None,
-          disable: bool, reset: bool, show: bool) -> None:
+def _policy_options(*, hidden: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options that change what this machine may run: ``agent set``'s, and (hidden) the
+    old ``agent --allow …`` spelling's."""
+    options = (
+        click.option("--allow", "allow", multiple=True, metavar="PATTERN", hidden=hidden,
+                     help="Allow commands matching PATTERN (`make *`, `./next.sh`); turns the "
+                          "relay on. A wildcard never matches an option that changes directory "
+                          "or runs code (`git -c`, `make -C`, …) unless spelled out, nor a path "
+                          "outside --dir."),
+        click.option("--deny", "deny", multiple=True, metavar="PATTERN", hidden=hidden,
+                     help="Never run a command holding PATTERN's words in that order, whatever "
+                          "surrounds them (`make deploy *` also refuses `make -k deploy`)."),
+        click.option("--dir", "dirs", multiple=True, metavar="DIR", hidden=hidden,
+                     type=click.Path(exists=True, file_okay=False, resolve_path=True),
+                     help="A directory commands may run in (and below); default: the current "
+                          "one."),
+        click.option("--claude/--no-claude", "claude", default=None, hidden=hidden,
+                     help="Let a reply to a \"Claude finished\" notification continue that "
+                          "session."),
+        click.option("--claude-bin", metavar="PATH", hidden=hidden,
+                     help="The claude executable (default: on PATH)."),
+        click.option("--claude-permission-mode", type=click.Choice(CLAUDE_PERMISSION_MODES),
+                     hidden=hidden,
+                     help="Claude Code's permission mode for replies (never bypassPermissions)."),
+        click.option("--claude-allowed-tools", metavar="TOOLS", hidden=hidden,
+                     help="Claude Code's --allowedTools for replies, e.g. "
+                          "'Read,Bash(git diff *)'."),
+    )
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@click.group(short_help="Run commands replied from your phone on this machine.",
+             invoke_without_command=True)
+@click.option("--register", is_flag=True, hidden=True)
+@_policy_options(hidden=True)
+@click.option("--disable", is_flag=True, hidden=True)
+@click.option("--reset", is_flag=True, hidden=True)
+@click.option("--show", is_flag=True, hidden=True)
+@click.pass_context
+def agent(ctx: click.Context, /, register: bool, disable: bool, reset: bool, show: bool,
+          **policy: Any) -> None:
     """Keep a connection to the cloud open and run the commands you reply to a notification.
 
     \b
     The relay is off until you allow something on this machine:
-      claude-notify agent --register              once, after `claude-notify login`
-      claude-notify agent --allow './next.sh' --allow 'make *'
-      claude-notify agent                         serve (keep it running: systemd, launchd, tmux)
+      claude-notify agent register                once, after `claude-notify login`
+      claude-notify agent allow './next.sh' 'make *'
+      claude-notify agent serve                   keep it running: systemd, launchd, tmux
 
     Commands are split as a shell would and run without one: `make test; curl … | sh` is
     refused unless the allow-list names that exact string. Each runs as `claude-notify run` in
@@ -55,34 +80,33 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
     but those that change directory, load config or run another program (`-c`, `-C`,
     `config`, `--upload-pack`…) and paths outside the directories; shells and `env`, `xargs`,
     `sudo`… take only the arguments a pattern spells out.
-    """
-    from dataclasses import replace
 
+    `claude-notify agent` alone serves; the options of the spelling before the subcommands
+    (`agent --register`, `agent --allow …`, `--show`, `--disable`, `--reset`) still work.
+    """
+    legacy = register or disable or reset or show or _any(policy)
+    if ctx.invoked_subcommand is not None:
+        if legacy:
+            raise UsageError(f"`agent {ctx.invoked_subcommand}` takes its own options: give "
+                             "them after it")
+        return
+    _legacy(register=register, disable=disable, reset=reset, show=show, policy=policy)
+
+
+def _legacy(*, register: bool, disable: bool, reset: bool, show: bool,
+            policy: dict[str, Any]) -> None:
+    """The spelling before the subcommands, in its order: reset, register, configure, show,
+    and serve when none of those was asked."""
     from claude_notify.agent import store
 
     settings = store.load()
     if reset:
-        store.save(replace(settings, flags=frozenset()))
-        settings = store.load()
-        click.echo("relay settings from flags forgotten on this machine; the config applies")
+        settings = _reset(settings)
     if register:
-        settings = _register(settings)
-        click.echo(f"registered this machine with {settings.server} "
-                   f"(agent credential kept in the {settings.storage})")
-    claude_opts = (claude, claude_bin, claude_permission_mode, claude_allowed_tools)
-    configure = bool(allow or deny or dirs or disable) or any(v is not None for v in claude_opts)
+        settings = _register_and_say(settings)
+    configure = disable or _any(policy)
     if configure:
-        settings = _configured(settings, allow=allow, deny=deny, dirs=dirs, disable=disable,
-                               claude=claude, claude_bin=claude_bin,
-                               permission_mode=claude_permission_mode,
-                               allowed_tools=claude_allowed_tools)
-        store.save(settings)
-        settings = store.load()
-        click.echo(f"relay {'on' if settings.enabled else 'off'} on this machine; "
-                   f"{len(settings.allow)} allowed, {len(settings.deny)} denied, "
-                   f"directories: {', '.join(settings.dirs) or 'none'}; "
-                   f"Claude carry-over {'on' if settings.claude else 'off'} "
-                   f"(permission mode {settings.claude_permission_mode})")
+        settings = _configure_and_say(settings, disable=disable, **policy)
     if configure or show:
         _warn(settings)
     if show:
@@ -90,6 +114,119 @@ def agent(register: bool, allow: tuple[str, ...], deny: tuple[str, ...],
     if register or configure or show or reset:
         return
     _serve(settings)
+
+
+@agent.command(name="serve")
+def serve_cmd() -> None:
+    """Stay connected and run what is replied (what `claude-notify agent` alone does)."""
+    from claude_notify.agent import store
+
+    _serve(store.load())
+
+
+@agent.command(name="register")
+def register_cmd() -> None:
+    """Get this machine's agent credential (uses your `claude-notify login`)."""
+    from claude_notify.agent import store
+
+    _register_and_say(store.load())
+
+
+@agent.command(name="allow")
+@click.argument("patterns", nargs=-1, required=True)
+@click.option("--dir", "dirs", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="A directory commands may run in (and below); default: the current one.")
+def allow_cmd(patterns: tuple[str, ...], dirs: tuple[str, ...]) -> None:
+    """Allow commands matching PATTERNS (`make *`, `./next.sh`); turns the relay on."""
+    _set(allow=patterns, dirs=dirs)
+
+
+@agent.command(name="deny")
+@click.argument("patterns", nargs=-1, required=True)
+def deny_cmd(patterns: tuple[str, ...]) -> None:
+    """Never run a command holding a PATTERN's words in that order."""
+    _set(deny=patterns)
+
+
+@agent.command(name="set")
+@_policy_options(hidden=False)
+def set_cmd(**policy: Any) -> None:
+    """Change several relay settings at once (the lists are added to)."""
+    if not _any(policy):
+        raise UsageError("`agent set` needs an option: see `claude-notify agent set --help`")
+    _set(**policy)
+
+
+@agent.command(name="disable")
+def disable_cmd() -> None:
+    """Turn the relay off on this machine."""
+    _set(disable=True)
+
+
+@agent.command(name="reset")
+def reset_cmd() -> None:
+    """Forget what was set on this machine: the config's [agent] table applies again."""
+    from claude_notify.agent import store
+
+    _reset(store.load())
+
+
+@agent.command(name="show")
+def show_cmd() -> None:
+    """Show this machine's relay settings and where each comes from."""
+    from claude_notify.agent import store
+
+    settings = store.load()
+    _warn(settings)
+    _show(settings)
+
+
+def _any(policy: dict[str, Any]) -> bool:
+    return any(v is not None and v != () for v in policy.values())
+
+
+def _set(*, disable: bool = False, **policy: Any) -> None:
+    from claude_notify.agent import store
+
+    _warn(_configure_and_say(store.load(), disable=disable, **policy))
+
+
+def _reset(settings: AgentSettings) -> AgentSettings:
+    from dataclasses import replace
+
+    from claude_notify.agent import store
+
+    store.save(replace(settings, flags=frozenset()))
+    click.echo("relay settings from flags forgotten on this machine; the config applies")
+    return store.load()
+
+
+def _register_and_say(settings: AgentSettings) -> AgentSettings:
+    settings = _register(settings)
+    click.echo(f"registered this machine with {settings.server} "
+               f"(agent credential kept in the {settings.storage})")
+    return settings
+
+
+def _configure_and_say(settings: AgentSettings, *, disable: bool = False,
+                       allow: tuple[str, ...] = (), deny: tuple[str, ...] = (),
+                       dirs: tuple[str, ...] = (), claude: bool | None = None,
+                       claude_bin: str | None = None, claude_permission_mode: str | None = None,
+                       claude_allowed_tools: str | None = None) -> AgentSettings:
+    from claude_notify.agent import store
+
+    store.save(_configured(settings, allow=allow, deny=deny, dirs=dirs, disable=disable,
+                           claude=claude, claude_bin=claude_bin,
+                           permission_mode=claude_permission_mode,
+                           allowed_tools=claude_allowed_tools))
+    settings = store.load()
+    click.echo(f"relay {'on' if settings.enabled else 'off'} on this machine; "
+               f"{len(settings.allow)} allowed, {len(settings.deny)} denied, "
+               f"directories: {', '.join(settings.dirs) or 'none'}; "
+               f"Claude carry-over {'on' if settings.claude else 'off'} "
+               f"(permission mode {settings.claude_permission_mode})")
+    return settings
 
 
 def _configured(settings: AgentSettings, *, allow: tuple[str, ...], deny: tuple[str, ...],
@@ -183,10 +320,10 @@ def _serve(settings: AgentSettings) -> None:
 
     if not settings.enabled or not (settings.allow or settings.claude):
         raise UsageError("the relay is off on this machine: allow commands first, e.g. "
-                         "`claude-notify agent --allow './next.sh'`")
+                         "`claude-notify agent allow './next.sh'`")
     if not settings.server:
         raise UsageError("this machine has no agent credential: run `claude-notify agent "
-                         "--register`")
+                         "register`")
     store.hold_agent_lock()
     _warn(settings)
     runner = Agent(server=settings.server, token=store.token(settings), settings=settings,
