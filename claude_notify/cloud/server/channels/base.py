@@ -4,12 +4,20 @@ Adapters never raise for a failed delivery: they classify it. ``retryable`` fail
 429, 5xx, a provider's own transient codes) are retried with backoff; anything else is permanent
 and ends as a dead letter with the provider's reason. ``disable_channel`` says the destination is
 gone for good (webhook 410, a bot blocked by the user) so nothing more is queued for it.
+
+The adapters that call an HTTP API share :class:`HttpChannel`'s send: build the request (or refuse
+before any call), post it, classify the answer; a call that fails on the wire is retryable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from claude_notify.cloud.server.delivery.http import describe
+from claude_notify.cloud.server.settings import Settings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +78,54 @@ class ChannelAdapter(Protocol):
     type: ClassVar[str]
 
     async def send(self, message: Message) -> SendResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One call to a provider: the URL and httpx's options for it (body, headers, timeout…)."""
+
+    url: str
+    options: dict[str, Any]
+
+
+class HttpChannel:
+    """The send every HTTP adapter shares; an adapter says what to post and what the answer means.
+
+    Subclasses define :meth:`request` and :meth:`classify`, and may word :meth:`unreachable`.
+    """
+
+    type: ClassVar[str]
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def send(self, message: Message) -> SendResult:
+        request = await self.request(message)
+        if isinstance(request, SendResult):  # refused before any call
+            return request
+        answer = await self.post(request)
+        return self.unreachable(answer) if isinstance(answer, str) else self.classify(answer)
+
+    async def post(self, request: Post) -> httpx.Response | str:
+        """The provider's answer, or one line saying what failed on the wire. The line comes from
+        a fixed vocabulary: an exception's own text may quote a URL holding the operator's token."""
+        try:
+            return await self.http.post(request.url, **request.options)
+        except httpx.HTTPError as exc:
+            return describe(exc)
+
+    async def request(self, message: Message) -> Post | SendResult:
+        """The call that delivers ``message``, or why none is made (a permanent failure)."""
+        raise NotImplementedError
+
+    def classify(self, response: httpx.Response) -> SendResult:
+        """What the provider's answer means for the delivery."""
+        raise NotImplementedError
+
+    def unreachable(self, detail: str) -> SendResult:
+        """The result of a call that failed on the wire: always worth another try."""
+        return SendResult(ok=False, retryable=True, detail=detail)
 
 
 def json_object(response: Any) -> dict[str, Any]:

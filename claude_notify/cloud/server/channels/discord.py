@@ -14,11 +14,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.base import (
+    HttpChannel,
+    Message,
+    Post,
+    SendResult,
+    json_object,
+)
 from claude_notify.cloud.server.channels.markdown import discord_escape
 from claude_notify.cloud.server.channels.text import clean, utf16_len
-from claude_notify.cloud.server.delivery.http import describe
-from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([\w-]+)/?$")
 LIMITS = {"content": 2000, "title": 256, "description": 4096, "field_value": 1024,
@@ -108,46 +112,35 @@ def retry_after(response: httpx.Response, body: dict[str, Any]) -> float | None:
     return None
 
 
-class DiscordChannel:
+class DiscordChannel(HttpChannel):
     type: ClassVar[str] = "discord"
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def send(self, message: Message) -> SendResult:
+    async def request(self, message: Message) -> Post | SendResult:
         path = webhook_path(str(message.config.get("webhook_url", "")))
         if path is None:
             return SendResult(ok=False, detail="not a Discord webhook URL")
-        url = self.settings.discord_api_base.rstrip("/") + path
-        try:
-            response = await self.http.post(
-                url,
-                params={"wait": "true"},
-                json=build_payload(message, app_url=self.settings.app_url),
-                timeout=self.settings.provider_timeout_s,
-                follow_redirects=False,
+        return Post(self.settings.discord_api_base.rstrip("/") + path, {
+            "params": {"wait": "true"},
+            "json": build_payload(message, app_url=self.settings.app_url),
+            "timeout": self.settings.provider_timeout_s,
+            "follow_redirects": False,
+        })
+
+    def classify(self, response: httpx.Response) -> SendResult:
+        status = response.status_code
+        body = json_object(response)
+        if status == 204 or (200 <= status < 300 and not body):
+            return SendResult(ok=True, detail=f"HTTP {status}")
+        if 200 <= status < 300:
+            message_id = str(body.get("id")) if body.get("id") is not None else None
+            return SendResult(ok=True, detail=f"message {message_id}", provider_id=message_id)
+        reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
+        if body.get("errors"):  # 400: which embed field broke which limit
+            reason += " " + clean(str(body["errors"]))[:200]
+        detail = f"Discord {status}: {reason}".rstrip(": ")
+        if status == 429 or status >= 500:
+            return SendResult(
+                ok=False, retryable=True, detail=detail, retry_after=retry_after(response, body)
             )
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, retryable=True, detail=describe(exc))
-        return classify(response)
-
-
-def classify(response: httpx.Response) -> SendResult:
-    status = response.status_code
-    body = json_object(response)
-    if status == 204 or (200 <= status < 300 and not body):
-        return SendResult(ok=True, detail=f"HTTP {status}")
-    if 200 <= status < 300:
-        message_id = str(body.get("id")) if body.get("id") is not None else None
-        return SendResult(ok=True, detail=f"message {message_id}", provider_id=message_id)
-    reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
-    if body.get("errors"):  # 400: which embed field broke which limit
-        reason += " " + clean(str(body["errors"]))[:200]
-    detail = f"Discord {status}: {reason}".rstrip(": ")
-    if status == 429 or status >= 500:
-        return SendResult(
-            ok=False, retryable=True, detail=detail, retry_after=retry_after(response, body)
-        )
-    gone = status in (401, 404) or body.get("code") in (10015, 50027)
-    return SendResult(ok=False, detail=detail, disable_channel=gone)
+        gone = status in (401, 404) or body.get("code") in (10015, 50027)
+        return SendResult(ok=False, detail=detail, disable_channel=gone)

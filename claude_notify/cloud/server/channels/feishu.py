@@ -20,9 +20,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.base import (
+    HttpChannel,
+    Message,
+    Post,
+    SendResult,
+    json_object,
+)
 from claude_notify.cloud.server.channels.text import clean, trim_top
-from claude_notify.cloud.server.delivery.http import describe
 from claude_notify.cloud.server.settings import Settings
 
 _PATH = re.compile(r"^/open-apis/bot/v2/hook/[\w-]+$")
@@ -125,40 +130,30 @@ def build_body(message: Message, *, app_url: str | None, now: int | None = None)
     return body
 
 
-class FeishuChannel:
+class FeishuChannel(HttpChannel):
     type: ClassVar[str] = "feishu"
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def send(self, message: Message) -> SendResult:
+    async def request(self, message: Message) -> Post | SendResult:
         url = hook_url(str(message.config.get("webhook_url", "")), self.settings)
         if url is None:
             return SendResult(ok=False, detail="not a Feishu/Lark bot webhook URL")
-        try:
-            response = await self.http.post(
-                url,
-                content=encode(build_body(message, app_url=self.settings.app_url)),
-                headers={"content-type": "application/json; charset=utf-8"},
-                timeout=self.settings.provider_timeout_s,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, retryable=True, detail=describe(exc))
-        return classify(response)
+        return Post(url, {
+            "content": encode(build_body(message, app_url=self.settings.app_url)),
+            "headers": {"content-type": "application/json; charset=utf-8"},
+            "timeout": self.settings.provider_timeout_s,
+            "follow_redirects": False,
+        })
 
-
-def classify(response: httpx.Response) -> SendResult:
-    status = response.status_code
-    body = json_object(response)
-    if status == 429 or status >= 500:
-        return SendResult(ok=False, retryable=True, detail=f"Feishu HTTP {status}")
-    code = body.get("code", body.get("StatusCode"))
-    if status == 200 and code == 0:
-        return SendResult(ok=True, detail="Feishu: success")
-    reason = clean(str(body.get("msg") or body.get("StatusMessage") or "no reason"))
-    detail = f"Feishu {code if code is not None else 'HTTP ' + str(status)}: {reason[:200]}"
-    if code in RETRYABLE_CODES:
-        return SendResult(ok=False, retryable=True, detail=detail)
-    return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)
+    def classify(self, response: httpx.Response) -> SendResult:
+        status = response.status_code
+        body = json_object(response)
+        if status == 429 or status >= 500:
+            return SendResult(ok=False, retryable=True, detail=f"Feishu HTTP {status}")
+        code = body.get("code", body.get("StatusCode"))
+        if status == 200 and code == 0:
+            return SendResult(ok=True, detail="Feishu: success")
+        reason = clean(str(body.get("msg") or body.get("StatusMessage") or "no reason"))
+        detail = f"Feishu {code if code is not None else 'HTTP ' + str(status)}: {reason[:200]}"
+        if code in RETRYABLE_CODES:
+            return SendResult(ok=False, retryable=True, detail=detail)
+        return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)

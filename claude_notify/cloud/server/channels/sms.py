@@ -14,10 +14,14 @@ from typing import ClassVar
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import Message, SendResult, json_object
+from claude_notify.cloud.server.channels.base import (
+    HttpChannel,
+    Message,
+    Post,
+    SendResult,
+    json_object,
+)
 from claude_notify.cloud.server.channels.text import clean, utf16_len
-from claude_notify.cloud.server.delivery.http import describe
-from claude_notify.cloud.server.settings import Settings
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -68,12 +72,8 @@ def build_text(message: Message, *, app_url: str | None) -> str:
     return " ".join(text.split()) or "claude-notify"
 
 
-class SmsChannel:
+class SmsChannel(HttpChannel):
     type: ClassVar[str] = "sms"
-
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
 
     def form(self, message: Message) -> dict[str, str]:
         sender = str(self.settings.twilio_from)
@@ -81,37 +81,30 @@ class SmsChannel:
         text = build_text(message, app_url=self.settings.app_url)
         return {"To": str(message.config["number"]), key: sender, "Body": text}
 
-    async def send(self, message: Message) -> SendResult:
+    async def request(self, message: Message) -> Post | SendResult:
         s = self.settings
         if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
             return SendResult(ok=False, detail="SMS is not configured on this server")
         base = s.twilio_api_base.rstrip("/")
-        url = f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json"
-        try:
-            response = await self.http.post(
-                url,
-                data=self.form(message),
-                auth=(s.twilio_account_sid, s.twilio_auth_token),
-                timeout=s.provider_timeout_s,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, retryable=True, detail=describe(exc))
-        return classify(response)
+        return Post(f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json", {
+            "data": self.form(message),
+            "auth": (s.twilio_account_sid, s.twilio_auth_token),
+            "timeout": s.provider_timeout_s,
+            "follow_redirects": False,
+        })
 
-
-def classify(response: httpx.Response) -> SendResult:
-    status = response.status_code
-    body = json_object(response)
-    if 200 <= status < 300:
-        sid = str(body["sid"]) if body.get("sid") else None
-        count = body.get("num_segments")
-        return SendResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
-    code = body.get("code")
-    reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
-    detail = f"Twilio {code or status}: {reason}"
-    if status == 429 or code == 20429 or status >= 500:
-        wait = response.headers.get("retry-after", "")
-        retry_after = float(wait) if wait.replace(".", "", 1).isdigit() else None
-        return SendResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
-    return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)
+    def classify(self, response: httpx.Response) -> SendResult:
+        status = response.status_code
+        body = json_object(response)
+        if 200 <= status < 300:
+            sid = str(body["sid"]) if body.get("sid") else None
+            count = body.get("num_segments")
+            return SendResult(ok=True, detail=f"{sid} queued, {count} segment(s)", provider_id=sid)
+        code = body.get("code")
+        reason = clean(str(body.get("message") or response.reason_phrase or ""))[:200]
+        detail = f"Twilio {code or status}: {reason}"
+        if status == 429 or code == 20429 or status >= 500:
+            wait = response.headers.get("retry-after", "")
+            retry_after = float(wait) if wait.replace(".", "", 1).isdigit() else None
+            return SendResult(ok=False, retryable=True, detail=detail, retry_after=retry_after)
+        return SendResult(ok=False, detail=detail, disable_channel=code in GONE_CODES)

@@ -19,10 +19,8 @@ from typing import Any, ClassVar
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import Message, SendResult
+from claude_notify.cloud.server.channels.base import HttpChannel, Message, Post, SendResult
 from claude_notify.cloud.server.channels.text import clean, utf16_len
-from claude_notify.cloud.server.delivery.http import describe
-from claude_notify.cloud.server.settings import Settings
 
 TEXT_LIMIT = 4096
 """Characters of ``text`` after entity parsing (counted here in UTF-16 units, the stricter)."""
@@ -66,55 +64,73 @@ def _buttons(message: Message, link: str | None) -> list[dict[str, str]]:
     return buttons
 
 
-class TelegramChannel:
+class TelegramChannel(HttpChannel):
     type: ClassVar[str] = "telegram"
-
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
 
     def method_url(self, method: str) -> str:
         base = self.settings.telegram_api_base.rstrip("/")
         return f"{base}/bot{self.settings.telegram_bot_token}/{method}"
 
     async def send(self, message: Message) -> SendResult:
+        """:meth:`HttpChannel.send`, following a group that became a supergroup (at most twice):
+        the message goes to the new chat, and the result gives the channel its new id."""
+        first = message.config.get("chat_id")
+        for _ in range(3):
+            result = await super().send(message)
+            moved = result.channel_update if not result.ok else None
+            if moved is None:
+                chat_id = message.config.get("chat_id")
+                if chat_id == first:
+                    return result
+                # The group became a supergroup: the channel keeps the new id from now on.
+                return dataclasses.replace(result, channel_update={"chat_id": chat_id})
+            message = dataclasses.replace(message, config={**message.config, **moved})
+        return SendResult(ok=False, detail="Telegram: chat migrated more than twice")
+
+    async def request(self, message: Message) -> Post | SendResult:
         if not self.settings.telegram_bot_token:
             return SendResult(ok=False, detail="Telegram is not configured on this server")
         chat_id = message.config.get("chat_id")
         if chat_id is None:
             return SendResult(ok=False, detail="no Telegram chat linked: send /start CODE")
         payload = build_payload(message, chat_id=chat_id, app_url=self.settings.app_url)
-        for _ in range(3):  # a migration is followed, at most twice
-            result = await self.call("sendMessage", payload)
-            new_chat = result.get("migrate_to_chat_id")
-            if new_chat is None:
-                outcome = _classify(result)
-                if payload["chat_id"] == chat_id:
-                    return outcome
-                # The group became a supergroup: the channel keeps the new id from now on.
-                return dataclasses.replace(outcome, channel_update={"chat_id": payload["chat_id"]})
-            payload["chat_id"] = new_chat
-        return SendResult(ok=False, detail="Telegram: chat migrated more than twice")
+        return self._method("sendMessage", payload)
+
+    def classify(self, response: httpx.Response) -> SendResult:
+        body = _body(response)
+        if (new_chat := body.get("migrate_to_chat_id")) is not None:  # send() follows it
+            return SendResult(ok=False, detail="Telegram: the chat moved",
+                              channel_update={"chat_id": new_chat})
+        return _classify(body)
+
+    def unreachable(self, detail: str) -> SendResult:
+        return _classify({"ok": False, "error_code": 0, "description": detail})
 
     async def call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The decoded answer (``{"ok": …}``), or a synthetic one for transport failures."""
-        try:
-            response = await self.http.post(
-                self.method_url(method), json=payload, timeout=self.settings.provider_timeout_s
-            )
-        except httpx.HTTPError as exc:
-            return {"ok": False, "error_code": 0, "description": describe(exc)}
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return {"ok": False, "error_code": response.status_code, "description": "not JSON"}
-        body.setdefault("error_code", response.status_code)
-        params = body.get("parameters")
-        if isinstance(params, dict) and params.get("migrate_to_chat_id") is not None:
-            body["migrate_to_chat_id"] = params["migrate_to_chat_id"]
-        return body
+        answer = await self.post(self._method(method, payload))
+        if isinstance(answer, str):
+            return {"ok": False, "error_code": 0, "description": answer}
+        return _body(answer)
+
+    def _method(self, method: str, payload: dict[str, Any]) -> Post:
+        return Post(self.method_url(method),
+                    {"json": payload, "timeout": self.settings.provider_timeout_s})
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    """The answer as a dict with its ``error_code`` and any ``migrate_to_chat_id`` on top."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return {"ok": False, "error_code": response.status_code, "description": "not JSON"}
+    body.setdefault("error_code", response.status_code)
+    params = body.get("parameters")
+    if isinstance(params, dict) and params.get("migrate_to_chat_id") is not None:
+        body["migrate_to_chat_id"] = params["migrate_to_chat_id"]
+    return body
 
 
 def _classify(body: dict[str, Any]) -> SendResult:

@@ -15,9 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from claude_notify.cloud.server.channels.base import Message, SendResult
-from claude_notify.cloud.server.delivery.http import describe
-from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.channels.base import HttpChannel, Message, Post, SendResult
 from claude_notify.cloud.server.urlguard import (
     Unresolvable,
     UnsafeURL,
@@ -51,14 +49,10 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
     type: ClassVar[str] = "webhook"
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def send(self, message: Message) -> SendResult:
+    async def request(self, message: Message) -> Post | SendResult:
         url = str(message.config["url"])
         allow = self.settings.webhook_allow_private
         try:
@@ -79,30 +73,25 @@ class WebhookChannel:
             "webhook-signature": sign(str(message.config["secret"]), msg_id, stamp, body),
             "host": target.host,
         }
-        try:
-            response = await self.http.post(
-                target.url,
-                content=body,
-                headers=headers,
-                timeout=self.settings.webhook_timeout_s,
-                follow_redirects=False,
-                extensions={"sni_hostname": target.sni},
+        return Post(target.url, {
+            "content": body,
+            "headers": headers,
+            "timeout": self.settings.webhook_timeout_s,
+            "follow_redirects": False,
+            "extensions": {"sni_hostname": target.sni},
+        })
+
+    def classify(self, response: httpx.Response) -> SendResult:
+        """2xx is delivered; 410 is gone for good; 429/5xx/timeouts retry; other answers are
+        final."""
+        code = response.status_code
+        detail = f"HTTP {code}"
+        if 200 <= code < 300:
+            return SendResult(ok=True, detail=detail)
+        if code == 410:
+            return SendResult(ok=False, detail="HTTP 410: endpoint gone", disable_channel=True)
+        if code in RETRYABLE_STATUS or 300 <= code < 400:
+            return SendResult(
+                ok=False, retryable=True, detail=detail, retry_after=retry_after(response)
             )
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, retryable=True, detail=describe(exc))
-        return classify(response)
-
-
-def classify(response: httpx.Response) -> SendResult:
-    """2xx is delivered; 410 is gone for good; 429/5xx/timeouts retry; other answers are final."""
-    code = response.status_code
-    detail = f"HTTP {code}"
-    if 200 <= code < 300:
-        return SendResult(ok=True, detail=detail)
-    if code == 410:
-        return SendResult(ok=False, detail="HTTP 410: endpoint gone", disable_channel=True)
-    if code in RETRYABLE_STATUS or 300 <= code < 400:
-        return SendResult(
-            ok=False, retryable=True, detail=detail, retry_after=retry_after(response)
-        )
-    return SendResult(ok=False, detail=detail)
+        return SendResult(ok=False, detail=detail)
