@@ -1,10 +1,17 @@
-"""Counting per key in the current minute, in this process: the events-per-token limit.
+"""Rate limits: in this process (events per token, agent connections) and in the database.
 
-A fixed window (the wall-clock minute) rather than a sliding one: one integer per key, and the
-whole table is dropped when the minute turns, so keys nobody uses again cost nothing. A client
-can send up to twice the limit across a minute boundary; what the limit guards against — a
-runaway loop or a leaked token flooding the server — is stopped all the same. Each API process
-counts its own requests; replicas behind a balancer each allow the limit.
+:func:`reached` counts recent rows in the database, so its limits hold across API replicas: the
+relay's commands per sender a minute, confirmation messages per user an hour, sign-in requests
+per address and per client IP an hour. Each counts rows it writes anyway (audit rows, outbox rows,
+sign-in requests), so the limit needs no table of its own.
+
+:class:`PerMinute` counts per key in the current minute, in this process: the events-per-token
+limit, on the hot path where a query per request would cost too much. A fixed window (the
+wall-clock minute) rather than a sliding one: one integer per key, and the whole table is dropped
+when the minute turns, so keys nobody uses again cost nothing. A client can send up to twice the
+limit across a minute boundary; what the limit guards against — a runaway loop or a leaked token
+flooding the server — is stopped all the same. Each API process counts its own requests;
+replicas behind a balancer each allow the limit.
 """
 
 from __future__ import annotations
@@ -14,6 +21,23 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from claude_notify.events import utcnow
+
+
+def reached(session: Session, limit: int, window_s: float,
+            created_at: InstrumentedAttribute[datetime], *where: ColumnElement[Any]) -> bool:
+    """Whether the rows matching ``where`` written in the last ``window_s`` (by their
+    ``created_at``) already number ``limit``: the next one is over it."""
+    since = utcnow() - timedelta(seconds=window_s)
+    recent = session.scalar(select(func.count()).select_from(created_at.class_)
+                            .where(*where, created_at > since))
+    return (recent or 0) >= limit
 
 
 class PerMinute:

@@ -19,6 +19,11 @@ from claude_notify.errors import ConfigError
 
 StartTLS = Literal["auto", "require", "off"]
 
+RELAY_BANNED: tuple[str, ...] = (
+    "rm -rf /", "mkfs", ":(){", "dd if=", "shutdown", "reboot", "halt", "poweroff",
+    "chmod -r 777 /", "> /dev/sd")
+"""Spec §11's keyword banlist: refused by the server whatever the agent's allow-list says."""
+
 _ENV_PREFIX = "CLAUDE_NOTIFY_SERVER_"
 
 
@@ -84,6 +89,11 @@ class Settings:
     """Notifications queued for one event; the channels beyond it are refused with a reason."""
     pro_daily_sms: int = 30
     verification_ttl_s: float = 86_400.0
+    verifications_per_hour: int = 10
+    """Confirmation messages (e-mail links, SMS codes) one user may trigger an hour: enough to
+    fix a typo, too few to spam."""
+    link_ttl_s: float = 900.0
+    """How long a code from ``POST /v1/channels/{id}/link`` stays good."""
     login_ttl_s: float = 900.0
     """How long a sign-in link and its device code stay valid."""
     login_per_address_per_hour: int = 5
@@ -128,6 +138,20 @@ class Settings:
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     """Sender number (E.164) or ``MG…`` messaging service SID."""
+    relay_ttl_s: float = 3600.0
+    """How long a relayed command waits for an offline agent before it expires."""
+    relay_per_minute: int = 10
+    """Commands (accepted or refused) one sender may send in a minute: counted per actor, so a
+    stranger pressing a group chat's buttons cannot use up the owner's minute."""
+    relay_banned: tuple[str, ...] = RELAY_BANNED
+    """Keywords that refuse a shell command (case-insensitive; comma-separated in the variable,
+    which replaces the list)."""
+    relay_poll_s: float = 30.0
+    """How often a connected agent's queue is re-read without a wake-up (expiry, other replicas)."""
+    relay_idle_s: float = 90.0
+    """An agent silent this long (no heartbeat) is disconnected."""
+    relay_reply_token_ttl_s: float = 86_400.0
+    """How long a notification's reply token can queue a command for its session."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
@@ -137,14 +161,17 @@ class Settings:
             _bad("SMTP_STARTTLS", self.smtp_starttls, "must be auto, require or off")
         for name in ("max_body_bytes", "max_tail_bytes", "max_attempts", "worker_concurrency",
                      "max_channels_per_user", "max_agents_per_user", "max_sockets_per_user",
-                     "max_sends_per_event"):
+                     "max_sends_per_event", "verifications_per_hour", "relay_per_minute"):
             if getattr(self, name) < 1:
                 _bad(name.upper(), getattr(self, name), "must be at least 1")
         if self.events_per_minute < 0:
             _bad("EVENTS_PER_MINUTE", self.events_per_minute, "must be 0 (no limit) or more")
-        for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s"):
+        for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s",
+                     "link_ttl_s", "relay_poll_s", "relay_idle_s", "relay_reply_token_ttl_s"):
             if getattr(self, name) <= 0:
                 _bad(name.upper(), getattr(self, name), "must be positive")
+        if self.relay_ttl_s < 0:  # 0: a command for an offline agent expires at once
+            _bad("RELAY_TTL_S", self.relay_ttl_s, "must be 0 or more")
         if not 0 < self.pro_log_cap_bytes <= 10 * 1024 * 1024:
             _bad("PRO_LOG_CAP_BYTES", self.pro_log_cap_bytes, "must be between 1 and 10 MB")
         if self.log_keys:

@@ -10,59 +10,54 @@ twice.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server import limits
 from claude_notify.cloud.server.db.models import Event, Notification, Task
 from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
+from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
 OPEN: Final = ("queued", "delivered", "running")
 FINAL: Final = ("done", "failed", "expired", "refused")
-DEFAULT_BANNED: Final = ("rm -rf /", "mkfs", ":(){", "dd if=", "shutdown", "reboot", "halt",
-                         "poweroff", "chmod -r 777 /", "> /dev/sd")
-"""Spec §11's keyword banlist: refused by the server whatever the agent's allow-list says."""
 
 
 @dataclass(frozen=True)
 class RelayPolicy:
-    """The server's relay limits (``CLAUDE_NOTIFY_SERVER_RELAY_*``)."""
+    """The server's relay limits: its settings' ``relay_*`` values (defaults and meanings
+    there), read once per app."""
 
-    ttl_s: float = 3600.0
+    ttl_s: float
     """How long a command waits for an offline agent before it expires."""
-    per_minute: int = 10
-    """Commands (accepted or refused) one sender may send in a minute: counted per actor, so a
-    stranger pressing a group chat's buttons cannot use up the owner's minute."""
-    banned: tuple[str, ...] = DEFAULT_BANNED
-    poll_s: float = 30.0
+    per_minute: int
+    """Commands (accepted or refused) one sender may send in a minute (per actor)."""
+    banned: tuple[str, ...]
+    """Lower-case keywords that refuse a shell command (spec §11's list by default)."""
+    poll_s: float
     """How often a connected agent's queue is re-read without a wake-up (expiry, other replicas)."""
-    idle_s: float = 90.0
+    idle_s: float
     """An agent silent this long (no heartbeat) is disconnected."""
-    reply_token_ttl_s: float = 86_400.0
+    reply_token_ttl_s: float
     """How long a notification's reply token can queue a command for its session."""
 
     @classmethod
+    def of(cls, settings: Settings) -> RelayPolicy:
+        return cls(ttl_s=settings.relay_ttl_s, per_minute=settings.relay_per_minute,
+                   banned=tuple(word.lower() for word in settings.relay_banned),
+                   poll_s=settings.relay_poll_s, idle_s=settings.relay_idle_s,
+                   reply_token_ttl_s=settings.relay_reply_token_ttl_s)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RelayPolicy:
-        env = os.environ if env is None else env
-        prefix = "CLAUDE_NOTIFY_SERVER_RELAY_"
-        banned = env.get(prefix + "BANNED")
-        return cls(
-            ttl_s=float(env.get(prefix + "TTL_S", cls.ttl_s)),
-            per_minute=int(env.get(prefix + "PER_MINUTE", cls.per_minute)),
-            banned=(tuple(w.strip().lower() for w in banned.split(",") if w.strip())
-                    if banned is not None else DEFAULT_BANNED),
-            poll_s=float(env.get(prefix + "POLL_S", cls.poll_s)),
-            idle_s=float(env.get(prefix + "IDLE_S", cls.idle_s)),
-            reply_token_ttl_s=float(env.get(prefix + "REPLY_TOKEN_TTL_S",
-                                            cls.reply_token_ttl_s)),
-        )
+        """As a server started with ``env`` (default: this process's) would have it."""
+        return cls.of(Settings.from_env(env).validate())
 
 
 class Refused(Exception):
@@ -159,11 +154,9 @@ def audit(session: Session, origin: Origin, *, command: str, outcome: str,
 
 def over_limit(session: Session, origin: Origin, policy: RelayPolicy) -> str | None:
     """Why this sender may not act again this minute, else ``None`` (see ``per_minute``)."""
-    recent = session.scalar(
-        select(func.count()).select_from(RelayAudit).where(
-            RelayAudit.user_id == origin.user_id, RelayAudit.actor == origin.actor[:128],
-            RelayAudit.created_at > utcnow() - timedelta(seconds=60)))
-    if (recent or 0) >= policy.per_minute:
+    if limits.reached(session, policy.per_minute, 60.0, RelayAudit.created_at,
+                      RelayAudit.user_id == origin.user_id,
+                      RelayAudit.actor == origin.actor[:128]):
         return f"more than {policy.per_minute} commands in a minute: try again later"
     return None
 

@@ -17,6 +17,7 @@ from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.hub import Hub
 from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.relay.queue import RelayPolicy
+from claude_notify.cloud.server.settings import Settings
 
 _lock = threading.Lock()
 T = TypeVar("T")
@@ -64,7 +65,9 @@ def relay_of(state: Any) -> Relay:
         if relay is None:
             runtime = getattr(state, "runtime", None)
             settings = getattr(runtime, "settings", None)
-            relay = Relay(RelayPolicy.from_env(), getattr(settings, "redis_url", None),
+            if not isinstance(settings, Settings):
+                settings = Settings()
+            relay = Relay(RelayPolicy.of(settings), settings.redis_url,
                           getattr(runtime, "sessions", None))
             state.relay = relay
     assert isinstance(relay, Relay)  # noqa: S101 - only this module sets it

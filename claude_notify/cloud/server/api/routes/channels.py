@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import outbox
+from claude_notify.cloud.server import limits, outbox
 from claude_notify.cloud.server.api.deps import (
     ChannelWriter,
     Principal,
@@ -131,20 +131,11 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-VERIFICATIONS_PER_HOUR = 10
-"""Confirmation messages one user may trigger an hour: enough to fix a typo, too few to spam."""
-
-
 def _start_verification(session: Session, runtime: Runtime, channel: Channel) -> None:
     """Queue the one-time link; only its hash is stored."""
-    recent = session.scalar(
-        select(func.count()).where(
-            Notification.user_id == channel.user_id,
-            Notification.kind == outbox.VERIFY,
-            Notification.created_at > utcnow() - timedelta(hours=1),
-        )
-    )
-    if (recent or 0) >= VERIFICATIONS_PER_HOUR:
+    if limits.reached(session, runtime.settings.verifications_per_hour, 3600.0,
+                      Notification.created_at, Notification.user_id == channel.user_id,
+                      Notification.kind == outbox.VERIFY):
         raise ApiError(
             429, "too many confirmation messages this hour", headers={"Retry-After": "3600"}
         )

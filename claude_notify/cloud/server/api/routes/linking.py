@@ -39,8 +39,6 @@ from claude_notify.events import utcnow
 
 router = APIRouter(tags=["channels"])
 
-LINK_TTL_S = 900.0
-"""A Telegram link code is good for fifteen minutes."""
 SMS_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """No 0/O, 1/I/L: easy to read off a phone."""
 
@@ -95,7 +93,7 @@ def link_telegram(
         raise ApiError(409, missing)
     code = secrets.token_urlsafe(24)
     channel.verify_hash = code_hash(code)
-    channel.verify_expires_at = utcnow() + timedelta(seconds=LINK_TTL_S)
+    channel.verify_expires_at = utcnow() + timedelta(seconds=runtime.settings.link_ttl_s)
     session.commit()
     bot = runtime.settings.telegram_bot_username if channel.type == "telegram" else None
     command = {"telegram": f"/start {code}", "discord": f"/link code:{code}"}

@@ -31,9 +31,9 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from claude_notify.cloud.server import auth, outbox
+from claude_notify.cloud.server import auth, limits, outbox
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.schemas import StrictBody
@@ -113,16 +113,12 @@ def start_login(
     settings = runtime.settings
     ip = _client_ip(request)
     now = utcnow()
-    hour_ago = now - timedelta(hours=1)
     for where, limit in (
         ((LoginRequest.email == email, LoginRequest.client_ip == ip),
          settings.login_per_address_per_hour),
         ((LoginRequest.client_ip == ip,), settings.login_per_ip_per_hour),
     ):
-        recent = session.scalar(
-            select(func.count()).where(*where, LoginRequest.created_at > hour_ago)
-        )
-        if (recent or 0) >= limit:
+        if limits.reached(session, limit, 3600.0, LoginRequest.created_at, *where):
             raise ApiError(
                 429, "too many sign-in requests; try again later", headers={"Retry-After": "3600"}
             )
