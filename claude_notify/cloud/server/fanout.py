@@ -139,18 +139,10 @@ def plan_notifications(
     fired = triggers(event)
     if not fired:
         return []
-    key = ("channels", user.id)
-    channels: Sequence[ChannelRules]
-    if memo is not None and key in memo:
-        channels = memo[key]
-    else:
-        channels = session.execute(_CHANNELS, {"user_id": user.id}).all()
-        if memo is not None:
-            memo[key] = channels
     day = quota.quota_day(now, user.timezone)
     planned = []
     rows: list[dict[str, Any]] = []
-    for channel in channels:
+    for channel in _channels(session, user.id, memo):
         if not channel_fires(channel, task, event, fired):
             continue
         reason = _refusal(channel) or _over_sends(rows, settings) or quota.take(
@@ -168,6 +160,19 @@ def plan_notifications(
         planned.append(Planned(row["id"], channel.id, channel.type, row["status"], reason))
     outbox.queue_events(session, rows)
     return planned
+
+
+def _channels(session: Session, user_id: uuid.UUID,
+              memo: dict[Any, Any] | None) -> Sequence[ChannelRules]:
+    """The user's channels, read once per transaction when ``memo`` is given."""
+    key = ("channels", user_id)
+    if memo is not None and key in memo:
+        found: Sequence[ChannelRules] = memo[key]
+        return found
+    channels: Sequence[ChannelRules] = session.execute(_CHANNELS, {"user_id": user_id}).all()
+    if memo is not None:
+        memo[key] = channels
+    return channels
 
 
 _CHANNEL_TABLE: Any = Channel.__table__

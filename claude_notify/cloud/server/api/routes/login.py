@@ -39,6 +39,7 @@ from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import LoginRequest, User
+from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["auth"])
@@ -112,16 +113,8 @@ def start_login(
         raise ApiError(422, f"scopes not available to a sign-in: {', '.join(sorted(bad))}")
     settings = runtime.settings
     ip = _client_ip(request)
+    _check_rate(session, settings, email, ip)
     now = utcnow()
-    for where, limit in (
-        ((LoginRequest.email == email, LoginRequest.client_ip == ip),
-         settings.login_per_address_per_hour),
-        ((LoginRequest.client_ip == ip,), settings.login_per_ip_per_hour),
-    ):
-        if limits.reached(session, limit, 3600.0, LoginRequest.created_at, *where):
-            raise ApiError(
-                429, "too many sign-in requests; try again later", headers={"Retry-After": "3600"}
-            )
     device_code, link_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     user_code, machine = _new_user_code(), _shown(body.machine)
     scopes = sorted(set(body.scopes))
@@ -154,6 +147,19 @@ def start_login(
     runtime.waker.wake()
     return DeviceOut(device_code=device_code, user_code=user_code,
                      expires_in=int(settings.login_ttl_s), interval=POLL_INTERVAL_S)
+
+
+def _check_rate(session: SessionDep, settings: Settings, email: str, ip: str) -> None:
+    """429 past the hourly limits: per address from this client IP, and per client IP."""
+    for where, limit in (
+        ((LoginRequest.email == email, LoginRequest.client_ip == ip),
+         settings.login_per_address_per_hour),
+        ((LoginRequest.client_ip == ip,), settings.login_per_ip_per_hour),
+    ):
+        if limits.reached(session, limit, 3600.0, LoginRequest.created_at, *where):
+            raise ApiError(
+                429, "too many sign-in requests; try again later", headers={"Retry-After": "3600"}
+            )
 
 
 _PAGE = (
