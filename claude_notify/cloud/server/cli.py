@@ -236,7 +236,7 @@ async def _set_telegram_webhook(settings: Settings, url: str) -> tuple[bool, str
     import httpx
 
     from claude_notify.cloud.server.channels.telegram import TelegramChannel
-    from claude_notify.cloud.server.channels.templates import clean
+    from claude_notify.cloud.server.channels.text import clean
 
     payload = {
         "url": url,
