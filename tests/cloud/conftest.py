@@ -63,20 +63,33 @@ def _pg_reachable() -> bool:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A scratch PostgreSQL database for this test session, migrated once."""
-    if not _pg_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+    _require_pg()
+    with _scratch_pg() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _scratch_pg() -> Iterator[str]:
+    """A new, migrated PostgreSQL database, dropped on exit."""
     name = f"cn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    engine = make_engine(Settings(database_url=url).sqlalchemy_url)
-    migrate(engine)
-    engine.dispose()
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        engine = make_engine(Settings(database_url=url).sqlalchemy_url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _require_pg() -> None:
+    if not _pg_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +111,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     return _emptied(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  sqlite_template: Path) -> Iterator[str]:
+    """A migrated database of each kind for one module's shared server (see ``relay_kit``).
+
+    PostgreSQL gets a database of its own, so the tests of other modules, which empty the
+    session's scratch database, never pull rows from under a server still running."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module-db") / "server.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    _require_pg()
+    with _scratch_pg() as url:
+        yield url
 
 
 def _emptied(url: str) -> str:
@@ -132,18 +163,33 @@ def tls_ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def smtp_server(tmp_path: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
-    """A real aiosmtpd server on 127.0.0.1 that offers STARTTLS with a test CA's certificate."""
+@contextlib.contextmanager
+def _smtp(where: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-    ca_file = tmp_path / "smtp-ca.pem"
+    ca_file = where / "smtp-ca.pem"
     tls_ca.cert_pem.write_to_path(str(ca_file))
     box = Mailbox(host="127.0.0.1", port=free_port(), ca_file=str(ca_file))
     controller = Controller(_Capture(box), hostname=box.host, port=box.port, tls_context=server_ctx)
     controller.start()
-    yield box
-    controller.stop()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path, tls_ca: trustme.CA) -> Iterator[Mailbox]:
+    """A real aiosmtpd server on 127.0.0.1 that offers STARTTLS with a test CA's certificate."""
+    with _smtp(tmp_path, tls_ca) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def module_smtp(tmp_path_factory: pytest.TempPathFactory, tls_ca: trustme.CA) -> Iterator[Mailbox]:
+    """The same, for one module's shared server: tests count the mails they caused."""
+    with _smtp(tmp_path_factory.mktemp("smtp"), tls_ca) as box:
+        yield box
 
 
 # --------------------------------------------------------------------------- webhooks

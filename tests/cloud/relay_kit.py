@@ -1,13 +1,20 @@
 """Real processes for the relay tests: the server (`claude-notify server`), a user's CLI
-environment logged in to it, and the agent (`claude-notify agent`) as a child process."""
+environment logged in to it, and the agent (`claude-notify agent`) as a child process.
+
+A module may share one server among its tests (started once per database, which saves a
+process start of seconds per test): each test then signs up its own user (:func:`email`), so
+what one test does is invisible to the next, and :meth:`Server.running` brings the server back
+for the next test if one stopped it."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,13 @@ class Server:
                                      start_new_session=True)
         wait_for(self._up, timeout=90, what="the server to answer /healthz")
 
+    def running(self) -> Server:
+        """This server, started again if a test stopped it (for a server shared by tests)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            self.start()
+        return self
+
     def _up(self) -> bool:
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
@@ -56,7 +70,8 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it died already
+                os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=15)
             self.proc = None
 
@@ -64,6 +79,11 @@ class Server:
         out = subprocess.run([*CLI, "server", *args], env=self.env, capture_output=True,
                              check=True, timeout=60)
         return out.stdout.decode().strip()
+
+
+def email(who: str = "dev") -> str:
+    """A new user's address: tests sharing a server never share an account."""
+    return f"{who}-{uuid.uuid4().hex[:10]}@example.com"
 
 
 def user_env(home: Path, **extra: str) -> dict[str, str]:

@@ -22,17 +22,23 @@ from pathlib import Path
 import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, mail_text, wait_for
-from relay_kit import CLI, Server
+from relay_kit import CLI, Server, email
 
 
-@pytest.fixture
-def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server,
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox) -> Iterator[Server]:
+    """One server per database for the whole module; each test signs up its own user."""
+    srv = Server.make(module_db_url, module_smtp,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN="123456:test-token",  # noqa: S106
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_USERNAME="cn_test_bot")
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
 
 
 def _user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -59,8 +65,10 @@ def cli(args: list[str], env: dict[str, str], *, stdin: bytes | None = None,
 
 def _logged_in(server: Server, tmp_path: Path, receiver: Receiver,
                **extra: str) -> dict[str, str]:
-    token = server.admin("create-user", "dev@example.com", "--plan", "pro")
-    env = _user_env(tmp_path, **extra)
+    """A pro user of their own, logged in, with a webhook channel; its address in ``EMAIL``."""
+    address = email()
+    token = server.admin("create-user", address, "--plan", "pro")
+    env = _user_env(tmp_path, EMAIL=address, **extra)
     out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
     assert b"pro plan" in out.stdout
     assert token.encode() not in out.stdout + out.stderr
@@ -119,7 +127,7 @@ def test_server_down_spools_then_delivers_exactly_once(server: Server, tmp_path:
 def test_revoked_token_keeps_events_spooled(server: Server, tmp_path: Path,
                                             receiver: Receiver) -> None:
     env = _logged_in(server, tmp_path, receiver)
-    server.admin("revoke", "--user", "dev@example.com")
+    server.admin("revoke", "--user", env["EMAIL"])
     assert cli(["run", "--", "true", "x"], env).returncode == 0
     result = cli(["sync"], env, check=False)
     assert result.returncode == 1
@@ -155,7 +163,7 @@ def test_no_login_no_network_and_no_cloud_flag(server: Server, tmp_path: Path,
 
 
 def test_token_storage_keyring_and_file_fallback(server: Server, tmp_path: Path) -> None:
-    token = server.admin("create-user", "k@example.com")
+    token = server.admin("create-user", email("k"))
     env = _user_env(tmp_path)
     out = cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
     assert b"token kept in the keyring" in out.stdout
@@ -239,21 +247,23 @@ def test_stream_without_login_is_a_usage_error(tmp_path: Path) -> None:
     assert result.stderr.count(b"\n") == 1
 
 
-def test_login_by_e_mailed_link(server: Server, tmp_path: Path, smtp_server: Mailbox) -> None:
+def test_login_by_e_mailed_link(server: Server, tmp_path: Path, module_smtp: Mailbox) -> None:
     """The device flow: the CLI waits; the link in the real e-mail is opened and confirmed; the
     waiting CLI receives its token (never shown) and can use it."""
     env = _user_env(tmp_path)
-    with subprocess.Popen([*CLI, "login", "--server", server.url, "--email", "me@example.com"],
+    me, before = email("me"), module_smtp.count()
+    with subprocess.Popen([*CLI, "login", "--server", server.url, "--email", me],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as login:
         assert login.stderr is not None
         said = login.stderr.readline().decode()  # the code to type, before the waiting starts
-        assert said.startswith("We e-mailed a sign-in link to me@example.com."), said
+        assert said.startswith(f"We e-mailed a sign-in link to {me}."), said
         code = said.rsplit(" ", 1)[1].strip()
-        [mail] = smtp_server.wait(1, timeout=30)
+        [mail] = module_smtp.wait(before + 1, timeout=30)[before:]
+        assert mail.rcpt_tos == [me]
         assert socket.gethostname() in mail_text(mail)  # the machine that asked
         link = next(word for word in mail_text(mail).split() if "/v1/auth/approve?" in word)
         page = httpx.get(link, timeout=10)
-        assert page.status_code == 200 and "me@example.com" in page.text
+        assert page.status_code == 200 and me in page.text
         assert html.escape(socket.gethostname()) in page.text
         token = link.split("token=")[1]
         confirmed = httpx.post(f"{server.url}/v1/auth/approve",
@@ -261,14 +271,14 @@ def test_login_by_e_mailed_link(server: Server, tmp_path: Path, smtp_server: Mai
         assert confirmed.status_code == 200
         out, _ = login.communicate(timeout=60)
     assert login.returncode == 0
-    assert out.decode().startswith(f"logged in to {server.url} as me@example.com")
+    assert out.decode().startswith(f"logged in to {server.url} as {me}")
     whoami = cli(["whoami"], env).stdout.decode()
-    assert whoami.startswith(f"me@example.com on {server.url}: free plan")
+    assert whoami.startswith(f"{me} on {server.url}: free plan")
 
 
 def test_plan_limits_and_channel_management(server: Server, tmp_path: Path,
                                             receiver: Receiver) -> None:
-    token = server.admin("create-user", "free@example.com")
+    token = server.admin("create-user", email("free"))
     env = _user_env(tmp_path)
     cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
     refused = cli(["channels", "add", "telegram", "12345"], env, check=False)

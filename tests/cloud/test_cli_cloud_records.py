@@ -20,25 +20,34 @@ from typing import Any
 import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, wait_for
-from relay_kit import CLI, Server, cli, user_env
+from relay_kit import CLI, Server, cli, email, user_env
 from standardwebhooks.webhooks import Webhook
 
 
-@pytest.fixture
-def server(db_url: str, smtp_server: Mailbox) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server)
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox) -> Iterator[Server]:
+    """One server per database for the module; each test signs up a user of its own."""
+    srv = Server.make(module_db_url, module_smtp)
     srv.start()
     yield srv
     srv.stop()
 
 
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
+
+
 _TOKEN = "_TEST_TOKEN"  # noqa: S105 - an environment variable's name
 """Where a test keeps the account's token in its CLI environment (the CLI ignores it)."""
+_EMAIL = "_TEST_EMAIL"
+"""And the account's address."""
 
 
 def _logged_in(server: Server, home: Path, receiver: Receiver | None) -> dict[str, str]:
-    token = server.admin("create-user", "dev@example.com", "--plan", "pro")
-    env = user_env(home, **{_TOKEN: token})
+    address = email()
+    token = server.admin("create-user", address, "--plan", "pro")
+    env = user_env(home, **{_TOKEN: token, _EMAIL: address})
     env.pop("CLAUDE_NOTIFY_QUIET")  # the run's one-line warnings are part of what is tested
     cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
     if receiver is not None:
@@ -174,8 +183,8 @@ def test_a_webhook_signing_secret_is_shown_once(server: Server, tmp_path: Path,
     cli(["channels", "test", channel_id], env)
     call = receiver.wait(2, timeout=30)[1]
     assert _signed_by(call, new) and not _signed_by(call, shown)
-    email = cli(["channels", "add", "email", "me@example.com"], env).stdout.split()[3].decode()
-    refused = cli(["channels", "rotate-secret", email], env, check=False)
+    mail_id = cli(["channels", "add", "email", "me@example.com"], env).stdout.split()[3].decode()
+    refused = cli(["channels", "rotate-secret", mail_id], env, check=False)
     assert refused.returncode == 1 and refused.stderr.count(b"\n") == 1
     assert b"webhook" in refused.stderr
 
@@ -221,7 +230,7 @@ def _cloud_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
 def test_status_says_a_refused_token_and_how_to_log_in(server: Server, tmp_path: Path) -> None:
     env = _logged_in(server, tmp_path, None)
     assert "connection ok" in cli(["status"], env).stdout.decode()
-    server.admin("revoke", "--user", "dev@example.com")
+    server.admin("revoke", "--user", env[_EMAIL])
     out = cli(["status"], env).stdout.decode()
     assert "connection ok" not in out
     [line] = [line for line in out.splitlines() if line.startswith("connection")]
