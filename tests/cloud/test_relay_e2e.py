@@ -21,11 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, wait_for
-from relay_kit import AgentProc, Server, api, cli, user_env
-from standins.kit import telegram
+from relay_kit import AgentProc, Server, api, cli, email, user_env
 from standins.telegram import TOKEN, TelegramStandIn
-
-__all__ = ["telegram"]
 
 SESSION = "tty:/dev/pts/7:4242"
 COUNT = "#!/bin/sh\necho ran >> runs.txt\n"
@@ -35,9 +32,21 @@ _UPDATE_IDS = itertools.count(10001)
 """Telegram numbers every update; the server handles each number once."""
 
 
-@pytest.fixture
-def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
+@pytest.fixture(scope="module")
+def telegram(module_db_url: str) -> Iterator[TelegramStandIn]:
+    """The stand-in the module's shared server talks to, one per database so that each starts
+    empty (a single test here links a chat to it)."""
+    standin = TelegramStandIn(per_chat_interval_s=0)
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox,
+                  telegram: TelegramStandIn) -> Iterator[Server]:
+    """One server per database for the module; each test signs up a user of its own."""
+    srv = Server.make(module_db_url, module_smtp, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE=telegram.base_url,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET=HOOK_SECRET)
     srv.start()
@@ -45,10 +54,15 @@ def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iter
     srv.stop()
 
 
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
+
+
 class Setup:
     def __init__(self, server: Server, tmp_path: Path, receiver: Receiver) -> None:
         self.server, self.receiver = server, receiver
-        self.token = server.admin("create-user", "dev@example.com", "--plan", "pro")
+        self.token = server.admin("create-user", email(), "--plan", "pro")
         self.env = user_env(tmp_path / "user")
         cli(["login", "--server", server.url, "--token"], self.env,
             stdin=self.token.encode() + b"\n")
@@ -169,7 +183,8 @@ def test_a_server_restart_mid_run_loses_nothing_and_runs_nothing_twice(
 def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(
     server: Server, tmp_path: Path
 ) -> None:
-    token = server.admin("create-user", "off@example.com", "--plan", "pro")
+    off_user = email("off")
+    token = server.admin("create-user", off_user, "--plan", "pro")
     env = user_env(tmp_path / "off")
     cli(["login", "--server", server.url, "--token"], env, stdin=token.encode() + b"\n")
     cli(["agent", "--register"], env)
@@ -177,7 +192,7 @@ def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(
     assert off.returncode == 2
     assert b"the relay is off on this machine" in off.stderr
     cli(["agent", "--allow", "make *", "--dir", str(tmp_path)], env)
-    server.admin("revoke", "--user", "off@example.com")
+    server.admin("revoke", "--user", off_user)
     retired = cli(["agent"], env, check=False)
     assert retired.returncode == 1
     assert b"refused this machine's agent credential" in retired.stderr

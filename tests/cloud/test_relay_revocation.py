@@ -24,7 +24,7 @@ import sqlalchemy
 from click.testing import CliRunner
 from cloud_kit import Account, Mailbox, wait_for
 from fastapi.testclient import TestClient
-from relay_kit import AgentProc, Server, api, cli, user_env
+from relay_kit import AgentProc, Server, api, cli, email, user_env
 from sqlalchemy import select
 from standins.kit import provider_settings, telegram
 from standins.telegram import TelegramStandIn
@@ -33,7 +33,7 @@ from tg_kit import MACHINE, Chat, reply_token
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.cli import server as server_cli
-from claude_notify.cloud.server.db.models import ApiToken
+from claude_notify.cloud.server.db.models import ApiToken, User
 from claude_notify.cloud.server.relay.models import RelayAudit
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -53,9 +53,9 @@ promises a second; the rest is the agent noticing and writing its log line)."""
 class Machine:
     """A user's machine with its session known to the server and its agent registered."""
 
-    def __init__(self, server: Server, tmp_path: Path, email: str = "dev@example.com") -> None:
-        self.server, self.email = server, email
-        self.token = server.admin("create-user", email, "--plan", "pro")
+    def __init__(self, server: Server, tmp_path: Path) -> None:
+        self.server, self.email = server, email()
+        self.token = server.admin("create-user", self.email, "--plan", "pro")
         self.env = user_env(tmp_path / "user")
         cli(["login", "--server", server.url, "--token"], self.env,
             stdin=self.token.encode() + b"\n")
@@ -74,7 +74,8 @@ class Machine:
         engine = sqlalchemy.create_engine(self.server.env["DATABASE_URL"])
         try:
             with engine.connect() as conn:
-                return str(conn.scalar(select(ApiToken.id).where(ApiToken.scopes == "relay")))
+                return str(conn.scalar(select(ApiToken.id).join(User).where(
+                    ApiToken.scopes == "relay", User.email == self.email)))
         finally:
             engine.dispose()
 
@@ -101,15 +102,21 @@ class Machine:
         return took
 
 
-@pytest.fixture
-def machine(db_url: str, smtp_server: Mailbox, tmp_path: Path) -> Iterator[Machine]:
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox) -> Iterator[Server]:
+    """One server per database for the live-connection tests, each with a user of its own."""
     # The agents' own poll is two minutes: only the revocation itself can close them in time.
-    server = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120")
+    server = Server.make(module_db_url, module_smtp, CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120")
     server.start()
-    made = Machine(server, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def machine(shared_server: Server, tmp_path: Path) -> Iterator[Machine]:
+    made = Machine(shared_server.running(), tmp_path)
     yield made
     made.agent.stop()
-    server.stop()
 
 
 def test_revoking_the_user_closes_the_live_agent_at_once(machine: Machine) -> None:
