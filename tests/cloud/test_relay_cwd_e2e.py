@@ -21,32 +21,43 @@ from typing import Any
 import httpx
 import pytest
 from cloud_kit import Mailbox, wait_for
-from relay_kit import AgentProc, Server, api, cli, user_env
+from relay_kit import AgentProc, Server, api, cli, email, user_env
 from sqlalchemy import create_engine, insert, select
-from standins.kit import telegram
 from standins.telegram import TOKEN, TelegramStandIn
 from tg_kit import update
 
-from claude_notify.cloud.server.db.models import Task
+from claude_notify.cloud.server.db.models import Task, User
 from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
-__all__ = ["telegram"]
 SESSION = "tty:/dev/pts/3:3131"
 HOOK_SECRET = "cwd-hook-secret_1"  # noqa: S105 - the test bot's webhook secret
 HOOK = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET}
 CHAT = 5151
-REPLIES = 24
-"""Back-to-back replies; the old code sent most of them to the agent's own directory."""
+REPLIES = {"sqlite": 24, "postgres": 12}
+"""Back-to-back replies per database; the old code sent most of them to the agent's own
+directory, from the third on, on either database: PostgreSQL runs fewer (the same server code;
+with 12 the old code failed there in each of five tries, at the 3rd to 9th reply), SQLite all 24."""
 MARK = "#!/bin/sh\nsleep 1.2\ntouch \"ran-$1\"\n"
 """Runs past the CLI's one-second registration delay, so each task is registered while it runs
 and its event (with the directory) comes after its result: the window a reply fell into."""
 
 
-@pytest.fixture
-def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
+@pytest.fixture(scope="module")
+def telegram(module_db_url: str) -> Iterator[TelegramStandIn]:
+    """The stand-in the module's shared server talks to, one per database (one test links)."""
+    standin = TelegramStandIn(per_chat_interval_s=0)
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox,
+                  telegram: TelegramStandIn) -> Iterator[Server]:
+    """One server per database for the module; each test signs up a user of its own."""
+    srv = Server.make(module_db_url, module_smtp, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE=telegram.base_url,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET=HOOK_SECRET,
                       CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE="1000")
@@ -55,10 +66,16 @@ def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iter
     srv.stop()
 
 
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
+
+
 class Setup:
     def __init__(self, server: Server, tmp_path: Path, db_url: str) -> None:
         self.server, self.db_url = server, db_url
-        self.token = server.admin("create-user", "cwd@example.com", "--plan", "pro")
+        self.email = email("cwd")
+        self.token = server.admin("create-user", self.email, "--plan", "pro")
         self.env = user_env(tmp_path / "user")
         cli(["login", "--server", server.url, "--token"], self.env,
             stdin=self.token.encode() + b"\n")
@@ -84,8 +101,8 @@ class Setup:
 
 
 @pytest.fixture
-def setup(server: Server, tmp_path: Path, db_url: str) -> Iterator[Setup]:
-    made = Setup(server, tmp_path, db_url)
+def setup(server: Server, tmp_path: Path, module_db_url: str) -> Iterator[Setup]:
+    made = Setup(server, tmp_path, module_db_url)
     yield made
     made.agent.stop()
 
@@ -109,7 +126,8 @@ def test_back_to_back_replies_all_run_in_the_tasks_directory(
              what="the Telegram notification to be recorded")
     setup.agent.start()
 
-    for i in range(REPLIES):
+    replies = REPLIES["sqlite" if setup.db_url.startswith("sqlite") else "postgres"]
+    for i in range(replies):
         assert setup.hook(update(f"./mark.sh {i}", chat=CHAT,
                                  reply_to=notified["message_id"])) == 200
         wait_for(lambda i=i: sum(a["outcome"] in ("done", "failed", "refused")
@@ -118,9 +136,9 @@ def test_back_to_back_replies_all_run_in_the_tasks_directory(
         elsewhere = sorted(p.name for p in setup.own.iterdir() if p.name.startswith("ran-"))
         assert elsewhere == [], f"command {i}: ran in the agent's own directory: {elsewhere}"
     assert sorted(p.name for p in setup.project.iterdir() if p.name.startswith("ran-")) == sorted(
-        f"ran-{i}" for i in range(REPLIES))
+        f"ran-{i}" for i in range(replies))
     outcomes = [a["outcome"] for a in setup.audit()]
-    assert outcomes.count("done") == REPLIES and "refused" not in outcomes
+    assert outcomes.count("done") == replies and "refused" not in outcomes
 
 
 def test_a_command_without_a_directory_is_refused_by_the_agent(setup: Setup) -> None:
@@ -133,7 +151,8 @@ def test_a_command_without_a_directory_is_refused_by_the_agent(setup: Setup) -> 
     now, command_id = utcnow(), uuid.uuid4()
     with engine.begin() as conn:
         user_id, machine_id = conn.execute(
-            select(Task.user_id, Task.machine_id).where(Task.session_id == SESSION)).one()
+            select(Task.user_id, Task.machine_id).join(User).where(
+                Task.session_id == SESSION, User.email == setup.email)).one()
         conn.execute(insert(RelayCommand).values(
             id=command_id, user_id=user_id, machine_id=machine_id, session_id=SESSION,
             command="touch here", cwd=None, source="api", kind="shell", state="queued",
