@@ -13,7 +13,7 @@ compression modules, about 7 ms on the run and hook paths, which write through h
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["atomic_write", "fsync_dir", "temp_path"]
@@ -26,7 +26,7 @@ def temp_path(path: Path) -> Path:
 
 def atomic_write(
     path: Path,
-    data: bytes | str,
+    data: bytes | str | Iterable[str],
     *,
     mode: int | None = 0o600,
     durable: bool = True,
@@ -34,7 +34,8 @@ def atomic_write(
     temp: Path | None = None,
     before_replace: Callable[[], bool] | None = None,
 ) -> bool:
-    """Replace ``path`` with ``data`` (``str`` is written as UTF-8, newlines untranslated).
+    """Replace ``path`` with ``data`` (``str`` is written as UTF-8, newlines untranslated; an
+    iterable of ``str`` is written piece by piece as it is produced, for a long rewrite).
 
     ``mode``: the new file's permission bits, exactly (``0o600`` for anything secret); ``None``
     for what a new file gets from ``open`` (``0o666`` less the umask). ``durable`` fsyncs the
@@ -52,9 +53,8 @@ def atomic_write(
     fd = os.open(tmp, flags, 0o666 if mode is None else mode & 0o777)
     try:
         try:
-            view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
-            while view:
-                view = view[os.write(fd, view):]
+            for piece in (data,) if isinstance(data, bytes | str) else data:
+                _write_all(fd, piece.encode("utf-8") if isinstance(piece, str) else piece)
             if durable:
                 os.fsync(fd)
         finally:
@@ -71,6 +71,12 @@ def atomic_write(
     if sync_dir:
         fsync_dir(path.parent)
     return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def fsync_dir(directory: Path) -> None:

@@ -264,6 +264,6 @@ class Journal:
         kept = self._kept()
         # A fixed scratch name, not a fresh one: one agent writes (it holds agent.lock), and
         # open() clears a leftover of a crash by that name.
-        atomic_write(self.path, "".join(json.dumps(entry) + "\n" for entry in kept.values()),
+        atomic_write(self.path, (json.dumps(entry) + "\n" for entry in kept.values()),
                      mode=0o600, sync_dir=True, temp=self.scratch)
         self.entries, self.lines = kept, len(kept)
