@@ -7,6 +7,7 @@ press is answered with ``answerCallbackQuery``."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import uuid
@@ -26,6 +27,7 @@ from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT
 from claude_notify.cloud.server.db.models import Notification, Task
 from claude_notify.cloud.server.logcrypt import LogCipher
 from claude_notify.cloud.server.logsetup import configure
+from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.relay.telegram import replied_task
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -51,6 +53,11 @@ def group(client: TestClient, make_user: Callable[..., Account],
           telegram: TelegramStandIn) -> Chat:
     return Chat(client, make_user(plan="pro"), telegram, chat=GROUP)
 
+
+def _limits(client: TestClient, **changes: Any) -> None:
+    """Change this app's relay limits (its settings' ``relay_*`` values) from now on."""
+    relay = relay_of(client.app.state)
+    relay.policy = dataclasses.replace(relay.policy, **changes)
 
 def _press(chat: Chat, shown: dict[str, Any], label: str, *, sender: int = OWNER,
            chat_type: str | None = None) -> dict[str, Any]:
@@ -195,7 +202,7 @@ def test_run_again_goes_through_the_banlist_and_a_claude_task_cannot_be_run_agai
 
 def test_presses_count_against_the_rate_limit(chat: Chat,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    _limits(chat.client, per_minute=2)
     shown = chat.notify(command="./train.sh")
     answers = [chat.telegram.answers_for(_press(chat, shown, "Run again"))[0] for _ in range(3)]
     assert [a["text"].split(":")[0] for a in answers] == ["Queued on " + MACHINE[:12]] * 2 + [
@@ -333,7 +340,7 @@ def test_a_press_without_a_message_is_answered_and_nothing_else(chat: Chat) -> N
 def test_a_stranger_s_presses_do_not_use_up_the_owner_s_minute(
     group: Chat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    _limits(group.client, per_minute=2)
     patched = group.client.patch(f"/v1/channels/{group.channel_id}",
                                  json={"config": {"allow_group_replies": True}},
                                  headers=group.user.headers)
@@ -351,7 +358,7 @@ def test_a_stranger_s_presses_do_not_use_up_the_owner_s_minute(
 def test_show_log_presses_are_held_to_the_rate_limit_too(
     chat: Chat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    _limits(chat.client, per_minute=2)
     shown = chat.notify(command="./train.sh")
     answers = [chat.telegram.answers_for(_press(chat, shown, "Show log"))[0] for _ in range(3)]
     assert answers[2] == {"callback_query_id": answers[2]["callback_query_id"],

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from tg_kit import MACHINE, Chat, buttons, reply_token
 
 from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
+from claude_notify.cloud.server.relay import actions
 from claude_notify.cloud.server.relay.models import RelayReplyToken
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 from claude_notify.cloud.server.runtime import Runtime
@@ -78,7 +79,7 @@ def test_the_token_expires_after_a_day_by_default_and_as_configured(
     chat: Chat, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chat.notify()
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_REPLY_TOKEN_TTL_S", "60")
+    monkeypatch.setattr(actions, "_process_ttl_s", lambda: 60.0)
     short = reply_token(chat.notify())
     with runtime.sessions() as session:
         rows = {r.id.hex: r for r in session.scalars(select(RelayReplyToken))}

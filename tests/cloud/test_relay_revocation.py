@@ -10,6 +10,7 @@ PostgreSQL + Redis); the reply-token tests drive the in-process app with the Tel
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -35,6 +36,7 @@ from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.cli import server as server_cli
 from claude_notify.cloud.server.db.models import ApiToken, User
 from claude_notify.cloud.server.relay.models import RelayAudit
+from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -187,10 +189,10 @@ def test_revocation_closes_an_agent_connected_to_another_replica(
 
 
 @pytest.fixture
-def _slow_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+def _slow_idle(client: TestClient) -> None:
     # Without the revocation, the connection would end only by its 5-second silence limit.
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_IDLE_S", "5")
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_POLL_S", "60")
+    relay = relay_of(client.app.state)
+    relay.policy = dataclasses.replace(relay.policy, idle_s=5.0, poll_s=60.0)
 
 
 def _session(client: TestClient, user: Account, machine: str = MACHINE) -> None:

@@ -6,8 +6,9 @@ agent process is in ``test_relay_e2e.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,17 +17,23 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from claude_notify.cloud.server import auth
+from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
 MACHINE = "machine-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _fast_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_POLL_S", "0.2")
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "20")
-    yield
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.replace(relay_poll_s=0.2, relay_per_minute=20)
+
+
+def _limits(client: TestClient, **changes: Any) -> None:
+    """Change this app's relay limits (its settings' ``relay_*`` values) from now on."""
+    relay = relay_of(client.app.state)
+    relay.policy = dataclasses.replace(relay.policy, **changes)
 
 
 def _session(client: TestClient, user: Account, session_id: str = "tty:/dev/pts/1:42",
@@ -173,7 +180,7 @@ def test_a_command_posted_while_connected_is_pushed_at_once(
 def test_a_command_for_an_offline_agent_expires(
     client: TestClient, make_user: Callable[..., Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_TTL_S", "0")
+    _limits(client, ttl_s=0.0)
     user = make_user(plan="pro")
     _session(client, user)
     token = _agent_token(client, user)
@@ -224,7 +231,7 @@ def test_an_agent_token_cannot_queue_and_an_events_token_cannot_register(
 def test_refusals_are_audited_and_nothing_is_queued(
     client: TestClient, make_user: Callable[..., Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "5")
+    _limits(client, per_minute=5)
     user, other, free = make_user(plan="pro"), make_user(plan="pro"), make_user(plan="free")
     _session(client, user)
     _session(client, other, "theirs")

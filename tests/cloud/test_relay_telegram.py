@@ -6,6 +6,7 @@ gets nothing queued, and every attempt is audited."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from standins.kit import event, provider_settings, telegram
 from standins.telegram import TelegramStandIn
 
 from claude_notify.cloud.server.app import create_app
+from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -32,6 +34,11 @@ OWNER, STRANGER, CHAT = 777, 888, 555
 def settings(settings: Settings, telegram: TelegramStandIn) -> Settings:
     return settings.replace(**provider_settings(telegram=telegram.base_url))
 
+
+def _limits(client: TestClient, **changes: Any) -> None:
+    """Change this app's relay limits (its settings' ``relay_*`` values) from now on."""
+    relay = relay_of(client.app.state)
+    relay.policy = dataclasses.replace(relay.policy, **changes)
 
 def _update(text: str, *, reply_to: int | None = None, sender: int = OWNER,
             chat_type: str = "private") -> dict[str, Any]:
@@ -152,7 +159,7 @@ def test_a_forged_webhook_queues_nothing_and_plain_messages_are_ignored(linked: 
 def test_telegram_commands_count_against_the_rate_limit(
     linked: Linked, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "2")
+    _limits(linked.client, per_minute=2)
     message_id = linked.notify("session-a")
     for _ in range(3):
         assert linked.send(_update("./next.sh", reply_to=message_id)) == 200

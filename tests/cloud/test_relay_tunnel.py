@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,17 +17,15 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from claude_notify.cloud.server.relay.state import relay_of
+from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
 
 MACHINE = "machine-tunnel-0123"
 
 
-@pytest.fixture(autouse=True)
-def _fast_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_POLL_S", "0.3")
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_IDLE_S", "1.0")
-    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_RELAY_PER_MINUTE", "100")
-    yield
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.replace(relay_poll_s=0.3, relay_idle_s=1.0, relay_per_minute=100)
 
 
 def _session(client: TestClient, user: Account, session_id: str) -> str:
