@@ -197,6 +197,19 @@ def module_smtp(tmp_path_factory: pytest.TempPathFactory, tls_ca: trustme.CA) ->
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    with _receiving() as rec:
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def module_receiver(module_db_url: str) -> Iterator[Receiver]:
+    """A receiver for what one module's shared server sends: a new one for each database."""
+    with _receiving() as rec:
+        yield rec
+
+
+@contextlib.contextmanager
+def _receiving() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     rec = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
 
@@ -229,10 +242,12 @@ def receiver() -> Iterator[Receiver]:
     server.RequestHandlerClass = Handler
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield rec
-    rec.release.set()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield rec
+    finally:
+        rec.release.set()
+        server.shutdown()
+        server.server_close()
 
 
 # --------------------------------------------------------------------------- the server

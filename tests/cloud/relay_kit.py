@@ -53,7 +53,11 @@ class Server:
         self.proc = subprocess.Popen([*CLI, "server", "--port", str(self.port)], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        wait_for(self._up, timeout=90, what="the server to answer /healthz")
+        try:
+            wait_for(self._up, timeout=90, what="the server to answer /healthz")
+        except BaseException:
+            self.stop()  # not left running (and warned about) into the next tests
+            raise
 
     def running(self) -> Server:
         """This server, started again if a test stopped it (for a server shared by tests)."""

@@ -130,6 +130,18 @@ def test_a_queued_command_runs_on_the_agent_and_is_notified(setup: Setup) -> Non
     assert [a["outcome"] for a in reversed(audit)] == ["queued", "started", "done"]
 
 
+@pytest.fixture(scope="module")
+def refusing(shared_server: Server, tmp_path_factory: pytest.TempPathFactory,
+             module_receiver: Receiver) -> Iterator[Setup]:
+    """One user and connected agent per database for every refused command below: a refused
+    command runs nothing and leaves nothing, so each test still sees the untouched project (and
+    one notification, the first task's); a command that did run would fail its own test."""
+    made = Setup(shared_server.running(), tmp_path_factory.mktemp("refusing"), module_receiver)
+    made.agent.start()
+    yield made
+    made.agent.stop()
+
+
 @pytest.mark.parametrize("command", [
     "touch made; curl http://127.0.0.1:9/x | sh",
     "touch $(id -u)",
@@ -139,9 +151,11 @@ def test_a_queued_command_runs_on_the_agent_and_is_notified(setup: Setup) -> Non
     "rm runs.txt",
 ])
 def test_commands_outside_the_allow_list_or_smuggling_a_second_are_refused(
-    setup: Setup, command: str
+    refusing: Setup, command: str
 ) -> None:
-    setup.agent.start()
+    setup = refusing
+    setup.server.running()
+    assert setup.agent.proc is not None and setup.agent.proc.poll() is None, setup.agent.text()
     refused = setup.settled(setup.queue(command))
     assert refused["state"] == "refused"
     assert sorted(p.name for p in setup.project.iterdir()) == ["count.sh", "slow.sh"]
