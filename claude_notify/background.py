@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from claude_notify.config import state_dir
+from claude_notify.paths import state_dir
 
 MAX_LOG = 512 * 1024
 

@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from claude_notify.errors import ConfigError, UsageError
-
-# Where the files are is paths.py's; re-exported for the modules that still ask here.
-from claude_notify.paths import config_path as config_path
-from claude_notify.paths import state_dir as state_dir
+from claude_notify.paths import config_path
 
 
 def parse_duration(text: str) -> float:

@@ -23,11 +23,11 @@ def mute(seconds: float | None, *, now: datetime | None = None) -> datetime | No
     """Mute for ``seconds`` (``None``: until ``unmute``); the end time, if any."""
     now = now or datetime.now().astimezone()
     until = None if seconds is None else now + timedelta(seconds=seconds)
-    path = mute_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".mute_until.{id(path)}")
-    tmp.write_text(FOREVER if until is None else until.isoformat(), encoding="ascii")
-    tmp.replace(path)
+    from claude_notify.fsutil import atomic_write
+
+    # A unique temporary per writer: two `mute`s at once each replace the file whole.
+    atomic_write(mute_file(), FOREVER if until is None else until.isoformat(), mode=None,
+                 durable=False)
     return until
 
 

@@ -254,7 +254,7 @@ def test_account_file_location_matches_the_dispatcher(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The dispatcher checks for a login without importing the cloud package: same path."""
     from claude_notify.cloud.account import account_file
-    from claude_notify.config import state_dir
+    from claude_notify.paths import state_dir
 
     monkeypatch.setenv("CLAUDE_NOTIFY_STATE_DIR", str(tmp_path))
     assert account_file() == state_dir() / "cloud.json"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from claude_notify import config as config_mod
+from claude_notify.paths import state_dir
 
 
 def _host_and_names(backend: str | None, *,
@@ -119,7 +120,7 @@ def _shell_integration() -> dict[str, Any]:
                 found.append(f"{shell} ({rc})")
         except OSError:
             continue
-    log = config_mod.state_dir() / "shell.log"
+    log = state_dir() / "shell.log"
     try:
         last = log.read_text(encoding="utf-8", errors="replace").splitlines()[-1]
     except (OSError, IndexError):
@@ -143,7 +144,7 @@ def _claude_hooks() -> list[str]:
 def _paths() -> dict[str, str]:
     from claude_notify import history
 
-    state = config_mod.state_dir()
+    state = state_dir()
     return {"state": str(state), "shell_log": str(state / "shell.log"),
             "hook_log": str(state / "hook.log"), "history": str(history.default_path())}
 

@@ -21,10 +21,11 @@ def shell_init(shell: str) -> None:
     a new shell) after changing them. Every other shell setting is read when a command ends.
     """
     from claude_notify import config as config_mod
+    from claude_notify.paths import state_dir
     from claude_notify.shell import snippet
 
     config = config_mod.load()
-    state = config_mod.state_dir()
+    state = state_dir()
     try:  # bash reads its history line back through a file here when it has no runtime dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:

@@ -253,8 +253,8 @@ def report(done: Finished, env: Mapping[str, str]) -> Verdict:
 
 def log(line: str) -> None:
     """Append to ``shell.log``, keeping it under :data:`LOG_LIMIT` (the newer half survives)."""
-    from claude_notify.config import state_dir
     from claude_notify.events import utcnow
+    from claude_notify.paths import state_dir
 
     path = state_dir() / LOG_NAME
     try:
@@ -273,7 +273,7 @@ def redirect_warnings() -> None:
 
     Someone running ``shell-done`` by hand at a terminal keeps seeing them.
     """
-    from claude_notify.config import state_dir
+    from claude_notify.paths import state_dir
 
     if sys.stderr is not None and sys.stderr.isatty():
         return
