@@ -178,6 +178,8 @@ def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
              "claude_notify.cloud.account"}
     assert "claude_notify.runner" in loaded
     assert not heavy & loaded, sorted(heavy & loaded)
+    # Not logged in, the run path reaches nothing of the cloud: sinks are found by name.
+    assert not [m for m in loaded if m.startswith("claude_notify.cloud")], sorted(loaded)
 
 
 def test_help_and_version_are_fast_paths_too() -> None:
