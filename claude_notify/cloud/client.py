@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import httpx
 
 USER_AGENT = "claude-notify"
+OPERATOR_CODES = frozenset({"email_unavailable", "not_configured"})
+"""503s that no retry mends (the server cannot send e-mail, has no Telegram bot): refusals
+carrying the server's reason, not "busy or failing"."""
 
 
 class CloudClient:
@@ -58,6 +61,8 @@ class CloudClient:
         if response.status_code == 401:
             raise Unauthorized("the server did not accept this machine's token: "
                                "run `claude-notify login`")
+        if response.status_code == 503 and _code(response) in OPERATOR_CODES:
+            raise Refused(_message(response), response.status_code)
         if response.status_code in (409, 429) or response.status_code >= 500:
             # 409 is a concurrent change the server asks us to retry, not a refusal.
             raise CloudUnreachable(f"{self.server} is busy or failing "
@@ -71,6 +76,15 @@ class CloudClient:
         except ValueError:
             raise CloudUnreachable(f"{self.server} answered with something that is not "
                                    "JSON: is this a claude-notify server?") from None
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code")) if isinstance(error, dict) else None
 
 
 def _message(response: httpx.Response) -> str:

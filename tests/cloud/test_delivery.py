@@ -12,6 +12,7 @@ import json
 import random
 import ssl
 import threading
+import typing
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,9 +25,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
+from claude_notify.cloud.server.api.routes import notifications
 from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.webhook import WebhookChannel
-from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
+from claude_notify.cloud.server.db.models import Channel, Delivery, DeliveryAttempt, DeliveryStatus
 from claude_notify.cloud.server.delivery import engine, retry
 from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.runtime import Runtime
@@ -365,10 +367,14 @@ def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
     )
     assert late == ["lost"]
     with runtime.sessions() as session:
-        row = session.scalars(select(Notification)).one()
+        row = session.scalars(select(Delivery)).one()
         assert row.status == "sending"  # still the second worker's
         outcomes = session.scalars(select(DeliveryAttempt.outcome)).all()
     assert outcomes == ["permanent"]
+
+
+def test_the_status_filter_takes_exactly_the_stored_statuses() -> None:
+    assert set(typing.get_args(notifications.StatusName)) == {str(s) for s in DeliveryStatus}
 
 
 def test_retry_delay_grows_with_jitter_and_respects_retry_after(runtime: Runtime) -> None:

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from claude_notify.cloud.server.app import create_app
-from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.db.models import Delivery
 from claude_notify.cloud.server.delivery.celery_wake import CeleryConsumer, queue_name
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -136,7 +136,7 @@ def finished(i: int) -> dict[str, Any]:
 def statuses(runtime: Runtime) -> dict[str, int]:
     with runtime.sessions() as session:
         rows = session.execute(
-            select(Notification.status, func.count()).group_by(Notification.status)
+            select(Delivery.status, func.count()).group_by(Delivery.status)
         )
         return dict(rows.all())
 

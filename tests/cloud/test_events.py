@@ -10,7 +10,7 @@ from cloud_kit import Account
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from claude_notify.cloud.server.db.models import Event, Notification
+from claude_notify.cloud.server.db.models import Delivery, Event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import TaskEvent
 
@@ -97,7 +97,7 @@ def test_the_same_event_twice_is_one_event_and_one_notification(
     ]
     with runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
-        kinds = session.scalars(select(Notification.kind)).all()
+        kinds = session.scalars(select(Delivery.kind)).all()
     assert sorted(kinds) == ["event", "verify"]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.db.models import Event, Notification, User
+from claude_notify.cloud.server.db.models import Delivery, Event, User
 from claude_notify.cloud.server.groupcommit import GroupCommit, Memo
 from claude_notify.cloud.server.runtime import Runtime
 
@@ -58,8 +58,8 @@ def test_concurrent_events_share_transactions_and_every_one_lands(
             select(func.count()).select_from(Event).where(Event.user_id == account.user_id)
         )
         queued = session.scalar(
-            select(func.count()).select_from(Notification)
-            .where(Notification.user_id == account.user_id, Notification.kind == "event")
+            select(func.count()).select_from(Delivery)
+            .where(Delivery.user_id == account.user_id, Delivery.kind == "event")
         )
     assert stored == len(bodies)
     assert queued == len(bodies)  # one webhook notification per finished event
@@ -73,7 +73,7 @@ def test_concurrent_events_share_transactions_and_every_one_lands(
 def _notification_ids(runtime: Runtime, account: Account) -> list[uuid.UUID]:
     with runtime.sessions() as session:
         return list(session.scalars(
-            select(Notification.id).where(Notification.user_id == account.user_id)
+            select(Delivery.id).where(Delivery.user_id == account.user_id)
         ))
 
 

@@ -20,7 +20,7 @@ from cloud_kit import Account, Receiver, wait_for
 from fastapi.testclient import TestClient
 
 from claude_notify.cloud.server.app import create_app
-from claude_notify.cloud.server.db.models import Event, Notification
+from claude_notify.cloud.server.db.models import Delivery, Event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -191,7 +191,7 @@ def test_a_row_that_cannot_be_rendered_is_dead_alone_and_its_batch_is_delivered(
     # Past the edge by another road (an older server, a bug): JSON can hold this integer, no
     # float can, so the headline's duration raises while rendering.
     with runtime.sessions.begin() as session:
-        row = session.get(Notification, uuid.UUID(ids[1]))
+        row = session.get(Delivery, uuid.UUID(ids[1]))
         assert row is not None and row.status == "pending"
         event = session.get(Event, row.event_row_id)
         assert event is not None

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.base import SendResult
-from claude_notify.cloud.server.db.models import Channel, Notification, UsageCounter, User
+from claude_notify.cloud.server.db.models import Channel, Delivery, UsageCounter, User
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.ingest import record_event
 from claude_notify.cloud.server.runtime import Runtime
@@ -150,7 +150,7 @@ def test_a_hundred_concurrent_finishes_of_a_free_user_send_exactly_three_emails(
     def settled() -> bool:
         with runtime.sessions() as session:
             busy = session.scalar(
-                select(func.count()).where(Notification.status.in_(("pending", "sending")))
+                select(func.count()).where(Delivery.status.in_(("pending", "sending")))
             )
         return busy == 0
 
@@ -158,9 +158,9 @@ def test_a_hundred_concurrent_finishes_of_a_free_user_send_exactly_three_emails(
     with runtime.sessions() as session:
         counts = dict(
             session.execute(
-                select(Notification.status, func.count())
-                .where(Notification.kind == "event")
-                .group_by(Notification.status)
+                select(Delivery.status, func.count())
+                .where(Delivery.kind == "event")
+                .group_by(Delivery.status)
             ).all()
         )
     assert counts == {"sent": 3, "rejected": 97}

@@ -24,7 +24,7 @@ from tg_kit import MACHINE, OWNER, STRANGER, Chat, buttons, update
 
 from claude_notify.cloud.server import logs
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT
-from claude_notify.cloud.server.db.models import Notification, Task
+from claude_notify.cloud.server.db.models import Delivery, Task
 from claude_notify.cloud.server.logcrypt import LogCipher
 from claude_notify.cloud.server.logsetup import configure
 from claude_notify.cloud.server.relay.state import relay_of
@@ -263,7 +263,7 @@ def test_a_reply_finds_its_notification_through_the_provider_id_index(
     chat.notify()
     channel_id = uuid.UUID(chat.channel_id)
     with runtime.sessions.begin() as session:  # a chat with a long history, and others'
-        session.execute(insert(Notification), [
+        session.execute(insert(Delivery), [
             {"id": uuid.uuid4(), "user_id": chat.user.user_id, "channel_type": "telegram",
              "channel_id": channel_id if n % 4 == 0 else None, "kind": "event",
              "status": "sent", "attempts": 1, "provider_id": str(5000 + n),

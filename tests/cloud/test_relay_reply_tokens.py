@@ -21,7 +21,7 @@ from standins.telegram import TelegramStandIn
 from starlette.websockets import WebSocketDisconnect
 from tg_kit import MACHINE, Chat, buttons, reply_token
 
-from claude_notify.cloud.server.db.models import Channel, DeliveryAttempt, Notification
+from claude_notify.cloud.server.db.models import Channel, Delivery, DeliveryAttempt
 from claude_notify.cloud.server.relay import actions
 from claude_notify.cloud.server.relay.models import RelayReplyToken
 from claude_notify.cloud.server.relay.queue import RelayPolicy
@@ -208,8 +208,8 @@ def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
 
     token = reply_token(chat.notify("session-a"))
     with runtime.sessions.begin() as session:
-        notification = session.scalars(select(Notification).where(
-            Notification.kind == "event")).one()
+        notification = session.scalars(select(Delivery).where(
+            Delivery.kind == "event")).one()
         # As a worker would claim it for a re-send; "sent" keeps the real worker off it.
         notification.claim_token = claim = uuid.uuid4()
         notification.status = "sent"
@@ -250,6 +250,6 @@ def test_the_token_stays_out_of_the_logs_and_the_delivery_records(
         stored = [str(v) for row in session.execute(select(DeliveryAttempt.detail)).all()
                   for v in row]
         stored += [str(v) for row in session.execute(
-            select(Notification.reason, Notification.payload, Notification.provider_id)).all()
+            select(Delivery.reason, Delivery.payload, Delivery.provider_id)).all()
             for v in row]
     assert stored and not any(secret in v for v in stored)

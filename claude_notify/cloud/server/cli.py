@@ -145,12 +145,14 @@ def migrate() -> None:
 
 @server.command("create-user")
 @click.argument("email")
-@click.option("--plan", type=click.Choice(["free", "pro"]), default="free", show_default=True)
-def create_user(email: str, plan: str) -> None:
+@click.option("--plan", type=click.Choice(["free", "pro"]), default=None,
+              help="The account's plan  [default: CLAUDE_NOTIFY_SERVER_DEFAULT_PLAN, or free]")
+def create_user(email: str, plan: str | None) -> None:
     """Create an account and print its first API token (shown once)."""
     from claude_notify.cloud.server import auth
 
     runtime = _ready_runtime()
+    plan = plan or runtime.settings.default_plan
     try:
         with runtime.sessions.begin() as session:
             user, token = auth.create_user(session, email, plan=plan)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from claude_notify.cloud.server.db.models import Event, Notification, Task
+from claude_notify.cloud.server.db.models import Delivery, Event, Task
 from claude_notify.cloud.server.db.ops import upsert_row
 from claude_notify.cloud.server.fanout import Owner, Planned, plan_notifications
 from claude_notify.cloud.server.settings import Settings
@@ -230,9 +230,9 @@ def _replay(session: Session, *, user_id: uuid.UUID, event_id: str) -> Ingested:
     ).one()
     event_row, task_key = original
     rows = session.scalars(
-        select(Notification)
-        .where(Notification.event_row_id == event_row.id)
-        .order_by(Notification.created_at, Notification.id)
+        select(Delivery)
+        .where(Delivery.event_row_id == event_row.id)
+        .order_by(Delivery.created_at, Delivery.id)
     ).all()
     planned = [Planned(n.id, n.channel_id, n.channel_type, n.status, n.reason) for n in rows]
     return Ingested(event_id, task_key, True, planned)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.db.models import Delivery
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 21600)
 
@@ -82,9 +82,9 @@ class _QueueDepth(Collector):
         try:
             with self.sessions() as session:
                 rows = session.execute(
-                    select(Notification.status, func.count())
-                    .where(Notification.status.in_(tuple(counts)))
-                    .group_by(Notification.status)
+                    select(Delivery.status, func.count())
+                    .where(Delivery.status.in_(tuple(counts)))
+                    .group_by(Delivery.status)
                 )
                 counts.update(dict(rows.all()))
         except SQLAlchemyError:

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Notification
+from claude_notify.cloud.server.db.models import Delivery
 from claude_notify.events import utcnow
 
 EVENT: Final = "event"
@@ -49,7 +49,7 @@ class Recipient(Protocol):
 
 def queue(session: Session, channel: Recipient, kind: str, payload: dict[str, Any]) -> uuid.UUID:
     """Queue one message (``subject``, ``text``, ``html``) for ``channel``; its row's id."""
-    row = Notification(
+    row = Delivery(
         id=uuid.uuid4(),
         user_id=channel.user_id,
         channel_id=channel.id,
@@ -67,7 +67,7 @@ def queue_login(session: Session, *, user_id: uuid.UUID | None, address: str,
                 payload: dict[str, Any], now: datetime) -> uuid.UUID:
     """Queue a sign-in e-mail to ``address`` (no channel; ``user_id`` is ``None`` before the
     account exists)."""
-    row = Notification(
+    row = Delivery(
         id=uuid.uuid4(),
         user_id=user_id,
         channel_type="email",
@@ -107,5 +107,5 @@ def queue_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(_INSERT, rows)
 
 
-_TABLE: Any = Notification.__table__
+_TABLE: Any = Delivery.__table__
 _INSERT = insert(_TABLE)  # Core: the ORM's bulk path costs more here

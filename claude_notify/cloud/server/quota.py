@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Notification, NotificationStatus, UsageCounter
+from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus, UsageCounter
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.settings import Settings
 
@@ -124,16 +124,16 @@ def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> d
     start = datetime.combine(day, time.min, tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
     rows = session.execute(
-        select(Notification.channel_type, func.count())
+        select(Delivery.channel_type, func.count())
         .where(
-            Notification.user_id == user_id,
-            Notification.kind == "event",
+            Delivery.user_id == user_id,
+            Delivery.kind == "event",
             # neither was sent
-            Notification.status.not_in((NotificationStatus.REJECTED, NotificationStatus.DEAD)),
-            Notification.created_at >= start,
-            Notification.created_at < end,
+            Delivery.status.not_in((DeliveryStatus.REJECTED, DeliveryStatus.DEAD)),
+            Delivery.created_at >= start,
+            Delivery.created_at < end,
         )
-        .group_by(Notification.channel_type)
+        .group_by(Delivery.channel_type)
     )
     by_type = dict(rows.all())
     return {"all": sum(by_type.values()), "sms": by_type.get("sms", 0)}

@@ -18,6 +18,7 @@ from typing import Literal, NoReturn
 from claude_notify.errors import ConfigError
 
 StartTLS = Literal["auto", "require", "off"]
+Plan = Literal["free", "pro"]
 
 RELAY_BANNED: tuple[str, ...] = (
     "rm -rf /", "mkfs", ":(){", "dd if=", "shutdown", "reboot", "halt", "poweroff",
@@ -75,6 +76,9 @@ class Settings:
     """The worker's fallback poll interval; new deliveries wake it immediately."""
     worker_concurrency: int = 32
     """Deliveries one worker has in flight; it claims them in batches of at least half that."""
+    default_plan: Plan = "free"
+    """The plan of an account made by e-mail sign-in, and ``server create-user``'s default
+    (``pro`` suits a private server whose users are the operator's own)."""
     free_daily_notifications: int = 3
     events_per_minute: int = 600
     """Events one API token may post a minute, counted by each API process; beyond it, 429 with
@@ -159,6 +163,8 @@ class Settings:
             _bad("DATABASE_URL", self.database_url, "must be sqlite:/// or postgresql://")
         if self.smtp_starttls not in ("auto", "require", "off"):
             _bad("SMTP_STARTTLS", self.smtp_starttls, "must be auto, require or off")
+        if self.default_plan not in ("free", "pro"):
+            _bad("DEFAULT_PLAN", self.default_plan, "must be free or pro")
         for name in ("max_body_bytes", "max_tail_bytes", "max_attempts", "worker_concurrency",
                      "max_channels_per_user", "max_agents_per_user", "max_sockets_per_user",
                      "max_sends_per_event", "verifications_per_hour", "relay_per_minute"):

@@ -23,6 +23,12 @@ class UnsafeURL(ValueError):
     """The URL may not be called; the message says why in one line."""
 
 
+ALLOW_PRIVATE_HINT = ("its operator can allow private addresses with "
+                      "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE=1")
+"""Said with every private-address refusal: on a self-hosted server the webhook receiver is
+often on the same network, and the setting is what a self-hoster must find."""
+
+
 class Unresolvable(UnsafeURL):
     """The host name does not resolve now: usually transient, so worth a retry."""
 
@@ -46,7 +52,7 @@ def check_url(url: str, *, allow_private: bool, pinned: Iterable[str] = ()) -> s
         raise UnsafeURL(f"URL host must be under {', '.join(domains)}")
     literal = _literal_ip(host)
     if literal is not None and not allow_private and not is_public(literal):
-        raise UnsafeURL("URL points at a private or loopback address")
+        raise UnsafeURL(f"URL points at a private or loopback address ({ALLOW_PRIVATE_HINT})")
     return host
 
 
@@ -83,7 +89,7 @@ async def check_resolved(url: str, *, allow_private: bool) -> Pinned:
     if not addresses:
         raise Unresolvable(f"cannot resolve {host}")
     if not allow_private and any(not is_public(a) for a in addresses):
-        raise UnsafeURL(f"{host} resolves to a non-public address")
+        raise UnsafeURL(f"{host} resolves to a non-public address ({ALLOW_PRIVATE_HINT})")
     first = addresses[0]
     literal = f"[{first}]" if first.version == 6 else str(first)
     netloc = f"{literal}:{parts.port}" if parts.port else literal

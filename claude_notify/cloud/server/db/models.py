@@ -192,7 +192,7 @@ class Channel(Base):
         return channel_type
 
 
-class NotificationStatus(StrEnum):
+class DeliveryStatus(StrEnum):
     """Where a notification stands: ``pending`` → ``sending`` → ``sent`` | ``dead``, or
     ``rejected`` without any attempt. Members are the strings stored in ``notifications.status``
     (and compare equal to them), so rows written before this enum read the same."""
@@ -209,8 +209,10 @@ class NotificationStatus(StrEnum):
     """Refused when queued (quota, an unverified recipient); never tried."""
 
 
-class Notification(Base):
-    """One message to one channel, and the outbox row its delivery is driven from."""
+class Delivery(Base):
+    """One message to one channel, and the outbox row its delivery is driven from (a row of
+    ``notifications``; not :class:`claude_notify.notifiers.base.Notification`, the content of a
+    desktop notification)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -237,8 +239,8 @@ class Notification(Base):
     """``event`` (a task event), ``verify`` (a recipient check), ``test`` or ``login``."""
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     """Pre-rendered content for ``verify``/``test``; event messages render from the event."""
-    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
-    """A :class:`NotificationStatus` value."""
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    """A :class:`DeliveryStatus` value."""
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     """Why it was rejected or dead, or the last retryable error."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)

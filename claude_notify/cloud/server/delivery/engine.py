@@ -36,10 +36,10 @@ from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.db.models import (
     Channel,
+    Delivery,
     DeliveryAttempt,
+    DeliveryStatus,
     Event,
-    Notification,
-    NotificationStatus,
     Task,
     User,
 )
@@ -82,8 +82,8 @@ def next_retry_at(sessions: sessionmaker[Session]) -> datetime | None:
     """When the soonest pending delivery falls due (a retry waiting out its backoff)."""
     with sessions() as session:
         return session.scalar(
-            select(func.min(Notification.next_attempt_at))
-            .where(Notification.status == NotificationStatus.PENDING)
+            select(func.min(Delivery.next_attempt_at))
+            .where(Delivery.status == DeliveryStatus.PENDING)
         )
 
 
@@ -110,10 +110,10 @@ def claim_and_prepare(
 def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
     now = utcnow()
     token = uuid.uuid4()
-    n = Notification
+    n = Delivery
     due = or_(
-        and_(n.status == NotificationStatus.PENDING, n.next_attempt_at <= now),
-        and_(n.status == NotificationStatus.SENDING, n.lease_expires_at <= now),
+        and_(n.status == DeliveryStatus.PENDING, n.next_attempt_at <= now),
+        and_(n.status == DeliveryStatus.SENDING, n.lease_expires_at <= now),
     )
     ids = (
         select(n.id)
@@ -126,7 +126,7 @@ def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
         update(n)
         .where(n.id.in_(ids.scalar_subquery()), due)
         .values(
-            status=NotificationStatus.SENDING,
+            status=DeliveryStatus.SENDING,
             claim_token=token,
             lease_expires_at=now + timedelta(seconds=lease_s),
             attempts=n.attempts + 1,
@@ -154,7 +154,7 @@ def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
     if not claims:
         return []
     tokens = {c.id: c.token for c in claims}
-    found = session.scalars(select(Notification).where(Notification.id.in_(tokens)))
+    found = session.scalars(select(Delivery).where(Delivery.id.in_(tokens)))
     rows = {r.id: r for r in found if r.claim_token == tokens[r.id]}
     _lose_started(session, [r.id for r in rows.values() if r.attempts > 1])
     channel_ids = {r.channel_id for r in rows.values() if r.channel_id is not None}
@@ -193,7 +193,7 @@ def _lose_started(session: Session, notification_ids: list[uuid.UUID]) -> None:
         )
 
 
-def _prepare_row(session: Session, claim: Claim, row: Notification) -> Prepared | None:
+def _prepare_row(session: Session, claim: Claim, row: Delivery) -> Prepared | None:
     try:
         message = build_message(session, row)
     except SQLAlchemyError:
@@ -221,8 +221,8 @@ def _record_started(session: Session, prepared: list[Prepared]) -> None:
         ])
 
 
-def _bury(row: Notification, reason: str) -> None:
-    row.status = NotificationStatus.DEAD
+def _bury(row: Delivery, reason: str) -> None:
+    row.status = DeliveryStatus.DEAD
     row.reason = reason
     row.lease_expires_at = None
     row.claim_token = None
@@ -231,7 +231,7 @@ def _bury(row: Notification, reason: str) -> None:
         _refund(session, row)
 
 
-def _refund(session: Session, row: Notification | None) -> None:
+def _refund(session: Session, row: Delivery | None) -> None:
     """A dead event notification gives its quota slot back (the quota counts what was sent)."""
     if row is None or row.kind != "event" or row.user_id is None:
         return
@@ -280,8 +280,8 @@ def settle_many(
             rows.append(_row_params(prepared.claim.id, status, values))
             if (channel_id := held[prepared.claim.id]) is not None:
                 _learn(session, channel_id, prepared, result, now)
-            if status == NotificationStatus.DEAD:
-                _refund(session, session.get(Notification, prepared.claim.id))
+            if status == DeliveryStatus.DEAD:
+                _refund(session, session.get(Delivery, prepared.claim.id))
         session.execute(_SETTLE_ATTEMPTS, attempts)
         if rows:
             session.execute(_SETTLE_ROWS, rows)
@@ -292,15 +292,15 @@ def _held(session: Session, outcomes: list[Outcome]) -> dict[uuid.UUID, uuid.UUI
     """The rows still claimed by these senders, locked, with their channels."""
     tokens = {p.claim.id: p.claim.token for p, _, _ in outcomes}
     locked = session.execute(
-        select(Notification.id, Notification.channel_id, Notification.claim_token)
-        .where(Notification.id.in_(tokens), Notification.status == NotificationStatus.SENDING)
+        select(Delivery.id, Delivery.channel_id, Delivery.claim_token)
+        .where(Delivery.id.in_(tokens), Delivery.status == DeliveryStatus.SENDING)
         .with_for_update()
     )
     return {row_id: channel for row_id, channel, token in locked if token == tokens[row_id]}
 
 
 _ATTEMPTS: Any = DeliveryAttempt.__table__
-_ROWS: Any = Notification.__table__
+_ROWS: Any = Delivery.__table__
 _SETTLE_ATTEMPTS = (
     update(_ATTEMPTS)
     .where(_ATTEMPTS.c.id == bindparam("b_id"))

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.base import Message
 from claude_notify.cloud.server.channels.render import render_event
-from claude_notify.cloud.server.db.models import Channel, Event, Notification
+from claude_notify.cloud.server.db.models import Channel, Delivery, Event
 from claude_notify.cloud.server.relay.actions import actions_for
 
 
-def build_message(session: Session, row: Notification) -> Message | str:
+def build_message(session: Session, row: Delivery) -> Message | str:
     """The message for an outbox row, or why there is nothing to send (the row is then a dead
     letter with that reason)."""
     if row.kind == "login":  # a sign-in link: addressed directly, no channel (maybe no account)
@@ -47,7 +47,7 @@ def build_message(session: Session, row: Notification) -> Message | str:
     )
 
 
-def _stored(row: Notification, channel_type: str, config: dict[str, Any]) -> Message:
+def _stored(row: Delivery, channel_type: str, config: dict[str, Any]) -> Message:
     """A message rendered when it was queued: its parts are in the row's payload."""
     content = row.payload or {}
     return Message(

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from claude_notify.cloud.server.channels.base import SendResult
-from claude_notify.cloud.server.db.models import NotificationStatus
+from claude_notify.cloud.server.db.models import DeliveryStatus
 from claude_notify.cloud.server.settings import Settings
 
 MAX_RETRY_AFTER_S: Final = 86_400.0
@@ -34,24 +34,24 @@ def retry_delay(
 
 def next_status(
     number: int, result: SendResult, settings: Settings, rng: random.Random, now: datetime
-) -> tuple[NotificationStatus, dict[str, object]]:
+) -> tuple[DeliveryStatus, dict[str, object]]:
     """The row's status after attempt ``number`` and the columns that go with it."""
     if result.ok:
-        return NotificationStatus.SENT, {
+        return DeliveryStatus.SENT, {
             "sent_at": now, "provider_id": result.provider_id, "reason": None,
         }
     if result.retryable and number < settings.max_attempts:
         delay = retry_delay(number, settings, result.retry_after, rng)
-        return NotificationStatus.PENDING, {
+        return DeliveryStatus.PENDING, {
             "next_attempt_at": now + timedelta(seconds=delay),
             "reason": result.detail,
         }
     reason = result.detail if not result.retryable else f"gave up after {number} attempts: "
     if result.retryable:
         reason += result.detail
-    return NotificationStatus.DEAD, {"reason": reason}
+    return DeliveryStatus.DEAD, {"reason": reason}
 
 
-def attempt_outcome(result: SendResult, status: NotificationStatus) -> str:
+def attempt_outcome(result: SendResult, status: DeliveryStatus) -> str:
     """The attempt row's outcome: ``ok``, ``retry`` (another try is scheduled) or ``permanent``."""
-    return "ok" if result.ok else ("retry" if status == NotificationStatus.PENDING else "permanent")
+    return "ok" if result.ok else ("retry" if status == DeliveryStatus.PENDING else "permanent")

@@ -21,7 +21,7 @@ import httpx
 
 from claude_notify.cloud.server.channels.base import ChannelAdapter, SendResult
 from claude_notify.cloud.server.channels.registry import load_adapter
-from claude_notify.cloud.server.db.models import NotificationStatus
+from claude_notify.cloud.server.db.models import DeliveryStatus
 from claude_notify.cloud.server.delivery import engine
 from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.delivery.wake import LocalWaker
@@ -213,10 +213,10 @@ class Worker:
     def _observe(self, prepared: engine.Prepared, status: str, duration_ms: int) -> None:
         metrics = self.runtime.metrics
         channel = prepared.message.channel_type
-        outcome = "retry" if status == NotificationStatus.PENDING else str(status)
+        outcome = "retry" if status == DeliveryStatus.PENDING else str(status)
         metrics.notifications.labels(channel, outcome).inc()
         metrics.attempt_seconds.labels(channel).observe(duration_ms / 1000)
-        if status == NotificationStatus.SENT:
+        if status == DeliveryStatus.SENT:
             age = (utcnow() - prepared.created_at).total_seconds()
             metrics.latency.labels(channel).observe(max(age, 0.0))
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.base import Actions
-from claude_notify.cloud.server.db.models import Channel, Notification, Task, User
+from claude_notify.cloud.server.db.models import Channel, Delivery, Task, User
 from claude_notify.cloud.server.relay import reply_tokens
 from claude_notify.cloud.server.relay.queue import RelayPolicy, target_of
 
@@ -29,7 +29,7 @@ RUN: Final = "run"
 LOG: Final = "log"
 
 
-def actions_for(session: Session, row: Notification, channel: Channel, event: dict[str, Any],
+def actions_for(session: Session, row: Delivery, channel: Channel, event: dict[str, Any],
                 *, reply_token_ttl_s: float | None = None) -> Actions | None:
     """The buttons and reply token for an event notification; ``None`` where none apply.
 

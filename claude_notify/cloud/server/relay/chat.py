@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server import outbox
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import INBOUND_KEYS, Channel, Notification, Task, User
+from claude_notify.cloud.server.db.models import INBOUND_KEYS, Channel, Delivery, Task, User
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.link import claim
@@ -138,7 +138,7 @@ def _target(session: Session, said: Said
     assert user is not None  # noqa: S101 - a channel's user is its foreign key
     origin = queue.Origin(user_id=user.id, plan=user.plan, source=said.source,
                           actor=f"{said.source}:{said.sender}")
-    row = session.get(Notification, notification) if notification is not None else None
+    row = session.get(Delivery, notification) if notification is not None else None
     target = queue.target_of(session, row) if row is not None else None
     refusal = None
     if said.group and picked.config.get("allow_group_replies") is not True:
@@ -152,13 +152,13 @@ def _latest(session: Session, channel: Channel,
             session_id: str | None) -> tuple[uuid.UUID, datetime] | None:
     """The channel's most recently sent task notification (of ``session_id``, if given) that
     names a session, and when."""
-    stmt = (select(Notification.id, Notification.created_at)
-            .join(Task, Notification.task_id == Task.id)
-            .where(Notification.channel_id == channel.id, Notification.status == "sent",
+    stmt = (select(Delivery.id, Delivery.created_at)
+            .join(Task, Delivery.task_id == Task.id)
+            .where(Delivery.channel_id == channel.id, Delivery.status == "sent",
                    Task.session_id.is_not(None)))
     if session_id is not None:
         stmt = stmt.where(Task.session_id == session_id)
-    found = session.execute(stmt.order_by(Notification.created_at.desc()).limit(1)).first()
+    found = session.execute(stmt.order_by(Delivery.created_at.desc()).limit(1)).first()
     return None if found is None else (found[0], found[1])
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import limits
-from claude_notify.cloud.server.db.models import Event, Notification, Task
+from claude_notify.cloud.server.db.models import Delivery, Event, Task
 from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
@@ -109,7 +109,7 @@ def _target(task: Task, payload: object) -> Target | None:
                   _text(payload.get("source")))
 
 
-def target_of(session: Session, notification: Notification) -> Target | None:
+def target_of(session: Session, notification: Delivery) -> Target | None:
     """The run a task notification was about: its task's session and machine, and the
     directory its own event reported; ``None`` when the task names no session or machine."""
     task = session.get(Task, notification.task_id) if notification.task_id else None

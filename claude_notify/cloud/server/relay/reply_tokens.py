@@ -27,7 +27,7 @@ from typing import Any, Final
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import ApiToken, Channel, Notification, User
+from claude_notify.cloud.server.db.models import ApiToken, Channel, Delivery, User
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayReplyToken
 from claude_notify.cloud.server.relay.queue import Target, target_of
 from claude_notify.events import utcnow
@@ -56,7 +56,7 @@ def private_to_owner(channel_type: str, config: dict[str, Any]) -> bool:
             and isinstance(chat_id, int) and not isinstance(chat_id, bool) and chat_id > 0)
 
 
-def issue(session: Session, row: Notification, target: Target, *, ttl_s: float) -> str | None:
+def issue(session: Session, row: Delivery, target: Target, *, ttl_s: float) -> str | None:
     """A fresh token for the run ``target`` a notification was about, or ``None`` when it
     cannot be replied to (not a pro account).
 
@@ -110,7 +110,7 @@ def target(session: Session, token: RelayReplyToken) -> Target | str:
     tokens were kept out of groups, or to a chat that has since become a supergroup, queues
     nothing.
     """
-    row = session.get(Notification, token.notification_id) if token.notification_id else None
+    row = session.get(Delivery, token.notification_id) if token.notification_id else None
     channel = session.get(Channel, row.channel_id) if row is not None and row.channel_id else None
     if channel is None or not private_to_owner(channel.type, channel.config):
         return "this reply token was not sent to a private chat"

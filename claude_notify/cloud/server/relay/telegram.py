@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server import logs, outbox
 from claude_notify.cloud.server.channels.render import one_line, render_simple
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_length
-from claude_notify.cloud.server.db.models import Channel, Event, Notification, Task, User
+from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import actions, queue
 from claude_notify.cloud.server.relay.state import Relay
@@ -146,20 +146,20 @@ def replied_task(channel_id: uuid.UUID,
     Both are searches of ``ix_notifications_channel_provider``: a notification has a provider id
     only once sent, so that stands for ``status = 'sent'`` (which SQLite's planner would otherwise
     answer from the delivery queue's index, scanning everyone's sent notifications)."""
-    stmt = (select(Task.id, Task.session_id, Notification.id)
-            .join(Notification, Notification.task_id == Task.id)
-            .where(Notification.channel_id == channel_id, Task.session_id.is_not(None)))
+    stmt = (select(Task.id, Task.session_id, Delivery.id)
+            .join(Delivery, Delivery.task_id == Task.id)
+            .where(Delivery.channel_id == channel_id, Task.session_id.is_not(None)))
     if reply_to is not None:
-        stmt = stmt.where(Notification.provider_id == str(reply_to))
+        stmt = stmt.where(Delivery.provider_id == str(reply_to))
     else:
-        stmt = stmt.where(Notification.provider_id.is_not(None))
-    return stmt.order_by(Notification.created_at.desc()).limit(1)
+        stmt = stmt.where(Delivery.provider_id.is_not(None))
+    return stmt.order_by(Delivery.created_at.desc()).limit(1)
 
 
 def _target_of(session: Session, channel: Channel, reply_to: int | None) -> queue.Target | None:
     """Where a reply goes: the run its notification was about (see :class:`queue.Target`)."""
     found = session.execute(replied_task(channel.id, reply_to)).first()
-    notification = session.get(Notification, found[2]) if found is not None else None
+    notification = session.get(Delivery, found[2]) if found is not None else None
     return queue.target_of(session, notification) if notification is not None else None
 
 
@@ -214,7 +214,7 @@ def handle_press(runtime: Runtime, relay: Relay, press: Press) -> Answered:
     """Run again or show the log (or refuse, audited) for a press in a linked chat."""
     parsed = actions.parse(press.data)
     with runtime.sessions.begin() as session:
-        row = session.get(Notification, parsed[1]) if parsed else None
+        row = session.get(Delivery, parsed[1]) if parsed else None
         channel = session.get(Channel, row.channel_id) if row and row.channel_id else None
         if not (channel is not None and channel.type == "telegram"
                 and channel.verified_at is not None

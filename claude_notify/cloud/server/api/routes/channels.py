@@ -31,7 +31,7 @@ from claude_notify.cloud.server.api.routes import linking
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels import catalog
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Channel, Notification, User
+from claude_notify.cloud.server.db.models import Channel, Delivery, User
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
@@ -134,8 +134,8 @@ def _hash(secret: str) -> str:
 def _start_verification(session: Session, runtime: Runtime, channel: Channel) -> None:
     """Queue the one-time link; only its hash is stored."""
     if limits.reached(session, runtime.settings.verifications_per_hour, 3600.0,
-                      Notification.created_at, Notification.user_id == channel.user_id,
-                      Notification.kind == outbox.VERIFY):
+                      Delivery.created_at, Delivery.user_id == channel.user_id,
+                      Delivery.kind == outbox.VERIFY):
         raise ApiError(
             429, "too many confirmation messages this hour", headers={"Retry-After": "3600"}
         )

@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import html
 import secrets
+import socket
+import time
 import unicodedata
-import uuid
 from datetime import timedelta
 from typing import Annotated
 
@@ -38,7 +39,7 @@ from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import LoginRequest, User
+from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus, LoginRequest, User
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
@@ -112,15 +113,22 @@ def start_login(
     if bad := set(body.scopes) - set(auth.ACCOUNT_SCOPES):
         raise ApiError(422, f"scopes not available to a sign-in: {', '.join(sorted(bad))}")
     settings = runtime.settings
+    _check_mail(settings)
     ip = _client_ip(request)
     _check_rate(session, settings, email, ip)
     now = utcnow()
     device_code, link_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     user_code, machine = _new_user_code(), _shown(body.machine)
     scopes = sorted(set(body.scopes))
+    user_id = session.scalar(select(User.id).where(User.email == email))
+    link = f"{settings.public_url.rstrip('/')}/v1/auth/approve?token={link_secret}"
+    mail_id = outbox.queue_login(session, user_id=user_id, address=email,
+                                 payload=_mail(link, ip, machine, scopes), now=now)
     session.add(
         LoginRequest(
-            id=uuid.uuid4(),
+            # The request shares its sign-in mail's id (another table), so the poll can tell
+            # the CLI when that mail could not be sent instead of letting it wait for nothing.
+            id=mail_id,
             email=email,
             device_hash=_hash(device_code),
             link_hash=_hash(link_secret),
@@ -132,7 +140,13 @@ def start_login(
             user_code_hash=_code_hash(user_code),
         )
     )
-    link = f"{settings.public_url.rstrip('/')}/v1/auth/approve?token={link_secret}"
+    session.commit()
+    runtime.waker.wake()
+    return DeviceOut(device_code=device_code, user_code=user_code,
+                     expires_in=int(settings.login_ttl_s), interval=POLL_INTERVAL_S)
+
+
+def _mail(link: str, ip: str, machine: str, scopes: list[str]) -> dict[str, str]:
     text = (
         "Someone asked to sign in to claude-notify with this address:\n\n"
         f"from IP address {ip}, on a machine that calls itself \"{machine or 'unnamed'}\", "
@@ -140,13 +154,47 @@ def start_login(
         f"If it was you, open {link} and type the code your terminal shows.\n\n"
         "If not, ignore this message: nobody can sign in without that link and that code."
     )
-    user_id = session.scalar(select(User.id).where(User.email == email))
-    outbox.queue_login(session, user_id=user_id, address=email,
-                       payload=render_simple("Sign in to claude-notify", text, link), now=now)
-    session.commit()
-    runtime.waker.wake()
-    return DeviceOut(device_code=device_code, user_code=user_code,
-                     expires_in=int(settings.login_ttl_s), interval=POLL_INTERVAL_S)
+    return render_simple("Sign in to claude-notify", text, link)
+
+
+_MAIL_PROBE_S = 1.0
+_MAIL_PROBE_TTL_S = 5.0
+_mail_probes: dict[tuple[str, int], tuple[float, bool]] = {}
+"""Recent answers of :func:`_smtp_answers` by SMTP host and port (a sign-in burst connects
+once)."""
+
+UNAVAILABLE = "email_unavailable"
+"""The error code of a sign-in this server cannot mail: the operator must act, not the CLI retry
+(the CLI shows it as a refusal)."""
+
+
+def _smtp_answers(host: str, port: int) -> bool:
+    """Whether something accepts connections at the SMTP address: a TCP connect, not a session
+    (a refused login or sender still shows later, as the sign-in mail's failure)."""
+    now = time.monotonic()
+    seen = _mail_probes.get((host, port))
+    if seen is not None and now - seen[0] < _MAIL_PROBE_TTL_S:
+        return seen[1]
+    try:
+        with socket.create_connection((host, port), timeout=_MAIL_PROBE_S):
+            ok = True
+    except OSError:
+        ok = False
+    _mail_probes[(host, port)] = (now, ok)
+    return ok
+
+
+def _cannot_mail(why: str) -> ApiError:
+    return ApiError(503, f"this server cannot send e-mail: {why}; ask its operator for a token "
+                         "(claude-notify login --token)", code=UNAVAILABLE)
+
+
+def _check_mail(settings: Settings) -> None:
+    """503 at once when nothing answers at the SMTP address: a link never sent leaves the CLI
+    waiting for nothing."""
+    if not _smtp_answers(settings.smtp_host, settings.smtp_port):
+        raise _cannot_mail(
+            f"nothing answers at SMTP {settings.smtp_host}:{settings.smtp_port}")
 
 
 def _check_rate(session: SessionDep, settings: Settings, email: str, ip: str) -> None:
@@ -241,7 +289,7 @@ def approve(
 
 
 @router.post("/v1/auth/token", summary="Poll for the token of an approved sign-in")
-def redeem(body: TokenIn, session: SessionDep) -> TokenOut:
+def redeem(body: TokenIn, session: SessionDep, runtime: RuntimeDep) -> TokenOut:
     row = session.scalar(
         select(LoginRequest)
         .where(LoginRequest.device_hash == _hash(body.device_code))
@@ -250,13 +298,18 @@ def redeem(body: TokenIn, session: SessionDep) -> TokenOut:
     if row is None or row.consumed_at is not None or row.expires_at <= utcnow():
         raise ApiError(400, "this device code is unknown, used or expired", code="expired_token")
     if row.approved_at is None:
+        mail = session.get(Delivery, row.id)
+        if mail is not None and mail.kind == outbox.LOGIN and mail.reason and (
+                mail.status == DeliveryStatus.DEAD or mail.attempts > 0):
+            # Dead, or failed once and waiting to retry: either way nobody has the link now.
+            raise _cannot_mail(f"the sign-in e-mail failed ({mail.reason})")
         raise ApiError(
             400, "waiting for the e-mailed link to be confirmed", code="authorization_pending"
         )
     row.consumed_at = utcnow()
     user = session.scalar(select(User).where(User.email == row.email))
     if user is None:
-        user = auth.create_account(session, row.email)
+        user = auth.create_account(session, row.email, plan=runtime.settings.default_plan)
     issued = auth.issue_token(session, user, scopes=row.scopes.split(), name="device login")
     session.commit()
     return TokenOut(token=issued.secret, email=row.email, scopes=row.scopes.split())

@@ -17,12 +17,14 @@ from sqlalchemy import select, update
 from claude_notify.cloud.server.api.deps import ChannelWriter, RuntimeDep, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
-from claude_notify.cloud.server.db.models import DeliveryAttempt, Notification, Task
+from claude_notify.cloud.server.db.models import Delivery, DeliveryAttempt, Task
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["notifications"])
 
-NotificationStatus = Literal["pending", "sending", "sent", "dead", "rejected"]
+StatusName = Literal["pending", "sending", "sent", "dead", "rejected"]
+"""A :class:`DeliveryStatus` value as the ``status`` filter takes it: a Literal, so the OpenAPI
+schema keeps listing the strings inline (tests/cloud/test_delivery.py checks the two agree)."""
 
 
 class AttemptOut(BaseModel):
@@ -49,7 +51,7 @@ class NotificationOut(BaseModel):
     attempt_log: list[AttemptOut] | None = None
 
     @classmethod
-    def of(cls, row: Notification, task_key: str | None) -> NotificationOut:
+    def of(cls, row: Delivery, task_key: str | None) -> NotificationOut:
         return cls(
             id=row.id,
             task_id=task_key,
@@ -75,25 +77,25 @@ class NotificationPage(BaseModel):
 def list_notifications(
     caller: TaskReader,
     session: SessionDep,
-    status: NotificationStatus | None = None,
+    status: StatusName | None = None,
     task_id: Annotated[str | None, Query(max_length=128)] = None,
     channel_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> NotificationPage:
     stmt = (
-        select(Notification, Task.key)
-        .outerjoin(Task, Task.id == Notification.task_id)
-        .where(Notification.user_id == caller.user_id)
+        select(Delivery, Task.key)
+        .outerjoin(Task, Task.id == Delivery.task_id)
+        .where(Delivery.user_id == caller.user_id)
     )
     if status is not None:
-        stmt = stmt.where(Notification.status == status)
+        stmt = stmt.where(Delivery.status == status)
     if task_id is not None:
         stmt = stmt.where(Task.key == task_id)
     if channel_id is not None:
-        stmt = stmt.where(Notification.channel_id == channel_id)
+        stmt = stmt.where(Delivery.channel_id == channel_id)
     stmt = page(
-        stmt, created=Notification.created_at, row_id=Notification.id, cursor=cursor, limit=limit
+        stmt, created=Delivery.created_at, row_id=Delivery.id, cursor=cursor, limit=limit
     )
     rows = [(n, key) for n, key in session.execute(stmt)]
     more = len(rows) > limit
@@ -110,9 +112,9 @@ def get_notification(
     notification_id: uuid.UUID, caller: TaskReader, session: SessionDep
 ) -> NotificationOut:
     found = session.execute(
-        select(Notification, Task.key)
-        .outerjoin(Task, Task.id == Notification.task_id)
-        .where(Notification.id == notification_id, Notification.user_id == caller.user_id)
+        select(Delivery, Task.key)
+        .outerjoin(Task, Task.id == Delivery.task_id)
+        .where(Delivery.id == notification_id, Delivery.user_id == caller.user_id)
     ).first()
     if found is None:
         raise not_found("notification")
@@ -145,15 +147,15 @@ def replay(
     notification_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> NotificationOut:
     row = session.scalar(
-        select(Notification).where(
-            Notification.id == notification_id, Notification.user_id == caller.user_id
+        select(Delivery).where(
+            Delivery.id == notification_id, Delivery.user_id == caller.user_id
         )
     )
     if row is None:
         raise not_found("notification")
     replayed = session.execute(
-        update(Notification)
-        .where(Notification.id == row.id, Notification.status == "dead")
+        update(Delivery)
+        .where(Delivery.id == row.id, Delivery.status == "dead")
         .values(status="pending", attempts=0, next_attempt_at=utcnow(), reason=None)
     )
     if not replayed.rowcount:  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ router = APIRouter(tags=["usage"])
 
 
 class UsageOut(BaseModel):
+    email: str
+    """The account's address (a machine logged in with an operator's token learns it here)."""
     plan: str
     day: date
     timezone: str
@@ -25,6 +27,12 @@ class UsageOut(BaseModel):
     channels_allowed: list[str]
 
 
+def allowed_channels(plan: str) -> list[str]:
+    """The channel types the plan sends through (spec §9: free is e-mail only)."""
+    return ["email", "telegram", "discord", "feishu", "sms", "webhook"] if plan == "pro" else [
+        "email"]
+
+
 @router.get("/v1/usage", summary="Today's usage and quota")
 def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> UsageOut:
     s = runtime.settings
@@ -32,6 +40,7 @@ def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> U
     counts = quota.usage(session, user_id=caller.user_id, day=day, tz_name=caller.timezone)
     pro = caller.plan == "pro"
     return UsageOut(
+        email=caller.email,
         plan=caller.plan,
         day=day,
         timezone=caller.timezone,
@@ -39,7 +48,5 @@ def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> U
         notifications_limit=None if pro else s.free_daily_notifications,
         sms_sent=counts.get("sms", 0),
         sms_limit=s.pro_daily_sms if pro else 0,
-        channels_allowed=(
-            ["email", "telegram", "discord", "feishu", "sms", "webhook"] if pro else ["email"]
-        ),
+        channels_allowed=allowed_channels(caller.plan),
     )
