@@ -103,6 +103,10 @@ class Style:
     sound: str
     icon: str
     tail_lines: int
+    failure_urgency: str = "critical"
+    shell_failure_urgency: str = "normal"
+    """The shell integration notifies on its own after every long command: a failure there is
+    news, not an alarm that stays on screen until dismissed."""
 
     @classmethod
     def from_config(cls, config: Config) -> Style:
@@ -110,7 +114,8 @@ class Style:
             title=render.check_template(config["title"], option="title"),
             message=render.check_template(config["message"], option="message"),
             urgency=config["urgency"], sound=config["sound"], icon=config["icon"],
-            tail_lines=config["tail_lines"],
+            tail_lines=config["tail_lines"], failure_urgency=config["failure_urgency"],
+            shell_failure_urgency=config["shell.failure_urgency"],
         )
 
 
@@ -128,17 +133,18 @@ def build_notification(event: TaskEvent, style: Style, *,
         render.default_body(event, values))
     level = style.urgency if style.urgency != "auto" else urgency or "auto"
     return Notification(title=render.shorten(title, 200), body=body,
-                        urgency=_urgency(level, event), icon=style.icon or None,
+                        urgency=_urgency(level, event, style), icon=style.icon or None,
                         sound=None if style.sound.strip().lower() in ("", "none")
                         else style.sound, group=event.task_id)
 
 
-def _urgency(level: str, event: TaskEvent) -> Urgency:
+def _urgency(level: str, event: TaskEvent, style: Style) -> Urgency:
     urgency: Urgency
     if level in ("low", "normal", "critical"):
         urgency = level  # type: ignore[assignment]  # checked just above
     elif event.type == "finished" and event.status == "failure":
-        urgency = "critical"
+        chosen = style.shell_failure_urgency if event.source == "shell" else style.failure_urgency
+        urgency = chosen  # type: ignore[assignment]  # one of the three, checked by config
     elif event.type == "progress":
         urgency = "low"
     else:
