@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import outbox, quota
 from claude_notify.cloud.server.channels.catalog import NEEDS_VERIFICATION
-from claude_notify.cloud.server.db.models import Channel
+from claude_notify.cloud.server.db.models import Channel, DeliveryStatus
 from claude_notify.cloud.server.patterns import matches
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -186,7 +186,7 @@ _CHANNELS = (
 
 def _over_sends(rows: list[dict[str, Any]], settings: Settings) -> str | None:
     """Refused once the event has queued ``max_sends_per_event`` (before taking quota)."""
-    if sum(row["status"] == "pending" for row in rows) < settings.max_sends_per_event:
+    if sum(row["status"] == DeliveryStatus.PENDING for row in rows) < settings.max_sends_per_event:
         return None
     return f"at most {settings.max_sends_per_event} notifications are sent for one event"
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from claude_notify.cloud.server.db.models import Delivery
+from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 21600)
 
@@ -78,7 +78,7 @@ class _QueueDepth(Collector):
         family = GaugeMetricFamily(
             "claude_notify_queue_depth", "Deliveries waiting", labels=["status"]
         )
-        counts = {"pending": 0, "sending": 0}
+        counts: dict[str, int] = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENDING: 0}
         try:
             with self.sessions() as session:
                 rows = session.execute(

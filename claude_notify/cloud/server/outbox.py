@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Delivery
+from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus
 from claude_notify.events import utcnow
 
 EVENT: Final = "event"
@@ -56,7 +56,7 @@ def queue(session: Session, channel: Recipient, kind: str, payload: dict[str, An
         channel_type=channel.type,
         kind=kind,
         payload=payload,
-        status="pending",
+        status=DeliveryStatus.PENDING,
         next_attempt_at=utcnow(),
     )
     session.add(row)
@@ -73,7 +73,7 @@ def queue_login(session: Session, *, user_id: uuid.UUID | None, address: str,
         channel_type="email",
         kind=LOGIN,
         payload={"to": address, **payload},
-        status="pending",
+        status=DeliveryStatus.PENDING,
         next_attempt_at=now,
     )
     session.add(row)
@@ -93,7 +93,7 @@ def event_row(*, user_id: uuid.UUID, task_id: uuid.UUID, event_row_id: uuid.UUID
         "channel_id": channel_id,
         "channel_type": channel_type,
         "kind": EVENT,
-        "status": "rejected" if reason else "pending",
+        "status": DeliveryStatus.REJECTED if reason else DeliveryStatus.PENDING,
         "reason": reason,
         "attempts": 0,
         "next_attempt_at": None if reason else now,

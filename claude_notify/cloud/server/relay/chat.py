@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server import outbox
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import INBOUND_KEYS, Channel, Delivery, Task, User
+from claude_notify.cloud.server.db.models import (
+    INBOUND_KEYS,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Task,
+    User,
+)
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.link import claim
@@ -154,7 +161,7 @@ def _latest(session: Session, channel: Channel,
     names a session, and when."""
     stmt = (select(Delivery.id, Delivery.created_at)
             .join(Task, Delivery.task_id == Task.id)
-            .where(Delivery.channel_id == channel.id, Delivery.status == "sent",
+            .where(Delivery.channel_id == channel.id, Delivery.status == DeliveryStatus.SENT,
                    Task.session_id.is_not(None)))
     if session_id is not None:
         stmt = stmt.where(Task.session_id == session_id)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server.api.deps import Bearer, RuntimeDep, authenticate, check_scope
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.jsonguard import LONE_SURROGATE
+from claude_notify.cloud.server.db.models import DeliveryStatus
 from claude_notify.cloud.server.groupcommit import Memo
 from claude_notify.cloud.server.ingest import Ingested, record_event
 from claude_notify.cloud.server.runtime import Runtime
@@ -87,8 +88,8 @@ def _count(runtime: Runtime, event: TaskEvent, result: Ingested) -> None:
         return
     metrics.events.labels(event.type).inc()
     for n in result.notifications:
-        if n.status == "rejected":
-            metrics.notifications.labels(n.channel_type, "rejected").inc()
+        if n.status == DeliveryStatus.REJECTED:
+            metrics.notifications.labels(n.channel_type, DeliveryStatus.REJECTED).inc()
             if n.reason and ("quota" in n.reason or "plan" in n.reason or "limit" in n.reason):
                 metrics.quota_rejections.labels(n.channel_type).inc()
 
@@ -122,7 +123,8 @@ async def post_event(
         raise outcome
     event, result = outcome
     _count(runtime, event, result)
-    if any(n.status == "pending" for n in result.notifications) and not result.duplicate:
+    queued = any(n.status == DeliveryStatus.PENDING for n in result.notifications)
+    if queued and not result.duplicate:
         runtime.waker.wake()
     headers = {"Idempotency-Replay": "true"} if result.duplicate else {}
     return JSONResponse(result.to_dict(), status_code=202, headers=headers)

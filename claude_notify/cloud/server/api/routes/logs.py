@@ -20,7 +20,7 @@ from claude_notify.cloud.server.api.deps import (
 )
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
-from claude_notify.cloud.server.db.models import Task, TaskLog, User
+from claude_notify.cloud.server.db.models import DeliveryStatus, Task, TaskLog, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
@@ -92,7 +92,7 @@ async def append_log(
             return appended
 
     appended = await run_in_threadpool(store)
-    if any(n.status == "pending" for n in appended.notifications):
+    if any(n.status == DeliveryStatus.PENDING for n in appended.notifications):
         runtime.waker.wake()
     return LogAppended(
         bytes_total=appended.bytes_total,

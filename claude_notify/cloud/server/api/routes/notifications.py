@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from claude_notify.cloud.server.api.deps import ChannelWriter, RuntimeDep, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
-from claude_notify.cloud.server.db.models import Delivery, DeliveryAttempt, Task
+from claude_notify.cloud.server.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Task
 from claude_notify.events import utcnow
 
 router = APIRouter(tags=["notifications"])
@@ -61,7 +61,7 @@ class NotificationOut(BaseModel):
             status=row.status,
             reason=row.reason,
             attempts=row.attempts,
-            next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+            next_attempt_at=row.next_attempt_at if row.status == DeliveryStatus.PENDING else None,
             provider_id=row.provider_id,
             created_at=row.created_at,
             sent_at=row.sent_at,
@@ -155,8 +155,8 @@ def replay(
         raise not_found("notification")
     replayed = session.execute(
         update(Delivery)
-        .where(Delivery.id == row.id, Delivery.status == "dead")
-        .values(status="pending", attempts=0, next_attempt_at=utcnow(), reason=None)
+        .where(Delivery.id == row.id, Delivery.status == DeliveryStatus.DEAD)
+        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=utcnow(), reason=None)
     )
     if not replayed.rowcount:  # type: ignore[attr-defined]
         raise ApiError(409, f"only dead letters can be replayed; this one is {row.status}")
