@@ -332,7 +332,7 @@ def test_a_worker_dying_mid_delivery_loses_nothing(
         notification_id = _pending_webhook(api, user, receiver)
     # The "dead" worker: claims with a short lease and writes its attempt, then never sends.
     [claim] = engine.claim_due(runtime.sessions, limit=10, lease_s=0.3)
-    assert engine.prepare_many(runtime.sessions, [claim]) != []
+    assert engine.prepare_many(runtime.sessions, [claim], reply_token_ttl_s=60) != []
     assert engine.claim_due(runtime.sessions, limit=10, lease_s=0.3) == []  # still leased
     with TestClient(create_app(runtime=runtime)) as client:
         final = settled(client, user, notification_id, "sent")
@@ -356,7 +356,7 @@ def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_result(
     with TestClient(create_app(runtime=quiet)) as api:
         _pending_webhook(api, user, receiver)
     [slow] = engine.claim_due(runtime.sessions, limit=1, lease_s=0.05)
-    [slow_prepared] = engine.prepare_many(runtime.sessions, [slow])
+    [slow_prepared] = engine.prepare_many(runtime.sessions, [slow], reply_token_ttl_s=60)
     wait_for(lambda: engine.claim_due(runtime.sessions, limit=1, lease_s=30), what="re-claim")
     rng = random.Random(0)
     late = engine.settle_many(

@@ -207,7 +207,8 @@ def test_a_dead_letter_gives_its_slot_back(
 
     assert [ingest(n) for n in range(3)] == ["pending"] * 3
     assert used() == 3
-    claimed, prepared = engine.claim_and_prepare(runtime.sessions, limit=10, lease_s=30)
+    claimed, prepared = engine.claim_and_prepare(runtime.sessions, limit=10, lease_s=30,
+                                                 reply_token_ttl_s=60)
     assert claimed == 3 and len(prepared) == 3
     refused = SendResult(ok=False, detail="550 mailbox unavailable")  # permanent
     outcomes = [(prepared[0], refused, 5)] + [(p, SendResult(ok=True), 5) for p in prepared[1:]]

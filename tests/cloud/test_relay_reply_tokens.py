@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cloud_kit import Account
@@ -22,7 +23,6 @@ from starlette.websockets import WebSocketDisconnect
 from tg_kit import MACHINE, Chat, buttons, reply_token
 
 from claude_notify.cloud.server.db.models import Channel, Delivery, DeliveryAttempt
-from claude_notify.cloud.server.relay import actions
 from claude_notify.cloud.server.relay.models import RelayReplyToken
 from claude_notify.cloud.server.relay.queue import RelayPolicy
 from claude_notify.cloud.server.runtime import Runtime
@@ -33,8 +33,11 @@ __all__ = ["telegram"]
 
 
 @pytest.fixture
-def settings(settings: Settings, telegram: TelegramStandIn) -> Settings:
-    return settings.replace(**provider_settings(telegram=telegram.base_url))
+def settings(settings: Settings, telegram: TelegramStandIn,
+             request: pytest.FixtureRequest) -> Settings:
+    """The Telegram stand-in's, and a test's own values (indirect parameters) on top."""
+    own: dict[str, Any] = getattr(request, "param", {})
+    return settings.replace(**provider_settings(telegram=telegram.base_url), **own)
 
 
 @pytest.fixture
@@ -75,18 +78,24 @@ def test_the_token_in_the_task_link_queues_for_its_session_only(
     assert mine.last_used_at is not None and mine.session_id == "session-a"
 
 
-def test_the_token_expires_after_a_day_by_default_and_as_configured(
-    chat: Chat, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    chat.notify()
-    monkeypatch.setattr(actions, "_process_ttl_s", lambda: 60.0)
-    short = reply_token(chat.notify())
+def _lifetimes(runtime: Runtime) -> list[int]:
     with runtime.sessions() as session:
-        rows = {r.id.hex: r for r in session.scalars(select(RelayReplyToken))}
-    lifetimes = sorted(round((r.expires_at - r.created_at).total_seconds())
-                       for r in rows.values())
-    assert lifetimes == [60, 86_400]
+        return sorted(round((r.expires_at - r.created_at).total_seconds())
+                      for r in session.scalars(select(RelayReplyToken)))
+
+
+def test_the_token_lasts_a_day_by_default(chat: Chat, runtime: Runtime) -> None:
+    chat.notify()
+    assert _lifetimes(runtime) == [86_400]
     assert RelayPolicy.from_env({}).reply_token_ttl_s == 86_400
+
+
+@pytest.mark.parametrize("settings", [{"relay_reply_token_ttl_s": 60}], indirect=True)
+def test_the_token_lasts_as_configured_and_is_refused_once_expired(
+    chat: Chat, runtime: Runtime
+) -> None:
+    short = reply_token(chat.notify())
+    assert _lifetimes(runtime) == [60]
     with runtime.sessions.begin() as session:
         session.execute(update(RelayReplyToken).where(RelayReplyToken.id == uuid.UUID(
             short[4:36])).values(expires_at=utcnow() - timedelta(seconds=1)))
@@ -213,7 +222,8 @@ def test_sending_again_rotates_the_token(chat: Chat, runtime: Runtime) -> None:
         # As a worker would claim it for a re-send; "sent" keeps the real worker off it.
         notification.claim_token = claim = uuid.uuid4()
         notification.status = "sent"
-    [prepared] = engine.prepare_many(runtime.sessions, [engine.Claim(notification.id, claim)])
+    [prepared] = engine.prepare_many(runtime.sessions, [engine.Claim(notification.id, claim)],
+                                     reply_token_ttl_s=runtime.settings.relay_reply_token_ttl_s)
     assert prepared.message.actions is not None
     fresh = prepared.message.actions.reply_token
     assert fresh is not None and fresh != token and fresh[:36] == token[:36]

@@ -88,7 +88,7 @@ def next_retry_at(sessions: sessionmaker[Session]) -> datetime | None:
 
 
 def claim_and_prepare(
-    sessions: sessionmaker[Session], *, limit: int, lease_s: float
+    sessions: sessionmaker[Session], *, limit: int, lease_s: float, reply_token_ttl_s: float
 ) -> tuple[int, list[Prepared]]:
     """:func:`claim_due` and :func:`prepare_many` in one transaction: one write lock, one commit.
 
@@ -99,12 +99,12 @@ def claim_and_prepare(
     try:
         with sessions.begin() as session:
             claims = _claim(session, limit=limit, lease_s=lease_s)
-            return len(claims), _prepare_batch(session, claims)
+            return len(claims), _prepare_batch(session, claims, reply_token_ttl_s)
     except Exception:
         log.warning("claiming and preparing in one transaction failed; taking them apart",
                     exc_info=True)
     claims = claim_due(sessions, limit=limit, lease_s=lease_s)
-    return len(claims), prepare_many(sessions, claims)
+    return len(claims), prepare_many(sessions, claims, reply_token_ttl_s=reply_token_ttl_s)
 
 
 def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
@@ -137,18 +137,21 @@ def _claim(session: Session, *, limit: int, lease_s: float) -> list[Claim]:
     return [Claim(row_id, token) for row_id in session.scalars(stmt)]
 
 
-def prepare_many(sessions: sessionmaker[Session], claims: list[Claim]) -> list[Prepared]:
-    """Render the claimed rows' messages and write their attempt rows, in one transaction.
+def prepare_many(sessions: sessionmaker[Session], claims: list[Claim], *,
+                 reply_token_ttl_s: float) -> list[Prepared]:
+    """Render the claimed rows' messages and write their attempt rows, in one transaction
+    (a reply token among them valid ``reply_token_ttl_s``, the settings' lifetime).
 
     A row whose claim is no longer ours, or that has nothing to send (dead-lettered instead),
     is left out of the answer."""
     if not claims:
         return []
     with sessions.begin() as session:
-        return _prepare_batch(session, claims)
+        return _prepare_batch(session, claims, reply_token_ttl_s)
 
 
-def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
+def _prepare_batch(session: Session, claims: list[Claim],
+                   reply_token_ttl_s: float) -> list[Prepared]:
     """The batch's rows, channels and events are read with one query each, so the per-row work
     finds them in the session instead of asking the database again."""
     if not claims:
@@ -172,7 +175,8 @@ def _prepare_batch(session: Session, claims: list[Claim]) -> list[Prepared]:
     prepared = []
     for claim in claims:
         row = rows.get(claim.id)
-        if row is not None and (p := _prepare_row(session, claim, row)) is not None:
+        p = _prepare_row(session, claim, row, reply_token_ttl_s) if row is not None else None
+        if p is not None:
             prepared.append(p)
     del loaded
     _record_started(session, prepared)
@@ -193,9 +197,10 @@ def _lose_started(session: Session, notification_ids: list[uuid.UUID]) -> None:
         )
 
 
-def _prepare_row(session: Session, claim: Claim, row: Delivery) -> Prepared | None:
+def _prepare_row(session: Session, claim: Claim, row: Delivery,
+                 reply_token_ttl_s: float) -> Prepared | None:
     try:
-        message = build_message(session, row)
+        message = build_message(session, row, reply_token_ttl_s=reply_token_ttl_s)
     except SQLAlchemyError:
         raise  # the database, not the row: the batch is tried again after its lease
     except Exception as exc:

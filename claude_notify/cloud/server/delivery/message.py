@@ -17,9 +17,9 @@ from claude_notify.cloud.server.db.models import Channel, Delivery, Event
 from claude_notify.cloud.server.relay.actions import actions_for
 
 
-def build_message(session: Session, row: Delivery) -> Message | str:
+def build_message(session: Session, row: Delivery, *, reply_token_ttl_s: float) -> Message | str:
     """The message for an outbox row, or why there is nothing to send (the row is then a dead
-    letter with that reason)."""
+    letter with that reason). A reply token it carries is valid ``reply_token_ttl_s``."""
     if row.kind == "login":  # a sign-in link: addressed directly, no channel (maybe no account)
         to = str((row.payload or {}).get("to", ""))
         return _stored(row, "email", {"address": to})
@@ -43,7 +43,8 @@ def build_message(session: Session, row: Delivery) -> Message | str:
         text=text,
         html=html,
         event=event.payload,
-        actions=actions_for(session, row, channel, event.payload),
+        actions=actions_for(session, row, channel, event.payload,
+                            reply_token_ttl_s=reply_token_ttl_s),
     )
 
 

@@ -162,6 +162,7 @@ class Worker:
         claimed, prepared = await asyncio.to_thread(
             engine.claim_and_prepare, self.runtime.sessions, limit=limit,
             lease_s=self.settings.lease_s,
+            reply_token_ttl_s=self.settings.relay_reply_token_ttl_s,
         )
         if not claimed:
             return 0

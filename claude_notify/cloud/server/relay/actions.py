@@ -12,7 +12,6 @@ the reply token works for whoever holds it, so it goes only to a chat the owner 
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import Any, Final
 
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server.channels.base import Actions
 from claude_notify.cloud.server.db.models import Channel, Delivery, Task, User
 from claude_notify.cloud.server.relay import reply_tokens
-from claude_notify.cloud.server.relay.queue import RelayPolicy, target_of
+from claude_notify.cloud.server.relay.queue import target_of
 
 RELAY_CHANNELS: Final = frozenset({"telegram"})
 """The channels whose notifications carry buttons (and, in a private chat, a reply token)."""
@@ -30,12 +29,9 @@ LOG: Final = "log"
 
 
 def actions_for(session: Session, row: Delivery, channel: Channel, event: dict[str, Any],
-                *, reply_token_ttl_s: float | None = None) -> Actions | None:
-    """The buttons and reply token for an event notification; ``None`` where none apply.
-
-    ``reply_token_ttl_s`` is the settings' ``relay_reply_token_ttl_s``; left out, it is the one
-    this process's environment gives (read once: see :func:`_process_ttl_s`).
-    """
+                *, reply_token_ttl_s: float) -> Actions | None:
+    """The buttons and reply token (valid ``reply_token_ttl_s``, the settings'
+    ``relay_reply_token_ttl_s``) for an event notification; ``None`` where none apply."""
     if channel.type not in RELAY_CHANNELS or row.task_id is None:
         return None
     task = session.get(Task, row.task_id)
@@ -47,19 +43,10 @@ def actions_for(session: Session, row: Delivery, channel: Channel, event: dict[s
     token = None
     if target is not None and replyable and reply_tokens.private_to_owner(channel.type,
                                                                            channel.config):
-        ttl_s = _process_ttl_s() if reply_token_ttl_s is None else reply_token_ttl_s
-        token = reply_tokens.issue(session, row, target, ttl_s=ttl_s)
+        token = reply_tokens.issue(session, row, target, ttl_s=reply_token_ttl_s)
     shell = event.get("source") != "claude-code" and bool(task.cmd.strip())
     return Actions(run_again=f"{RUN}:{row.id.hex}" if replyable and shell else None,
                    show_log=f"{LOG}:{row.id.hex}", reply_token=token)
-
-
-@functools.cache
-def _process_ttl_s() -> float:
-    """The reply tokens' lifetime as the server's settings read it from the environment, once
-    per process. For callers that do not pass their runtime's value (the delivery engine, until
-    it carries its settings there); never an environment read per delivery."""
-    return RelayPolicy.from_env().reply_token_ttl_s
 
 
 def parse(data: object) -> tuple[str, uuid.UUID] | None:
