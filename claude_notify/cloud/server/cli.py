@@ -99,7 +99,6 @@ def server(ctx: click.Context, host: str, port: int) -> None:
         return
     import uvicorn
 
-    from claude_notify.cloud.server.api.routes.commands import tunnel_first
     from claude_notify.cloud.server.app import create_app
     from claude_notify.cloud.server.banner import lines
     from claude_notify.cloud.server.httpproto import HeaderDeadlineProtocol, raise_fd_limit
@@ -108,7 +107,7 @@ def server(ctx: click.Context, host: str, port: int) -> None:
     configure()
     raise_fd_limit()
     runtime = _runtime()
-    app = tunnel_first(create_app(runtime=runtime))
+    app = create_app(runtime=runtime)
     for line in lines(runtime, host, port):
         click.echo(line, err=True)
     # uvicorn's own access log would print query strings, which carry one-time link secrets.

@@ -22,7 +22,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.deps import (
@@ -233,10 +232,3 @@ def _check_agents(session: Session, user_id: uuid.UUID, machine_id: str,
                ApiToken.revoked_at.is_(None)))
     if (others or 0) >= limit:
         raise ApiError(403, f"an account has at most {limit} agent machine(s)")
-
-
-def tunnel_first(app: ASGIApp) -> ASGIApp:
-    """``app`` unchanged: the app :func:`~claude_notify.cloud.server.app.create_app` builds
-    answers ``/v1/agent`` ahead of its middleware itself. Kept while ``claude-notify server``
-    still calls it."""
-    return app
