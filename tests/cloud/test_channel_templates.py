@@ -17,6 +17,7 @@ from standins.kit import event, provider_settings, telegram
 from standins.telegram import TelegramStandIn
 
 from claude_notify.cloud.server.channels import templates
+from claude_notify.cloud.server.channels.markdown import DIALECTS
 from claude_notify.cloud.server.settings import Settings
 
 __all__ = ["telegram"]
@@ -89,7 +90,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("dialect", templates.DIALECTS)
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_dialect_rendering_matches_the_golden_file(case: str, dialect: str) -> None:
     source, payload = CASES[case]
@@ -136,7 +137,7 @@ def test_template_is_checked_when_saved_and_used_for_the_channel(
     ).status_code == 403  # fmt: skip
     saved = client.put(url, json={"template": CUSTOM}, headers=pro.headers)
     assert saved.status_code == 200, saved.text
-    assert set(saved.json()["previews"]) == set(templates.DIALECTS)
+    assert set(saved.json()["previews"]) == set(DIALECTS)
     assert client.get(f"/v1/channels/{channel_id}", headers=pro.headers).json()["verified"]
 
     payload = event(status="failure", exit_code=3)

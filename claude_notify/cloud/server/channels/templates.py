@@ -39,24 +39,20 @@ from claude_notify.cloud.server.channels.markdown import (
 from claude_notify.cloud.server.channels.render import VERBS, compact_duration, headline
 from claude_notify.cloud.server.channels.text import clean, trim_top, utf16_len
 
-__all__ = [  # with DIALECTS, Dialect, clean and trim_top, for the modules that take them from here
+__all__ = [
     "DEFAULT_TEMPLATE",
-    "DIALECTS",
     "FIELDS",
     "MAX_NESTING",
     "MAX_TEMPLATE_CHARS",
     "NOTICE_TEMPLATE",
     "SAMPLE_FIELDS",
-    "Dialect",
     "Template",
     "TemplateError",
     "body_fields",
     "cached",
-    "clean",
     "compile_template",
     "fields_of",
     "task_link",
-    "trim_top",
 ]
 
 MAX_TEMPLATE_CHARS: Final = 4000

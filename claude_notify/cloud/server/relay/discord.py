@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from claude_notify.cloud.server.channels.base import json_object
-from claude_notify.cloud.server.channels.templates import clean
+from claude_notify.cloud.server.channels.text import clean
 from claude_notify.cloud.server.relay import chat
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime

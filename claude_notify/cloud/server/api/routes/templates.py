@@ -18,6 +18,7 @@ from claude_notify.cloud.server.api.deps import ChannelWriter, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.channels import templates
+from claude_notify.cloud.server.channels.markdown import DIALECTS
 from claude_notify.cloud.server.db.models import Channel
 
 router = APIRouter(tags=["channels"])
@@ -46,7 +47,7 @@ def _checked(source: str) -> templates.Template:
 
 
 def _previews(template: templates.Template) -> dict[str, str]:
-    return {d: template.render(templates.SAMPLE_FIELDS, d) for d in templates.DIALECTS}
+    return {d: template.render(templates.SAMPLE_FIELDS, d) for d in DIALECTS}
 
 
 @router.post("/v1/templates/preview", summary="Check a template and render it with a sample")
