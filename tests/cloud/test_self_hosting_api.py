@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cloud_kit import Mailbox, free_port, mail_text, wait_for
+from cloud_kit import Account, Mailbox, Receiver, free_port, mail_text, wait_for
 from fastapi.testclient import TestClient
 
 from claude_notify.cloud.server import auth
@@ -133,3 +133,48 @@ def _pro_user(client: TestClient) -> dict[str, str]:
     with runtime.sessions.begin() as session:
         _, token = auth.create_user(session, "pro-owner@example.com", plan="pro")
     return {"Authorization": f"Bearer {token.secret}"}
+
+
+def test_a_channel_the_plan_cannot_use_is_refused_and_so_is_its_test(
+    client: TestClient, runtime: Runtime, receiver: Receiver, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    hook = {"type": "webhook", "config": {"url": receiver.url}}
+    refused = client.post("/v1/channels", json=hook, headers=user.headers)
+    assert (refused.status_code, refused.json()["error"]) == (403, {
+        "code": "plan_refused", "message": "the free plan sends e-mail only; webhook needs pro"})
+    assert client.get("/v1/channels", headers=user.headers).json() == []
+    with runtime.sessions.begin() as session:
+        auth.set_plan(session, user.email, "pro")
+    made = client.post("/v1/channels", json=hook, headers=user.headers)
+    assert made.status_code == 201, made.text
+    test = f"/v1/channels/{made.json()['id']}/test"
+    assert client.post(test, headers=user.headers).status_code == 202
+    receiver.wait(1)
+    with runtime.sessions.begin() as session:
+        auth.set_plan(session, user.email, "free")  # a downgrade keeps the channel
+    again = client.post(test, headers=user.headers)
+    assert again.status_code == 403
+    assert again.json()["error"]["message"] == "the free plan sends e-mail only; webhook needs pro"
+    kinds = [n["kind"] for n in client.get("/v1/notifications", headers=user.headers)
+             .json()["items"]]
+    assert kinds == ["test"]  # the refused test queued nothing
+
+
+def test_telegram_without_a_bot_is_refused_before_anything_is_made(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(plan="pro")
+    refused = client.post("/v1/channels", json={"type": "tg", "config": {}}, headers=user.headers)
+    assert (refused.status_code, refused.json()["error"]) == (422, {
+        "code": "not_configured",
+        "message": "this server has no Telegram bot: its operator has not set "
+                   "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN"})
+    assert client.get("/v1/channels", headers=user.headers).json() == []
+
+
+def test_usage_names_the_accounts_address(
+    client: TestClient, make_user: Callable[..., Account]
+) -> None:
+    user = make_user(email="Someone@Example.com")
+    assert client.get("/v1/usage", headers=user.headers).json()["email"] == "someone@example.com"

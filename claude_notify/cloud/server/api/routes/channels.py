@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import limits, outbox
+from claude_notify.cloud.server import limits, outbox, quota
 from claude_notify.cloud.server.api.deps import (
     ChannelWriter,
     Principal,
@@ -156,6 +156,23 @@ def _start_verification(session: Session, runtime: Runtime, channel: Channel) ->
                  render_simple("Confirm your claude-notify address", text, link))
 
 
+def _check_plan(runtime: Runtime, caller: Principal, kind: str) -> None:
+    """403 with the reason a real event would be refused with ("the free plan sends e-mail
+    only; webhook needs pro")."""
+    refused = quota.limits(caller.plan, kind, runtime.settings)
+    if isinstance(refused, str):
+        raise ApiError(403, refused, code="plan_refused")
+
+
+def _check_usable(runtime: Runtime, caller: Principal, kind: str) -> None:
+    """Refuse a channel this account's plan, or this server, cannot send through: made anyway,
+    it would only collect refusals (the plan's reason is the one real events get)."""
+    _check_plan(runtime, caller, kind)
+    if kind == "telegram" and not runtime.settings.telegram_bot_token:
+        raise ApiError(422, "this server has no Telegram bot: its operator has not set "
+                            "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN", code="not_configured")
+
+
 def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
     """Refuse a channel past the account's limit; the user's row is locked first, so two
     concurrent requests cannot both take the last place."""
@@ -169,6 +186,7 @@ def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
 def create_channel(
     body: ChannelIn, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> ChannelOut:
+    _check_usable(runtime, caller, body.type)
     _check_room(session, caller.user_id, runtime.settings.max_channels_per_user)
     channel = Channel(
         id=uuid.uuid4(),
@@ -258,6 +276,7 @@ def test_channel(
     channel = _owned(session, caller, channel_id)
     if channel.type in catalog.NEEDS_VERIFICATION and channel.verified_at is None:
         raise ApiError(409, "recipient not verified yet: open the link sent to it first")
+    _check_plan(runtime, caller, channel.type)  # as for an event: no way around the plan
     text = "This is a test message from claude-notify: this channel works."
     queued = outbox.queue(session, channel, outbox.TEST,
                           render_simple("claude-notify test message", text))
