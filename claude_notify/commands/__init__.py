@@ -33,6 +33,7 @@ SUBCOMMANDS: Final = {
     "sync": "claude_notify.commands.cloud:sync",
     "usage": "claude_notify.commands.cloud:usage",
     "channels": "claude_notify.commands.cloud:channels",
+    "deliveries": "claude_notify.commands.deliveries:deliveries",
     "agent": "claude_notify.commands.agent:agent",
     "shell-init": "claude_notify.commands.shell:shell_init",
     "shell-done": "claude_notify.commands.shell:shell_done",

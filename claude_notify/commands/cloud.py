@@ -1,10 +1,14 @@
-"""The opt-in cloud from the terminal: login, logout, whoami, status, sync, usage, channels."""
+"""The opt-in cloud from the terminal: login, logout, whoami, status, sync, usage, channels.
+
+Every ``channels`` subcommand that takes a channel id takes a unique prefix of it too.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+import uuid
 from typing import Any
 
 import click
@@ -91,7 +95,7 @@ def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str
             result: dict[str, Any] = client.request(
                 "POST", "/v1/auth/token", json={"device_code": started["device_code"]})
         except Refused as exc:
-            if "waiting" not in str(exc):
+            if not str(exc).startswith("waiting for"):  # else the mail failed, or expired
                 raise
             time.sleep(min(interval, max(left, 0)))  # the server's polling interval
             continue
@@ -132,7 +136,7 @@ def whoami() -> None:
     who = account.current()
     with _client() as client:
         usage = client.request("GET", "/v1/usage")
-    name = who.email if who and who.email else "(token login)"
+    name = usage.get("email") or (who.email if who and who.email else "(token login)")
     click.echo(f"{name} on {client.server}: {usage['plan']} plan")
     click.echo(_quota_line(usage))
 
@@ -271,7 +275,6 @@ def add(channel_type: str, target: str | None, name: str, secret: str | None, on
         made = client.request("POST", "/v1/channels", json={
             "type": channel_type, "name": name, "config": config, "rules": rules})
         click.echo(f"added {made['type']} channel {made['id']}")
-        _plan_note(client, made["type"])
         if made["type"] == "telegram":
             link = client.request("POST", f"/v1/channels/{made['id']}/link")
             where = f" or open {link['url']}" if link.get("url") else ""
@@ -284,16 +287,25 @@ def add(channel_type: str, target: str | None, name: str, secret: str | None, on
                    f"`claude-notify channels verify {made['id']} CODE`")
 
 
-def _plan_note(client: Any, channel_type: str) -> None:
-    """Say now, not when a task ends, that the plan will not send through this channel."""
+def resolve(client: Any, given: str) -> str:
+    """The full id of the one channel whose id starts with ``given`` (a full id is taken as it
+    is, the server says if it is unknown); none or several is a usage error naming them."""
+    wanted = given.strip().lower()
     try:
-        usage = client.request("GET", "/v1/usage")
-    except Refused:
-        return  # a token that cannot read usage: the server still explains at send time
-    allowed = usage.get("channels_allowed") or []
-    if channel_type not in allowed:
-        click.echo(f"note: {channel_type} notifications need the pro plan "
-                   f"(this account is on {usage.get('plan', 'free')})")
+        if str(uuid.UUID(wanted)) == wanted:
+            return wanted
+    except ValueError:
+        pass
+    items = client.request("GET", "/v1/channels")
+    items = items.get("items", items) if isinstance(items, dict) else items
+    found = [str(ch["id"]) for ch in items if wanted and str(ch["id"]).startswith(wanted)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"no channel id starts with {given!r}: see `claude-notify channels list`")
+    shown = ", ".join(f[:13] + "…" for f in found[:5])
+    raise UsageError(f"{given!r} is the start of {len(found)} channel ids ({shown}): "
+                     "give more of it")
 
 
 @channels.command()
@@ -302,6 +314,7 @@ def _plan_note(client: Any, channel_type: str) -> None:
 def verify(channel_id: str, code: str) -> None:
     """Confirm a recipient with the code it received (an SMS number, an e-mail address)."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         client.request("POST", f"/v1/channels/{channel_id}/verify", json={"code": code})
     click.echo(f"confirmed {channel_id}")
 
@@ -312,6 +325,7 @@ def link(channel_id: str) -> None:
     """A one-time code to link a Telegram chat, or the Discord or Feishu account whose /run
     commands the channel takes (valid fifteen minutes)."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         code = client.request("POST", f"/v1/channels/{channel_id}/link")
     where = f" or open {code['url']}" if code.get("url") else ""
     click.echo(f"send this to the bot{where}: {code['command']}")
@@ -325,6 +339,7 @@ def group_replies(channel_id: str, state: str) -> None:
     (off, the default). Even when on, only your own Telegram account's replies, /run and button
     presses count."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         channel = client.request("GET", f"/v1/channels/{channel_id}")
         if channel.get("type") != "telegram":
             raise UsageError(f"{channel_id} is a {channel.get('type')} channel: group replies "
@@ -342,6 +357,7 @@ def rotate_secret(channel_id: str) -> None:
     """Replace a webhook channel's signing secret; the new one is shown once, the old one stops
     verifying at once."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         made = client.request("POST", f"/v1/channels/{channel_id}/rotate-secret")
     click.echo(f"new signing secret for {made['id']} (shown once): {made['config']['secret']}")
 
@@ -351,6 +367,7 @@ def rotate_secret(channel_id: str) -> None:
 def remove(channel_id: str) -> None:
     """Delete a channel."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         client.request("DELETE", f"/v1/channels/{channel_id}")
     click.echo(f"removed {channel_id}")
 
@@ -360,5 +377,6 @@ def remove(channel_id: str) -> None:
 def test(channel_id: str) -> None:
     """Send a test message through a channel."""
     with _client() as client:
+        channel_id = resolve(client, channel_id)
         client.request("POST", f"/v1/channels/{channel_id}/test")
     click.echo("test message queued")

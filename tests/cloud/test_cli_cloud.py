@@ -278,17 +278,20 @@ def test_login_by_e_mailed_link(server: Server, tmp_path: Path, module_smtp: Mai
 
 def test_plan_limits_and_channel_management(server: Server, tmp_path: Path,
                                             receiver: Receiver) -> None:
-    token = server.admin("create-user", email("free"))
+    address = email("free")
+    token = server.admin("create-user", address)
     env = _user_env(tmp_path)
     cli(["login", "--server", server.url, "--token"], env, stdin=token.encode())
     refused = cli(["channels", "add", "telegram", "12345"], env, check=False)
     assert refused.returncode == 2
     assert refused.stderr.startswith(b"claude-notify: a Telegram chat is linked with a code")
-    sms = cli(["channels", "add", "sms", "+14155550100"], env).stdout.decode()
-    assert "note: sms notifications need the pro plan (this account is on free)" in sms
+    sms = cli(["channels", "add", "sms", "+14155550100"], env, check=False)
+    assert (sms.returncode, sms.stderr) == (
+        1, b"claude-notify: the free plan sends e-mail only; sms needs pro\n")
     bad = cli(["channels", "add", "email", "not-an-address"], env, check=False)
     assert bad.returncode == 1 and bad.stderr.count(b"\n") == 1
     assert b"not a valid e-mail address" in bad.stderr and b"HTTP" not in bad.stderr
+    server.admin("set-plan", address, "pro")
     added = cli(["channels", "add", "webhook", receiver.url, "--name", "ci"], env)
     channel_id = added.stdout.split()[3].decode()
     listed = cli(["channels", "list"], env).stdout.decode()
