@@ -32,7 +32,10 @@ TIMEOUT_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
+class ClaudeReply:
+    """What one resumed turn of ``claude -p`` answered: its text, the (possibly new) session id
+    to continue from, or why it failed (``detail``)."""
+
     ok: bool
     session_id: str
     answer: str
@@ -67,30 +70,30 @@ def build_argv(settings: AgentSettings, session_id: str) -> list[str]:
 
 
 def resume(settings: AgentSettings, *, session_id: str, prompt: str, cwd: str,
-           env: Mapping[str, str]) -> Turn:
+           env: Mapping[str, str]) -> ClaudeReply:
     """Run one turn; the result object's answer and session id."""
     try:
         done = subprocess.run(build_argv(settings, session_id), input=prompt.encode(), cwd=cwd,
                               env=dict(env), capture_output=True, timeout=TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Turn(ok=False, session_id=session_id, answer="", detail=f"claude: {exc}")
+        return ClaudeReply(ok=False, session_id=session_id, answer="", detail=f"claude: {exc}")
     try:
         result: Any = json.loads(done.stdout)
     except ValueError:
         result = None
     if not isinstance(result, dict):
         tail = done.stderr.decode(errors="replace").strip()[-300:]
-        return Turn(ok=False, session_id=session_id, answer="",
-                    detail=f"claude exited {done.returncode} without a result: {tail}")
+        return ClaudeReply(ok=False, session_id=session_id, answer="",
+                           detail=f"claude exited {done.returncode} without a result: {tail}")
     answer = str(result.get("result") or "")
     new_id = result.get("session_id")
     ok = done.returncode == 0 and not result.get("is_error")
-    return Turn(ok=ok, session_id=new_id if isinstance(new_id, str) and new_id else session_id,
-                answer=answer, detail="" if ok else f"claude: {result.get('subtype')}: "
-                                                   f"{answer[:300]}")
+    detail = "" if ok else f"claude: {result.get('subtype')}: {answer[:300]}"
+    continued = new_id if isinstance(new_id, str) and new_id else session_id
+    return ClaudeReply(ok=ok, session_id=continued, answer=answer, detail=detail)
 
 
-def notify(turn: Turn, *, cwd: str, env: Mapping[str, str], duration_s: float) -> None:
+def notify(turn: ClaudeReply, *, cwd: str, env: Mapping[str, str], duration_s: float) -> None:
     """Claude's answer as the next "Claude finished" notification (desktop, history, cloud),
     for the session id Claude returned, so a reply to it continues the conversation."""
     from dataclasses import replace

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from claude_notify.agent import policy, wire
 from claude_notify.agent.store import AgentSettings, Journal
-from claude_notify.errors import CloudError
+from claude_notify.errors import Rejected
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 HEARTBEAT_S = 15.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
-
-
-class Rejected(CloudError):
-    """The server refused this agent's credential: retrying will not help."""
 
 
 def agent_url(server: str) -> str:
@@ -87,7 +83,7 @@ class Agent:
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise Rejected("the server refused this machine's agent credential: run "
-                               "`claude-notify agent --register`") from None
+                               "`claude-notify agent register`") from None
             raise
         with ws:
             self._ws = ws

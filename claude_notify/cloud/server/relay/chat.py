@@ -103,7 +103,7 @@ def run(runtime: Runtime, relay: Relay, said: Said) -> Answer:
     try:
         machine_id = relay.submit(runtime.sessions, origin, to=target, command=said.command,
                                   kind="shell", shown=lambda row: row.machine_id)
-    except queue.Refused as refused:
+    except queue.CommandRefused as refused:
         return Answer(f"Not run: {refused.message}.", channel.id)
     return Answer(f"Queued on {machine_id[:12]}: {said.command[:MAX_ECHO]}", channel.id)
 

@@ -56,7 +56,7 @@ UNSIGNED_RUN: Final = ("Not run: this server's Feishu app has no Encrypt Key, an
                        "signed events.")
 
 
-class Rejected(Exception):
+class CallbackRejected(Exception):
     """A callback that is not from the operator's app (or not readable): status and one line."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -83,7 +83,7 @@ def signature(encrypt_key: str, timestamp: str, nonce: str, body: bytes) -> str:
 
 def open_envelope(raw: bytes, headers: dict[str, str], *, token: str,
                   encrypt_key: str | None, now: float | None = None) -> dict[str, Any]:
-    """The verified, decrypted callback body, or :class:`Rejected`.
+    """The verified, decrypted callback body, or :class:`CallbackRejected`.
 
     ``headers`` are lower-cased names. A signature present is always checked, and its timestamp
     must be within :data:`MAX_SKEW_S` of ``now``; with an Encrypt Key, only the URL check may
@@ -94,23 +94,23 @@ def open_envelope(raw: bytes, headers: dict[str, str], *, token: str,
         stamp = headers.get("x-lark-request-timestamp", "")
         expected = signature(encrypt_key, stamp, headers.get("x-lark-request-nonce", ""), raw)
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Rejected(401, "wrong X-Lark-Signature")
+            raise CallbackRejected(401, "wrong X-Lark-Signature")
         _check_age(stamp, time.time() if now is None else now)
     body = _json(raw)
     if "encrypt" in body:
         if not encrypt_key or not isinstance(body["encrypt"], str):
-            raise Rejected(400, "an encrypted event, but this server has no Encrypt Key")
+            raise CallbackRejected(400, "an encrypted event, but this server has no Encrypt Key")
         try:
             body = _json(decrypt(encrypt_key, body["encrypt"]))
-        except (ValueError, Rejected):
-            raise Rejected(400, "the event does not decrypt with this server's Encrypt Key") \
-                from None
+        except (ValueError, CallbackRejected):
+            raise CallbackRejected(
+                400, "the event does not decrypt with this server's Encrypt Key") from None
     header = body.get("header")
     sent = header.get("token") if isinstance(header, dict) else body.get("token")
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), token.encode()):
-        raise Rejected(403, "wrong or missing verification token")
+        raise CallbackRejected(403, "wrong or missing verification token")
     if encrypt_key and given is None and body.get("type") != "url_verification":
-        raise Rejected(401, "missing X-Lark-Signature")
+        raise CallbackRejected(401, "missing X-Lark-Signature")
     return body
 
 
@@ -118,18 +118,18 @@ def _check_age(stamp: str, now: float) -> None:
     try:
         sent = int(stamp)  # Unix seconds; int() also refuses "nan", "1e400" and the like
     except ValueError:
-        raise Rejected(401, "missing or malformed X-Lark-Request-Timestamp") from None
+        raise CallbackRejected(401, "missing or malformed X-Lark-Request-Timestamp") from None
     if abs(now - sent) > MAX_SKEW_S:
-        raise Rejected(401, "X-Lark-Request-Timestamp is more than 5 minutes off")
+        raise CallbackRejected(401, "X-Lark-Request-Timestamp is more than 5 minutes off")
 
 
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         body = jsonguard.loads(raw)
     except ValueError as exc:
-        raise Rejected(400, str(exc)) from None
+        raise CallbackRejected(400, str(exc)) from None
     if not isinstance(body, dict):
-        raise Rejected(400, "the body is not a JSON object")
+        raise CallbackRejected(400, "the body is not a JSON object")
     return body
 
 

@@ -60,7 +60,7 @@ class RelayPolicy:
         return cls.of(Settings.from_env(env).validate())
 
 
-class Refused(Exception):
+class CommandRefused(Exception):
     """A command the server will not queue; already audited, the caller commits and answers."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -163,7 +163,7 @@ def over_limit(session: Session, origin: Origin, policy: RelayPolicy) -> str | N
 
 def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
             policy: RelayPolicy, kind: str = "shell") -> RelayCommand:
-    """Queue ``command`` for a run's machine and directory, or raise :class:`Refused`.
+    """Queue ``command`` for a run's machine and directory, or raise :class:`CommandRefused`.
 
     ``to`` is the run a reply answers (its notification's :class:`Target`), or a session id
     (the API), which goes to the session's latest run that reported a directory. A run whose
@@ -174,10 +174,10 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
     """
     session_id = to.session_id if isinstance(to, Target) else to
 
-    def refuse(status: int, reason: str, machine: str | None = None) -> Refused:
+    def refuse(status: int, reason: str, machine: str | None = None) -> CommandRefused:
         audit(session, origin, command=command, outcome="refused", reason=reason,
               machine_id=machine, session_id=session_id)
-        return Refused(status, reason)
+        return CommandRefused(status, reason)
 
     now = utcnow()
     if (limited := over_limit(session, origin, policy)) is not None:

@@ -34,14 +34,14 @@ class Relay:
                ) -> T:
         """Queue ``command`` and wake its agent; ``shown(row)`` is read before the commit.
 
-        A refusal is audited and committed, then raised as :class:`queue.Refused`. Shared by
+        A refusal is audited and committed, then raised as :class:`queue.CommandRefused`. Shared by
         the API and the chats' replies, which arrive with different origins and targets.
         """
         with sessions() as session:
             try:
                 row = queue.enqueue(session, origin, to=to, command=command,
                                     policy=self.policy, kind=kind)
-            except queue.Refused:
+            except queue.CommandRefused:
                 session.commit()
                 raise
             out, machine_id = shown(row), row.machine_id

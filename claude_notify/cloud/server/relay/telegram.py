@@ -121,7 +121,7 @@ def _one(session: Session, relay: Relay, channel: Channel,
     try:
         row = queue.enqueue(session, origin, to=target, command=reply.text,
                             policy=relay.policy, kind=kind)
-    except queue.Refused as refused:
+    except queue.CommandRefused as refused:
         _answer(session, channel, f"Not run: {refused.message}.")
         return None
     what = "Sent to Claude" if kind == "claude" else "Queued"
@@ -267,7 +267,7 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
     try:
         row = queue.enqueue(session, origin, to=target, command=task.cmd,
                             policy=relay.policy)
-    except queue.Refused as refused:
+    except queue.CommandRefused as refused:
         return Answered(f"Not run: {refused.message}."[:200], alert=True)
     return Answered(f"Queued on {row.machine_id[:12]}: {task.cmd}"[:200],
                     woken=(user.id, row.machine_id))

@@ -106,7 +106,7 @@ def post_command(body: CommandIn, caller: Annotated[Principal | str, Depends(_co
     try:
         return relay.submit(runtime.sessions, origin, to=body.session_id, command=body.command,
                             kind=body.kind, shown=CommandOut.of)
-    except queue.Refused as refused:
+    except queue.CommandRefused as refused:
         raise ApiError(refused.status, refused.message) from None
 
 
@@ -140,7 +140,7 @@ def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: Comman
         try:
             row = queue.enqueue(session, origin, to=target, command=body.command,
                                 policy=relay.policy, kind=body.kind)
-        except queue.Refused as refused:
+        except queue.CommandRefused as refused:
             reply_tokens.give_back(session, token)
             session.commit()
             raise ApiError(refused.status, refused.message) from None

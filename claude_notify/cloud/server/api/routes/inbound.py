@@ -97,7 +97,7 @@ async def feishu_events(request: Request, runtime: RuntimeDep,
         body = feishu.open_envelope(await request.body(), headers,
                                     token=settings.feishu_verification_token,
                                     encrypt_key=settings.feishu_encrypt_key)
-    except feishu.Rejected as rejected:
+    except feishu.CallbackRejected as rejected:
         raise ApiError(rejected.status, rejected.message) from None
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
