@@ -45,7 +45,7 @@ class ClaudeReply:
 def check(settings: AgentSettings, *, session_id: str, prompt: str, cwd: str) -> str:
     """Why this machine will not continue the session, or ``""``."""
     if not settings.claude:
-        return "Claude carry-over is off on this machine (claude-notify agent --claude)"
+        return "Claude carry-over is off on this machine (claude-notify agent set --claude)"
     if settings.claude_permission_mode not in MODES:
         return f"permission mode {settings.claude_permission_mode!r} is not allowed for replies"
     try:
