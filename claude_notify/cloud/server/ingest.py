@@ -258,38 +258,21 @@ def start_task(
     machine's start time (``now`` when the client did not say); registering again never moves
     it, nor the times its events set.
     """
-    started_at = started_at or now
-    if key is not None:
-        # Its events may be arriving at the same moment (two syncs of one spool): upsert, so
-        # whichever comes second joins the task instead of tripping the unique key.
-        task = upsert_row(
-            session,
-            Task,
-            {"id": uuid.uuid4(), "user_id": user_id, "key": key, "session_id": session_id,
-             "machine_id": machine_id, "cmd": cmd, "status": "running", "notify_on": notify_on,
-             "channels": channels, "started_at": started_at, "created_at": now,
-             "updated_at": now},
-            ["user_id", "key"],
-            {"updated_at": now},
-        )
-        task.notify_on = task.notify_on or notify_on
-        task.channels = task.channels or channels
-        task.cmd = task.cmd or cmd
-        return task
+    columns: dict[str, Any] = {
+        "user_id": user_id, "session_id": session_id, "machine_id": machine_id, "cmd": cmd,
+        "status": "running", "notify_on": notify_on, "channels": channels,
+        "started_at": started_at or now, "created_at": now, "updated_at": now,
+    }
     task_id = uuid.uuid4()
-    task = Task(
-        id=task_id,
-        user_id=user_id,
-        key=key or str(task_id),
-        session_id=session_id,
-        machine_id=machine_id,
-        cmd=cmd,
-        status="running",
-        notify_on=notify_on,
-        channels=channels,
-        started_at=started_at,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(task)
+    if key is None:
+        task = Task(id=task_id, key=str(task_id), **columns)
+        session.add(task)
+        return task
+    # Its events may be arriving at the same moment (two syncs of one spool): upsert, so
+    # whichever comes second joins the task instead of tripping the unique key.
+    task = upsert_row(session, Task, {"id": task_id, "key": key, **columns}, ["user_id", "key"],
+                      {"updated_at": now})
+    task.notify_on = task.notify_on or notify_on
+    task.channels = task.channels or channels
+    task.cmd = task.cmd or cmd
     return task

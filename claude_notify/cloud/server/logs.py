@@ -61,21 +61,7 @@ def append(
     settings: Settings,
 ) -> Appended:
     """Store one chunk, trim to the plan's cap and fire ``match`` rules; the caller commits."""
-    insert_ignore(
-        session,
-        TaskLog,
-        {
-            "task_id": task.id,
-            "user_id": user.id,
-            "bytes_total": 0,
-            "bytes_kept": 0,
-            "digest": EMPTY_DIGEST,
-            "next_seq": 0,
-            "updated_at": now,
-        },
-        ["task_id"],
-    )
-    log = session.scalars(select(TaskLog).where(TaskLog.task_id == task.id).with_for_update()).one()
+    log = _locked_log(session, user=user, task=task, now=now)
     seq = log.next_seq
     sealed = cipher.seal(data, _context(task.id, seq))
     session.add(
@@ -102,6 +88,27 @@ def append(
         session, user=user, task=task, data=data, seq=seq, now=now, settings=settings
     )
     return Appended(log.bytes_total, log.bytes_kept, log.digest, planned)
+
+
+def _locked_log(session: Session, *, user: User, task: Task, now: datetime) -> TaskLog:
+    """The task's log row, made empty if it has none yet, locked until the caller commits (the
+    chunks' sequence numbers come from it)."""
+    insert_ignore(
+        session,
+        TaskLog,
+        {
+            "task_id": task.id,
+            "user_id": user.id,
+            "bytes_total": 0,
+            "bytes_kept": 0,
+            "digest": EMPTY_DIGEST,
+            "next_seq": 0,
+            "updated_at": now,
+        },
+        ["task_id"],
+    )
+    return session.scalars(
+        select(TaskLog).where(TaskLog.task_id == task.id).with_for_update()).one()
 
 
 def _trim(session: Session, log: TaskLog, cipher: LogCipher, cap: int) -> None:

@@ -76,8 +76,9 @@ def error_response(exc: ApiError) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every exception the app can meet to the one shape."""
+def install_error_handlers(app: FastAPI) -> None:  # long: one short handler per exception type
+    """Route every exception the app can meet to the one shape (the handlers side by side, so
+    the whole mapping reads in one place)."""
 
     async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only

@@ -272,12 +272,7 @@ def settle_many(
         for prepared, result, duration_ms in outcomes:
             result = _masked(result, prepared.message)
             status, values = retry.next_status(prepared.attempt_number, result, settings, rng, now)
-            attempts.append({
-                "b_id": prepared.attempt_id,
-                "b_outcome": retry.attempt_outcome(result, status),
-                "b_detail": result.detail[:2000],
-                "b_ms": duration_ms,
-            })
+            attempts.append(_attempt_params(prepared, result, status, duration_ms))
             if prepared.claim.id not in held:
                 statuses.append(LOST)
                 continue
@@ -328,6 +323,17 @@ _SETTLE_ROWS = (
                                       _ROWS.c.next_attempt_at),
     )
 )
+
+
+def _attempt_params(prepared: Prepared, result: SendResult, status: DeliveryStatus,
+                    duration_ms: int) -> dict[str, object]:
+    """One attempt's parameters for :data:`_SETTLE_ATTEMPTS`."""
+    return {
+        "b_id": prepared.attempt_id,
+        "b_outcome": retry.attempt_outcome(result, status),
+        "b_detail": result.detail[:2000],
+        "b_ms": duration_ms,
+    }
 
 
 def _row_params(row_id: uuid.UUID, status: str, values: dict[str, object]) -> dict[str, object]:
