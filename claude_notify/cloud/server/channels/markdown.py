@@ -183,8 +183,11 @@ _STYLES: Final[dict[Dialect, _Style]] = {
 }
 
 
-def write(blocks: list[Node], values: list[str], dialect: Dialect) -> str:
-    """Emit parsed blocks in ``dialect``, putting each value back in, escaped for its place."""
+def write(blocks: list[Node], values: list[str], dialect: Dialect) -> str:  # long: see below
+    """Emit parsed blocks in ``dialect``, putting each value back in, escaped for its place.
+
+    The inline walker (``run``) and the block loop share ``fill`` and the dialect's style, so
+    they stay together as closures rather than functions passing both around."""
     style = _STYLES[dialect]
 
     def fill(s: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -259,6 +260,13 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
         queue.audit(session, origin, command=what, outcome="shown",
                     machine_id=task.machine_id, session_id=task.session_id)
         return Answered(log_html=_log_message(session, runtime, task))
+    return _run_again(session, relay, origin, task, target, refuse)
+
+
+def _run_again(session: Session, relay: Relay, origin: queue.Origin, task: Task,
+               target: queue.Target | None, refuse: Callable[[str], str]) -> Answered:
+    """A "Run again" press: the task's command queued for its run's machine and directory,
+    unless it is a Claude Code session's or cannot be run from here (``refuse`` audits why)."""
     claude = _source(session, task) == "claude-code"
     if claude or target is None or not task.cmd.strip():
         reason = ("a Claude Code session is continued by replying to its notification"
@@ -270,7 +278,7 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
     except queue.CommandRefused as refused:
         return Answered(f"Not run: {refused.message}."[:200], alert=True)
     return Answered(f"Queued on {row.machine_id[:12]}: {task.cmd}"[:200],
-                    woken=(user.id, row.machine_id))
+                    woken=(origin.user_id, row.machine_id))
 
 
 def _source(session: Session, task: Task) -> str | None:
