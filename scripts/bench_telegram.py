@@ -138,7 +138,7 @@ def enqueue(sessions: Any, user_id: uuid.UUID, items: list[tuple[uuid.UUID, Any]
     """Write outbox rows (channel, (task, event)) in one transaction; returns the wall time."""
     from sqlalchemy import insert
 
-    from claude_notify.cloud.server.db.models import Notification
+    from claude_notify.cloud.server.db.models import Delivery
     from claude_notify.events import utcnow
 
     now = utcnow()
@@ -149,7 +149,7 @@ def enqueue(sessions: Any, user_id: uuid.UUID, items: list[tuple[uuid.UUID, Any]
         for channel_id, (task_id, event_id) in items
     ]  # fmt: skip
     with sessions.begin() as session:
-        session.execute(insert(Notification), rows)
+        session.execute(insert(Delivery), rows)
     return now.timestamp()
 
 
