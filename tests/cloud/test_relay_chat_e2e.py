@@ -17,21 +17,43 @@ from cloud_kit import Mailbox, Receiver, wait_for
 from relay_kit import Server, api, cli
 from standins.discord import DiscordStandIn
 from standins.feishu import FeishuStandIn
-from standins.kit import discord, feishu
 from test_relay_e2e import SESSION, Setup
 
-__all__ = ["discord", "feishu"]
 APP = DiscordApp()
 FEISHU = FeishuApp("e2e-verification-token", "e2e-encrypt-key")
 OWNER = "80351110224678912"
 OPEN_ID = "ou_e2e_owner_000000000000000000001"
 
 
+@pytest.fixture(scope="module")
+def discord(module_db_url: str) -> Iterator[DiscordStandIn]:
+    """The module's shared server's Discord, one per database; only the Discord test uses it."""
+    standin = DiscordStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def feishu(module_db_url: str) -> Iterator[FeishuStandIn]:
+    """Likewise Feishu, for the Feishu test alone."""
+    standin = FeishuStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
 @pytest.fixture
-def server(db_url: str, smtp_server: Mailbox, discord: DiscordStandIn,
-           feishu: FeishuStandIn) -> Iterator[Server]:
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox, discord: DiscordStandIn,
+                  feishu: FeishuStandIn) -> Iterator[Server]:
+    """One server per database for the module; each test signs up a user of its own."""
     prefix = "CLAUDE_NOTIFY_SERVER_"
-    srv = Server.make(db_url, smtp_server, **{
+    srv = Server.make(module_db_url, module_smtp, **{
         prefix + "DISCORD_PUBLIC_KEY": APP.public_key,
         prefix + "DISCORD_API_BASE": discord.base_url,
         prefix + "FEISHU_VERIFICATION_TOKEN": FEISHU.token,
