@@ -54,9 +54,9 @@ def _with_transcript(event: Any, transcript: str) -> Any:
     for _ in range(5):
         text = last_assistant_text(transcript)
         if text:
-            from claude_notify.claude.hook import _excerpt
+            from claude_notify.claude.hook import excerpt
 
-            return replace(event, message=_excerpt(text))
+            return replace(event, message=excerpt(text))
         time.sleep(0.1)
     return event
 

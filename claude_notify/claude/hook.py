@@ -119,7 +119,7 @@ def _stop(turn: Turn) -> Built | None:
     suffix = f" · {_duration(duration)}" if duration is not None else ""
     return (replace(turn.base, status="success",
                     title=f"✓ Claude finished in {turn.project}{suffix}",
-                    message=_excerpt(turn.last) if turn.last else None),
+                    message=excerpt(turn.last) if turn.last else None),
             None, turn.cfg["claude.debounce"])
 
 
@@ -128,7 +128,7 @@ def _subagent_stop(turn: Turn) -> Built | None:
         return None
     agent = turn.text("agent_type") or "subagent"
     return (replace(turn.base, status="success", title=f"✓ {agent} finished in {turn.project}",
-                    message=_excerpt(turn.last) if turn.last else None), None, 0.0)
+                    message=excerpt(turn.last) if turn.last else None), None, 0.0)
 
 
 def _stop_failure(turn: Turn) -> Built | None:
@@ -136,7 +136,7 @@ def _stop_failure(turn: Turn) -> Built | None:
     details = turn.text("error_details") or turn.last or error
     return (replace(turn.base, status="failure",
                     title=f"✗ Claude stopped in {turn.project}: {error}",
-                    message=_excerpt(details)), "critical", 0.0)
+                    message=excerpt(details)), "critical", 0.0)
 
 
 def _notification(turn: Turn) -> Built | None:
@@ -148,7 +148,7 @@ def _notification(turn: Turn) -> Built | None:
     }.get(kind, f"{turn.text('title') or 'Claude Code'} · {turn.project}")
     urgency = "critical" if kind in ("permission_prompt", "elicitation_dialog") else "normal"
     return (replace(turn.base, type="needs_input", status="needs_input", title=title,
-                    message=_excerpt(message), duration_s=None, started_at=None),
+                    message=excerpt(message), duration_s=None, started_at=None),
             urgency, 0.0)
 
 
@@ -268,7 +268,7 @@ def _safe(session: str) -> str:
     return _SAFE.sub("_", session)[:128] or "unknown"
 
 
-def _excerpt(text: str, limit: int = 400) -> str:
+def excerpt(text: str, limit: int = 400) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
