@@ -323,6 +323,13 @@ def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Conf
             values[key] = Value(setting.convert(raw), where)
         except ValueError as exc:
             broken(f"{where}: bad value for {key!r}: {exc}")
+    _from_env(values, env, broken)
+    return Config(values, path, tuple(problems))
+
+
+def _from_env(values: dict[str, Value], env: Mapping[str, str],
+              broken: Callable[[str], None]) -> None:
+    """``CLAUDE_NOTIFY_<KEY>`` over what the file and the defaults said."""
     for key, setting in SETTINGS.items():
         name = env_name(key)
         raw_env = env.get(name)
@@ -332,7 +339,6 @@ def load(env: Mapping[str, str] | None = None, *, lenient: bool = False) -> Conf
             values[key] = Value(setting.convert(raw_env), f"env {name}")
         except ValueError as exc:
             broken(f"{name}={raw_env!r}: {exc}")
-    return Config(values, path, tuple(problems))
 
 
 def unknown_key(key: str) -> str:

@@ -166,8 +166,12 @@ def fold(path: Path | None = None) -> None:
             os.close(fd)
 
 
-def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
-    rows, keeps, undelivered = [], [], []
+def _parse_journal(lines: list[str]) -> tuple[list[tuple[Any, ...]], list[int],
+                                              list[tuple[str, str]]]:
+    """The journal's lines as task rows, their ``keep`` settings and undelivered marks."""
+    rows: list[tuple[Any, ...]] = []
+    keeps: list[int] = []
+    undelivered: list[tuple[str, str]] = []
     for line in lines:
         try:
             item = json.loads(line)
@@ -183,6 +187,11 @@ def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
                      event.command, event.cwd, _iso(event.started_at), _iso(event.ended_at),
                      event.duration_s, event.exit_code, int(bool(item.get("notified"))),
                      item.get("muted"), json.dumps(item["event"])))
+    return rows, keeps, undelivered
+
+
+def _ingest_lines(lines: list[str], path: Path, *, keep: int | None) -> None:
+    rows, keeps, undelivered = _parse_journal(lines)
     if not rows and not undelivered:
         return
     limit = keep if keep is not None else max(keeps, default=0)
