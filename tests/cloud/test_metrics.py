@@ -9,6 +9,7 @@ from cloud_kit import Account, Receiver, wait_for
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from claude_notify.cloud.server import auth
 from claude_notify.events import TaskEvent
 
 
@@ -24,13 +25,16 @@ def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 def test_metrics_follow_a_delivery_and_a_rejection(
     client: TestClient, receiver: Receiver, make_user: Callable[..., Account]
 ) -> None:
-    pro, free = make_user(plan="pro"), make_user()
+    pro, free = make_user(plan="pro"), make_user(plan="pro")
     for user in (pro, free):
         client.post(
             "/v1/channels",
             json={"type": "webhook", "config": {"url": receiver.url}},
             headers=user.headers,
         )
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.sessions.begin() as session:
+        auth.set_plan(session, free.email, "free")  # a free plan refuses a webhook it kept
     event = TaskEvent(type="finished", source="run", task_id="t", machine_id="m", status="success")
     client.post("/v1/events", json=event.to_dict(), headers=pro.headers)
     client.post("/v1/events", json=event.to_dict(), headers=pro.headers)  # a replay

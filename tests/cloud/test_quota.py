@@ -15,7 +15,7 @@ from cloud_kit import Account, Mailbox, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from claude_notify.cloud.server import quota
+from claude_notify.cloud.server import auth, quota
 from claude_notify.cloud.server.channels.base import SendResult
 from claude_notify.cloud.server.db.models import Channel, Delivery, UsageCounter, User
 from claude_notify.cloud.server.delivery import engine
@@ -51,13 +51,16 @@ def test_free_plan_is_email_only_and_three_a_day(
     make_user: Callable[..., Account],
     verified_email: Callable[..., str],
 ) -> None:
-    user = make_user()
+    user = make_user(plan="pro")
     verified_email(client, user, "free@example.com")
     client.post(
         "/v1/channels",
         json={"type": "webhook", "config": {"url": "https://hooks.example.com/x"}},
         headers=user.headers,
     )
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.sessions.begin() as session:
+        auth.set_plan(session, user.email, "free")  # free refuses to add one; kept, it refuses
     for i in range(5):
         assert (
             client.post("/v1/events", json=finished(f"t{i}"), headers=user.headers).status_code

@@ -89,7 +89,7 @@ def test_confirmation_messages_are_limited_by_the_setting(
 def test_a_link_code_lives_as_long_as_the_setting(
     started: Callable[..., TestClient], make_user: Callable[..., Account]
 ) -> None:
-    client, user = started(link_ttl_s=120.0, discord_public_key="ab" * 32), make_user()
+    client, user = started(link_ttl_s=120.0, discord_public_key="ab" * 32), make_user(plan="pro")
     made = client.post("/v1/channels", json={"type": "discord", "config": {
         "webhook_url": "https://discord.com/api/webhooks/1/abc"}}, headers=user.headers)
     assert made.status_code == 201, made.text
