@@ -264,8 +264,11 @@ def test_off_without_a_public_key(plain_client: TestClient, make_user: Callable[
                                                    "config": {"webhook_url": discord.url()}},
                              headers=user.headers).json()
     refused = plain_client.post(f"/v1/channels/{made['id']}/link", headers=user.headers)
-    assert refused.status_code == 409
-    assert "not enabled" in refused.json()["error"]["message"]
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "not_configured"
+    assert refused.json()["error"]["message"] == (
+        "Discord replies are not enabled on this server: its operator has not set "
+        "CLAUDE_NOTIFY_SERVER_DISCORD_PUBLIC_KEY")
 
 
 def test_a_bad_public_key_setting_fails_at_start(settings: Settings) -> None:

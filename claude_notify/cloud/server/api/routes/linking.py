@@ -67,11 +67,12 @@ class LinkCode(BaseModel):
     expires_at: datetime
 
 
-_LINKABLE = {"telegram": ("telegram_bot_token", "Telegram is not configured on this server"),
+_LINKABLE = {"telegram": ("telegram_bot_token", "this server has no Telegram bot"),
              "discord": ("discord_public_key", "Discord replies are not enabled on this server"),
              "feishu": ("feishu_verification_token",
                         "Feishu replies are not enabled on this server")}
-"""Channel type → the setting that must be present, and the answer when it is not."""
+"""Channel type → the setting that must be present, and the answer when it is not (which names
+the setting: the operator can act on it)."""
 
 
 @router.post(
@@ -90,7 +91,8 @@ def link_telegram(
         raise ApiError(409, "only Telegram, Discord and Feishu channels are linked with a code")
     setting, missing = _LINKABLE[channel.type]
     if not getattr(runtime.settings, setting):
-        raise ApiError(409, missing)
+        raise ApiError(422, f"{missing}: its operator has not set CLAUDE_NOTIFY_SERVER_"
+                            f"{setting.upper()}", code="not_configured")
     code = secrets.token_urlsafe(24)
     channel.verify_hash = code_hash(code)
     channel.verify_expires_at = utcnow() + timedelta(seconds=runtime.settings.link_ttl_s)
