@@ -190,6 +190,8 @@ SETTINGS: Final[Mapping[str, Setting]] = {
                 "a failure's urgency when urgency is auto (critical stays until dismissed)"),
         Setting("sound", "none", _as_str, "a sound file, a sound name, or none"),
         Setting("icon", "", _as_str, "an icon file or icon name"),
+        Setting("actions", True, _as_bool,
+                "offer Show log and a click that focuses the terminal (freedesktop)"),
         Setting("title", "", _as_str, "title template (empty: the default)"),
         Setting("message", "", _as_str, "body template (empty: the default)"),
         Setting("tail_bytes", 10240, _as_size, "output kept for notifications and events"),

@@ -11,15 +11,16 @@ within one deadline: a hung D-Bus or a stuck helper holds the terminal no more t
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from claude_notify import render
-from claude_notify.notifiers.base import DeliveryResult, Notification, Urgency
+from claude_notify.notifiers.base import DeliveryResult, Focus, Notification, Urgency
 
 if TYPE_CHECKING:
     from claude_notify.config import Config
@@ -104,6 +105,8 @@ class Style:
     icon: str
     tail_lines: int
     failure_urgency: str = "critical"
+    actions: bool = True
+    """Offer "Show log" and a click that focuses the task's terminal (``actions`` setting)."""
     shell_failure_urgency: str = "normal"
     """The shell integration notifies on its own after every long command: a failure there is
     news, not an alarm that stays on screen until dismissed."""
@@ -115,15 +118,16 @@ class Style:
             message=render.check_template(config["message"], option="message"),
             urgency=config["urgency"], sound=config["sound"], icon=config["icon"],
             tail_lines=config["tail_lines"], failure_urgency=config["failure_urgency"],
-            shell_failure_urgency=config["shell.failure_urgency"],
+            shell_failure_urgency=config["shell.failure_urgency"], actions=config["actions"],
         )
 
 
-def build_notification(event: TaskEvent, style: Style, *,
-                       urgency: str | None = None) -> Notification:
+def build_notification(event: TaskEvent, style: Style, *, urgency: str | None = None,
+                       env: Mapping[str, str] | None = None) -> Notification:
     """Render one event into the words and hints of a notification.
 
     Templates shape what we run; an event that brings its own title (Claude's) keeps it.
+    ``env`` is the environment of the process that saw the event: its terminal, for a click.
     """
     values = render.fields_of(event, tail_lines=style.tail_lines)
     own = event.title is not None
@@ -135,7 +139,32 @@ def build_notification(event: TaskEvent, style: Style, *,
     return Notification(title=render.shorten(title, 200), body=body,
                         urgency=_urgency(level, event, style), icon=style.icon or None,
                         sound=None if style.sound.strip().lower() in ("", "none")
-                        else style.sound, group=event.task_id)
+                        else style.sound, group=event.task_id,
+                        **_actions(event, style, env))
+
+
+_PANE: Final = re.compile(r"%\d{1,9}")
+_FOCUS_SOURCES: Final = frozenset({"run", "shell", "claude-code"})
+"""Sources that run in the terminal the task belongs to (``watch`` and the relay do not)."""
+
+
+def _actions(event: TaskEvent, style: Style,
+             env: Mapping[str, str] | None) -> dict[str, Any]:
+    """What the final notification's actions need: progress and match notices, replaced by
+    the next one, get none."""
+    if not style.actions or event.type not in ("finished", "needs_input"):
+        return {}
+    found: dict[str, Any] = {}
+    if event.log_path and event.type == "finished":
+        found["log_path"] = event.log_path
+    if env is not None and event.source in _FOCUS_SOURCES:
+        pane = env.get("TMUX_PANE", "") if env.get("TMUX") else ""
+        window = env.get("WINDOWID", "")
+        if _PANE.fullmatch(pane):
+            found["focus"] = Focus(tmux_pane=pane)
+        elif window.isdigit() and 0 < int(window) < 2**32 and env.get("DISPLAY"):
+            found["focus"] = Focus(window_id=int(window))
+    return found
 
 
 def _urgency(level: str, event: TaskEvent, style: Style) -> Urgency:
@@ -200,7 +229,8 @@ class DesktopSink(Sink):
         self.failure = None
         if not decision.notify or event.type == "started":
             return
-        results = self.deliver(build_notification(event, self.style, urgency=decision.urgency))
+        results = self.deliver(build_notification(event, self.style, urgency=decision.urgency,
+                                                  env=self.host.env))
         if not any(r.ok for r in results):
             why = "; ".join(f"{r.backend}: {r.detail}" for r in results) or "no backend"
             self.failure = why

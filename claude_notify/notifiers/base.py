@@ -36,6 +36,20 @@ class Notification:
     """Notifications of one task share it: a backend that can replace one with the next (D-Bus
     ``replaces_id``, terminal-notifier ``-group``) shows only the latest, so "still running"
     and "matched" notices give way to the final one."""
+    log_path: str | None = None
+    """The task's log file: a backend that supports actions offers "Show log" opening it."""
+    focus: Focus | None = None
+    """Where the task's terminal is: a click on the notification brings it forward."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Focus:
+    """A terminal a click can bring forward; both ids are validated where they are read."""
+
+    tmux_pane: str | None = None
+    """The tmux pane (``%12``) the task ran in; ``$TMUX`` in the environment names the server."""
+    window_id: int | None = None
+    """The X11 window of the terminal (``$WINDOWID``), when not in tmux."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,23 @@ def build_notify_args(n: Notification, capabilities: frozenset[str],
         icon = ""
     elif os.sep in icon:
         hints["image-path"] = ("s", icon)
-    return (n.app_name, replaces_id, icon, n.title, body, [], hints, n.timeout_ms)
+    actions = notify_actions(n) if "actions" in capabilities else []
+    return (n.app_name, replaces_id, icon, n.title, body, actions, hints, n.timeout_ms)
+
+
+def notify_actions(n: Notification) -> list[str]:
+    """``Notify``'s flat ``[key, label, ...]``: "default" (a click) focuses the terminal, "log"
+    opens the log. A window id is useless without ``xdotool``, so it offers no click then."""
+    if n.focus is None and not n.log_path:
+        return []
+    from claude_notify.notifiers.actions import DEFAULT, LOG, can_focus
+
+    actions: list[str] = []
+    if n.focus is not None and can_focus(n.focus):
+        actions += [DEFAULT, "Go to terminal"]
+    if n.log_path:
+        actions += [LOG, "Show log"]
+    return actions
 
 
 class DBusNotifier:
@@ -99,6 +115,8 @@ class DBusNotifier:
             msg = new_method_call(addr, "Notify", "susssasa{sv}i", args)
             reply = conn.send_and_get_reply(msg, timeout=_left(deadline))
             _raise_for_error(reply)
+            if args[5]:
+                self._hand_over(conn, int(reply.body[0]), notification)
         except TimeoutError:
             self.close()
             return DeliveryResult(self.name, False, "the notification server did not answer "
@@ -113,6 +131,22 @@ class DBusNotifier:
         if notification.group:
             self._shown[notification.group] = int(reply.body[0])
         return DeliveryResult(self.name, True, f"notification id {reply.body[0]}")
+
+    def _hand_over(self, conn: DBusConnection, ident: int, notification: Notification) -> None:
+        """Give this connection to a detached listener that acts on the notification's actions.
+
+        The server sends ``ActionInvoked`` only to the connection that called ``Notify``, and
+        ``run`` must not wait for a click; the connection is ours alone from here on, so we
+        drop it and connect afresh for the next notification (two readers would steal each
+        other's replies)."""
+        from claude_notify.notifiers.actions import spawn_listener
+
+        self._conn = None
+        self._caps = None
+        try:
+            spawn_listener(conn.sock.fileno(), ident, notification, self.host.env)
+        finally:
+            conn.close()  # our copy of the socket; the listener holds its own
 
     def server_info(self, *, timeout: float) -> str:
         """``name version (vendor)`` of the notification server, for ``doctor``."""
