@@ -7,6 +7,11 @@ records what would have been displayed.
 
 from __future__ import annotations
 
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html.parser import HTMLParser
+
 import pytest
 from standins.discord import DiscordStandIn
 from standins.feishu import FeishuStandIn
@@ -23,6 +28,7 @@ from standins.kit import (
 from standins.telegram import TelegramStandIn
 from standins.twilio import TwilioStandIn
 
+from claude_notify.cloud.server.channels.email import build_email
 from claude_notify.cloud.server.settings import Settings
 
 __all__ = ["discord", "feishu", "telegram", "twilio_api"]
@@ -95,3 +101,51 @@ def test_sms_sends_hostile_commands_as_plain_text(name: str, twilio_api: TwilioS
     result = deliver(settings, message("sms", {"number": "+14155550100"}, payload))
     assert result.ok, result.detail
     assert twilio_api.accepted()[0].displayed["segments"] <= 2
+
+
+class _Tags(HTMLParser):
+    """The tags of an HTML body, their attributes, and the text a mail client would show."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attrs: list[tuple[str, str | None]] = []
+        self.pre = ""
+        self._in_pre = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attrs += attrs
+        self._in_pre = tag == "pre"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_pre = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_pre:
+            self.pre += data
+
+
+@pytest.mark.parametrize("headed_by", ["command", "title"])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_default_email_shows_hostile_values_literally(name: str, headed_by: str) -> None:
+    value = HOSTILE[name]
+    payload = event(command="", title="", message=value[:200], tail=value, cwd=value[:300])
+    payload[headed_by] = f"run {value[:100]}"  # the subject and headline name it
+    mail = build_email(message("email", {"address": "dev@example.com"}, payload),
+                       sender="notify@example.com")  # fmt: skip
+    wire = mail.as_bytes()  # the MIME as sent: headers folded and encoded by the library
+    parsed = BytesParser(policy=policy.default).parsebytes(wire)
+    assert isinstance(parsed, EmailMessage)
+    assert "\n" not in str(parsed["Subject"]) and set(parsed) >= {"From", "To", "Subject"}
+    text, page = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert text is not None and page is not None
+    plain = str(text.get_content()).replace("\r\n", "\n")
+    assert plain.startswith("✅ run ") and "\nLast output:\n" in plain
+    assert plain.rstrip("\n").endswith(_expected(value))
+    shown = _Tags()
+    shown.feed(str(page.get_content()))
+    # Only the writer's own tags, and the one attribute the footer carries: no value made markup.
+    assert shown.tags <= {"html", "body", "div", "strong", "br", "pre", "code", "p"}
+    assert shown.attrs == [("style", "color:#888")]
+    assert shown.pre.replace("\r\n", "\n") == _expected(value)

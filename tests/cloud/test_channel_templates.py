@@ -14,9 +14,11 @@ import pytest
 from cloud_kit import Account, Mailbox, parse_mail
 from fastapi.testclient import TestClient
 from standins.kit import event, provider_settings, telegram
+from standins.kit import message as event_message
 from standins.telegram import TelegramStandIn
 
 from claude_notify.cloud.server.channels import templates
+from claude_notify.cloud.server.channels.email import build_email
 from claude_notify.cloud.server.channels.markdown import DIALECTS
 from claude_notify.cloud.server.settings import Settings
 
@@ -101,6 +103,22 @@ def test_dialect_rendering_matches_the_golden_file(case: str, dialect: str) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rendered + "\n", encoding="utf-8")
     assert rendered + "\n" == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("part", ["plain", "html"])
+def test_default_email_matches_the_golden_file(part: str) -> None:
+    """The e-mail a channel without a custom template sends: both parts from its default."""
+    payload = event(status="failure", exit_code=2, message="needs a look", match="FAIL",
+                    tail="\x1b[31mFAIL\x1b[0m <b>x</b> \"q\" & 'a'")  # fmt: skip
+    mail = build_email(event_message("email", {"address": "dev@example.com"}, payload),
+                       sender="notify@example.com", app_url="https://app.example")  # fmt: skip
+    body = mail.get_body((part,))
+    assert body is not None
+    rendered = str(body.get_content()).replace("\r\n", "\n")
+    path = GOLDEN / f"email.{part}.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(rendered, encoding="utf-8")
+    assert rendered == path.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------- through the API

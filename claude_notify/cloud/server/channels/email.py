@@ -1,8 +1,8 @@
 """E-mail over the operator's SMTP relay: STARTTLS when offered (or required), text + HTML.
 
-A pro user's custom template for the channel makes both bodies of an event e-mail: the text part
-in the plain dialect, the HTML part in the HTML dialect with every value escaped; without one the
-built-in layout is used.
+An event e-mail's two bodies come from one template, the user's own (pro) or
+:data:`EMAIL_TEMPLATE`: the text part in the plain dialect, the HTML part in the HTML dialect with
+every value escaped. Sign-in, confirmation and test mails were rendered when queued.
 
 SMTP replies are classified by their code: 4xx and connection trouble are retryable, 5xx is
 permanent (a refused recipient will not start accepting on a retry).
@@ -39,14 +39,28 @@ def build_email(message: Message, *, sender: str, app_url: str | None = None) ->
     return mail
 
 
+EMAIL_TEMPLATE = """\
+**{{ headline }}**
+
+{% if host %}**Host:** {{ host }}
+{% endif %}{% if cwd %}**Directory:** {{ cwd }}
+{% endif %}{% if message %}**Message:** {{ message }}
+{% endif %}{% if match %}**Matched:** `{{ match }}`
+{% endif %}{% if tail %}
+**Last output:**
+```
+{{ tail }}
+```
+{% endif %}"""
+"""The headline, a fact a line, then the output as written: the text part many mail clients
+show reads as a plain note, the HTML part bolds the labels and keeps the output preformatted."""
+
+
 def bodies(message: Message, *, app_url: str | None) -> tuple[str, str | None]:
-    """Text and HTML: from the channel's custom template for events, else as rendered."""
-    if message.event is None or not message.config.get("template"):
-        # Not the default template: the built-in layout (render.render_event) is a table of
-        # facts with the output verbatim, and a template writes no tables and drops control
-        # characters from its values, so every default e-mail would change.
+    """Text and HTML: an event's from the channel's template, anything else as queued."""
+    if message.event is None:
         return message.text, message.html
-    template, fields = templates.body_fields(message, app_url=app_url)
+    template, fields = templates.body_fields(message, app_url=app_url, default=EMAIL_TEMPLATE)
     text = template.render(fields, "text")
     page = (
         "<!doctype html><html><body>"

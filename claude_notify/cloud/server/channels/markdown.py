@@ -143,10 +143,10 @@ _STYLES: Final[dict[Dialect, _Style]] = {
         strike=("<s>", "</s>"),
         link=_a,
     ),
-    "html": _Style(
-        text=lambda s: html.escape(s, quote=False),
-        code=lambda s: f"<code>{html.escape(s, quote=False)}</code>",
-        pre=lambda s: f"<pre>{html.escape(s, quote=False)}</pre>",
+    "html": _Style(  # e-mail: quotes escaped too, as strict as an attribute needs
+        text=html.escape,
+        code=lambda s: f"<code>{html.escape(s)}</code>",
+        pre=lambda s: f"<pre>{html.escape(s)}</pre>",
         bold=("<strong>", "</strong>"),
         italic=("<em>", "</em>"),
         strike=("<s>", "</s>"),

@@ -1,7 +1,8 @@
-"""Turning a task event into a subject, a text body and an HTML body.
+"""A task event's headline (the subject), and the bodies of mails rendered when queued.
 
 Commands and log tails are untrusted: the subject is stripped of control characters (no header
-injection, whatever the mail library does), and every user value in the HTML is escaped.
+injection, whatever the mail library does), and every user value in the HTML is escaped. Event
+bodies are not written here but from each channel's template (:mod:`.templates`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 from typing import Any
+
+from claude_notify.cloud.server.channels.text import valid
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 SUBJECT_CHARS = 120
@@ -24,8 +27,9 @@ VERBS = {  # by status: the headline's icon and verb, also the templates' ``icon
 
 
 def one_line(text: str, limit: int = SUBJECT_CHARS) -> str:
-    """Control characters folded to spaces, clipped with an ellipsis."""
-    flat = _CONTROL.sub(" ", text).strip()
+    """Control characters folded to spaces, undecodable bytes shown as U+FFFD (a mail header
+    cannot encode them), clipped with an ellipsis."""
+    flat = _CONTROL.sub(" ", valid(text)).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -57,31 +61,12 @@ def compact_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def render_event(event: dict[str, Any]) -> tuple[str, str, str]:
-    """Subject, plain text and HTML for a task event."""
+def render_event(event: dict[str, Any]) -> tuple[str, str, None]:
+    """Subject, a one-line text and no HTML for a task event: every channel, e-mail included,
+    writes its body from its template (``templates.body_fields``); this is the subject, and the
+    text a channel falls back on when a template renders nothing."""
     subject = headline(event)
-    lines = [subject, ""]
-    for label, key in (("Host", "host"), ("Directory", "cwd"), ("Message", "message")):
-        if event.get(key):
-            lines.append(f"{label}: {event[key]}")
-    if event.get("match"):
-        lines.append(f"Matched: {event['match']}")
-    tail = str(event.get("tail") or "")
-    if tail:
-        lines += ["", "Last output:", tail]
-    text = "\n".join(lines)
-    facts = "".join(
-        f"<tr><th align='left'>{label}</th><td>{html.escape(str(event[key]))}</td></tr>"
-        for label, key in (("Host", "host"), ("Directory", "cwd"), ("Message", "message"))
-        if event.get(key)
-    )
-    tail_html = f"<h3>Last output</h3><pre>{html.escape(tail)}</pre>" if tail else ""
-    body = (
-        f"<!doctype html><html><body><h2>{html.escape(subject)}</h2>"
-        f"<table>{facts}</table>{tail_html}"
-        "<p style='color:#888'>Sent by claude-notify.</p></body></html>"
-    )
-    return subject, text, body
+    return subject, subject, None
 
 
 def render_simple(subject: str, text: str, link: str | None = None) -> dict[str, str]:

@@ -80,7 +80,8 @@ DEFAULT_TEMPLATE: Final = """\
 {{ tail }}
 ```
 {% endif %}"""
-"""The default body for every channel; channels with structured cards use parts of it."""
+"""The default body for channels without one of their own (Discord, Feishu, SMS and e-mail have
+theirs, beside their adapters); channels with structured cards use parts of it."""
 
 class TemplateError(ValueError):
     """The template cannot be used; the message says why in one line."""

@@ -20,8 +20,12 @@ def clean(text: str) -> str:
     """Text every provider accepts: lone surrogates (undecodable bytes) become U+FFFD,
     control characters other than newline and tab are dropped, and our placeholder
     characters cannot be forged."""
-    valid = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return _FORBIDDEN_CHARS.sub("", _CONTROL.sub("", valid.replace("\r\n", "\n")))
+    return _FORBIDDEN_CHARS.sub("", _CONTROL.sub("", valid(text).replace("\r\n", "\n")))
+
+
+def valid(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes) as U+FFFD: encodable everywhere."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def utf16_len(text: str) -> int:
