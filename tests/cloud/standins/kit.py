@@ -12,7 +12,7 @@ import pytest
 
 from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.registry import load_adapter
-from claude_notify.cloud.server.channels.render import render_event
+from claude_notify.cloud.server.channels.render import headline
 from claude_notify.cloud.server.delivery.http import delivery_client
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import TaskEvent
@@ -94,15 +94,15 @@ def event(**overrides: Any) -> dict[str, Any]:
 def message(kind: str, config: dict[str, Any], payload: dict[str, Any] | None = None) -> Message:
     """An event message exactly as the delivery engine renders one."""
     payload = payload or event()
-    subject, text, html = render_event(payload)
+    subject = headline(payload)
     return Message(
         id=str(uuid.uuid4()),
         channel_type=kind,
         config=config,
         kind="event",
         subject=subject,
-        text=text,
-        html=html,
+        text=subject,
+        html=None,
         event=payload,
     )
 

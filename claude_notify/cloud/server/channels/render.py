@@ -61,14 +61,6 @@ def compact_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def render_event(event: dict[str, Any]) -> tuple[str, str, None]:
-    """Subject, a one-line text and no HTML for a task event: every channel, e-mail included,
-    writes its body from its template (``templates.body_fields``); this is the subject, and the
-    text a channel falls back on when a template renders nothing."""
-    subject = headline(event)
-    return subject, subject, None
-
-
 def render_simple(subject: str, text: str, link: str | None = None) -> dict[str, str]:
     """A stored ``verify``/``test`` message: subject, text and an escaped HTML twin."""
     link_html = f"<p><a href='{html.escape(link, quote=True)}'>Confirm</a></p>" if link else ""

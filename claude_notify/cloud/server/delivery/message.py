@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.base import Message
-from claude_notify.cloud.server.channels.render import render_event
+from claude_notify.cloud.server.channels.render import headline
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event
 from claude_notify.cloud.server.relay.actions import actions_for
 
@@ -33,15 +33,17 @@ def build_message(session: Session, row: Delivery, *, reply_token_ttl_s: float) 
     event = session.get(Event, row.event_row_id) if row.event_row_id else None
     if event is None:
         return "event no longer exists"
-    subject, text, html = render_event(event.payload)
+    # Every channel writes its body from its template; the headline is the subject and what a
+    # channel falls back on when a template renders nothing.
+    subject = headline(event.payload)
     return Message(
         id=str(row.id),
         channel_type=channel.type,
         config=dict(channel.config),
         kind=row.kind,
         subject=subject,
-        text=text,
-        html=html,
+        text=subject,
+        html=None,
         event=event.payload,
         actions=actions_for(session, row, channel, event.payload,
                             reply_token_ttl_s=reply_token_ttl_s),
