@@ -95,7 +95,34 @@ def build_terminal_notifier_argv(n: Notification, *, exe: str,
     bundle = terminal_bundle_id(env)
     if bundle is not None:
         argv += ["-activate", bundle]
-    return argv
+    return argv + _click_actions(n, env)
+
+
+_PANE: Final = re.compile(r"%\d{1,9}")
+
+
+def _click_actions(n: Notification, env: Mapping[str, str]) -> list[str]:
+    """What a click does besides bringing the terminal forward: open the task's log
+    (``-open``), and select its tmux pane (``-execute``). terminal-notifier has no buttons, so
+    both ride on the click; ``-execute`` goes through ``/bin/sh``, hence only a validated pane
+    id and quoted paths reach it."""
+    extra: list[str] = []
+    if n.log_path and n.log_path.startswith("/"):
+        from pathlib import PurePosixPath
+
+        extra += ["-open", _tn_value(PurePosixPath(n.log_path).as_uri())]
+    pane = n.focus.tmux_pane if n.focus is not None else None
+    socket = env.get("TMUX", "").split(",")[0]
+    if pane and _PANE.fullmatch(pane) and socket.startswith("/"):
+        import shlex
+        import shutil
+
+        tmux = shutil.which("tmux", path=env.get("PATH"))
+        if tmux is not None:
+            base = f"{shlex.quote(tmux)} -S {shlex.quote(socket)}"
+            extra += ["-execute", _tn_value(f"{base} select-window -t {pane} \\; "
+                                            f"select-pane -t {pane}")]
+    return extra
 
 
 def build_osascript_argv(n: Notification, *, exe: str) -> list[str]:

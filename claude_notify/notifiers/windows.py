@@ -89,7 +89,8 @@ def ps_quote(text: str) -> str:
 
 
 def image_uri(icon: str | None, *, wsl: bool) -> str | None:
-    """A ``file:///C:/...`` URI for an icon Windows can read; WSL paths only under ``/mnt/X/``."""
+    """A ``file:///C:/...`` URI for a file (an icon, a log) Windows can read; WSL paths only
+    under ``/mnt/X/``."""
     if not icon:
         return None
     if wsl:
@@ -101,7 +102,8 @@ def image_uri(icon: str | None, *, wsl: bool) -> str | None:
     return path.as_uri() if path.is_absolute() else None
 
 
-def build_toast_xml(n: Notification, *, image: str | None = None) -> str:
+def build_toast_xml(n: Notification, *, image: str | None = None,
+                    log_uri: str | None = None) -> str:
     """ToastGeneric XML for ``n`` with every user string XML-escaped.
 
     ``critical`` becomes a reminder with a Dismiss button: it stays on screen until dismissed,
@@ -117,9 +119,14 @@ def build_toast_xml(n: Notification, *, image: str | None = None) -> str:
     if image:
         parts.append(f'<image placement="appLogoOverride" src="{xml_escape(image)}"/>')
     parts.append("</binding></visual>")
+    buttons = []
+    if log_uri:  # protocol activation: Windows opens the file itself, nobody waits for it
+        buttons.append('<action content="Show log" activationType="protocol" '
+                       f'arguments="{xml_escape(log_uri)}"/>')
     if critical:
-        parts.append('<actions><action activationType="system" arguments="dismiss" content=""/>'
-                     "</actions>")
+        buttons.append('<action activationType="system" arguments="dismiss" content=""/>')
+    if buttons:
+        parts.append("<actions>" + "".join(buttons) + "</actions>")
     if n.sound is None:
         parts.append('<audio silent="true"/>')
     elif (event := sound_event(n.sound)) is not None:
@@ -130,7 +137,8 @@ def build_toast_xml(n: Notification, *, image: str | None = None) -> str:
 
 def build_toast_script(n: Notification, *, aumid: str, wsl: bool = False) -> str:
     """The PowerShell that shows ``n``: fixed code around a base64 literal of the XML."""
-    xml = build_toast_xml(n, image=image_uri(n.icon, wsl=wsl))
+    xml = build_toast_xml(n, image=image_uri(n.icon, wsl=wsl),
+                          log_uri=image_uri(n.log_path, wsl=wsl))
     encoded = base64.b64encode(xml.encode("utf-8")).decode("ascii")
     return _TOAST_SCRIPT.format(xml_base64=encoded, app_id=ps_quote(aumid))
 
