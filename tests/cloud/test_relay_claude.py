@@ -7,6 +7,9 @@ in the session's directory with the reply on stdin (never in argv, so ``--…`` 
 none of the repository's own settings, hooks or MCP servers, and no permission bypass; Claude's
 answer comes back as the next notification, for the session id Claude returned, so replying
 to it continues again.
+
+One server per database serves the module (its start, not Claude's turns, is what sharing
+saves): each test signs up its own user, links a chat of its own and reads only that chat.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +28,15 @@ import httpx
 import pytest
 from claude_standin import MessagesStandIn, ToolCall
 from cloud_kit import Mailbox, wait_for
-from relay_kit import AgentProc, Server, api, cli, user_env
-from standins.kit import telegram
+from relay_kit import AgentProc, Server, api, cli, email, user_env
 from standins.telegram import TOKEN, TelegramStandIn
 
-__all__ = ["telegram"]
 HOOK_SECRET = "relay-hook-secret_2"  # noqa: S105 - the test bot's webhook secret
 HOOK = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET}
 _UPDATE_IDS = itertools.count(10001)
 """Telegram numbers every update; the server handles each number once."""
+_CHATS = itertools.count(555)
+"""A private chat id for each test's user."""
 FIRST = "Refactoring done: all 42 tests pass."
 FAKE = """#!/bin/sh
 printf '%s\\n' "$@" > "$RECORD.argv"
@@ -45,14 +48,46 @@ printf '{"type":"result","subtype":"success","is_error":false,"result":"answer %
 """
 
 
-@pytest.fixture
-def server(db_url: str, smtp_server: Mailbox, telegram: TelegramStandIn) -> Iterator[Server]:
-    srv = Server.make(db_url, smtp_server, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
+@pytest.fixture(scope="module")
+def telegram(module_db_url: str) -> Iterator[TelegramStandIn]:
+    """The stand-in the module's shared server talks to, one per database."""
+    standin = TelegramStandIn(per_chat_interval_s=0)
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox,
+                  telegram: TelegramStandIn) -> Iterator[Server]:
+    """One server per database for the module; each test signs up a user of its own."""
+    srv = Server.make(module_db_url, module_smtp, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE=telegram.base_url,
                       CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET=HOOK_SECRET)
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server.running()
+
+
+@pytest.fixture
+def new_phone(server: Server, telegram: TelegramStandIn,
+              tmp_path: Path) -> Iterator[Callable[..., Phone]]:
+    """Makes the test's :class:`Phone`; its agent is stopped even when the test fails, so
+    nothing of it outlives the test on the shared server."""
+    made: list[Phone] = []
+
+    def make(claude_bin: str, **env: str) -> Phone:
+        made.append(Phone(server, telegram, tmp_path, claude_bin, **env))
+        return made[-1]
+
+    yield make
+    for phone in made:
+        phone.agent.stop()
 
 
 def _find_claude() -> str | None:
@@ -70,8 +105,8 @@ class Phone:
 
     def __init__(self, server: Server, telegram: TelegramStandIn, tmp_path: Path,
                  claude_bin: str, **env: str) -> None:
-        self.server, self.telegram = server, telegram
-        self.token = server.admin("create-user", "dev@example.com", "--plan", "pro")
+        self.server, self.telegram, self.chat = server, telegram, next(_CHATS)
+        self.token = server.admin("create-user", email(), "--plan", "pro")
         self.project = tmp_path / "work" / "proj"
         self.project.mkdir(parents=True)
         self.env = user_env(tmp_path / "user", **env)
@@ -81,7 +116,7 @@ class Phone:
                    json={"type": "telegram", "config": {}})
         code = api(server, self.token, "POST", f"/v1/channels/{made.json()['id']}/link").json()
         assert self.webhook(self.update(code["command"])) == 200
-        telegram.wait(1)
+        wait_for(lambda: len(telegram.sent_to(self.chat)) == 1, what="the chat to be linked")
         cli(["agent", "--register"], self.env)
         out = cli(["agent", "--claude", "--claude-bin", claude_bin, "--dir", str(self.project)],
                   self.env, cwd=self.project)
@@ -93,9 +128,8 @@ class Phone:
                           timeout=10)
         return sent.status_code
 
-    @staticmethod
-    def update(text: str, reply_to: int | None = None) -> dict[str, Any]:
-        chat = {"id": 555, "type": "private", "first_name": "Ada"}
+    def update(self, text: str, reply_to: int | None = None) -> dict[str, Any]:
+        chat = {"id": self.chat, "type": "private", "first_name": "Ada"}
         message: dict[str, Any] = {"message_id": 90, "date": 1, "text": text, "chat": chat,
                                    "from": {"id": 777, "is_bot": False, "first_name": "Ada"}}
         if reply_to is not None:
@@ -113,8 +147,8 @@ class Phone:
 
     def notification(self, containing: str) -> int:
         """The Telegram message id of the notification showing ``containing``, once recorded."""
-        shown = wait_for(lambda: [r.displayed for r in self.telegram.accepted()
-                                  if containing in r.displayed["text"]], timeout=60,
+        shown = wait_for(lambda: [m for m in self.telegram.sent_to(self.chat)
+                                  if containing in m["text"]], timeout=60,
                          what=f"a Telegram notification with {containing!r}")
         message_id: int = shown[-1]["message_id"]
         wait_for(lambda: any(n["provider_id"] == str(message_id) and n["status"] == "sent"
@@ -134,15 +168,14 @@ class Phone:
 
 
 def test_a_reply_is_passed_on_stdin_with_hooks_off_and_the_new_session_id_is_followed(
-    server: Server, telegram: TelegramStandIn, tmp_path: Path
+    new_phone: Callable[..., Phone], tmp_path: Path
 ) -> None:
     fake = tmp_path / "bin" / "claude"
     fake.parent.mkdir()
     fake.write_text(FAKE)
     fake.chmod(0o755)
     record, first, second = tmp_path / "rec", str(uuid.uuid4()), str(uuid.uuid4())
-    phone = Phone(server, telegram, tmp_path, str(fake), RECORD=str(record),
-                  NEXT_SESSION=second)
+    phone = new_phone(str(fake), RECORD=str(record), NEXT_SESSION=second)
     phone.claude_finished(first, FIRST)
     message_id = phone.notification(FIRST)
     phone.agent.start()
@@ -169,14 +202,13 @@ def test_a_reply_is_passed_on_stdin_with_hooks_off_and_the_new_session_id_is_fol
 
 
 def test_carry_over_is_off_unless_enabled_and_never_for_a_non_uuid_session(
-    server: Server, telegram: TelegramStandIn, tmp_path: Path
+    new_phone: Callable[..., Phone], tmp_path: Path
 ) -> None:
     fake = tmp_path / "bin" / "claude"
     fake.parent.mkdir()
     fake.write_text(FAKE)
     fake.chmod(0o755)
-    phone = Phone(server, telegram, tmp_path, str(fake), RECORD=str(tmp_path / "rec"),
-                  NEXT_SESSION=str(uuid.uuid4()))
+    phone = new_phone(str(fake), RECORD=str(tmp_path / "rec"), NEXT_SESSION=str(uuid.uuid4()))
     cli(["agent", "--no-claude", "--allow", "true"], phone.env, cwd=phone.project)
     session = str(uuid.uuid4())
     phone.claude_finished(session, FIRST)
@@ -197,7 +229,7 @@ def test_carry_over_is_off_unless_enabled_and_never_for_a_non_uuid_session(
 
 
 def test_the_real_claude_cli_continues_the_conversation_from_a_reply(
-    server: Server, telegram: TelegramStandIn, tmp_path: Path
+    new_phone: Callable[..., Phone], tmp_path: Path
 ) -> None:
     claude = _find_claude()
     if claude is None:
@@ -215,7 +247,7 @@ def test_the_real_claude_cli_continues_the_conversation_from_a_reply(
         claude_env = {"HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
                       "ANTHROPIC_API_KEY": "sk-ant-test-0000000000000000000000",
                       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
-        phone = Phone(server, telegram, tmp_path, claude, **claude_env)
+        phone = new_phone(claude, **claude_env)
         # The repository's own hook, which `claude -p` runs without asking: a control turn
         # shows it runs; the relayed turn must not run it.
         settings = phone.project / ".claude" / "settings.json"
@@ -249,7 +281,7 @@ def test_the_real_claude_cli_continues_the_conversation_from_a_reply(
 
 @pytest.mark.timeout(600)  # five real Claude Code runs on a loaded machine
 def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
-    server: Server, telegram: TelegramStandIn, tmp_path: Path
+    new_phone: Callable[..., Phone], tmp_path: Path
 ) -> None:
     """A repository (say, after a `git pull`) that would start its own MCP server, run its own
     apiKeyHelper, approve Bash for itself and instruct the model through CLAUDE.md: a plain
@@ -279,7 +311,7 @@ def test_a_relayed_turn_runs_none_of_the_repositorys_code_or_approvals(
         claude_env = {"HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
                       "ANTHROPIC_API_KEY": key, "DISABLE_AUTOUPDATER": "1",
                       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-        phone = Phone(server, telegram, tmp_path, claude, **claude_env)
+        phone = new_phone(claude, **claude_env)
         env = {k: v for k, v in phone.env.items()
                if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE"))} | claude_env
         first = subprocess.run([claude, "-p", "first prompt", "--output-format", "json"],

@@ -193,6 +193,11 @@ class TelegramStandIn(StandIn):
         return [r.displayed for r in self.accepted()
                 if isinstance(r.displayed, dict) and "message_id" in r.displayed]
 
+    def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        """What :meth:`sent` displayed in one chat: a test sharing the stand-in with others
+        (through a shared server) looks at its own chat only."""
+        return [m for m in self.sent() if m["chat_id"] == chat_id]
+
     def set_webhook(self, request: Request, body: dict[str, Any]) -> Answer:
         url = body.get("url")
         if not isinstance(url, str):
