@@ -69,19 +69,34 @@ def listener_argv(ident: int, notification: Notification) -> list[str]:
 def spawn_listener(fd: int, ident: int, notification: Notification,
                    env: Mapping[str, str]) -> None:
     """Start the detached listener on the bus socket ``fd``; best effort, never raises."""
-    import subprocess
+    if sys.platform != "win32":  # freedesktop only; this keeps the Windows type check honest
+        _spawn(fd, listener_argv(ident, notification), env)
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH100,PTH120
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from claude_notify.notifiers.actions import main; sys.exit(main(sys.argv[2:]))")
-    argv = [sys.executable, "-c", code, root, "--fd", str(fd),
-            *listener_argv(ident, notification)]
-    try:
-        subprocess.Popen(argv, env=dict(env), pass_fds=(fd,), start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, close_fds=True)
-    except OSError:
-        pass  # the notification is shown; only its buttons will do nothing
+
+if sys.platform != "win32":
+    def _spawn(fd: int, args: list[str], env: Mapping[str, str]) -> None:
+        import fcntl
+        import subprocess
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH100,PTH120
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from claude_notify.notifiers.actions import main; sys.exit(main(sys.argv[2:]))")
+        try:
+            # The socket may sit at 0-2 (the wrapper had closed its stdin before connecting,
+            # seen under tmux), where the child's stdio would be put over it: hand over a copy
+            # from fd 3 up.
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError:
+            return
+        argv = [sys.executable, "-c", code, root, "--fd", str(high), *args]
+        try:
+            subprocess.Popen(argv, env=dict(env), pass_fds=(high,), start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, close_fds=True)
+        except OSError:
+            pass  # the notification is shown; only its buttons will do nothing
+        finally:
+            os.close(high)
 
 
 # -- the listener (a process of its own) ---------------------------------------------------------
