@@ -85,7 +85,9 @@ class Supervisor:
             for s, handler in old_handlers.items():
                 signal.signal(s, handler)
             signal.set_wakeup_fd(old_wakeup)
-            for fd in (wake_r, wake_w, *self.routes):
+            # Our stdin stays open, as _close_route leaves it: closed, the next socket or file
+            # we open would take fd 0 (the D-Bus connection did, under tmux).
+            for fd in (wake_r, wake_w, *(r for r in self.routes if r != 0)):
                 os.close(fd)
             if self.master is not None and self.master not in self.routes:
                 os.close(self.master)
