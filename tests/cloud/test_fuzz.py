@@ -9,8 +9,9 @@ by its number of examples and their size, never by a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,14 +33,17 @@ def fuzz_account(runtime: Runtime, make_user: Callable[..., Account]) -> Account
 
 
 @pytest.fixture
-def api_schema(runtime: Runtime) -> Any:
+def api_schema(runtime: Runtime) -> Iterator[Any]:
     quiet = Runtime(
         settings=runtime.settings.replace(embedded_worker=False),
         engine=runtime.engine,
         sessions=runtime.sessions,
         waker=runtime.waker,
     )
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(runtime=quiet))
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(runtime=quiet))
+    # Its own group-commit writers hold sessions on the shared engine: stop them, or their
+    # connections outlive the test and are garbage-collected open in a later one.
+    quiet.writes.close()
 
 
 def test_no_input_makes_the_server_fail(api_schema: Any, fuzz_account: Account) -> None:
@@ -122,13 +126,18 @@ provider_bodies = st.one_of(
 )
 
 
-def _hostile_app(runtime: Runtime) -> TestClient:
+@contextlib.contextmanager
+def _hostile_app(runtime: Runtime) -> Iterator[TestClient]:
     inbound = runtime.settings.replace(
         embedded_worker=False, telegram_webhook_secret=TG_SECRET,
         feishu_verification_token=FEISHU_TOKEN, discord_public_key=DISCORD.public_key)
-    app = create_app(runtime=Runtime(settings=inbound, engine=runtime.engine,
-                                     sessions=runtime.sessions, waker=runtime.waker))
-    return TestClient(app, raise_server_exceptions=False)
+    hostile = Runtime(settings=inbound, engine=runtime.engine, sessions=runtime.sessions,
+                      waker=runtime.waker)
+    try:
+        with TestClient(create_app(runtime=hostile), raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        hostile.writes.close()  # as in api_schema: no writer outlives the test
 
 
 def test_inbound_webhooks_never_fail_on_hostile_json(runtime: Runtime) -> None:
