@@ -288,7 +288,7 @@ class Supervisor:
         if self.log is not None:
             self.log.write(chunk)
         if self.observer is not None:
-            self.observer.feed(chunk)
+            self.observer.feed(self.buf, n)
         return True
 
     def _keystrokes(self, chunk: memoryview) -> None:

@@ -44,7 +44,7 @@ def run_windows(argv: Sequence[str], *, tail: Tail, log: BinaryIO | None,
                 if log is not None:
                     log.write(chunk)
                 if observer is not None:
-                    observer.feed(view)
+                    observer.feed(chunk, len(chunk))
 
     if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE was asked for
         raise RuntimeError("no pipes")

@@ -42,28 +42,36 @@ class Watcher:
         self.thread: threading.Thread = threading.Thread(target=self._work, daemon=True)
         self.thread.start()
 
-    def feed(self, chunk: memoryview) -> None:
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
         if self.pattern is None:
             return
-        # One copy of the chunk (the runner reuses its buffer), searched up to its last newline
-        # in place: no slices of the whole chunk, and a chunk with no match costs one C scan.
-        data = self.carry + chunk if self.carry else chunk.tobytes()
-        cut = data.rfind(b"\n") + 1
-        self.carry = data[cut:][-4096:]
-        if cut and self.needle.present(data, cut):
-            self._scan(data, cut)
+        # Searched in the runner's own buffer, never copied whole: output that cannot match is
+        # only scanned at C speed, and of output that does, only the matching line is copied.
+        cut = buf.rfind(b"\n", 0, n) + 1
+        if not cut:  # no line ends here yet
+            self.carry = (self.carry + buf[:n])[-4096:]
+            return
+        body = buf.find(b"\n", 0, cut) + 1 if self.carry else 0
+        line = self._last_line(buf, body, cut)
+        if line is None and self.carry:  # the line the last chunk began
+            head = self.carry + buf[:body]
+            line = self._last_line(head, 0, len(head))
+        self.carry = bytes(buf[max(cut, n - 4096) : n])
+        if line is not None:
+            self._matched(clean_output(line).strip()[:500])
 
-    def _scan(self, data: bytes, end: int) -> None:
-        """Act on the last line of ``data[:end]`` that matches, if any."""
-        if self.pattern is None:
-            return
-        found = last_match(self.pattern, data, end)
+    def _last_line(self, data: bytes | bytearray, start: int, end: int) -> bytes | None:
+        """The last line of ``data[start:end]`` (whole lines) that matches, if any."""
+        if self.pattern is None or not self.needle.present(data, start, end):
+            return None
+        found = last_match(self.pattern, data, start, end)
         if found is None:
-            return
-        start = data.rfind(b"\n", 0, found.start()) + 1
-        stop = data.find(b"\n", found.end(), end)
-        found_line = data[start : stop if stop >= 0 else end]
-        text = clean_output(found_line).strip()[:500]
+            return None
+        lo = data.rfind(b"\n", start, found.start()) + 1 or start
+        hi = data.find(b"\n", found.end(), end)
+        return bytes(data[lo : hi if hi >= 0 else end])
+
+    def _matched(self, text: str) -> None:
         if time.monotonic() >= self.next_match_at:
             self._send_match(text)
         else:
@@ -122,17 +130,18 @@ class Needle:
         self.rare: int | None = None
         self.chunks = 0
 
-    def present(self, data: bytes, end: int) -> bool:
+    def present(self, data: bytes | bytearray, start: int, end: int) -> bool:
+        """Whether ``data[start:end]`` holds the literal (always, when there is none)."""
         if not self.literal:
             return True
         if self.chunks % self._RECOUNT == 0 or self.rare is None:
-            sample = min(end, self._SAMPLE)
-            self.rare = min(self.choices, key=lambda b: data.count(b, 0, sample))
+            sample = min(end, start + self._SAMPLE)
+            self.rare = min(self.choices, key=lambda b: data.count(b, start, sample))
         self.chunks += 1
-        first = data.find(self.rare, 0, end)
+        first = data.find(self.rare, start, end)
         if first < 0:
             return False
-        return data.find(self.literal, max(0, first - len(self.literal) + 1), end) >= 0
+        return data.find(self.literal, max(start, first - len(self.literal) + 1), end) >= 0
 
 
 def required_literal(pattern: re.Pattern[bytes]) -> bytes:
@@ -158,20 +167,22 @@ def required_literal(pattern: re.Pattern[bytes]) -> bytes:
     return best
 
 
-def last_match(pattern: re.Pattern[bytes], data: bytes, end: int) -> re.Match[bytes] | None:
-    """The last match in ``data[:end]``, without walking every match in Python.
+def last_match(pattern: re.Pattern[bytes], data: bytes | bytearray, start: int,
+               end: int) -> re.Match[bytes] | None:
+    """The last match in ``data[start:end]``, without walking every match in Python.
 
     Regular expressions only search forwards, so: one search tells whether there is any match;
     then windows that start on a line and double in size are searched back from the end, so a
     pattern that matches every line costs one short window, not a loop over every line.
     """
-    first = pattern.search(data, 0, end)
+    first = pattern.search(data, start, end)
     if first is None:
         return None
     size = 256
     while True:
         lo = max(first.start(), end - size)
-        lo = data.rfind(b"\n", 0, lo) + 1 if lo > first.start() else first.start()
+        if lo > first.start():  # from a line's start, never before the first match
+            lo = data.rfind(b"\n", first.start(), lo) + 1 or first.start()
         last = None
         for match in pattern.finditer(data, lo, end):
             last = match

@@ -84,9 +84,9 @@ class _Fanout:
     def __init__(self, observers: Sequence[runner_mod.Observer]) -> None:
         self.observers = observers
 
-    def feed(self, chunk: memoryview) -> None:
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
         for observer in self.observers:
-            observer.feed(chunk)
+            observer.feed(buf, n)
 
     def next_deadline(self) -> float | None:
         deadlines = [d for o in self.observers if (d := o.next_deadline()) is not None]

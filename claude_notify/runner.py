@@ -65,8 +65,12 @@ class ChildExit:
 class Observer(Protocol):
     """Watches the output while the child runs (``--match``, ``--every``)."""
 
-    def feed(self, chunk: memoryview) -> None:
-        """Called with every chunk relayed, stdout and stderr alike."""
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
+        """Called with every chunk relayed, stdout and stderr alike: ``buf[:n]``.
+
+        ``buf`` is the runner's own buffer, reused for the next chunk: search it in place, and
+        copy only what must outlive the call.
+        """
 
     def next_deadline(self) -> float | None:
         """``time.monotonic()`` at which :meth:`tick` wants to run, if ever."""

@@ -43,8 +43,8 @@ class RunWatch(Protocol):
     """A sink's part in ``run`` while the command runs: the runner's observer hooks (see
     :class:`claude_notify.runner.Observer`) and an end."""
 
-    def feed(self, chunk: memoryview) -> None:
-        """Every chunk of output relayed."""
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
+        """Every chunk of output relayed: ``buf[:n]``, in a buffer the runner reuses."""
 
     def next_deadline(self) -> float | None:
         """``time.monotonic()`` at which :meth:`tick` wants to run, if ever."""

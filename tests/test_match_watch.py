@@ -10,6 +10,7 @@ import itertools
 import re
 import threading
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +39,7 @@ def test_last_match_is_the_last_of_finditer(lines: list[str], pattern: str,
     compiled = re.compile(pattern.encode(), re.MULTILINE)
     complete = "".join(f"{line}\n" for line in lines).encode()
     data = complete + extra.replace(b"\n", b"")  # a partial line after the cut
-    got = last_match(compiled, data, len(complete))
+    got = last_match(compiled, data, 0, len(complete))
     expected = naive_last_line(compiled, complete)
     if expected is None:
         assert got is None
@@ -52,7 +53,7 @@ def test_last_match_is_the_last_of_finditer(lines: list[str], pattern: str,
 def test_last_match_in_a_long_run_of_matching_lines() -> None:
     compiled = re.compile(rb"^line \d+$", re.MULTILINE)
     data = b"".join(b"line %d\n" % i for i in range(100_000))
-    found = last_match(compiled, data, len(data))
+    found = last_match(compiled, data, 0, len(data))
     assert found is not None and found.group() == b"line 99999"
 
 
@@ -69,25 +70,46 @@ class Emitted:
 
 
 @settings(max_examples=60, deadline=None)
-@given(lines=LINES, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
-def test_the_watcher_reports_the_last_matching_line_across_chunks(lines: list[str],
-                                                                   cuts: list[int]) -> None:
+@given(lines=LINES, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+       pattern=st.sampled_from([rb"^(ERROR|WARN):", rb"^ERROR: a"]))
+def test_the_watcher_reports_the_last_matching_line_across_chunks(
+    lines: list[str], cuts: list[int], pattern: bytes
+) -> None:
+    """``^ERROR: a`` needs the literal ``ERROR: a``, which a cut may split between chunks."""
     output = "".join(f"{line}\n" for line in lines).encode()
+    compiled = re.compile(pattern, re.MULTILINE)
     emitted = Emitted()
-    watcher = Watcher(pattern=re.compile(rb"^(ERROR|WARN):", re.MULTILINE), every=None,
-                       interval=0.0, tail=Tail(100), emit=emitted)
+    watcher = Watcher(pattern=compiled, every=None, interval=0.0, tail=Tail(100), emit=emitted)
     edges = sorted({0, len(output), *(c for c in cuts if c < len(output))})
+    # One buffer reused, as the runner does, with a stale match past each chunk's end: the
+    # watcher must read only ``buf[:n]``.
+    stale = b"ERROR: a stale\n" * (len(output) // 15 + 2)
+    buf = bytearray(stale[: len(output) + 15])
     for lo, hi in itertools.pairwise(edges):
-        watcher.feed(memoryview(bytearray(output[lo:hi])))
+        buf[: hi - lo] = output[lo:hi]
+        watcher.feed(buf, hi - lo)
+        buf[: hi - lo] = stale[: hi - lo]
     watcher.finish(timeout=10)
     assert not watcher.thread.is_alive()
-    matching = [line for line in lines if line.startswith(("ERROR:", "WARN:"))]
+    matching = [line for line in lines if compiled.search(line.encode())]
     texts = [text for kind, text in emitted.items if kind == "match"]
     if matching:
         assert texts and texts[-1] == matching[-1]
         assert set(texts) <= set(matching)
     else:
         assert texts == []
+
+
+@pytest.mark.parametrize("chunks", [[b"x\nERR", b"OR: a\n"], [b"ok\nERROR: a", b"\nok\n"],
+                                    [b"ERROR", b": ", b"a", b"\n"]])
+def test_a_match_split_between_chunks_is_found(chunks: list[bytes]) -> None:
+    emitted = Emitted()
+    watcher = Watcher(pattern=re.compile(rb"^ERROR: a", re.MULTILINE), every=None,
+                      interval=0.0, tail=Tail(100), emit=emitted)
+    for chunk in chunks:
+        watcher.feed(bytearray(chunk), len(chunk))
+    watcher.finish(timeout=10)
+    assert [text for kind, text in emitted.items if kind == "match"] == ["ERROR: a"]
 
 
 def test_the_required_literal_is_taken_only_where_every_match_needs_it() -> None:
@@ -112,4 +134,4 @@ def test_the_needle_never_hides_a_match(lines: list[str], pattern: str) -> None:
     compiled = re.compile(pattern.encode(), re.MULTILINE)
     data = "".join(f"{line}\n" for line in lines).encode()
     if compiled.search(data) is not None:
-        assert Needle(compiled).present(data, len(data))
+        assert Needle(compiled).present(data, 0, len(data))

@@ -78,7 +78,7 @@ class CloudSink(Sink):
     def watch_run(self, task: TaskEvent) -> RunWatch:
         return self
 
-    def feed(self, chunk: memoryview) -> None:
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
         return None
 
     def next_deadline(self) -> float | None:

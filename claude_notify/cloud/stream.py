@@ -70,7 +70,8 @@ class Streamer:
 
     # -- the relay's side: cheap, never blocks on the network ------------------------------
 
-    def feed(self, chunk: memoryview) -> None:
+    def feed(self, buf: bytes | bytearray, n: int) -> None:
+        chunk = memoryview(buf)[:n]
         self._sha256.update(chunk)
         self._total += len(chunk)
         with self._lock:
