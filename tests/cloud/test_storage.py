@@ -8,7 +8,15 @@ from datetime import datetime, timezone
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Uuid, column, insert, select, table
+from sqlalchemy import (
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+    Uuid,
+    column,
+    insert,
+    select,
+    table,
+)
 
 from claude_notify.cloud.server.db.migrate import alembic_config, migrate
 from claude_notify.cloud.server.db.models import Base, Channel, User
@@ -20,6 +28,21 @@ def test_migrations_match_the_models(runtime: Runtime) -> None:
     with runtime.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_every_foreign_key_leads_an_index() -> None:
+    """A lookup by owner or task, and each cascade of a delete, finds its rows by index: a foreign
+    key no index starts with makes PostgreSQL scan the whole child table for every parent row."""
+    import claude_notify.cloud.server.relay.models  # noqa: F401 - its tables join the metadata
+
+    bare = []
+    for tbl in Base.metadata.sorted_tables:
+        leads = {next(iter(index.columns)).name for index in tbl.indexes}
+        leads |= {c.columns[0].name for c in tbl.constraints
+                  if isinstance(c, UniqueConstraint | PrimaryKeyConstraint)}
+        bare += [f"{tbl.name}.{fk.parent.name}" for fk in tbl.foreign_keys
+                 if fk.parent.name not in leads]
+    assert bare == []
 
 
 def test_migrate_is_idempotent(runtime: Runtime) -> None:

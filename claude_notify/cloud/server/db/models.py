@@ -130,7 +130,8 @@ class Event(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _owner()
-    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"),
+                                               index=True)
     event_id: Mapped[str] = mapped_column(String(128))
     """The client's idempotency key."""
     type: Mapped[str] = mapped_column(String(16))
@@ -229,7 +230,7 @@ class Delivery(Base):
         ForeignKey("tasks.id", ondelete="CASCADE"), default=None, index=True
     )
     event_row_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("events.id", ondelete="CASCADE"), default=None
+        ForeignKey("events.id", ondelete="CASCADE"), default=None, index=True
     )
     channel_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("channels.id", ondelete="SET NULL"), default=None, index=True
