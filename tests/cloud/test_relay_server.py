@@ -234,6 +234,7 @@ def test_refusals_are_audited_and_nothing_is_queued(
     _limits(client, per_minute=5)
     user, other, free = make_user(plan="pro"), make_user(plan="pro"), make_user(plan="free")
     _session(client, user)
+    _agent_token(client, user)
     _session(client, other, "theirs")
     _session(client, free)
     assert _queue(client, free, "make").status_code == 403  # a pro feature

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cloud_kit import Account, wait_for
+from cloud_kit import Account, register_agent, wait_for
 from fastapi.testclient import TestClient
 from standins.kit import event, provider_settings, telegram
 from standins.telegram import TelegramStandIn
@@ -62,6 +62,7 @@ class Linked:
         assert client.post("/v1/telegram/webhook", json=_update(code["command"]),
                            headers=HOOK).status_code == 200
         telegram.wait(1)  # "linked"
+        register_agent(client, user, "machine-1234567")
 
     def notify(self, session_id: str) -> int:
         """A task of ``session_id`` finishes; the Telegram message id of its notification."""

@@ -48,6 +48,9 @@ class Chat:
         kind = "private" if chat > 0 else "group"
         assert self.send(update(code["command"], chat=chat, chat_type=kind)) == 200
         telegram.wait(1)  # "linked"
+        # The relay queues only for a machine with an agent registered (a free plan may not).
+        registered = client.post("/v1/agents", json={"machine_id": MACHINE}, headers=user.headers)
+        assert registered.status_code in (201, 403), registered.text
 
     def notify(self, session_id: str | None = "session-a", **fields: Any) -> dict[str, Any]:
         """A task finishes; what the stand-in displayed for its notification."""

@@ -192,17 +192,26 @@ def revoke(token: str | None, email: str | None) -> None:
 
     if (token is None) == (email is None):
         raise UsageError("give exactly one of --token or --user")
+    from sqlalchemy import select
+
+    from claude_notify.cloud.server.db.models import ApiToken
+    from claude_notify.cloud.server.relay.queue import drop_unserved
+
     runtime = _ready_runtime()
     try:
         with runtime.sessions.begin() as session:
             revoked = auth.revoke(session, email=email, token=token)
+            owners = list(session.scalars(
+                select(ApiToken.user_id).where(ApiToken.id.in_(revoked)).distinct()))
+            dropped = drop_unserved(session, owners) if owners else 0
         if revoked and runtime.settings.redis_url:
             from claude_notify.cloud.server.relay.hub import announce_revoked
 
             announce_revoked(runtime.settings.redis_url, revoked)
     finally:
         runtime.close()
-    click.echo(f"revoked {len(revoked)} token(s)")
+    click.echo(f"revoked {len(revoked)} token(s)"
+               + (f"; {dropped} waiting relay command(s) expired" if dropped else ""))
 
 
 @server.command("telegram-webhook")

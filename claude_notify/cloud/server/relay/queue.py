@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import limits
-from claude_notify.cloud.server.db.models import Delivery, Event, Task
-from claude_notify.cloud.server.relay.models import RelayAudit, RelayCommand
+from claude_notify.cloud.server.db.models import ApiToken, Delivery, Event, Task
+from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
 
@@ -192,6 +192,11 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
         raise refuse(404, "no task of yours ran in that session")
     if target.cwd is None:
         raise refuse(409, "the directory that task ran in is unknown", target.machine_id)
+    if not served(session, origin.user_id, target.machine_id):
+        # Nothing could run it now, and it must not wait for whoever registers the machine next:
+        # after a revocation, that may be someone the owner meant to shut out.
+        raise refuse(409, "no agent is registered on that machine (run `claude-notify agent "
+                          "register` there)", target.machine_id)
     row = RelayCommand(id=uuid.uuid4(), user_id=origin.user_id, machine_id=target.machine_id,
                        session_id=session_id, command=command, source=origin.source, kind=kind,
                        cwd=target.cwd, state="queued", deliveries=0,
@@ -199,6 +204,39 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
     session.add(row)
     audit(session, origin, command=command, outcome="queued", row=row)
     return row
+
+
+def served(session: Session, user_id: uuid.UUID, machine_id: str) -> bool:
+    """Whether a live agent credential (not revoked, not expired) is bound to the machine."""
+    now = utcnow()
+    return session.scalar(
+        select(RelayAgent.token_id).join(ApiToken, ApiToken.id == RelayAgent.token_id)
+        .where(RelayAgent.user_id == user_id, RelayAgent.machine_id == machine_id,
+               ApiToken.revoked_at.is_(None),
+               or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
+        .limit(1)) is not None
+
+
+def drop_unserved(session: Session, user_ids: Sequence[uuid.UUID]) -> int:
+    """Expire the waiting commands of machines left with no live agent (a revocation): they
+    must not run for whoever registers the machine next. Returns how many."""
+    rows = session.scalars(select(RelayCommand).where(
+        RelayCommand.user_id.in_(user_ids),
+        RelayCommand.state.in_(("queued", "delivered")))).all()
+    now, dropped = utcnow(), 0
+    live: dict[tuple[uuid.UUID, str], bool] = {}
+    for row in rows:
+        key = (row.user_id, row.machine_id)
+        if key not in live:
+            live[key] = served(session, *key)
+        if live[key]:
+            continue
+        row.state, row.finished_at = "expired", now
+        row.detail = "the machine's agent credential was revoked"
+        audit(session, _agent(row.user_id), command=row.command, outcome="expired",
+              reason=row.detail, row=row)
+        dropped += 1
+    return dropped
 
 
 def due(session: Session, user_id: uuid.UUID, machine_id: str,
