@@ -114,3 +114,21 @@ def test_a_sealed_payload_moved_to_another_event_does_not_open(
         payload = session.scalars(select(Event.payload).where(Event.event_id == "decoy-1")).one()
     assert "4242-OUTPUT" not in json.dumps(payload)
     assert payload["event_id"] == "decoy-1"  # the row still reads, without the output
+
+
+def test_sealed_relay_text_opens_with_its_key_only_and_clear_text_reads_as_it_is() -> None:
+    """The relay's detail and audit reason: a lost key or a tampered value reads as a note,
+    never as the sealed string or a traceback; rows from before sealing read as they are."""
+    from claude_notify.cloud.server.logcrypt import LogCipher, new_key, open_text, seal_text
+
+    old_key = new_key("k1")
+    cipher = LogCipher([old_key])
+    sealed = seal_text("claude: SECRET-ANSWER", cipher)
+    assert "SECRET-ANSWER" not in sealed and open_text(sealed, cipher) == "claude: SECRET-ANSWER"
+    rotated = LogCipher([new_key("k2"), old_key])
+    assert open_text(sealed, rotated) == "claude: SECRET-ANSWER"  # an older key still opens
+    tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
+    for unreadable in (open_text(sealed, None), open_text(sealed, LogCipher([new_key("k1")])),
+                       open_text(tampered, cipher), open_text("sealed:v1:garbage", cipher)):
+        assert unreadable.startswith("(stored sealed") and "SECRET" not in unreadable
+    assert open_text("exit code 2", cipher) == "exit code 2"

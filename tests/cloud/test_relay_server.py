@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cloud_kit import Account
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from starlette.websockets import WebSocketDisconnect
 
 from claude_notify.cloud.server import auth
@@ -267,3 +268,30 @@ def test_an_agent_that_does_not_say_hello_is_disconnected(
         ws.receive_json()
     assert closed.value.code == 1002
     assert _state(client, user, command_id) == "queued"  # nothing was handed over
+
+
+def test_a_failed_claude_turn_s_detail_is_sealed_at_rest_and_read_back_in_clear(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account]
+) -> None:
+    """A relayed Claude turn that fails reports Claude's own words as its detail: command output,
+    which is sealed at rest like an event's tail, in the command row and in the audit log."""
+    user = make_user(plan="pro")
+    _session(client, user)
+    token = _agent_token(client, user)
+    command_id = _queue(client, user, "make").json()["id"]
+    said = "claude: error_max_turns: I read /srv/project/.env and SECRET-ANSWER-TEXT"
+    with _connect(client, token) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        assert ws.receive_json()["id"] == command_id
+        ws.send_json({"type": "started", "id": command_id})
+        ws.send_json({"type": "result", "id": command_id, "state": "failed", "exit_code": None,
+                      "detail": said})
+        assert ws.receive_json() == {"type": "ack", "id": command_id}
+    with runtime.engine.connect() as conn:
+        raw = [*conn.execute(text("SELECT detail FROM relay_commands")).scalars(),
+               *conn.execute(text("SELECT reason FROM relay_audit")).scalars()]
+    assert [v for v in raw if v and "SECRET-ANSWER-TEXT" in v] == []
+    assert any(v and v.startswith("sealed:v1:") for v in raw)
+    shown = client.get(f"/v1/commands/{command_id}", headers=user.headers).json()
+    assert shown["detail"] == said
+    assert [r["reason"] for r in _audit(client, user) if r["outcome"] == "failed"] == [said]

@@ -118,6 +118,32 @@ def open_output(payload: dict[str, Any], cipher: LogCipher | None) -> dict[str, 
     return clear
 
 
+TEXT_PREFIX = "sealed:v1:"
+_TEXT_CONTEXT = b"relay-text"
+
+
+def seal_text(value: str, cipher: LogCipher) -> str:
+    """``value`` sealed into one string: ``sealed:v1:<key id>:<nonce>:<ciphertext>``."""
+    sealed = cipher.seal(value.encode(), _TEXT_CONTEXT)
+    return f"{TEXT_PREFIX}{sealed.key_id}:{_b64(sealed.nonce)}:{_b64(sealed.ciphertext)}"
+
+
+def open_text(value: str, cipher: LogCipher | None) -> str:
+    """What :func:`seal_text` sealed; a clear value (stored before sealing) as it is. One that
+    cannot be opened reads as a note saying so, never as the sealed string."""
+    if not value.startswith(TEXT_PREFIX):
+        return value
+    try:
+        if cipher is None:
+            raise LogKeyError("no log encryption key configured")
+        key_id, nonce, ciphertext = value[len(TEXT_PREFIX):].rsplit(":", 2)
+        return cipher.open(Sealed(key_id, base64.b64decode(nonce), base64.b64decode(ciphertext)),
+                           _TEXT_CONTEXT).decode()
+    except (LogKeyError, ValueError, TypeError) as exc:
+        log.warning("a sealed relay text cannot be read: %s", exc)
+        return "(stored sealed; it cannot be read with the configured log keys)"
+
+
 def _event_context(payload: dict[str, Any]) -> bytes:
     return f"event:{payload.get('event_id')}".encode()
 

@@ -6,12 +6,18 @@ from datetime import datetime, timezone
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import JSON, DateTime, Engine
+from sqlalchemy import JSON, DateTime, Engine, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from claude_notify.cloud.server.logcrypt import LogCipher, open_output, seal_output
+from claude_notify.cloud.server.logcrypt import (
+    LogCipher,
+    open_output,
+    open_text,
+    seal_output,
+    seal_text,
+)
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 """JSON everywhere, JSONB where PostgreSQL can index it."""
@@ -77,3 +83,22 @@ class SealedJSON(TypeDecorator[dict[str, Any]]):
         if not isinstance(value, dict):
             return value  # type: ignore[no-any-return]
         return open_output(value, _CIPHERS.get(dialect))
+
+
+class SealedText(TypeDecorator[str]):
+    """Text that may carry a command's output (a relayed Claude turn's failure holds Claude's
+    answer), sealed with the log keys like events' output; clear rows still read."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        cipher = _CIPHERS.get(dialect)
+        if value is None or cipher is None:
+            return value
+        return seal_text(value, cipher)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if not isinstance(value, str):
+            return value  # type: ignore[no-any-return]
+        return open_text(value, _CIPHERS.get(dialect))

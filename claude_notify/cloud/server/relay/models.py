@@ -13,7 +13,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from claude_notify.cloud.server.db.models import Base
-from claude_notify.cloud.server.db.types import JSONType
+from claude_notify.cloud.server.db.types import JSONType, SealedText
 from claude_notify.events import utcnow
 
 
@@ -57,7 +57,8 @@ class RelayCommand(Base):
     """``shell`` (a command line) or ``claude`` (a prompt continuing the Claude Code session)."""
     state: Mapped[str] = mapped_column(String(16), default="queued")
     """``queued`` → ``delivered`` → ``running`` → ``done`` | ``failed``; or ``expired``."""
-    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    detail: Mapped[str | None] = mapped_column(SealedText, default=None)
+    """Why it failed or was refused; sealed at rest (a Claude turn's failure quotes Claude)."""
     exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -85,7 +86,8 @@ class RelayAudit(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     """``queued``, ``refused``, ``started``, ``done``, ``failed``, ``expired``; ``shown`` for a
     chat's "Show log" press (held to the rate limit like a command)."""
-    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reason: Mapped[str | None] = mapped_column(SealedText, default=None)
+    """Why refused, or the command's detail; sealed at rest like it."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
