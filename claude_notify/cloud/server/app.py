@@ -32,6 +32,7 @@ from claude_notify.cloud.server.logsetup import AccessLogMiddleware
 from claude_notify.cloud.server.relay import tunnel
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.web import pages
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     app.include_router(commands.router)  # the command relay (its tunnel: ServerApp)
     app.include_router(inbound.router)  # Telegram's, Discord's and Feishu's webhooks
+    pages.install(app)  # the web app under /app
     return app
 
 

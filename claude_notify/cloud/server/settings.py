@@ -109,7 +109,15 @@ class Settings:
     pro_log_cap_bytes: int = 10 * 1024 * 1024
     """How much of a pro user's log is kept (at most 10 MB; free keeps a 10 KB tail)."""
     app_url: str | None = None
-    """Public base URL of the dashboard: cards and buttons link to ``{app_url}/t/{task_id}``."""
+    """Public base URL of the dashboard: cards and buttons link to ``{app_url}/t/{task_id}``.
+    The server's own web app is at ``{public_url}/app``."""
+    web_signup: bool = True
+    """Whether the web app's e-mail sign-in may create accounts (off: only existing users)."""
+    web_signup_domains: tuple[str, ...] = ()
+    """If set, only addresses at these domains may sign up through the web app (lower case,
+    comma-separated in the variable); existing accounts still sign in."""
+    web_session_ttl_s: float = 30 * 86_400.0
+    """How long a browser stays signed in without signing in again."""
     provider_timeout_s: float = 15.0
     """Timeout of one call to Telegram, Discord, Feishu or Twilio."""
     telegram_bot_token: str | None = None
@@ -173,7 +181,8 @@ class Settings:
         if self.events_per_minute < 0:
             _bad("EVENTS_PER_MINUTE", self.events_per_minute, "must be 0 (no limit) or more")
         for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s",
-                     "link_ttl_s", "relay_poll_s", "relay_idle_s", "relay_reply_token_ttl_s"):
+                     "link_ttl_s", "relay_poll_s", "relay_idle_s", "relay_reply_token_ttl_s",
+                     "web_session_ttl_s"):
             if getattr(self, name) <= 0:
                 _bad(name.upper(), getattr(self, name), "must be positive")
         if self.relay_ttl_s < 0:  # 0: a command for an offline agent expires at once

@@ -352,3 +352,4 @@ class LoginRequest(Base):
 
 
 from claude_notify.cloud.server.relay import models as _relay_models  # noqa: E402, F401 - its tables
+from claude_notify.cloud.server.web import models as _web_models  # noqa: E402, F401 - its tables

@@ -113,7 +113,7 @@ def start_login(
     if bad := set(body.scopes) - set(auth.ACCOUNT_SCOPES):
         raise ApiError(422, f"scopes not available to a sign-in: {', '.join(sorted(bad))}")
     settings = runtime.settings
-    _check_mail(settings)
+    check_mail(settings)
     ip = _client_ip(request)
     _check_rate(session, settings, email, ip)
     now = utcnow()
@@ -189,7 +189,7 @@ def _cannot_mail(why: str) -> ApiError:
                          "(claude-notify login --token)", code=UNAVAILABLE)
 
 
-def _check_mail(settings: Settings) -> None:
+def check_mail(settings: Settings) -> None:
     """503 at once when nothing answers at the SMTP address: a link never sent leaves the CLI
     waiting for nothing."""
     if not _smtp_answers(settings.smtp_host, settings.smtp_port):

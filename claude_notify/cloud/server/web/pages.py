@@ -1,0 +1,331 @@
+"""The web app's pages under ``/app``: sign in by e-mail link, tasks, a task, sessions.
+
+Server-rendered (Jinja2, autoescaped) and usable without JavaScript: every change is a real
+``<form method=post>`` answered with a 303. Pages read the same rows as the ``/v1`` API, always
+through the signed-in user's id, so another user's ids are simply not found.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from email_validator import EmailNotValidError, validate_email
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server import auth, limits, outbox
+from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
+from claude_notify.cloud.server.api.errors import ApiError
+from claude_notify.cloud.server.api.pagination import encode_cursor, page
+from claude_notify.cloud.server.api.routes.login import check_mail
+from claude_notify.cloud.server.channels.render import render_simple
+from claude_notify.cloud.server.db.models import Delivery, Event, Task, User
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.web import security
+from claude_notify.cloud.server.web.models import WebSession, WebSignin
+from claude_notify.events import STATUSES, utcnow
+from claude_notify.render import clean_output
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+
+router = APIRouter(prefix="/app", include_in_schema=False)
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,  # every value is text; nothing a user sent is ever markup
+    undefined=jinja2.StrictUndefined,
+)
+
+
+class SignInNeeded(Exception):
+    """The page needs a signed-in session; the answer is a redirect to the sign-in page."""
+
+
+class NotFound(Exception):
+    """Not this user's, or no such thing: the same answer for both."""
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _took(task: Task) -> str:
+    if task.started_at is None or task.finished_at is None:
+        return "—"
+    seconds = max(0.0, (task.finished_at - task.started_at).total_seconds())
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else (
+        f"{seconds:.1f}s")
+
+
+def _text(value: object, *, lines: bool = True) -> str:
+    """Text a user's machine sent, made safe to read: terminal escapes gone, and format
+    characters (bidirectional overrides that would make it read as something else) shown as
+    U+FFFD. Autoescaping then makes it inert."""
+    cleaned = clean_output(str(value or "").encode())
+    kept = "".join("\ufffd" if unicodedata.category(c) in ("Cf", "Co", "Cs") else c
+                   for c in cleaned)
+    return kept if lines else " ".join(kept.split())
+
+
+_templates.filters["when"] = _when
+_templates.filters["took"] = _took
+_templates.filters["line"] = lambda value: _text(value, lines=False)
+_templates.filters["text"] = _text
+
+
+def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(name).render(request=request, **context)
+    return HTMLResponse(html, status_code=code)
+
+
+def _signed_in(request: Request, db: SessionDep) -> WebSession:
+    web = security.current(request, db)
+    if web is None:
+        raise SignInNeeded
+    return web
+
+
+WebDep = Annotated[WebSession, Depends(_signed_in)]
+
+
+def _user(db: Session, web: WebSession) -> User:
+    user = db.get(User, web.user_id)
+    if user is None:  # the account was deleted under a live session
+        raise SignInNeeded
+    return user
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+def home(request: Request, db: SessionDep) -> Response:
+    return _see_other("/app/tasks" if security.current(request, db) else "/app/signin")
+
+
+@router.get("/signin")
+def signin_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
+    return render(request, "signin.html", policy=_policy(runtime.settings), problem="")
+
+
+def _policy(settings: Settings) -> str:
+    if not settings.web_signup:
+        return "New accounts are made by this server's operator; existing users sign in here."
+    if settings.web_signup_domains:
+        return ("New accounts are open to addresses at "
+                + ", ".join(settings.web_signup_domains) + ".")
+    return "No account yet? The same link makes one."
+
+
+def _may_sign_up(settings: Settings, email: str) -> bool:
+    domain = email.rpartition("@")[2]
+    return settings.web_signup and (not settings.web_signup_domains
+                                    or domain in settings.web_signup_domains)
+
+
+@router.post("/signin")
+def send_link(request: Request, email: Annotated[str, Form(max_length=320)], db: SessionDep,
+              runtime: RuntimeDep) -> HTMLResponse:
+    """E-mail a sign-in link. The page says the same whether or not the address may sign in,
+    so it tells a stranger nothing about who has an account."""
+    settings = runtime.settings
+    security.check_origin(request, settings)
+    try:
+        address = validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        return render(request, "signin.html", code=422, policy=_policy(settings),
+                      problem=f"That is not an e-mail address: {exc}")
+    try:
+        check_mail(settings)
+    except ApiError as exc:
+        return render(request, "signin.html", code=503, policy=_policy(settings),
+                      problem=exc.message)
+    ip = security.client_ip(request)
+    for where, limit in (((WebSignin.email == address, WebSignin.client_ip == ip),
+                          settings.login_per_address_per_hour),
+                         ((WebSignin.client_ip == ip,), settings.login_per_ip_per_hour)):
+        if limits.reached(db, limit, 3600.0, WebSignin.created_at, *where):
+            return render(request, "signin.html", code=429, policy=_policy(settings),
+                          problem="Too many sign-in links asked for; try again in an hour.")
+    now = utcnow()
+    user_id = db.scalar(select(User.id).where(User.email == address))
+    secret = secrets.token_urlsafe(32)
+    # Recorded either way, so a stranger's attempts count against the limits all the same.
+    db.add(WebSignin(email=address, link_hash=security.digest(secret), client_ip=ip,
+                     created_at=now, expires_at=now + timedelta(seconds=settings.login_ttl_s)))
+    if user_id is not None or _may_sign_up(settings, address):
+        link = f"{settings.public_url.rstrip('/')}/app/signin/confirm?token={secret}"
+        outbox.queue_login(db, user_id=user_id, address=address, payload=_mail(link, ip),
+                           now=now)
+    db.commit()
+    runtime.waker.wake()
+    return render(request, "sent.html", email=address, minutes=int(settings.login_ttl_s // 60))
+
+
+def _mail(link: str, ip: str) -> dict[str, str]:
+    text = (f"Someone asked to sign in to claude-notify in a browser with this address, from IP "
+            f"address {ip}.\n\nIf it was you, open {link} and press Sign in.\n\n"
+            "If not, ignore this message: nobody can sign in without the link.")
+    return render_simple("Sign in to claude-notify", text, link)
+
+
+def _pending(db: Session, token: str, *, lock: bool = False) -> WebSignin:
+    stmt = select(WebSignin).where(WebSignin.link_hash == security.digest(token))
+    row = db.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        raise NotFound
+    return row
+
+
+@router.get("/signin/confirm")
+def confirm_page(request: Request, token: Annotated[str, Query(max_length=100)],
+                 db: SessionDep) -> HTMLResponse:
+    """The link's page: a button, not a sign-in (mail scanners open links)."""
+    row = _pending(db, token)
+    return render(request, "confirm.html", email=row.email, token=token)
+
+
+@router.post("/signin/confirm")
+def confirm(request: Request, token: Annotated[str, Form(max_length=100)], db: SessionDep,
+            runtime: RuntimeDep) -> Response:
+    settings = runtime.settings
+    security.check_origin(request, settings)
+    row = _pending(db, token, lock=True)
+    row.used_at = utcnow()
+    user = db.scalar(select(User).where(User.email == row.email))
+    if user is None:
+        if not _may_sign_up(settings, row.email):
+            db.commit()
+            raise NotFound
+        user = auth.create_account(db, row.email, plan=settings.default_plan)
+    response = _see_other("/app/tasks")
+    security.start(db, request, response, user_id=user.id, settings=settings)
+    db.commit()
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
+            csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    security.check_form(request, runtime.settings, web, csrf)
+    db.delete(web)
+    db.commit()
+    response = _see_other("/app/signin")
+    security.end(request, response)
+    return response
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+@router.get("/tasks")
+def tasks_page(request: Request, web: WebDep, db: SessionDep,
+               status: Annotated[str | None, Query(max_length=16)] = None,
+               machine: Annotated[str | None, Query(max_length=128)] = None,
+               cursor: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+    user = _user(db, web)
+    stmt = select(Task).where(Task.user_id == user.id)
+    status = status if status in STATUSES else None
+    if status:
+        stmt = stmt.where(Task.status == status)
+    if machine:
+        stmt = stmt.where(Task.machine_id == machine)
+    try:
+        stmt = page(stmt, created=Task.created_at, row_id=Task.id, cursor=cursor,
+                    limit=PAGE_SIZE)
+    except ApiError:  # a cursor that is not ours: start from the newest
+        return _see_other("/app/tasks")  # type: ignore[return-value]
+    rows = list(db.scalars(stmt))
+    more = rows[PAGE_SIZE:]
+    rows = rows[:PAGE_SIZE]
+    older = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return render(request, "tasks.html", web=web, user=user, tasks=rows, older=older,
+                  status=status or "", machine=machine or "", statuses=sorted(STATUSES))
+
+
+@router.get("/t/{key}")
+def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], web: WebDep,
+              db: SessionDep) -> HTMLResponse:
+    user = _user(db, web)
+    task = db.scalar(select(Task).where(Task.user_id == user.id, Task.key == key))
+    if task is None:
+        raise NotFound
+    payload = db.scalar(select(Event.payload).where(Event.task_id == task.id)
+                        .order_by(Event.received_at.desc()).limit(1)) or {}
+    tail = str(payload.get("tail") or "")
+    deliveries = list(db.scalars(select(Delivery).where(Delivery.task_id == task.id,
+                                                        Delivery.user_id == user.id)
+                                 .order_by(Delivery.created_at)))
+    return render(request, "task.html", web=web, user=user, task=task, tail=tail,
+                  message=str(payload.get("message") or ""), deliveries=deliveries)
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+@router.get("/sessions")
+def sessions_page(request: Request, web: WebDep, db: SessionDep) -> HTMLResponse:
+    user = _user(db, web)
+    rows = list(db.scalars(select(WebSession).where(WebSession.user_id == user.id,
+                                                    WebSession.expires_at > utcnow())
+                           .order_by(WebSession.last_seen_at.desc())))
+    return render(request, "sessions.html", web=web, user=user, sessions=rows)
+
+
+@router.post("/sessions/{session_id}/revoke")
+def revoke_session(request: Request, session_id: uuid.UUID, web: WebDep, db: SessionDep,
+                   runtime: RuntimeDep, csrf: Annotated[str, Form(max_length=100)] = "",
+                   ) -> Response:
+    security.check_form(request, runtime.settings, web, csrf)
+    gone = db.execute(delete(WebSession).where(WebSession.id == session_id,
+                                               WebSession.user_id == web.user_id))
+    if not gone.rowcount:  # type: ignore[attr-defined]
+        raise NotFound
+    db.commit()
+    response = _see_other("/app/signin" if session_id == web.id else "/app/sessions")
+    if session_id == web.id:
+        security.end(request, response)
+    return response
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, their static files, their headers and their error pages on ``app``."""
+    app.include_router(router)
+    app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="web-static")
+    app.add_middleware(security.HeadersMiddleware)
+
+    async def sign_in(request: Request, _exc: Exception) -> Response:
+        return _see_other("/app/signin")
+
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        return render(request, "message.html", code=404, title="Not found",
+                      text="There is nothing here, or it is not yours, or the link was used or "
+                           "has expired.")
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        return render(request, "message.html", code=403, title="Refused",
+                      text=f"This form was refused: {exc}. Reload the page and try again.")
+
+    app.add_exception_handler(SignInNeeded, sign_in)
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(security.Refused, refused)

@@ -1,0 +1,286 @@
+"""The web app under ``/app``, through the real app, its worker and a real SMTP server, on SQLite
+and PostgreSQL: signing in by e-mailed link (a GET signs nobody in), the cookie's flags, the
+operator's sign-up rules, forms from other sites refused, another user's tasks not found, hostile
+text shown as text, the headers every page carries, and pages that never hold a whole history."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloud_kit import Account, Mailbox, mail_text, wait_for
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from claude_notify.cloud.server.db.models import Delivery
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.web import security
+from claude_notify.events import TaskEvent
+
+LOCAL = "http://127.0.0.1:8000"
+WEB = Path(security.__file__).parent
+
+
+@pytest.fixture
+def browser(client: TestClient) -> Iterator[TestClient]:
+    """A browser on the server's own machine (loopback: plain HTTP cookies are allowed)."""
+    with TestClient(client.app, base_url=LOCAL, follow_redirects=False) as b:
+        yield b
+
+
+def _browser(client: TestClient, base_url: str = LOCAL) -> TestClient:
+    return TestClient(client.app, base_url=base_url, follow_redirects=False)
+
+
+def _link(box: Mailbox, address: str, seen: int = 0) -> str:
+    """The token of the newest sign-in link mailed to ``address`` (after ``seen`` of them)."""
+    def mine() -> list[str]:
+        return [mail_text(m) for m in box.messages if address in m.rcpt_tos]
+
+    wait_for(lambda: len(mine()) > seen, what=f"a sign-in mail to {address}")
+    text = mine()[-1]
+    link = next(w for w in text.split() if "/app/signin/confirm?token=" in w)
+    return link.split("token=")[1]
+
+
+def _sign_in(b: TestClient, box: Mailbox, address: str) -> None:
+    seen = sum(address in m.rcpt_tos for m in box.messages)
+    assert b.post("/app/signin", data={"email": address}).status_code == 200
+    confirmed = b.post("/app/signin/confirm", data={"token": _link(box, address, seen)})
+    assert confirmed.status_code == 303, confirmed.text
+    assert b.get("/app/tasks").status_code == 200
+
+
+def _task(client: TestClient, user: Account, **fields: Any) -> str:
+    key = fields.pop("task_id", uuid.uuid4().hex)
+    body = TaskEvent.from_dict({"type": "finished", "source": "run", "task_id": key,
+                                "machine_id": "m-1", "status": "failure", "exit_code": 2,
+                                "command": "make test", **fields}).to_dict()
+    assert client.post("/v1/events", json=body, headers=user.headers).status_code == 202
+    return key
+
+
+def _form_token(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_the_link_signs_in_only_when_its_page_is_posted_and_only_once(
+    browser: TestClient, smtp_server: Mailbox
+) -> None:
+    assert browser.get("/app").headers["location"] == "/app/signin"
+    assert browser.get("/app/tasks").headers["location"] == "/app/signin"
+    sent = browser.post("/app/signin", data={"email": "New.Person@Example.com"})
+    assert sent.status_code == 200 and "Check your mail" in sent.text
+    token = _link(smtp_server, "new.person@example.com")
+
+    page = browser.get("/app/signin/confirm", params={"token": token})  # a mail scanner's GET
+    assert page.status_code == 200 and "new.person@example.com" in page.text
+    assert "set-cookie" not in page.headers
+    assert browser.get("/app/tasks").status_code == 303  # still nobody
+
+    confirmed = browser.post("/app/signin/confirm", data={"token": token})
+    assert (confirmed.status_code, confirmed.headers["location"]) == (303, "/app/tasks")
+    cookie = confirmed.headers["set-cookie"]
+    assert cookie.startswith("claude_notify_session=")
+    flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/"} <= flags and "secure" not in flags
+    tasks = browser.get("/app/tasks")
+    assert tasks.status_code == 200 and "No tasks yet" in tasks.text
+
+    other = _browser(browser)
+    assert other.post("/app/signin/confirm", data={"token": token}).status_code == 404
+    assert other.get("/app/signin/confirm", params={"token": token}).status_code == 404
+    assert other.get("/app/tasks").status_code == 303
+
+
+def test_away_from_loopback_the_cookie_is_secure_and_host_only(
+    client: TestClient, smtp_server: Mailbox
+) -> None:
+    remote = _browser(client, "https://notify.example.com")
+    assert remote.post("/app/signin", data={"email": "far@example.com"},
+                       headers={"Origin": "https://notify.example.com"}).status_code == 200
+    confirmed = remote.post("/app/signin/confirm",
+                            data={"token": _link(smtp_server, "far@example.com")})
+    cookie = confirmed.headers["set-cookie"]
+    assert cookie.startswith("__Host-claude_notify_session=")
+    assert "secure" in cookie.lower() and "domain" not in cookie.lower()
+
+
+def _login_mails(runtime: Runtime, address: str) -> int:
+    with runtime.sessions() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.kind == "login")).all()
+        return sum((row.payload or {}).get("to") == address for row in rows)
+
+
+@pytest.mark.parametrize(("signup", "domains", "stranger_mailed"), [
+    (False, (), False), (True, ("corp.example",), False), (True, (), True)])
+def test_the_operator_decides_who_may_sign_up_and_the_page_never_says_who_exists(
+    client: TestClient, runtime: Runtime, settings: Settings, smtp_server: Mailbox,
+    make_user: Callable[..., Account], signup: bool, domains: tuple[str, ...],
+    stranger_mailed: bool,
+) -> None:
+    runtime.settings = settings.replace(web_signup=signup, web_signup_domains=domains)
+    member = make_user(email="member@example.com")
+    b = _browser(client)
+    known = b.post("/app/signin", data={"email": member.email})
+    stranger = b.post("/app/signin", data={"email": "stranger@example.com"})
+    colleague = b.post("/app/signin", data={"email": "new@corp.example"})
+    assert known.status_code == stranger.status_code == colleague.status_code == 200
+    assert known.text.replace(member.email, "X") == stranger.text.replace(
+        "stranger@example.com", "X")
+    _sign_in(b, smtp_server, member.email)  # an existing user always may
+    assert _login_mails(runtime, "stranger@example.com") == int(stranger_mailed)
+    assert _login_mails(runtime, "new@corp.example") == int(signup)
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"},
+                                     {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}])
+def test_a_form_posted_from_another_site_is_refused(
+    browser: TestClient, smtp_server: Mailbox, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    refused = browser.post("/app/signin", data={"email": "a@example.com"}, headers=headers)
+    assert refused.status_code == 403
+    assert _login_mails(runtime, "a@example.com") == 0
+    _sign_in(browser, smtp_server, "a@example.com")
+    token = _form_token(browser.get("/app/tasks").text)
+    out = browser.post("/app/signout", data={"csrf": token}, headers=headers)
+    assert out.status_code == 403 and browser.get("/app/tasks").status_code == 200
+
+
+def test_a_signed_in_form_needs_the_sessions_token(browser: TestClient,
+                                                   smtp_server: Mailbox) -> None:
+    _sign_in(browser, smtp_server, "b@example.com")
+    for data in ({}, {"csrf": "guess"}):
+        assert browser.post("/app/signout", data=data).status_code == 403
+    assert browser.get("/app/tasks").status_code == 200
+    token = _form_token(browser.get("/app/tasks").text)
+    out = browser.post("/app/signout", data={"csrf": token})
+    assert (out.status_code, out.headers["location"]) == (303, "/app/signin")
+    assert browser.get("/app/tasks").status_code == 303
+
+
+def test_another_users_task_is_not_found_and_not_listed(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    alice, bob = make_user(), make_user()
+    theirs = _task(client, alice, command="make secret-target")
+    b = _browser(client)
+    _sign_in(b, smtp_server, bob.email)
+    assert b.get(f"/app/t/{theirs}").status_code == 404
+    assert "secret-target" not in b.get("/app/tasks").text
+    a = _browser(client)
+    _sign_in(a, smtp_server, alice.email)
+    assert "secret-target" in a.get(f"/app/t/{theirs}").text
+
+
+HOSTILE = "<script>alert(1)</script>{{7*7}}\u202eevil\x1b[31mred\x1b[0m<img src=x onerror=alert(2)>"
+
+
+class _Scripts(HTMLParser):
+    """Every script and style a page would run or apply inline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "style" or (tag == "script" and not named.get("src")):
+            self.inline.append(tag)
+        self.inline += [name for name in named if name == "style" or name.startswith("on")]
+
+
+def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    key = _task(client, user, command=HOSTILE, tail=HOSTILE + "\n", task_id="k<b>1")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin"):
+        page = b.get(path)
+        assert page.status_code == 200, path
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text
+        assert "\u202e" not in page.text and "\x1b" not in page.text
+        # shown literally, {{7*7}} included: nothing a user sent is evaluated
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text or path in (
+            "/app/sessions", "/app/signin")
+        scripts = _Scripts()
+        scripts.feed(page.text)
+        assert scripts.inline == [], path
+        assert page.headers["content-security-policy"] == security.CSP
+        assert "'unsafe-inline'" not in security.CSP and "'unsafe-eval'" not in security.CSP
+        for name, value in (("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"),
+                            ("cache-control", "no-store"), ("x-content-type-options", "nosniff")):
+            assert page.headers[name] == value, (path, name)
+    shown = b.get(f"/app/t/{key}").text
+    assert "red&lt;img" in shown  # the colour codes are gone, the text stays
+
+
+def test_the_tasks_list_pages_through_everything_once(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    made = {_task(client, user, command=f"job {n}") for n in range(120)}
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    seen: list[str] = []
+    url: str | None = "/app/tasks"
+    pages = 0
+    while url:
+        page = b.get(url).text
+        rows = re.findall(r'href="/app/t/([0-9a-f]{32})"', page)
+        assert len(rows) <= 50
+        seen += rows
+        pages += 1
+        nxt = re.search(r'rel="next" href="([^"]+)"', page)
+        url = nxt.group(1).replace("&amp;", "&") if nxt else None
+    assert pages == 3 and len(seen) == len(set(seen)) == 120 and set(seen) == made
+
+
+def _sessions(b: TestClient) -> dict[str, bool]:
+    """The sessions page's rows: id → whether it is this browser's."""
+    rows = b.get("/app/sessions").text.split("<tr>")[2:]
+    return {re.search(r"/app/sessions/([0-9a-f-]{36})/revoke", row).group(1):  # type: ignore[union-attr]
+            "(this one)" in row for row in rows}
+
+
+def test_a_session_signed_out_from_another_browser_is_over(
+    client: TestClient, smtp_server: Mailbox
+) -> None:
+    phone, laptop, stranger = _browser(client), _browser(client), _browser(client)
+    _sign_in(phone, smtp_server, "c@example.com")
+    _sign_in(laptop, smtp_server, "c@example.com")
+    _sign_in(stranger, smtp_server, "d@example.com")
+    listed = _sessions(laptop)
+    assert sorted(listed.values()) == [False, True]
+    [phone_id] = [sid for sid, here in listed.items() if not here]
+    [laptop_id] = [sid for sid, here in listed.items() if here]
+
+    stranger_token = _form_token(stranger.get("/app/tasks").text)
+    assert stranger.post(f"/app/sessions/{laptop_id}/revoke",
+                         data={"csrf": stranger_token}).status_code == 404
+    token = _form_token(laptop.get("/app/sessions").text)
+    assert laptop.post(f"/app/sessions/{phone_id}/revoke", data={"csrf": token}
+                       ).headers["location"] == "/app/sessions"
+    assert phone.get("/app/tasks").status_code == 303
+    assert laptop.get("/app/tasks").status_code == 200
+    assert list(_sessions(laptop)) == [laptop_id]
+
+
+def test_the_vendored_htmx_is_the_recorded_one() -> None:
+    table = (WEB / "VENDORED.md").read_text()
+    recorded = re.search(r"`static/htmx\.min\.js`.*?\| (2\.\d+\.\d+) \| `([0-9a-f]{64})`", table)
+    assert recorded, table
+    body = (WEB / "static" / "htmx.min.js").read_bytes()
+    assert hashlib.sha256(body).hexdigest() == recorded.group(2)
+    assert f'version:"{recorded.group(1)}"' in body.decode()
