@@ -219,7 +219,7 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
         assert scripts.inline == [], path
         assert page.headers["content-security-policy"] == security.CSP
         assert "'unsafe-inline'" not in security.CSP and "'unsafe-eval'" not in security.CSP
-        for name, value in (("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"),
+        for name, value in (("x-frame-options", "DENY"), ("referrer-policy", "same-origin"),
                             ("cache-control", "no-store"), ("x-content-type-options", "nosniff")):
             assert page.headers[name] == value, (path, name)
     shown = b.get(f"/app/t/{key}").text
