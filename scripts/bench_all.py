@@ -8,7 +8,7 @@ was above the core count during that benchmark (then its wall figures are not co
 CPU figures mostly are). See docs/benchmarks.md.
 
     .venv/bin/python scripts/bench_all.py --quick            # 11 min at load 19 on 2 cores
-    .venv/bin/python scripts/bench_all.py                    # the full profile (an hour or so)
+    .venv/bin/python scripts/bench_all.py                    # full profile: 8 min, idle 2 cores
     .venv/bin/python scripts/bench_all.py --only server-distributed,relay --out /tmp/results
 """
 

@@ -1023,6 +1023,11 @@ def results(data: dict[str, Any], out: benchkit.Report) -> None:
             s["overhead_ms"] <= t["overhead_ms"])
     out.add("… on a pty (pty mode)", s["overhead_pty_ms"], "ms", s["overhead_pty_cpu_ms"], "run",
             f"≤ {t['overhead_ms']:g} ms", s["overhead_pty_ms"] <= t["overhead_ms"])
+    if s.get("ntfy_overhead_ms") is not None:
+        ratio = s["ntfy_overhead_ms"] / s["overhead_ms"]
+        out.add(f"… `ntfy done true` over bare true ({data['ntfy_version']}; it fails without "
+                f"dbus-python, so a lower bound): {s['ntfy_overhead_ms']:.1f} ms, ÷ ours",
+                ratio, "×", target=f"≥ {t['ntfy_ratio']:g}×", met=ratio >= t["ntfy_ratio"])
     gbps = tp["pipe_gbps"]["claude-notify (cat)"]
     per_gb = tp["wrapper_cpu_ms_per_gb"]
     out.add("500 MB through the wrapper into a pipe (cat FILE wrapped)", gbps, "GB/s", per_gb,
@@ -1033,6 +1038,9 @@ def results(data: dict[str, Any], out: benchkit.Report) -> None:
             target=f"≥ {t['pipe_share'] * 100:.0f} %", met=share >= t["pipe_share"])
     out.add(f"… share of bare head -c ({tp['pipe_gbps']['bare']:.2f} GB/s; wrapped "
             f"{tp['pipe_gbps']['claude-notify']:.2f} GB/s)", tp["pipe_share"] * 100, "%")
+    pty_s = tp["pty_median_s"]
+    out.add(f"pty mode: `seq 1 5000000` ({tp['pty_bytes_read'] / 1e6:.0f} MB of short lines), "
+            f"bare on a pty {pty_s['bare']:.2f} s", pty_s["claude-notify"], "s")
     rss_mib = rss["cases"]["claude-notify, 1 GB of output (notifying dunst)"]["wait4_maxrss_mib"]
     out.add("peak RSS relaying 1 GB (wait4 ru_maxrss)", rss_mib, "MiB",
             target=f"≤ {t['rss_mib']:g} MiB", met=rss_mib <= t["rss_mib"])

@@ -203,7 +203,8 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
     client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
 ) -> None:
     user = make_user()
-    key = _task(client, user, command=HOSTILE, tail=HOSTILE + "\n", task_id="k<b>1")
+    key = _task(client, user, command=HOSTILE, tail=HOSTILE + "\n", task_id="k<b>1",
+                host=HOSTILE, cwd="/srv/" + HOSTILE)
     b = _browser(client)
     _sign_in(b, smtp_server, user.email)
     for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin"):

@@ -274,7 +274,8 @@ def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], 
                                                         Delivery.user_id == user.id)
                                  .order_by(Delivery.created_at)))
     return render(request, "task.html", web=web, user=user, task=task, tail=tail,
-                  message=str(payload.get("message") or ""), deliveries=deliveries)
+                  message=str(payload.get("message") or ""), host=str(payload.get("host") or ""),
+                  cwd=str(payload.get("cwd") or ""), deliveries=deliveries)
 
 
 # -- sessions --------------------------------------------------------------------------------
