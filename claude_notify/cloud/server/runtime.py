@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from claude_notify.cloud.server.db.engine import make_engine, make_sessionmaker
+from claude_notify.cloud.server.db.engine import close_engine, make_engine, make_sessionmaker
 from claude_notify.cloud.server.db.types import bind_cipher
 from claude_notify.cloud.server.delivery.wake import LocalWaker, Waker
 from claude_notify.cloud.server.groupcommit import GroupCommit
@@ -60,7 +60,7 @@ class Runtime:
 
     def close(self) -> None:
         self.writes.close()
-        self.engine.dispose()
+        close_engine(self.engine)
         close = getattr(self.waker, "close", None)
         if close is not None:
             close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,11 +11,31 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
+_CLOSED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and write-intent transactions."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+        engine = _sqlite_engine(url)
+    else:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    alive = weakref.ref(engine)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn: Any, _record: Any) -> None:
+        # Returned after close_engine (a thread that was mid-query at shutdown): no one will
+        # reuse it, and left open in the discarded pool it would be closed only by the GC.
+        if dbapi_conn is not None and alive() in _CLOSED:
+            dbapi_conn.close()
+
+    return engine
+
+
+def close_engine(engine: Engine) -> None:
+    """Close the pool's connections now, and any still checked out when they come back."""
+    _CLOSED.add(engine)
+    engine.dispose()
 
 
 def _sqlite_engine(url: str) -> Engine:
