@@ -248,6 +248,35 @@ def test_the_tasks_list_pages_through_everything_once(
     assert pages == 3 and len(seen) == len(set(seen)) == 120 and set(seen) == made
 
 
+def test_the_first_page_polls_its_listing_which_is_304_until_something_changes(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user = make_user()
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    page = b.get("/app/tasks").text
+    assert 'hx-get="/app/tasks?status=&amp;machine=&amp;part=listing"' in page
+    assert f"--email {user.email}" in page  # the onboarding's own commands
+    first = b.get("/app/tasks", params={"part": "listing"})
+    assert first.status_code == 200 and first.text.lstrip().startswith('<div id="listing"')
+    assert "<html" not in first.text  # a fragment, not a page
+    tag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, no-cache"
+    same = b.get("/app/tasks", params={"part": "listing"}, headers={"If-None-Match": tag})
+    assert (same.status_code, same.text) == (304, "")
+    key = _task(client, user, command="make live")
+    changed = b.get("/app/tasks", params={"part": "listing"}, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and "make live" in changed.text
+    assert changed.headers["etag"] != tag
+    _task(client, user, task_id=key, type="finished", status="success", exit_code=0,
+          command="make live")  # the same task, now finished: the listing changes again
+    again = b.get("/app/tasks", params={"part": "listing"},
+                  headers={"If-None-Match": changed.headers["etag"]})
+    assert again.status_code == 200 and "s-success" in again.text
+    older = b.get("/app/tasks", params={"cursor": "x"})  # not ours: back to the first page
+    assert older.status_code == 303
+
+
 def _sessions(b: TestClient) -> dict[str, bool]:
     """The sessions page's rows: id → whether it is this browser's."""
     rows = b.get("/app/sessions").text.split("<tr>")[2:]

@@ -7,6 +7,7 @@ through the signed-in user's id, so another user's ids are simply not found.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import unicodedata
 import uuid
@@ -236,10 +237,13 @@ def signout(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
 
 
 @router.get("/tasks")
-def tasks_page(request: Request, web: WebDep, db: SessionDep,
+def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
                status: Annotated[str | None, Query(max_length=16)] = None,
                machine: Annotated[str | None, Query(max_length=128)] = None,
-               cursor: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+               cursor: Annotated[str | None, Query(max_length=200)] = None,
+               part: Annotated[str | None, Query(max_length=16)] = None) -> Response:
+    """The tasks, newest first. The first page polls its own listing (``part=listing``) every
+    second; an unchanged listing is answered 304 from its ETag, without rendering."""
     user = _user(db, web)
     stmt = select(Task).where(Task.user_id == user.id)
     status = status if status in STATUSES else None
@@ -251,13 +255,33 @@ def tasks_page(request: Request, web: WebDep, db: SessionDep,
         stmt = page(stmt, created=Task.created_at, row_id=Task.id, cursor=cursor,
                     limit=PAGE_SIZE)
     except ApiError:  # a cursor that is not ours: start from the newest
-        return _see_other("/app/tasks")  # type: ignore[return-value]
+        return _see_other("/app/tasks")
     rows = list(db.scalars(stmt))
     more = rows[PAGE_SIZE:]
     rows = rows[:PAGE_SIZE]
     older = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    return render(request, "tasks.html", web=web, user=user, tasks=rows, older=older,
-                  status=status or "", machine=machine or "", statuses=sorted(STATUSES))
+    context: dict[str, Any] = {
+        "web": web, "user": user, "tasks": rows, "older": older, "status": status or "",
+        "machine": machine or "", "statuses": sorted(STATUSES), "live": cursor is None,
+        "server_url": runtime.settings.public_url.rstrip("/")}
+    if part != "listing":
+        return render(request, "tasks.html", **context)
+    tag = _etag(rows, older, status, machine)
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": _REVALIDATE})
+    fragment = render(request, "tasks_listing.html", **context)
+    fragment.headers.update({"ETag": tag, "Cache-Control": _REVALIDATE})
+    return fragment
+
+
+_REVALIDATE = "private, no-cache"
+"""The listing may be kept by the browser, and is asked for again with its ETag every time."""
+
+
+def _etag(rows: list[Task], older: str | None, *filters: str | None) -> str:
+    digest = hashlib.sha256(repr(([(t.key, t.status, t.exit_code, t.updated_at) for t in rows],
+                                  older, filters)).encode()).hexdigest()[:32]
+    return f'W/"{digest}"'
 
 
 @router.get("/t/{key}")
