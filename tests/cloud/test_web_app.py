@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from cloud_kit import Account, Mailbox, mail_text, wait_for
@@ -275,6 +276,50 @@ def test_the_first_page_polls_its_listing_which_is_304_until_something_changes(
     assert again.status_code == 200 and "s-success" in again.text
     older = b.get("/app/tasks", params={"cursor": "x"})  # not ours: back to the first page
     assert older.status_code == 303
+
+
+def _append(client: TestClient, user: Account, key: str, data: bytes) -> None:
+    sent = client.post(f"/v1/tasks/{key}/log", content=data,
+                       headers={**user.headers, "content-type": "application/octet-stream"})
+    assert sent.status_code == 200, sent.text
+
+
+def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user, other = make_user(), make_user()
+    key = client.post("/v1/tasks", json={"cmd": "make train", "task_id": "run:1 <x>"},
+                      headers=user.headers).json()["task_id"]
+    first = b"epoch 1 \x1b[32mok\x1b[0m\n<script>alert(1)</script>\n"
+    _append(client, user, quote(key, safe=""), first)
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    path = f"/app/t/{quote(key, safe='')}"
+    page = b.get(path).text
+    assert 'id="log" hx-get=' in page and "epoch 1 ok" in page  # running: it polls
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "\x1b" not in page
+    log = b.get(path, params={"part": "log"})
+    tag = log.headers["etag"]
+    assert b.get(path, params={"part": "log"}, headers={"If-None-Match": tag}).status_code == 304
+    _append(client, user, quote(key, safe=""), b"epoch 2 done\n")
+    grown = b.get(path, params={"part": "log"}, headers={"If-None-Match": tag})
+    assert grown.status_code == 200 and "epoch 2 done" in grown.text
+
+    whole = first + b"epoch 2 done\n"
+    digest = hashlib.sha256(whole).hexdigest()
+    assert client.put(f"/v1/tasks/{quote(key, safe='')}/log/digest", headers=user.headers,
+                      json={"sha256": digest, "bytes": len(whole)}).status_code == 200
+    _task(client, user, task_id=key, status="success", exit_code=0, command="make train")
+    done = b.get(path).text
+    assert digest in done and 'hx-get="/app/t/' not in done  # finished: no more polling
+    got = b.get(f"{path}/log")
+    assert got.content == whole  # as sent, escapes and all: a file, never a page
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"] == 'attachment; filename="task-run_1__x_.log"'
+    stranger = _browser(client)
+    _sign_in(stranger, smtp_server, other.email)
+    assert stranger.get(f"{path}/log").status_code == 404
+    assert stranger.get(path, params={"part": "log"}).status_code == 404
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:

@@ -8,6 +8,7 @@ through the signed-in user's id, so another user's ids are simply not found.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import unicodedata
 import uuid
@@ -24,13 +25,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import auth, limits, outbox
+from claude_notify.cloud.server import auth, limits, logs, outbox
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
 from claude_notify.cloud.server.api.routes.login import check_mail
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Delivery, Event, Task, User
+from claude_notify.cloud.server.db.models import Delivery, Event, Task, TaskLog, User
+from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession, WebSignin
@@ -284,13 +287,52 @@ def _etag(rows: list[Task], older: str | None, *filters: str | None) -> str:
     return f'W/"{digest}"'
 
 
-@router.get("/t/{key}")
-def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], web: WebDep,
-              db: SessionDep) -> HTMLResponse:
-    user = _user(db, web)
-    task = db.scalar(select(Task).where(Task.user_id == user.id, Task.key == key))
+LOG_SHOWN = 64 * 1024
+"""How much of a stored log the task page shows; the rest is a download away."""
+
+
+def _own_task(db: Session, web: WebSession, key: str) -> Task:
+    task = db.scalar(select(Task).where(Task.user_id == web.user_id, Task.key == key))
     if task is None:
         raise NotFound
+    return task
+
+
+def _cipher(runtime: Runtime) -> LogCipher | None:
+    try:
+        return LogCipher(runtime.settings.log_keys)
+    except LogKeyError:  # no log keys: the server stores no logs
+        return None
+
+
+@router.get("/t/{key}/log")
+def download_log(key: Annotated[str, PathParam(max_length=128)], web: WebDep, db: SessionDep,
+                 runtime: RuntimeDep) -> Response:
+    """The kept log as a file: bytes as the machine sent them, never shown as a page."""
+    task = _own_task(db, web, key)
+    cipher = _cipher(runtime)
+    data = logs.read(db, task=task, cipher=cipher) if cipher is not None else b""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:60]  # the key is the machine's to choose
+    return Response(data, media_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="task-{name}.log"'})
+
+
+@router.get("/t/{key}")
+def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], web: WebDep,
+              db: SessionDep, runtime: RuntimeDep,
+              part: Annotated[str | None, Query(max_length=16)] = None) -> Response:
+    """A task; while it runs, its stored log (``run --stream``) polls itself (``part=log``)."""
+    user = _user(db, web)
+    task = _own_task(db, web, key)
+    stored = db.get(TaskLog, task.id)
+    if part == "log":
+        tag = f'W/"{stored.bytes_total if stored else 0}-{task.status}"'
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers={"ETag": tag, "Cache-Control": _REVALIDATE})
+        fragment = render(request, "task_log.html", task=task, stored=stored,
+                          log=_log_tail(db, task, stored, runtime), shown=LOG_SHOWN)
+        fragment.headers.update({"ETag": tag, "Cache-Control": _REVALIDATE})
+        return fragment
     payload = db.scalar(select(Event.payload).where(Event.task_id == task.id)
                         .order_by(Event.received_at.desc()).limit(1)) or {}
     tail = str(payload.get("tail") or "")
@@ -299,7 +341,16 @@ def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], 
                                  .order_by(Delivery.created_at)))
     return render(request, "task.html", web=web, user=user, task=task, tail=tail,
                   message=str(payload.get("message") or ""), host=str(payload.get("host") or ""),
-                  cwd=str(payload.get("cwd") or ""), deliveries=deliveries)
+                  cwd=str(payload.get("cwd") or ""), deliveries=deliveries, stored=stored,
+                  log=_log_tail(db, task, stored, runtime), shown=LOG_SHOWN)
+
+
+def _log_tail(db: Session, task: Task, stored: TaskLog | None, runtime: Runtime) -> str:
+    cipher = _cipher(runtime)
+    if stored is None or cipher is None:
+        return ""
+    data = logs.read_tail(db, task=task, cipher=cipher, max_bytes=LOG_SHOWN)
+    return data.decode("utf-8", errors="replace")
 
 
 # -- sessions --------------------------------------------------------------------------------
