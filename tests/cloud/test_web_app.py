@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cloud_kit import Account, Mailbox, mail_text, wait_for
+from cloud_kit import Account, Mailbox, mail_text, register_agent, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from claude_notify.cloud.server.db.models import Delivery
+from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
@@ -320,6 +321,62 @@ def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
     _sign_in(stranger, smtp_server, other.email)
     assert stranger.get(f"{path}/log").status_code == 404
     assert stranger.get(path, params={"part": "log"}).status_code == 404
+
+
+def _relay_rows(runtime: Runtime) -> list[tuple[str, str, str | None, str, str]]:
+    with runtime.sessions() as session:
+        return [(r.command, r.source, r.cwd, r.kind, r.state) for r in session.scalars(
+            select(RelayCommand).order_by(RelayCommand.created_at))]
+
+
+def test_run_again_and_a_reply_from_the_task_page_go_through_the_relay(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    user = make_user(plan="pro")
+    register_agent(client, user, "machine-0001")
+    key = _task(client, user, command="make test", session_id="tty:/dev/pts/3:33",
+                cwd="/srv/app", machine_id="machine-0001")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    path = f"/app/t/{key}"
+    page = b.get(path).text
+    assert "Run on machine-0001" in page and "/srv/app" in page
+    token = _form_token(page)
+    assert b.post(f"{path}/run", data={"again": "1"}).status_code == 403  # no form token
+    again = b.post(f"{path}/run", data={"csrf": token, "again": "1", "command": "rm -rf ~"})
+    assert (again.status_code, again.headers["location"]) == (303, f"{path}#relayed")
+    replied = b.post(f"{path}/run", data={"csrf": token, "command": "  ./next.sh --fast  "})
+    assert replied.status_code == 303
+    assert _relay_rows(runtime) == [("make test", "web", "/srv/app", "shell", "queued"),
+                                    ("./next.sh --fast", "web", "/srv/app", "shell", "queued")]
+    shown = b.get(path).text
+    assert "./next.sh --fast" in shown and ">web<" in shown
+    banned = b.post(f"{path}/run", data={"csrf": token, "command": "sudo shutdown -h now"})
+    assert banned.status_code == 403 and "banned keyword" in banned.text
+    assert len(_relay_rows(runtime)) == 2
+    audit = client.get("/v1/audit", headers=user.headers).json()
+    assert {row["actor"][:12] for row in audit} == {"web session "}
+
+
+def test_the_relay_form_is_for_pro_accounts_and_their_own_tasks(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    free, pro = make_user(plan="free"), make_user(plan="pro")
+    mine = _task(client, free, command="make", session_id="s-1", cwd="/srv")
+    theirs = _task(client, pro, command="make", session_id="s-2", cwd="/srv")
+    b = _browser(client)
+    _sign_in(b, smtp_server, free.email)
+    page = b.get(f"/app/t/{mine}").text
+    assert "Run again" not in page
+    refused = b.post(f"/app/t/{mine}/run", data={"csrf": _form_token(page), "again": "1"})
+    assert refused.status_code == 403 and "pro plan" in refused.text
+    assert b.post(f"/app/t/{theirs}/run", data={"csrf": _form_token(page), "again": "1"}
+                  ).status_code == 404
+    assert b.get(f"/app/t/{mine}", params={"problem": "Call +1 555 0100 now"}).text.count(
+        "555 0100") == 0  # the page's notice is never a request's text
+    assert _relay_rows(runtime) == []
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:

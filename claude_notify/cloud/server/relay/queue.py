@@ -119,6 +119,14 @@ def target_of(session: Session, notification: Delivery) -> Target | None:
     return _target(task, event.payload if event is not None else None)
 
 
+def target_of_task(session: Session, task: Task) -> Target | None:
+    """The run of ``task`` itself: its session and machine, and the directory its latest event
+    reported (the web app's task page answers that run)."""
+    payload = session.scalar(select(Event.payload).where(Event.task_id == task.id)
+                             .order_by(Event.received_at.desc()).limit(1))
+    return _target(task, payload)
+
+
 def latest_target(session: Session, user_id: uuid.UUID, session_id: str) -> Target | None:
     """For a command that answers no notification (the API's ``session_id``): the session's
     latest run that reported its directory, else its latest task (then without a directory).

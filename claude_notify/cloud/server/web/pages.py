@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import jinja2
 from email_validator import EmailNotValidError, validate_email
@@ -33,6 +34,9 @@ from claude_notify.cloud.server.api.routes.login import check_mail
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import Delivery, Event, Task, TaskLog, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
+from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.models import RelayCommand
+from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
@@ -322,7 +326,6 @@ def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], 
               db: SessionDep, runtime: RuntimeDep,
               part: Annotated[str | None, Query(max_length=16)] = None) -> Response:
     """A task; while it runs, its stored log (``run --stream``) polls itself (``part=log``)."""
-    user = _user(db, web)
     task = _own_task(db, web, key)
     stored = db.get(TaskLog, task.id)
     if part == "log":
@@ -333,16 +336,68 @@ def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], 
                           log=_log_tail(db, task, stored, runtime), shown=LOG_SHOWN)
         fragment.headers.update({"ETag": tag, "Cache-Control": _REVALIDATE})
         return fragment
+    return _task_view(request, db, runtime, web, task)
+
+
+def _task_view(request: Request, db: Session, runtime: Runtime, web: WebSession, task: Task,
+               problem: str = "", code: int = 200) -> HTMLResponse:
+    """The task page; ``problem`` is a refusal this app worded (never a request's text)."""
+    user = _user(db, web)
+    stored = db.get(TaskLog, task.id)
     payload = db.scalar(select(Event.payload).where(Event.task_id == task.id)
                         .order_by(Event.received_at.desc()).limit(1)) or {}
     tail = str(payload.get("tail") or "")
     deliveries = list(db.scalars(select(Delivery).where(Delivery.task_id == task.id,
                                                         Delivery.user_id == user.id)
                                  .order_by(Delivery.created_at)))
-    return render(request, "task.html", web=web, user=user, task=task, tail=tail,
+    relayed = list(db.scalars(select(RelayCommand).where(
+        RelayCommand.user_id == user.id, RelayCommand.session_id == task.session_id)
+        .order_by(RelayCommand.created_at.desc()).limit(10))) if task.session_id else []
+    return render(request, "task.html", code, web=web, user=user, task=task, tail=tail,
                   message=str(payload.get("message") or ""), host=str(payload.get("host") or ""),
                   cwd=str(payload.get("cwd") or ""), deliveries=deliveries, stored=stored,
-                  log=_log_tail(db, task, stored, runtime), shown=LOG_SHOWN)
+                  log=_log_tail(db, task, stored, runtime), shown=LOG_SHOWN,
+                  relay=_relay_offer(db, user, task), relayed=relayed, problem=problem)
+
+
+def _relay_offer(db: Session, user: User, task: Task) -> queue.Target | None:
+    """Where "Run again" and a reply would run, when the account may use the relay."""
+    if user.plan != "pro":
+        return None
+    return queue.target_of_task(db, task)
+
+
+@router.post("/t/{key}/run")
+def run_from_page(request: Request, key: Annotated[str, PathParam(max_length=128)],
+                  web: WebDep, db: SessionDep, runtime: RuntimeDep,
+                  csrf: Annotated[str, Form(max_length=100)] = "",
+                  command: Annotated[str, Form(max_length=8192)] = "",
+                  again: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Queue a command for the run this task was, through the relay's own rules (plan,
+    banlist, rate limit, the agent's allow-list on the machine): "Run again" or a reply."""
+    security.check_form(request, runtime.settings, web, csrf)
+    user = _user(db, web)
+    task = _own_task(db, web, key)
+    target = queue.target_of_task(db, task)
+    text = task.cmd if again else command.strip()
+    relay = relay_of(request.app.state)
+    origin = queue.Origin(user_id=user.id, plan=user.plan, source="web",
+                          actor=f"web session {web.id.hex[:12]}")
+    try:
+        if target is None:
+            raise queue.CommandRefused(409, "this task names no session and machine to run in")
+        if again and target.source == "claude-code":
+            raise queue.CommandRefused(409, "a Claude Code session is answered, not run again")
+        if not text:
+            raise queue.CommandRefused(422, "type a command to run")
+        kind = "claude" if target.source == "claude-code" and not again else "shell"
+        row = queue.enqueue(db, origin, to=target, command=text, policy=relay.policy, kind=kind)
+    except queue.CommandRefused as refused:
+        db.commit()  # the refusal's audit row
+        return _task_view(request, db, runtime, web, task, refused.message, refused.status)
+    db.commit()
+    relay.hub.wake((user.id, row.machine_id))
+    return _see_other(f"/app/t/{quote(task.key, safe='')}#relayed")
 
 
 def _log_tail(db: Session, task: Task, stored: TaskLog | None, runtime: Runtime) -> str:
