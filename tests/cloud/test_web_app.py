@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cloud_kit import Account, Mailbox, mail_text, register_agent, wait_for
+from cloud_kit import Account, Mailbox, Receiver, mail_text, register_agent, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -209,14 +209,15 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
                 host=HOSTILE, cwd="/srv/" + HOSTILE)
     b = _browser(client)
     _sign_in(b, smtp_server, user.email)
-    for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin"):
+    for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin",
+                 "/app/deliveries"):
         page = b.get(path)
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text and "<img src=x" not in page.text
         assert "\u202e" not in page.text and "\x1b" not in page.text
         # shown literally, {{7*7}} included: nothing a user sent is evaluated
         assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text or path in (
-            "/app/sessions", "/app/signin")
+            "/app/sessions", "/app/signin", "/app/deliveries")
         scripts = _Scripts()
         scripts.feed(page.text)
         assert scripts.inline == [], path
@@ -377,6 +378,42 @@ def test_the_relay_form_is_for_pro_accounts_and_their_own_tasks(
     assert b.get(f"/app/t/{mine}", params={"problem": "Call +1 555 0100 now"}).text.count(
         "555 0100") == 0  # the page's notice is never a request's text
     assert _relay_rows(runtime) == []
+
+
+def test_a_dead_letter_is_listed_with_its_reason_and_replayed_from_the_page(
+    client: TestClient, smtp_server: Mailbox, receiver: Receiver,
+    make_user: Callable[..., Account],
+) -> None:
+    user, other = make_user(plan="pro"), make_user(plan="pro")
+    made = client.post("/v1/channels", headers=user.headers, json={
+        "type": "webhook", "config": {"url": receiver.url}, "rules": {"on": ["finished"]}})
+    assert made.status_code == 201, made.text
+    receiver.answer(500, 500, 500, 500)
+    _task(client, user, command="make <b>deploy</b>")
+    dead_id = wait_for(lambda: next((d["id"] for d in client.get(
+        "/v1/notifications", params={"status": "dead"}, headers=user.headers).json()["items"]),
+        None), what="a dead letter")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    page = b.get("/app/deliveries", params={"status": "dead"}).text
+    assert "gave up after 4 attempts: HTTP 500" in page
+    assert f"/app/deliveries/{dead_id}/replay" in page
+    assert "<svg" in page and "<b>deploy" not in page
+    token = _form_token(page)
+    stranger = _browser(client)
+    _sign_in(stranger, smtp_server, other.email)
+    stranger_token = _form_token(stranger.get("/app/deliveries").text)
+    assert stranger.post(f"/app/deliveries/{dead_id}/replay",
+                         data={"csrf": stranger_token}).status_code == 404
+    assert b.post(f"/app/deliveries/{dead_id}/replay", data={}).status_code == 403
+    replayed = b.post(f"/app/deliveries/{dead_id}/replay", data={"csrf": token})
+    assert (replayed.status_code, replayed.headers["location"]) == (303, "/app/deliveries")
+    wait_for(lambda: client.get(f"/v1/notifications/{dead_id}", headers=user.headers)
+             .json()["status"] == "sent", what="the replayed delivery to be sent")
+    again = b.post(f"/app/deliveries/{dead_id}/replay", data={"csrf": token})
+    assert again.status_code == 409 and "only dead letters" in again.text
+    listed = b.get("/app/deliveries").text
+    assert "1 in all" in listed  # the chart counts the task's notification, not sign-in mail
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:

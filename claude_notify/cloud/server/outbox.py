@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus
@@ -109,3 +109,24 @@ def queue_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 _TABLE: Any = Delivery.__table__
 _INSERT = insert(_TABLE)  # Core: the ORM's bulk path costs more here
+
+
+class NotReplayable(Exception):
+    """Only a dead letter goes back in the outbox."""
+
+
+def replay(session: Session, *, user_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery | None:
+    """Put one of the user's dead letters back in the outbox with a fresh attempt budget (its
+    attempt history stays); ``None`` when it is not theirs. The caller commits and wakes."""
+    row = session.scalar(select(Delivery).where(Delivery.id == delivery_id,
+                                                Delivery.user_id == user_id))
+    if row is None:
+        return None
+    replayed = session.execute(
+        update(Delivery)
+        .where(Delivery.id == row.id, Delivery.status == DeliveryStatus.DEAD)
+        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=utcnow(), reason=None)
+    )
+    if not replayed.rowcount:  # type: ignore[attr-defined]
+        raise NotReplayable(f"only dead letters can be replayed; this one is {row.status}")
+    return row

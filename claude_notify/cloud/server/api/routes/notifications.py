@@ -12,13 +12,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from claude_notify.cloud.server import outbox
 from claude_notify.cloud.server.api.deps import ChannelWriter, RuntimeDep, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
 from claude_notify.cloud.server.db.models import Delivery, DeliveryAttempt, DeliveryStatus, Task
-from claude_notify.events import utcnow
 
 router = APIRouter(tags=["notifications"])
 
@@ -146,20 +146,12 @@ def get_notification(
 def replay(
     notification_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> NotificationOut:
-    row = session.scalar(
-        select(Delivery).where(
-            Delivery.id == notification_id, Delivery.user_id == caller.user_id
-        )
-    )
+    try:
+        row = outbox.replay(session, user_id=caller.user_id, delivery_id=notification_id)
+    except outbox.NotReplayable as exc:
+        raise ApiError(409, str(exc)) from None
     if row is None:
         raise not_found("notification")
-    replayed = session.execute(
-        update(Delivery)
-        .where(Delivery.id == row.id, Delivery.status == DeliveryStatus.DEAD)
-        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=utcnow(), reason=None)
-    )
-    if not replayed.rowcount:  # type: ignore[attr-defined]
-        raise ApiError(409, f"only dead letters can be replayed; this one is {row.status}")
     session.commit()
     session.refresh(row)
     runtime.waker.wake()
