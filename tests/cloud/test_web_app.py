@@ -210,14 +210,14 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
     b = _browser(client)
     _sign_in(b, smtp_server, user.email)
     for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin",
-                 "/app/deliveries"):
+                 "/app/deliveries", "/app/access"):
         page = b.get(path)
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text and "<img src=x" not in page.text
         assert "\u202e" not in page.text and "\x1b" not in page.text
         # shown literally, {{7*7}} included: nothing a user sent is evaluated
         assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text or path in (
-            "/app/sessions", "/app/signin", "/app/deliveries")
+            "/app/sessions", "/app/signin", "/app/deliveries", "/app/access")
         scripts = _Scripts()
         scripts.feed(page.text)
         assert scripts.inline == [], path
@@ -414,6 +414,61 @@ def test_a_dead_letter_is_listed_with_its_reason_and_replayed_from_the_page(
     assert again.status_code == 409 and "only dead letters" in again.text
     listed = b.get("/app/deliveries").text
     assert "1 in all" in listed  # the chart counts the task's notification, not sign-in mail
+
+
+def test_a_token_made_on_the_page_is_shown_once_scoped_and_revocable(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user, other = make_user(), make_user()
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    token = _form_token(b.get("/app/access").text)
+    refused = b.post("/app/tokens", data={"csrf": token, "scope": ["admin"]})
+    assert refused.status_code == 422
+    made = b.post("/app/tokens", data={"csrf": token, "name": "ci <box>",
+                                       "scope": ["tasks:read", "events:write"]})
+    assert made.status_code == 201
+    secret = re.search(r'<pre class="out">(cnt_[^<]+)</pre>', made.text).group(1)  # type: ignore[union-attr]
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/v1/tasks", headers=bearer).status_code == 200
+    wrong_scope = client.post("/v1/channels", headers=bearer,
+                              json={"type": "webhook", "config": {"url": "https://x.example"}})
+    assert wrong_scope.status_code == 403  # channels:write was not ticked
+    listing = b.get("/app/access").text
+    assert secret not in listing and "ci &lt;box&gt;" in listing
+    row = listing[listing.index("ci &lt;box&gt;"):]
+    token_id = re.search(r'action="/app/tokens/([0-9a-f-]{36})/revoke"', row).group(1)  # type: ignore[union-attr]
+    stranger = _browser(client)
+    _sign_in(stranger, smtp_server, other.email)
+    stranger_token = _form_token(stranger.get("/app/access").text)
+    assert stranger.post(f"/app/tokens/{token_id}/revoke",
+                         data={"csrf": stranger_token}).status_code == 404
+    assert client.get("/v1/tasks", headers=bearer).status_code == 200
+    assert b.post(f"/app/tokens/{token_id}/revoke", data={"csrf": token}).status_code == 303
+    assert client.get("/v1/tasks", headers=bearer).status_code == 401
+    assert client.get("/v1/tasks", headers=user.headers).status_code == 200  # only that one
+
+
+def test_revoking_a_machine_on_the_page_expires_what_waits_for_it(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    user = make_user(plan="pro")
+    register_agent(client, user, "machine-0002")
+    _task(client, user, command="make", session_id="s-9", cwd="/srv", machine_id="machine-0002")
+    queued = client.post("/v1/commands", json={"session_id": "s-9", "command": "make again"},
+                         headers=user.headers)
+    assert queued.status_code == 202, queued.text
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    page = b.get("/app/access").text
+    assert "machine-0002" in page
+    machine = page[page.index("machine-0002"):]
+    agent_token = re.search(r'action="/app/tokens/([0-9a-f-]{36})/revoke"', machine).group(1)  # type: ignore[union-attr]
+    assert b.post(f"/app/tokens/{agent_token}/revoke",
+                  data={"csrf": _form_token(page)}).status_code == 303
+    assert "machine-0002" not in b.get("/app/access").text
+    assert _relay_rows(runtime) == [("make again", "api", "/srv", "shell", "expired")]
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:

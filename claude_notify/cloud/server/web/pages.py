@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import auth, limits, logs, outbox
@@ -32,10 +32,10 @@ from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
 from claude_notify.cloud.server.api.routes.login import check_mail
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import Delivery, Event, Task, TaskLog, User
+from claude_notify.cloud.server.db.models import ApiToken, Delivery, Event, Task, TaskLog, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import queue
-from claude_notify.cloud.server.relay.models import RelayCommand
+from claude_notify.cloud.server.relay.models import RelayAgent, RelayCommand
 from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -481,6 +481,69 @@ def replay_delivery(request: Request, delivery_id: uuid.UUID, web: WebDep, db: S
     db.commit()
     runtime.waker.wake()
     return _see_other("/app/deliveries")
+
+
+# -- tokens and machines ---------------------------------------------------------------------
+
+
+@router.get("/access")
+def access_page(request: Request, web: WebDep, db: SessionDep) -> HTMLResponse:
+    """The account's API tokens and the machines whose agents take relayed commands."""
+    return _access_view(request, db, web)
+
+
+def _access_view(request: Request, db: Session, web: WebSession, *, new_secret: str = "",
+                 problem: str = "", code: int = 200) -> HTMLResponse:
+    user = _user(db, web)
+    now = utcnow()
+    live = (ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
+    agent_ids = select(RelayAgent.token_id)
+    tokens = list(db.scalars(select(ApiToken).where(*live, ApiToken.id.not_in(agent_ids))
+                             .order_by(ApiToken.created_at.desc())))
+    machines = list(db.execute(select(RelayAgent, ApiToken).join(
+        ApiToken, ApiToken.id == RelayAgent.token_id).where(*live)
+        .order_by(RelayAgent.machine_id)))
+    return render(request, "access.html", code, web=web, user=user, tokens=tokens,
+                  machines=machines, scopes=auth.ACCOUNT_SCOPES, new_secret=new_secret,
+                  problem=problem)
+
+
+@router.post("/tokens")
+def create_token(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
+                 csrf: Annotated[str, Form(max_length=100)] = "",
+                 name: Annotated[str, Form(max_length=100)] = "",
+                 scope: Annotated[list[str] | None, Form()] = None) -> HTMLResponse:
+    """A new token with the scopes ticked; its secret is on this one answer and nowhere else."""
+    security.check_form(request, runtime.settings, web, csrf)
+    user = _user(db, web)
+    chosen = sorted(set(scope or ()))
+    if not chosen or set(chosen) - set(auth.ACCOUNT_SCOPES):
+        return _access_view(request, db, web, code=422,
+                            problem="Tick at least one of the scopes offered.")
+    issued = auth.issue_token(db, user, scopes=chosen,
+                              name=" ".join(name.split())[:100] or "web")
+    db.commit()
+    return _access_view(request, db, web, new_secret=issued.secret, code=201)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(request: Request, token_id: uuid.UUID, web: WebDep, db: SessionDep,
+                 runtime: RuntimeDep, csrf: Annotated[str, Form(max_length=100)] = "",
+                 ) -> Response:
+    """Revoke one of the account's tokens, an agent's included: its connections close on every
+    replica, and commands left waiting for a machine with no agent expire."""
+    security.check_form(request, runtime.settings, web, csrf)
+    mine = db.scalar(select(ApiToken.id).where(ApiToken.id == token_id,
+                                               ApiToken.user_id == web.user_id,
+                                               ApiToken.revoked_at.is_(None)))
+    if mine is None:
+        raise NotFound
+    revoked = auth.revoke(db, token=str(mine))
+    queue.drop_unserved(db, [web.user_id])
+    db.commit()
+    relay_of(request.app.state).hub.revoked(revoked)
+    return _see_other("/app/access")
 
 
 # -- sessions --------------------------------------------------------------------------------
