@@ -6,6 +6,7 @@ text shown as text, the headers every page carries, and pages that never hold a 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from cloud_kit import Account, Mailbox, Receiver, mail_text, register_agent, wait_for
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import String, Uuid, column, func, select, table
 
 from claude_notify.cloud.server.db.models import Delivery
 from claude_notify.cloud.server.relay.models import RelayCommand
@@ -210,14 +211,15 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
     b = _browser(client)
     _sign_in(b, smtp_server, user.email)
     for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin",
-                 "/app/deliveries", "/app/access"):
+                 "/app/deliveries", "/app/access", "/app/account"):
         page = b.get(path)
         assert page.status_code == 200, path
         assert "<script>alert" not in page.text and "<img src=x" not in page.text
         assert "\u202e" not in page.text and "\x1b" not in page.text
         # shown literally, {{7*7}} included: nothing a user sent is evaluated
         assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text or path in (
-            "/app/sessions", "/app/signin", "/app/deliveries", "/app/access")
+            "/app/sessions", "/app/signin", "/app/deliveries", "/app/access",
+            "/app/account")
         scripts = _Scripts()
         scripts.feed(page.text)
         assert scripts.inline == [], path
@@ -469,6 +471,75 @@ def test_revoking_a_machine_on_the_page_expires_what_waits_for_it(
                   data={"csrf": _form_token(page)}).status_code == 303
     assert "machine-0002" not in b.get("/app/access").text
     assert _relay_rows(runtime) == [("make again", "api", "/srv", "shell", "expired")]
+
+
+def _rows_of(runtime: Runtime, user_id: uuid.UUID, email: str) -> dict[str, int]:
+    """How many rows of each table belong to the account, by owner or by address."""
+    counts: dict[str, int] = {}
+    with runtime.engine.connect() as conn:
+        for name in ("tasks", "events", "notifications", "channels", "api_tokens",
+                     "web_sessions", "task_logs", "relay_commands", "relay_audit",
+                     "relay_agents", "usage_counters"):
+            owned = table(name, column("user_id", Uuid()))
+            counts[name] = conn.execute(select(func.count()).select_from(owned)
+                                        .where(owned.c.user_id == user_id)).scalar_one()
+        for name in ("users", "web_signins", "login_requests"):
+            addressed = table(name, column("email", String()))
+            counts[name] = conn.execute(select(func.count()).select_from(addressed)
+                                        .where(addressed.c.email == email)).scalar_one()
+    return counts
+
+
+def test_the_export_holds_the_accounts_data_and_no_secret(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    user, other = make_user(plan="pro"), make_user(plan="pro")
+    made = client.post("/v1/channels", headers=user.headers, json={
+        "type": "webhook", "config": {"url": "https://hooks.example.com/x"}})
+    secret = made.json()["config"]["secret"]
+    _task(client, user, command="make export", tail="SEALED-TAIL-TEXT\n")
+    _task(client, other, command="make theirs")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    got = b.get("/app/account/export")
+    assert got.headers["content-disposition"].startswith("attachment;")
+    data = json.loads(got.content)
+    assert data["account"]["email"] == user.email
+    assert [t["command"] for t in data["tasks"]] == ["make export"]
+    assert data["tasks"][0]["events"][0]["event"]["tail"] == "SEALED-TAIL-TEXT\n"  # opened
+    assert data["channels"][0]["config"] == {"url": "https://hooks.example.com/x"}
+    raw = got.text
+    for never in (secret, user.token, "make theirs", "token_hash", "secret_hash"):
+        assert never not in raw
+
+
+def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    user, other = make_user(plan="pro"), make_user(plan="pro")
+    register_agent(client, user, "machine-0003")
+    key = _task(client, user, command="make", session_id="s-1", cwd="/srv",
+                machine_id="machine-0003")
+    _append(client, user, key, b"some output\n")
+    assert client.post("/v1/commands", json={"session_id": "s-1", "command": "make again"},
+                       headers=user.headers).status_code == 202
+    _task(client, other, command="make theirs")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    before = _rows_of(runtime, user.user_id, user.email)
+    assert before["tasks"] and before["task_logs"] and before["relay_commands"]
+    theirs = _rows_of(runtime, other.user_id, other.email)
+    token = _form_token(b.get("/app/account").text)
+    wrong = b.post("/app/account/delete", data={"csrf": token, "confirm": other.email})
+    assert wrong.status_code == 422 and _rows_of(runtime, user.user_id, user.email) == before
+    assert b.post("/app/account/delete", data={"confirm": user.email}).status_code == 403
+    gone = b.post("/app/account/delete", data={"csrf": token, "confirm": user.email.upper()})
+    assert gone.status_code == 200 and "deleted" in gone.text
+    assert set(_rows_of(runtime, user.user_id, user.email).values()) == {0}
+    assert _rows_of(runtime, other.user_id, other.email) == theirs
+    assert client.get("/v1/tasks", headers=user.headers).status_code == 401
+    assert b.get("/app/tasks").status_code == 303
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:

@@ -8,6 +8,7 @@ through the signed-in user's id, so another user's ids are simply not found.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import unicodedata
@@ -26,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import auth, limits, logs, outbox
+from claude_notify.cloud.server import auth, export, limits, logs, outbox, quota
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
@@ -544,6 +545,59 @@ def revoke_token(request: Request, token_id: uuid.UUID, web: WebDep, db: Session
     db.commit()
     relay_of(request.app.state).hub.revoked(revoked)
     return _see_other("/app/access")
+
+
+# -- account ---------------------------------------------------------------------------------
+
+
+@router.get("/account")
+def account_page(request: Request, web: WebDep, db: SessionDep,
+                 runtime: RuntimeDep) -> HTMLResponse:
+    return _account_view(request, db, runtime, web)
+
+
+def _account_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
+                  problem: str = "", code: int = 200) -> HTMLResponse:
+    user = _user(db, web)
+    day = quota.quota_day(utcnow(), user.timezone)
+    counts = quota.usage(db, user_id=user.id, day=day, tz_name=user.timezone)
+    pro = user.plan == "pro"
+    return render(request, "account.html", code, web=web, user=user, day=day,
+                  sent=counts.get("all", 0), sms=counts.get("sms", 0),
+                  limit=None if pro else runtime.settings.free_daily_notifications,
+                  sms_limit=runtime.settings.pro_daily_sms if pro else 0, problem=problem)
+
+
+@router.get("/account/export")
+def export_account(web: WebDep, db: SessionDep) -> Response:
+    """Everything the server holds about the account, as one JSON file: tasks with their
+    events (output opened), channels (signing secrets left out), deliveries, relayed commands
+    and their audit, tokens and sessions (never a secret or a hash)."""
+    user = _user(db, web)
+    data = export.account(db, user)
+    body = json.dumps(data, default=str, indent=1, ensure_ascii=False).encode()
+    return Response(body, media_type="application/json", headers={
+        "Content-Disposition": 'attachment; filename="claude-notify-export.json"'})
+
+
+@router.post("/account/delete")
+def delete_account(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
+                   csrf: Annotated[str, Form(max_length=100)] = "",
+                   confirm: Annotated[str, Form(max_length=320)] = "") -> Response:
+    """Delete the account and everything of it (logs included), after the address is typed."""
+    security.check_form(request, runtime.settings, web, csrf)
+    user = _user(db, web)
+    if confirm.strip().lower() != user.email:
+        return _account_view(request, db, runtime, web, code=422,
+                             problem="Type the account's e-mail address to delete it.")
+    token_ids = list(db.scalars(select(ApiToken.id).where(ApiToken.user_id == user.id)))
+    export.erase(db, user)
+    db.commit()
+    relay_of(request.app.state).hub.revoked(token_ids)  # its agents' connections close
+    response = render(request, "message.html", title="Account deleted",
+                      text=f"The account {user.email} and everything of it are deleted.")
+    security.end(request, response)
+    return response
 
 
 # -- sessions --------------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""An account's data, all of it: exported as JSON, or deleted (the GDPR's access and erasure).
+
+Deleting the user's row cascades through every table that names the user or one of its tasks
+(the foreign keys say ``ON DELETE CASCADE``); what is keyed by address instead (sign-in
+requests and links) is deleted by address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.channels import catalog
+from claude_notify.cloud.server.db.models import (
+    ApiToken,
+    Channel,
+    Delivery,
+    Event,
+    LoginRequest,
+    Task,
+    User,
+)
+from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
+from claude_notify.cloud.server.web.models import WebSession, WebSignin
+
+
+def account(session: Session, user: User) -> dict[str, Any]:
+    """The account as one JSON-ready mapping; no secret, hash or key is in it."""
+    mine = user.id
+    events: dict[Any, list[dict[str, Any]]] = {}
+    for task_id, payload, received in session.execute(
+            select(Event.task_id, Event.payload, Event.received_at)
+            .where(Event.user_id == mine).order_by(Event.received_at)):
+        events.setdefault(task_id, []).append({"received_at": received, "event": payload})
+    return {
+        "account": {"email": user.email, "plan": user.plan, "timezone": user.timezone,
+                    "created_at": user.created_at},
+        "tasks": [{"task_id": t.key, "command": t.cmd, "status": t.status,
+                   "exit_code": t.exit_code, "machine_id": t.machine_id,
+                   "session_id": t.session_id, "started_at": t.started_at,
+                   "finished_at": t.finished_at, "events": events.get(t.id, [])}
+                  for t in session.scalars(select(Task).where(Task.user_id == mine)
+                                           .order_by(Task.created_at))],
+        "channels": [{"id": c.id, "type": c.type, "name": c.name, "rules": c.rules,
+                      "config": {k: v for k, v in c.config.items()
+                                 if k not in catalog.SECRET_KEYS},
+                      "enabled": c.enabled, "created_at": c.created_at}
+                     for c in session.scalars(select(Channel).where(Channel.user_id == mine))],
+        "deliveries": [{"id": d.id, "channel_type": d.channel_type, "kind": d.kind,
+                        "status": d.status, "reason": d.reason, "attempts": d.attempts,
+                        "created_at": d.created_at, "sent_at": d.sent_at}
+                       for d in session.scalars(select(Delivery).where(Delivery.user_id == mine)
+                                                .order_by(Delivery.created_at))],
+        "relay_commands": [{"id": r.id, "machine_id": r.machine_id, "session_id": r.session_id,
+                            "command": r.command, "source": r.source, "state": r.state,
+                            "exit_code": r.exit_code, "detail": r.detail,
+                            "created_at": r.created_at}
+                           for r in session.scalars(select(RelayCommand)
+                                                    .where(RelayCommand.user_id == mine))],
+        "relay_audit": [{"actor": a.actor, "source": a.source, "command": a.command,
+                         "outcome": a.outcome, "reason": a.reason, "created_at": a.created_at}
+                        for a in session.scalars(select(RelayAudit)
+                                                 .where(RelayAudit.user_id == mine))],
+        "machines": [{"machine_id": m.machine_id, "created_at": m.created_at,
+                      "last_seen_at": m.last_seen_at}
+                     for m in session.scalars(select(RelayAgent)
+                                              .where(RelayAgent.user_id == mine))],
+        "tokens": [{"name": t.name, "prefix": t.prefix, "scopes": t.scopes,
+                    "created_at": t.created_at, "revoked_at": t.revoked_at}
+                   for t in session.scalars(select(ApiToken).where(ApiToken.user_id == mine))],
+        "browser_sessions": [{"client_ip": w.client_ip, "user_agent": w.user_agent,
+                              "created_at": w.created_at, "last_seen_at": w.last_seen_at}
+                             for w in session.scalars(select(WebSession)
+                                                      .where(WebSession.user_id == mine))],
+    }
+
+
+def erase(session: Session, user: User) -> None:
+    """Delete the account and all of its data; the caller commits."""
+    session.execute(delete(LoginRequest).where(LoginRequest.email == user.email))
+    session.execute(delete(WebSignin).where(WebSignin.email == user.email))
+    session.execute(delete(Delivery).where(Delivery.user_id == user.id))
+    session.execute(delete(User).where(User.id == user.id))
