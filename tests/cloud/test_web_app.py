@@ -542,6 +542,44 @@ def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
     assert b.get("/app/tasks").status_code == 303
 
 
+def _app_routes(method: str) -> list[str]:
+    """Every ``/app`` route of ``method``, its path parameters filled with ids nobody has."""
+    from starlette.routing import Route
+
+    from claude_notify.cloud.server.web.pages import router
+
+    fill = {"key": "no-such-task", "session_id": str(uuid.uuid4()),
+            "delivery_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4())}
+    return [re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)], route.path)
+            for route in router.routes
+            if isinstance(route, Route) and method in (route.methods or ())]
+
+
+PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm"}
+
+
+def test_every_page_needs_a_session_and_every_form_refuses_another_site(
+    client: TestClient, smtp_server: Mailbox
+) -> None:
+    gets, posts = _app_routes("GET"), _app_routes("POST")
+    assert len(gets) >= 9 and len(posts) >= 9  # the sweep sees the routes, new ones included
+    stranger = _browser(client)
+    for path in gets:
+        if path not in PUBLIC:
+            answer = stranger.get(path)
+            assert (answer.status_code, answer.headers.get("location")) == (
+                303, "/app/signin"), path
+    b = _browser(client)
+    _sign_in(b, smtp_server, "sweep@example.com")
+    token = _form_token(b.get("/app/tasks").text)
+    for path in posts:
+        answer = b.post(path, data={"csrf": token, "email": "x@example.com", "token": "t",
+                                    "confirm": "sweep@example.com"},
+                        headers={"Origin": "https://evil.example"})
+        assert answer.status_code == 403, path
+    assert b.get("/app/tasks").status_code == 200  # nothing the sweep posted took effect
+
+
 def _sessions(b: TestClient) -> dict[str, bool]:
     """The sessions page's rows: id → whether it is this browser's."""
     rows = b.get("/app/sessions").text.split("<tr>")[2:]
