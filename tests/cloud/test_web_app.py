@@ -125,7 +125,7 @@ def _login_mails(runtime: Runtime, address: str) -> int:
 
 
 @pytest.mark.parametrize(("signup", "domains", "stranger_mailed"), [
-    (False, (), False), (True, ("corp.example",), False), (True, (), True)])
+    (False, (), False), (True, ("Corp.Example",), False), (True, (), True)])
 def test_the_operator_decides_who_may_sign_up_and_the_page_never_says_who_exists(
     client: TestClient, runtime: Runtime, settings: Settings, smtp_server: Mailbox,
     make_user: Callable[..., Account], signup: bool, domains: tuple[str, ...],

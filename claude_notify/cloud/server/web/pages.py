@@ -144,9 +144,9 @@ def _policy(settings: Settings) -> str:
 
 
 def _may_sign_up(settings: Settings, email: str) -> bool:
-    domain = email.rpartition("@")[2]
-    return settings.web_signup and (not settings.web_signup_domains
-                                    or domain in settings.web_signup_domains)
+    domain = email.rpartition("@")[2].lower()
+    allowed = {d.strip().lower().lstrip("@") for d in settings.web_signup_domains}
+    return settings.web_signup and (not allowed or domain in allowed)
 
 
 @router.post("/signin")
