@@ -20,7 +20,7 @@ from cloud_kit import Account, Mailbox, Receiver, mail_text, register_agent, wai
 from fastapi.testclient import TestClient
 from sqlalchemy import String, Uuid, column, func, select, table
 
-from claude_notify.cloud.server.db.models import Delivery
+from claude_notify.cloud.server.db.models import Delivery, User
 from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -103,6 +103,34 @@ def test_the_link_signs_in_only_when_its_page_is_posted_and_only_once(
     assert other.post("/app/signin/confirm", data={"token": token}).status_code == 404
     assert other.get("/app/signin/confirm", params={"token": token}).status_code == 404
     assert other.get("/app/tasks").status_code == 303
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)  # SQLite takes its write lock first: no race there
+def test_two_links_for_a_new_address_confirmed_at_once_make_one_account(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other link's confirmation makes the account between this one's look and insert."""
+    from claude_notify.cloud.server import auth
+
+    address = "racer@example.com"
+    first, second = _browser(client), _browser(client)
+    assert first.post("/app/signin", data={"email": address}).status_code == 200
+    token = _link(smtp_server, address)
+    real = auth.create_account
+
+    def raced(session: Any, email: str, **kw: Any) -> Any:
+        with runtime.sessions.begin() as other:  # the concurrent confirmation commits first
+            real(other, email, **kw)
+        return real(session, email, **kw)
+
+    monkeypatch.setattr(auth, "create_account", raced)
+    confirmed = second.post("/app/signin/confirm", data={"token": token})
+    assert confirmed.status_code == 303, confirmed.text
+    assert second.get("/app/tasks").status_code == 200
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(User)
+                              .where(User.email == address)) == 1
 
 
 def test_away_from_loopback_the_cookie_is_secure_and_host_only(

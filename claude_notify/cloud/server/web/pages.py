@@ -25,6 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import auth, export, limits, logs, outbox, quota
@@ -42,6 +43,7 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession, WebSignin
+from claude_notify.errors import UsageError
 from claude_notify.events import STATUSES, utcnow
 from claude_notify.render import clean_output
 
@@ -223,7 +225,13 @@ def confirm(request: Request, token: Annotated[str, Form(max_length=100)], db: S
         if not _may_sign_up(settings, row.email):
             db.commit()
             raise NotFound
-        user = auth.create_account(db, row.email, plan=settings.default_plan)
+        try:
+            with db.begin_nested():  # another link for the address may make it at once
+                user = auth.create_account(db, row.email, plan=settings.default_plan)
+        except (IntegrityError, UsageError):
+            user = db.scalar(select(User).where(User.email == row.email))
+            if user is None:
+                raise
     response = _see_other("/app/tasks")
     security.start(db, request, response, user_id=user.id, settings=settings)
     db.commit()
