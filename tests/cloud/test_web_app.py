@@ -354,6 +354,26 @@ def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
     assert stranger.get(path, params={"part": "log"}).status_code == 404
 
 
+def test_a_log_whose_key_is_gone_leaves_the_task_page_readable(
+    client: TestClient, runtime: Runtime, settings: Settings, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    from claude_notify.cloud.server.logcrypt import new_key
+
+    user = make_user()
+    key = client.post("/v1/tasks", json={"cmd": "make old"}, headers=user.headers
+                      ).json()["task_id"]
+    _append(client, user, key, b"written under the old key\n")
+    b = _browser(client)
+    _sign_in(b, smtp_server, user.email)
+    runtime.settings = settings.replace(log_keys=(new_key("k9"),))  # the old key retired
+    page = b.get(f"/app/t/{key}")
+    assert page.status_code == 200 and "cannot open the stored log" in page.text
+    assert "make old" in page.text
+    download = b.get(f"/app/t/{key}/log")
+    assert download.status_code == 409 and "no longer configured" in download.text
+
+
 def _relay_rows(runtime: Runtime) -> list[tuple[str, str, str | None, str, str]]:
     with runtime.sessions() as session:
         return [(r.command, r.source, r.cwd, r.kind, r.state) for r in session.scalars(

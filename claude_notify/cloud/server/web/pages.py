@@ -319,12 +319,16 @@ def _cipher(runtime: Runtime) -> LogCipher | None:
 
 
 @router.get("/t/{key}/log")
-def download_log(key: Annotated[str, PathParam(max_length=128)], web: WebDep, db: SessionDep,
-                 runtime: RuntimeDep) -> Response:
+def download_log(request: Request, key: Annotated[str, PathParam(max_length=128)],
+                 web: WebDep, db: SessionDep, runtime: RuntimeDep) -> Response:
     """The kept log as a file: bytes as the machine sent them, never shown as a page."""
     task = _own_task(db, web, key)
     cipher = _cipher(runtime)
-    data = logs.read(db, task=task, cipher=cipher) if cipher is not None else b""
+    try:
+        data = logs.read(db, task=task, cipher=cipher) if cipher is not None else b""
+    except LogKeyError as exc:
+        return render(request, "message.html", 409, title="The log cannot be read",
+                      text=f"This server cannot open the stored log: {exc}.")
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:60]  # the key is the machine's to choose
     return Response(data, media_type="application/octet-stream", headers={
         "Content-Disposition": f'attachment; filename="task-{name}.log"'})
@@ -413,7 +417,10 @@ def _log_tail(db: Session, task: Task, stored: TaskLog | None, runtime: Runtime)
     cipher = _cipher(runtime)
     if stored is None or cipher is None:
         return ""
-    data = logs.read_tail(db, task=task, cipher=cipher, max_bytes=LOG_SHOWN)
+    try:
+        data = logs.read_tail(db, task=task, cipher=cipher, max_bytes=LOG_SHOWN)
+    except LogKeyError as exc:  # its key was rotated out: the rest of the page still shows
+        return f"(this server cannot open the stored log: {exc})"
     return data.decode("utf-8", errors="replace")
 
 
