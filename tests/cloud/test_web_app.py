@@ -16,9 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cloud_kit import Account, Mailbox, Receiver, mail_text, register_agent, wait_for
+from cloud_kit import Account, Mailbox, Receiver, register_agent, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import String, Uuid, column, func, select, table
+from web_kit import LOCAL, browser_of, form_token, sign_in, signin_token
 
 from claude_notify.cloud.server.db.models import Delivery, User
 from claude_notify.cloud.server.relay.models import RelayCommand
@@ -27,7 +28,6 @@ from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
 from claude_notify.events import TaskEvent
 
-LOCAL = "http://127.0.0.1:8000"
 WEB = Path(security.__file__).parent
 
 
@@ -36,29 +36,6 @@ def browser(client: TestClient) -> Iterator[TestClient]:
     """A browser on the server's own machine (loopback: plain HTTP cookies are allowed)."""
     with TestClient(client.app, base_url=LOCAL, follow_redirects=False) as b:
         yield b
-
-
-def _browser(client: TestClient, base_url: str = LOCAL) -> TestClient:
-    return TestClient(client.app, base_url=base_url, follow_redirects=False)
-
-
-def _link(box: Mailbox, address: str, seen: int = 0) -> str:
-    """The token of the newest sign-in link mailed to ``address`` (after ``seen`` of them)."""
-    def mine() -> list[str]:
-        return [mail_text(m) for m in box.messages if address in m.rcpt_tos]
-
-    wait_for(lambda: len(mine()) > seen, what=f"a sign-in mail to {address}")
-    text = mine()[-1]
-    link = next(w for w in text.split() if "/app/signin/confirm?token=" in w)
-    return link.split("token=")[1]
-
-
-def _sign_in(b: TestClient, box: Mailbox, address: str) -> None:
-    seen = sum(address in m.rcpt_tos for m in box.messages)
-    assert b.post("/app/signin", data={"email": address}).status_code == 200
-    confirmed = b.post("/app/signin/confirm", data={"token": _link(box, address, seen)})
-    assert confirmed.status_code == 303, confirmed.text
-    assert b.get("/app/tasks").status_code == 200
 
 
 def _task(client: TestClient, user: Account, **fields: Any) -> str:
@@ -70,12 +47,6 @@ def _task(client: TestClient, user: Account, **fields: Any) -> str:
     return key
 
 
-def _form_token(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
 def test_the_link_signs_in_only_when_its_page_is_posted_and_only_once(
     browser: TestClient, smtp_server: Mailbox
 ) -> None:
@@ -83,7 +54,7 @@ def test_the_link_signs_in_only_when_its_page_is_posted_and_only_once(
     assert browser.get("/app/tasks").headers["location"] == "/app/signin"
     sent = browser.post("/app/signin", data={"email": "New.Person@Example.com"})
     assert sent.status_code == 200 and "Check your mail" in sent.text
-    token = _link(smtp_server, "new.person@example.com")
+    token = signin_token(smtp_server, "new.person@example.com")
 
     page = browser.get("/app/signin/confirm", params={"token": token})  # a mail scanner's GET
     assert page.status_code == 200 and "new.person@example.com" in page.text
@@ -99,7 +70,7 @@ def test_the_link_signs_in_only_when_its_page_is_posted_and_only_once(
     tasks = browser.get("/app/tasks")
     assert tasks.status_code == 200 and "No tasks yet" in tasks.text
 
-    other = _browser(browser)
+    other = browser_of(browser)
     assert other.post("/app/signin/confirm", data={"token": token}).status_code == 404
     assert other.get("/app/signin/confirm", params={"token": token}).status_code == 404
     assert other.get("/app/tasks").status_code == 303
@@ -114,9 +85,9 @@ def test_two_links_for_a_new_address_confirmed_at_once_make_one_account(
     from claude_notify.cloud.server import auth
 
     address = "racer@example.com"
-    first, second = _browser(client), _browser(client)
+    first, second = browser_of(client), browser_of(client)
     assert first.post("/app/signin", data={"email": address}).status_code == 200
-    token = _link(smtp_server, address)
+    token = signin_token(smtp_server, address)
     real = auth.create_account
 
     def raced(session: Any, email: str, **kw: Any) -> Any:
@@ -136,11 +107,11 @@ def test_two_links_for_a_new_address_confirmed_at_once_make_one_account(
 def test_away_from_loopback_the_cookie_is_secure_and_host_only(
     client: TestClient, smtp_server: Mailbox
 ) -> None:
-    remote = _browser(client, "https://notify.example.com")
+    remote = browser_of(client, "https://notify.example.com")
     assert remote.post("/app/signin", data={"email": "far@example.com"},
                        headers={"Origin": "https://notify.example.com"}).status_code == 200
     confirmed = remote.post("/app/signin/confirm",
-                            data={"token": _link(smtp_server, "far@example.com")})
+                            data={"token": signin_token(smtp_server, "far@example.com")})
     cookie = confirmed.headers["set-cookie"]
     assert cookie.startswith("__Host-claude_notify_session=")
     assert "secure" in cookie.lower() and "domain" not in cookie.lower()
@@ -161,14 +132,14 @@ def test_the_operator_decides_who_may_sign_up_and_the_page_never_says_who_exists
 ) -> None:
     runtime.settings = settings.replace(web_signup=signup, web_signup_domains=domains)
     member = make_user(email="member@example.com")
-    b = _browser(client)
+    b = browser_of(client)
     known = b.post("/app/signin", data={"email": member.email})
     stranger = b.post("/app/signin", data={"email": "stranger@example.com"})
     colleague = b.post("/app/signin", data={"email": "new@corp.example"})
     assert known.status_code == stranger.status_code == colleague.status_code == 200
     assert known.text.replace(member.email, "X") == stranger.text.replace(
         "stranger@example.com", "X")
-    _sign_in(b, smtp_server, member.email)  # an existing user always may
+    sign_in(b, smtp_server, member.email)  # an existing user always may
     assert _login_mails(runtime, "stranger@example.com") == int(stranger_mailed)
     assert _login_mails(runtime, "new@corp.example") == int(signup)
 
@@ -181,19 +152,19 @@ def test_a_form_posted_from_another_site_is_refused(
     refused = browser.post("/app/signin", data={"email": "a@example.com"}, headers=headers)
     assert refused.status_code == 403
     assert _login_mails(runtime, "a@example.com") == 0
-    _sign_in(browser, smtp_server, "a@example.com")
-    token = _form_token(browser.get("/app/tasks").text)
+    sign_in(browser, smtp_server, "a@example.com")
+    token = form_token(browser.get("/app/tasks").text)
     out = browser.post("/app/signout", data={"csrf": token}, headers=headers)
     assert out.status_code == 403 and browser.get("/app/tasks").status_code == 200
 
 
 def test_a_signed_in_form_needs_the_sessions_token(browser: TestClient,
                                                    smtp_server: Mailbox) -> None:
-    _sign_in(browser, smtp_server, "b@example.com")
+    sign_in(browser, smtp_server, "b@example.com")
     for data in ({}, {"csrf": "guess"}):
         assert browser.post("/app/signout", data=data).status_code == 403
     assert browser.get("/app/tasks").status_code == 200
-    token = _form_token(browser.get("/app/tasks").text)
+    token = form_token(browser.get("/app/tasks").text)
     out = browser.post("/app/signout", data={"csrf": token})
     assert (out.status_code, out.headers["location"]) == (303, "/app/signin")
     assert browser.get("/app/tasks").status_code == 303
@@ -204,12 +175,12 @@ def test_another_users_task_is_not_found_and_not_listed(
 ) -> None:
     alice, bob = make_user(), make_user()
     theirs = _task(client, alice, command="make secret-target")
-    b = _browser(client)
-    _sign_in(b, smtp_server, bob.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, bob.email)
     assert b.get(f"/app/t/{theirs}").status_code == 404
     assert "secret-target" not in b.get("/app/tasks").text
-    a = _browser(client)
-    _sign_in(a, smtp_server, alice.email)
+    a = browser_of(client)
+    sign_in(a, smtp_server, alice.email)
     assert "secret-target" in a.get(f"/app/t/{theirs}").text
 
 
@@ -236,8 +207,8 @@ def test_hostile_text_shows_as_text_and_pages_run_no_inline_code(
     user = make_user()
     key = _task(client, user, command=HOSTILE, tail=HOSTILE + "\n", task_id="k<b>1",
                 host=HOSTILE, cwd="/srv/" + HOSTILE)
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     for path in ("/app/tasks", f"/app/t/{key}", "/app/sessions", "/app/signin",
                  "/app/deliveries", "/app/access", "/app/account"):
         page = b.get(path)
@@ -265,8 +236,8 @@ def test_the_tasks_list_pages_through_everything_once(
 ) -> None:
     user = make_user()
     made = {_task(client, user, command=f"job {n}") for n in range(120)}
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     seen: list[str] = []
     url: str | None = "/app/tasks"
     pages = 0
@@ -285,8 +256,8 @@ def test_the_first_page_polls_its_listing_which_is_304_until_something_changes(
     client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
 ) -> None:
     user = make_user()
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     page = b.get("/app/tasks").text
     assert 'hx-get="/app/tasks?status=&amp;machine=&amp;part=listing"' in page
     assert f"--email {user.email}" in page  # the onboarding's own commands
@@ -324,8 +295,8 @@ def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
                       headers=user.headers).json()["task_id"]
     first = b"epoch 1 \x1b[32mok\x1b[0m\n<script>alert(1)</script>\n"
     _append(client, user, quote(key, safe=""), first)
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     path = f"/app/t/{quote(key, safe='')}"
     page = b.get(path).text
     assert 'id="log" hx-get=' in page and "epoch 1 ok" in page  # running: it polls
@@ -348,8 +319,8 @@ def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
     assert got.content == whole  # as sent, escapes and all: a file, never a page
     assert got.headers["content-type"] == "application/octet-stream"
     assert got.headers["content-disposition"] == 'attachment; filename="task-run_1__x_.log"'
-    stranger = _browser(client)
-    _sign_in(stranger, smtp_server, other.email)
+    stranger = browser_of(client)
+    sign_in(stranger, smtp_server, other.email)
     assert stranger.get(f"{path}/log").status_code == 404
     assert stranger.get(path, params={"part": "log"}).status_code == 404
 
@@ -364,8 +335,8 @@ def test_a_log_whose_key_is_gone_leaves_the_task_page_readable(
     key = client.post("/v1/tasks", json={"cmd": "make old"}, headers=user.headers
                       ).json()["task_id"]
     _append(client, user, key, b"written under the old key\n")
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     runtime.settings = settings.replace(log_keys=(new_key("k9"),))  # the old key retired
     page = b.get(f"/app/t/{key}")
     assert page.status_code == 200 and "cannot open the stored log" in page.text
@@ -388,12 +359,12 @@ def test_run_again_and_a_reply_from_the_task_page_go_through_the_relay(
     register_agent(client, user, "machine-0001")
     key = _task(client, user, command="make test", session_id="tty:/dev/pts/3:33",
                 cwd="/srv/app", machine_id="machine-0001")
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     path = f"/app/t/{key}"
     page = b.get(path).text
     assert "Run on machine-0001" in page and "/srv/app" in page
-    token = _form_token(page)
+    token = form_token(page)
     assert b.post(f"{path}/run", data={"again": "1"}).status_code == 403  # no form token
     again = b.post(f"{path}/run", data={"csrf": token, "again": "1", "command": "rm -rf ~"})
     assert (again.status_code, again.headers["location"]) == (303, f"{path}#relayed")
@@ -417,13 +388,13 @@ def test_the_relay_form_is_for_pro_accounts_and_their_own_tasks(
     free, pro = make_user(plan="free"), make_user(plan="pro")
     mine = _task(client, free, command="make", session_id="s-1", cwd="/srv")
     theirs = _task(client, pro, command="make", session_id="s-2", cwd="/srv")
-    b = _browser(client)
-    _sign_in(b, smtp_server, free.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, free.email)
     page = b.get(f"/app/t/{mine}").text
     assert "Run again" not in page
-    refused = b.post(f"/app/t/{mine}/run", data={"csrf": _form_token(page), "again": "1"})
+    refused = b.post(f"/app/t/{mine}/run", data={"csrf": form_token(page), "again": "1"})
     assert refused.status_code == 403 and "pro plan" in refused.text
-    assert b.post(f"/app/t/{theirs}/run", data={"csrf": _form_token(page), "again": "1"}
+    assert b.post(f"/app/t/{theirs}/run", data={"csrf": form_token(page), "again": "1"}
                   ).status_code == 404
     assert b.get(f"/app/t/{mine}", params={"problem": "Call +1 555 0100 now"}).text.count(
         "555 0100") == 0  # the page's notice is never a request's text
@@ -443,16 +414,16 @@ def test_a_dead_letter_is_listed_with_its_reason_and_replayed_from_the_page(
     dead_id = wait_for(lambda: next((d["id"] for d in client.get(
         "/v1/notifications", params={"status": "dead"}, headers=user.headers).json()["items"]),
         None), what="a dead letter")
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     page = b.get("/app/deliveries", params={"status": "dead"}).text
     assert "gave up after 4 attempts: HTTP 500" in page
     assert f"/app/deliveries/{dead_id}/replay" in page
     assert "<svg" in page and "<b>deploy" not in page
-    token = _form_token(page)
-    stranger = _browser(client)
-    _sign_in(stranger, smtp_server, other.email)
-    stranger_token = _form_token(stranger.get("/app/deliveries").text)
+    token = form_token(page)
+    stranger = browser_of(client)
+    sign_in(stranger, smtp_server, other.email)
+    stranger_token = form_token(stranger.get("/app/deliveries").text)
     assert stranger.post(f"/app/deliveries/{dead_id}/replay",
                          data={"csrf": stranger_token}).status_code == 404
     assert b.post(f"/app/deliveries/{dead_id}/replay", data={}).status_code == 403
@@ -470,9 +441,9 @@ def test_a_token_made_on_the_page_is_shown_once_scoped_and_revocable(
     client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
 ) -> None:
     user, other = make_user(), make_user()
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
-    token = _form_token(b.get("/app/access").text)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
+    token = form_token(b.get("/app/access").text)
     refused = b.post("/app/tokens", data={"csrf": token, "scope": ["admin"]})
     assert refused.status_code == 422
     made = b.post("/app/tokens", data={"csrf": token, "name": "ci <box>",
@@ -488,9 +459,9 @@ def test_a_token_made_on_the_page_is_shown_once_scoped_and_revocable(
     assert secret not in listing and "ci &lt;box&gt;" in listing
     row = listing[listing.index("ci &lt;box&gt;"):]
     token_id = re.search(r'action="/app/tokens/([0-9a-f-]{36})/revoke"', row).group(1)  # type: ignore[union-attr]
-    stranger = _browser(client)
-    _sign_in(stranger, smtp_server, other.email)
-    stranger_token = _form_token(stranger.get("/app/access").text)
+    stranger = browser_of(client)
+    sign_in(stranger, smtp_server, other.email)
+    stranger_token = form_token(stranger.get("/app/access").text)
     assert stranger.post(f"/app/tokens/{token_id}/revoke",
                          data={"csrf": stranger_token}).status_code == 404
     assert client.get("/v1/tasks", headers=bearer).status_code == 200
@@ -509,14 +480,14 @@ def test_revoking_a_machine_on_the_page_expires_what_waits_for_it(
     queued = client.post("/v1/commands", json={"session_id": "s-9", "command": "make again"},
                          headers=user.headers)
     assert queued.status_code == 202, queued.text
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     page = b.get("/app/access").text
     assert "machine-0002" in page
     machine = page[page.index("machine-0002"):]
     agent_token = re.search(r'action="/app/tokens/([0-9a-f-]{36})/revoke"', machine).group(1)  # type: ignore[union-attr]
     assert b.post(f"/app/tokens/{agent_token}/revoke",
-                  data={"csrf": _form_token(page)}).status_code == 303
+                  data={"csrf": form_token(page)}).status_code == 303
     assert "machine-0002" not in b.get("/app/access").text
     assert _relay_rows(runtime) == [("make again", "api", "/srv", "shell", "expired")]
 
@@ -547,8 +518,8 @@ def test_the_export_holds_the_accounts_data_and_no_secret(
     secret = made.json()["config"]["secret"]
     _task(client, user, command="make export", tail="SEALED-TAIL-TEXT\n")
     _task(client, other, command="make theirs")
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     got = b.get("/app/account/export")
     assert got.headers["content-disposition"].startswith("attachment;")
     data = json.loads(got.content)
@@ -573,12 +544,12 @@ def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
     assert client.post("/v1/commands", json={"session_id": "s-1", "command": "make again"},
                        headers=user.headers).status_code == 202
     _task(client, other, command="make theirs")
-    b = _browser(client)
-    _sign_in(b, smtp_server, user.email)
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
     before = _rows_of(runtime, user.user_id, user.email)
     assert before["tasks"] and before["task_logs"] and before["relay_commands"]
     theirs = _rows_of(runtime, other.user_id, other.email)
-    token = _form_token(b.get("/app/account").text)
+    token = form_token(b.get("/app/account").text)
     wrong = b.post("/app/account/delete", data={"csrf": token, "confirm": other.email})
     assert wrong.status_code == 422 and _rows_of(runtime, user.user_id, user.email) == before
     assert b.post("/app/account/delete", data={"confirm": user.email}).status_code == 403
@@ -597,13 +568,15 @@ def _app_routes(method: str) -> list[str]:
     from claude_notify.cloud.server.web.pages import router
 
     fill = {"key": "no-such-task", "session_id": str(uuid.uuid4()),
-            "delivery_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4())}
+            "delivery_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
+            "channel_id": str(uuid.uuid4())}
     return [re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)], route.path)
             for route in router.routes
             if isinstance(route, Route) and method in (route.methods or ())]
 
 
-PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm"}
+PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify"}
+"""Pages for someone not signed in: signing in, and a recipient confirming a mailed link."""
 
 
 def test_every_page_needs_a_session_and_every_form_refuses_another_site(
@@ -611,15 +584,15 @@ def test_every_page_needs_a_session_and_every_form_refuses_another_site(
 ) -> None:
     gets, posts = _app_routes("GET"), _app_routes("POST")
     assert len(gets) >= 9 and len(posts) >= 9  # the sweep sees the routes, new ones included
-    stranger = _browser(client)
+    stranger = browser_of(client)
     for path in gets:
         if path not in PUBLIC:
             answer = stranger.get(path)
             assert (answer.status_code, answer.headers.get("location")) == (
                 303, "/app/signin"), path
-    b = _browser(client)
-    _sign_in(b, smtp_server, "sweep@example.com")
-    token = _form_token(b.get("/app/tasks").text)
+    b = browser_of(client)
+    sign_in(b, smtp_server, "sweep@example.com")
+    token = form_token(b.get("/app/tasks").text)
     for path in posts:
         answer = b.post(path, data={"csrf": token, "email": "x@example.com", "token": "t",
                                     "confirm": "sweep@example.com"},
@@ -638,19 +611,19 @@ def _sessions(b: TestClient) -> dict[str, bool]:
 def test_a_session_signed_out_from_another_browser_is_over(
     client: TestClient, smtp_server: Mailbox
 ) -> None:
-    phone, laptop, stranger = _browser(client), _browser(client), _browser(client)
-    _sign_in(phone, smtp_server, "c@example.com")
-    _sign_in(laptop, smtp_server, "c@example.com")
-    _sign_in(stranger, smtp_server, "d@example.com")
+    phone, laptop, stranger = browser_of(client), browser_of(client), browser_of(client)
+    sign_in(phone, smtp_server, "c@example.com")
+    sign_in(laptop, smtp_server, "c@example.com")
+    sign_in(stranger, smtp_server, "d@example.com")
     listed = _sessions(laptop)
     assert sorted(listed.values()) == [False, True]
     [phone_id] = [sid for sid, here in listed.items() if not here]
     [laptop_id] = [sid for sid, here in listed.items() if here]
 
-    stranger_token = _form_token(stranger.get("/app/tasks").text)
+    stranger_token = form_token(stranger.get("/app/tasks").text)
     assert stranger.post(f"/app/sessions/{laptop_id}/revoke",
                          data={"csrf": stranger_token}).status_code == 404
-    token = _form_token(laptop.get("/app/sessions").text)
+    token = form_token(laptop.get("/app/sessions").text)
     assert laptop.post(f"/app/sessions/{phone_id}/revoke", data={"csrf": token}
                        ).headers["location"] == "/app/sessions"
     assert phone.get("/app/tasks").status_code == 303

@@ -1,6 +1,6 @@
 """The web app under ``/app``: what its pages share (the router, templates, the signed-in
 session) and :func:`install`. The pages themselves are in :mod:`.signin`, :mod:`.tasks`,
-:mod:`.deliveries` and :mod:`.account`.
+:mod:`.channels`, :mod:`.deliveries` and :mod:`.account`.
 
 Server-rendered (Jinja2, autoescaped) and usable without JavaScript: every change is a real
 ``<form method=post>`` answered with a 303. Pages read the same rows as the ``/v1`` API, always
@@ -108,6 +108,7 @@ def install(app: FastAPI) -> None:
     """Mount the pages, their static files, their headers and their error pages on ``app``."""
     from claude_notify.cloud.server.web import (  # noqa: F401 - their routes join the router
         account,
+        channels,
         deliveries,
         signin,
         tasks,
