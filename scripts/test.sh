@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(xvfb dbus-x11 dunst libnotify-bin kitty tmux zsh fish x11-utils x11-apps hyperfine wrk strace
-              postgresql redis-server chromium)
+              postgresql redis-server chromium zbar-tools)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

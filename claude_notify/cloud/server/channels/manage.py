@@ -169,8 +169,10 @@ def set_group_replies(session: Session, runtime: Runtime, channel: Channel, allo
     """Whether the channel's linked group chat takes replies and button presses (committed)."""
     if channel.type not in GROUP_REPLIES:
         raise ApiError(409, f"a {channel.type} channel has no group chat to take replies from")
-    config = {k: v for k, v in channel.config.items() if k != "allow_group_replies"}
-    update(session, runtime, channel, config={**config, "allow_group_replies": allow})
+    # The user's own part of the config; what the server set (the chat) is carried over.
+    mine = {k: v for k, v in channel.config.items()
+            if k not in catalog.SERVER_KEYS and k != "allow_group_replies"}
+    update(session, runtime, channel, config={**mine, "allow_group_replies": allow})
 
 
 def rotate_secret(session: Session, channel: Channel) -> Channel:

@@ -122,7 +122,8 @@ def _list_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
     return render(request, "channels.html", code, web=web, user=user, channels=channels,
                   kinds=_kinds(runtime.settings, user.plan), triggers=catalog.TRIGGERS,
                   verified=manage.is_verified, problem=problem,
-                  form=form or {"type": "email", "on": ["finished"]})
+                  form=form or {"type": "email", "name": "", "target": "", "on": ["finished"],
+                                "regex": ""})
 
 
 @router.post("/channels")
