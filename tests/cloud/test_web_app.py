@@ -575,8 +575,11 @@ def _app_routes(method: str) -> list[str]:
             if isinstance(route, Route) and method in (route.methods or ())]
 
 
-PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify"}
-"""Pages for someone not signed in: signing in, and a recipient confirming a mailed link."""
+PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify",
+          "/app/signin/github", "/app/signin/github/callback"}
+"""Pages for someone not signed in: signing in (by link or GitHub: the callback acts only for the
+browser holding its flow's cookie, see test_web_github), and a recipient confirming a mailed
+link."""
 
 
 def test_every_page_needs_a_session_and_every_form_refuses_another_site(

@@ -23,7 +23,7 @@ from claude_notify.cloud.server.db.models import (
     User,
 )
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
-from claude_notify.cloud.server.web.models import WebSession, WebSignin
+from claude_notify.cloud.server.web.models import WebIdentity, WebSession, WebSignin
 
 
 def account(session: Session, user: User) -> dict[str, Any]:
@@ -74,6 +74,11 @@ def account(session: Session, user: User) -> dict[str, Any]:
                               "created_at": w.created_at, "last_seen_at": w.last_seen_at}
                              for w in session.scalars(select(WebSession)
                                                       .where(WebSession.user_id == mine))],
+        "linked_accounts": [{"provider": i.provider, "subject": i.subject,
+                             "created_at": i.created_at}
+                            for i in session.scalars(select(WebIdentity)
+                                                     .where(WebIdentity.user_id == mine)
+                                                     .order_by(WebIdentity.created_at))],
     }
 
 

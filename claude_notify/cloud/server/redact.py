@@ -43,7 +43,8 @@ def remember(settings: Settings) -> None:
         settings.telegram_bot_token, settings.telegram_webhook_secret,
         settings.twilio_auth_token, settings.smtp_password, settings.discord_bot_token,
         settings.feishu_app_secret, settings.feishu_encrypt_key,
-        settings.feishu_verification_token, _url_password(settings.database_url),
+        settings.feishu_verification_token, settings.github_client_secret,
+        _url_password(settings.database_url),
         _url_password(settings.redis_url),
     ]
     if settings.twilio_account_sid and settings.twilio_auth_token:  # the Basic header's value

@@ -118,8 +118,15 @@ class Settings:
     comma-separated in the variable); existing accounts still sign in."""
     web_session_ttl_s: float = 30 * 86_400.0
     """How long a browser stays signed in without signing in again."""
+    github_client_id: str | None = None
+    github_client_secret: str | None = None
+    """The operator's GitHub OAuth app; with both set the sign-in page offers "Sign in with
+    GitHub" (its callback URL is ``{public_url}/app/signin/github/callback``)."""
+    github_url: str = "https://github.com"
+    """Where the browser is sent to authorize and the code is exchanged (tests: a stand-in)."""
+    github_api_url: str = "https://api.github.com"
     provider_timeout_s: float = 15.0
-    """Timeout of one call to Telegram, Discord, Feishu or Twilio."""
+    """Timeout of one call to Telegram, Discord, Feishu, Twilio or GitHub."""
     telegram_bot_token: str | None = None
     """The operator's bot (``123456:ABC…``); users only link their chats to it."""
     telegram_bot_username: str | None = None
@@ -199,6 +206,13 @@ class Settings:
         key = self.discord_public_key
         if key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", key):
             _bad("DISCORD_PUBLIC_KEY", key, "must be the application's 64-hex-digit public key")
+        if bool(self.github_client_id) != bool(self.github_client_secret):
+            unset, other = (("GITHUB_CLIENT_SECRET", "GITHUB_CLIENT_ID") if self.github_client_id
+                            else ("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"))
+            _bad(unset, None, f"is needed with {other}: GitHub sign-in takes both")
+        for name in ("github_url", "github_api_url"):
+            if not getattr(self, name).startswith(("https://", "http://")):
+                _bad(name.upper(), getattr(self, name), "must be an http(s):// URL")
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self
@@ -211,6 +225,10 @@ class Settings:
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def github_enabled(self) -> bool:
+        return bool(self.github_client_id and self.github_client_secret)
 
     @property
     def is_sqlite(self) -> bool:

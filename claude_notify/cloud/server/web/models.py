@@ -1,7 +1,8 @@
-"""The web app's tables: browser sessions and the e-mailed sign-in links that start them.
+"""The web app's tables: browser sessions, the e-mailed links and GitHub sign-ins that start
+them, and the GitHub accounts linked to users.
 
 Imported by :mod:`claude_notify.cloud.server.db.models`, so they are part of ``Base.metadata``
-wherever the other tables are. Both secrets are stored only as SHA-256.
+wherever the other tables are. Every secret is stored only as SHA-256.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Uuid
+from sqlalchemy import ForeignKey, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from claude_notify.cloud.server.db.models import Base
@@ -48,3 +49,41 @@ class WebSignin(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebOAuthState(Base):
+    """A GitHub sign-in this server started: its ``state`` and the browser that started it.
+
+    The browser holds the PKCE verifier in a short-lived cookie; only its SHA-256 is here, so
+    the callback acts only in that browser, and a row (used once, then spent) never holds
+    anything that could finish the sign-in. The rows also count starts for the rate limit.
+    """
+
+    __tablename__ = "web_oauth_states"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    provider: Mapped[str] = mapped_column(String(20))
+    state_hash: Mapped[str] = mapped_column(String(64))
+    browser_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_ip: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebIdentity(Base):
+    """An outside account (``github`` and its numeric user id) that signs ``user_id`` in.
+
+    Keyed by the provider's immutable id, not by login or address, which their owners change.
+    """
+
+    __tablename__ = "web_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    provider: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

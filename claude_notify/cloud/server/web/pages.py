@@ -110,6 +110,7 @@ def install(app: FastAPI) -> None:
         account,
         channels,
         deliveries,
+        github,
         signin,
         tasks,
     )

@@ -1,5 +1,5 @@
 """Signing in by e-mailed link, and out: the link's GET shows a button; only its POST
-signs in, once."""
+signs in, once. The sign-up policy and the sign-in page are shared with :mod:`.github`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,14 @@ def home(request: Request, db: SessionDep) -> Response:
 
 @router.get("/signin")
 def signin_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    return render(request, "signin.html", policy=_policy(runtime.settings), problem="")
+    return signin_view(request, runtime.settings)
+
+
+def signin_view(request: Request, settings: Settings, *, code: int = 200,
+                problem: str = "") -> HTMLResponse:
+    """The sign-in page, with what went wrong (if anything) above its choices."""
+    return render(request, "signin.html", code=code, policy=_policy(settings), problem=problem,
+                  github=settings.github_enabled)
 
 
 def _policy(settings: Settings) -> str:
@@ -54,7 +61,7 @@ def _policy(settings: Settings) -> str:
     return "No account yet? The same link makes one."
 
 
-def _may_sign_up(settings: Settings, email: str) -> bool:
+def may_sign_up(settings: Settings, email: str) -> bool:
     domain = email.rpartition("@")[2].lower()
     allowed = {d.strip().lower().lstrip("@") for d in settings.web_signup_domains}
     return settings.web_signup and (not allowed or domain in allowed)
@@ -70,27 +77,26 @@ def send_link(request: Request, email: Annotated[str, Form(max_length=320)], db:
     try:
         address = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        return render(request, "signin.html", code=422, policy=_policy(settings),
-                      problem=f"That is not an e-mail address: {exc}")
+        return signin_view(request, settings, code=422,
+                           problem=f"That is not an e-mail address: {exc}")
     try:
         check_mail(settings)
     except ApiError as exc:
-        return render(request, "signin.html", code=503, policy=_policy(settings),
-                      problem=exc.message)
+        return signin_view(request, settings, code=503, problem=exc.message)
     ip = security.client_ip(request)
     for where, limit in (((WebSignin.email == address, WebSignin.client_ip == ip),
                           settings.login_per_address_per_hour),
                          ((WebSignin.client_ip == ip,), settings.login_per_ip_per_hour)):
         if limits.reached(db, limit, 3600.0, WebSignin.created_at, *where):
-            return render(request, "signin.html", code=429, policy=_policy(settings),
-                          problem="Too many sign-in links asked for; try again in an hour.")
+            return signin_view(request, settings, code=429,
+                               problem="Too many sign-in links asked for; try again in an hour.")
     now = utcnow()
     user_id = db.scalar(select(User.id).where(User.email == address))
     secret = secrets.token_urlsafe(32)
     # Recorded either way, so a stranger's attempts count against the limits all the same.
     db.add(WebSignin(email=address, link_hash=security.digest(secret), client_ip=ip,
                      created_at=now, expires_at=now + timedelta(seconds=settings.login_ttl_s)))
-    if user_id is not None or _may_sign_up(settings, address):
+    if user_id is not None or may_sign_up(settings, address):
         link = f"{settings.public_url.rstrip('/')}/app/signin/confirm?token={secret}"
         outbox.queue_login(db, user_id=user_id, address=address, payload=_mail(link, ip),
                            now=now)
@@ -129,22 +135,32 @@ def confirm(request: Request, token: Annotated[str, Form(max_length=100)], db: S
     security.check_origin(request, settings)
     row = _pending(db, token, lock=True)
     row.used_at = utcnow()
-    user = db.scalar(select(User).where(User.email == row.email))
+    user = account_for(db, settings, row.email)
     if user is None:
-        if not _may_sign_up(settings, row.email):
-            db.commit()
-            raise NotFound
-        try:
-            with db.begin_nested():  # another link for the address may make it at once
-                user = auth.create_account(db, row.email, plan=settings.default_plan)
-        except (IntegrityError, UsageError):
-            user = db.scalar(select(User).where(User.email == row.email))
-            if user is None:
-                raise
+        db.commit()
+        raise NotFound
     response = see_other("/app/tasks")
     security.start(db, request, response, user_id=user.id, settings=settings)
     db.commit()
     return response
+
+
+def account_for(db: Session, settings: Settings, address: str) -> User | None:
+    """The account of a proven ``address``, made if the sign-up policy lets it be (``None`` if
+    not); the caller commits."""
+    user = db.scalar(select(User).where(User.email == address))
+    if user is not None:
+        return user
+    if not may_sign_up(settings, address):
+        return None
+    try:
+        with db.begin_nested():  # another sign-in for the address may make it at once
+            return auth.create_account(db, address, plan=settings.default_plan)
+    except (IntegrityError, UsageError):
+        user = db.scalar(select(User).where(User.email == address))
+        if user is None:
+            raise
+        return user
 
 
 @router.post("/signout")
