@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from cloud_kit import Account
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.db.models import ApiToken, User
@@ -177,3 +177,29 @@ def test_no_user_can_reach_another_users_rows(
         headers=intruder.headers,
     ).json()
     assert theirs["duplicate"] is False
+
+
+def test_a_tokens_last_use_is_recorded_at_most_once_per_interval(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account]
+) -> None:
+    account = make_user()
+
+    def last_used() -> object:
+        with runtime.sessions() as session:
+            return session.scalar(select(ApiToken.last_used_at)
+                                  .where(ApiToken.user_id == account.user_id))
+
+    assert last_used() is None
+    assert client.get("/v1/account", headers=account.headers).status_code == 200
+    first = last_used()
+    assert first is not None
+    for _ in range(3):  # within the interval: no write
+        client.post("/v1/events", json=finished(f"t-{uuid.uuid4().hex}"),
+                    headers=account.headers)
+    assert last_used() == first
+    with runtime.sessions.begin() as session:
+        session.execute(update(ApiToken).where(ApiToken.user_id == account.user_id)
+                        .values(last_used_at=utcnow() - auth.TOUCH_EVERY - timedelta(seconds=1)))
+    client.post("/v1/events", json=finished(f"t-{uuid.uuid4().hex}"), headers=account.headers)
+    latest = last_used()
+    assert isinstance(latest, type(first)) and latest > first  # type: ignore[operator]

@@ -259,7 +259,8 @@ def test_the_first_page_polls_its_listing_which_is_304_until_something_changes(
     b = browser_of(client)
     sign_in(b, smtp_server, user.email)
     page = b.get("/app/tasks").text
-    assert 'hx-get="/app/tasks?status=&amp;machine=&amp;part=listing"' in page
+    assert ('hx-get="/app/tasks?status=&amp;machine=&amp;source=&amp;within=&amp;part=listing"'
+            in page)
     assert f"--email {user.email}" in page  # the onboarding's own commands
     first = b.get("/app/tasks", params={"part": "listing"})
     assert first.status_code == 200 and first.text.lstrip().startswith('<div id="listing"')

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from email_validator import EmailNotValidError, validate_email
@@ -107,12 +107,15 @@ class Identity:
     scopes: str
 
 
+TOUCH_EVERY: Final = timedelta(minutes=5)
+"""How stale a token's ``last_used_at`` may get before a request writes it again."""
+
 _TOKENS: Any = ApiToken.__table__
 _USERS: Any = User.__table__
 _IDENTIFY = (
     select(_USERS.c.id.label("user_id"), _USERS.c.email, _USERS.c.plan, _USERS.c.timezone,
            _TOKENS.c.id.label("token_id"), _TOKENS.c.scopes, _TOKENS.c.revoked_at,
-           _TOKENS.c.expires_at)
+           _TOKENS.c.expires_at, _TOKENS.c.last_used_at)
     .join_from(_TOKENS, _USERS, _USERS.c.id == _TOKENS.c.user_id)
     .where(_TOKENS.c.token_hash == bindparam("token_hash"))
 )
@@ -125,8 +128,14 @@ def identify(session: Session, secret: str) -> Identity | None:
     row = session.execute(_IDENTIFY, {"token_hash": hash_token(secret)}).first()
     if row is None or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
         return None
+    if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY:
+        # Written with the caller's transaction, and at most once per TOUCH_EVERY: a token
+        # sending thousands of events costs one write, not thousands.
+        session.execute(update(ApiToken).where(ApiToken.id == row.token_id)
+                        .values(last_used_at=now))
     return Identity(row.user_id, row.email, row.plan, row.timezone, row.token_id, row.scopes)
 
 

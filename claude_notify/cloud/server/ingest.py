@@ -107,6 +107,7 @@ class TaskState:
     cmd: str
     session_id: str | None
     machine_id: str | None
+    source: str | None
     started_at: datetime | None
     finished_at: datetime | None
     exit_code: int | None
@@ -130,8 +131,8 @@ def ensure_task(
     """
     blank = TaskState(
         id=uuid.uuid4(), key=key, status="running", cmd=seed.command, session_id=seed.session_id,
-        machine_id=seed.machine_id, started_at=seed.started_at, finished_at=None,
-        exit_code=None, notify_on=None, channels=None, updated_at=now,
+        machine_id=seed.machine_id, source=seed.source, started_at=seed.started_at,
+        finished_at=None, exit_code=None, notify_on=None, channels=None, updated_at=now,
     )
     values = {**_folded(blank, seed, now), "id": blank.id, "user_id": user_id, "key": key,
               "created_at": now}
@@ -163,6 +164,7 @@ def _folded(task: TaskState, event: TaskEvent, now: datetime) -> dict[str, Any]:
         "cmd": task.cmd or event.command,
         "session_id": task.session_id or event.session_id,
         "machine_id": task.machine_id or event.machine_id,
+        "source": task.source or event.source,
         "started_at": started_at,
         "updated_at": now,
     }

@@ -110,7 +110,9 @@ def check_scope(principal: Principal, scope: str) -> Principal:
 def get_principal(runtime: RuntimeDep, credentials: Bearer) -> Principal:
     """Authenticate in a transaction of its own, ended before the handler's thread takes over."""
     with runtime.sessions() as session:
-        return authenticate(session, credentials)
+        principal = authenticate(session, credentials)
+        session.commit()  # the token's last use, when it was due (auth.TOUCH_EVERY)
+        return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

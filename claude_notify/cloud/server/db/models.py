@@ -111,6 +111,9 @@ class Task(Base):
     """The task id clients use (the event's ``task_id``); unique per user, not globally."""
     session_id: Mapped[str | None] = mapped_column(String(256), default=None)
     machine_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    source: Mapped[str | None] = mapped_column(String(16), default=None)
+    """What sent its events (``run``, ``watch``, ``shell``, ``claude-code``, ``relay``): the
+    first event's; ``None`` for a task registered but not yet heard from, or stored before."""
     cmd: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="running")
     notify_on: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 from fastapi import Form, Query, Request
@@ -17,7 +20,15 @@ from claude_notify.cloud.server import logs
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
-from claude_notify.cloud.server.db.models import Delivery, Event, Task, TaskLog, User
+from claude_notify.cloud.server.db.models import (
+    ApiToken,
+    Channel,
+    Delivery,
+    Event,
+    Task,
+    TaskLog,
+    User,
+)
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.models import RelayCommand
@@ -34,24 +45,73 @@ from claude_notify.cloud.server.web.pages import (
     see_other,
     user_of,
 )
-from claude_notify.events import STATUSES
+from claude_notify.events import SOURCES, STATUSES, utcnow
+
+WITHIN: Final = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7),
+                  "30d": timedelta(days=30)}  # fmt: skip
+"""The time filter's choices: tasks that started within this long."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The first steps, and which are done: the checklist shows until the first four are."""
+
+    signed_in: bool
+    """A machine's CLI used a token of the account."""
+    task: bool
+    channel: bool
+    """A channel of the account delivered something (a test counts)."""
+    phone: bool
+    """A Telegram chat, an SMS number, or a Discord or Feishu account for replies is linked."""
+
+    @property
+    def done(self) -> bool:
+        return self.signed_in and self.task and self.channel
+
+
+def _steps(db: Session, user_id: uuid.UUID, has_tasks: bool) -> Steps:
+    """Three small indexed lookups; the phone one reads the account's few channels."""
+    used = db.scalar(select(ApiToken.id).where(ApiToken.user_id == user_id,
+                                               ApiToken.last_used_at.is_not(None)).limit(1))
+    sent = db.scalar(select(Delivery.id).where(
+        Delivery.user_id == user_id, Delivery.status == "sent",
+        Delivery.channel_id.is_not(None), Delivery.kind.in_(("event", "test"))).limit(1))
+    phone = any(_linked(c) for c in db.scalars(select(Channel).where(
+        Channel.user_id == user_id, Channel.type.in_(("telegram", "sms", "discord", "feishu")))))
+    return Steps(signed_in=used is not None or has_tasks, task=has_tasks,
+                 channel=sent is not None, phone=phone)
+
+
+def _linked(channel: Channel) -> bool:
+    if channel.type in ("telegram", "sms"):
+        return channel.verified_at is not None
+    return bool(channel.config.get("discord_user_id") or channel.config.get("feishu_open_id"))
 
 
 @router.get("/tasks")
 def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
                status: Annotated[str | None, Query(max_length=16)] = None,
                machine: Annotated[str | None, Query(max_length=128)] = None,
+               source: Annotated[str | None, Query(max_length=16)] = None,
+               within: Annotated[str | None, Query(max_length=16)] = None,
                cursor: Annotated[str | None, Query(max_length=200)] = None,
                part: Annotated[str | None, Query(max_length=16)] = None) -> Response:
     """The tasks, newest first. The first page polls its own listing (``part=listing``) every
-    second; an unchanged listing is answered 304 from its ETag, without rendering."""
+    second; an unchanged listing is answered 304 from its ETag, without rendering. Until the
+    first steps are done, the listing carries their checklist."""
     user = user_of(db, web)
     stmt = select(Task).where(Task.user_id == user.id)
     status = status if status in STATUSES else None
+    source = source if source in SOURCES else None
+    within = within if within in WITHIN else None
     if status:
         stmt = stmt.where(Task.status == status)
     if machine:
         stmt = stmt.where(Task.machine_id == machine)
+    if source:
+        stmt = stmt.where(Task.source == source)
+    if within:
+        stmt = stmt.where(Task.created_at >= utcnow() - WITHIN[within])
     try:
         stmt = page(stmt, created=Task.created_at, row_id=Task.id, cursor=cursor,
                     limit=PAGE_SIZE)
@@ -61,13 +121,19 @@ def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDe
     more = rows[PAGE_SIZE:]
     rows = rows[:PAGE_SIZE]
     older = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    filters = {"status": status or "", "machine": machine or "", "source": source or "",
+               "within": within or ""}
+    first = cursor is None and not any(filters.values())
+    steps = _steps(db, user.id, bool(rows)) if first else None
     context: dict[str, Any] = {
-        "web": web, "user": user, "tasks": rows, "older": older, "status": status or "",
-        "machine": machine or "", "statuses": sorted(STATUSES), "live": cursor is None,
+        "web": web, "user": user, "tasks": rows, "older": older, "filters": filters,
+        "filtered": any(filters.values()), "statuses": sorted(STATUSES),
+        "sources": sorted(SOURCES), "within_choices": list(WITHIN), "live": cursor is None,
+        "steps": steps if steps is not None and not steps.done else None,
         "server_url": runtime.settings.public_url.rstrip("/")}
     if part != "listing":
         return render(request, "tasks.html", **context)
-    tag = _etag(rows, older, status, machine)
+    tag = _etag(rows, older, steps, *filters.values())
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": _REVALIDATE})
     fragment = render(request, "tasks_listing.html", **context)
@@ -79,9 +145,9 @@ _REVALIDATE = "private, no-cache"
 """The listing may be kept by the browser, and is asked for again with its ETag every time."""
 
 
-def _etag(rows: list[Task], older: str | None, *filters: str | None) -> str:
+def _etag(rows: list[Task], older: str | None, steps: Steps | None, *filters: str) -> str:
     digest = hashlib.sha256(repr(([(t.key, t.status, t.exit_code, t.updated_at) for t in rows],
-                                  older, filters)).encode()).hexdigest()[:32]
+                                  older, steps, filters)).encode()).hexdigest()[:32]
     return f'W/"{digest}"'
 
 
