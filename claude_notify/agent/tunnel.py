@@ -95,8 +95,11 @@ class Agent:
     def _converse(self, ws: ClientConnection) -> None:
         unconfirmed = self.journal.unacknowledged()  # finished, the result not yet confirmed
         held = [*self.running, *(e["id"] for e in unconfirmed)]
+        rules = self.settings
         self._send(wire.hello(
-            running=held, sessions=sorted({self.env.get("CLAUDE_NOTIFY_SESSION_ID", "")} - {""})))
+            running=held, sessions=sorted({self.env.get("CLAUDE_NOTIFY_SESSION_ID", "")} - {""}),
+            policy={"allow": list(rules.allow), "deny": list(rules.deny),
+                    "dirs": list(rules.dirs), "claude": rules.claude}))
         self.log("agent: connected")
         for entry in unconfirmed:
             self._send(_result(entry))

@@ -63,6 +63,16 @@ class Hello(TypedDict):
     type: Literal["hello"]
     running: list[str]
     sessions: list[str]
+    policy: Policy
+    """What this agent may run, for its owner to read on the web app (it is enforced here, on
+    the machine; the server never decides from it). Older agents leave it out."""
+
+
+class Policy(TypedDict):
+    allow: list[str]
+    deny: list[str]
+    dirs: list[str]
+    claude: bool
 
 
 class Started(TypedDict):
@@ -100,8 +110,9 @@ def pong() -> Pong:
     return {"type": "pong"}
 
 
-def hello(*, running: Sequence[str], sessions: Sequence[str]) -> Hello:
-    return {"type": "hello", "running": list(running), "sessions": list(sessions)}
+def hello(*, running: Sequence[str], sessions: Sequence[str], policy: Policy) -> Hello:
+    return {"type": "hello", "running": list(running), "sessions": list(sessions),
+            "policy": policy}
 
 
 def started(id: str) -> Started:

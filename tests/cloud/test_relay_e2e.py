@@ -22,7 +22,12 @@ import httpx
 import pytest
 from cloud_kit import Mailbox, Receiver, wait_for
 from relay_kit import AgentProc, Server, api, cli, email, user_env
+from sqlalchemy import create_engine, select
 from standins.telegram import TOKEN, TelegramStandIn
+
+from claude_notify.cloud.server.auth import hash_token
+from claude_notify.cloud.server.db.models import ApiToken
+from claude_notify.cloud.server.relay.models import RelayAgent
 
 SESSION = "tty:/dev/pts/7:4242"
 COUNT = "#!/bin/sh\necho ran >> runs.txt\n"
@@ -128,6 +133,18 @@ def test_a_queued_command_runs_on_the_agent_and_is_notified(setup: Setup) -> Non
     assert event["cwd"] == str(setup.project)
     audit = api(setup.server, setup.token, "GET", "/v1/audit").json()
     assert [a["outcome"] for a in reversed(audit)] == ["queued", "started", "done"]
+    # What the agent reported it may run, for its owner's machines page.
+    engine = create_engine(setup.server.env["DATABASE_URL"])
+    try:
+        with engine.connect() as db:
+            mine = select(ApiToken.user_id).where(ApiToken.token_hash == hash_token(setup.token))
+            policies = list(db.scalars(select(RelayAgent.policy)
+                                       .where(RelayAgent.user_id == mine.scalar_subquery())))
+    finally:
+        engine.dispose()
+    assert policies == [{"allow": ["./count.sh", "./slow.sh", "touch *"],
+                         "deny": ["touch secret*"], "dirs": [str(setup.project)],
+                         "claude": False}]
 
 
 @pytest.fixture(scope="module")

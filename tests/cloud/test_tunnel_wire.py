@@ -24,8 +24,10 @@ def _server_bytes(message: object) -> str:
 
 
 def test_the_agents_messages_keep_their_bytes() -> None:
-    assert _agent_bytes(wire.hello(running=["c1"], sessions=["s1"])) == (
-        '{"type": "hello", "running": ["c1"], "sessions": ["s1"]}')
+    policy: wire.Policy = {"allow": ["make *"], "deny": [], "dirs": ["/srv"], "claude": False}
+    assert _agent_bytes(wire.hello(running=["c1"], sessions=["s1"], policy=policy)) == (
+        '{"type": "hello", "running": ["c1"], "sessions": ["s1"], "policy": {"allow": '
+        '["make *"], "deny": [], "dirs": ["/srv"], "claude": false}}')
     assert _agent_bytes(wire.started("c1")) == '{"type": "started", "id": "c1"}'
     assert _agent_bytes(wire.ping()) == '{"type": "ping"}'
     assert _agent_bytes(wire.result(id="c1", state="failed", exit_code=2,

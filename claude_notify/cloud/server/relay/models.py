@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,8 +32,12 @@ class RelayAgent(Base):
     machine_id: Mapped[str] = mapped_column(String(128))
     sessions: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     """The sessions the agent said it serves when it last connected."""
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    """What the agent said it may run when it last connected (``allow``, ``deny``, ``dirs``,
+    ``claude``): shown to its owner, never used to decide (the agent decides, on the machine)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Its last connection, and while connected its heartbeats (written once a minute)."""
 
 
 class RelayCommand(Base):

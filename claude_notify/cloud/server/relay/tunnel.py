@@ -33,6 +33,12 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
+SEEN_EVERY_S = 60.0
+"""How often a connected agent's heartbeats are written down as ``last_seen_at``: the web app
+calls it online while that is within ``relay_idle_s``, and 10,000 idle agents cost ~170 small
+writes a second rather than ~670."""
+POLICY_ENTRIES = 200
+POLICY_CHARS = 512
 
 
 def _agent_for(runtime: Runtime, secret: str) -> tuple[uuid.UUID, str, uuid.UUID] | None:
@@ -98,7 +104,7 @@ class _Link:
         self.token_id = token_id
         self.sent: set[uuid.UUID] = set()
         self.loop = asyncio.get_running_loop()
-        self.heard = self.loop.time()
+        self.heard = self.seen = self.loop.time()
         self.flushing = True  # the backlog is sent before anything else
         self.again = False
         self.closed = False
@@ -195,6 +201,9 @@ class _Link:
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == wire.PING:
                 await self.ws.send_json(wire.pong())
+                if self.heard - self.seen >= SEEN_EVERY_S:  # presence, for the web app
+                    self.seen = self.heard
+                    await self._db(self._seen)
             elif kind in (wire.STARTED, wire.RESULT):
                 reply = await self._db(self._report, message)
                 if reply is not None:
@@ -229,7 +238,13 @@ class _Link:
             queue.orphaned(session, user_id, machine_id, [a for a in alive if a is not None])
             session.execute(update(RelayAgent).where(
                 RelayAgent.user_id == user_id, RelayAgent.machine_id == machine_id)
-                .values(sessions=sessions, last_seen_at=utcnow()))
+                .values(sessions=sessions, policy=_policy(hello.get("policy")),
+                        last_seen_at=utcnow()))
+
+    def _seen(self) -> None:
+        with self.runtime.sessions.begin() as session:
+            session.execute(update(RelayAgent).where(RelayAgent.token_id == self.token_id)
+                            .values(last_seen_at=utcnow()))
 
     def _due(self) -> list[wire.Command] | None:
         """The commands to send; ``None`` when the token was revoked (checked in the same
@@ -256,6 +271,21 @@ class _Link:
                            exit_code=exit_code if isinstance(exit_code, int) else None,
                            detail=str(message.get("detail") or "")[:2000] or None)
         return wire.ack(str(command_id))
+
+
+def _policy(value: object) -> dict[str, Any] | None:
+    """What the agent says it may run, bounded and typed (it is only ever shown, as text)."""
+    if not isinstance(value, dict):
+        return None
+
+    def strings(key: str) -> list[str]:
+        items = value.get(key)
+        if not isinstance(items, list):
+            return []
+        return [x[:POLICY_CHARS] for x in items if isinstance(x, str)][:POLICY_ENTRIES]
+
+    return {"allow": strings("allow"), "deny": strings("deny"), "dirs": strings("dirs"),
+            "claude": value.get("claude") is True}
 
 
 def _uuid(value: object) -> uuid.UUID | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Form, Request
@@ -44,6 +45,9 @@ def _access_view(request: Request, db: Session, web: WebSession, *, new_secret: 
                  problem: str = "", code: int = 200) -> HTMLResponse:
     user = user_of(db, web)
     now = utcnow()
+    # A connected agent's heartbeats are written once a minute; silent for relay_idle_s, the
+    # server has closed its connection.
+    idle = timedelta(seconds=relay_of(request.app.state).policy.idle_s)
     live = (ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
             or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
     agent_ids = select(RelayAgent.token_id)
@@ -52,9 +56,12 @@ def _access_view(request: Request, db: Session, web: WebSession, *, new_secret: 
     machines = list(db.execute(select(RelayAgent, ApiToken).join(
         ApiToken, ApiToken.id == RelayAgent.token_id).where(*live)
         .order_by(RelayAgent.machine_id)))
+    online = {agent.token_id for agent, _token in machines
+              if agent.last_seen_at is not None and now - agent.last_seen_at <= idle}
     return render(request, "access.html", code, web=web, user=user, tokens=tokens,
-                  machines=machines, scopes=auth.ACCOUNT_SCOPES, new_secret=new_secret,
-                  problem=problem)
+                  machines=machines, online=online, scopes=auth.ACCOUNT_SCOPES,
+                  new_secret=new_secret, problem=problem,
+                  server_url=str(request.base_url).rstrip("/"))
 
 
 @router.post("/tokens")
