@@ -54,6 +54,10 @@ BENCHMARKS: dict[str, tuple[str, dict[str, list[str]]]] = {
         "quick": ["--mode", "distributed", "--pg-admin-url", PG, "--redis-url", REDIS,
                   "--wrk-seconds", "4", "--rate", "50", "--seconds", "3"],
         "full": ["--mode", "distributed", "--pg-admin-url", PG, "--redis-url", REDIS]}),
+    "web": ("bench_web.py", {
+        "quick": ["--db", "sqlite", "--tasks", "2000", "--requests", "30", "--trials", "5",
+                  "--rounds", "1", "--wrk-seconds", "3"],
+        "full": ["--pg-admin-url", PG]}),
     "telegram": ("bench_telegram.py", {
         "quick": ["--chats", "50", "--burst", "400", "--rate", "50", "--seconds", "3"],
         "full": ["--pg", PG]}),
