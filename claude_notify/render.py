@@ -147,14 +147,15 @@ def last_lines(text: str, count: int, *, width: int = 200) -> str:
     return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in picked)
 
 
-# CSI, OSC/DCS/APC/PM/SOS strings (ended by BEL or ST), and two-byte escapes.
-_ANSI: Final = re.compile(
+# CSI, OSC/DCS/APC/PM/SOS strings (ended by BEL or ST), and two-byte escapes. Public, with
+# CONTROLS, for the web app's colour renderer, which must remove exactly what this removes.
+ESCAPES: Final = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"
     r"|\x1b[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?"
     r"|\x1b[@-Z\\-_]"
     r"|\x9b[0-?]*[ -/]*[@-~]"
 )
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROLS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def clean_output(raw: bytes) -> str:
@@ -163,6 +164,6 @@ def clean_output(raw: bytes) -> str:
     A progress bar that redraws a line with ``\\r`` keeps only its last state.
     """
     text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    text = _ANSI.sub("", text)
+    text = ESCAPES.sub("", text)
     text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-    return _CONTROL.sub("", text)
+    return CONTROLS.sub("", text)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import SessionDep
 from claude_notify.cloud.server.db.models import Task, User
-from claude_notify.cloud.server.web import security
+from claude_notify.cloud.server.web import ansi, security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.render import clean_output
 
@@ -73,6 +73,7 @@ _templates.filters["when"] = _when
 _templates.filters["took"] = _took
 _templates.filters["line"] = lambda value: _text(value, lines=False)
 _templates.filters["text"] = _text
+_templates.filters["ansi"] = ansi.to_html  # the text, with its terminal colours as classes
 
 
 def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
