@@ -300,7 +300,8 @@ def test_a_streamed_log_grows_on_the_task_page_and_downloads_as_it_was_sent(
     sign_in(b, smtp_server, user.email)
     path = f"/app/t/{quote(key, safe='')}"
     page = b.get(path).text
-    assert 'id="log" hx-get=' in page and "epoch 1 ok" in page  # running: it polls
+    assert 'id="log" hx-get=' in page  # running: it polls
+    assert 'epoch 1 <span class="ansi-green">ok\n</span>' in page  # its colour, as text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "\x1b" not in page
     log = b.get(path, params={"part": "log"})
     tag = log.headers["etag"]
@@ -592,8 +593,9 @@ def test_every_page_needs_a_session_and_every_form_refuses_another_site(
     for path in gets:
         if path not in PUBLIC:
             answer = stranger.get(path)
-            assert (answer.status_code, answer.headers.get("location")) == (
-                303, "/app/signin"), path
+            signin = "/app/signin" if path == "/app/tasks" else (
+                "/app/signin?next=" + quote(path, safe=""))  # where signing in will end
+            assert (answer.status_code, answer.headers.get("location")) == (303, signin), path
     b = browser_of(client)
     sign_in(b, smtp_server, "sweep@example.com")
     token = form_token(b.get("/app/tasks").text)

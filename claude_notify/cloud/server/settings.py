@@ -12,8 +12,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Literal, NoReturn
+from urllib.parse import urlsplit
 
 from claude_notify.errors import ConfigError
 
@@ -110,7 +112,8 @@ class Settings:
     """How much of a pro user's log is kept (at most 10 MB; free keeps a 10 KB tail)."""
     app_url: str | None = None
     """Public base URL of the dashboard: cards and buttons link to ``{app_url}/t/{task_id}``.
-    The server's own web app is at ``{public_url}/app``."""
+    Unset, they link to this server's own web app, ``{public_url}/app``, once ``public_url``
+    is one a phone can open (not loopback; see :attr:`dashboard_url`)."""
     web_signup: bool = True
     """Whether the web app's e-mail sign-in may create accounts (off: only existing users)."""
     web_signup_domains: tuple[str, ...] = ()
@@ -225,6 +228,23 @@ class Settings:
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """Where cards' "Open task" links point: ``app_url``, else the web app at
+        ``public_url`` unless that is loopback (the default): a link to 127.0.0.1 opens
+        nothing on a phone, and Telegram refuses such a button outright."""
+        if self.app_url:
+            return self.app_url
+        host = (urlsplit(self.public_url).hostname or "").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return None
+        try:
+            if ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return f"{self.public_url.rstrip('/')}/app"
 
     @property
     def github_enabled(self) -> bool:

@@ -121,7 +121,7 @@ class DiscordChannel(HttpChannel):
             return SendResult(ok=False, detail="not a Discord webhook URL")
         return Post(self.settings.discord_api_base.rstrip("/") + path, {
             "params": {"wait": "true"},
-            "json": build_payload(message, app_url=self.settings.app_url),
+            "json": build_payload(message, app_url=self.settings.dashboard_url),
             "timeout": self.settings.provider_timeout_s,
             "follow_redirects": False,
         })

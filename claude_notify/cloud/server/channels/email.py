@@ -79,7 +79,7 @@ class EmailChannel:
 
     async def send(self, message: Message) -> SendResult:
         s = self.settings
-        mail = build_email(message, sender=s.smtp_from, app_url=s.app_url)
+        mail = build_email(message, sender=s.smtp_from, app_url=s.dashboard_url)
         try:
             errors, reply = await aiosmtplib.send(
                 mail,

@@ -138,7 +138,7 @@ class FeishuChannel(HttpChannel):
         if url is None:
             return SendResult(ok=False, detail="not a Feishu/Lark bot webhook URL")
         return Post(url, {
-            "content": encode(build_body(message, app_url=self.settings.app_url)),
+            "content": encode(build_body(message, app_url=self.settings.dashboard_url)),
             "headers": {"content-type": "application/json; charset=utf-8"},
             "timeout": self.settings.provider_timeout_s,
             "follow_redirects": False,

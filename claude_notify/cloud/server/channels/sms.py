@@ -78,7 +78,7 @@ class SmsChannel(HttpChannel):
     def form(self, message: Message) -> dict[str, str]:
         sender = str(self.settings.twilio_from)
         key = "MessagingServiceSid" if sender.startswith("MG") else "From"
-        text = build_text(message, app_url=self.settings.app_url)
+        text = build_text(message, app_url=self.settings.dashboard_url)
         return {"To": str(message.config["number"]), key: sender, "Body": text}
 
     async def request(self, message: Message) -> Post | SendResult:

@@ -93,7 +93,7 @@ class TelegramChannel(HttpChannel):
         chat_id = message.config.get("chat_id")
         if chat_id is None:
             return SendResult(ok=False, detail="no Telegram chat linked: send /start CODE")
-        payload = build_payload(message, chat_id=chat_id, app_url=self.settings.app_url)
+        payload = build_payload(message, chat_id=chat_id, app_url=self.settings.dashboard_url)
         return self._method("sendMessage", payload)
 
     def classify(self, response: httpx.Response) -> SendResult:

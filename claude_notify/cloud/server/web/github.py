@@ -149,8 +149,7 @@ def _finish(request: Request, db: Session, settings: Settings, verifier: str, *,
     if isinstance(user, str):
         db.commit()
         return signin_view(request, settings, code=403, problem=user)
-    response = see_other("/app/tasks")
-    security.start(db, request, response, user_id=user.id, settings=settings)
+    response = security.signed_in(db, request, user_id=user.id, settings=settings)
     db.commit()
     return response
 

@@ -13,6 +13,7 @@ import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -121,7 +122,12 @@ def install(app: FastAPI) -> None:
     app.add_middleware(security.HeadersMiddleware)
 
     async def sign_in(request: Request, _exc: Exception) -> Response:
-        return see_other("/app/signin")
+        if request.method != "GET":
+            return see_other("/app/signin")
+        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if asked == "/app/tasks" or not security.safe_next(asked):  # where signing in ends
+            return see_other("/app/signin")
+        return see_other("/app/signin?" + urlencode({"next": asked}))
 
     async def not_found(request: Request, _exc: Exception) -> Response:
         return render(request, "message.html", code=404, title="Not found",

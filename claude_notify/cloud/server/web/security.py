@@ -105,6 +105,44 @@ def start(db: Session, request: Request, response: Response, *, user_id: object,
     return row
 
 
+_NEXT = "claude_notify_next"
+"""The page a signed-out visitor asked for (a notification's task link): signing in in this
+browser, by either way, ends there."""
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is one of this app's own pages (never another site, never the sign-in
+    pages themselves), else ``None``."""
+    if not value or len(value) > 512 or not value.startswith("/app/"):
+        return None
+    if value.startswith("/app/signin") or "\\" in value or "//" in value:
+        return None
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return None
+    return value
+
+
+def remember_next(request: Request, response: Response, value: str | None,
+                  settings: Settings) -> None:
+    if (page := safe_next(value)) is not None:
+        response.set_cookie(_NEXT, page, max_age=int(settings.login_ttl_s), path="/app",
+                            secure=not is_loopback(request), httponly=True, samesite="lax")
+
+
+def signed_in(db: Session, request: Request, *, user_id: object,
+              settings: Settings) -> Response:
+    """The answer that signs ``user_id`` in: a new session, then the page this browser asked
+    for before signing in (else the tasks); the caller commits."""
+    from fastapi.responses import RedirectResponse
+
+    target = safe_next(request.cookies.get(_NEXT)) or "/app/tasks"
+    response = RedirectResponse(target, status_code=303)
+    start(db, request, response, user_id=user_id, settings=settings)
+    response.delete_cookie(_NEXT, path="/app", secure=not is_loopback(request), httponly=True,
+                           samesite="lax")
+    return response
+
+
 def end(request: Request, response: Response) -> None:
     response.delete_cookie(cookie_name(request), path="/", secure=not is_loopback(request),
                            httponly=True, samesite="lax")

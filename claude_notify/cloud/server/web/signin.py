@@ -41,15 +41,22 @@ def home(request: Request, db: SessionDep) -> Response:
 
 
 @router.get("/signin")
-def signin_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    return signin_view(request, runtime.settings)
+def signin_page(request: Request, runtime: RuntimeDep,
+                next: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:
+    """``next``: the page a signed-out visitor asked for, where signing in ends."""
+    response = signin_view(request, runtime.settings,
+                           reply=(security.safe_next(next) or "").startswith("/app/t/"))
+    security.remember_next(request, response, next, runtime.settings)
+    return response
 
 
 def signin_view(request: Request, settings: Settings, *, code: int = 200,
-                problem: str = "") -> HTMLResponse:
-    """The sign-in page, with what went wrong (if anything) above its choices."""
+                problem: str = "", reply: bool = False) -> HTMLResponse:
+    """The sign-in page, with what went wrong (if anything) above its choices; ``reply``: it
+    stands for a task page, whose link may carry a reply token (``#reply=``) that answers that
+    run without signing in."""
     return render(request, "signin.html", code=code, policy=_policy(settings), problem=problem,
-                  github=settings.github_enabled)
+                  github=settings.github_enabled, reply=reply)
 
 
 def _policy(settings: Settings) -> str:
@@ -139,8 +146,7 @@ def confirm(request: Request, token: Annotated[str, Form(max_length=100)], db: S
     if user is None:
         db.commit()
         raise NotFound
-    response = see_other("/app/tasks")
-    security.start(db, request, response, user_id=user.id, settings=settings)
+    response = security.signed_in(db, request, user_id=user.id, settings=settings)
     db.commit()
     return response
 

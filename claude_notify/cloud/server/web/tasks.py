@@ -20,6 +20,7 @@ from claude_notify.cloud.server import logs
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
+from claude_notify.cloud.server.api.routes.commands import by_reply_token
 from claude_notify.cloud.server.db.models import (
     ApiToken,
     Channel,
@@ -273,3 +274,23 @@ def _log_tail(db: Session, task: Task, stored: TaskLog | None, runtime: Runtime)
     except LogKeyError as exc:  # its key was rotated out: the rest of the page still shows
         return f"(this server cannot open the stored log: {exc})"
     return data.decode("utf-8", errors="replace")
+
+
+@router.post("/reply")
+def reply_by_token(request: Request, runtime: RuntimeDep,
+                   token: Annotated[str, Form(max_length=300)] = "",
+                   command: Annotated[str, Form(max_length=8192)] = "") -> HTMLResponse:
+    """A reply sent with the reply token a notification's link carried (the sign-in page's
+    form, no session): the same rules as ``POST /v1/commands`` with that token — one command,
+    for that run only, audited either way."""
+    security.check_origin(request, runtime.settings)
+    text = command.strip()
+    if not text:
+        return render(request, "replied.html", 422, problem="Type a reply to send.")
+    try:
+        sent = by_reply_token(runtime, relay_of(request.app.state), token, command=text,
+                              session_id=None, kind=None)
+    except ApiError as exc:
+        return render(request, "replied.html", exc.status, problem=f"{exc.message}.")
+    return render(request, "replied.html", 202, problem="", machine=sent.machine_id,
+                  command=text, kind=sent.kind)

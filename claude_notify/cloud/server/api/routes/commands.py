@@ -98,7 +98,8 @@ def post_command(body: CommandIn, caller: Annotated[Principal | str, Depends(_co
     runtime = request.app.state.runtime
     relay = relay_of(request.app.state)
     if isinstance(caller, str):
-        return _by_reply_token(runtime, relay, caller, body)
+        return by_reply_token(runtime, relay, caller, command=body.command,
+                              session_id=body.session_id, kind=body.kind)
     if body.session_id is None:
         raise ApiError(422, "session_id is required (only a reply token implies it)")
     origin = queue.Origin(user_id=caller.user_id, plan=caller.plan, source="api",
@@ -110,9 +111,13 @@ def post_command(body: CommandIn, caller: Annotated[Principal | str, Depends(_co
         raise ApiError(refused.status, refused.message) from None
 
 
-def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: CommandIn) -> CommandOut:
+def by_reply_token(runtime: Runtime, relay: Relay, presented: str, *, command: str,
+                   session_id: str | None, kind: str | None,
+                   source: str = "reply-token") -> CommandOut:
     """Queue for the run the reply token's notification was about, using the token up; anything
-    else is refused and audited (a refused command leaves the token as it was)."""
+    else is refused and audited (a refused command leaves the token as it was). ``kind`` None:
+    a reply to a Claude Code session continues it, anything else runs as a command (the web
+    app's reply box, which cannot know which the run was)."""
     with runtime.sessions() as session:
         checked = reply_tokens.check(session, presented)
         token = checked.row
@@ -121,10 +126,10 @@ def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: Comman
             log.info("reply token refused: %s", checked.problem)
             raise ApiError(401, "invalid or expired reply token",
                            headers={"WWW-Authenticate": "Bearer"})
-        origin = queue.Origin(user_id=user.id, plan=user.plan, source="reply-token",
+        origin = queue.Origin(user_id=user.id, plan=user.plan, source=source,
                               actor=f"reply token {token.id.hex[:12]}")
         problem, status = checked.problem, 401
-        if problem is None and body.session_id not in (None, token.session_id):
+        if problem is None and session_id not in (None, token.session_id):
             problem, status = "this reply token is for another session", 403
         if problem is None and not reply_tokens.use(session, token):
             problem = "the reply token was already used"  # by a concurrent request
@@ -132,14 +137,16 @@ def _by_reply_token(runtime: Runtime, relay: Relay, presented: str, body: Comman
         if isinstance(target, str):
             problem, status = target, 403
         if problem is not None or not isinstance(target, queue.Target):
-            queue.audit(session, origin, command=body.command, outcome="refused",
-                        reason=problem, machine_id=token.machine_id, session_id=body.session_id)
+            queue.audit(session, origin, command=command, outcome="refused",
+                        reason=problem, machine_id=token.machine_id, session_id=session_id)
             session.commit()
             raise ApiError(status, problem or "", headers={"WWW-Authenticate": "Bearer"}
                            if status == 401 else None)
         try:
-            row = queue.enqueue(session, origin, to=target, command=body.command,
-                                policy=relay.policy, kind=body.kind)
+            if kind is None:
+                kind = "claude" if target.source == "claude-code" else "shell"
+            row = queue.enqueue(session, origin, to=target, command=command,
+                                policy=relay.policy, kind=kind)
         except queue.CommandRefused as refused:
             reply_tokens.give_back(session, token)
             session.commit()
