@@ -321,6 +321,19 @@ def test_every_ansi_colour_keeps_aa_contrast_on_every_background(theme: str) -> 
                                                       for c in NAMES}) >= 15
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_pages_own_colours_keep_aa_contrast(theme: str) -> None:
+    """WCAG AA for the page itself: every text colour on the page and code backgrounds, and
+    the buttons' text on their fill."""
+    props = _themes()[theme]
+    inks = ("--fg", "--muted", "--accent", "--ok", "--bad", "--warn")
+    pairs = [(ink, ground) for ink in inks for ground in ("--bg", "--code")]
+    pairs += [("--bg", "--accent"), ("--bg", "--bad")]  # button text on its fill
+    low = [(a, b, round(_contrast(props[a], props[b]), 2)) for a, b in pairs
+           if _contrast(props[a], props[b]) < 4.5]
+    assert low == []
+
+
 # -- through the app --------------------------------------------------------------------------
 
 
