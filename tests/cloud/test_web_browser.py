@@ -590,3 +590,48 @@ def test_every_page_fits_a_phone_and_is_screenshot_at_both_sizes(
             shot.screenshot(path=artifacts / f"{name}-phone.png", full_page=True)
     assert wide == [], f"these pages scroll sideways on a phone: {wide}"
     browsing.assert_clean()
+
+
+# -- keyboard and the reply link --------------------------------------------------------------
+
+
+def test_the_pages_work_from_the_keyboard_alone(browsing: Browsing) -> None:
+    """Tab reaches the navigation with a visible focus ring, Enter follows it, and a form is
+    filled and sent without the mouse."""
+    address = email("keys")
+    browsing.server.admin("create-user", address)
+    page = browsing.signed_in(address)
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Channels":
+            break
+    else:
+        raise AssertionError("Tab never reached the Channels link")
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert ring == "solid"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/app/channels")
+    page.focus("#target")
+    page.keyboard.type(address)
+    page.keyboard.press("Enter")  # sends the add form
+    page.wait_for_selector("text=waiting for its recipient to confirm")
+    browsing.assert_clean()
+
+
+def test_a_reply_token_in_the_links_fragment_shows_the_reply_form_and_leaves_the_address_bar(
+    browsing: Browsing,
+) -> None:
+    page = browsing.open(PHONE)
+    page.goto(f"{browsing.server.url}/app/t/some-task#reply=cnr_abc.def")
+    assert urlsplit(page.url).path == "/app/signin"
+    form = page.locator("#reply")
+    if browsing.javascript:
+        form.wait_for(state="visible")
+        assert page.input_value("#reply-token") == "cnr_abc.def"
+        assert "cnr_" not in page.url  # taken out of the address bar and the history
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    else:  # the fragment is the browser's alone: without JavaScript, no form
+        assert form.is_hidden()
+    page.goto(f"{browsing.server.url}/app/t/some-task#other=1")
+    assert page.locator("#reply").is_hidden()
+    browsing.assert_clean()
