@@ -91,3 +91,27 @@ def test_the_banner_never_shows_a_password(runtime: Runtime) -> None:
     assert "claude-notify server on http://[::1]:8000" in shown
     assert "sent by `claude-notify server worker` processes, woken through Redis at " \
            "redis://default:***@127.0.0.1:6379/0" in shown
+
+
+def test_the_banner_says_how_the_web_app_signs_people_in_and_where_cards_link(
+    runtime: Runtime,
+) -> None:
+    def web(**changes: object) -> str:
+        settings = runtime.settings.replace(**changes)
+        built = Runtime.build(settings)
+        try:
+            shown = lines(built, "127.0.0.1", 8000, reachable=lambda _host, _port: True)
+        finally:
+            built.close()
+        return next(line for line in shown if line.startswith("  web app"))
+
+    plain = web(public_url="http://127.0.0.1:8000")
+    assert plain == ("  web app     http://127.0.0.1:8000/app; sign-up open; GitHub sign-in off: "
+                     "set CLAUDE_NOTIFY_SERVER_GITHUB_CLIENT_ID, _GITHUB_CLIENT_SECRET; cards "
+                     "carry no task link: set CLAUDE_NOTIFY_SERVER_PUBLIC_URL to an address "
+                     "phones can open")
+    hosted = web(public_url="https://notify.example.com", web_signup_domains=("example.com",),
+                 github_client_id="Iv1.x", github_client_secret="hush-secret")  # noqa: S106
+    assert hosted == ("  web app     https://notify.example.com/app; sign-up for example.com; "
+                      "GitHub sign-in on; cards link to https://notify.example.com/app")
+    assert "off" in web(web_signup=False).split(";")[1]

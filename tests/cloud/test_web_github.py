@@ -27,6 +27,7 @@ from cloud_kit import Account, Mailbox, free_port
 from fastapi.testclient import TestClient
 from github_standin import GitHubStandIn, Person, address, running
 from sqlalchemy import func, select, update
+from web_kit import LOCAL, browser_of
 
 from claude_notify.cloud.server.db.models import User
 from claude_notify.cloud.server.runtime import Runtime
@@ -36,7 +37,6 @@ from claude_notify.cloud.server.web.models import WebIdentity, WebOAuthState, We
 from claude_notify.errors import ConfigError
 from claude_notify.events import utcnow
 
-LOCAL = "http://127.0.0.1:8000"
 FLOW_COOKIE = "claude_notify_github"
 SESSION_COOKIE = "claude_notify_session"
 
@@ -53,10 +53,6 @@ def settings(settings: Settings, github: GitHubStandIn) -> Settings:
     return settings.replace(github_client_id=github.client_id,
                             github_client_secret=github.client_secret,
                             github_url=github.url, github_api_url=github.url).validate()
-
-
-def _browser(client: TestClient, base_url: str = LOCAL) -> TestClient:
-    return TestClient(client.app, base_url=base_url, follow_redirects=False)
 
 
 def _start(b: TestClient) -> str:
@@ -134,7 +130,7 @@ def test_an_unverified_primary_address_is_refused_and_nothing_is_made(
     github.person = Person(id=1001, email=None, emails=[
         address("new@example.com", verified=False),
         address("other@example.com", primary=False, verified=True)])  # not the primary: unused
-    b = _browser(client)
+    b = browser_of(client)
     _refused(_sign_in(b), b, "no verified primary e-mail address")
     assert _count(runtime, User) == 0 and _identities(runtime) == []
 
@@ -150,7 +146,7 @@ def test_an_unverified_address_of_an_existing_account_never_signs_into_it(
     if also_verified:
         emails.insert(0, address("attacker@example.com"))
     github.person = Person(id=666, email=victim.email, emails=emails)  # even if /user says it
-    b = _browser(client)
+    b = browser_of(client)
     answer = _sign_in(b)
     if also_verified:  # in, but as the attacker's own new account
         assert answer.status_code == 303
@@ -171,11 +167,11 @@ def test_a_callback_is_acted_on_only_in_the_browser_that_started_it_once_and_in_
     client: TestClient, runtime: Runtime, github: GitHubStandIn, attack: str
 ) -> None:
     github.person = Person(id=2002, emails=[address("owner@example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     back = _approve(_start(b))
     flow_cookie = b.cookies[FLOW_COOKIE]
     if attack == "other browser":  # login CSRF: the attacker's own callback URL, sent to a victim
-        victim = _browser(client)
+        victim = browser_of(client)
         _start(victim)  # the victim may even have a flow of their own under way
         _refused(victim.get(back), victim, "not started in this browser")
     elif attack == "forged state":
@@ -210,16 +206,16 @@ def test_a_code_is_good_once_and_only_for_the_flow_it_was_issued_to(
 ) -> None:
     """The state is this browser's, the code another's: PKCE's verifier does not match it."""
     github.person = Person(id=3003, emails=[address("coder@example.com")])
-    first = _browser(client)
+    first = browser_of(client)
     used = _approve(_start(first))
     assert first.get(used).status_code == 303
 
-    b = _browser(client)
+    b = browser_of(client)
     mine = _approve(_start(b))
     _refused(b.get(_with(mine, code=_query(used)["code"])), b, "bad_verification_code")
 
-    stolen = _approve(_start(_browser(client)))  # another browser's flow, its code not yet used
-    b2 = _browser(client)
+    stolen = _approve(_start(browser_of(client)))  # another browser's flow, its code not yet used
+    b2 = browser_of(client)
     mine = _approve(_start(b2))
     _refused(b2.get(_with(mine, code=_query(stolen)["code"])), b2, "bad_verification_code")
     assert _identities(runtime) == [("github", "3003", "coder@example.com")]
@@ -227,7 +223,7 @@ def test_a_code_is_good_once_and_only_for_the_flow_it_was_issued_to(
 
 def test_cancelling_on_github_signs_nobody_in(client: TestClient, github: GitHubStandIn) -> None:
     github.deny = True
-    b = _browser(client)
+    b = browser_of(client)
     _refused(_sign_in(b), b, "access_denied")
     assert github.exchanges == []
 
@@ -244,7 +240,7 @@ def test_a_verified_primary_address_signs_in_and_makes_the_account(
     github.person = Person(id=4004, email=public_email, emails=[
         address("old@example.com", primary=False, verified=True),
         address("New.Dev@Example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     authorize = _start(b)
     asked = _query(authorize)
     assert authorize.startswith(f"{github.url}/login/oauth/authorize?")
@@ -265,11 +261,11 @@ def test_a_verified_primary_address_signs_in_and_makes_the_account(
 def test_the_flow_cookie_is_httponly_short_lived_and_host_only_away_from_loopback(
     client: TestClient, github: GitHubStandIn
 ) -> None:
-    cookie = _browser(client).get("/app/signin/github").headers["set-cookie"]
+    cookie = browser_of(client).get("/app/signin/github").headers["set-cookie"]
     flags = {f.strip().lower() for f in cookie.split(";")[1:]}
     assert cookie.startswith(f"{FLOW_COOKIE}=")
     assert {"httponly", "samesite=lax", "path=/", "max-age=600"} <= flags
-    remote = _browser(client, "https://notify.example.com").get("/app/signin/github")
+    remote = browser_of(client, "https://notify.example.com").get("/app/signin/github")
     cookie = remote.headers["set-cookie"]
     assert cookie.startswith(f"__Host-{FLOW_COOKIE}=") and "secure" in cookie.lower()
 
@@ -278,11 +274,11 @@ def test_the_github_id_keeps_the_account_when_the_address_changes(
     client: TestClient, runtime: Runtime, github: GitHubStandIn
 ) -> None:
     github.person = Person(id=5005, emails=[address("first@example.com")])
-    assert _sign_in(_browser(client)).status_code == 303
+    assert _sign_in(browser_of(client)).status_code == 303
     for emails in ([address("second@example.com")],
                    [address("second@example.com", verified=False)]):  # linked: the id decides
         github.person = Person(id=5005, emails=emails)
-        b = _browser(client)
+        b = browser_of(client)
         assert _sign_in(b).status_code == 303
         assert _signed_in_as(b) == "first@example.com"
     assert _count(runtime, User) == 1
@@ -294,7 +290,7 @@ def test_an_existing_account_is_found_by_its_verified_address_and_linked(
 ) -> None:
     member = make_user(email="member@example.com")
     github.person = Person(id=6006, emails=[address("Member@Example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     assert _sign_in(b).status_code == 303
     assert _signed_in_as(b) == member.email
     assert _identities(runtime) == [("github", "6006", member.email)]
@@ -308,7 +304,7 @@ def test_the_sign_up_rules_refuse_new_accounts_but_not_existing_ones(
 ) -> None:
     runtime.settings = settings.replace(web_signup=signup, web_signup_domains=domains)
     github.person = Person(id=7007, emails=[address("stranger@example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     _refused(_sign_in(b), b, "does not open one")
     assert _count(runtime, User) == 0 and _identities(runtime) == []
 
@@ -320,7 +316,7 @@ def test_the_sign_up_rules_refuse_new_accounts_but_not_existing_ones(
 def test_without_an_oauth_app_there_is_no_github_button_or_route(
     client: TestClient, runtime: Runtime, settings: Settings, github: GitHubStandIn
 ) -> None:
-    b = _browser(client)
+    b = browser_of(client)
     assert "Sign in with GitHub" in b.get("/app/signin").text
     runtime.settings = settings.replace(github_client_id=None, github_client_secret=None)
     assert "Sign in with GitHub" not in b.get("/app/signin").text
@@ -339,7 +335,7 @@ def test_starting_sign_ins_is_rate_limited_per_client(
     client: TestClient, runtime: Runtime, settings: Settings, github: GitHubStandIn
 ) -> None:
     runtime.settings = settings.replace(login_per_ip_per_hour=2)
-    b = _browser(client)
+    b = browser_of(client)
     _start(b)
     _start(b)
     third = b.get("/app/signin/github")
@@ -357,7 +353,7 @@ def test_github_failing_is_a_clear_page_not_a_traceback(
     caplog: pytest.LogCaptureFixture, failure: str,
 ) -> None:
     github.person = Person(id=8008, emails=[address("patient@example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     back = _approve(_start(b))
     if failure == "unreachable":
         nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -388,9 +384,9 @@ def test_the_export_lists_the_link_and_deleting_the_account_removes_it(
 ) -> None:
     other = make_user(email="bystander@example.com")
     github.person = Person(id=9009, emails=[address("bystander@example.com")])
-    assert _sign_in(_browser(client)).status_code == 303  # the bystander's link stays
+    assert _sign_in(browser_of(client)).status_code == 303  # the bystander's link stays
     github.person = Person(id=9010, emails=[address("leaver@example.com")])
-    b = _browser(client)
+    b = browser_of(client)
     assert _sign_in(b).status_code == 303
     left = _user_id(runtime, "9010")
 
@@ -408,7 +404,7 @@ def test_the_export_lists_the_link_and_deleting_the_account_removes_it(
     assert gone.status_code == 200 and "deleted" in gone.text
     assert _identities(runtime) == [("github", "9009", other.email)]
 
-    again = _browser(client)  # the same GitHub account afterwards: a new account, not the old
+    again = browser_of(client)  # the same GitHub account afterwards: a new account, not the old
     assert _sign_in(again).status_code == 303
     assert _signed_in_as(again) == "leaver@example.com"
     assert _user_id(runtime, "9010") not in (None, left)
@@ -434,7 +430,7 @@ def test_the_same_github_account_signing_in_twice_at_once_links_once(
         return real(db, settings, email)
 
     monkeypatch.setattr(module, "account_for", raced)
-    b = _browser(client)
+    b = browser_of(client)
     assert _sign_in(b).status_code == 303
     assert _signed_in_as(b) == member.email
     assert _identities(runtime) == [("github", "1111", member.email)]
@@ -444,5 +440,29 @@ def test_github_sign_in_sends_no_mail(
     client: TestClient, github: GitHubStandIn, smtp_server: Mailbox
 ) -> None:
     github.person = Person(id=1212, emails=[address("quiet@example.com")])
-    assert _sign_in(_browser(client)).status_code == 303
+    assert _sign_in(browser_of(client)).status_code == 303
     assert smtp_server.count() == 0  # no link, no code: GitHub vouched for the address
+
+
+def test_a_linked_github_account_is_listed_and_unlinked_by_its_owner_only(
+    client: TestClient, runtime: Runtime, github: GitHubStandIn
+) -> None:
+    github.person = Person(id=5005, email=None, emails=[address("linked@example.com")])
+    b = browser_of(client)
+    assert _sign_in(b).status_code == 303
+    page = b.get("/app/account").text
+    assert "Github user 5005" in page
+    unlink = re.search(r'action="(/app/account/linked/[0-9a-f-]{36}/unlink)"', page)
+    assert unlink is not None
+    github.person = Person(id=6006, email=None, emails=[address("other@example.com")])
+    other = browser_of(client)
+    assert _sign_in(other).status_code == 303
+    other_token = re.search(r'name="csrf" value="([^"]+)"', other.get("/app/account").text)
+    assert other_token is not None
+    assert other.post(unlink.group(1), data={"csrf": other_token.group(1)}).status_code == 404
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None
+    done = b.post(unlink.group(1), data={"csrf": token.group(1)})
+    assert (done.status_code, done.headers["location"]) == (303, "/app/account")
+    assert _identities(runtime) == [("github", "6006", "other@example.com")]
+    assert "Github user" not in b.get("/app/account").text

@@ -37,12 +37,24 @@ def lines(runtime: Runtime, host: str, port: int,
         out.append(f"  e-mail      off: nothing answers at SMTP {smtp} (set {_ENV}SMTP_HOST and "
                    "_PORT); sign-in links by e-mail and e-mail channels cannot be sent")
     out.extend(f"  {name:<11} {state}" for name, state in _providers(settings))
+    out.append(f"  web app     {_web(settings)}")
     users = _count_users(runtime)
     if users == 0:
         out.append("  users       none yet: claude-notify server create-user YOU@EXAMPLE.COM")
     elif users is not None:
         out.append(f"  users       {users}")
     return out
+
+
+def _web(settings: Settings) -> str:
+    signup = ("sign-up off" if not settings.web_signup else
+              "sign-up for " + ", ".join(settings.web_signup_domains)
+              if settings.web_signup_domains else "sign-up open")
+    github = ("GitHub sign-in on" if settings.github_enabled else
+              f"GitHub sign-in off: set {_ENV}GITHUB_CLIENT_ID, _GITHUB_CLIENT_SECRET")
+    cards = (f"cards link to {settings.dashboard_url}" if settings.dashboard_url else
+             f"cards carry no task link: set {_ENV}PUBLIC_URL to an address phones can open")
+    return f"{settings.public_url.rstrip('/')}/app; {signup}; {github}; {cards}"
 
 
 def _providers(settings: Settings) -> list[tuple[str, str]]:

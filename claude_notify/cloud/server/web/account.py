@@ -21,7 +21,7 @@ from claude_notify.cloud.server.relay.models import RelayAgent
 from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.web import security
-from claude_notify.cloud.server.web.models import WebSession
+from claude_notify.cloud.server.web.models import WebIdentity, WebSession
 from claude_notify.cloud.server.web.pages import (
     NotFound,
     WebDep,
@@ -116,7 +116,10 @@ def _account_view(request: Request, db: Session, runtime: Runtime, web: WebSessi
     day = quota.quota_day(utcnow(), user.timezone)
     counts = quota.usage(db, user_id=user.id, day=day, tz_name=user.timezone)
     pro = user.plan == "pro"
-    return render(request, "account.html", code, web=web, user=user, day=day,
+    linked = list(db.scalars(select(WebIdentity).where(WebIdentity.user_id == user.id)
+                             .order_by(WebIdentity.created_at)))
+    return render(request, "account.html", code, web=web, user=user, day=day, linked=linked,
+                  github=runtime.settings.github_enabled,
                   sent=counts.get("all", 0), sms=counts.get("sms", 0),
                   limit=None if pro else runtime.settings.free_daily_notifications,
                   sms_limit=runtime.settings.pro_daily_sms if pro else 0, problem=problem)
@@ -152,6 +155,19 @@ def delete_account(request: Request, web: WebDep, db: SessionDep, runtime: Runti
                       text=f"The account {user.email} and everything of it are deleted.")
     security.end(request, response)
     return response
+
+
+@router.post("/account/linked/{identity_id}/unlink")
+def unlink(request: Request, identity_id: uuid.UUID, web: WebDep, db: SessionDep,
+           runtime: RuntimeDep, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    """Stop an outside account (GitHub) signing this one in; the e-mailed link still does."""
+    security.check_form(request, runtime.settings, web, csrf)
+    gone = db.execute(delete(WebIdentity).where(WebIdentity.id == identity_id,
+                                                WebIdentity.user_id == web.user_id))
+    if not gone.rowcount:  # type: ignore[attr-defined]
+        raise NotFound
+    db.commit()
+    return see_other("/app/account")
 
 
 # -- sessions --------------------------------------------------------------------------------
