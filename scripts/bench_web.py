@@ -169,7 +169,7 @@ def seed(env: dict[str, str], n: int, deep: int) -> Seeded:
             # What autovacuum does a minute after a bulk load (it is off on some test machines):
             # never analyzed, the planner takes the user's tasks for a few rows and sorts them
             # all instead of reading the newest from ix_tasks_user_created.
-            with runtime.engine.connect() as conn:
+            with runtime.engine.begin() as conn:  # committed: a rolled-back ANALYZE is lost
                 conn.execute(text("ANALYZE"))
         with runtime.sessions() as db:
             row = db.scalars(select(Task).where(Task.user_id == user.id)
