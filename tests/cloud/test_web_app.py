@@ -21,11 +21,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import String, Uuid, column, func, select, table
 from web_kit import LOCAL, browser_of, form_token, sign_in, signin_token
 
-from claude_notify.cloud.server.db.models import Delivery, User
+from claude_notify.cloud.server.db.models import ApiToken, Channel, Delivery, User
 from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import security
+from claude_notify.cloud.server.web.models import WebIdentity, WebSession
 from claude_notify.events import TaskEvent
 
 WEB = Path(security.__file__).parent
@@ -563,18 +564,24 @@ def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
     assert b.get("/app/tasks").status_code == 303
 
 
-def _app_routes(method: str) -> list[str]:
-    """Every ``/app`` route of ``method``, its path parameters filled with ids nobody has."""
+ID_PARAMETERS = ("key", "session_id", "delivery_id", "token_id", "channel_id", "identity_id")
+"""Every kind of id an ``/app`` path takes: a new one fails the sweeps until it is added here
+and to the two-user sweep's rows."""
+
+
+def _app_routes(method: str, fill: dict[str, str] | None = None,
+                with_ids: bool = False) -> list[str]:
+    """Every ``/app`` route of ``method`` (only those with an id in the path: ``with_ids``), its
+    path parameters filled from ``fill`` (default: ids nobody has)."""
     from starlette.routing import Route
 
     from claude_notify.cloud.server.web.pages import router
 
-    fill = {"key": "no-such-task", "session_id": str(uuid.uuid4()),
-            "delivery_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
-            "channel_id": str(uuid.uuid4())}
+    fill = fill or {"key": "no-such-task", **{p: str(uuid.uuid4()) for p in ID_PARAMETERS[1:]}}
     return [re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)], route.path)
             for route in router.routes
-            if isinstance(route, Route) and method in (route.methods or ())]
+            if isinstance(route, Route) and method in (route.methods or ())
+            and (not with_ids or "{" in route.path)]
 
 
 PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify",
@@ -605,6 +612,62 @@ def test_every_page_needs_a_session_and_every_form_refuses_another_site(
                         headers={"Origin": "https://evil.example"})
         assert answer.status_code == 403, path
     assert b.get("/app/tasks").status_code == 200  # nothing the sweep posted took effect
+
+
+def _channel_state(runtime: Runtime, channel_id: str) -> tuple[object, ...]:
+    with runtime.sessions() as db:
+        row = db.get(Channel, uuid.UUID(channel_id))
+        assert row is not None
+        return (row.name, row.config, row.rules, row.enabled, row.verify_hash)
+
+
+def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
+    client: TestClient, smtp_server: Mailbox, runtime: Runtime, receiver: Receiver,
+    make_user: Callable[..., Account],
+) -> None:
+    """User A, signed in and holding a valid form token, is given user B's real ids in every
+    ``/app`` path: every page and every form answers 404, and B's rows stay as they were."""
+    a, b_user = make_user(plan="pro"), make_user(plan="pro")
+    owner = browser_of(client)
+    sign_in(owner, smtp_server, b_user.email)
+    made = client.post("/v1/channels", headers=b_user.headers, json={
+        "type": "webhook", "config": {"url": receiver.url}, "rules": {"on": ["finished"]}})
+    assert made.status_code == 201, made.text
+    key = _task(client, b_user, command="b's task")
+    with runtime.sessions.begin() as db:
+        delivery = db.scalar(select(Delivery.id).where(Delivery.user_id == b_user.user_id))
+        db.add(WebIdentity(provider="github", subject="777", user_id=b_user.user_id))
+    with runtime.sessions() as db:
+        identity = db.scalar(select(WebIdentity.id).where(WebIdentity.user_id == b_user.user_id))
+        session_id = db.scalar(select(WebSession.id).where(WebSession.user_id == b_user.user_id))
+        token_id = db.scalar(select(ApiToken.id).where(ApiToken.user_id == b_user.user_id))
+    fill = {"key": key, "session_id": str(session_id), "delivery_id": str(delivery),
+            "token_id": str(token_id), "channel_id": made.json()["id"],
+            "identity_id": str(identity)}
+    assert set(fill) == set(ID_PARAMETERS) and all(fill.values())
+    before = _rows_of(runtime, b_user.user_id, b_user.email)
+    channel_before = _channel_state(runtime, made.json()["id"])
+
+    attacker = browser_of(client)
+    sign_in(attacker, smtp_server, a.email)
+    token = form_token(attacker.get("/app/tasks").text)
+    gets = _app_routes("GET", fill, with_ids=True)
+    posts = _app_routes("POST", fill, with_ids=True)
+    assert len(gets) >= 3 and len(posts) >= 15
+    for path in gets:
+        assert attacker.get(path).status_code == 404, path
+    for path in posts:
+        answer = attacker.post(path, data={"csrf": token, "command": "id", "again": "1",
+                                           "code": "x", "source": "x", "action": "save",
+                                           "on": ["failure"], "allow": "on"})
+        assert answer.status_code == 404, path
+    assert _rows_of(runtime, b_user.user_id, b_user.email) == before
+    assert _channel_state(runtime, made.json()["id"]) == channel_before
+    assert owner.get("/app/tasks").status_code == 200  # B's session was not signed out
+    with runtime.sessions() as db:
+        assert db.scalar(select(ApiToken.revoked_at).where(ApiToken.id == token_id)) is None
+        assert db.scalar(select(func.count()).select_from(WebIdentity)
+                         .where(WebIdentity.user_id == b_user.user_id)) == 1
 
 
 def _sessions(b: TestClient) -> dict[str, bool]:
