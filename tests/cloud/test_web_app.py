@@ -670,6 +670,50 @@ def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
                          .where(WebIdentity.user_id == b_user.user_id)) == 1
 
 
+def _every_row(runtime: Runtime) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table (what a GET must leave as it was), sessions' last-seen time
+    aside."""
+    from claude_notify.cloud.server.db.models import Base
+
+    out: dict[str, list[tuple[object, ...]]] = {}
+    with runtime.engine.connect() as conn:
+        for name, t in Base.metadata.tables.items():
+            cols = [c for c in t.columns if c.name != "last_seen_at"]
+            out[name] = sorted(tuple(map(repr, r)) for r in conn.execute(select(*cols)))
+    return out
+
+
+def test_no_page_changes_anything_when_opened_or_prefetched(
+    client: TestClient, smtp_server: Mailbox, runtime: Runtime, receiver: Receiver,
+    make_user: Callable[..., Account],
+) -> None:
+    """Every GET under ``/app``, with the user's own ids (and as a browser's prefetch), leaves
+    every row of every table as it was."""
+    user = make_user(plan="pro")
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
+    made = client.post("/v1/channels", headers=user.headers, json={
+        "type": "webhook", "config": {"url": receiver.url}, "rules": {"on": ["finished"]}})
+    key = _task(client, user, command="mine")
+    wait_for(lambda: client.get("/v1/notifications", headers=user.headers).json()["items"],
+             what="the task's notification")
+    with runtime.sessions() as db:
+        fill = {"key": key, "channel_id": made.json()["id"],
+                "session_id": str(db.scalar(select(WebSession.id))),
+                "delivery_id": str(db.scalar(select(Delivery.id).where(
+                    Delivery.user_id == user.user_id))),
+                "token_id": str(db.scalar(select(ApiToken.id).where(
+                    ApiToken.user_id == user.user_id))),
+                "identity_id": str(uuid.uuid4())}
+    wait_for(lambda: all(d["status"] in ("sent", "dead") for d in client.get(
+        "/v1/notifications", headers=user.headers).json()["items"]), what="deliveries settled")
+    before = _every_row(runtime)
+    for path in _app_routes("GET", fill):
+        for headers in ({}, {"Sec-Purpose": "prefetch", "Purpose": "prefetch"}):
+            assert b.get(path, headers=headers).status_code < 500, path
+    assert _every_row(runtime) == before
+
+
 def _sessions(b: TestClient) -> dict[str, bool]:
     """The sessions page's rows: id → whether it is this browser's."""
     rows = b.get("/app/sessions").text.split("<tr>")[2:]
