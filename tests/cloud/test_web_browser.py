@@ -635,3 +635,33 @@ def test_a_reply_token_in_the_links_fragment_shows_the_reply_form_and_leaves_the
     page.goto(f"{browsing.server.url}/app/t/some-task#other=1")
     assert page.locator("#reply").is_hidden()
     browsing.assert_clean()
+
+
+def test_the_template_editor_previews_as_you_type_and_saves(
+    browsing: Browsing, server: Server,
+) -> None:
+    owner = email("templates")
+    server.admin("create-user", owner, "--plan", "pro")
+    page = browsing.signed_in(owner)
+    url = _add_channel(page, server, "email", owner)
+    page.fill("#source", "{{ status }} <i>{{ command }}</i>")
+    if browsing.javascript:  # the previews follow the typing, nothing pressed
+        page.wait_for_selector("#previews h4:has-text('telegram')")
+    else:
+        page.click("form.template button[value=preview]")
+        page.wait_for_selector("#previews h4:has-text('telegram')")
+    shown = page.inner_text("#previews")
+    assert "<i>" in shown  # the sample's command inside the template's markup, as text
+    assert page.locator("#previews i").count() == 0  # markup in a preview is text
+    page.fill("#source", "{{ nope }")
+    if browsing.javascript:
+        page.wait_for_selector("#previews .problem")
+    else:
+        page.click("form.template button[value=preview]")
+        page.wait_for_selector(".problem")
+    page.fill("#source", "Done: {{ command }}")
+    page.click("form.template button[value=save]")
+    page.wait_for_selector("text=Template saved")
+    page.goto(url)
+    assert page.input_value("#source") == "Done: {{ command }}"
+    browsing.assert_clean()
