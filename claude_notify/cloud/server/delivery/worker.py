@@ -75,6 +75,7 @@ class Worker:
             self.runtime.waker.attach(asyncio.get_running_loop(), self._wake)
         consumer = self._consume_wakes(asyncio.get_running_loop())
         settler = asyncio.create_task(self._settle_loop(), name="delivery-settler")
+        keeper = asyncio.create_task(self._housekeeping(), name="housekeeping")
         loop_task = asyncio.create_task(self.run(), name="delivery-worker")
         try:
             yield self
@@ -88,12 +89,26 @@ class Worker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._results.join(), timeout=SHUTDOWN_GRACE_S)
             settler.cancel()
-            await asyncio.gather(settler, return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(settler, keeper, return_exceptions=True)
             if own_http:
                 await http.aclose()
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def _housekeeping(self) -> None:
+        """Clear expired sign-in rows now and every hour (:mod:`..housekeeping`)."""
+        from claude_notify.cloud.server import housekeeping
+
+        while True:
+            try:
+                gone = await asyncio.to_thread(housekeeping.sweep, self.runtime.sessions)
+                if any(gone.values()):
+                    log.info("cleared expired rows: %s", gone)
+            except Exception:
+                log.exception("clearing expired rows failed; trying again later")
+            await asyncio.sleep(housekeeping.EVERY_S)
 
     def _stop_requested(self) -> bool:
         return self._stopping
