@@ -54,7 +54,7 @@ class Server:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         try:
-            wait_for(self._up, timeout=90, what="the server to answer /healthz")
+            wait_for(self._up, timeout=90, what="the server to answer /readyz")
         except BaseException:
             self.stop()  # not left running (and warned about) into the next tests
             raise
@@ -68,7 +68,7 @@ class Server:
 
     def _up(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
         except httpx.TransportError:
             return False
 
