@@ -437,7 +437,7 @@ def _report_ingest(report: benchkit.Report, figures: dict[str, list[tuple[float,
         rates, cpus = [r for r, _ in samples], [c for _, c in samples]
         change = (statistics.mean(rates) / statistics.mean(base_rates) - 1) * 100
         note = (f"± {spread(rates):.0f} events/s, CPU ± {spread(cpus):.2f} ms; "
-                f"{len(samples)} rounds of wrk -c{args.wrk_connections} "
+                f"{len(samples)} round(s) of wrk -c{args.wrk_connections} "
                 f"{args.wrk_seconds:.0f} s")
         if name != "no dashboard":
             note += f"; {change:+.1f} % events/s against no dashboard"
@@ -471,13 +471,14 @@ def bench_database(report: benchkit.Report, args: argparse.Namespace, kind: str)
             env = server_env(url)
             label = f"{kind}, {args.tasks:,} tasks"
             started = time.monotonic()
-            seeded = seed(env, args.tasks, min(args.deep, args.tasks))
+            deep = min(args.deep, max(1, args.tasks * 9 // 10))  # a full page still follows
+            seeded = seed(env, args.tasks, deep)
             print(f"== {label}: seeded in {time.monotonic() - started:.0f} s: "
                   f"{seeded.statuses}", file=sys.stderr)
             server = Server(env)
             try:
                 bench_pages(report, server, seeded, label=label, requests=args.requests, pg=pg,
-                            deep=min(args.deep, args.tasks))
+                            deep=deep)
                 if args.trials:
                     bench_appearance(report, server, seeded, label=label, trials=args.trials)
             finally:
