@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from cloud_kit import HANG, Account, Receiver, free_port, wait_for
@@ -35,7 +36,7 @@ from claude_notify.events import TaskEvent
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
-WORKER = "from claude_notify.cloud.server.cli import server; server(['worker'])"
+WORKER = "import sys; from claude_notify.cloud.server.cli import server; server(sys.argv[1:])"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def start_worker(
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*, poll_s: float = 10.0, lease_s: float = 30.0) -> subprocess.Popen[bytes]:
+    def start(*, poll_s: float = 10.0, lease_s: float = 30.0,
+              args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DATABASE_URL": api_runtime.settings.database_url,
@@ -82,7 +84,8 @@ def start_worker(
         }
         log = tmp_path / f"worker-{len(started)}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-c", WORKER], env=env, stderr=out)
+            proc = subprocess.Popen([sys.executable, "-c", WORKER, "worker", *args], env=env,
+                                    stderr=out)
         started.append(proc)
         wait_for(lambda: b"delivery worker started" in log.read_bytes(), what="worker start")
         return proc
@@ -159,6 +162,32 @@ def test_two_workers_deliver_each_notification_exactly_once(
     wait_for(lambda: statuses(api_runtime) == {"sent": 60}, what="all 60 sent")
     ids = [c.headers["webhook-id"] for c in calls]
     assert len(ids) == len(set(ids)) == receiver.count() == 60
+
+
+def test_a_worker_serves_its_own_delivery_metrics(
+    api: TestClient,
+    receiver: Receiver,
+    pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """With distributed workers the outcomes are counted in the workers: each is scraped (and
+    probed for liveness) on its --metrics-port, and the API's /metrics does not have them."""
+    port = free_port()
+    start_worker(args=("--metrics-port", str(port)))
+    api.post("/v1/events", json=finished(1), headers=pro_with_webhook.headers)
+    receiver.wait(1, timeout=30)
+    sent = 'claude_notify_notifications_total{channel="webhook",outcome="sent"} 1.0'
+
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.TransportError:
+            return None
+        return text if sent in text else None
+
+    text = wait_for(scraped, timeout=30, what="the worker's metrics to count the delivery")
+    assert 'claude_notify_delivery_latency_seconds_count{channel="webhook"} 1.0' in text
+    assert sent not in api.get("/metrics").text
 
 
 def test_celery_wakes_workers_long_before_their_poll(

@@ -118,7 +118,12 @@ def server(ctx: click.Context, host: str, port: int) -> None:
 
 
 @server.command()
-def worker() -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this worker's Prometheus metrics (deliveries sent, retried, dead; "
+                   "latency) on this port, for scraping and as a liveness probe.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics port listens on (0.0.0.0 in a container).")
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run a delivery worker until interrupted (for DATABASE_URL + REDIS_URL deployments)."""
     import asyncio
 
@@ -126,7 +131,14 @@ def worker() -> None:
     from claude_notify.cloud.server.logsetup import configure
 
     configure()
-    asyncio.run(run_worker(_runtime()))
+    runtime = _runtime()
+    if metrics_port is not None:
+        # The delivery outcomes are counted where deliveries happen: with distributed workers
+        # that is here, not in the API, so each worker is scraped too.
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host, registry=runtime.metrics.registry)
+    asyncio.run(run_worker(runtime))
 
 
 @server.command()
