@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(xvfb dbus-x11 dunst libnotify-bin kitty tmux zsh fish x11-utils x11-apps hyperfine wrk strace
-              postgresql redis-server chromium zbar-tools)
+              postgresql redis-server chromium zbar-tools
+              prometheus)  # promtool checks deploy/prometheus/alerts.yml
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -19,6 +20,15 @@ if ((${#need_apt[@]})); then
   else
     echo "== missing Debian packages (install them as root): ${need_apt[*]}" >&2
   fi
+fi
+
+# kubectl renders deploy/k8s (`kubectl kustomize`, offline). Machines may come with one (not from
+# Debian, so not in APT_PACKAGES: both ship /usr/bin/kubectl); else Debian's kubernetes-client.
+if ! command -v kubectl >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "== installing kubectl (kubernetes-client)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client \
+    >/dev/null
 fi
 
 # PostgreSQL and Redis on 127.0.0.1, started when installed but not running.
