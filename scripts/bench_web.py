@@ -5,11 +5,14 @@ For each database (SQLite file, and a scratch PostgreSQL database dropped afterw
 
 1. **Seed** ``--tasks`` tasks for one user through the server's own ingest (``record_event``,
    in this process, on the server's database): a ``started`` and a ``finished`` event each
-   (some still running), over a week, four machines and hosts, varied statuses, commands and
-   output tails. A browser session is written as the sign-in would (its cookie's SHA-256).
+   (some still running), over a week, four machines and hosts, four sources, varied statuses,
+   commands and output tails; a webhook channel whose notifications were delivered (a few given
+   up on) and is now off. A browser session is written as the sign-in would (its cookie's
+   SHA-256).
    PostgreSQL is then ``ANALYZE``d, as autovacuum would be a minute later.
 2. **Pages.** A real ``claude-notify server`` subprocess; ``--requests`` sequential GETs per page
-   (first page, ``?status=failure``, a rare status, a machine, a keyset page ``deep`` tasks in)
+   (first page, ``?status=failure``, a rare status, a machine, a machine that matches nothing,
+   a keyset page ``--deep`` tasks in)
    and for the listing fragment answered 304 from its ETag (the page's poll). Server time is the
    time in the app as the server's own access log records it (``AccessLogMiddleware``, JSON on
    its stderr); the client's wall time (httpx, loopback) is beside it. CPU per request: the
