@@ -27,6 +27,7 @@ from claude_notify.cloud.server.api.routes import (
     templates,
     usage,
 )
+from claude_notify.cloud.server.billing import routes as billing
 from claude_notify.cloud.server.db.migrate import migrate
 from claude_notify.cloud.server.logsetup import AccessLogMiddleware
 from claude_notify.cloud.server.relay import tunnel
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     app.include_router(commands.router)  # the command relay (its tunnel: ServerApp)
     app.include_router(inbound.router)  # Telegram's, Discord's and Feishu's webhooks
+    app.include_router(billing.router)  # Checkout, the Portal and Stripe's webhook
     pages.install(app)  # the web app under /app
     return app
 

@@ -190,6 +190,35 @@ def set_plan(email: str, plan: str) -> None:
     click.echo(f"{email.strip().lower()} is now on {plan}")
 
 
+@server.command("billing-sync")
+@click.option("--user", "email", help="Only this account (by e-mail address).")
+def billing_sync(email: str | None) -> None:
+    """Re-read subscriptions from Stripe and put right any plan a missed webhook left wrong.
+
+    Also retries Stripe events whose handling failed and ends plans whose grace or paid period
+    is over (the worker does both every hour). Safe to run at any time, on any replica.
+    """
+    from claude_notify.cloud.server.billing.errors import BillingOff
+    from claude_notify.cloud.server.billing.service import sync_all
+    from claude_notify.errors import ClaudeNotifyError, ConfigError
+
+    runtime = _ready_runtime()
+    try:
+        report = sync_all(runtime.sessions, runtime.settings, email=email)
+    except BillingOff as exc:
+        raise ConfigError(f"{exc}: set CLAUDE_NOTIFY_SERVER_STRIPE_SECRET_KEY first") from None
+    finally:
+        runtime.close()
+    for address, changes in report.changed.items():
+        click.echo(f"{address}: {', '.join(changes)}")
+    for address, why in report.failed.items():
+        click.echo(f"{address}: not re-read: {why}", err=True)
+    click.echo(f"{report.checked} account(s) checked, {len(report.changed)} account(s) "
+               f"changed, {len(report.failed)} failed")
+    if report.failed:
+        raise ClaudeNotifyError(f"{len(report.failed)} account(s) could not be re-read")
+
+
 @server.command()
 @click.option("--token", "token", help="A token, or a token id, to revoke.")
 @click.option("--user", "email", help="Revoke every token of this user.")

@@ -12,7 +12,8 @@ A row's ``kind`` says what it is, and is shown by ``GET /v1/notifications``:
 * :data:`VERIFY`: a recipient's confirmation link or code;
 * :data:`LOGIN`: a sign-in link, addressed to an e-mail address rather than a channel;
 * :data:`LINKED`: "this chat is now linked", after a Telegram ``/start CODE``;
-* :data:`RELAY`: the one-line answer to a command sent from a chat.
+* :data:`RELAY`: the one-line answer to a command sent from a chat;
+* :data:`BILLING`: a plan change ("Welcome to Pro", "payment failed"), to the account's address.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ VERIFY: Final = "verify"
 LOGIN: Final = "login"
 LINKED: Final = "linked"
 RELAY: Final = "relay"
+BILLING: Final = "billing"
 
 
 class Recipient(Protocol):
@@ -76,6 +78,17 @@ def queue_login(session: Session, *, user_id: uuid.UUID | None, address: str,
         status=DeliveryStatus.PENDING,
         next_attempt_at=now,
     )
+    session.add(row)
+    return row.id
+
+
+def queue_billing(session: Session, *, user_id: uuid.UUID, address: str,
+                  payload: dict[str, Any], now: datetime) -> uuid.UUID:
+    """Queue a billing e-mail to the account's own address, whatever its channels: a plan
+    change is news about the account, not a notification the user routed somewhere."""
+    row = Delivery(id=uuid.uuid4(), user_id=user_id, channel_type="email", kind=BILLING,
+                   payload={"to": address, **payload}, status=DeliveryStatus.PENDING,
+                   next_attempt_at=now, created_at=now)
     session.add(row)
     return row.id
 

@@ -174,6 +174,23 @@ class Settings:
     """An agent silent this long (no heartbeat) is disconnected."""
     relay_reply_token_ttl_s: float = 86_400.0
     """How long a notification's reply token can queue a command for its session."""
+    stripe_secret_key: str | None = None
+    """The operator's Stripe secret (``sk_…``, or a restricted ``rk_…``): turns on self-serve
+    billing (Checkout, the Billing Portal, the webhook). Unset, plans change only by
+    ``server set-plan`` and ``default_plan``."""
+    stripe_webhook_secret: str | None = None
+    """The signing secret (``whsec_…``) of the endpoint ``{public_url}/v1/stripe/webhook``."""
+    stripe_price_id: str | None = None
+    """The Pro plan's recurring Price (``price_…``)."""
+    stripe_api_base: str = "https://api.stripe.com"
+    """Where the Stripe SDK sends its calls (tests: a stand-in on 127.0.0.1)."""
+    billing_success_url: str | None = None
+    """Where Checkout returns after paying; default ``{public_url}/app/billing/success``."""
+    billing_cancel_url: str | None = None
+    """Where Checkout returns when abandoned; default ``{public_url}/app/billing``."""
+    billing_grace_days: float = 7.0
+    """How long a ``past_due`` subscription (a failed renewal) keeps Pro before it drops to
+    free: time to update the card without losing anything."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
@@ -216,9 +233,31 @@ class Settings:
         for name in ("github_url", "github_api_url"):
             if not getattr(self, name).startswith(("https://", "http://")):
                 _bad(name.upper(), getattr(self, name), "must be an http(s):// URL")
+        self._validate_billing()
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self
+
+    def _validate_billing(self) -> None:
+        if self.billing_grace_days < 0:
+            _bad("BILLING_GRACE_DAYS", self.billing_grace_days, "must be 0 or more")
+        if not self.stripe_api_base.startswith(("https://", "http://")):
+            _bad("STRIPE_API_BASE", self.stripe_api_base, "must be an http(s):// URL")
+        if not self.stripe_secret_key:
+            return
+        if not self.stripe_secret_key.startswith(("sk_", "rk_")):
+            _bad("STRIPE_SECRET_KEY", "…", "must be a secret (sk_…) or restricted (rk_…) key")
+        for name, prefix in (("stripe_webhook_secret", "whsec_"), ("stripe_price_id", "price_")):
+            value = getattr(self, name)
+            if not value:
+                _bad(name.upper(), None, "is needed with STRIPE_SECRET_KEY")
+            if not value.startswith(prefix):
+                _bad(name.upper(), "…" if "secret" in name else value, f"must start {prefix}")
+
+    @property
+    def billing_enabled(self) -> bool:
+        """Whether self-serve billing is on: the operator configured Stripe."""
+        return bool(self.stripe_secret_key)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 Answer = tuple[int, Any, dict[str, str]]
-"""Status, JSON body (``None`` for none) and extra headers."""
+"""Status, JSON body (``None`` for none, ``bytes`` for a body sent as it is) and extra headers."""
 
 
 @dataclass
@@ -141,9 +141,11 @@ class StandIn:
                 if standin.delay_s:
                     time.sleep(standin.delay_s)
                 status, payload, headers = standin._respond(request)
-                raw = b"" if payload is None else json.dumps(payload).encode()
+                # bytes are sent as they are (a page; its content type in the headers)
+                raw = payload if isinstance(payload, bytes) else (
+                    b"" if payload is None else json.dumps(payload).encode())
                 self.send_response(status)
-                if payload is not None:
+                if payload is not None and not isinstance(payload, bytes):
                     self.send_header("content-type", "application/json")
                 for key, value in headers.items():
                     self.send_header(key, value)

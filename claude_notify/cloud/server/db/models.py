@@ -354,5 +354,6 @@ class LoginRequest(Base):
     code_failures: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
+from claude_notify.cloud.server.billing import models as _billing_models  # noqa: E402, F401 - its tables
 from claude_notify.cloud.server.relay import models as _relay_models  # noqa: E402, F401 - its tables
 from claude_notify.cloud.server.web import models as _web_models  # noqa: E402, F401 - its tables

@@ -98,7 +98,8 @@ class Worker:
         self._wake.set()
 
     async def _housekeeping(self) -> None:
-        """Clear expired sign-in rows now and every hour (:mod:`..housekeeping`)."""
+        """Clear expired sign-in rows now and every hour (:mod:`..housekeeping`); with billing on,
+        retry Stripe events whose handling failed and end lapsed plans."""
         from claude_notify.cloud.server import housekeeping
 
         while True:
@@ -106,6 +107,12 @@ class Worker:
                 gone = await asyncio.to_thread(housekeeping.sweep, self.runtime.sessions)
                 if any(gone.values()):
                     log.info("cleared expired rows: %s", gone)
+                if self.settings.billing_enabled:  # failed Stripe events again, lapsed plans
+                    from claude_notify.cloud.server.billing.service import housekeep
+
+                    done = await asyncio.to_thread(housekeep, self.runtime.sessions, self.settings)
+                    if any(done.values()):
+                        log.info("billing: %s", done)
             except Exception:
                 log.exception("clearing expired rows failed; trying again later")
             await asyncio.sleep(housekeeping.EVERY_S)

@@ -1,0 +1,400 @@
+"""Billing's work: starting Checkout and the Portal, the webhook ledger, re-reading a customer
+from Stripe and applying the plan it derives, and the clock that ends lapsed plans.
+
+Every path that learns something from Stripe (a webhook, the Checkout return page,
+``billing-sync``) ends in :func:`sync_customer`, which re-reads the customer's subscriptions and
+applies :func:`.state.derive`; the Stripe call is made outside any transaction. Each re-read takes
+a number first (``requested``) and applies only if no later-numbered one was applied already, so
+two re-reads racing cannot leave the older answer in place. A plan change, its audit row
+(``billing_changes``) and its e-mail are written in one transaction with the re-read's result, so
+each change is applied, audited and mailed exactly once, however often Stripe repeats itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from claude_notify.cloud.server import outbox
+from claude_notify.cloud.server.billing.errors import (
+    AlreadyPro,
+    BillingOff,
+    NoCustomer,
+    StripeProblem,
+    StripeRefused,
+)
+from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange, BillingEvent
+from claude_notify.cloud.server.billing.state import Entitlement, Subscription, derive
+from claude_notify.cloud.server.channels.render import render_simple
+from claude_notify.cloud.server.db.models import User
+from claude_notify.cloud.server.db.ops import insert_ignore
+from claude_notify.cloud.server.redact import redact
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import utcnow
+
+if TYPE_CHECKING:
+    from claude_notify.cloud.server.billing.gateway import Gateway
+
+log = logging.getLogger("claude_notify.server.billing")
+
+HANDLED: Final = frozenset({
+    "checkout.session.completed", "customer.subscription.created",
+    "customer.subscription.updated", "customer.subscription.deleted", "invoice.paid",
+    "invoice.payment_failed"})
+"""The events the operator enables on the endpoint; each only says "re-read this customer"."""
+CLAIM: Final = timedelta(seconds=60)
+"""How long one handler owns an event: a duplicate delivery meanwhile does nothing."""
+PAID: Final = ("active", "trialing")
+_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+
+Sessions = sessionmaker[Session]
+
+
+# -- Checkout and the Portal ------------------------------------------------------------------
+
+
+def _gateway(settings: Settings) -> Gateway:
+    """The Stripe client, imported only now: a server without Stripe never loads the SDK."""
+    if not settings.billing_enabled:
+        raise BillingOff("billing is not offered by this server; its operator sets plans")
+    from claude_notify.cloud.server.billing.gateway import gateway
+
+    return gateway(settings)
+
+
+def start_checkout(sessions: Sessions, settings: Settings, user_id: uuid.UUID) -> str:
+    """A Checkout Session URL for the account to pay for Pro. Raises :class:`AlreadyPro`,
+    :class:`BillingOff` or a :class:`~.errors.StripeProblem` (then nothing was written)."""
+    stripe = _gateway(settings)
+    with sessions() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NoCustomer("no such account")
+        email, plan = user.email, user.plan
+        account = session.get(BillingAccount, user_id)
+        customer = account.customer_id if account else None
+    if plan == "pro":
+        raise AlreadyPro("this account is on Pro already")
+    if customer is None:
+        customer = _new_customer(sessions, stripe, user_id=user_id, email=email)
+    public = settings.public_url.rstrip("/")
+    success = settings.billing_success_url or f"{public}/app/billing/success"
+    if "{CHECKOUT_SESSION_ID}" not in success:
+        success += ("&" if "?" in success else "?") + "session_id={CHECKOUT_SESSION_ID}"
+    made = stripe.checkout(customer=customer, user_id=user_id, success_url=success,
+                           cancel_url=settings.billing_cancel_url or f"{public}/app/billing")
+    return str(made["url"])
+
+
+def _new_customer(sessions: Sessions, stripe: Gateway, *, user_id: uuid.UUID,
+                  email: str) -> str:
+    """The account's one customer: Stripe's idempotency key makes a retry, or a second request
+    at the same moment, get the same customer; the row is written only once Stripe made it."""
+    customer = stripe.create_customer(user_id=user_id, email=email)
+    with sessions.begin() as session:
+        insert_ignore(session, BillingAccount, {
+            "user_id": user_id, "customer_id": customer, "cancel_at_period_end": False,
+            "requested": 0, "applied": 0, "created_at": utcnow()}, ["user_id"])
+        stored = session.scalar(select(BillingAccount.customer_id)
+                                .where(BillingAccount.user_id == user_id))
+    return str(stored)
+
+
+def start_portal(sessions: Sessions, settings: Settings, user_id: uuid.UUID) -> str:
+    """A Billing Portal URL for the account's customer (card, invoices, cancel)."""
+    stripe = _gateway(settings)
+    with sessions() as session:
+        customer = session.scalar(select(BillingAccount.customer_id)
+                                  .where(BillingAccount.user_id == user_id))
+    if customer is None:
+        raise NoCustomer("this account has no subscription to manage yet: upgrade first")
+    made = stripe.portal(customer=customer,
+                         return_url=f"{settings.public_url.rstrip('/')}/app/billing")
+    return str(made["url"])
+
+
+def confirm_checkout(sessions: Sessions, settings: Settings, user_id: uuid.UUID,
+                     session_id: str) -> bool:
+    """The Checkout return page: re-read the session and, if it is this account's own, its
+    customer, so the user sees Pro before any webhook. ``False`` when the session is not this
+    account's (another user's id in the URL is not found, and changes nothing)."""
+    stripe = _gateway(settings)
+    if not _SESSION_ID.fullmatch(session_id):
+        return False
+    with sessions() as session:
+        customer = session.scalar(select(BillingAccount.customer_id)
+                                  .where(BillingAccount.user_id == user_id))
+    if customer is None:
+        return False
+    try:
+        paid = stripe.checkout_session(session_id)
+    except StripeRefused:  # Stripe's 404 for a session that does not exist
+        return False
+    if paid.get("client_reference_id") != str(user_id) or _id(paid.get("customer")) != customer:
+        return False
+    sync_customer(sessions, settings, customer, cause="checkout-return")
+    return True
+
+
+# -- the webhook ledger -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What :func:`record` made of a verified event."""
+
+    event_id: str
+    handle: bool
+    """Whether this delivery should run the handler (new, or a retry of a failed one)."""
+
+
+def customer_of(event: dict[str, Any]) -> str | None:
+    obj = (event.get("data") or {}).get("object") or {}
+    return _id(obj.get("customer")) if isinstance(obj, dict) else None
+
+
+def record(sessions: Sessions, event: dict[str, Any], *, now: datetime | None = None
+           ) -> Received:
+    """Write the event into the ledger once. A repeat does nothing unless the first handling
+    failed and its claim has lapsed (Stripe retrying after our 5xx or a crash)."""
+    now = now or utcnow()
+    event_id = str(event["id"])[:255]
+    with sessions.begin() as session:
+        if insert_ignore(session, BillingEvent, {
+                "event_id": event_id, "type": str(event.get("type"))[:100],
+                "customer_id": (customer_of(event) or "")[:255] or None, "received_at": now,
+                "attempts": 0}, ["event_id"]):
+            return Received(event_id, True)
+        row = session.get(BillingEvent, event_id)
+        retry = row is not None and row.processed_at is None and (
+            row.claimed_until is None or row.claimed_until <= now)
+    return Received(event_id, retry)
+
+
+def process(sessions: Sessions, settings: Settings, event_id: str, *,
+            now: datetime | None = None) -> bool:
+    """Handle one ledger event: claim it, re-read its customer, mark it done. A failure is
+    written on the row (``error``; ``processed_at`` stays empty) for the sweep and
+    ``billing-sync`` to retry. ``False`` if it failed or another handler owns it."""
+    now = now or utcnow()
+    with sessions.begin() as session:
+        claimed = session.execute(
+            update(BillingEvent)
+            .where(BillingEvent.event_id == event_id, BillingEvent.processed_at.is_(None),
+                   or_(BillingEvent.claimed_until.is_(None), BillingEvent.claimed_until <= now))
+            .values(claimed_until=now + CLAIM, attempts=BillingEvent.attempts + 1)
+            .returning(BillingEvent.customer_id)).first()
+    if claimed is None:
+        return False
+    note: str | None = None
+    try:
+        customer = claimed.customer_id
+        if customer is None or sync_customer(sessions, settings, customer,
+                                             cause=event_id) is None:
+            note = "ignored: not one of this server's customers"
+    except Exception as exc:  # recorded, never lost: the row stays unprocessed
+        if not isinstance(exc, StripeProblem):
+            log.exception("billing event %s failed", event_id)
+        with sessions.begin() as session:
+            session.execute(update(BillingEvent).where(BillingEvent.event_id == event_id)
+                            .values(claimed_until=None, error=redact(str(exc))[:1000]))
+        return False
+    with sessions.begin() as session:
+        session.execute(update(BillingEvent).where(BillingEvent.event_id == event_id)
+                        .values(processed_at=utcnow(), claimed_until=None, error=note))
+    return True
+
+
+def unprocessed(sessions: Sessions, *, older_than: timedelta = CLAIM,
+                now: datetime | None = None) -> list[str]:
+    """Events received a while ago and still not handled (their handler failed or died)."""
+    cutoff = (now or utcnow()) - older_than
+    with sessions() as session:
+        return list(session.scalars(
+            select(BillingEvent.event_id)
+            .where(BillingEvent.processed_at.is_(None), BillingEvent.received_at <= cutoff)
+            .order_by(BillingEvent.received_at).limit(1000)))
+
+
+# -- re-reading and applying ---------------------------------------------------------------------
+
+
+def sync_customer(sessions: Sessions, settings: Settings, customer: str, *, cause: str,
+                  now: datetime | None = None) -> list[str] | None:
+    """Re-read the customer's subscriptions and apply the plan they give; the changes made
+    (``pro``, ``payment_failed``, …), or ``None`` for a customer that is not ours."""
+    stripe = _gateway(settings)
+    with sessions.begin() as session:
+        number = session.scalar(
+            update(BillingAccount).where(BillingAccount.customer_id == customer)
+            .values(requested=BillingAccount.requested + 1).returning(BillingAccount.requested))
+    if number is None:
+        return None
+    subscriptions = stripe.subscriptions(customer)
+    now = now or utcnow()
+    with sessions.begin() as session:
+        account = session.scalars(select(BillingAccount)
+                                  .where(BillingAccount.customer_id == customer)
+                                  .with_for_update()).first()
+        if account is None or account.applied >= number:
+            return []  # deleted meanwhile, or a later re-read was applied already
+        account.applied = number
+        if not subscriptions and account.status is None:
+            return []  # never subscribed: the plan is the operator's to set, not ours
+        grace = timedelta(days=settings.billing_grace_days)
+        entitled = derive(subscriptions, now=now, grace=grace, grace_until=account.grace_until)
+        return _apply(session, settings, account, entitled, cause=cause, now=now)
+
+
+def lapse(sessions: Sessions, settings: Settings, *, now: datetime | None = None) -> int:
+    """The clock: accounts whose Pro ran out (grace over, canceled period ended) with no word
+    from Stripe since drop to free; run by the worker every hour. How many changed."""
+    now = now or utcnow()
+    grace = timedelta(days=settings.billing_grace_days)
+    changed = 0
+    with sessions.begin() as session:
+        due = list(session.scalars(select(BillingAccount)
+                                   .where(BillingAccount.pro_until <= now).with_for_update()))
+        for account in due:
+            sub = _stored(account)
+            entitled = derive([sub] if sub else [], now=now, grace=grace,
+                              grace_until=account.grace_until)
+            changed += bool(_apply(session, settings, account, entitled, cause="clock", now=now))
+    return changed
+
+
+def _stored(account: BillingAccount) -> Subscription | None:
+    """The subscription as last read from Stripe (the clock re-derives from it)."""
+    if account.subscription_id is None or account.status is None:
+        return None
+    return Subscription(account.subscription_id, account.status, 0,
+                        account.current_period_end, account.cancel_at_period_end)
+
+
+def _apply(session: Session, settings: Settings, account: BillingAccount,
+           entitled: Entitlement, *, cause: str, now: datetime) -> list[str]:
+    """Store what was derived; audit and mail each change (the caller's transaction)."""
+    user = session.get(User, account.user_id, with_for_update=True)
+    if user is None:
+        return []
+    sub = entitled.subscription
+    was_status = account.status
+    was_ending = was_status in PAID and account.cancel_at_period_end
+    status = sub.status if sub else None
+    ending = status in PAID and bool(sub and sub.cancel_at_period_end)
+    account.subscription_id = sub.id if sub else None
+    account.status = status
+    account.current_period_end = sub.current_period_end if sub else None
+    account.cancel_at_period_end = bool(sub and sub.cancel_at_period_end)
+    account.grace_until = entitled.grace_until
+    account.pro_until = entitled.pro_until
+    account.synced_at = now
+    changes: list[str] = []
+    if entitled.plan != user.plan:
+        user.plan = entitled.plan
+        changes.append(entitled.plan)
+    if status == "past_due" and was_status != "past_due" and entitled.plan == "pro":
+        changes.append("payment_failed")
+    elif was_status == "past_due" and status in PAID:
+        changes.append("payment_recovered")
+    if ending and not was_ending:
+        changes.append("cancel_scheduled")
+    elif was_ending and status in PAID and not ending:
+        changes.append("cancel_withdrawn")
+    for change in changes:
+        session.add(BillingChange(user_id=user.id, at=now, change=change, plan=user.plan,
+                                  status=status, cause=cause[:255]))
+        mail = _mail(change, account, settings)
+        if mail is not None:
+            outbox.queue_billing(session, user_id=user.id, address=user.email, payload=mail,
+                                 now=utcnow())  # sent now, whatever clock decided the change
+    if changes:
+        log.info("billing: account %s %s (%s)", user.id, ", ".join(changes), cause)
+    return changes
+
+
+def _mail(change: str, account: BillingAccount, settings: Settings) -> dict[str, str] | None:
+    page = f"{settings.public_url.rstrip('/')}/app/billing"
+    day = _day(account.pro_until or account.current_period_end)
+    if change == "pro":
+        renews = f" It renews on {_day(account.current_period_end)}." if (
+            account.current_period_end and not account.cancel_at_period_end) else ""
+        return render_simple("Welcome to claude-notify Pro", (
+            "Your account is on Pro: every channel (Telegram, Discord, Feishu, SMS, webhooks), "
+            f"no daily limit, and commands from your phone.{renews}\n\nManage it at {page}"))
+    if change == "payment_failed":
+        return render_simple("claude-notify: payment failed, update your card", (
+            f"Stripe could not charge your card for Pro. You keep Pro until {day}; update your "
+            f"card in the billing portal to keep it after that.\n\n{page}"))
+    if change == "cancel_scheduled":
+        return render_simple(f"Your claude-notify Pro plan ends on {day}", (
+            f"Your Pro plan was canceled and ends on {day}; until then nothing changes. "
+            f"Changed your mind? Resume it in the billing portal.\n\n{page}"))
+    if change == "free":
+        return render_simple("Your claude-notify Pro plan has ended", (
+            "Your account is on the free plan now: e-mail only, "
+            f"{settings.free_daily_notifications} a day. Your channels, tasks and history are "
+            f"kept, and upgrading again brings everything back.\n\n{page}"))
+    return None
+
+
+def _day(when: datetime | None) -> str:
+    return when.strftime("%Y-%m-%d") if when else "the end of the period"
+
+
+def _id(value: object) -> str | None:
+    """A Stripe reference, given as its id or as the expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def housekeep(sessions: Sessions, settings: Settings) -> dict[str, int]:
+    """The worker's hourly pass: retry events whose handling failed, then end lapsed plans."""
+    retried = sum(process(sessions, settings, e) for e in unprocessed(sessions))
+    return {"events_retried": retried, "plans_lapsed": lapse(sessions, settings)}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What ``server billing-sync`` did."""
+
+    checked: int
+    changed: dict[str, list[str]]
+    """Per account address, the changes made."""
+    failed: dict[str, str]
+    """Per account address, why it could not be re-read."""
+
+
+def sync_all(sessions: Sessions, settings: Settings, *, email: str | None = None) -> SyncReport:
+    """Re-read every account's subscriptions (or one account's) from Stripe: what a missed
+    webhook left wrong is put right. Then retry unhandled events and end lapsed plans."""
+    _gateway(settings)  # BillingOff before anything else
+    query = select(BillingAccount.customer_id, User.email).join(
+        User, User.id == BillingAccount.user_id).order_by(User.email)
+    if email is not None:
+        query = query.where(User.email == email.strip().lower())
+    with sessions() as session:
+        accounts = list(session.execute(query))
+    changed: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
+    for customer, address in accounts:
+        try:
+            made = sync_customer(sessions, settings, customer, cause="billing-sync")
+        except StripeProblem as exc:
+            failed[address] = str(exc)
+            continue
+        if made:
+            changed[address] = made
+    if email is None:
+        for event_id in unprocessed(sessions, older_than=timedelta(0)):
+            process(sessions, settings, event_id)
+        lapse(sessions, settings)
+    return SyncReport(len(accounts), changed, failed)
