@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus
+from claude_notify.events import utcnow
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 21600)
 
@@ -51,6 +52,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.signature_failures = Counter(
+            "claude_notify_webhook_signature_failures",
+            "Inbound webhook calls refused for a wrong or missing signature or secret",
+            ["provider"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "claude_notify_delivery_attempt_seconds",
             "Duration of one send attempt",
@@ -70,15 +77,12 @@ class _QueueDepth(Collector):
         self.sessions = sessions
 
     def describe(self) -> list[Metric]:
-        return [
-            GaugeMetricFamily("claude_notify_queue_depth", "Deliveries waiting", labels=["status"])
-        ]
+        return [_depth_family(), _age_family()]
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "claude_notify_queue_depth", "Deliveries waiting", labels=["status"]
-        )
+        family = _depth_family()
         counts: dict[str, int] = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENDING: 0}
+        now = utcnow()
         try:
             with self.sessions() as session:
                 rows = session.execute(
@@ -87,8 +91,31 @@ class _QueueDepth(Collector):
                     .group_by(Delivery.status)
                 )
                 counts.update(dict(rows.all()))
+                # Due and not yet taken: a retry still waiting out its backoff is not late.
+                oldest = session.scalar(
+                    select(func.min(Delivery.next_attempt_at)).where(
+                        Delivery.status == DeliveryStatus.PENDING,
+                        Delivery.next_attempt_at <= now,
+                    )
+                )
         except SQLAlchemyError:
             return
         for status, count in counts.items():
             family.add_metric([status], count)
         yield family
+        age = _age_family()
+        age.add_metric([], (now - oldest).total_seconds() if oldest is not None else 0.0)
+        yield age
+
+
+def _depth_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("claude_notify_queue_depth", "Deliveries waiting", labels=["status"])
+
+
+def _age_family() -> GaugeMetricFamily:
+    # Rises when no worker takes due deliveries (workers down, stuck or too few), whatever
+    # the depth: a few old rows matter more than many fresh ones.
+    return GaugeMetricFamily(
+        "claude_notify_queue_oldest_due_seconds",
+        "How long the oldest due delivery has waited for a worker (0 when none)",
+    )

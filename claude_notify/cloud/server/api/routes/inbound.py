@@ -46,6 +46,7 @@ async def telegram_webhook(
     if not expected:
         raise ApiError(404, "the Telegram webhook is not enabled on this server")
     if secret is None or not hmac.compare_digest(secret.encode(), expected.encode()):
+        runtime.metrics.signature_failures.labels("telegram").inc()
         raise ApiError(403, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
     try:
         update = jsonguard.loads(await request.body())
@@ -71,6 +72,7 @@ async def discord_interactions(
         raise ApiError(404, "Discord interactions are not enabled on this server")
     raw = await request.body()
     if not discord.verified(key, signature, timestamp, raw):
+        runtime.metrics.signature_failures.labels("discord").inc()
         raise ApiError(401, "invalid request signature")
     try:
         interaction = jsonguard.loads(raw)
@@ -98,6 +100,8 @@ async def feishu_events(request: Request, runtime: RuntimeDep,
                                     token=settings.feishu_verification_token,
                                     encrypt_key=settings.feishu_encrypt_key)
     except feishu.CallbackRejected as rejected:
+        if rejected.status in (401, 403):  # signature, timestamp or token (not a bad body)
+            runtime.metrics.signature_failures.labels("feishu").inc()
         raise ApiError(rejected.status, rejected.message) from None
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
