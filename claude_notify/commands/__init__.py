@@ -32,6 +32,8 @@ SUBCOMMANDS: Final = {
     "status": "claude_notify.commands.cloud:status",
     "sync": "claude_notify.commands.cloud:sync",
     "usage": "claude_notify.commands.cloud:usage",
+    "upgrade": "claude_notify.commands.cloud:upgrade",
+    "billing": "claude_notify.commands.cloud:billing",
     "channels": "claude_notify.commands.cloud:channels",
     "deliveries": "claude_notify.commands.deliveries:deliveries",
     "agent": "claude_notify.commands.agent:agent",

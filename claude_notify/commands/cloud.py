@@ -1,4 +1,5 @@
-"""The opt-in cloud from the terminal: login, logout, whoami, status, sync, usage, channels.
+"""The opt-in cloud from the terminal: login, logout, whoami, status, sync, usage, channels,
+upgrade and billing.
 
 Every ``channels`` subcommand that takes a channel id takes a unique prefix of it too.
 """
@@ -380,3 +381,38 @@ def test(channel_id: str) -> None:
         channel_id = resolve(client, channel_id)
         client.request("POST", f"/v1/channels/{channel_id}/test")
     click.echo("test message queued")
+
+
+@click.command(short_help="Upgrade the account to Pro (Stripe Checkout).")
+@click.option("--no-browser", is_flag=True, help="Only print the payment page's address.")
+def upgrade(no_browser: bool) -> None:
+    """Pay for Pro on Stripe's Checkout page (US$4.90 a month, pro-rated): the plan changes as
+    soon as the payment goes through, on every machine of the account."""
+    with _client() as client:
+        url = str(client.request("POST", "/v1/billing/checkout")["url"])
+    _hand_over(url, "the payment page", no_browser)
+
+
+@click.command(short_help="Manage the subscription (Stripe's billing portal).")
+@click.option("--no-browser", is_flag=True, help="Only print the portal's address.")
+def billing(no_browser: bool) -> None:
+    """Change the card, read invoices or cancel Pro in Stripe's billing portal (a cancelled
+    plan stays Pro until the end of the period paid for)."""
+    with _client() as client:
+        url = str(client.request("POST", "/v1/billing/portal")["url"])
+    _hand_over(url, "the billing portal", no_browser)
+
+
+def _hand_over(url: str, what: str, no_browser: bool) -> None:
+    """Open ``url`` in the user's browser; print it either way, for a machine without one (or
+    a terminal on another machine than the browser)."""
+    opened = False
+    if not no_browser:
+        import webbrowser
+
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+    click.echo(f"opened {what} in your browser: {url}" if opened else
+               f"open {what} in a browser: {url}")

@@ -534,3 +534,57 @@ def test_the_secret_key_never_reaches_the_logs(runtime: Runtime) -> None:
     assert WEBHOOK_SECRET not in redact(f"secret={WEBHOOK_SECRET}")
 
 
+
+
+# -- the terminal ---------------------------------------------------------------------------------
+
+
+def test_upgrade_and_billing_open_stripe_from_the_terminal(
+    live_server: str, runtime: Runtime, make_user: Callable[..., Account],
+    stripe_api: StripeStandIn, tmp_path: Any,
+) -> None:
+    """``claude-notify upgrade`` opens Checkout in the browser (here a recorder on $BROWSER)
+    and prints the address either way; ``billing`` opens the portal; a pro account is told to
+    manage rather than pay twice, in one line."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    user = make_user()
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(browser.stat().st_mode | stat.S_IXUSR)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_NOTIFY", "DISPLAY"))}
+    env.update({"CLAUDE_NOTIFY_STATE_DIR": str(tmp_path / "state"),
+                "CLAUDE_NOTIFY_CONFIG": str(tmp_path / "config.toml"),
+                "XDG_DATA_HOME": str(tmp_path / "xdg"), "BROWSER": str(browser),
+                "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"})
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "claude_notify", *args], env=env,
+                              input=stdin, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    assert cli("login", "--server", live_server, "--token", stdin=user.token).returncode == 0
+    up = cli("upgrade")
+    assert up.returncode == 0, up.stderr
+    url = up.stdout.strip().rsplit(" ", 1)[1]
+    assert up.stdout == f"opened the payment page in your browser: {url}\n"
+    assert url.startswith(stripe_api.base_url + "/checkout/cs_test_")
+    assert opened.read_text() == url + "\n"
+    printed = cli("upgrade", "--no-browser")
+    assert printed.stdout.startswith("open the payment page in a browser: " + stripe_api.base_url)
+    assert opened.read_text() == url + "\n"  # not opened again
+    assert httpx.post(f"{url}/pay").status_code == 303
+    for event in stripe_api.events:
+        stripe_api.deliver(event, url=live_server + HOOK)
+    wait_for(lambda: _plan(runtime, user) == "pro", timeout=30, what="the plan to change")
+    again = cli("upgrade")
+    assert again.returncode != 0 and again.stderr.count("\n") == 1
+    assert "on Pro already" in again.stderr and "claude-notify billing" in again.stderr
+    manage = cli("billing", "--no-browser")
+    assert manage.returncode == 0, manage.stderr
+    assert manage.stdout.startswith("open the billing portal in a browser: "
+                                    f"{stripe_api.base_url}/portal/bps_test_")
