@@ -188,19 +188,20 @@ class DesktopSink(Sink):
 
     def __init__(self, *, host: Host, backend: str, style: Style, timeout: float,
                  quiet: bool = False) -> None:
-        from claude_notify.notifiers import BACKENDS, candidates
+        from claude_notify.notifiers import BACKENDS, candidates, known
 
         self.host = host
         self.style = style
         self.timeout = timeout
         self.quiet = quiet
         self.names = candidates(host) if backend == "auto" else [backend]
-        unknown = [n for n in self.names if n not in BACKENDS]
+        unknown = [n for n in self.names if not known(n)]
         if unknown:
             from claude_notify.errors import UsageError
 
             raise UsageError(f"unknown backend {unknown[0]!r} "
-                             f"(known: auto, {', '.join(sorted(BACKENDS))})")
+                             f"(known: auto, {', '.join(sorted(BACKENDS))}; plugins: "
+                             "claude-notify plugins)")
         self._loaded: dict[str, Notifier] = {}
         self._prepared: threading.Thread | None = None
         self.last: list[DeliveryResult] = []

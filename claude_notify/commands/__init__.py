@@ -17,6 +17,7 @@ SUBCOMMANDS: Final = {
     "run": "claude_notify.commands.run:run",
     "test": "claude_notify.commands.doctor:test",
     "doctor": "claude_notify.commands.doctor:doctor",
+    "plugins": "claude_notify.commands.plugins:plugins",
     "config": "claude_notify.commands.config:config",
     "hook": "claude_notify.commands.hook:hook",
     "claude": "claude_notify.commands.claude:claude",

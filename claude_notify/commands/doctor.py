@@ -31,8 +31,8 @@ def collect() -> dict[str, Any]:
     host, names, cfg = _host_and_names(None, lenient=True)
     backends = []
     chosen = None
-    for name in sorted(BACKENDS, key=lambda n: (n not in names, names.index(n)
-                                                if n in names else 0, n)):
+    for name in sorted({*BACKENDS, *names}, key=lambda n: (n not in names, names.index(n)
+                                                           if n in names else 0, n)):
         try:
             notifier = load(name, host)
             availability = notifier.available()

@@ -2,7 +2,8 @@
 
 Selection is a pure function of :class:`~claude_notify.notifiers.base.Host` (platform, env, WSL,
 terminal), so tests pass facts in instead of patching globals. Adding a backend touches its own
-module and one line of ``BACKENDS``.
+module and one line of ``BACKENDS``; another package adds one as a plugin
+(:mod:`claude_notify.plugins`), chosen by its name.
 """
 
 from __future__ import annotations
@@ -44,11 +45,30 @@ def candidates(host: Host) -> list[str]:
 
 
 def load(name: str, host: Host) -> Notifier:
-    """Import and construct one backend by name; ``KeyError`` for an unknown name."""
-    module_name, _, class_name = BACKENDS[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    """Import and construct one backend by name, a plugin's when it is not built in;
+    ``KeyError`` for a name nothing provides, :class:`~claude_notify.plugins.PluginError` for a
+    plugin that cannot load."""
+    if name in BACKENDS:
+        module_name, _, class_name = BACKENDS[name].partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+    else:
+        from claude_notify import plugins
+
+        if plugins.find(plugins.BACKENDS, name) is None:
+            raise KeyError(name)
+        cls = plugins.load(plugins.BACKENDS, name)
     notifier: Notifier = cls(host)
     return notifier
+
+
+def known(name: str) -> bool:
+    """Whether a backend of this name is built in or installed as a plugin (only a name that is
+    not built in reads the installed packages)."""
+    if name in BACKENDS:
+        return True
+    from claude_notify import plugins
+
+    return plugins.find(plugins.BACKENDS, name) is not None
 
 
 def current_host(env: Mapping[str, str] | None = None,

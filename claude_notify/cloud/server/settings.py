@@ -114,6 +114,9 @@ class Settings:
     """Public base URL of the dashboard: cards and buttons link to ``{app_url}/t/{task_id}``.
     Unset, they link to this server's own web app, ``{public_url}/app``, once ``public_url``
     is one a phone can open (not loopback; see :attr:`dashboard_url`)."""
+    channel_plugins: tuple[str, ...] = ()
+    """Channel plugins (``claude_notify.channels`` entry points) this server offers, by name,
+    comma-separated: a plugin is code running in the server, so none is used unless named."""
     web_signup: bool = True
     """Whether the web app's e-mail sign-in may create accounts (off: only existing users)."""
     web_signup_domains: tuple[str, ...] = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from base64 import b64encode
+from collections.abc import Collection
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -48,11 +49,12 @@ _PROVIDER_EXAMPLES: Final = {
 MAX_REGEX_CHARS: Final = 200
 
 
-def normalise_type(name: str) -> str:
-    """The canonical type for a name or alias; ``ValueError`` for an unknown one."""
+def normalise_type(name: str, extra: Collection[str] = ()) -> str:
+    """The canonical type for a name or alias (``extra``: the enabled plugins' types);
+    ``ValueError`` for an unknown one."""
     canonical = ALIASES.get(name.lower(), name.lower())
-    if canonical not in CHANNEL_TYPES:
-        choices = ", ".join(sorted((*CHANNEL_TYPES, *ALIASES)))
+    if canonical not in CHANNEL_TYPES and canonical not in extra:
+        choices = ", ".join(sorted((*CHANNEL_TYPES, *ALIASES, *extra)))
         raise ValueError(f"unknown channel type {name!r}: choose one of {choices}")
     return canonical
 

@@ -97,10 +97,22 @@ def check_usable(settings: Settings, plan: str, kind: str) -> None:
 
 
 def _config(settings: Settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    from claude_notify.cloud.server.channels import plugins
+
+    plugin = plugins.enabled(settings.channel_plugins).get(kind)
     try:
+        if plugin is not None:
+            return plugins.validate_config(plugin, config)
         return catalog.validate_config(kind, config, allow_private=settings.webhook_allow_private)
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
+
+
+def types(settings: Settings) -> tuple[str, ...]:
+    """Every channel type this server offers: the built-in ones, then its enabled plugins'."""
+    from claude_notify.cloud.server.channels import plugins
+
+    return (*catalog.CHANNEL_TYPES, *plugins.enabled(settings.channel_plugins))
 
 
 def rules(value: dict[str, Any]) -> dict[str, Any]:
@@ -122,11 +134,11 @@ def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
 def create(session: Session, runtime: Runtime, *, user_id: uuid.UUID, plan: str, kind: str,
            name: str, config: dict[str, Any], rules_: dict[str, Any]) -> Channel:
     """Add a channel (committed), starting its recipient's confirmation where one is needed."""
+    settings = runtime.settings
     try:
-        kind = catalog.normalise_type(kind)
+        kind = catalog.normalise_type(kind, types(settings))
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
-    settings = runtime.settings
     check_usable(settings, plan, kind)
     _check_room(session, user_id, settings.max_channels_per_user)
     channel = Channel(id=uuid.uuid4(), user_id=user_id, type=kind, name=name,

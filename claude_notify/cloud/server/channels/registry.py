@@ -1,8 +1,9 @@
 """Which module implements which channel type; an adapter is imported only when used.
 
-Adding a channel is one module and one line here. A type with no adapter on this server
-makes :func:`load_adapter` raise ``LookupError``, and its deliveries end as dead letters that say
-so, never as silent drops.
+Adding a channel is one module and one line here (or, from another package, a plugin the
+operator enables: :mod:`.plugins`). A type with no adapter on this server makes
+:func:`load_adapter` raise ``LookupError``, and its deliveries end as dead letters that say so,
+never as silent drops.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def load_adapter(channel_type: str, settings: Settings, http: httpx.AsyncClient)
     """A ready adapter; ``LookupError`` when this server has none for the type."""
     path = ADAPTERS.get(channel_type)
     if path is None:
-        raise LookupError(f"this server has no adapter for {channel_type} channels yet")
+        return _plugin_adapter(channel_type, settings, http)
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -39,4 +40,23 @@ def load_adapter(channel_type: str, settings: Settings, http: httpx.AsyncClient)
         raise LookupError(f"this server has no adapter for {channel_type} channels yet") from None
     cls = getattr(module, attr)
     adapter: ChannelAdapter = cls(settings, http)
+    return adapter
+
+
+def _plugin_adapter(channel_type: str, settings: Settings,
+                    http: httpx.AsyncClient) -> ChannelAdapter:
+    """An enabled plugin's adapter; what goes wrong becomes the ``LookupError`` its deliveries
+    are dead-lettered with (never an exception in the worker)."""
+    from claude_notify.cloud.server.channels import plugins
+
+    cls = plugins.enabled(settings.channel_plugins).get(channel_type)
+    if cls is None:
+        raise LookupError(f"this server has no adapter for {channel_type} channels"
+                          + (f": {why}" if (why := plugins.problems(
+                              settings.channel_plugins).get(channel_type)) else ""))
+    try:
+        adapter: ChannelAdapter = cls(settings, http)
+    except Exception as exc:  # the plugin's own code
+        raise LookupError(f"plugin {channel_type}: cannot start: {type(exc).__name__}: "
+                          f"{exc}"[:300]) from None
     return adapter

@@ -64,14 +64,26 @@ class Kind:
 
 def _kinds(settings: Settings, plan: str) -> list[Kind]:
     kinds = []
-    for name in catalog.CHANNEL_TYPES:
+    for name in manage.types(settings):
         try:
             manage.check_usable(settings, plan, name)
             refused = None
         except ApiError as exc:
             refused = exc.message
-        kinds.append(Kind(name, TARGET_HINT[name], refused))
+        kinds.append(Kind(name, TARGET_HINT.get(name, "its address (a plugin channel)"),
+                          refused))
     return kinds
+
+
+def _target_key(settings: Settings, kind: str) -> str | None:
+    """The config value the add form's one field fills: a plugin names it as ``form_field``."""
+    if kind in TARGET:
+        return TARGET[kind]
+    from claude_notify.cloud.server.channels import plugins
+
+    plugin = plugins.enabled(settings.channel_plugins).get(kind)
+    field = getattr(plugin, "form_field", None)
+    return field if isinstance(field, str) else None
 
 
 def where(channel: Channel) -> str:
@@ -86,6 +98,8 @@ def where(channel: Channel) -> str:
         if config.get("chat_id") is None:
             return "no chat linked yet"
         return str(config.get("chat_title") or f"chat {config['chat_id']}")
+    if channel.type not in TARGET:  # a plugin's: its config may hold anything
+        return f"its {channel.type} destination"
     url = urlsplit(str(config.get(TARGET[channel.type], "")))
     path = url.path
     if channel.type in ("discord", "feishu"):
@@ -136,7 +150,7 @@ def add_channel(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeD
     """Add a channel, then go to its page, where its recipient is confirmed or linked."""
     security.check_form(request, runtime.settings, web, csrf)
     user = user_of(db, web)
-    key = TARGET.get(type)
+    key = _target_key(runtime.settings, type)
     config = {key: target.strip()} if key else {}
     try:
         channel = manage.create(db, runtime, user_id=user.id, plan=user.plan, kind=type,

@@ -45,8 +45,9 @@ class ChannelIn(StrictBody):
     rules: Rules = Field(default_factory=Rules)
 
     @model_validator(mode="after")
-    def _known_type(self) -> ChannelIn:
-        self.type = catalog.normalise_type(self.type)
+    def _alias(self) -> ChannelIn:
+        # Whether the type exists is the server's to say (its plugins): manage.create checks.
+        self.type = catalog.ALIASES.get(self.type.lower(), self.type.lower())
         return self
 
 

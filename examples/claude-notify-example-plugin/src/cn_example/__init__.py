@@ -1,0 +1,1 @@
+"""An example claude-notify plugin (see docs/plugins.md in claude-notify)."""
