@@ -242,6 +242,7 @@ def list_(as_json: bool) -> None:
 
 
 _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
+         "slack": "webhook_url",
          "sms": "number", "webhook": "url"}
 """The one user-level value each type holds (a Telegram chat is linked, not typed)."""
 
@@ -254,15 +255,22 @@ _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
 @click.option("--on", "on", default="finished", show_default=True,
               help="When it fires: finished, failure, match, needs_input, progress (comma list).")
 @click.option("--regex", help="With --on match: the output regex.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A config value of a plugin's channel type (repeatable).")
 def add(channel_type: str, target: str | None, name: str, secret: str | None, on: str,
-        regex: str | None) -> None:
-    """Add a channel: TYPE is email, telegram, discord, feishu, sms or webhook; TARGET is the
-    address, webhook URL or number (a Telegram chat is linked by a code sent to the bot)."""
+        regex: str | None, settings: tuple[str, ...]) -> None:
+    """Add a channel: TYPE is email, telegram, discord, feishu, slack, sms or webhook; TARGET is
+    the address, webhook URL or number (a Telegram chat is linked by a code sent to the bot).
+    A type a server plugin adds takes its config as --set KEY=VALUE."""
     kind = channel_type.lower()
     key = _KEYS.get(kind)
     if kind not in _KEYS and kind not in ("telegram", "tg"):
-        raise UsageError(f"unknown channel type {channel_type!r} "
-                         f"(choose from {', '.join(sorted([*_KEYS, 'telegram']))})")
+        if not settings or target:  # a plugin's type: the server says whether it exists
+            raise UsageError(f"unknown channel type {channel_type!r} "
+                             f"(choose from {', '.join(sorted([*_KEYS, 'telegram']))}; a "
+                             "server plugin's type takes --set KEY=VALUE, no TARGET)")
+        _add(channel_type, name, dict(_pair(s) for s in settings), on, regex)
+        return
     if key is not None and not target:
         raise UsageError(f"a {kind} channel needs its {key.replace('_', ' ')}")
     if key is None and target:
@@ -271,21 +279,35 @@ def add(channel_type: str, target: str | None, name: str, secret: str | None, on
     config: dict[str, Any] = {key: target} if key else {}
     if secret:
         config["secret"] = secret
-    rules = {"on": [r.strip() for r in on.split(",") if r.strip()], "regex": regex}
-    with _client() as client:
-        made = client.request("POST", "/v1/channels", json={
-            "type": channel_type, "name": name, "config": config, "rules": rules})
-        click.echo(f"added {made['type']} channel {made['id']}")
-        if made["type"] == "telegram":
+    made = _add(channel_type, name, config, on, regex)
+    if made["type"] == "telegram":
+        with _client() as client:
             link = client.request("POST", f"/v1/channels/{made['id']}/link")
-            where = f" or open {link['url']}" if link.get("url") else ""
-            click.echo(f"to link your chat, send this to the bot{where}: {link['command']}")
-            return
+        where = f" or open {link['url']}" if link.get("url") else ""
+        click.echo(f"to link your chat, send this to the bot{where}: {link['command']}")
+        return
     if made.get("config", {}).get("secret") and kind == "webhook":
         click.echo(f"its signing secret (shown once): {made['config']['secret']}")
     if not made.get("verified", True):
         click.echo("waiting for the recipient to confirm: open the link sent to it, or run "
                    f"`claude-notify channels verify {made['id']} CODE`")
+
+
+def _pair(given: str) -> tuple[str, str]:
+    key, sep, value = given.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set takes KEY=VALUE, not {given!r}")
+    return key.strip(), value
+
+
+def _add(channel_type: str, name: str, config: dict[str, Any], on: str,
+         regex: str | None) -> dict[str, Any]:
+    rules = {"on": [r.strip() for r in on.split(",") if r.strip()], "regex": regex}
+    with _client() as client:
+        made: dict[str, Any] = client.request("POST", "/v1/channels", json={
+            "type": channel_type, "name": name, "config": config, "rules": rules})
+    click.echo(f"added {made['type']} channel {made['id']}")
+    return made
 
 
 def resolve(client: Any, given: str) -> str:

@@ -142,6 +142,8 @@ class Settings:
     telegram_api_base: str = "https://api.telegram.org"
     discord_api_base: str = "https://discord.com"
     """Where Discord webhook paths are sent; users' URLs are pinned to Discord's hosts."""
+    slack_api_base: str = "https://hooks.slack.com"
+    """Where Slack incoming-webhook paths are sent; users' URLs are pinned to hooks.slack.com."""
     discord_public_key: str | None = None
     """The operator's Discord application public key (hex): turns on the interactions endpoint
     (``/link`` and ``/run`` slash commands); without it that endpoint is 404."""

@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
-CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "sms", "webhook")
+CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "sms", "webhook")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
@@ -36,15 +36,18 @@ matching the channel's regex; ``needs_input``: the task waits for the user; ``pr
 PINNED_HOSTS: Final = {
     "discord": ("discord.com", "discordapp.com"),
     "feishu": ("open.feishu.cn", "open.larksuite.com"),
+    "slack": ("hooks.slack.com",),
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PROVIDER_PATHS: Final = {
     "discord": re.compile(r"^/api(?:/v\d+)?/webhooks/\d+/[\w-]+/?$"),
     "feishu": re.compile(r"^/open-apis/bot/v2/hook/[\w-]+$"),
+    "slack": re.compile(r"^/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+$"),
 }
 _PROVIDER_EXAMPLES: Final = {
     "discord": "https://discord.com/api/webhooks/<id>/<token>",
     "feishu": "https://open.feishu.cn/open-apis/bot/v2/hook/<token>",
+    "slack": "https://hooks.slack.com/services/T…/B…/…",
 }
 MAX_REGEX_CHARS: Final = 200
 
@@ -73,6 +76,7 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
         "webhook": _webhook,
         "discord": _provider_url,
         "feishu": _provider_url,
+        "slack": _provider_url,
     }
     return validators[kind](kind, dict(config), allow_private)
 

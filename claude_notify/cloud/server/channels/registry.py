@@ -23,6 +23,7 @@ ADAPTERS: Final = {
     "discord": "claude_notify.cloud.server.channels.discord:DiscordChannel",
     "feishu": "claude_notify.cloud.server.channels.feishu:FeishuChannel",
     "sms": "claude_notify.cloud.server.channels.sms:SmsChannel",
+    "slack": "claude_notify.cloud.server.channels.slack:SlackChannel",
 }
 
 

@@ -39,7 +39,8 @@ from claude_notify.cloud.server.web.pages import (
 )
 
 TARGET: Final = {"email": "address", "sms": "number", "webhook": "url",
-                 "discord": "webhook_url", "feishu": "webhook_url"}  # fmt: skip
+                 "discord": "webhook_url", "feishu": "webhook_url",
+                 "slack": "webhook_url"}  # fmt: skip
 """The one config value each type's add form asks for (Telegram asks for none: its chat is
 linked from the chat itself)."""
 
@@ -47,6 +48,7 @@ TARGET_HINT: Final = {
     "email": "an e-mail address", "sms": "a phone number such as +14155550100",
     "webhook": "an https:// URL", "telegram": "nothing: link the chat once it is added",
     "discord": "the channel's webhook URL", "feishu": "the group bot's webhook URL",
+    "slack": "an incoming-webhook URL (hooks.slack.com)",
 }
 
 Text = Annotated[str, Form(max_length=2048)]
@@ -102,7 +104,7 @@ def where(channel: Channel) -> str:
         return f"its {channel.type} destination"
     url = urlsplit(str(config.get(TARGET[channel.type], "")))
     path = url.path
-    if channel.type in ("discord", "feishu"):
+    if channel.type in ("discord", "feishu", "slack"):
         path = path.rstrip("/").rpartition("/")[0] + "/…"
     return f"{url.scheme}://{url.netloc}{path}"
 
