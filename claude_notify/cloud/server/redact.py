@@ -44,6 +44,7 @@ def remember(settings: Settings) -> None:
         settings.twilio_auth_token, settings.smtp_password, settings.discord_bot_token,
         settings.feishu_app_secret, settings.feishu_encrypt_key,
         settings.feishu_verification_token, settings.github_client_secret,
+        settings.slack_signing_secret,
         settings.stripe_secret_key, settings.stripe_webhook_secret,
         _url_password(settings.database_url),
         _url_password(settings.redis_url),

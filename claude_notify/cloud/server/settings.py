@@ -144,6 +144,11 @@ class Settings:
     """Where Discord webhook paths are sent; users' URLs are pinned to Discord's hosts."""
     slack_api_base: str = "https://hooks.slack.com"
     """Where Slack incoming-webhook paths are sent; users' URLs are pinned to hooks.slack.com."""
+    slack_signing_secret: str | None = None
+    """The operator's Slack app signing secret: turns on ``POST /v1/slack/commands`` (its slash
+    command's request URL), through which a linked Slack user links and replies."""
+    slack_command: str = "/claude-notify"
+    """The name the operator gave that slash command, quoted in link instructions."""
     discord_public_key: str | None = None
     """The operator's Discord application public key (hex): turns on the interactions endpoint
     (``/link`` and ``/run`` slash commands); without it that endpoint is 404."""

@@ -22,7 +22,7 @@ ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
 SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "template",
-                      "discord_user_id", "feishu_open_id")
+                      "discord_user_id", "feishu_open_id", "slack_user_id")
 """Config values the server sets (a linked chat or replying account, a saved template): kept
 when a user edits."""
 
@@ -155,8 +155,8 @@ def _webhook(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[st
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
     # Feishu's /run arrives through the operator's app bot: in a group chat only when the owner
     # turned on allow_group_replies, as for Telegram. Discord's commands answer only the sender.
-    _only(config, {"webhook_url", "secret"} | ({"allow_group_replies"} if kind == "feishu"
-                                               else set()))
+    _only(config, {"webhook_url", "secret"} | ({"allow_group_replies"}
+                                               if kind in ("feishu", "slack") else set()))
     url = _checked_url(config, "webhook_url", allow_private=False, pinned=PINNED_HOSTS[kind])
     if not _PROVIDER_PATHS[kind].match(urlsplit(url).path):
         raise ValueError(f"config.webhook_url must look like {_PROVIDER_EXAMPLES[kind]}")

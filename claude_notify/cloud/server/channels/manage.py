@@ -41,13 +41,14 @@ TEMPLATED: Final = {"telegram": "telegram", "discord": "discord", "feishu": "lar
 """Channel types that render a custom template, and the dialect each renders it to (e-mail also
 renders the text part, in the ``text`` dialect)."""
 
-GROUP_REPLIES: Final = frozenset({"telegram", "feishu"})
+GROUP_REPLIES: Final = frozenset({"telegram", "feishu", "slack"})
 """Types whose linked group chat may take replies when the owner turns it on."""
 
 _LINKABLE: Final = {
     "telegram": ("telegram_bot_token", "this server has no Telegram bot"),
     "discord": ("discord_public_key", "Discord replies are not enabled on this server"),
     "feishu": ("feishu_verification_token", "Feishu replies are not enabled on this server"),
+    "slack": ("slack_signing_secret", "Slack replies are not enabled on this server"),
 }
 """Channel type → the setting that must be present, and the answer when it is not (which names
 the setting: the operator can act on it)."""
@@ -299,7 +300,8 @@ def link_code(session: Session, runtime: Runtime, channel: Channel) -> LinkCode:
     channel.verify_expires_at = utcnow() + timedelta(seconds=runtime.settings.link_ttl_s)
     session.commit()
     bot = runtime.settings.telegram_bot_username if channel.type == "telegram" else None
-    command = {"telegram": f"/start {code}", "discord": f"/link code:{code}"}
+    command = {"telegram": f"/start {code}", "discord": f"/link code:{code}",
+               "slack": f"{runtime.settings.slack_command} link {code}"}
     return LinkCode(code=code, command=command.get(channel.type, f"/link {code}"),
                     url=f"https://t.me/{bot}?start={code}" if bot else None,
                     expires_at=channel.verify_expires_at)

@@ -149,9 +149,11 @@ INBOUND_KEYS: dict[str, str] = {
     "telegram": "chat_id",
     "discord": "discord_user_id",
     "feishu": "feishu_open_id",
+    "slack": "slack_user_id",
 }
 """Per channel type, the config value that inbound messages carry: the chat a Telegram reply
-comes from, the linked Discord user or Feishu ``open_id`` a slash command comes from."""
+comes from, the linked Discord user, Feishu ``open_id`` or Slack ``team:user`` a slash command
+comes from."""
 
 
 def inbound_key(channel_type: str | None, config: dict[str, Any] | None) -> str | None:

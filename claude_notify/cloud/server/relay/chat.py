@@ -1,4 +1,5 @@
-"""Commands from Discord and Feishu: ``/link CODE`` and ``/run <cmd>`` from a linked account.
+"""Commands from Discord, Feishu and Slack: ``/link CODE`` and ``/run <cmd>`` from a linked
+account.
 
 The endpoints have already checked that the provider sent the request (an Ed25519 signature, a
 verification token and signature), so the sender's id is the provider's word: a Discord user id
@@ -43,7 +44,7 @@ from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
 
-KEYS: Final = {kind: INBOUND_KEYS[kind] for kind in ("discord", "feishu")}
+KEYS: Final = {kind: INBOUND_KEYS[kind] for kind in ("discord", "feishu", "slack")}
 """Where each provider's linked sender id is kept in the channel's config."""
 STRANGER: Final = "Not run: this account is not linked to claude-notify."
 MAX_ECHO: Final = 200
@@ -56,7 +57,7 @@ class Said:
     """One ``/run`` from a chat, as the provider vouched for it."""
 
     source: str
-    """``discord`` or ``feishu``."""
+    """``discord``, ``feishu`` or ``slack``."""
     sender: str
     command: str
     session_id: str | None = None

@@ -193,7 +193,7 @@ def _channel_view(request: Request, db: Session, runtime: Runtime, web: WebSessi
         request, "channel.html", code, web=web, user=user, channel=channel,
         where=where(channel), verified=manage.is_verified(channel), sent=sent, failed=failed,
         triggers=catalog.TRIGGERS, problem=problem, notice=notice, link=link, qr=qr,
-        secret=secret, linkable=channel.type in ("telegram", "discord", "feishu"),
+        secret=secret, linkable=channel.type in ("telegram", "discord", "feishu", "slack"),
         group_replies=channel.type in manage.GROUP_REPLIES,
         templated=channel.type in manage.TEMPLATED, pro=user.plan == "pro",
         template=source, previews=previews, dialects=DIALECTS,

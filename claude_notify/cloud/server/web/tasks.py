@@ -87,7 +87,8 @@ def _steps(db: Session, user_id: uuid.UUID, has_tasks: bool) -> Steps | None:
         Delivery.user_id == user_id, Delivery.status == "sent",
         Delivery.channel_id.is_not(None), Delivery.kind.in_(("event", "test"))).limit(1))
     phone = any(_linked(c) for c in db.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type.in_(("telegram", "sms", "discord", "feishu")))))
+        Channel.user_id == user_id,
+        Channel.type.in_(("telegram", "sms", "discord", "feishu", "slack")))))
     steps = Steps(signed_in=used is not None or has_tasks, task=has_tasks,
                   channel=sent is not None, phone=phone)
     if steps.done:
@@ -101,7 +102,8 @@ def _steps(db: Session, user_id: uuid.UUID, has_tasks: bool) -> Steps | None:
 def _linked(channel: Channel) -> bool:
     if channel.type in ("telegram", "sms"):
         return channel.verified_at is not None
-    return bool(channel.config.get("discord_user_id") or channel.config.get("feishu_open_id"))
+    return any(channel.config.get(key) for key in ("discord_user_id", "feishu_open_id",
+                                                   "slack_user_id"))
 
 
 @router.get("/tasks")

@@ -15,7 +15,11 @@ never users.
   ``FEISHU_APP_ID`` and ``FEISHU_APP_SECRET``) after the response, else posted through the
   owner's Feishu channel.
 
-The Discord and Feishu commands and their rules are in
+* ``POST /v1/slack/commands``: on when ``SLACK_SIGNING_SECRET`` is set. The slash command's
+  ``v0`` HMAC and timestamp checked (401 otherwise, before the form is read); answered in the
+  response, ephemeral.
+
+The Discord, Feishu and Slack commands and their rules are in
 :mod:`claude_notify.cloud.server.relay.chat`.
 """
 
@@ -30,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import RuntimeDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.relay import chat, discord, feishu, link, telegram
+from claude_notify.cloud.server.relay import chat, discord, feishu, link, slack, telegram
 from claude_notify.cloud.server.relay.state import relay_of
 
 router = APIRouter(tags=["relay"])
@@ -85,6 +89,29 @@ async def discord_interactions(
         return discord.message("This interaction was already handled.")
     answer: dict[str, Any] = await run_in_threadpool(
         discord.answer, runtime, relay_of(request.app.state), interaction)
+    return answer
+
+
+@router.post("/v1/slack/commands", include_in_schema=False)
+async def slack_commands(
+    request: Request,
+    runtime: RuntimeDep,
+    signature: Annotated[str | None, Header(alias="X-Slack-Signature")] = None,
+    timestamp: Annotated[str | None, Header(alias="X-Slack-Request-Timestamp")] = None,
+) -> dict[str, Any]:
+    secret = runtime.settings.slack_signing_secret
+    if not secret:
+        raise ApiError(404, "Slack commands are not enabled on this server")
+    raw = await request.body()
+    if not slack.verified(secret, signature, timestamp, raw):
+        runtime.metrics.signature_failures.labels("slack").inc()
+        raise ApiError(401, "invalid request signature")
+    fields = slack.form(raw)
+    if not await run_in_threadpool(chat.first_delivery, runtime.sessions, "slack",
+                                   fields.get("trigger_id", "")):
+        return slack.message("This command was already handled.")
+    answer: dict[str, Any] = await run_in_threadpool(
+        slack.answer, runtime, relay_of(request.app.state), fields)
     return answer
 
 

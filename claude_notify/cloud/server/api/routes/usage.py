@@ -29,8 +29,9 @@ class UsageOut(BaseModel):
 
 def allowed_channels(plan: str) -> list[str]:
     """The channel types the plan sends through (spec §9: free is e-mail only)."""
-    return ["email", "telegram", "discord", "feishu", "sms", "webhook"] if plan == "pro" else [
-        "email"]
+    from claude_notify.cloud.server.channels.catalog import CHANNEL_TYPES
+
+    return list(CHANNEL_TYPES) if plan == "pro" else ["email"]
 
 
 @router.get("/v1/usage", summary="Today's usage and quota")
