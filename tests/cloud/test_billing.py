@@ -48,9 +48,24 @@ def settings(settings: Settings, stripe_api: StripeStandIn) -> Settings:
 
 
 def _post_event(client: TestClient, event: dict[str, Any], **signing: Any) -> httpx.Response:
+    """Deliver ``event`` as Stripe does; once answered, wait for the handler thread to be done
+    with it (handled, or its failure recorded)."""
     raw = json.dumps(event, indent=2).encode()
-    return client.post(HOOK, content=raw, headers={
+    answer = client.post(HOOK, content=raw, headers={
         "Content-Type": "application/json", "Stripe-Signature": sign(raw, **signing)})
+    if answer.status_code == 200 and answer.json().get("handled"):
+        _wait_handled(client.app.state.runtime, str(event["id"]))  # type: ignore[attr-defined]
+    return answer
+
+
+def _wait_handled(runtime: Runtime, event_id: str) -> None:
+    def done() -> bool:
+        with runtime.sessions() as db:
+            row = db.get(BillingEvent, event_id)
+            return row is not None and row.claimed_until is None and (
+                row.processed_at is not None or row.error is not None)
+
+    wait_for(done, timeout=30, what=f"event {event_id} handled")
 
 
 def _checkout(client: TestClient, user: Account, stripe_api: StripeStandIn) -> str:
@@ -153,6 +168,7 @@ def test_forged_tampered_stale_and_unsigned_webhooks_are_refused_and_leave_no_ro
     odd = json.dumps(event, indent=7).encode() + b"\n\n"
     answer = client.post(HOOK, content=odd, headers={"Stripe-Signature": sign(odd)})
     assert answer.status_code == 200, answer.text
+    _wait_handled(runtime, event["id"])
     assert [e.event_id for e in _ledger(runtime)] == [event["id"]]
     assert _plan(runtime, user) == "pro"
     assert session_id in json.dumps(event)
@@ -358,6 +374,7 @@ def test_a_failed_payment_keeps_pro_for_the_grace_then_free(
     assert grace is not None and abs(grace - failed_at - timedelta(days=7)) < timedelta(
         minutes=1)
     assert "Payment failed: update your card. Pro until" in page.get("/app/billing").text
+    assert _billing_mails(runtime, smtp_server, user)[-1].startswith("claude-notify: payment")
     # Stripe retries and fails again: the grace is not extended, and no second mail.
     again = stripe_api.event("invoice.payment_failed", invoice)
     assert _post_event(client, again).status_code == 200
@@ -396,6 +413,8 @@ def test_cancel_in_the_portal_keeps_pro_to_the_periods_end_then_free(
     end = datetime.fromtimestamp(
         stripe_api.subscriptions[sub]["items"]["data"][0]["current_period_end"], timezone.utc)
     assert f"Canceled: Pro ends on {end:%Y-%m-%d %H:%M:%S} UTC" in page.get("/app/billing").text
+    assert _billing_mails(runtime, smtp_server, user)[-1].startswith("Your claude-notify Pro "
+                                                                     "plan ends on")
     assert service.lapse(runtime.sessions, runtime.settings, now=end - timedelta(minutes=1)) == 0
     assert service.lapse(runtime.sessions, runtime.settings, now=end + timedelta(minutes=1)) == 1
     assert _plan(runtime, user) == "free"

@@ -62,7 +62,7 @@ _EXTRA_MODULES = frozenset({
     "fastapi", "starlette", "pydantic", "uvicorn", "celery", "kombu", "uvloop", "httptools",
     "sqlalchemy", "alembic", "psycopg", "httpx_aiohttp", "aiohttp", "aiosmtplib",
     "email_validator", "redis", "prometheus_client", "cryptography", "multipart", "jinja2",
-    "regex", "sniffio",
+    "regex", "sniffio", "stripe", "requests",
 })
 """Top-level modules of the ``[server]`` extra: missing, they mean the extra is not installed."""
 

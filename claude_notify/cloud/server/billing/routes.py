@@ -1,10 +1,11 @@
 """``POST /v1/billing/checkout``, ``POST /v1/billing/portal`` and ``POST /v1/stripe/webhook``.
 
 The webhook answers as soon as the event is in the ledger (a verified body, one row per event
-id) and handles it after answering: Stripe times out slow endpoints and retries, and a Stripe
-call made while it waits would put our latency at the mercy of its own. An event that cannot be
-written gets a 5xx, so Stripe retries it; one whose handling fails stays in the ledger,
-unprocessed, for the hourly sweep and ``server billing-sync``.
+id, written in a group commit with the deliveries beside it); a handler thread
+(:class:`.service.Handler`) handles it after answering. Stripe times out slow endpoints and
+retries, and a Stripe call made while it waits would put our latency at the mercy of its own.
+An event that cannot be written gets a 5xx, so Stripe retries it; one whose handling fails
+stays in the ledger, unprocessed, for the hourly sweep and ``server billing-sync``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from claude_notify.cloud.server.api.deps import RuntimeDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError
@@ -27,6 +27,7 @@ from claude_notify.cloud.server.billing.errors import (
     StripeDown,
     StripeProblem,
 )
+from claude_notify.cloud.server.runtime import Runtime
 
 router = APIRouter(tags=["billing"])
 
@@ -71,8 +72,7 @@ def portal(caller: TaskReader, runtime: RuntimeDep) -> UrlOut:
 
 @router.post("/v1/stripe/webhook", summary="Stripe's webhook (signed with Stripe-Signature)",
              include_in_schema=False)
-async def webhook(request: Request, runtime: RuntimeDep,
-                  background: BackgroundTasks) -> dict[str, Any]:
+async def webhook(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     settings = runtime.settings
     if not settings.billing_enabled or not settings.stripe_webhook_secret:
         raise ApiError(404, "billing is not offered by this server", code="billing_off")
@@ -91,7 +91,15 @@ async def webhook(request: Request, runtime: RuntimeDep,
         raise ApiError(400, "the body is not a Stripe event")
     if event.get("type") not in service.HANDLED:
         return {"received": True, "handled": False}
-    received = await run_in_threadpool(service.record, runtime.sessions, event)
+    received = await runtime.writes.run(lambda session, _memo: service.record(session, event))
     if received.handle:
-        background.add_task(service.process, runtime.sessions, settings, received.event_id)
+        _handler(request, runtime).submit(received.event_id)
     return {"received": True, "handled": received.handle}
+
+
+def _handler(request: Request, runtime: Runtime) -> service.Handler:
+    state = request.app.state
+    handler: service.Handler | None = getattr(state, "billing_handler", None)
+    if handler is None:  # a race makes two; each handles what it was given
+        handler = state.billing_handler = service.Handler(runtime.sessions, runtime.settings)
+    return handler
