@@ -242,7 +242,7 @@ def list_(as_json: bool) -> None:
 
 
 _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
-         "slack": "webhook_url",
+         "slack": "webhook_url", "ntfy": "url",
          "sms": "number", "webhook": "url"}
 """The one user-level value each type holds (a Telegram chat is linked, not typed)."""
 
@@ -251,7 +251,7 @@ _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
 @click.argument("channel_type", metavar="TYPE")
 @click.argument("target", required=False)
 @click.option("--name", default="", help="A name to tell channels apart.")
-@click.option("--secret", help="Feishu signing secret.")
+@click.option("--secret", help="Feishu signing secret, or an ntfy topic's access token.")
 @click.option("--on", "on", default="finished", show_default=True,
               help="When it fires: finished, failure, match, needs_input, progress (comma list).")
 @click.option("--regex", help="With --on match: the output regex.")
@@ -259,9 +259,9 @@ _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
               help="A config value of a plugin's channel type (repeatable).")
 def add(channel_type: str, target: str | None, name: str, secret: str | None, on: str,
         regex: str | None, settings: tuple[str, ...]) -> None:
-    """Add a channel: TYPE is email, telegram, discord, feishu, slack, sms or webhook; TARGET is
-    the address, webhook URL or number (a Telegram chat is linked by a code sent to the bot).
-    A type a server plugin adds takes its config as --set KEY=VALUE."""
+    """Add a channel: TYPE is email, telegram, discord, feishu, slack, ntfy, sms or webhook;
+    TARGET is the address, webhook or topic URL, or number (a Telegram chat is linked by a code
+    sent to the bot). A type a server plugin adds takes its config as --set KEY=VALUE."""
     kind = channel_type.lower()
     key = _KEYS.get(kind)
     if kind not in _KEYS and kind not in ("telegram", "tg"):

@@ -19,6 +19,7 @@ from claude_notify.events import TaskEvent
 from standins import twilio
 from standins.discord import DiscordStandIn
 from standins.feishu import FeishuStandIn
+from standins.ntfy import NtfyStandIn
 from standins.slack import SlackStandIn
 from standins.telegram import TOKEN, TelegramStandIn
 from standins.twilio import TwilioStandIn
@@ -37,6 +38,14 @@ def telegram() -> Iterator[TelegramStandIn]:
 @pytest.fixture
 def discord() -> Iterator[DiscordStandIn]:
     standin = DiscordStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def ntfy() -> Iterator[NtfyStandIn]:
+    standin = NtfyStandIn()
     standin.start()
     yield standin
     standin.stop()

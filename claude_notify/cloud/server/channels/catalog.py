@@ -17,7 +17,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
-CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "sms", "webhook")
+CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "ntfy", "sms",
+                         "webhook")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
@@ -77,6 +78,7 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
         "discord": _provider_url,
         "feishu": _provider_url,
         "slack": _provider_url,
+        "ntfy": _ntfy,
     }
     return validators[kind](kind, dict(config), allow_private)
 
@@ -150,6 +152,21 @@ def _webhook(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[st
     if not isinstance(secret, str) or not secret.startswith("whsec_") or len(secret) > 200:
         raise ValueError("config.secret must be a Standard Webhooks secret (whsec_…)")
     return {"url": url, "secret": secret}
+
+
+_TOPIC = re.compile(r"^/[-_A-Za-z0-9]{1,64}$")
+
+
+def _ntfy(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
+    _only(config, {"url", "secret"})
+    url = _checked_url(config, "url", allow_private=allow_private, pinned=())
+    parts = urlsplit(url)
+    if not _TOPIC.match(parts.path) or parts.query or parts.fragment:
+        raise ValueError("config.url must be a topic's URL, such as https://ntfy.sh/my-topic")
+    out: dict[str, Any] = {"url": url}
+    if "secret" in config:  # an access token for a protected topic
+        out["secret"] = _string(config, "secret", max_len=200)
+    return out
 
 
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:

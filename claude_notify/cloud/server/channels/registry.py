@@ -24,6 +24,7 @@ ADAPTERS: Final = {
     "feishu": "claude_notify.cloud.server.channels.feishu:FeishuChannel",
     "sms": "claude_notify.cloud.server.channels.sms:SmsChannel",
     "slack": "claude_notify.cloud.server.channels.slack:SlackChannel",
+    "ntfy": "claude_notify.cloud.server.channels.ntfy:NtfyChannel",
 }
 
 
