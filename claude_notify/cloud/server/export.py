@@ -44,8 +44,7 @@ def account(session: Session, user: User) -> dict[str, Any]:
                   for t in session.scalars(select(Task).where(Task.user_id == mine)
                                            .order_by(Task.created_at))],
         "channels": [{"id": c.id, "type": c.type, "name": c.name, "rules": c.rules,
-                      "config": {k: v for k, v in c.config.items()
-                                 if k not in catalog.SECRET_KEYS},
+                      "config": catalog.shown(c.type, c.config),
                       "enabled": c.enabled, "created_at": c.created_at}
                      for c in session.scalars(select(Channel).where(Channel.user_id == mine))],
         "deliveries": [{"id": d.id, "channel_type": d.channel_type, "kind": d.kind,

@@ -144,6 +144,8 @@ class Settings:
     """Where Discord webhook paths are sent; users' URLs are pinned to Discord's hosts."""
     slack_api_base: str = "https://hooks.slack.com"
     """Where Slack incoming-webhook paths are sent; users' URLs are pinned to hooks.slack.com."""
+    teams_api_base: str | None = None
+    """Tests only: send Teams workflow calls to this base instead of the URL's own host."""
     slack_signing_secret: str | None = None
     """The operator's Slack app signing secret: turns on ``POST /v1/slack/commands`` (its slash
     command's request URL), through which a linked Slack user links and replies."""

@@ -21,6 +21,7 @@ from standins.discord import DiscordStandIn
 from standins.feishu import FeishuStandIn
 from standins.ntfy import NtfyStandIn
 from standins.slack import SlackStandIn
+from standins.teams import TeamsStandIn
 from standins.telegram import TOKEN, TelegramStandIn
 from standins.twilio import TwilioStandIn
 
@@ -46,6 +47,14 @@ def discord() -> Iterator[DiscordStandIn]:
 @pytest.fixture
 def ntfy() -> Iterator[NtfyStandIn]:
     standin = NtfyStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def teams() -> Iterator[TeamsStandIn]:
+    standin = TeamsStandIn()
     standin.start()
     yield standin
     standin.stop()

@@ -17,8 +17,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
-CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "ntfy", "sms",
-                         "webhook")
+CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "teams", "ntfy",
+                         "sms", "webhook")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
@@ -28,6 +28,9 @@ SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "templ
 when a user edits."""
 
 SECRET_KEYS: Final = frozenset({"secret"})
+HIDDEN_QUERY: Final = frozenset({"teams"})
+"""Types whose URL's query is a credential (a Teams workflow's ``sig``): reads show the URL
+without it."""
 """Config values shown only when set (creation, rotation), never in a list or a read."""
 
 TRIGGERS: Final = ("finished", "failure", "match", "needs_input", "progress")
@@ -38,6 +41,7 @@ PINNED_HOSTS: Final = {
     "discord": ("discord.com", "discordapp.com"),
     "feishu": ("open.feishu.cn", "open.larksuite.com"),
     "slack": ("hooks.slack.com",),
+    "teams": ("logic.azure.com", "api.powerplatform.com"),
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PROVIDER_PATHS: Final = {
@@ -79,8 +83,17 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
         "feishu": _provider_url,
         "slack": _provider_url,
         "ntfy": _ntfy,
+        "teams": _teams,
     }
     return validators[kind](kind, dict(config), allow_private)
+
+
+def shown(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as reads show it: no signing secret, no credential in a URL's query."""
+    out = {k: v for k, v in config.items() if k not in SECRET_KEYS}
+    if kind in HIDDEN_QUERY and isinstance(out.get("webhook_url"), str):
+        out["webhook_url"] = out["webhook_url"].split("?", 1)[0]
+    return out
 
 
 def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +180,17 @@ def _ntfy(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, 
     if "secret" in config:  # an access token for a protected topic
         out["secret"] = _string(config, "secret", max_len=200)
     return out
+
+
+def _teams(kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
+    _only(config, {"webhook_url"})
+    url = _checked_url(config, "webhook_url", allow_private=False, pinned=PINNED_HOSTS[kind])
+    parts = urlsplit(url)
+    if parts.scheme != "https" or "/workflows/" not in parts.path or "sig=" not in parts.query:
+        raise ValueError("config.webhook_url must be a Teams workflow's URL (https://…/workflows"
+                         "/…/invoke?…&sig=…, from 'Post to a channel when a webhook request is "
+                         "received')")
+    return {"webhook_url": url}
 
 
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:

@@ -25,6 +25,7 @@ ADAPTERS: Final = {
     "sms": "claude_notify.cloud.server.channels.sms:SmsChannel",
     "slack": "claude_notify.cloud.server.channels.slack:SlackChannel",
     "ntfy": "claude_notify.cloud.server.channels.ntfy:NtfyChannel",
+    "teams": "claude_notify.cloud.server.channels.teams:TeamsChannel",
 }
 
 
@@ -53,9 +54,9 @@ def _plugin_adapter(channel_type: str, settings: Settings,
 
     cls = plugins.enabled(settings.channel_plugins).get(channel_type)
     if cls is None:
+        why = plugins.problems(settings.channel_plugins).get(channel_type)
         raise LookupError(f"this server has no adapter for {channel_type} channels"
-                          + (f": {why}" if (why := plugins.problems(
-                              settings.channel_plugins).get(channel_type)) else ""))
+                          + (f": {why}" if why else " yet"))
     try:
         adapter: ChannelAdapter = cls(settings, http)
     except Exception as exc:  # the plugin's own code

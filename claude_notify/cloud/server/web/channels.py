@@ -40,7 +40,7 @@ from claude_notify.cloud.server.web.pages import (
 
 TARGET: Final = {"email": "address", "sms": "number", "webhook": "url",
                  "discord": "webhook_url", "feishu": "webhook_url",
-                 "slack": "webhook_url", "ntfy": "url"}  # fmt: skip
+                 "slack": "webhook_url", "ntfy": "url", "teams": "webhook_url"}  # fmt: skip
 """The one config value each type's add form asks for (Telegram asks for none: its chat is
 linked from the chat itself)."""
 
@@ -50,6 +50,7 @@ TARGET_HINT: Final = {
     "discord": "the channel's webhook URL", "feishu": "the group bot's webhook URL",
     "slack": "an incoming-webhook URL (hooks.slack.com)",
     "ntfy": "a topic's URL, such as https://ntfy.sh/my-topic",
+    "teams": "a Teams workflow's webhook URL",
 }
 
 Text = Annotated[str, Form(max_length=2048)]

@@ -73,8 +73,7 @@ class ChannelOut(BaseModel):
     def of(cls, channel: Channel, *, reveal: bool = False) -> ChannelOut:
         """The channel as the API shows it; its signing secret only when ``reveal`` (at creation
         and rotation: a secret shown on every read is one any token holder can copy)."""
-        config = channel.config if reveal else {
-            k: v for k, v in channel.config.items() if k not in catalog.SECRET_KEYS}
+        config = channel.config if reveal else catalog.shown(channel.type, channel.config)
         return cls(
             id=channel.id,
             type=channel.type,
