@@ -564,6 +564,33 @@ def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
     assert b.get("/app/tasks").status_code == 303
 
 
+def test_an_account_whose_subscription_still_renews_is_not_deleted_until_it_is_cancelled(
+    client: TestClient, runtime: Runtime, smtp_server: Mailbox,
+    make_user: Callable[..., Account],
+) -> None:
+    from claude_notify.cloud.server.billing.models import BillingAccount
+
+    user = make_user(plan="pro")
+    with runtime.sessions.begin() as db:  # as billing records a paid, renewing subscription
+        db.add(BillingAccount(user_id=user.user_id, customer_id=f"cus_{uuid.uuid4().hex[:12]}",
+                              subscription_id="sub_1", status="active"))
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
+    exported = json.loads(b.get("/app/account/export").content)
+    assert exported["billing"][0]["status"] == "active"
+    token = form_token(b.get("/app/account").text)
+    before = _rows_of(runtime, user.user_id, user.email)
+    refused = b.post("/app/account/delete", data={"csrf": token, "confirm": user.email})
+    assert refused.status_code == 409 and "still renews: cancel it first" in refused.text
+    assert _rows_of(runtime, user.user_id, user.email) == before
+    with runtime.sessions.begin() as db:  # cancelled in the Portal: it ends with its period
+        db.get(BillingAccount, user.user_id).cancel_at_period_end = True  # type: ignore[union-attr]
+    gone = b.post("/app/account/delete", data={"csrf": token, "confirm": user.email})
+    assert gone.status_code == 200 and "deleted" in gone.text
+    with runtime.sessions() as db:
+        assert db.get(BillingAccount, user.user_id) is None
+
+
 ID_PARAMETERS = ("key", "session_id", "delivery_id", "token_id", "channel_id", "identity_id")
 """Every kind of id an ``/app`` path takes: a new one fails the sweeps until it is added here
 and to the two-user sweep's rows."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange
 from claude_notify.cloud.server.channels import catalog
 from claude_notify.cloud.server.db.models import (
     ApiToken,
@@ -73,12 +74,37 @@ def account(session: Session, user: User) -> dict[str, Any]:
                               "created_at": w.created_at, "last_seen_at": w.last_seen_at}
                              for w in session.scalars(select(WebSession)
                                                       .where(WebSession.user_id == mine))],
+        "billing": [{"customer_id": b.customer_id, "subscription_id": b.subscription_id,
+                     "status": b.status, "current_period_end": b.current_period_end,
+                     "cancel_at_period_end": b.cancel_at_period_end, "pro_until": b.pro_until}
+                    for b in session.scalars(select(BillingAccount)
+                                             .where(BillingAccount.user_id == mine))],
+        "plan_changes": [{"at": c.at, "change": c.change, "plan": c.plan, "status": c.status,
+                          "cause": c.cause}
+                         for c in session.scalars(select(BillingChange)
+                                                  .where(BillingChange.user_id == mine)
+                                                  .order_by(BillingChange.at))],
         "linked_accounts": [{"provider": i.provider, "subject": i.subject,
                              "created_at": i.created_at}
                             for i in session.scalars(select(WebIdentity)
                                                      .where(WebIdentity.user_id == mine)
                                                      .order_by(WebIdentity.created_at))],
     }
+
+
+RENEWING: frozenset[str] = frozenset({"active", "trialing", "past_due", "unpaid"})
+
+
+def deletion_blocker(session: Session, user: User) -> str | None:
+    """Why the account cannot be deleted now, if something prevents it: a paid subscription
+    that would go on renewing (Stripe would charge a card for an account that is gone)."""
+    renewing = session.scalar(select(BillingAccount.subscription_id).where(
+        BillingAccount.user_id == user.id, BillingAccount.status.in_(RENEWING),
+        BillingAccount.cancel_at_period_end.is_(False)))
+    if renewing is not None:
+        return ("its Pro subscription still renews: cancel it first (Billing, then Manage), "
+                "then delete the account")
+    return None
 
 
 def erase(session: Session, user: User) -> None:

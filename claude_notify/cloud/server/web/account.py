@@ -147,6 +147,9 @@ def delete_account(request: Request, web: WebDep, db: SessionDep, runtime: Runti
     if confirm.strip().lower() != user.email:
         return _account_view(request, db, runtime, web, code=422,
                              problem="Type the account's e-mail address to delete it.")
+    if (blocker := export.deletion_blocker(db, user)) is not None:
+        return _account_view(request, db, runtime, web, code=409,
+                             problem=f"The account was not deleted: {blocker}.")
     token_ids = list(db.scalars(select(ApiToken.id).where(ApiToken.user_id == user.id)))
     export.erase(db, user)
     db.commit()
