@@ -174,7 +174,7 @@ def test_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
     loaded = set(result.stdout.split())
     heavy = {"click", "asyncio", "httpx", "keyring", "desktop_notifier", "tomlkit", "psutil",
              "sqlalchemy", "fastapi", "plyer", "requests", "dbus_fast", "argparse",
-             "platformdirs", "tempfile", "sqlite3", "uuid",
+             "platformdirs", "tempfile", "sqlite3", "uuid", "sentry_sdk",
              "claude_notify.cloud.account"}
     assert "claude_notify.runner" in loaded
     assert not heavy & loaded, sorted(heavy & loaded)

@@ -62,7 +62,7 @@ _EXTRA_MODULES = frozenset({
     "fastapi", "starlette", "pydantic", "uvicorn", "celery", "kombu", "uvloop", "httptools",
     "sqlalchemy", "alembic", "psycopg", "httpx_aiohttp", "aiohttp", "aiosmtplib",
     "email_validator", "redis", "prometheus_client", "cryptography", "multipart", "jinja2",
-    "regex", "sniffio", "stripe", "requests",
+    "regex", "sniffio", "stripe", "requests", "sentry_sdk",
 })
 """Top-level modules of the ``[server]`` extra: missing, they mean the extra is not installed."""
 
@@ -103,10 +103,12 @@ def server(ctx: click.Context, host: str, port: int) -> None:
     from claude_notify.cloud.server.banner import lines
     from claude_notify.cloud.server.httpproto import HeaderDeadlineProtocol, raise_fd_limit
     from claude_notify.cloud.server.logsetup import configure
+    from claude_notify.cloud.server.sentry import init as init_sentry
 
     configure()
     raise_fd_limit()
     runtime = _runtime()
+    init_sentry(runtime.settings, component="api")
     app = create_app(runtime=runtime)
     for line in lines(runtime, host, port):
         click.echo(line, err=True)
@@ -129,9 +131,11 @@ def worker(metrics_port: int | None, metrics_host: str) -> None:
 
     from claude_notify.cloud.server.delivery.standalone import run_worker
     from claude_notify.cloud.server.logsetup import configure
+    from claude_notify.cloud.server.sentry import init as init_sentry
 
     configure()
     runtime = _runtime()
+    init_sentry(runtime.settings, component="worker")
     if metrics_port is not None:
         # The delivery outcomes are counted where deliveries happen: with distributed workers
         # that is here, not in the API, so each worker is scraped too.

@@ -48,6 +48,7 @@ def remember(settings: Settings) -> None:
         settings.stripe_secret_key, settings.stripe_webhook_secret,
         _url_password(settings.database_url),
         _url_password(settings.redis_url),
+        settings.sentry_dsn, _url_user(settings.sentry_dsn),
     ]
     if settings.twilio_account_sid and settings.twilio_auth_token:  # the Basic header's value
         basic = f"{settings.twilio_account_sid}:{settings.twilio_auth_token}".encode()
@@ -70,6 +71,14 @@ def _url_password(url: str | None) -> str | None:
     except ValueError:
         return None
     return unquote(password) if password else None
+
+
+def _url_user(url: str | None) -> str | None:
+    """A DSN's key, which is its URL's user part."""
+    try:
+        return urlsplit(url).username if url else None
+    except ValueError:
+        return None
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:

@@ -203,6 +203,13 @@ class Settings:
     billing_grace_days: float = 7.0
     """How long a ``past_due`` subscription (a failed renewal) keeps Pro before it drops to
     free: time to update the card without losing anything."""
+    sentry_dsn: str | None = None
+    """A Sentry project's DSN: unhandled errors and logged errors of the API and the workers
+    are reported there, scrubbed of secrets and of users' data (see docs/deploy.md). Unset,
+    ``sentry-sdk`` is not even imported."""
+    sentry_environment: str | None = None
+    """The environment events are filed under (``production``, ``eu``…); Sentry's default
+    when unset."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
@@ -246,6 +253,9 @@ class Settings:
             if not getattr(self, name).startswith(("https://", "http://")):
                 _bad(name.upper(), getattr(self, name), "must be an http(s):// URL")
         self._validate_billing()
+        if self.sentry_dsn and not re.fullmatch(r"https?://[^@/\s]+@[^/\s]+/\S+",
+                                                self.sentry_dsn):
+            _bad("SENTRY_DSN", "…", "must be a DSN, https://<key>@<host>/<project>")
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self
