@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 HEARTBEAT_S = 15.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
+RESTART_RETRY_S = 0.5
+RESTART_WINDOW_S = 60.0
+"""After a :data:`~claude_notify.agent.wire.RESTARTING` close, how long the agent retries every
+:data:`RESTART_RETRY_S` (jittered, so a replica's agents do not arrive in one instant) before
+falling back to its backoff: a new API process takes seconds to start, not minutes."""
 
 
 def agent_url(server: str) -> str:
@@ -56,6 +61,7 @@ class Agent:
     def serve_forever(self) -> None:
         """Stay connected until :attr:`stop` is set; :class:`Rejected` ends it for good."""
         backoff = BACKOFF_MIN_S
+        restart_until = 0.0
         while not self.stop.is_set():
             started = time.monotonic()
             try:
@@ -63,10 +69,19 @@ class Agent:
             except Rejected:
                 raise
             except Exception as exc:  # the network, the server restarting: try again
-                self.log(f"agent: connection lost ({type(exc).__name__}: {exc}); reconnecting")
+                if _restarting(exc):
+                    self.log("agent: the server is restarting; reconnecting")
+                    restart_until = time.monotonic() + RESTART_WINDOW_S
+                else:
+                    self.log(f"agent: connection lost ({type(exc).__name__}: {exc}); "
+                             "reconnecting")
             if time.monotonic() - started > 60:
                 backoff = BACKOFF_MIN_S  # it was up for a while: this is a new outage
-            self.stop.wait(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            if time.monotonic() < restart_until:
+                self.stop.wait(RESTART_RETRY_S * jitter)
+                continue
+            self.stop.wait(backoff * jitter)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _session(self) -> None:
@@ -231,6 +246,14 @@ class Agent:
         entry = self.journal.get(command_id)
         if entry is not None:
             self._send(_result(entry))
+
+
+def _restarting(exc: Exception) -> bool:
+    """Whether the server closed the connection because it is restarting."""
+    from websockets.exceptions import ConnectionClosed
+
+    return (isinstance(exc, ConnectionClosed) and exc.rcvd is not None
+            and exc.rcvd.code == wire.RESTARTING)
 
 
 def _result(entry: dict[str, Any]) -> wire.Result:

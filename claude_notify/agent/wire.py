@@ -25,6 +25,11 @@ STARTED: Final = "started"
 RESULT: Final = "result"
 PING: Final = "ping"
 
+RESTARTING: Final = 1012
+"""The close code of a server going away to restart (RFC 6455's "Service Restart"; uvicorn sends
+it to every socket on SIGTERM): the agent reconnects at once, and keeps retrying every half second
+while the successor starts, rather than backing off. Any other close is an outage: backoff."""
+
 
 # --------------------------------------------------------------------------- server → agent
 

@@ -196,6 +196,20 @@ def test_compose_and_k8s_run_the_same_commands_and_image(
         f"claude-notify:{__version__}"
 
 
+@pytest.mark.parametrize(("compose", "deployment"), [
+    ("api", "claude-notify-api"), ("worker", "claude-notify-worker")])
+def test_the_kill_deadline_leaves_room_for_the_drain(compose: str, deployment: str) -> None:
+    """SIGKILL comes after the orchestrator's grace period: it must exceed the server's own
+    (``shutdown_grace_s``) plus the settling of the last sends, the same in compose and k8s."""
+    from claude_notify.cloud.server.delivery.worker import SETTLE_FLOOR_S
+    from claude_notify.cloud.server.settings import Settings
+
+    spec = one("Deployment", deployment)["spec"]["template"]["spec"]
+    stop = compose_services()[compose]["stop_grace_period"]
+    assert stop == f"{spec['terminationGracePeriodSeconds']}s"
+    assert spec["terminationGracePeriodSeconds"] > Settings().shutdown_grace_s + SETTLE_FLOOR_S
+
+
 def test_every_image_is_pinned() -> None:
     images = {c["image"] for _, spec in pod_specs() for c in spec["containers"]}
     images |= {s["image"] for s in compose_services().values()}

@@ -71,7 +71,7 @@ def start_worker(
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*, poll_s: float = 10.0, lease_s: float = 30.0,
+    def start(*, poll_s: float = 10.0, lease_s: float = 30.0, grace_s: float = 20.0,
               args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
@@ -80,6 +80,7 @@ def start_worker(
             "CLAUDE_NOTIFY_SERVER_WEBHOOK_ALLOW_PRIVATE": "1",
             "CLAUDE_NOTIFY_SERVER_WORKER_POLL_S": str(poll_s),
             "CLAUDE_NOTIFY_SERVER_LEASE_S": str(lease_s),
+            "CLAUDE_NOTIFY_SERVER_SHUTDOWN_GRACE_S": str(grace_s),
             "CLAUDE_NOTIFY_SERVER_RETRY_DELAYS_S": "0.05,0.1",
         }
         log = tmp_path / f"worker-{len(started)}.log"
@@ -162,6 +163,36 @@ def test_two_workers_deliver_each_notification_exactly_once(
     wait_for(lambda: statuses(api_runtime) == {"sent": 60}, what="all 60 sent")
     ids = [c.headers["webhook-id"] for c in calls]
     assert len(ids) == len(set(ids)) == receiver.count() == 60
+
+
+def test_sigterm_gives_a_workers_cut_off_deliveries_back_at_once(
+    api: TestClient,
+    api_runtime: Runtime,
+    receiver: Receiver,
+    pro_with_webhook: Account,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """A worker stopped while its sends hang past its grace period exits 0 and releases their
+    rows: the next worker sends them at once, not after the (here 300 s) lease, and the cut-off
+    attempt does not count against the retries."""
+    receiver.answer(HANG, HANG)
+    first = start_worker(lease_s=300, grace_s=1)
+    for i in range(2):
+        posted = api.post("/v1/events", json=finished(i), headers=pro_with_webhook.headers)
+        assert posted.status_code == 202
+    cut = {c.headers["webhook-id"] for c in receiver.wait(2, timeout=30)}
+    stopped_at = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    assert time.monotonic() - stopped_at < 15  # 1 s of grace, plus the process's own exit
+    assert statuses(api_runtime) == {"pending": 2}
+    start_worker(lease_s=300)
+    again = receiver.wait(4, timeout=30)[2:]
+    wait_for(lambda: statuses(api_runtime) == {"sent": 2}, timeout=30, what="both sent")
+    assert {c.headers["webhook-id"] for c in again} == cut
+    assert receiver.count() == 4  # each sent once more, never a third time
+    with api_runtime.sessions() as session:
+        assert set(session.scalars(select(Delivery.attempts))) == {1}
 
 
 def test_a_worker_serves_its_own_delivery_metrics(

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,32 @@ def test_a_server_restart_mid_run_loses_nothing_and_runs_nothing_twice(
     assert (done["state"], done["exit_code"]) == ("done", 0)
     assert setup.runs() == 1
     assert setup.agent.text().count("agent: running './slow.sh'") == 1
+
+
+def test_sigterm_closes_the_agent_with_restarting_and_it_reconnects_at_once(
+    setup: Setup, server: Server
+) -> None:
+    """The API's SIGTERM closes the agent's socket with 1012 ("service restart"): the agent
+    retries every half second instead of backing off, so it is back within moments of the new
+    process answering, and runs a command queued meanwhile once."""
+    setup.agent.start()
+    assert server.proc is not None
+    proc, server.proc = server.proc, None
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    wait_for(lambda: "agent: the server is restarting" in setup.agent.text(), timeout=30,
+             what="the restart close")
+    # Six refused attempts: backing off, the agent would now wait 8-16 s before the next.
+    wait_for(lambda: setup.agent.text().count("connection lost") >= 6, timeout=30,
+             what="the agent to retry")
+    server.start()
+    up = time.monotonic()
+    command = setup.queue("./count.sh")
+    wait_for(lambda: setup.agent.text().count("agent: connected") >= 2, timeout=30,
+             what="the agent to reconnect")
+    assert time.monotonic() - up < 4  # retries every 0.25-0.5 s (generous for a loaded box)
+    assert setup.settled(command)["state"] == "done"
+    assert setup.runs() == 1
 
 
 def test_the_agent_is_off_until_allowed_and_stops_on_a_retired_credential(

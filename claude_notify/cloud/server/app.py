@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -35,6 +36,9 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.cloud.server.web import pages
 
+if TYPE_CHECKING:
+    from claude_notify.cloud.server.delivery.worker import Worker
+
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment).
@@ -49,7 +53,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _embedded_worker(runtime):
+        async with _embedded_worker(runtime) as worker:
+            if worker is not None:
+                app.state.on_stopping.append(worker.stop)
             yield
 
     app = ServerApp(
@@ -60,6 +66,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
+    app.state.on_stopping = []  # see ServerApp.stopping
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
@@ -82,6 +89,12 @@ class ServerApp(FastAPI):
     the stack).
     """
 
+    def stopping(self) -> None:
+        """SIGTERM arrived (the CLI's server calls this before draining requests): the embedded
+        worker stops claiming now, so its drain and the requests' share one grace period."""
+        for callback in self.state.on_stopping:
+            callback()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == wire.PATH:
             scope["app"] = self  # where the tunnel finds the app's state, as behind the router
@@ -91,12 +104,12 @@ class ServerApp(FastAPI):
 
 
 @asynccontextmanager
-async def _embedded_worker(runtime: Runtime) -> AsyncIterator[None]:
+async def _embedded_worker(runtime: Runtime) -> AsyncIterator[Worker | None]:
     """Run the delivery worker beside the API when no distributed workers are configured."""
     if not runtime.settings.embedded_worker:
-        yield
+        yield None
         return
     from claude_notify.cloud.server.delivery.worker import Worker
 
-    async with Worker(runtime).running():
-        yield
+    async with Worker(runtime).running() as worker:
+        yield worker

@@ -104,6 +104,7 @@ def server(ctx: click.Context, host: str, port: int) -> None:
     from claude_notify.cloud.server.httpproto import HeaderDeadlineProtocol, raise_fd_limit
     from claude_notify.cloud.server.logsetup import configure
     from claude_notify.cloud.server.sentry import init as init_sentry
+    from claude_notify.cloud.server.shutdown import DrainingServer
 
     configure()
     raise_fd_limit()
@@ -115,8 +116,14 @@ def server(ctx: click.Context, host: str, port: int) -> None:
     # uvicorn's own access log would print query strings, which carry one-time link secrets.
     # No per-message deflate: the agents do not ask for it, and a zlib context per idle agent
     # would cost ~90 KB of the server's memory. Request headers have a deadline (slowloris).
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, access_log=False, log_config=None,
-                ws_per_message_deflate=False, http=HeaderDeadlineProtocol)
+    grace = max(1, round(runtime.settings.shutdown_grace_s))
+    config = uvicorn.Config(app, host=host, port=port, proxy_headers=True, access_log=False,
+                            log_config=None, ws_per_message_deflate=False,
+                            http=HeaderDeadlineProtocol, timeout_graceful_shutdown=grace)
+    served = DrainingServer(config)
+    served.run()
+    if not served.started:  # as uvicorn.run: the port was taken, the app failed to start
+        raise SystemExit(3)
 
 
 @server.command()

@@ -76,6 +76,11 @@ class Settings:
     """How long a claimed delivery is owned by a worker before another may take it."""
     worker_poll_s: float = 1.0
     """The worker's fallback poll interval; new deliveries wake it immediately."""
+    shutdown_grace_s: float = 20.0
+    """How long SIGTERM's drain may take: requests in flight finish and deliveries in flight are
+    sent and recorded; a send still unanswered then is cut off and its row released at once for
+    another worker (not after its lease). Keep the orchestrator's kill deadline above it
+    (``terminationGracePeriodSeconds``, ``stop_grace_period``: 30 s in ``deploy/``)."""
     worker_concurrency: int = 32
     """Deliveries one worker has in flight; it claims them in batches of at least half that."""
     default_plan: Plan = "free"
@@ -228,7 +233,7 @@ class Settings:
             _bad("EVENTS_PER_MINUTE", self.events_per_minute, "must be 0 (no limit) or more")
         for name in ("lease_s", "worker_poll_s", "webhook_timeout_s", "smtp_timeout_s",
                      "link_ttl_s", "relay_poll_s", "relay_idle_s", "relay_reply_token_ttl_s",
-                     "web_session_ttl_s"):
+                     "web_session_ttl_s", "shutdown_grace_s"):
             if getattr(self, name) <= 0:
                 _bad(name.upper(), getattr(self, name), "must be positive")
         if self.relay_ttl_s < 0:  # 0: a command for an offline agent expires at once

@@ -288,6 +288,37 @@ def settle_many(
         return statuses
 
 
+def release_many(sessions: sessionmaker[Session], prepared: list[Prepared]) -> int:
+    """Give back rows whose sends a stopping worker cut off: due now, for any worker, instead of
+    after their leases. How many were still ours.
+
+    The attempt did not fail, so it is not counted against ``max_attempts``; its row says it was
+    cut off (the receiver may have seen it: receivers de-duplicate on the notification id).
+    """
+    if not prepared:
+        return 0
+    now = utcnow()
+    with sessions.begin() as session:
+        released = 0
+        for p in prepared:
+            n = Delivery
+            released += len(session.scalars(
+                update(n)
+                .where(n.id == p.claim.id, n.status == DeliveryStatus.SENDING,
+                       n.claim_token == p.claim.token)
+                .values(status=DeliveryStatus.PENDING, claim_token=None, lease_expires_at=None,
+                        next_attempt_at=now, attempts=n.attempts - 1)
+                .returning(n.id)
+                .execution_options(synchronize_session=False)
+            ).all())
+            session.execute(
+                update(DeliveryAttempt)
+                .where(DeliveryAttempt.id == p.attempt_id)
+                .values(outcome="lost", detail="worker stopped mid-delivery; released")
+            )
+        return released
+
+
 def _held(session: Session, outcomes: list[Outcome]) -> dict[uuid.UUID, uuid.UUID | None]:
     """The rows still claimed by these senders, locked, with their channels."""
     tokens = {p.claim.id: p.claim.token for p, _, _ in outcomes}

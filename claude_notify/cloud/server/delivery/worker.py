@@ -46,8 +46,9 @@ Redis, one API and one worker: rows per claim 5.7 -> 13, ingest 554-580 -> 597-6
 STREAM_S = 0.05
 """A wake-up this soon after the last claim means a stream rather than a lone event."""
 
-SHUTDOWN_GRACE_S = 10.0
-"""In-flight sends get this long on shutdown; anything cut off is re-sent after its lease."""
+SETTLE_FLOOR_S = 5.0
+"""On shutdown, how long finished sends may take to be recorded even past the grace period:
+a send the receiver accepted but we did not record would go out again from the next worker."""
 
 
 class Worker:
@@ -56,12 +57,14 @@ class Worker:
         self.settings = runtime.settings
         self._http = http
         self._adapters: dict[str, ChannelAdapter] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], engine.Prepared] = {}
         self._busy = 0
         """Deliveries claimed and not yet settled: what counts against the concurrency."""
         self._results: asyncio.Queue[engine.Outcome] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._deadline = 0.0
+        """Monotonic time by which a stopping worker has sent or released what it claimed."""
         self._rng = random.Random()  # noqa: S311 - jitter, not secrecy
         self._last_claim = -STREAM_S
 
@@ -80,14 +83,14 @@ class Worker:
         try:
             yield self
         finally:
-            self._stopping = True
-            self._wake.set()
+            self.stop()
             await loop_task
             if consumer is not None:
                 await asyncio.to_thread(consumer.stop)
             await self._drain()
+            settle_s = max(self._deadline - time.monotonic(), SETTLE_FLOOR_S)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._results.join(), timeout=SHUTDOWN_GRACE_S)
+                await asyncio.wait_for(self._results.join(), timeout=settle_s)
             settler.cancel()
             keeper.cancel()
             await asyncio.gather(settler, keeper, return_exceptions=True)
@@ -96,6 +99,16 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def stop(self) -> None:
+        """Claim nothing more; what is in flight has ``shutdown_grace_s`` from the first call.
+
+        Called on SIGTERM, before the API's own drain, so both share one grace period.
+        """
+        if not self._stopping:
+            self._stopping = True
+            self._deadline = time.monotonic() + self.settings.shutdown_grace_s
+            self._wake.set()
 
     async def _housekeeping(self) -> None:
         """Clear expired sign-in rows now and every hour (:mod:`..housekeeping`); with billing on,
@@ -191,12 +204,12 @@ class Worker:
         self._busy += len(prepared)
         for item in prepared:
             task = asyncio.create_task(self._deliver(item))
-            self._inflight.add(task)
+            self._inflight[task] = item
             task.add_done_callback(self._done)
         return claimed
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery crashed", exc_info=task.exception())
 
@@ -267,9 +280,24 @@ class Worker:
         return self._adapters[channel_type]
 
     async def _drain(self) -> None:
+        """Let in-flight sends finish until the deadline; cut off the rest and release their rows
+        for the next worker (a lease would hold them for up to ``lease_s``)."""
         if not self._inflight:
             return
-        _, pending = await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_S)
+        timeout = max(self._deadline - time.monotonic(), 0.0)
+        _, pending = await asyncio.wait(list(self._inflight), timeout=timeout)
+        cut = [self._inflight[task] for task in pending if task in self._inflight]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if not cut:
+            return
+        self._busy -= len(cut)
+        try:
+            released = await asyncio.to_thread(engine.release_many, self.runtime.sessions, cut)
+        except Exception:
+            log.exception("releasing %d cut-off deliveries failed; they go after their lease",
+                          len(cut))
+        else:
+            log.info("shutdown: %d delivery(ies) cut off after the grace period, %d released",
+                     len(cut), released)
