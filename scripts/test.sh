@@ -72,7 +72,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[server]" --group dev 2>&1 | grep -v "^WARNING: Location" || true
 
 echo "== ruff"
-.venv/bin/ruff check claude_notify tests scripts
+.venv/bin/ruff check claude_notify tests scripts examples
 echo "== mypy (linux, darwin, win32)"
 for platform in linux darwin win32; do
   .venv/bin/mypy --platform "$platform" claude_notify

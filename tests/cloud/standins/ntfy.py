@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
 
 from standins import Answer, Request, StandIn, json_body
 

@@ -1,6 +1,7 @@
 """A server channel: each notification is POSTed as JSON to the channel's URL. The server's
 operator enables it with ``CLAUDE_NOTIFY_SERVER_CHANNEL_PLUGINS=example-hook``; a user adds one
-with ``claude-notify channels add example-hook --set url=https://…`` or on the web app's Channels page."""
+with ``claude-notify channels add example-hook --set url=https://…`` or on the web app's
+Channels page."""
 
 from __future__ import annotations
 
