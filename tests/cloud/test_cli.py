@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from standins.telegram import TOKEN, TelegramStandIn
 
+from claude_notify.cloud.server.billing.models import BillingChange
 from claude_notify.cloud.server.cli import server
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.errors import ConfigError, UsageError
@@ -21,7 +23,8 @@ def env(runtime: Runtime) -> dict[str, str]:
     return {"DATABASE_URL": runtime.settings.database_url}
 
 
-def test_create_user_prints_a_working_token(env: dict[str, str], client: TestClient) -> None:
+def test_create_user_prints_a_working_token(env: dict[str, str], client: TestClient,
+                                            runtime: Runtime) -> None:
     result = CliRunner().invoke(
         server, ["create-user", "Cli@Example.com", "--plan", "pro"], env=env
     )
@@ -36,6 +39,11 @@ def test_create_user_prints_a_working_token(env: dict[str, str], client: TestCli
     )
     usage = client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
     assert usage.json()["plan"] == "free"
+    again = CliRunner().invoke(server, ["set-plan", "cli@example.com", "free"], env=env)
+    assert again.exit_code == 0  # no change: nothing recorded
+    with runtime.sessions() as session:  # the operator's change is with the billing changes
+        changes = session.execute(select(BillingChange.change, BillingChange.cause)).all()
+    assert changes == [("free", "operator: server set-plan")]
 
     revoked = CliRunner().invoke(server, ["revoke", "--user", "cli@example.com"], env=env)
     assert revoked.output.strip() == "revoked 1 token(s)"

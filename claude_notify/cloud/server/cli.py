@@ -189,13 +189,22 @@ def create_user(email: str, plan: str | None) -> None:
 @click.argument("email")
 @click.argument("plan", type=click.Choice(["free", "pro"]))
 def set_plan(email: str, plan: str) -> None:
-    """Move a user to another plan."""
+    """Move a user to another plan (recorded with the billing changes, as the operator's)."""
+    from sqlalchemy import select
+
     from claude_notify.cloud.server import auth
+    from claude_notify.cloud.server.billing.models import BillingChange
+    from claude_notify.cloud.server.db.models import User
 
     runtime = _ready_runtime()
     try:
         with runtime.sessions.begin() as session:
-            auth.set_plan(session, email, plan)
+            was = session.scalar(select(User.plan).where(
+                User.email == auth.normalise_email(email)))
+            user = auth.set_plan(session, email, plan)
+            if was != plan:
+                session.add(BillingChange(user_id=user.id, change=plan, plan=plan, status=None,
+                                          cause="operator: server set-plan"))
     finally:
         runtime.close()
     click.echo(f"{email.strip().lower()} is now on {plan}")
