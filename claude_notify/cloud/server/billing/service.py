@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from claude_notify.cloud.server import outbox
@@ -104,10 +105,16 @@ def _new_customer(sessions: Sessions, stripe: Gateway, *, user_id: uuid.UUID,
     """The account's one customer: Stripe's idempotency key makes a retry, or a second request
     at the same moment, get the same customer; the row is written only once Stripe made it."""
     customer = stripe.create_customer(user_id=user_id, email=email)
-    with sessions.begin() as session:
-        insert_ignore(session, BillingAccount, {
-            "user_id": user_id, "customer_id": customer, "cancel_at_period_end": False,
-            "requested": 0, "applied": 0, "created_at": utcnow()}, ["user_id"])
+    try:
+        with sessions.begin() as session:
+            insert_ignore(session, BillingAccount, {
+                "user_id": user_id, "customer_id": customer, "cancel_at_period_end": False,
+                "requested": 0, "applied": 0, "created_at": utcnow()}, ["user_id"])
+    except IntegrityError:
+        # A concurrent request stored the same customer first: PostgreSQL may report the race
+        # on the other unique key (customer_id), which ON CONFLICT (user_id) does not absorb.
+        pass
+    with sessions() as session:
         stored = session.scalar(select(BillingAccount.customer_id)
                                 .where(BillingAccount.user_id == user_id))
     return str(stored)
