@@ -23,3 +23,15 @@ def tool(name: str, hint: str) -> str:
     if found is None:
         pytest.fail(f"{name} is missing: {hint}")
     return found
+
+
+def image_entrypoint() -> list[str]:
+    """The Dockerfile's ``ENTRYPOINT`` (exec form): what every compose and k8s command follows."""
+    import json
+    import re
+
+    found = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", (ROOT / "Dockerfile").read_text(),
+                      re.MULTILINE)
+    assert found, "the Dockerfile has no exec-form ENTRYPOINT"
+    argv: list[str] = json.loads(found.group(1))
+    return argv
