@@ -1,8 +1,9 @@
 """The agent tunnel's messages (``/v1/agent``), spoken by the agent and the server alike.
 
 Each WebSocket text frame is one JSON object whose ``type`` names it. The server sends
-:class:`Command`, :class:`Ack` and :class:`Pong`; the agent sends :class:`Hello` (first),
-:class:`Started`, :class:`Result` and :class:`Ping`. The builders below make every message
+:class:`Command`, :class:`Ack`, :class:`Pong` and :class:`Decision`; the agent sends
+:class:`Hello` (first), :class:`Started`, :class:`Result`, :class:`Ping`, :class:`Approval` and
+:class:`Withdraw`. The builders below make every message
 either side sends, with its keys in the order they have always been sent. What arrives is
 read defensively (a peer may be older, newer or hostile), so the types describe what is sent,
 not what may be trusted.
@@ -24,6 +25,9 @@ HELLO: Final = "hello"
 STARTED: Final = "started"
 RESULT: Final = "result"
 PING: Final = "ping"
+APPROVAL: Final = "approval"
+WITHDRAW: Final = "withdraw"
+DECISION: Final = "decision"
 
 RESTARTING: Final = 1012
 """The close code of a server going away to restart (RFC 6455's "Service Restart"; uvicorn sends
@@ -56,6 +60,23 @@ class Ack(TypedDict):
 
 class Pong(TypedDict):
     type: Literal["pong"]
+
+
+class Decision(TypedDict):
+    """How approval ``id`` ended: ``state`` is ``allowed``, ``denied``, ``expired``,
+    ``withdrawn`` or ``unavailable`` (nobody can be asked: ``detail`` says why). ``digest`` is the
+    one the approval was filed with, so the hook can check the answer is for its own call;
+    ``suggestion`` is the index of the ``permission_suggestions`` entry to apply ("always in this
+    session"), taken from the hook's own copy, never from the server."""
+
+    type: Literal["decision"]
+    id: str
+    state: str
+    digest: str
+    suggestion: int | None
+    note: str | None
+    by: str | None
+    detail: str | None
 
 
 # --------------------------------------------------------------------------- agent → server
@@ -101,6 +122,36 @@ class Ping(TypedDict):
     type: Literal["ping"]
 
 
+class Approval(TypedDict):
+    """Ask the owner about one tool call (``id`` is the agent's, so a re-send after a reconnect
+    files nothing new). ``display`` is what the call does, literally (the command, the file and a
+    diff summary), never the model's description of it; ``suggestions`` are the labels of the
+    "always" answers Claude offered."""
+
+    type: Literal["approval"]
+    id: str
+    session_id: str
+    tool_use_id: str | None
+    tool_name: str
+    digest: str
+    display: str
+    cwd: str | None
+    suggestions: list[str]
+    timeout_s: float
+
+
+class Withdraw(TypedDict):
+    """The session moved on without the phone: approval ``id`` (or, without one, every pending
+    approval of ``session_id``, or those of it whose call has ``digest``) is answered elsewhere.
+    ``reason`` is ``terminal`` or ``expired``."""
+
+    type: Literal["withdraw"]
+    id: str | None
+    session_id: str | None
+    digest: str | None
+    reason: str
+
+
 def command(*, id: str, session_id: str, command: str, cwd: str | None, source: str,
             kind: str) -> Command:
     return {"type": "command", "id": id, "session_id": session_id, "command": command,
@@ -132,3 +183,24 @@ def result(*, id: str, state: str | None, exit_code: int | None,
 
 def ping() -> Ping:
     return {"type": "ping"}
+
+
+def decision(*, id: str, state: str, digest: str, suggestion: int | None = None,
+             note: str | None = None, by: str | None = None,
+             detail: str | None = None) -> Decision:
+    return {"type": "decision", "id": id, "state": state, "digest": digest,
+            "suggestion": suggestion, "note": note, "by": by, "detail": detail}
+
+
+def approval(*, id: str, session_id: str, tool_use_id: str | None, tool_name: str, digest: str,
+             display: str, cwd: str | None, suggestions: Sequence[str],
+             timeout_s: float) -> Approval:
+    return {"type": "approval", "id": id, "session_id": session_id, "tool_use_id": tool_use_id,
+            "tool_name": tool_name, "digest": digest, "display": display, "cwd": cwd,
+            "suggestions": list(suggestions), "timeout_s": timeout_s}
+
+
+def withdraw(*, id: str | None = None, session_id: str | None = None, digest: str | None = None,
+             reason: str = "terminal") -> Withdraw:
+    return {"type": "withdraw", "id": id, "session_id": session_id, "digest": digest,
+            "reason": reason}

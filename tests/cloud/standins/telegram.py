@@ -103,6 +103,9 @@ class TelegramStandIn(StandIn):
         """Callback query ids handed out, and whether each was answered."""
         self.callback_answers: list[dict[str, Any]] = []
         """Every accepted ``answerCallbackQuery`` body, in order."""
+        self.edits: list[dict[str, Any]] = []
+        """Every accepted ``editMessageText``: the message's id and chat, its new text, entities
+        and keyboard (``None``: the buttons are gone)."""
 
     @staticmethod
     def error(code: int, description: str, **parameters: Any) -> Answer:
@@ -117,7 +120,7 @@ class TelegramStandIn(StandIn):
             return self.error(404, "Not Found")
         if prefix[len("/bot") :] != self.token:
             return self.error(401, "Unauthorized")
-        if method not in ("sendMessage", "setWebhook", "answerCallbackQuery"):
+        if method not in ("sendMessage", "setWebhook", "answerCallbackQuery", "editMessageText"):
             return self.error(404, "Not Found: method not found")
         body, bad = json_body(request, lambda why: self.error(400, f"Bad Request: {why}"))
         if bad is not None:
@@ -126,6 +129,8 @@ class TelegramStandIn(StandIn):
             return self.set_webhook(request, body)
         if method == "answerCallbackQuery":
             return self.answer_callback_query(body)
+        if method == "editMessageText":
+            return self.edit_message_text(request, body)
         return self.send_message(request, body)
 
     def callback_query(self, message_id: int, data: str, *, sender: int,
@@ -187,6 +192,47 @@ class TelegramStandIn(StandIn):
         query_id = query_update["callback_query"]["id"]
         with self.lock:
             return [a for a in self.callback_answers if a.get("callback_query_id") == query_id]
+
+    def edit_message_text(self, request: Request, body: dict[str, Any]) -> Answer:
+        """Telegram's checks: a message this bot sent to that chat, text that parses, and a
+        change (the same text and keyboard again is an error)."""
+        chat, message_id, text = body.get("chat_id"), body.get("message_id"), body.get("text")
+        if not isinstance(message_id, int) or not isinstance(chat, int | str):
+            return self.error(400, "Bad Request: message identifier is not specified")
+        chat_id = int(chat) if str(chat).lstrip("-").isdigit() else chat
+        current = [m for m in self.sent() if m["message_id"] == message_id
+                   and m["chat_id"] == chat_id]
+        current += self.edits_of(chat_id, message_id)
+        if not current:
+            return self.error(400, "Bad Request: message to edit not found")
+        if not isinstance(text, str) or not text.strip():
+            return self.error(400, "Bad Request: message text is empty")
+        try:
+            visible, entities = (parse_html(text) if body.get("parse_mode") == "HTML"
+                                 else (text, []))
+        except EntityError as exc:
+            return self.error(400, f"Bad Request: can't parse entities: {exc}")
+        if utf16_units(visible) > 4096:
+            return self.error(400, "Bad Request: MESSAGE_TOO_LONG")
+        if (problem := check_keyboard(body.get("reply_markup"))) is not None:
+            return self.error(400, f"Bad Request: {problem}")
+        last = current[-1]
+        if last["text"] == visible and last.get("reply_markup") == body.get("reply_markup"):
+            return self.error(400, "Bad Request: message is not modified: specified new message "
+                                   "content and reply markup are exactly the same as a current "
+                                   "content and reply markup of the message")
+        edit = {"message_id": message_id, "chat_id": chat_id, "text": visible,
+                "entities": entities, "reply_markup": body.get("reply_markup")}
+        with self.lock:
+            self.edits.append(edit)
+        result = {"message_id": message_id, "date": int(time.time()), "edit_date": int(time.time()),
+                  "chat": {"id": chat_id}, "text": visible}
+        return 200, {"ok": True, "result": result}, {}
+
+    def edits_of(self, chat_id: int | str, message_id: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.edits if e["chat_id"] == chat_id
+                    and e["message_id"] == message_id]
 
     def sent(self) -> list[dict[str, Any]]:
         """What each accepted ``sendMessage`` displayed, in order."""

@@ -134,3 +134,47 @@ class RelayInboundSeen(Base):
     provider: Mapped[str] = mapped_column(String(16), primary_key=True)
     external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Approval(Base):
+    """One permission request of Claude Code, put to the machine's owner on their phone.
+
+    Filed by the agent (its id is the agent's, so filing again after a reconnect adds nothing);
+    ``state`` leaves ``pending`` once, by one conditional ``UPDATE … WHERE state = 'pending'``, so
+    of a press, a web answer, the terminal's withdrawal and the expiry the first wins and the rest
+    are told "already answered".
+    """
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_route", "user_id", "machine_id", "state"),
+                      Index("ix_approvals_session", "user_id", "session_id", "state"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    machine_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(256))
+    tool_use_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    """Set for a relayed ``claude -p`` turn's deferred call (the interactive dialog has none)."""
+    tool_name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the canonical JSON of the call (tool name and input): an answer applies to the
+    call it was made for and no other."""
+    display: Mapped[str] = mapped_column(SealedText)
+    """What the call does, literally (the command; the file and a diff summary), bounded."""
+    cwd: Mapped[str | None] = mapped_column(Text, default=None)
+    suggestions: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    """Labels of the "always" answers Claude offered (the entries themselves stay local)."""
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    """``pending`` → ``allowed`` | ``denied`` | ``expired`` | ``withdrawn``."""
+    suggestion: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The "always" answer chosen, by index into ``suggestions``."""
+    decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    note: Mapped[str | None] = mapped_column(SealedText, default=None)
+    cards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
+    """Where it was shown: ``[{"channel": id, "chat": chat id, "message": message id}]``, so the
+    cards can be edited once it is answered, and a press is taken only on one of them."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    reported_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the answer was handed to the agent's connection."""

@@ -32,7 +32,7 @@ from claude_notify.cloud.server.channels.render import one_line, render_simple
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_length
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
-from claude_notify.cloud.server.relay import actions, queue
+from claude_notify.cloud.server.relay import actions, approvals, queue
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
 
@@ -108,7 +108,7 @@ def _one(session: Session, relay: Relay, channel: Channel,
         if answer:
             _answer(session, channel, f"Not run: {reason}.")
 
-    if (reason := _not_heard(channel, reply.sender_id, reply.chat_type)) is not None:
+    if (reason := not_heard(channel, reply.sender_id, reply.chat_type)) is not None:
         refuse(reason, answer=False)
         return None
     target = _target_of(session, channel, reply.reply_to)
@@ -130,7 +130,7 @@ def _one(session: Session, relay: Relay, channel: Channel,
     return user.id, row.machine_id
 
 
-def _not_heard(channel: Channel, sender_id: int, chat_type: str) -> str | None:
+def not_heard(channel: Channel, sender_id: int, chat_type: str) -> str | None:
     """Why a message or press in this chat is not the owner's command, else ``None``."""
     if sender_id != channel.config.get("tg_user_id"):
         return "not the Telegram account that linked this chat"
@@ -248,7 +248,7 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
                     session_id=task.session_id if task else None)
         return reason
 
-    if (reason := _not_heard(channel, press.sender_id, press.chat_type)) is not None:
+    if (reason := not_heard(channel, press.sender_id, press.chat_type)) is not None:
         refuse(reason)
         return Answered()  # strangers: the spinner stops, nothing else
     if task is None:
@@ -334,6 +334,30 @@ async def _answer_press(runtime: Runtime, press: Press, answered: Answered) -> N
         await bot.call("answerCallbackQuery", answer)
 
 
+async def _approval_press(state: Any, runtime: Runtime, press: Press) -> None:
+    """A press on an approval card: the decision first (the agent is woken before Telegram is
+    answered, since the terminal waits on it), then the callback's answer, then the cards."""
+    from starlette.concurrency import run_in_threadpool
+
+    from claude_notify.cloud.server.relay.state import relay_of
+
+    def decide() -> approvals.Pressed:
+        with runtime.sessions.begin() as session:
+            return approvals.press(session, chat_id=press.chat_id, chat_type=press.chat_type,
+                                   sender_id=press.sender_id, message_id=press.message_id,
+                                   data=press.data)
+
+    pressed = approvals.Pressed()
+    try:
+        pressed = await run_in_threadpool(decide)
+        if pressed.wake is not None:
+            relay_of(state).hub.wake(pressed.wake)
+    finally:
+        await _answer_press(runtime, press, Answered(pressed.text))
+    if pressed.edit is not None:
+        await approvals.edit_cards(runtime, pressed.edit)
+
+
 def _first_delivery(runtime: Runtime, update: Any) -> bool:
     """True the first time this ``update_id`` arrives, on any replica (see
     :func:`~claude_notify.cloud.server.relay.chat.first_delivery`)."""
@@ -356,6 +380,9 @@ async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
     if (press is not None or reply is not None) and not await run_in_threadpool(
             _first_delivery, runtime, update):
         return  # Telegram sent it again (our answer was late): it was handled once already
+    if press is not None and press.data.startswith(approvals.PREFIX + ":"):
+        await _approval_press(state, runtime, press)
+        return
     if press is not None:
         relay = relay_of(state)
         answered = Answered()

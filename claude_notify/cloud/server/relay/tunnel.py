@@ -2,7 +2,8 @@
 
 Only a ``relay`` token bound to a machine is accepted, and it receives only that machine's
 commands. The messages are :mod:`claude_notify.agent.wire`'s: the server sends ``command``,
-``ack`` and ``pong``; the agent sends ``hello`` (first), ``started``, ``result`` and ``ping``.
+``ack``, ``pong`` and ``decision``; the agent sends ``hello`` (first), ``started``, ``result``,
+``ping``, ``approval`` and ``withdraw`` (see :mod:`~claude_notify.cloud.server.relay.approvals`).
 
 The app built by :func:`~claude_notify.cloud.server.app.create_app` hands this path to
 :func:`serve` before its middleware stack and router, whoever serves it: every layer an idle
@@ -26,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay import approvals, queue
 from claude_notify.cloud.server.relay.models import RelayAgent
 from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
@@ -103,6 +104,9 @@ class _Link:
         self.key = (user_id, machine_id)
         self.token_id = token_id
         self.sent: set[uuid.UUID] = set()
+        self.awaiting: set[uuid.UUID] = set()
+        """Approvals filed over this connection whose answer the agent has not been handed."""
+        self.tasks: set[asyncio.Future[None]] = set()
         self.loop = asyncio.get_running_loop()
         self.heard = self.seen = self.loop.time()
         self.flushing = True  # the backlog is sent before anything else
@@ -209,6 +213,33 @@ class _Link:
                 if reply is not None:
                     await self.ws.send_json(reply)
                 self.wake()  # a finished command lets its session's next one go
+            elif kind == wire.APPROVAL:
+                await self._approval(message)
+            elif kind == wire.WITHDRAW:
+                closed = await self._db(self._withdraw, message)
+                for approval_id in closed:
+                    self._later(approvals.edit_cards(self.runtime, approval_id))
+
+    async def _approval(self, message: dict[str, Any]) -> None:
+        """File an approval; its cards go out beside the connection, its answer on a wake-up
+        (or at once, when it has one already or nobody can be asked)."""
+        reply = await self._db(self._file, message)
+        if isinstance(reply, uuid.UUID):
+            self.awaiting.add(reply)
+            self._later(approvals.send_cards(self.runtime, reply))
+            self.wake()
+        elif reply is not None:
+            await self.ws.send_json(reply)
+
+    def _later(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("approval cards: %s: %s", type(exc).__name__, exc)
 
     def _check_silence(self) -> None:
         """Close a connection whose agent has said nothing for ``idle_s`` (it may be gone
@@ -246,17 +277,45 @@ class _Link:
             session.execute(update(RelayAgent).where(RelayAgent.token_id == self.token_id)
                             .values(last_seen_at=utcnow()))
 
-    def _due(self) -> list[wire.Command] | None:
-        """The commands to send; ``None`` when the token was revoked (checked in the same
-        transaction, so a command is never handed over after its revocation committed)."""
+    def _due(self) -> list[wire.Command | wire.Decision] | None:
+        """The commands and answers to send; ``None`` when the token was revoked (checked in the
+        same transaction, so nothing is handed over after its revocation committed)."""
         with self.runtime.sessions.begin() as session:
             if not auth.is_live(session, self.token_id):
                 return None
             rows = queue.due(session, *self.key, self.sent)
-            out = [wire.command(id=str(r.id), session_id=r.session_id, command=r.command,
-                                cwd=r.cwd, source=r.source, kind=r.kind) for r in rows]
+            out: list[wire.Command | wire.Decision] = [
+                wire.command(id=str(r.id), session_id=r.session_id, command=r.command,
+                             cwd=r.cwd, source=r.source, kind=r.kind) for r in rows]
+            if self.awaiting:  # one more query only while an approval waits
+                answers = approvals.unreported(session, *self.key, set(self.awaiting))
+                self.awaiting.difference_update(uuid.UUID(a["id"]) for a in answers)
+                out += answers
         self.sent.update(r.id for r in rows)
         return out
+
+    def _file(self, message: dict[str, Any]) -> uuid.UUID | wire.Decision | None:
+        """A new pending approval's id; the answer itself for one already answered or that
+        nobody can answer; ``None`` for a malformed one (ignored)."""
+        digest = str(message.get("digest") or "")[:64]
+        try:
+            with self.runtime.sessions.begin() as session:
+                row = approvals.file(session, *self.key, message)
+                if row.state == "pending":
+                    return row.id
+                row.reported_at = utcnow()
+                return approvals.decision_of(row)
+        except approvals.Unavailable as exc:
+            return wire.decision(id=str(message.get("id")), state="unavailable", digest=digest,
+                                 detail=str(exc))
+        except (ValueError, TypeError):
+            return None
+
+    def _withdraw(self, message: dict[str, Any]) -> list[uuid.UUID]:
+        with self.runtime.sessions.begin() as session:
+            closed = approvals.withdraw(session, *self.key, message)
+        self.awaiting.difference_update(closed)
+        return closed
 
     def _report(self, message: dict[str, Any]) -> wire.Ack | None:
         command_id = _uuid(message.get("id"))

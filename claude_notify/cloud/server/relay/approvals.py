@@ -1,0 +1,371 @@
+"""Claude Code's permission requests, answered from the owner's phone (``approvals``).
+
+The agent files an approval over its tunnel (:data:`~claude_notify.agent.wire.APPROVAL`); the
+server keeps one row, shows it as a card with Allow / Deny / "Always in this session" buttons in
+each of the owner's Telegram chats that take answers, and hands the answer back over the tunnel
+(:data:`~claude_notify.agent.wire.DECISION`). The terminal's dialog stays usable the whole time:
+when the session moves on there, the agent withdraws the approval and the cards say so.
+
+Rules kept here:
+
+* A state leaves ``pending`` once, by one conditional ``UPDATE … WHERE state = 'pending'`` (and,
+  for an answer, ``expires_at`` still ahead): of a press, the terminal and the expiry the first
+  wins; the others are told "already answered" and change nothing.
+* A press counts only on one of the approval's own cards (its chat and message), from the
+  Telegram account that linked that chat (``tg_user_id``), in a private chat or a group whose
+  owner switched group replies on: never "anyone in the chat". The button carries an opaque id
+  (``ap:<hex>:<a|d|s>``, 37 bytes), never what runs.
+* Every step is in the relay's audit log.
+* The card shows what the call does literally (the command; the file and a diff summary), as
+  the agent built it from the tool's input, never the model's description of it; it is escaped
+  for Telegram's HTML like every other message.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import PurePath
+from typing import Any, Final
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from claude_notify.agent import wire
+from claude_notify.cloud.server.db.models import Channel, User
+from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay.models import Approval
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.events import utcnow
+
+log = logging.getLogger("claude_notify.server.relay")
+
+PREFIX: Final = "ap"
+ALLOW, DENY, SESSION = "a", "d", "s"
+ACTIONS: Final = {ALLOW: "allowed", DENY: "denied", SESSION: "allowed"}
+DISPLAY_CHARS: Final = 2000
+SUGGESTIONS: Final = 4
+TIMEOUT_S: Final = (5.0, 3600.0)
+"""The shortest and longest wait an agent may ask for."""
+FINAL: Final = frozenset({"allowed", "denied", "expired", "withdrawn"})
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_SHOWN: Final = {
+    "allowed": "✅ Allowed", "denied": "⛔ Denied",
+    "expired": "⌛ Expired — answer in the terminal", "withdrawn": "↩️ Answered in the terminal",
+}
+
+
+class Unavailable(Exception):
+    """Nobody can be asked (free plan, no channel that takes answers): the hook falls back to
+    the terminal's dialog at once instead of waiting out its timeout."""
+
+
+# --------------------------------------------------------------------------- filing
+
+
+def file(session: Session, user_id: uuid.UUID, machine_id: str,
+         message: dict[str, Any]) -> Approval:
+    """The approval ``message`` asks for, filed now or found again (a re-send after a reconnect).
+
+    Raises :class:`Unavailable` when nobody can answer it, ``ValueError`` for a malformed one.
+    """
+    approval_id = uuid.UUID(str(message.get("id")))
+    found = session.get(Approval, approval_id)
+    if found is not None:
+        if (found.user_id, found.machine_id) != (user_id, machine_id):
+            raise ValueError("not this agent's approval")
+        return found
+    digest = str(message.get("digest") or "")
+    session_id = _bounded(message.get("session_id"), 256)
+    tool_name = _bounded(message.get("tool_name"), 128)
+    if not (_DIGEST.match(digest) and session_id and tool_name):
+        raise ValueError("an approval needs a digest, a session and a tool")
+    user = session.get(User, user_id)
+    if user is None or user.plan != "pro":
+        raise Unavailable("answering from the phone needs the pro plan")
+    if not answering_channels(session, user_id):
+        raise Unavailable("no linked Telegram chat takes answers")
+    raw = message.get("suggestions")
+    labels = [_bounded(s, 200) for s in raw if isinstance(s, str)] if isinstance(raw, list) else []
+    timeout = message.get("timeout_s")
+    wait = float(timeout) if isinstance(timeout, int | float) else 600.0
+    wait = min(max(wait, TIMEOUT_S[0]), TIMEOUT_S[1])
+    row = Approval(id=approval_id, user_id=user_id, machine_id=machine_id, session_id=session_id,
+                   tool_use_id=_bounded(message.get("tool_use_id"), 128) or None,
+                   tool_name=tool_name, digest=digest,
+                   display=_bounded(message.get("display"), DISPLAY_CHARS) or tool_name,
+                   cwd=_bounded(message.get("cwd"), 4096) or None,
+                   suggestions=labels[:SUGGESTIONS] or None, state="pending",
+                   expires_at=utcnow() + timedelta(seconds=wait))
+    session.add(row)
+    _audit(session, row, actor="agent", outcome="asked")
+    return row
+
+
+def answering_channels(session: Session, user_id: uuid.UUID) -> list[Channel]:
+    """The owner's chats a card goes to: linked Telegram chats, private, or a group whose owner
+    switched group replies on (a press there still counts only from the owner)."""
+    found = session.scalars(select(Channel).where(
+        Channel.user_id == user_id, Channel.type == "telegram", Channel.enabled.is_(True),
+        Channel.verified_at.is_not(None)))
+    return [c for c in found if isinstance(c.config.get("chat_id"), int)
+            and isinstance(c.config.get("tg_user_id"), int)
+            and (c.config["chat_id"] > 0 or c.config.get("allow_group_replies") is True)]
+
+
+def _bounded(value: object, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _audit(session: Session, row: Approval, *, actor: str, outcome: str,
+           reason: str | None = None) -> None:
+    origin = queue.Origin(user_id=row.user_id, plan="", source="approval", actor=actor)
+    queue.audit(session, origin, command=f"{row.tool_name}: {row.display}", outcome=outcome,
+                reason=reason, machine_id=row.machine_id, session_id=row.session_id)
+    # The audit row names the approval where a command's id would be.
+    session.flush()
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def decide(session: Session, approval_id: uuid.UUID, *, state: str, by: str,
+           suggestion: int | None = None, note: str | None = None) -> bool:
+    """Answer a pending approval that has not expired; ``False`` if it was answered already (or
+    expired: then it is marked so, once)."""
+    now = utcnow()
+    done = session.execute(
+        update(Approval)
+        .where(Approval.id == approval_id, Approval.state == "pending", Approval.expires_at > now)
+        .values(state=state, decided_by=by[:128], decided_at=now, suggestion=suggestion,
+                note=note)
+        .execution_options(synchronize_session=False))
+    changed = getattr(done, "rowcount", 0) == 1
+    row = session.get(Approval, approval_id, populate_existing=True)
+    if row is None:
+        return False
+    if changed:
+        _audit(session, row, actor=by, outcome=state, reason=note)
+        return True
+    expire(session, row)
+    return False
+
+
+def expire(session: Session, row: Approval) -> bool:
+    """Mark a pending approval whose time is up as ``expired`` (once)."""
+    if row.state != "pending" or row.expires_at > utcnow():
+        return False
+    return _close(session, [row.id], state="expired", actor="server") == [row.id]
+
+
+def withdraw(session: Session, user_id: uuid.UUID, machine_id: str,
+             message: dict[str, Any]) -> list[uuid.UUID]:
+    """The agent's :data:`~claude_notify.agent.wire.WITHDRAW`: the ids it closed."""
+    state = "expired" if message.get("reason") == "expired" else "withdrawn"
+    stmt = select(Approval.id).where(Approval.user_id == user_id,
+                                     Approval.machine_id == machine_id,
+                                     Approval.state == "pending")
+    if isinstance(message.get("id"), str):
+        try:
+            stmt = stmt.where(Approval.id == uuid.UUID(message["id"]))
+        except ValueError:
+            return []
+    elif isinstance(message.get("session_id"), str):
+        stmt = stmt.where(Approval.session_id == message["session_id"][:256])
+        if isinstance(message.get("digest"), str):
+            stmt = stmt.where(Approval.digest == message["digest"][:64])
+    else:
+        return []
+    return _close(session, list(session.scalars(stmt.limit(100))), state=state, actor="agent")
+
+
+def _close(session: Session, ids: list[uuid.UUID], *, state: str, actor: str) -> list[uuid.UUID]:
+    closed = []
+    for approval_id in ids:
+        done = session.execute(
+            update(Approval).where(Approval.id == approval_id, Approval.state == "pending")
+            .values(state=state, decided_by=actor, decided_at=utcnow())
+            .execution_options(synchronize_session=False))
+        row = session.get(Approval, approval_id, populate_existing=True)
+        if getattr(done, "rowcount", 0) == 1 and row is not None:
+            closed.append(approval_id)
+            _audit(session, row, actor=actor, outcome=state)
+    return closed
+
+
+def decision_of(row: Approval) -> wire.Decision:
+    by = (row.decided_by or "").partition(":")[0] or None
+    return wire.decision(id=str(row.id), state=row.state, digest=row.digest,
+                         suggestion=row.suggestion, note=row.note,
+                         by="Telegram" if by == "telegram" else by)
+
+
+def unreported(session: Session, user_id: uuid.UUID, machine_id: str,
+               ids: set[uuid.UUID]) -> list[wire.Decision]:
+    """The answers to hand to the agent now (of those it waits on), marked as handed over."""
+    rows = list(session.scalars(select(Approval).where(
+        Approval.id.in_(ids), Approval.user_id == user_id, Approval.machine_id == machine_id,
+        Approval.state != "pending", Approval.reported_at.is_(None))))
+    now = utcnow()
+    for row in rows:
+        row.reported_at = now
+    return [decision_of(row) for row in rows]
+
+
+# --------------------------------------------------------------------------- Telegram cards
+
+
+def parse(data: object) -> tuple[uuid.UUID, str] | None:
+    """``(approval id, action)`` of a card's button, else ``None``."""
+    if not isinstance(data, str) or len(data) > 64:
+        return None
+    prefix, ident, action = [*data.split(":"), "", ""][:3]
+    if prefix != PREFIX or action not in ACTIONS or len(ident) != 32 or data.count(":") != 2:
+        return None
+    try:
+        return uuid.UUID(hex=ident), action
+    except ValueError:
+        return None
+
+
+def card_html(row: Approval) -> str:
+    """The card: what runs, literally, where, and until when; its outcome once there is one."""
+    project = PurePath(row.cwd).name if row.cwd else ""
+    where = " · ".join(html.escape(x) for x in (project, row.machine_id[:12]) if x)
+    minutes = max(1, round((row.expires_at - row.created_at).total_seconds() / 60))
+    text = (f"🔐 <b>Claude wants to use {html.escape(row.tool_name)}</b>\n{where}\n"
+            f"<pre>{html.escape(row.display)}</pre>\n")
+    if row.state == "pending":
+        return text + f"<i>Answer within {minutes} min, or in the terminal.</i>"
+    outcome = _SHOWN.get(row.state, html.escape(row.state))
+    if row.state in ("allowed", "denied") and row.suggestion is not None:
+        outcome += " for this session"
+    return text + f"<b>{outcome}</b>"
+
+
+def buttons(row: Approval) -> dict[str, Any]:
+    ident = row.id.hex
+    keys = [{"text": "Allow", "callback_data": f"{PREFIX}:{ident}:{ALLOW}"},
+            {"text": "Deny", "callback_data": f"{PREFIX}:{ident}:{DENY}"}]
+    rows = [keys]
+    if row.suggestions:
+        rows.append([{"text": "Always in this session",
+                      "callback_data": f"{PREFIX}:{ident}:{SESSION}"}])
+    return {"inline_keyboard": rows}
+
+
+async def send_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
+    """Show a new approval in each chat that takes answers, and remember the messages."""
+    import httpx
+    from starlette.concurrency import run_in_threadpool
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+
+    def read() -> tuple[str, dict[str, Any], list[tuple[uuid.UUID, int]]] | None:
+        with runtime.sessions() as session:
+            row = session.get(Approval, approval_id)
+            if row is None or row.state != "pending":
+                return None
+            chats = [(c.id, c.config["chat_id"])
+                     for c in answering_channels(session, row.user_id)]
+            return card_html(row), buttons(row), chats
+
+    found = await run_in_threadpool(read)
+    if found is None:
+        return
+    text, markup, chats = found
+    cards = []
+    async with httpx.AsyncClient() as http:
+        bot = TelegramChannel(runtime.settings, http)
+        for channel_id, chat_id in chats:
+            answer = await bot.call("sendMessage", {
+                "chat_id": chat_id, "text": text, "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True}, "reply_markup": markup})
+            result = answer.get("result")
+            if answer.get("ok") is True and isinstance(result, dict):
+                cards.append({"channel": str(channel_id), "chat": chat_id,
+                              "message": result.get("message_id")})
+            else:
+                log.warning("approval card not shown: Telegram %s",
+                            str(answer.get("description"))[:200])
+
+    def store() -> bool:
+        with runtime.sessions.begin() as session:
+            row = session.get(Approval, approval_id)
+            if row is None:
+                return False
+            row.cards = cards
+            return row.state != "pending"  # answered while the cards went out
+
+    if await run_in_threadpool(store):
+        await edit_cards(runtime, approval_id)
+
+
+async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
+    """Replace each card's buttons with the approval's outcome."""
+    import httpx
+    from starlette.concurrency import run_in_threadpool
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+
+    def read() -> tuple[str, list[dict[str, Any]]] | None:
+        with runtime.sessions() as session:
+            row = session.get(Approval, approval_id)
+            if row is None or row.state == "pending":
+                return None
+            return card_html(row), list(row.cards or [])
+
+    found = await run_in_threadpool(read)
+    if found is None:
+        return
+    text, cards = found
+    async with httpx.AsyncClient() as http:
+        bot = TelegramChannel(runtime.settings, http)
+        for card in cards:
+            await bot.call("editMessageText", {
+                "chat_id": card["chat"], "message_id": card["message"], "text": text,
+                "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}})
+
+
+@dataclass(frozen=True, slots=True)
+class Pressed:
+    """What a press on a card did: the callback's answer, and what to do after it."""
+
+    text: str | None = None
+    decided: uuid.UUID | None = None
+    """The approval it answered (its agent to wake, its cards to edit)."""
+    wake: tuple[uuid.UUID, str] | None = None
+    edit: uuid.UUID | None = None
+
+
+def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, message_id: int,
+          data: str) -> Pressed:
+    """Answer an approval from a press on one of its cards, if the owner pressed it."""
+    from claude_notify.cloud.server.relay.telegram import not_heard
+
+    parsed = parse(data)
+    row = session.get(Approval, parsed[0]) if parsed else None
+    card = next((c for c in (row.cards or []) if c.get("chat") == chat_id
+                 and c.get("message") == message_id), None) if row is not None else None
+    channel = session.get(Channel, uuid.UUID(card["channel"])) if card else None
+    if row is None or parsed is None or channel is None or channel.user_id != row.user_id:
+        return Pressed()  # not a card of ours in this chat: nobody to tell
+    actor = f"telegram:{sender_id}"
+    if (reason := not_heard(channel, sender_id, chat_type)) is not None:
+        _audit(session, row, actor=actor, outcome="refused", reason=reason)
+        return Pressed()  # strangers: the spinner stops, nothing else
+    action = parsed[1]
+    if action == SESSION and not row.suggestions:
+        return Pressed("Not offered for this request.")
+    if decide(session, row.id, state=ACTIONS[action], by=actor,
+              suggestion=0 if action == SESSION else None):
+        shown = "Allowed for this session" if action == SESSION else ACTIONS[action].title()
+        return Pressed(f"{shown}.", decided=row.id, wake=(row.user_id, row.machine_id),
+                       edit=row.id)
+    if row.state == "expired":
+        return Pressed("Expired: answer in the terminal.", edit=row.id)
+    return Pressed("Already answered.")

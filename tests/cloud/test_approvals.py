@@ -1,0 +1,247 @@
+"""Approvals on the server, through the real app, database (SQLite and PostgreSQL) and agent
+tunnel, with the Telegram stand-in as the phone: the agent files an approval over its WebSocket,
+the owner's chat gets a card, a press answers it over the same WebSocket, the card is edited.
+
+Attacks first: a stranger's press in the owner's chat, a press forged in another chat, a late or
+repeated press, an approval already withdrawn or expired; then two approvals answered out of
+order, and what the card shows of hostile input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cloud_kit import Account, register_agent, wait_for
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from standins.kit import provider_settings, telegram
+from standins.telegram import TelegramStandIn
+from tg_kit import MACHINE, OWNER, STRANGER, Chat
+
+from claude_notify.cloud.server.relay import approvals
+from claude_notify.cloud.server.relay.models import Approval, RelayAudit
+from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.settings import Settings
+from claude_notify.events import utcnow
+
+__all__ = ["telegram"]
+SESSION = "5f0c3e9a-6a43-4d0e-9d8b-0d9f3c0a1b2c"
+
+
+@pytest.fixture
+def settings(settings: Settings, telegram: TelegramStandIn) -> Settings:
+    return settings.replace(**provider_settings(telegram=telegram.base_url))
+
+
+@pytest.fixture
+def chat(client: TestClient, make_user: Callable[..., Account],
+         telegram: TelegramStandIn) -> Chat:
+    return Chat(client, make_user(plan="pro"), telegram)
+
+
+def digest(tool: str, tool_input: dict[str, Any]) -> str:
+    canonical = json.dumps([tool, tool_input], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def ask(ws: Any, command: str = "rm -rf build", *, suggestions: tuple[str, ...] = (),
+        approval_id: str | None = None, timeout_s: float = 600) -> dict[str, Any]:
+    message = {"type": "approval", "id": approval_id or str(uuid.uuid4()),
+               "session_id": SESSION, "tool_use_id": None, "tool_name": "Bash",
+               "digest": digest("Bash", {"command": command}), "display": command,
+               "cwd": "/srv/project", "suggestions": list(suggestions), "timeout_s": timeout_s}
+    ws.send_json(message)
+    return message
+
+
+@contextmanager
+def agent(client: TestClient, user: Account) -> Iterator[Any]:
+    token = register_agent(client, user, MACHINE)
+    with client.websocket_connect("/v1/agent",
+                                  headers={"Authorization": f"Bearer {token}"}) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        yield ws
+
+
+def card(telegram: TelegramStandIn, chat: Chat, n: int = 1) -> dict[str, Any]:
+    """The ``n``-th approval card shown in the chat."""
+    shown: list[dict[str, Any]] = wait_for(
+        lambda: len(c := [m for m in telegram.sent_to(chat.chat)
+                          if m["text"].startswith("🔐")]) >= n and c,
+        what=f"{n} approval card(s)")
+    return shown[n - 1]
+
+
+def keys(shown: dict[str, Any]) -> dict[str, str]:
+    rows = (shown.get("reply_markup") or {}).get("inline_keyboard") or []
+    return {b["text"]: b["callback_data"] for row in rows for b in row}
+
+
+def press(telegram: TelegramStandIn, chat: Chat, shown: dict[str, Any], button: str, *,
+          sender: int = OWNER) -> list[dict[str, Any]]:
+    pressed = telegram.callback_query(shown["message_id"], keys(shown)[button], sender=sender)
+    assert chat.send(pressed) == 200
+    return telegram.answers_for(pressed)
+
+
+def quiet(ws: Any) -> None:
+    """Nothing but the pong is waiting on the connection."""
+    ws.send_json({"type": "ping"})
+    assert ws.receive_json() == {"type": "pong"}
+
+
+def rows(runtime: Runtime) -> list[Approval]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Approval).order_by(Approval.created_at)))
+
+
+def outcomes(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.sessions() as session:
+        return [(a.outcome, a.actor) for a in session.scalars(
+            select(RelayAudit).where(RelayAudit.source == "approval")
+            .order_by(RelayAudit.created_at))]
+
+
+def test_a_strangers_press_does_nothing_the_owners_answers_once(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime
+) -> None:
+    with agent(client, chat.user) as ws:
+        asked = ask(ws, suggestions=("Bash(rm -rf build)",))
+        shown = card(telegram, chat)
+        assert shown["text"].splitlines()[:3] == ["🔐 Claude wants to use Bash",
+                                                  "project · " + MACHINE[:12], "rm -rf build"]
+        assert list(keys(shown)) == ["Allow", "Deny", "Always in this session"]
+        assert all(len(data.encode()) <= 64 for data in keys(shown).values())
+
+        assert press(telegram, chat, shown, "Allow", sender=STRANGER)[0] == {
+            "callback_query_id": telegram.callback_answers[-1]["callback_query_id"]}
+        quiet(ws)  # the stranger's press answered nothing
+        assert rows(runtime)[0].state == "pending"
+
+        answered = press(telegram, chat, shown, "Allow")
+        assert answered[0]["text"] == "Allowed."
+        assert ws.receive_json() == {"type": "decision", "id": asked["id"], "state": "allowed",
+                                     "digest": asked["digest"], "suggestion": None,
+                                     "note": None, "by": "Telegram", "detail": None}
+        edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
+                          what="the card to be edited")
+        assert edited[-1]["text"].endswith("✅ Allowed") and edited[-1]["reply_markup"] is None
+
+        assert press(telegram, chat, shown, "Deny")[0]["text"] == "Already answered."
+        quiet(ws)
+    assert rows(runtime)[0].state == "allowed"
+    assert outcomes(runtime) == [("asked", "agent"), ("refused", f"telegram:{STRANGER}"),
+                                 ("allowed", f"telegram:{OWNER}")]
+
+
+def test_two_approvals_answered_out_of_order_each_get_their_own_answer(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn
+) -> None:
+    with agent(client, chat.user) as ws:
+        first = ask(ws, "make deploy")
+        second = ask(ws, "git push --force", suggestions=("Bash(git push:*)",))
+        first_card, second_card = card(telegram, chat, 1), card(telegram, chat, 2)
+        assert "git push --force" in second_card["text"]
+        assert press(telegram, chat, second_card, "Always in this session")[0]["text"] == (
+            "Allowed for this session.")
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["digest"], got["suggestion"]) == (
+            second["id"], "allowed", second["digest"], 0)
+        assert press(telegram, chat, first_card, "Deny")[0]["text"] == "Denied."
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["digest"]) == (first["id"], "denied",
+                                                            first["digest"])
+        # "Always" is offered only where Claude offered it.
+        assert list(keys(first_card)) == ["Allow", "Deny"]
+
+
+def test_a_withdrawn_approval_tells_a_late_press_it_was_answered(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime
+) -> None:
+    with agent(client, chat.user) as ws:
+        asked = ask(ws)
+        other = ask(ws, "ls")
+        shown = card(telegram, chat)
+        card(telegram, chat, 2)
+        ws.send_json({"type": "withdraw", "id": None, "session_id": SESSION,
+                      "digest": asked["digest"], "reason": "terminal"})
+        edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
+                          what="the card to say it was answered in the terminal")
+        assert edited[-1]["text"].endswith("↩️ Answered in the terminal")
+        assert press(telegram, chat, shown, "Allow")[0]["text"] == "Already answered."
+        quiet(ws)  # no decision goes to the agent for a withdrawn approval
+        assert {r.id.hex: r.state for r in rows(runtime)} == {
+            uuid.UUID(asked["id"]).hex: "withdrawn", uuid.UUID(other["id"]).hex: "pending"}
+        # Filing it again (a reconnect) answers at once with how it ended.
+        ask(ws, approval_id=asked["id"])
+        assert ws.receive_json()["state"] == "withdrawn"
+
+
+def test_an_expired_approval_is_not_answered_by_a_press(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime
+) -> None:
+    with agent(client, chat.user) as ws:
+        asked = ask(ws)
+        shown = card(telegram, chat)
+        with runtime.sessions.begin() as session:
+            session.execute(update(Approval).values(expires_at=utcnow() - timedelta(seconds=1)))
+        assert press(telegram, chat, shown, "Allow")[0]["text"] == (
+            "Expired: answer in the terminal.")
+        got = ws.receive_json()  # the agent hears it too (its hook has given up already)
+        assert (got["id"], got["state"]) == (asked["id"], "expired")
+        edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
+                          what="the card to say it expired")
+        assert "Expired" in edited[-1]["text"]
+
+
+def test_a_press_forged_in_another_chat_answers_nothing(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime,
+    make_user: Callable[..., Account]
+) -> None:
+    mallory = Chat(client, make_user(plan="pro"), telegram, chat=556)
+    with agent(client, chat.user) as ws:
+        asked = ask(ws)
+        card(telegram, chat)
+        data = f"ap:{uuid.UUID(asked['id']).hex}:a"
+        forged = telegram.forged_callback(mallory.chat, 1, data, sender=OWNER)
+        assert mallory.send(forged) == 200
+        assert telegram.answers_for(forged) == [{"callback_query_id":
+                                                 forged["callback_query"]["id"]}]
+        quiet(ws)
+    assert rows(runtime)[0].state == "pending"
+
+
+def test_nobody_to_ask_is_answered_at_once(
+    client: TestClient, make_user: Callable[..., Account], runtime: Runtime
+) -> None:
+    user = make_user(plan="pro")  # no Telegram chat linked
+    with agent(client, user) as ws:
+        asked = ask(ws)
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["detail"]) == (
+            asked["id"], "unavailable", "no linked Telegram chat takes answers")
+    assert rows(runtime) == []
+
+
+def test_the_card_shows_hostile_text_literally(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn
+) -> None:
+    hostile = "echo '</pre><a href=\"https://evil\">x</a>' && <b>rm</b> & done"
+    with agent(client, chat.user) as ws:
+        ask(ws, hostile)
+        shown = card(telegram, chat)
+    assert hostile in shown["text"]
+    assert [e["type"] for e in shown["entities"]] == ["b", "pre", "i"]
+
+
+@pytest.mark.parametrize("data", ["ap:zz:a", "ap:" + "0" * 32 + ":x", "ap:" + "0" * 32,
+                                  "ap:" + "0" * 32 + ":a:b", "run:" + "0" * 32, "x" * 65])
+def test_malformed_button_data_is_not_an_approval(data: str) -> None:
+    assert approvals.parse(data) is None
