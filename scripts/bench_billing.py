@@ -2,38 +2,48 @@
 
 For each database (SQLite file, and a scratch PostgreSQL database dropped afterwards), a real
 ``claude-notify server`` subprocess with Stripe pointed at the stand-in of the tests
-(``tests/cloud/standins/stripe.py``, in this process, answering the server's re-reads):
+(``tests/cloud/standins/stripe.py``, in this process, answering the server's re-reads), in two
+shapes: ``one process`` (the API with its embedded worker: a one-machine self-host) and, on
+PostgreSQL, ``API + worker`` (Redis configured and a ``server worker`` process of its own, as
+``deploy/compose.yaml`` and ``deploy/k8s`` run it). The webhook only records; the worker
+re-reads Stripe (in the first shape inside the API's process, after a pause in deliveries):
 
 1. **Seed** ``--accounts`` accounts (in this process, on the server's database), each with a
    Stripe customer made through ``POST /v1/billing/checkout`` and an active subscription, and
    a browser session for one of them (its cookie's SHA-256, as the sign-in writes it).
-2. **Webhook.** ``--rounds`` bursts of ``--concurrency`` deliveries released together by a
-   barrier: each a new, signed ``customer.subscription.updated`` for one account, every
-   account at once (the ledger insert, and the handler, which re-reads the customer from the
-   stand-in after answering), ``--pause`` seconds apart (the target's case: 50 concurrent
-   deliveries), then again back to back (sustained load: the handling competes with the next
-   burst; reported without a target). Latency per delivery as the sender sees it (what
-   Stripe's timeout counts) and as the server's access log records it; CPU per delivery
-   includes its handling, every event being waited for in the ledger, handled.
+2. **Webhook.** ``--rounds`` bursts of ``--concurrency`` deliveries sent at once from a sender
+   process of its own (raw sockets, connections kept open, see :func:`fire`): each a new,
+   signed ``customer.subscription.updated`` for one account, every account at once (the ledger
+   insert; then the worker re-reads the customer from the stand-in), ``--pause`` seconds apart
+   (the target's case: 50 concurrent deliveries), then again back to back (sustained load: the
+   handling competes with the next burst; reported without a target). Latency per delivery as
+   the sender sees it (what Stripe's timeout counts) and as the server's access log records
+   it; CPU per delivery includes its handling, every event being waited for in the ledger,
+   handled.
 3. **Page.** ``--requests`` sequential GETs of ``/app/billing`` after five unmeasured; server
    time from the access log, client wall time beside it.
 
     .venv/bin/python scripts/bench_billing.py                   # both databases
     .venv/bin/python scripts/bench_billing.py --db sqlite --rounds 5 --json out.json
+    .venv/bin/python scripts/bench_billing.py --db postgresql --shape api+worker
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import re
+import selectors
+import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cloud"))
 import bench_server as srv
 import benchkit
-from bench_web import Server, pct, server_env
+from bench_cloud import EXE
+from bench_web import ROOT, Server, pct, server_env
 from standins.stripe import KEY, PRICE, WEBHOOK_SECRET, StripeStandIn, sign
 
 WEBHOOK_TARGET_MS = 100.0
@@ -99,32 +110,66 @@ def _unhandled(env: dict[str, str]) -> int:
         engine.dispose()
 
 
+_SOCKETS: list[socket.socket] = []
+
+
+def fire(url: str, signed: list[tuple[bytes, str]]) -> list[tuple[int, float]]:
+    """In the sender process: write every delivery at once on its own kept-open connection,
+    as Stripe's concurrent deliveries arrive; each one's status and milliseconds as the
+    sender sees them.
+
+    Raw sockets and pre-built requests, in a process of its own: an HTTP client library's
+    own CPU for 50 requests (~1 ms each with httpx, one interpreter) and the stand-in answering
+    the worker's re-reads in the script's process were counted as the server's latency.
+    """
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    while len(_SOCKETS) < len(signed):
+        _SOCKETS.append(socket.create_connection(address))
+    requests = [(f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                 f"Content-Type: application/json; charset=utf-8\r\n"
+                 f"Stripe-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+                 ).encode() + body for body, signature in signed]
+    started: dict[int, float] = {}
+    with selectors.DefaultSelector() as selector:
+        for i, (sock, request) in enumerate(zip(_SOCKETS, requests, strict=False)):
+            started[i] = time.perf_counter()
+            sock.sendall(request)
+            selector.register(sock, selectors.EVENT_READ, [i, b""])
+        results: dict[int, tuple[int, float]] = {}
+        while len(results) < len(requests):
+            for key, _ in selector.select(timeout=30):
+                state = key.data
+                chunk = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not chunk:
+                    raise SystemExit("bench_billing: the server closed a connection")
+                state[1] += chunk
+                head, sep, rest = state[1].partition(b"\r\n\r\n")
+                if not sep:
+                    continue
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+                if len(rest) >= length:
+                    results[state[0]] = (int(head.split(b" ", 2)[1]),
+                                         (time.perf_counter() - started[state[0]]) * 1000)
+                    selector.unregister(key.fileobj)
+    return [results[i] for i in range(len(requests))]
+
+
 def bench_webhook(report: benchkit.Report, server: Server, stripe: StripeStandIn,
                   env: dict[str, str], *, label: str, rounds: int, concurrency: int,
-                  pause: float) -> None:
+                  pause: float, workers: list[int]) -> None:
     subs = [stripe.subscribe(customer) for customer in list(stripe.customers)[:concurrency]]
     if len(subs) < concurrency:
         raise SystemExit("bench_billing: fewer accounts than concurrent deliveries")
     walls: list[float] = []
     mark = len(server.access)
-    cpu = benchkit.TreeCPU([server.proc.pid])
+    cpu = benchkit.TreeCPU([server.proc.pid, *workers])
     cpu.snapshot()
-    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client, \
-            ThreadPoolExecutor(concurrency) as pool:
+    with multiprocessing.get_context("spawn").Pool(1) as sender:
         for r in range(rounds + 1):  # the first round warms up (imports, connections)
             bodies = [json.dumps(stripe.event("customer.subscription.updated", s),
                                  indent=2).encode() for s in subs]
-            gate = threading.Barrier(concurrency)
-
-            def deliver(body: bytes, gate: threading.Barrier = gate) -> tuple[int, float]:
-                headers = {"Content-Type": "application/json; charset=utf-8",
-                           "Stripe-Signature": sign(body)}
-                gate.wait()
-                started = time.perf_counter()
-                answer = client.post(server.url + HOOK, content=body, headers=headers)
-                return answer.status_code, (time.perf_counter() - started) * 1000
-
-            results = list(pool.map(deliver, bodies))
+            results = sender.apply(fire, (server.url + HOOK, [(b, sign(b)) for b in bodies]))
             time.sleep(pause)
             if any(status != 200 for status, _ in results):
                 raise SystemExit(f"bench_billing: the webhook answered {results}")
@@ -168,7 +213,8 @@ def bench_page(report: benchkit.Report, server: Server, cookie: dict[str, str], 
                note=f"median {pct(logged, 0.5):.1f} ms; client p99 {pct(walls, 0.99):.1f} ms")
 
 
-def bench_database(report: benchkit.Report, args: argparse.Namespace, kind: str) -> None:
+def bench_database(report: benchkit.Report, args: argparse.Namespace, kind: str,
+                   shape: str) -> None:
     scratch = None
     with tempfile.TemporaryDirectory(prefix="bench-billing-", ignore_cleanup_errors=True) as tmp, \
             StripeStandIn() as stripe:
@@ -180,18 +226,26 @@ def bench_database(report: benchkit.Report, args: argparse.Namespace, kind: str)
             else:
                 url = f"sqlite:///{tmp}/billing.db"
             env = server_env(url)
+            label = f"{kind}, {shape}"
+            if shape == "api+worker":
+                env["REDIS_URL"] = args.redis_url  # wakes the worker; the API runs none
             env.update({"CLAUDE_NOTIFY_SERVER_STRIPE_SECRET_KEY": KEY,
                         "CLAUDE_NOTIFY_SERVER_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                         "CLAUDE_NOTIFY_SERVER_STRIPE_PRICE_ID": PRICE,
                         "CLAUDE_NOTIFY_SERVER_STRIPE_API_BASE": stripe.base_url})
             server = Server(env)
+            workers = [subprocess.Popen([EXE, "server", "worker"], env=env, cwd=ROOT,
+                                        stderr=subprocess.DEVNULL)
+                       for _ in range(shape == "api+worker")]
             try:
                 _, cookie = seed(env, server, args.accounts)
                 for pause in (args.pause, 0.0):
-                    bench_webhook(report, server, stripe, env, label=kind, rounds=args.rounds,
-                                  concurrency=args.concurrency, pause=pause)
-                bench_page(report, server, cookie, label=kind, requests=args.requests)
+                    bench_webhook(report, server, stripe, env, label=label, rounds=args.rounds,
+                                  concurrency=args.concurrency, pause=pause,
+                                  workers=[w.pid for w in workers])
+                bench_page(report, server, cookie, label=label, requests=args.requests)
             finally:
+                srv.stop_processes(workers)
                 server.stop()
         finally:
             if scratch:
@@ -203,6 +257,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="where the scratch database is created (and dropped)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                        help="the API + worker shape's Redis (queues named per database)")
+    parser.add_argument("--shape", choices=["one-process", "api+worker", "both"],
+                        default="both", help="api+worker runs on PostgreSQL only")
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=10, help="bursts measured")
@@ -217,7 +275,9 @@ def main() -> int:
     args = parse_args()
     with benchkit.reporting("billing", args.json) as report:
         for kind in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
-            bench_database(report, args, kind)
+            for shape in ("one-process", "api+worker"):
+                if args.shape in (shape, "both") and (shape, kind) != ("api+worker", "sqlite"):
+                    bench_database(report, args, kind, shape)
     return 0
 
 

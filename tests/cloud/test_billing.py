@@ -48,7 +48,7 @@ def settings(settings: Settings, stripe_api: StripeStandIn) -> Settings:
 
 
 def _post_event(client: TestClient, event: dict[str, Any], **signing: Any) -> httpx.Response:
-    """Deliver ``event`` as Stripe does; once answered, wait for the handler thread to be done
+    """Deliver ``event`` as Stripe does; once answered, wait for the delivery worker to be done
     with it (handled, or its failure recorded)."""
     raw = json.dumps(event, indent=2).encode()
     answer = client.post(HOOK, content=raw, headers={
@@ -472,18 +472,66 @@ def test_stripe_unreachable_is_a_clear_error_and_nothing_is_half_written(
         assert KEY not in answer.text
     with runtime.sessions() as db:
         assert db.scalar(select(func.count()).select_from(BillingAccount)) == 0
-    # An event that arrives while Stripe cannot be read back is kept, with its error, and
-    # handled by the sweep once Stripe answers again.
+    # An event that arrives while Stripe cannot be read back is kept, with its error (and not
+    # looked at again by the worker, which would hammer an outage), and handled by the sweep
+    # once Stripe answers again.
     _checkout(client, user, stripe_api)
-    with TestClient(_app(runtime, away)) as down:
-        assert _post_event(down, stripe_api.events[0]).status_code == 200
+    stripe_api.answer((500, {"error": {"type": "api_error", "message": "An error occurred."}},
+                       {"Stripe-Should-Retry": "false"}))
+    assert _post_event(client, stripe_api.events[0]).status_code == 200
     (row,) = _ledger(runtime)
-    assert row.processed_at is None and "Stripe did not answer" in str(row.error)
+    assert row.processed_at is None and "Stripe answered 500" in str(row.error)
+    assert service.due(runtime.sessions) == []
     assert _plan(runtime, user) == "free"
     later = datetime.now(timezone.utc) + timedelta(minutes=2)
     assert service.unprocessed(runtime.sessions, now=later) == [row.event_id]
     assert service.process(runtime.sessions, runtime.settings, row.event_id)
     assert _plan(runtime, user) == "pro"
+
+
+def test_stripes_retry_of_a_failed_event_is_handled_by_the_worker(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account],
+    stripe_api: StripeStandIn,
+) -> None:
+    """A re-read that failed is left to Stripe's retry: the same event delivered again is
+    handled at once, not an hour later by the sweep."""
+    user = make_user()
+    _checkout(client, user, stripe_api)
+    stripe_api.answer((503, {"error": {"type": "api_error", "message": "Try again."}},
+                       {"Stripe-Should-Retry": "false"}))
+    event = stripe_api.events[0]
+    assert _post_event(client, event).json() == {"received": True, "handled": True}
+    (row,) = _ledger(runtime)
+    assert row.error and row.attempts == 1 and _plan(runtime, user) == "free"
+    assert _post_event(client, event).json() == {"received": True, "handled": True}
+    (row,) = _ledger(runtime)
+    assert row.processed_at is not None and row.error is None and row.attempts == 2
+    assert _plan(runtime, user) == "pro"
+    assert _post_event(client, event).json() == {"received": True, "handled": False}
+
+
+def test_an_api_without_a_worker_only_records_and_a_worker_handles(
+    runtime: Runtime, make_user: Callable[..., Account], stripe_api: StripeStandIn,
+) -> None:
+    """The deployed shape: the replica that answers Stripe runs no worker (its CPU is the
+    answers'); the events wait in the ledger until a worker, woken or polling, re-reads."""
+    from claude_notify.cloud.server.app import create_app
+
+    user = make_user()
+    with TestClient(_app(runtime, runtime.settings)) as replica:  # no worker anywhere yet
+        _checkout(replica, user, stripe_api)
+        for event in stripe_api.events:
+            raw = json.dumps(event).encode()
+            answer = replica.post(HOOK, content=raw, headers={
+                "Content-Type": "application/json", "Stripe-Signature": sign(raw)})
+            assert answer.json() == {"received": True, "handled": True}
+        waiting = service.due(runtime.sessions)
+        assert sorted(waiting) == sorted(e["id"] for e in stripe_api.events)
+        assert _plan(runtime, user) == "free"
+    with TestClient(create_app(runtime=runtime)):  # a worker comes up
+        for event_id in waiting:
+            _wait_handled(runtime, event_id)
+    assert _plan(runtime, user) == "pro" and service.due(runtime.sessions) == []
 
 
 def _app(runtime: Runtime, settings: Settings) -> Any:

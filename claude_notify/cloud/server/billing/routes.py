@@ -1,11 +1,13 @@
 """``POST /v1/billing/checkout``, ``POST /v1/billing/portal`` and ``POST /v1/stripe/webhook``.
 
 The webhook answers as soon as the event is in the ledger (a verified body, one row per event
-id, written in a group commit with the deliveries beside it); a handler thread
-(:class:`.service.Handler`) handles it after answering. Stripe times out slow endpoints and
-retries, and a Stripe call made while it waits would put our latency at the mercy of its own.
-An event that cannot be written gets a 5xx, so Stripe retries it; one whose handling fails
-stays in the ledger, unprocessed, for the hourly sweep and ``server billing-sync``.
+id, written in a group commit with the deliveries beside it) and wakes the delivery worker,
+which handles it (:func:`.service.due`, :func:`.service.process`): in a deployment with worker
+processes of their own, the re-read from Stripe never shares the API's CPU. Stripe times out
+slow endpoints and retries, and a Stripe call made while it waits would put our latency at the
+mercy of its own. An event that cannot be written gets a 5xx, so Stripe retries it; one whose
+handling fails stays in the ledger, unprocessed, for Stripe's retry, the hourly sweep and
+``server billing-sync``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from claude_notify.cloud.server.billing.errors import (
     StripeDown,
     StripeProblem,
 )
-from claude_notify.cloud.server.runtime import Runtime
 
 router = APIRouter(tags=["billing"])
 
@@ -93,13 +94,5 @@ async def webhook(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
         return {"received": True, "handled": False}
     received = await runtime.writes.run(lambda session, _memo: service.record(session, event))
     if received.handle:
-        _handler(request, runtime).submit(received.event_id)
+        runtime.waker.wake()
     return {"received": True, "handled": received.handle}
-
-
-def _handler(request: Request, runtime: Runtime) -> service.Handler:
-    state = request.app.state
-    handler: service.Handler | None = getattr(state, "billing_handler", None)
-    if handler is None:  # a race makes two; each handles what it was given
-        handler = state.billing_handler = service.Handler(runtime.sessions, runtime.settings)
-    return handler

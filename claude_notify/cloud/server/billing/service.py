@@ -13,10 +13,7 @@ each change is applied, audited and mailed exactly once, however often Stripe re
 from __future__ import annotations
 
 import logging
-import queue
 import re
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,7 +54,9 @@ CLAIM: Final = timedelta(seconds=60)
 """How long one handler owns an event: a duplicate delivery meanwhile does nothing."""
 QUIET_S: Final = 0.05
 MAX_DELAY_S: Final = 2.0
-"""The handler waits for a pause in deliveries this long, but an event no longer than this."""
+"""A worker sharing the API's process waits for a pause in its wake-ups this long before
+handling an event, but keeps a batch waiting no longer than this (see the worker's
+``_billing``): Stripe's timeout counts the webhook's answers, not the handling."""
 PAID: Final = ("active", "trialing")
 _SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
@@ -189,46 +188,23 @@ def record(session: Session, event: dict[str, Any], *, now: datetime | None = No
     row = session.get(BillingEvent, event_id)
     retry = row is not None and row.processed_at is None and (
         row.claimed_until is None or row.claimed_until <= now)
+    if retry and row is not None:
+        row.error = None  # Stripe retried a failed event: the worker's to handle again (due)
     return Received(event_id, retry)
 
 
-class Handler:
-    """One thread per API process that handles recorded events in arrival order.
-
-    The webhook answers once the event is in the ledger; the re-read from Stripe happens here,
-    one event at a time, and only once deliveries pause (:data:`QUIET_S`, or after
-    :data:`MAX_DELAY_S` whatever happens): Stripe's timeout counts the answers, not the
-    handling, and handling during a burst took the CPU the answers still waiting needed (p99
-    from 70 to 150 ms at 50 concurrent deliveries in ``scripts/bench_billing.py``). Events still
-    queued when the process stops stay unprocessed in the ledger: the hourly sweep handles them.
-    """
-
-    def __init__(self, sessions: Sessions, settings: Settings) -> None:
-        self._sessions, self._settings = sessions, settings
-        self._queue: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._last = 0.0
-
-    def submit(self, event_id: str) -> None:
-        self._last = now = time.monotonic()
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="billing-events",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((event_id, now))
-
-    def _run(self) -> None:
-        while True:
-            event_id, queued = self._queue.get()
-            while (time.monotonic() - self._last < QUIET_S
-                   and time.monotonic() - queued < MAX_DELAY_S):
-                time.sleep(QUIET_S)
-            try:
-                process(self._sessions, self._settings, event_id)
-            except Exception:  # the database away: the row stays unprocessed for the sweep
-                log.exception("billing event %s could not be handled", event_id)
+def due(sessions: Sessions, *, now: datetime | None = None, limit: int = 100) -> list[str]:
+    """Events for the delivery worker to handle, in arrival order: new ones, ones Stripe
+    retried, and ones whose handler died holding the claim. A failed re-read (``error`` set)
+    waits for Stripe's own retry, the hourly sweep or ``billing-sync``, so a Stripe outage is
+    not hammered."""
+    now = now or utcnow()
+    with sessions() as session:
+        return list(session.scalars(
+            select(BillingEvent.event_id)
+            .where(BillingEvent.processed_at.is_(None), BillingEvent.error.is_(None),
+                   or_(BillingEvent.claimed_until.is_(None), BillingEvent.claimed_until <= now))
+            .order_by(BillingEvent.received_at).limit(limit)))
 
 
 def process(sessions: Sessions, settings: Settings, event_id: str, *,

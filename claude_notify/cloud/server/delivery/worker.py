@@ -4,6 +4,9 @@ It runs inside the API process (the embedded default) or on its own (``claude-no
 worker``). Database calls are short and run in threads; sends are async on one shared httpx
 client (``delivery.http``). It sleeps until woken (new deliveries) or until the poll interval
 passes (retries coming due, leases lapsing).
+
+With billing configured it also handles Stripe's webhook events, which the API only records
+(:mod:`..billing.routes`): a re-read from Stripe costs an API replica nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ Redis, one API and one worker: rows per claim 5.7 -> 13, ingest 554-580 -> 597-6
 STREAM_S = 0.05
 """A wake-up this soon after the last claim means a stream rather than a lone event."""
 
+BILLING_CHECK_S = 0.25
+"""At most this often the ledger is looked at for Stripe events, however many wake-ups come."""
+
 SETTLE_FLOOR_S = 5.0
 """On shutdown, how long finished sends may take to be recorded even past the grace period:
 a send the receiver accepted but we did not record would go out again from the next worker."""
@@ -67,6 +73,8 @@ class Worker:
         """Monotonic time by which a stopping worker has sent or released what it claimed."""
         self._rng = random.Random()  # noqa: S311 - jitter, not secrecy
         self._last_claim = -STREAM_S
+        self._billing_due = asyncio.Event()
+        self._last_wake = 0.0
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Worker]:
@@ -79,6 +87,8 @@ class Worker:
         consumer = self._consume_wakes(asyncio.get_running_loop())
         settler = asyncio.create_task(self._settle_loop(), name="delivery-settler")
         keeper = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        billing = (asyncio.create_task(self._billing(), name="billing-events")
+                   if self.settings.billing_enabled else None)
         loop_task = asyncio.create_task(self.run(), name="delivery-worker")
         try:
             yield self
@@ -88,6 +98,13 @@ class Worker:
             if consumer is not None:
                 await asyncio.to_thread(consumer.stop)
             await self._drain()
+            if billing is not None:  # the event in hand is finished; the rest wait for the next
+                self._billing_due.set()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(billing), timeout=max(
+                        self._deadline - time.monotonic(), 0.0))
+                billing.cancel()
+                await asyncio.gather(billing, return_exceptions=True)
             settle_s = max(self._deadline - time.monotonic(), SETTLE_FLOOR_S)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._results.join(), timeout=settle_s)
@@ -129,6 +146,45 @@ class Worker:
             except Exception:
                 log.exception("clearing expired rows failed; trying again later")
             await asyncio.sleep(housekeeping.EVERY_S)
+
+    async def _billing(self) -> None:
+        """Handle the Stripe events the webhook recorded, one at a time, in arrival order.
+
+        Looked for when woken (the webhook wakes workers as deliveries do), at most every
+        :data:`BILLING_CHECK_S`, and at least every poll. A worker inside the API's process
+        first waits for a pause in its wake-ups (:data:`~..billing.service.QUIET_S`, at most
+        :data:`~..billing.service.MAX_DELAY_S` a batch), since the handling's CPU would
+        otherwise be taken from the webhook answers of a burst (p99 70 -> 150 ms at 50
+        concurrent deliveries in ``scripts/bench_billing.py``). An event still unhandled at a
+        stop keeps its row; the next worker takes it once its claim lapses.
+        """
+        from claude_notify.cloud.server.billing import service
+
+        sessions, settings = self.runtime.sessions, self.settings
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._billing_due.wait(), timeout=settings.worker_poll_s)
+            self._billing_due.clear()
+            if self._stop_requested():
+                return
+            try:
+                events = await asyncio.to_thread(service.due, sessions)
+            except Exception:
+                log.exception("reading Stripe events to handle failed; trying again later")
+                events = []
+            batch = time.monotonic()
+            for event_id in events:
+                if settings.embedded_worker:
+                    while (time.monotonic() - self._last_wake < service.QUIET_S
+                           and time.monotonic() - batch < service.MAX_DELAY_S):
+                        await asyncio.sleep(service.QUIET_S)
+                if self._stop_requested():
+                    return
+                try:
+                    await asyncio.to_thread(service.process, sessions, settings, event_id)
+                except Exception:  # the database away: the row stays for the next look
+                    log.exception("billing event %s could not be handled", event_id)
+            await asyncio.sleep(BILLING_CHECK_S)
 
     def _stop_requested(self) -> bool:
         return self._stopping
@@ -176,6 +232,9 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
+            else:
+                self._last_wake = time.monotonic()
+            self._billing_due.set()
 
     async def _until_next_retry(self, poll_s: float) -> float:
         """Seconds to sleep when idle: until the soonest retry falls due, at most ``poll_s``.
