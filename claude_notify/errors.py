@@ -103,6 +103,16 @@ class Refused(CloudError):
         self.status = status
 
 
+class WrongRegion(Refused):
+    """This server keeps no account for the address: it lives in another region's server
+    (data residency), which ``server`` names; ``claude-notify login`` signs in there instead."""
+
+    def __init__(self, message: str, *, region: str, server: str) -> None:
+        super().__init__(message, 421)
+        self.region = region
+        self.server = server
+
+
 class Rejected(CloudError):
     """The server refused this agent's credential: retrying will not help."""
 

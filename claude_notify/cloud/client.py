@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from claude_notify.cloud.account import check_server_url
-from claude_notify.errors import CloudUnreachable, Refused, Unauthorized
+from claude_notify.errors import CloudUnreachable, Refused, Unauthorized, WrongRegion
 
 if TYPE_CHECKING:
     import httpx
 
 USER_AGENT = "claude-notify"
-OPERATOR_CODES = frozenset({"email_unavailable", "not_configured"})
+OPERATOR_CODES = frozenset({"email_unavailable", "not_configured", "region_directory_unavailable",
+                            "region_unknown"})
 """503s that no retry mends (the server cannot send e-mail, has no Telegram bot): refusals
 carrying the server's reason, not "busy or failing"."""
 
@@ -61,6 +62,8 @@ class CloudClient:
         if response.status_code == 401:
             raise Unauthorized("the server did not accept this machine's token: "
                                "run `claude-notify login`")
+        if response.status_code == 421 and _code(response) == "wrong_region":
+            raise _wrong_region(response)
         if response.status_code == 503 and _code(response) in OPERATOR_CODES:
             raise Refused(_message(response), response.status_code)
         if response.status_code in (409, 429) or response.status_code >= 500:
@@ -76,6 +79,17 @@ class CloudClient:
         except ValueError:
             raise CloudUnreachable(f"{self.server} answered with something that is not "
                                    "JSON: is this a claude-notify server?") from None
+
+
+def _wrong_region(response: httpx.Response) -> Refused:
+    """The account's own region and server from a ``wrong_region`` answer (a plain refusal
+    when they are missing: nothing to follow)."""
+    error = response.json().get("error", {})
+    details = error.get("details") or [{}]
+    region, server = details[0].get("region"), details[0].get("server")
+    if not isinstance(region, str) or not isinstance(server, str):
+        return Refused(_message(response), 421)
+    return WrongRegion(_message(response), region=region, server=server)
 
 
 def _code(response: httpx.Response) -> str | None:

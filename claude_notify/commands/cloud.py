@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from claude_notify.errors import CloudError, Refused, Unauthorized, UsageError
+from claude_notify.errors import CloudError, Refused, Unauthorized, UsageError, WrongRegion
 
 LOGIN_SCOPES = ("events:write", "tasks:read")
 """What a machine needs: send its events, read its own tasks and quota."""
@@ -69,9 +69,18 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
     if not email:
         email = click.prompt("E-mail address", err=True).strip()
     scopes = list(MANAGE_SCOPES if manage else LOGIN_SCOPES)
+    ask = {"email": email, "scopes": scopes, "machine": _machine_name()}
+    try:
+        with CloudClient(url, None) as client:
+            started = client.request("POST", "/v1/auth/device", json=ask)
+    except WrongRegion as exc:
+        # Data residency: the account lives on another region's server. Followed once (a
+        # second region saying the same is a misconfiguration, reported as it is).
+        url = account.check_server_url(exc.server)
+        click.echo(f"{email}'s account is in region {exc.region}: signing in at {url}", err=True)
+        with CloudClient(url, None) as client:
+            started = client.request("POST", "/v1/auth/device", json=ask)
     with CloudClient(url, None) as client:
-        started = client.request("POST", "/v1/auth/device", json={
-            "email": email, "scopes": scopes, "machine": _machine_name()})
         result = _wait_for_link(client, started, email)
     saved = account.save(account.Account(url, result["email"], "keyring",
                                          tuple(result.get("scopes", scopes))), result["token"])

@@ -171,14 +171,23 @@ def migrate() -> None:
               help="The account's plan  [default: CLAUDE_NOTIFY_SERVER_DEFAULT_PLAN, or free]")
 def create_user(email: str, plan: str | None) -> None:
     """Create an account and print its first API token (shown once)."""
-    from claude_notify.cloud.server import auth
+    from claude_notify.cloud.server import auth, residency
+    from claude_notify.errors import CloudError
 
     runtime = _ready_runtime()
     plan = plan or runtime.settings.default_plan
     try:
+        try:
+            elsewhere = residency.home(runtime.settings, email)
+        except residency.ResidencyError as exc:
+            raise CloudError(f"cannot create {email}: {exc}") from None
+        if elsewhere is not None:
+            raise CloudError(
+                f"{email} belongs to region {elsewhere.region}: create it on {elsewhere.server}")
         with runtime.sessions.begin() as session:
             user, token = auth.create_user(session, email, plan=plan)
             address = user.email
+        residency.claim(runtime.settings, address)
     finally:
         runtime.close()
     click.echo(f"created {address} ({plan}); API token (shown once):", err=True)

@@ -215,6 +215,17 @@ class Settings:
     sentry_environment: str | None = None
     """The environment events are filed under (``production``, ``eu``…); Sentry's default
     when unset."""
+    region: str | None = None
+    """This deployment's region (``eu``, ``cn``…) for data residency: accounts of other regions
+    are sent to their own server at sign-in (docs/deploy.md, "Regions"). Unset: one region."""
+    region_urls: tuple[str, ...] = ()
+    """Every region's server as ``CODE=URL`` (this one's included): the only places a sign-in
+    is ever sent to, whatever the directory says."""
+    region_directory: str | None = None
+    """The shared directory of which region each account lives in: a folder every region
+    mounts, or an http(s):// URL prefix. Entries are named by the address's SHA-256."""
+    region_directory_timeout_s: float = 3.0
+    """How long a sign-in waits for the region directory before saying it is unreachable."""
 
     def validate(self) -> Settings:
         """Return ``self`` if consistent, else raise :class:`ConfigError` naming the setting."""
@@ -261,9 +272,18 @@ class Settings:
         if self.sentry_dsn and not re.fullmatch(r"https?://[^@/\s]+@[^/\s]+/\S+",
                                                 self.sentry_dsn):
             _bad("SENTRY_DSN", "…", "must be a DSN, https://<key>@<host>/<project>")
+        self._validate_region()
         if not self.retry_delays_s or any(d < 0 for d in self.retry_delays_s):
             _bad("RETRY_DELAYS_S", self.retry_delays_s, "must be non-negative numbers")
         return self
+
+    def _validate_region(self) -> None:
+        from claude_notify.cloud.server import residency
+
+        problem = residency.validate(self)
+        if problem is not None:
+            name, _, why = problem.partition(": ")
+            _bad(name, getattr(self, name.lower()), why)
 
     def _validate_billing(self) -> None:
         if self.billing_grace_days < 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import Form, Query, Request
@@ -14,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import auth, limits, outbox
+from claude_notify.cloud.server import auth, limits, outbox, residency
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.api.routes.login import check_mail
+from claude_notify.cloud.server.api.routes.login import check_mail, check_region
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import User
 from claude_notify.cloud.server.settings import Settings
@@ -42,21 +43,23 @@ def home(request: Request, db: SessionDep) -> Response:
 
 @router.get("/signin")
 def signin_page(request: Request, runtime: RuntimeDep,
-                next: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:
-    """``next``: the page a signed-out visitor asked for, where signing in ends."""
-    response = signin_view(request, runtime.settings,
+                next: Annotated[str | None, Query(max_length=512)] = None,
+                email: Annotated[str | None, Query(max_length=320)] = None) -> HTMLResponse:
+    """``next``: the page a signed-out visitor asked for, where signing in ends; ``email``: the
+    address another region's server sent here, filled in."""
+    response = signin_view(request, runtime.settings, email=email or "",
                            reply=(security.safe_next(next) or "").startswith("/app/t/"))
     security.remember_next(request, response, next, runtime.settings)
     return response
 
 
 def signin_view(request: Request, settings: Settings, *, code: int = 200,
-                problem: str = "", reply: bool = False) -> HTMLResponse:
+                problem: str = "", reply: bool = False, email: str = "") -> HTMLResponse:
     """The sign-in page, with what went wrong (if anything) above its choices; ``reply``: it
     stands for a task page, whose link may carry a reply token (``#reply=``) that answers that
     run without signing in."""
     return render(request, "signin.html", code=code, policy=_policy(settings), problem=problem,
-                  github=settings.github_enabled, reply=reply)
+                  github=settings.github_enabled, reply=reply, email=email)
 
 
 def _policy(settings: Settings) -> str:
@@ -86,6 +89,19 @@ def send_link(request: Request, email: Annotated[str, Form(max_length=320)], db:
     except EmailNotValidError as exc:
         return signin_view(request, settings, code=422,
                            problem=f"That is not an e-mail address: {exc}")
+    try:
+        check_region(settings, address)  # before anything is stored: another region's data
+    except ApiError as exc:
+        if exc.code != "wrong_region":
+            return signin_view(request, settings, code=exc.status, problem=exc.message,
+                               email=address)
+        # Only a configured region's URL (residency.home), never one the directory made up.
+        # A page that moves on by itself, not a redirect: the app's form-action 'self' policy
+        # stops a form's redirect at another origin.
+        there = f"{exc.details[0]['server']}/app/signin?{urlencode({'email': address})}"
+        page = render(request, "elsewhere.html", region=exc.details[0]["region"], there=there)
+        page.headers["Refresh"] = f"0;url={there}"
+        return page
     try:
         check_mail(settings)
     except ApiError as exc:
@@ -159,9 +175,16 @@ def account_for(db: Session, settings: Settings, address: str) -> User | None:
         return user
     if not may_sign_up(settings, address):
         return None
+    try:  # GitHub's address may be another region's account: that region opens it, not this
+        if residency.home(settings, address) is not None:
+            return None
+    except residency.ResidencyError:
+        return None
     try:
         with db.begin_nested():  # another sign-in for the address may make it at once
-            return auth.create_account(db, address, plan=settings.default_plan)
+            made = auth.create_account(db, address, plan=settings.default_plan)
+        residency.claim(settings, address)
+        return made
     except (IntegrityError, UsageError):
         user = db.scalar(select(User).where(User.email == address))
         if user is None:

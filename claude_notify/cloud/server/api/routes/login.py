@@ -34,7 +34,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from claude_notify.cloud.server import auth, limits, outbox
+from claude_notify.cloud.server import auth, limits, outbox, residency
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.schemas import StrictBody
@@ -113,6 +113,7 @@ def start_login(
     if bad := set(body.scopes) - set(auth.ACCOUNT_SCOPES):
         raise ApiError(422, f"scopes not available to a sign-in: {', '.join(sorted(bad))}")
     settings = runtime.settings
+    check_region(settings, email)  # before anything is stored: another region's data
     check_mail(settings)
     ip = _client_ip(request)
     _check_rate(session, settings, email, ip)
@@ -195,6 +196,24 @@ def check_mail(settings: Settings) -> None:
     if not _smtp_answers(settings.smtp_host, settings.smtp_port):
         raise _cannot_mail(
             f"nothing answers at SMTP {settings.smtp_host}:{settings.smtp_port}")
+
+
+WRONG_REGION = "wrong_region"
+"""The error code of a sign-in asked of the wrong region's server; ``details`` name the right
+one (``region``, ``server``), which the CLI signs in at instead."""
+
+
+def check_region(settings: Settings, email: str) -> None:
+    """421 naming the home region's server when ``email``'s account lives in another region;
+    503 when the region directory cannot say (a sign-in here might make a second account)."""
+    try:
+        elsewhere = residency.home(settings, email)
+    except residency.ResidencyError as exc:
+        raise ApiError(503, str(exc), code=exc.code) from None
+    if elsewhere is not None:
+        raise ApiError(421, f"this account lives in region {elsewhere.region}: sign in at "
+                            f"{elsewhere.server}", code=WRONG_REGION,
+                       details=[{"region": elsewhere.region, "server": elsewhere.server}])
 
 
 def _check_rate(session: SessionDep, settings: Settings, email: str, ip: str) -> None:
@@ -310,6 +329,7 @@ def redeem(body: TokenIn, session: SessionDep, runtime: RuntimeDep) -> TokenOut:
     user = session.scalar(select(User).where(User.email == row.email))
     if user is None:
         user = auth.create_account(session, row.email, plan=runtime.settings.default_plan)
+        residency.claim(runtime.settings, row.email)
     issued = auth.issue_token(session, user, scopes=row.scopes.split(), name="device login")
     session.commit()
     return TokenOut(token=issued.secret, email=row.email, scopes=row.scopes.split())
