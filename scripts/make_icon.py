@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Draw the app icon, ``claude_notify/data/claude-notify.png``: a white bell on a rounded orange
-square, 128×128, anti-aliased by 4×4 supersampling. Standard library only, so the icon can be
-remade anywhere; run it after changing the drawing."""
+square, 128×128, anti-aliased by 4×4 supersampling; and the same drawing at 192 and 512 pixels
+for the web app's manifest and notifications (``web/static/icon-*.png``: what a phone shows on
+its home screen). Standard library only, so the icons can be remade anywhere; run it after
+changing the drawing."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ SIZE = 128
 SAMPLES = 4
 ORANGE = (217, 119, 87)
 WHITE = (255, 255, 255)
-OUT = Path(__file__).resolve().parent.parent / "claude_notify" / "data" / "claude-notify.png"
+ROOT = Path(__file__).resolve().parent.parent / "claude_notify"
+OUT = ROOT / "data" / "claude-notify.png"
+STATIC = ROOT / "cloud" / "server" / "web" / "static"
+WEB = {size: STATIC / f"icon-{size}.png" for size in (192, 512)}
 
 
 def inside_square(x: float, y: float, r: float = 0.2) -> bool:
@@ -34,16 +39,16 @@ def inside_bell(x: float, y: float) -> bool:
     return (x - 0.5) ** 2 + (y - 0.77) ** 2 <= 0.065 ** 2  # the clapper
 
 
-def draw() -> bytes:
+def draw(size: int = SIZE) -> bytes:
     rows = bytearray()
-    for py in range(SIZE):
+    for py in range(size):
         rows.append(0)
-        for px in range(SIZE):
+        for px in range(size):
             total = [0.0, 0.0, 0.0, 0.0]
             for sy in range(SAMPLES):
                 for sx in range(SAMPLES):
-                    x = (px + (sx + 0.5) / SAMPLES) / SIZE
-                    y = (py + (sy + 0.5) / SAMPLES) / SIZE
+                    x = (px + (sx + 0.5) / SAMPLES) / size
+                    y = (py + (sy + 0.5) / SAMPLES) / size
                     if not inside_square(x, y):
                         continue
                     colour = WHITE if inside_bell(x, y) else ORANGE
@@ -57,7 +62,7 @@ def draw() -> bytes:
             else:
                 rows.extend((0, 0, 0))
             rows.append(round(alpha))
-    return png(SIZE, SIZE, bytes(rows))
+    return png(size, size, bytes(rows))
 
 
 def png(width: int, height: int, raw: bytes) -> bytes:
@@ -74,4 +79,7 @@ if __name__ == "__main__":
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_bytes(draw())
     print(f"wrote {OUT}")
+    for size, path in WEB.items():
+        path.write_bytes(draw(size))
+        print(f"wrote {path}")
     sys.exit(0)

@@ -612,10 +612,10 @@ def _app_routes(method: str, fill: dict[str, str] | None = None,
 
 
 PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify",
-          "/app/signin/github", "/app/signin/github/callback"}
+          "/app/signin/github", "/app/signin/github/callback", "/app/sw.js"}
 """Pages for someone not signed in: signing in (by link or GitHub: the callback acts only for the
-browser holding its flow's cookie, see test_web_github), and a recipient confirming a mailed
-link."""
+browser holding its flow's cookie, see test_web_github), a recipient confirming a mailed
+link, and the service worker's script (the same for everyone, like the static files)."""
 
 
 def test_every_page_needs_a_session_and_every_form_refuses_another_site(

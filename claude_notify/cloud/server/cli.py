@@ -62,7 +62,7 @@ _EXTRA_MODULES = frozenset({
     "fastapi", "starlette", "pydantic", "uvicorn", "celery", "kombu", "uvloop", "httptools",
     "sqlalchemy", "alembic", "psycopg", "httpx_aiohttp", "aiohttp", "aiosmtplib",
     "email_validator", "redis", "prometheus_client", "cryptography", "multipart", "jinja2",
-    "regex", "sniffio", "stripe", "requests", "sentry_sdk",
+    "regex", "sniffio", "stripe", "requests", "sentry_sdk", "pywebpush", "py_vapid", "http_ece",
 })
 """Top-level modules of the ``[server]`` extra: missing, they mean the extra is not installed."""
 
@@ -361,6 +361,21 @@ def discord_commands() -> None:
     if not ok:
         raise ClaudeNotifyError(answer)
     click.echo(answer)
+
+
+@server.command("vapid-keys")
+def vapid_keys() -> None:
+    """Make a key pair for Web Push (VAPID) and print it as settings.
+
+    Set CLAUDE_NOTIFY_SERVER_VAPID_PRIVATE_KEY (and VAPID_SUBJECT, unless PUBLIC_URL is
+    https://) on every replica; the web app then offers "Enable notifications". Keep the key:
+    a new one orphans every browser's subscription.
+    """
+    from claude_notify.cloud.server.channels.vapid import new_private_key, public_key
+
+    key = new_private_key()
+    click.echo(f"CLAUDE_NOTIFY_SERVER_VAPID_PRIVATE_KEY={key}")
+    click.echo(f"# public key (browsers get it from the web app): {public_key(key)}")
 
 
 def _ready_runtime() -> Runtime:

@@ -177,6 +177,13 @@ class Settings:
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     """Sender number (E.164) or ``MG…`` messaging service SID."""
+    vapid_private_key: str | None = None
+    """The server's Web Push (VAPID) key: a P-256 private key, base64url of its 32 raw bytes
+    (``claude-notify server vapid-keys`` makes one). Set, the web app offers "Enable
+    notifications" and ``webpush`` channels; changing it orphans every browser's subscription."""
+    vapid_subject: str | None = None
+    """Who push services contact about this server's pushes: ``mailto:you@example.com`` or an
+    https:// URL; unset, ``public_url`` when it is https://."""
     relay_ttl_s: float = 3600.0
     """How long a relayed command waits for an offline agent before it expires."""
     relay_per_minute: int = 10
@@ -269,6 +276,7 @@ class Settings:
             if not getattr(self, name).startswith(("https://", "http://")):
                 _bad(name.upper(), getattr(self, name), "must be an http(s):// URL")
         self._validate_billing()
+        self._validate_vapid()
         if self.sentry_dsn and not re.fullmatch(r"https?://[^@/\s]+@[^/\s]+/\S+",
                                                 self.sentry_dsn):
             _bad("SENTRY_DSN", "…", "must be a DSN, https://<key>@<host>/<project>")
@@ -300,6 +308,36 @@ class Settings:
                 _bad(name.upper(), None, "is needed with STRIPE_SECRET_KEY")
             if not value.startswith(prefix):
                 _bad(name.upper(), "…" if "secret" in name else value, f"must start {prefix}")
+
+    def _validate_vapid(self) -> None:
+        if not self.vapid_private_key:
+            return
+        from claude_notify.cloud.server.channels.vapid import VapidKeyError, public_key
+
+        try:
+            public_key(self.vapid_private_key)
+        except VapidKeyError as exc:
+            _bad("VAPID_PRIVATE_KEY", "…", str(exc))
+        if self.push_subject is None:
+            _bad("VAPID_SUBJECT", self.vapid_subject,
+                 "must be mailto:<address> or an https:// URL (needed with VAPID_PRIVATE_KEY "
+                 "when PUBLIC_URL is not https://)")
+
+    @property
+    def push_subject(self) -> str | None:
+        """The VAPID ``sub`` claim: :attr:`vapid_subject`, else an https:// ``public_url``; an
+        https:// one as its origin (``https://host``), the only form push libraries accept."""
+        subject = self.vapid_subject or (
+            self.public_url if self.public_url.startswith("https://") else None)
+        if subject is None:
+            return None
+        if subject.startswith("mailto:"):
+            address = r"mailto:[^@\s]+@(localhost|[\w-]+(\.[\w-]+)+)"
+            return subject if re.fullmatch(address, subject) else None
+        host = urlsplit(subject).hostname if subject.startswith("https://") else None
+        if host and re.fullmatch(r"localhost|[\w-]+\.[\w.-]+", host):
+            return f"https://{host}"
+        return None
 
     @property
     def billing_enabled(self) -> bool:

@@ -3,7 +3,8 @@
 Adapters never raise for a failed delivery: they classify it. ``retryable`` failures (timeouts,
 429, 5xx, a provider's own transient codes) are retried with backoff; anything else is permanent
 and ends as a dead letter with the provider's reason. ``disable_channel`` says the destination is
-gone for good (webhook 410, a bot blocked by the user) so nothing more is queued for it.
+gone for good (webhook 410, a bot blocked by the user) so nothing more is queued for it;
+``remove_channel`` that it was one browser's subscription, so the channel itself goes.
 
 The adapters that call an HTTP API share :class:`HttpChannel`'s send: build the request (or refuse
 before any call), post it, classify the answer; a call that fails on the wire is retryable.
@@ -68,6 +69,9 @@ class SendResult:
     retry_after: float | None = None
     """Seconds the provider asked us to wait (``Retry-After``, Telegram's ``retry_after``)."""
     disable_channel: bool = False
+    remove_channel: bool = False
+    """The destination no longer exists and cannot come back (a Web Push subscription the push
+    service answers 404/410 for): the channel is deleted, not just turned off."""
     channel_update: dict[str, Any] | None = None
     """Values to merge into the channel's config when the result is settled, whatever the
     outcome: what the provider taught us about the destination (a Telegram group that became a

@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
 CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "teams", "ntfy",
-                         "sms", "webhook")
+                         "sms", "webhook", "webpush")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
 NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
@@ -27,7 +27,7 @@ SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "templ
 """Config values the server sets (a linked chat or replying account, a saved template): kept
 when a user edits."""
 
-SECRET_KEYS: Final = frozenset({"secret"})
+SECRET_KEYS: Final = frozenset({"secret", "auth"})
 HIDDEN_QUERY: Final = frozenset({"teams"})
 """Types whose URL's query is a credential (a Teams workflow's ``sig``): reads show the URL
 without it."""
@@ -84,6 +84,7 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
         "slack": _provider_url,
         "ntfy": _ntfy,
         "teams": _teams,
+        "webpush": _webpush,
     }
     return validators[kind](kind, dict(config), allow_private)
 
@@ -191,6 +192,33 @@ def _teams(kind: str, config: dict[str, Any], _allow: bool) -> dict[str, Any]:
                          "/…/invoke?…&sig=…, from 'Post to a channel when a webhook request is "
                          "received')")
     return {"webhook_url": url}
+
+
+def _webpush(_kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:
+    # A browser's PushSubscription: the push service's URL for it and the keys its payloads
+    # are encrypted to (RFC 8291). The URL is the browser's push service, never ours to trust:
+    # checked like a webhook's, and https:// unless the operator allows private addresses.
+    _only(config, {"endpoint", "p256dh", "auth"})
+    endpoint = _checked_url(config, "endpoint", allow_private=allow_private, pinned=())
+    if urlsplit(endpoint).scheme != "https" and not allow_private:
+        raise ValueError("config.endpoint must be a push service's https:// URL")
+    p256dh, auth = _string(config, "p256dh", max_len=100), _string(config, "auth", max_len=50)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from claude_notify.cloud.server.channels.vapid import b64url_decode
+
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(p256dh))
+    except ValueError:
+        raise ValueError("config.p256dh must be the subscription's P-256 public key "
+                         "(base64url)") from None
+    try:
+        secret = b64url_decode(auth)
+    except ValueError:
+        secret = b""
+    if len(secret) != 16:
+        raise ValueError("config.auth must be the subscription's 16-byte secret (base64url)")
+    return {"endpoint": endpoint, "p256dh": p256dh, "auth": auth}
 
 
 def _provider_url(kind: str, config: dict[str, Any], allow_private: bool) -> dict[str, Any]:

@@ -26,6 +26,7 @@ ADAPTERS: Final = {
     "slack": "claude_notify.cloud.server.channels.slack:SlackChannel",
     "ntfy": "claude_notify.cloud.server.channels.ntfy:NtfyChannel",
     "teams": "claude_notify.cloud.server.channels.teams:TeamsChannel",
+    "webpush": "claude_notify.cloud.server.channels.webpush:WebPushChannel",
 }
 
 

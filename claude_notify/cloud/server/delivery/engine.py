@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -399,6 +399,10 @@ def _learn(session: Session, channel_id: uuid.UUID, prepared: Prepared,
     """What a provider's answer says about the channel: its new address, or that it is gone."""
     if result.channel_update:
         _update_config(session, channel_id, prepared.message.config, result.channel_update)
+    if result.remove_channel:
+        session.execute(delete(Channel).where(Channel.id == channel_id))
+        log.info("channel %s removed: %s", channel_id, result.detail[:200])
+        return
     if result.disable_channel:
         session.execute(
             update(Channel)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server import quota
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.channels import catalog, manage
+from claude_notify.cloud.server.channels import catalog, manage, vapid
 from claude_notify.cloud.server.channels.markdown import DIALECTS
 from claude_notify.cloud.server.channels.templates import MAX_TEMPLATE_CHARS
 from claude_notify.cloud.server.db.models import Channel, Delivery, User
@@ -69,6 +69,8 @@ class Kind:
 def _kinds(settings: Settings, plan: str) -> list[Kind]:
     kinds = []
     for name in manage.types(settings):
+        if name == "webpush":  # added by the browser itself: "Enable notifications"
+            continue
         try:
             manage.check_usable(settings, plan, name)
             refused = None
@@ -102,6 +104,8 @@ def where(channel: Channel) -> str:
         if config.get("chat_id") is None:
             return "no chat linked yet"
         return str(config.get("chat_title") or f"chat {config['chat_id']}")
+    if channel.type == "webpush":  # the push service's URL names the browser: its host only
+        return f"a browser, through {urlsplit(str(config.get('endpoint', ''))).hostname}"
     if channel.type not in TARGET:  # a plugin's: its config may hold anything
         return f"its {channel.type} destination"
     url = urlsplit(str(config.get(TARGET[channel.type], "")))
@@ -137,8 +141,11 @@ def _list_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
     rows = list(db.scalars(select(Channel).where(Channel.user_id == user.id)
                            .order_by(Channel.created_at, Channel.id)))
     channels = [(c, where(c), *_last(db, c)) for c in rows]
+    settings = runtime.settings
+    push_key = vapid.public_key(settings.vapid_private_key) if settings.vapid_private_key else ""
     return render(request, "channels.html", code, web=web, user=user, channels=channels,
-                  kinds=_kinds(runtime.settings, user.plan), triggers=catalog.TRIGGERS,
+                  kinds=_kinds(settings, user.plan), triggers=catalog.TRIGGERS,
+                  push_key=push_key, push_refused=quota.limits(user.plan, "webpush", settings),
                   verified=manage.is_verified, problem=problem,
                   form=form or {"type": "email", "name": "", "target": "", "on": ["finished"],
                                 "regex": ""})

@@ -1,6 +1,6 @@
 """The web app under ``/app``: what its pages share (the router, templates, the signed-in
 session) and :func:`install`. The pages themselves are in :mod:`.signin`, :mod:`.tasks`,
-:mod:`.channels`, :mod:`.deliveries` and :mod:`.account`.
+:mod:`.channels`, :mod:`.deliveries`, :mod:`.account` and :mod:`.push` (the service worker).
 
 Server-rendered (Jinja2, autoescaped) and usable without JavaScript: every change is a real
 ``<form method=post>`` answered with a 303. Pages read the same rows as the ``/v1`` API, always
@@ -114,6 +114,7 @@ def install(app: FastAPI) -> None:
         channels,
         deliveries,
         github,
+        push,
         signin,
         tasks,
     )
