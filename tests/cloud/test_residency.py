@@ -24,16 +24,28 @@ import httpx
 import pytest
 from cloud_kit import Mailbox, free_port, mail_text, wait_for
 from conftest import _smtp
+from fastapi.testclient import TestClient
+from github_standin import Person, address, running
 from relay_kit import CLI, Server, email, user_env
+from sqlalchemy import select
+from web_kit import browser_of
 
 from claude_notify.cloud.server import residency
+from claude_notify.cloud.server.db.models import User
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.errors import ConfigError
 
 
 class _Quiet(SimpleHTTPRequestHandler):
+    asked: list[str] = []  # noqa: RUF012 (the paths every directory server was asked for)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def do_GET(self) -> None:
+        _Quiet.asked.append(self.path)
+        super().do_GET()
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +132,9 @@ def test_the_api_names_the_home_region_and_keeps_nothing(
         "details": [{"region": "eu", "server": eu.url}]}
     assert "location" not in answer.headers
     assert traces(cn, alice) == [] and mails_to(cn_box, alice) == 0
+    # What crossed to the directory is the address's hash, nothing else about alice.
+    assert f"/{residency.entry_name(alice)}" in _Quiet.asked
+    assert not [path for path in _Quiet.asked if "@" in path or "%40" in path]
     assert device(eu, alice).status_code == 200  # at home, the sign-in starts
 
 
@@ -345,3 +360,32 @@ def test_settings_say_what_is_missing(env: dict[str, str], error: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({f"CLAUDE_NOTIFY_SERVER_{k}": v for k, v in env.items()}).validate()
     assert str(raised.value) == error
+
+
+def test_github_sign_up_does_not_open_another_regions_account(
+        client: TestClient, runtime: Runtime, settings: Settings, tmp_path: Path) -> None:
+    """GitHub hands over a verified address without asking the directory first: an address the
+    directory puts in CN gets no account in EU; one it does not know gets one, and its entry."""
+    with running() as github:
+        runtime.settings = settings.replace(
+            github_client_id=github.client_id, github_client_secret=github.client_secret,
+            github_url=github.url, github_api_url=github.url, region="eu",
+            region_urls=("eu=https://eu.example.com", "cn=https://cn.example.cn"),
+            region_directory=str(tmp_path)).validate()
+        for who, region in (("wei@example.com", "cn"), ("lena@example.com", None)):
+            if region:
+                (tmp_path / residency.entry_name(who)).write_text(f"{region}\n")
+            github.person = Person(id=len(who), emails=[address(who)])
+            b = browser_of(client)
+            started = b.get("/app/signin/github")
+            back = httpx.get(started.headers["location"], follow_redirects=False, timeout=10)
+            done = b.get(back.headers["location"])
+            with runtime.sessions() as db:
+                made = db.scalar(select(User.email).where(User.email == who))
+            if region:
+                assert done.status_code == 403 and "does not open one" in done.text
+                assert made is None
+            else:
+                assert done.status_code == 303 and made == who
+                assert (tmp_path / residency.entry_name(who)).read_text() == "eu\n"
+        assert github.violations == []
