@@ -157,9 +157,10 @@ def test_events_flag() -> None:
     assert parse_events([]) == DEFAULT_EVENTS
     assert parse_events(["stop", "NOTIFICATION"]) == ("Notification", "Stop")
     assert parse_events(["default,SubagentStop"]) == (*DEFAULT_EVENTS, "SubagentStop")
-    assert parse_events(["all"]) == EVENTS
-    with pytest.raises(UsageError, match="unknown event 'PostToolUse'"):
-        parse_events(["Stop,PostToolUse"])
+    assert parse_events(["all"]) == EVENTS[:6]  # the approval events come with the setting
+    assert parse_events(["PermissionRequest"]) == ("PermissionRequest",)
+    with pytest.raises(UsageError, match="unknown event 'PostToolBatch'"):
+        parse_events(["Stop,PostToolBatch"])
 
 
 # -- the pure edits, on arbitrary documents ------------------------------------------------------

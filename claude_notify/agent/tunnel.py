@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from claude_notify.agent import policy, wire
+from claude_notify.agent.approvals import Broker
 from claude_notify.agent.store import AgentSettings, Journal
 from claude_notify.errors import Rejected
 
@@ -55,6 +56,8 @@ class Agent:
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: T201
     running: dict[str, threading.Thread] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    approvals: Broker | None = None
+    """Permission requests answered from the phone (``claude.approvals = "phone"``)."""
     _ws: ClientConnection | None = None
     _send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +121,8 @@ class Agent:
         self.log("agent: connected")
         for entry in unconfirmed:
             self._send(_result(entry))
+        for asked in self.approvals.pending() if self.approvals is not None else ():
+            self._send(asked)
         last_heard = time.monotonic()
         while not self.stop.is_set():
             try:
@@ -135,8 +140,11 @@ class Agent:
                 self._on_command(message)
             elif message.get("type") == wire.ACK:
                 self.journal.record(str(message.get("id")), acked=True)
+            elif message.get("type") == wire.DECISION and self.approvals is not None:
+                self.approvals.decided(message)
 
-    def _send(self, message: wire.Hello | wire.Started | wire.Result | wire.Ping) -> bool:
+    def _send(self, message: wire.Hello | wire.Started | wire.Result | wire.Ping
+              | wire.Approval | wire.Withdraw) -> bool:
         """Send if connected; a result that cannot go now goes after the next hello."""
         ws = self._ws
         if ws is None:

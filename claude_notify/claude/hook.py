@@ -10,6 +10,10 @@ the notification goes back to Claude Code as JSON asking it to write a terminal 
 sequence to the user's terminal, since hooks have no terminal of their own. That path cannot be
 debounced (the answer is due now), so it notifies at once.
 
+With ``claude.approvals = "phone"``, ``PermissionRequest`` is the other exception: it waits for the
+owner's answer through the local agent (:mod:`claude_notify.claude.approval`) and prints Claude
+Code's decision, or nothing (no agent, no answer in time), which leaves it to the dialog.
+
 ``Stop`` fires after every turn. It is debounced: the delivery process waits ``claude.debounce``
 seconds and gives up if a newer ``Stop``, a new prompt or a tool call of the same session came in
 meanwhile (they replace or remove the session's pending file).
@@ -33,6 +37,10 @@ from claude_notify.background import log, spawn
 from claude_notify.events import TaskEvent, host_name, new_id, utcnow
 
 MAX_PAYLOAD = 4 * 1024 * 1024
+WITHDRAWING: Final = frozenset({"PostToolUse", "PostToolUseFailure", "Stop", "UserPromptSubmit",
+                                "SessionEnd"})
+"""The session moved on: a permission request still waiting for the phone was answered at the
+terminal (see :mod:`claude_notify.claude.approval`)."""
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -69,6 +77,16 @@ def handle(payload: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     name = payload.get("hook_event_name")
     session = _text(payload.get("session_id")) or "unknown"
     turns = paths.state_dir() / "claude"
+    if name == "PermissionRequest":
+        from claude_notify.claude import approval
+
+        return approval.ask(payload, env)
+    if name in WITHDRAWING:
+        from claude_notify.claude import approval
+
+        approval.withdraw(payload, env)  # nothing, cheaply, unless an agent listens
+        if name not in ("UserPromptSubmit", "Stop"):
+            return None
     if name == "UserPromptSubmit":
         _cancel(turns, session)
         _write_json(turns / f"{_safe(session)}.turn",

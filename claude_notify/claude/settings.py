@@ -34,11 +34,15 @@ SCOPES: Final[tuple[Scope, ...]] = ("user", "project", "local")
 
 EVENTS: Final[tuple[str, ...]] = (
     "Notification", "Stop", "StopFailure", "UserPromptSubmit", "PreToolUse", "SubagentStop",
+    "PermissionRequest", "PostToolUse", "PostToolUseFailure", "SessionEnd",
 )
 """Every event ``claude-notify hook`` handles, in the order new entries are written."""
 DEFAULT_EVENTS: Final[tuple[str, ...]] = EVENTS[:5]
 """``UserPromptSubmit`` and ``PreToolUse`` notify nothing: they time turns and cancel a pending
 debounced ``Stop``. ``SubagentStop`` is opt-in: subagents stop often."""
+APPROVAL_EVENTS: Final[tuple[str, ...]] = EVENTS[6:]
+"""Added with ``claude.approvals = "phone"``: ``PermissionRequest`` waits for the phone; the
+others tell the agent the session moved on (the dialog was answered at the terminal)."""
 
 MATCHERS: Final[Mapping[str, str]] = {
     # auth_success, elicitation_complete, … are not moments the user must come back for.
@@ -47,6 +51,14 @@ MATCHERS: Final[Mapping[str, str]] = {
 TIMEOUT: Final = 10
 """Seconds. The hook returns in well under one; this caps a wedged one far below the 600 s default.
 Not ``async``: Claude Code kills async hooks at teardown under ``-p``, before ours could detach."""
+APPROVAL_GRACE: Final = 15
+"""Seconds ``PermissionRequest``'s own timeout adds to ``claude.approval_timeout``: the agent
+answers (or gives up) first, and Claude Code's default, which has changed between versions, is
+never relied on."""
+
+
+def approval_hook_timeout(approval_timeout: float) -> int:
+    return int(approval_timeout) + APPROVAL_GRACE
 
 
 
@@ -128,12 +140,13 @@ def installed_events(doc: JSONObject) -> dict[str, list[str]]:
 # -- the pure edits ------------------------------------------------------------------------------
 
 
-def our_handler(command: str) -> JSONObject:
+def our_handler(command: str, timeout: int = TIMEOUT) -> JSONObject:
     """The handler object we write, always in this form so a reinstall compares equal."""
-    return {"type": "command", "command": command, "timeout": TIMEOUT}
+    return {"type": "command", "command": command, "timeout": timeout}
 
 
-def install_hooks(doc: JSONObject, *, command: str, events: Sequence[str]) -> JSONObject:
+def install_hooks(doc: JSONObject, *, command: str, events: Sequence[str],
+                  timeouts: Mapping[str, int] | None = None) -> JSONObject:
     """A copy of ``doc`` with exactly one handler of ours for each of ``events``, none elsewhere.
 
     An existing entry of ours is updated where it stands, so installing twice changes nothing
@@ -145,7 +158,7 @@ def install_hooks(doc: JSONObject, *, command: str, events: Sequence[str]) -> JS
         if event not in events:
             _remove_ours(hooks, event)
     for event in events:
-        _ensure_ours(hooks, event, command)
+        _ensure_ours(hooks, event, our_handler(command, (timeouts or {}).get(event, TIMEOUT)))
     if hooks and "hooks" not in doc:
         doc["hooks"] = hooks
     return doc
@@ -162,9 +175,8 @@ def uninstall_hooks(doc: JSONObject) -> JSONObject:
     return doc
 
 
-def _ensure_ours(hooks: JSONObject, event: str, command: str) -> None:
+def _ensure_ours(hooks: JSONObject, event: str, wanted: JSONObject) -> None:
     groups: list[Any] = hooks.setdefault(event, [])
-    wanted = our_handler(command)
     matcher = MATCHERS.get(event)
     home = next((g for g in groups if any(is_ours(h) for h in g["hooks"])), None)
     if home is not None and len(home["hooks"]) == 1:
@@ -260,7 +272,7 @@ def parse_events(specs: Sequence[str]) -> tuple[str, ...]:
             if word.lower() == "default":
                 chosen.update(DEFAULT_EVENTS)
             elif word.lower() == "all":
-                chosen.update(EVENTS)
+                chosen.update(e for e in EVENTS if e not in APPROVAL_EVENTS)
             elif word.lower() in by_lower:
                 chosen.add(by_lower[word.lower()])
             else:
@@ -271,9 +283,11 @@ def parse_events(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(e for e in EVENTS if e in chosen)
 
 
-def install(path: Path, *, command: str, events: Sequence[str]) -> Edit:
+def install(path: Path, *, command: str, events: Sequence[str],
+            timeouts: Mapping[str, int] | None = None) -> Edit:
     """Merge our handlers for ``events`` into ``path`` (created if missing)."""
-    return edit(path, lambda doc: install_hooks(doc, command=command, events=events))
+    return edit(path, lambda doc: install_hooks(doc, command=command, events=events,
+                                                timeouts=timeouts))
 
 
 def uninstall(path: Path) -> Edit:

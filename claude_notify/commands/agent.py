@@ -16,7 +16,9 @@ from claude_notify.config import CLAUDE_PERMISSION_MODES
 from claude_notify.errors import CloudError, UsageError
 
 if TYPE_CHECKING:
+    from claude_notify.agent.approvals import Broker
     from claude_notify.agent.store import AgentSettings
+    from claude_notify.agent.tunnel import Agent
 
 
 def _policy_options(*, hidden: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -315,10 +317,14 @@ def _register(settings: AgentSettings) -> AgentSettings:
 def _serve(settings: AgentSettings) -> None:
     import signal
 
+    from claude_notify import config as config_mod
     from claude_notify.agent import store
     from claude_notify.agent.tunnel import Agent
 
-    if not settings.enabled or not (settings.allow or settings.claude):
+    config = config_mod.load()
+    phone = config["claude.approvals"] == "phone"
+    relay_on = settings.enabled and bool(settings.allow or settings.claude)
+    if not relay_on and not phone:
         raise UsageError("the relay is off on this machine: allow commands first, e.g. "
                          "`claude-notify agent allow './next.sh'`")
     if not settings.server:
@@ -328,11 +334,30 @@ def _serve(settings: AgentSettings) -> None:
     _warn(settings)
     runner = Agent(server=settings.server, token=store.token(settings), settings=settings,
                    journal=store.Journal.open())
+    if phone:
+        runner.approvals = _broker(runner, config["claude.approval_timeout"])
     signal.signal(signal.SIGTERM, _exit)  # interrupts a blocked receive at once
     try:
         runner.serve_forever()
     except KeyboardInterrupt:
         runner.stop.set()
+    finally:
+        if runner.approvals is not None:
+            runner.approvals.close()
+
+
+def _broker(runner: Agent, timeout_s: float) -> Broker | None:
+    """The socket Claude Code's permission hook asks through (``claude.approvals = "phone"``)."""
+    from claude_notify.agent.approvals import Broker
+    from claude_notify.claude.approval import socket_path
+
+    broker = Broker(path=socket_path(), timeout_s=timeout_s, send=runner._send, log=runner.log)
+    try:
+        broker.start()
+    except OSError as exc:
+        runner.log(f"agent: approvals from the phone off: cannot listen on {broker.path}: {exc}")
+        return None
+    return broker
 
 
 def _exit(signum: int, frame: object) -> None:

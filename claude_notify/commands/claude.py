@@ -45,19 +45,35 @@ def claude() -> None:
 @click.option("--events", "events", multiple=True, metavar="EVENT[,EVENT…]",
               help="The events to hook, exactly (default: Notification, Stop, StopFailure, "
                    "UserPromptSubmit, PreToolUse). Add SubagentStop with "
-                   "--events default,SubagentStop.")
+                   "--events default,SubagentStop. With claude.approvals = \"phone\" "
+                   "PermissionRequest, PostToolUse, PostToolUseFailure and SessionEnd are "
+                   "added.")
 def install(scope: str, events: tuple[str, ...]) -> None:
     """Merge claude-notify's hooks into a Claude Code settings file.
 
     Other keys and hooks are kept, a backup is written beside the file, and running it again
     changes nothing. A file that is not valid JSON is refused and left as it is.
     """
+    from claude_notify import config as config_mod
     from claude_notify.claude import settings
+    from claude_notify.errors import ConfigError
 
     chosen = settings.parse_events(events)
+    timeouts = {"PermissionRequest": settings.approval_hook_timeout(600.0)}
+    try:
+        cfg = config_mod.load()
+    except ConfigError as exc:  # the hooks do not depend on it; `doctor` tells what is wrong
+        click.echo(f"note: approvals from the phone not considered: {exc.message}")
+    else:
+        if cfg["claude.approvals"] == "phone":  # the permission hook, and those that withdraw
+            chosen = tuple(e for e in settings.EVENTS
+                           if e in chosen or e in settings.APPROVAL_EVENTS)
+        timeouts["PermissionRequest"] = settings.approval_hook_timeout(
+            cfg["claude.approval_timeout"])
     scope_ = _scope(scope)
     path = settings.settings_path(scope_)
-    done = settings.install(path, command=settings.hook_command(scope=scope_), events=chosen)
+    done = settings.install(path, command=settings.hook_command(scope=scope_), events=chosen,
+                            timeouts=timeouts)
     if not done.changed:
         click.echo(f"already installed in {path} ({', '.join(chosen)}); nothing changed")
         return

@@ -135,8 +135,8 @@ def _audit(session: Session, row: Approval, *, actor: str, outcome: str,
 
 def decide(session: Session, approval_id: uuid.UUID, *, state: str, by: str,
            suggestion: int | None = None, note: str | None = None) -> bool:
-    """Answer a pending approval that has not expired; ``False`` if it was answered already (or
-    expired: then it is marked so, once)."""
+    """Answer a pending approval that has not expired; ``False`` if it was answered already or
+    its time is up (:func:`expire` marks it so)."""
     now = utcnow()
     done = session.execute(
         update(Approval)
@@ -150,9 +150,7 @@ def decide(session: Session, approval_id: uuid.UUID, *, state: str, by: str,
         return False
     if changed:
         _audit(session, row, actor=by, outcome=state, reason=note)
-        return True
-    expire(session, row)
-    return False
+    return changed
 
 
 def expire(session: Session, row: Approval) -> bool:
@@ -336,10 +334,10 @@ class Pressed:
     """What a press on a card did: the callback's answer, and what to do after it."""
 
     text: str | None = None
-    decided: uuid.UUID | None = None
-    """The approval it answered (its agent to wake, its cards to edit)."""
     wake: tuple[uuid.UUID, str] | None = None
+    """The agent to hand the answer to."""
     edit: uuid.UUID | None = None
+    """The approval whose cards to edit."""
 
 
 def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, message_id: int,
@@ -364,8 +362,10 @@ def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, mes
     if decide(session, row.id, state=ACTIONS[action], by=actor,
               suggestion=0 if action == SESSION else None):
         shown = "Allowed for this session" if action == SESSION else ACTIONS[action].title()
-        return Pressed(f"{shown}.", decided=row.id, wake=(row.user_id, row.machine_id),
+        return Pressed(f"{shown}.", wake=(row.user_id, row.machine_id), edit=row.id)
+    if expire(session, row):  # nobody had noticed yet: the agent hears it, the cards show it
+        return Pressed("Expired: answer in the terminal.", wake=(row.user_id, row.machine_id),
                        edit=row.id)
     if row.state == "expired":
-        return Pressed("Expired: answer in the terminal.", edit=row.id)
+        return Pressed("Expired: answer in the terminal.")
     return Pressed("Already answered.")

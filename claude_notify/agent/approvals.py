@@ -1,0 +1,242 @@
+"""The agent's half of answering permission requests from the phone.
+
+The hook (:mod:`claude_notify.claude.approval`) connects to a Unix socket the agent listens on
+(its directory 0700, the socket 0600: only this user's processes reach it), sends one request
+and waits for one answer. For ``ask`` the agent files an approval over its tunnel and waits for
+the server's decision, at most ``claude.approval_timeout``; for ``withdraw`` it tells the server
+the session moved on and lets go of any hook still waiting there. Not connected, or nothing
+decided in time: the answer is empty, and the terminal's dialog decides.
+
+What the phone shows is built here from the tool's input, literally: the command, or the file
+and a summary of the change; never the model's description of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from claude_notify.agent import wire
+from claude_notify.claude.approval import digest, session_suggestions
+
+DISPLAY_CHARS: Final = 2000
+REQUEST_BYTES: Final = 4 * 1024 * 1024
+HANGUP_POLL_S: Final = 0.25
+"""How often a waiting request checks that its hook is still there."""
+
+
+def display(tool_name: str, tool_input: dict[str, Any]) -> str:
+    """What the call does, for the owner to judge: literal, bounded."""
+    def text(key: str) -> str:
+        value = tool_input.get(key)
+        return value if isinstance(value, str) else ""
+
+    if tool_name == "Bash" and text("command"):
+        shown = text("command")
+    elif tool_name in ("Edit", "MultiEdit") and text("file_path"):
+        edits = tool_input.get("edits") if tool_name == "MultiEdit" else [tool_input]
+        lines = [text("file_path")]
+        for edit in edits if isinstance(edits, list) else []:
+            if isinstance(edit, dict):
+                old, new = str(edit.get("old_string") or ""), str(edit.get("new_string") or "")
+                lines += list(difflib.unified_diff(old.splitlines(), new.splitlines(),
+                                                   lineterm="", n=1))[2:]
+        shown = "\n".join(lines)
+    elif tool_name == "Write" and text("file_path"):
+        content = text("content")
+        shown = (f"{text('file_path')}\n(write {len(content.splitlines())} lines)\n"
+                 + content[:600])
+    else:
+        shown = json.dumps(tool_input, ensure_ascii=False, sort_keys=True, indent=1)
+    return shown if len(shown) <= DISPLAY_CHARS else shown[:DISPLAY_CHARS - 1] + "…"
+
+
+def label(suggestion: dict[str, Any]) -> str:
+    """A one-line label for an "always" answer Claude offered."""
+    rules = suggestion.get("rules")
+    if isinstance(rules, list):
+        names = [f"{r.get('toolName')}({r.get('ruleContent')})" if r.get("ruleContent")
+                 else str(r.get("toolName")) for r in rules if isinstance(r, dict)]
+        return ", ".join(names)[:200]
+    if isinstance(suggestion.get("directories"), list):
+        return "directories " + ", ".join(map(str, suggestion["directories"]))[:180]
+    return str(suggestion.get("type") or "always")[:200]
+
+
+@dataclass
+class _Waiter:
+    digest: str
+    session_id: str
+    message: wire.Approval
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Broker:
+    """The socket and the approvals waiting on the server's answer."""
+
+    path: Path
+    timeout_s: float
+    send: Callable[[wire.Approval | wire.Withdraw], bool]
+    """Send over the tunnel; ``False`` when not connected."""
+    log: Callable[[str], None]
+    waiting: dict[str, _Waiter] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: socket.socket | None = None
+
+    def start(self) -> None:
+        """Listen (a stale socket of an agent that died is replaced; the agent lock makes sure
+        no other agent of this state is running)."""
+        if sys.platform == "win32":
+            self.log("agent: approvals from the phone need Unix sockets; off on this system")
+        else:  # a platform branch: mypy skips it elsewhere
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)
+            try:
+                server.bind(str(self.path))
+            finally:
+                os.umask(old)
+            os.chmod(self.path, 0o600)  # noqa: PTH101 - the socket, whatever the umask did
+            server.listen(64)
+            self._server = server
+            threading.Thread(target=self._accept, name="approvals", daemon=True).start()
+            self.log(f"agent: approvals from the phone on ({self.path})")
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with self._lock:
+            for waiter in self.waiting.values():
+                waiter.done.set()
+
+    def _accept(self) -> None:
+        server = self._server
+        while server is not None:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(5)
+                data = b""
+                while not data.endswith(b"\n") and len(data) < REQUEST_BYTES:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data)
+                answer = self.handle(request, gone=lambda: _hung_up(conn)) if isinstance(
+                    request, dict) else {}
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+            except (OSError, ValueError) as exc:
+                self.log(f"agent: approval request: {type(exc).__name__}: {exc}")
+
+    def handle(self, request: dict[str, Any], *,
+               gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        if request.get("op") == "withdraw":
+            return self.withdraw(request)
+        if request.get("op") == "ask":
+            return self.ask(request, gone=gone)
+        return {}
+
+    def ask(self, request: dict[str, Any], *,
+            gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """File the request and wait for its answer (``{}``: none; the dialog decides)."""
+        tool_name, tool_input = request.get("tool_name"), request.get("tool_input")
+        session_id = request.get("session_id")
+        if not (isinstance(tool_name, str) and isinstance(tool_input, dict)
+                and isinstance(session_id, str)):
+            return {}
+        raw = request.get("suggestions")
+        offered = session_suggestions(raw if isinstance(raw, list) else [])
+        cwd = request.get("cwd")
+        approval_id = str(uuid.uuid4())
+        message = wire.approval(
+            id=approval_id, session_id=session_id, tool_use_id=None, tool_name=tool_name,
+            digest=digest(tool_name, tool_input), display=display(tool_name, tool_input),
+            cwd=cwd if isinstance(cwd, str) else None,
+            suggestions=[label(s) for s in offered], timeout_s=self.timeout_s)
+        waiter = _Waiter(message["digest"], session_id, message)
+        with self._lock:
+            self.waiting[approval_id] = waiter
+        try:
+            if not self.send(message):
+                return {}  # not connected: nobody can answer from a phone now
+            deadline = time.monotonic() + self.timeout_s
+            while not waiter.done.wait(min(HANGUP_POLL_S, max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    self.send(wire.withdraw(id=approval_id, reason="expired"))
+                    return {}
+                if gone():  # Claude Code ended the hook (Esc at the dialog, the session quit)
+                    self.send(wire.withdraw(id=approval_id, reason="terminal"))
+                    return {}
+            return waiter.answer
+        finally:
+            with self._lock:
+                self.waiting.pop(approval_id, None)
+
+    def withdraw(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The session moved on at the terminal: tell the server, let its waiting hooks go."""
+        session_id = request.get("session_id")
+        wanted = request.get("digest")
+        if not isinstance(session_id, str):
+            return {}
+        with self._lock:
+            mine = [w for w in self.waiting.values() if w.session_id == session_id
+                    and (not isinstance(wanted, str) or w.digest == wanted)]
+        if not mine:
+            return {"withdrawn": 0}
+        self.send(wire.withdraw(session_id=session_id,
+                                digest=wanted if isinstance(wanted, str) else None))
+        for waiter in mine:
+            waiter.done.set()  # answer nothing: the terminal decided
+        return {"withdrawn": len(mine)}
+
+    def decided(self, message: dict[str, Any]) -> None:
+        """The server's :data:`~claude_notify.agent.wire.DECISION`."""
+        with self._lock:
+            waiter = self.waiting.get(str(message.get("id")))
+        if waiter is None:
+            return
+        if message.get("state") == "unavailable":
+            self.log(f"agent: no phone to ask: {message.get('detail')}")
+        waiter.answer = dict(message)
+        waiter.done.set()
+
+    def pending(self) -> list[wire.Approval]:
+        """What is still waiting, to file again after a reconnect (the server files an id
+        once, and answers at once one that was decided meanwhile)."""
+        with self._lock:
+            return [w.message for w in self.waiting.values() if not w.done.is_set()]
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the hook closed its end (it sends one request, then only waits)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True

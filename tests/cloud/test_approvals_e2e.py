@@ -1,0 +1,246 @@
+"""Approvals end to end with real processes: the server (`claude-notify server`), the agent
+(`claude-notify agent` with ``claude.approvals = "phone"``), Claude Code's permission hook
+(`claude-notify hook` fed a ``PermissionRequest`` payload on stdin, as Claude Code runs it) and
+the Telegram stand-in as the owner's phone.
+
+What each test proves: the hook prints Claude Code's decision exactly when the owner pressed
+a button on the card, and only for the call it asked about; a press by anyone else, a press
+after the terminal answered, an agent that is down or an answer that never comes all leave the
+hook silent (the terminal's dialog decides), quickly."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cloud_kit import Mailbox, wait_for
+from relay_kit import AgentProc, Server, api, cli, email, user_env
+from standins.telegram import TOKEN, TelegramStandIn
+from tg_kit import OWNER, STRANGER, update
+
+from claude_notify.claude.approval import digest
+
+HOOK_SECRET = "approvals-hook-secret_1"  # noqa: S105 - the test bot's webhook secret
+HOOK = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET}
+SESSION = "0b8e4a52-3c1d-4f7e-9a61-2f4d5e6c7b80"
+_CHATS = itertools.count(6100)
+ALWAYS = {"type": "addRules", "rules": [{"toolName": "Bash", "ruleContent": "make test"}],
+          "behavior": "allow", "destination": "session"}
+SAVED = {"type": "addRules", "rules": [{"toolName": "Bash", "ruleContent": "make:*"}],
+         "behavior": "allow", "destination": "localSettings"}
+
+
+@pytest.fixture(scope="module")
+def telegram(module_db_url: str) -> Iterator[TelegramStandIn]:
+    standin = TelegramStandIn(per_chat_interval_s=0)
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_db_url: str, module_smtp: Mailbox,
+                  telegram: TelegramStandIn) -> Iterator[Server]:
+    srv = Server.make(module_db_url, module_smtp, CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN=TOKEN,
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_API_BASE=telegram.base_url,
+                      CLAUDE_NOTIFY_SERVER_TELEGRAM_WEBHOOK_SECRET=HOOK_SECRET)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class Phone:
+    """A pro user with a linked Telegram chat, a registered agent with approvals on, and the
+    hook as Claude Code would run it."""
+
+    def __init__(self, server: Server, telegram: TelegramStandIn, home: Path,
+                 timeout: str = "60s") -> None:
+        self.server, self.telegram, self.chat = server, telegram, next(_CHATS)
+        self.token = server.admin("create-user", email(), "--plan", "pro")
+        self.env = user_env(home)
+        (home / "config.toml").write_text(
+            f'[claude]\napprovals = "phone"\napproval_timeout = "{timeout}"\n')
+        cli(["login", "--server", server.url, "--token"], self.env,
+            stdin=self.token.encode() + b"\n")
+        made = api(server, self.token, "POST", "/v1/channels",
+                   json={"type": "telegram", "config": {}, "rules": {"on": ["finished"]}})
+        code = api(server, self.token, "POST", f"/v1/channels/{made.json()['id']}/link").json()
+        assert self.webhook(update(code["command"], chat=self.chat)) == 200
+        wait_for(lambda: len(telegram.sent_to(self.chat)) == 1, what="the chat to be linked")
+        cli(["agent", "--register"], self.env)
+        self.agent = AgentProc(self.env, home, home / "agent.log")
+        self.socket = home / "state" / "agent.sock"
+
+    def start_agent(self) -> None:
+        self.agent.start()
+        wait_for(self.socket.exists, what="the agent's approval socket")
+        assert self.socket.stat().st_mode & 0o777 == 0o600
+
+    def webhook(self, body: dict[str, Any]) -> int:
+        return httpx.post(f"{self.server.url}/v1/telegram/webhook", json=body, headers=HOOK,
+                          timeout=10).status_code
+
+    def hook(self, event: str, **fields: Any) -> subprocess.Popen[bytes]:
+        payload = {"session_id": SESSION, "transcript_path": "/dev/null",
+                   "cwd": "/srv/project", "hook_event_name": event, **fields}
+        proc = subprocess.Popen([sys.executable, "-m", "claude_notify", "hook"], env=self.env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        proc.stdin = None  # sent: communicate() only reads
+        return proc
+
+    def ask(self, command: str, suggestions: list[Any] | None = None) -> subprocess.Popen[bytes]:
+        return self.hook("PermissionRequest", tool_name="Bash",
+                         tool_input={"command": command, "description": "the model's words"},
+                         permission_suggestions=suggestions or [])
+
+    def cards(self, n: int = 1) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = wait_for(
+            lambda: len(c := [m for m in self.telegram.sent_to(self.chat)
+                              if m["text"].startswith("🔐")]) >= n and c,
+            timeout=30, what=f"{n} approval card(s)")
+        return found
+
+    def press(self, card: dict[str, Any], button: str, sender: int = OWNER) -> dict[str, Any]:
+        rows = card["reply_markup"]["inline_keyboard"]
+        data = {b["text"]: b["callback_data"] for row in rows for b in row}[button]
+        pressed = self.telegram.callback_query(card["message_id"], data, sender=sender)
+        assert self.webhook(pressed) == 200
+        answers = self.telegram.answers_for(pressed)
+        assert len(answers) == 1
+        return answers[0]
+
+    def edited(self, card: dict[str, Any]) -> str:
+        edits = wait_for(lambda: self.telegram.edits_of(self.chat, card["message_id"]),
+                         timeout=10, what="the card to be edited")
+        text: str = edits[-1]["text"]
+        return text
+
+
+@pytest.fixture
+def phone(shared_server: Server, telegram: TelegramStandIn, tmp_path: Path) -> Iterator[Phone]:
+    made = Phone(shared_server.running(), telegram, tmp_path)
+    yield made
+    made.agent.stop()
+
+
+def finished(proc: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=timeout)
+    assert err == b"", err
+    return proc.returncode, out.decode()
+
+
+def test_allow_from_the_phone_reaches_the_hook_and_a_stranger_cannot(phone: Phone) -> None:
+    phone.start_agent()
+    hook = phone.ask("make deploy")
+    [card] = phone.cards()
+    assert "make deploy" in card["text"] and "the model's words" not in card["text"]
+    assert phone.press(card, "Allow", sender=STRANGER) == {
+        "callback_query_id": phone.telegram.callback_answers[-1]["callback_query_id"]}
+    assert hook.poll() is None  # still waiting: the stranger answered nothing
+    assert phone.press(card, "Allow")["text"] == "Allowed."
+    assert finished(hook) == (0, json.dumps({"hookSpecificOutput": {
+        "hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}) + "\n")
+    assert phone.edited(card).endswith("✅ Allowed")
+    assert phone.press(card, "Deny")["text"] == "Already answered."
+    audit = api(phone.server, phone.token, "GET", "/v1/audit").json()
+    assert [(a["outcome"], a["actor"]) for a in reversed(audit)] == [
+        ("asked", "agent"), ("refused", f"telegram:{STRANGER}"), ("allowed", f"telegram:{OWNER}")]
+
+
+def test_deny_and_always_from_the_phone_answered_out_of_order(phone: Phone) -> None:
+    phone.start_agent()
+    first = phone.ask("rm -rf build")
+    wait_for(lambda: phone.cards(1), what="the first card")
+    second = phone.ask("make test", [SAVED, ALWAYS])
+    deny_card, always_card = phone.cards(2)
+    assert "make test" in always_card["text"]
+    assert phone.press(always_card, "Always in this session")["text"] == (
+        "Allowed for this session.")
+    # Of the two suggestions only the session one is offered, and it comes back verbatim.
+    assert json.loads(finished(second)[1])["hookSpecificOutput"]["decision"] == {
+        "behavior": "allow", "updatedPermissions": [ALWAYS]}
+    assert first.poll() is None
+    assert phone.press(deny_card, "Deny")["text"] == "Denied."
+    assert json.loads(finished(first)[1])["hookSpecificOutput"]["decision"] == {
+        "behavior": "deny", "message": "Denied from Telegram by the owner"}
+
+
+def test_the_terminal_answering_first_withdraws_the_card(phone: Phone) -> None:
+    phone.start_agent()
+    hook = phone.ask("make deploy")
+    [card] = phone.cards()
+    answered_at = time.monotonic()
+    # The user pressed 1 in the dialog: the tool ran and PostToolUse fired for the same call.
+    post = phone.hook("PostToolUse", tool_name="Bash", tool_use_id="toolu_01",
+                      tool_input={"command": "make deploy", "description": "the model's words"},
+                      tool_response={"stdout": ""})
+    assert finished(post) == (0, "")
+    assert finished(hook) == (0, "")  # the waiting hook lets go, printing nothing
+    assert phone.edited(card).endswith("↩️ Answered in the terminal")
+    assert time.monotonic() - answered_at < 2.0
+    assert phone.press(card, "Allow")["text"] == "Already answered."
+
+
+def test_no_answer_in_time_leaves_it_to_the_dialog(shared_server: Server,
+                                                   telegram: TelegramStandIn,
+                                                   tmp_path: Path) -> None:
+    slow = Phone(shared_server.running(), telegram, tmp_path, timeout="2s")
+    try:
+        slow.start_agent()
+        started = time.monotonic()
+        hook = slow.ask("make deploy")
+        [card] = slow.cards()
+        assert finished(hook) == (0, "")
+        assert 2.0 <= time.monotonic() - started < 15
+        assert "Expired" in slow.edited(card)
+        assert slow.press(card, "Allow")["text"] == "Expired: answer in the terminal."
+    finally:
+        slow.agent.stop()
+
+
+def test_no_agent_the_hook_is_silent_and_quick(phone: Phone) -> None:
+    def timed() -> float:
+        began = time.monotonic()
+        assert finished(phone.ask("make deploy")) == (0, "")
+        return time.monotonic() - began
+
+    without = timed()  # never started: no socket
+    phone.start_agent()
+    assert phone.agent.proc is not None
+    os.killpg(phone.agent.proc.pid, signal.SIGKILL)  # gone without cleaning up its socket
+    phone.agent.proc.wait(timeout=10)
+    phone.agent.proc = None
+    assert phone.socket.exists()
+    stale = timed()
+    # A whole Python process each time on a loaded machine; the hook's own part is measured by
+    # scripts/bench_approvals.py.
+    assert without < 2.0 and stale < 2.0, (without, stale)
+
+
+def test_the_hook_applies_an_answer_only_to_its_own_call() -> None:
+    from claude_notify.claude.approval import decision_output
+
+    own = digest("Bash", {"command": "ls"})
+    other = digest("Bash", {"command": "rm -rf /"})
+    assert decision_output({"state": "allowed", "digest": other}, own=own,
+                           suggestions=[]) is None
+    assert decision_output({"state": "allowed", "digest": own}, own=own, suggestions=[])
+    # An "always" index the hook did not offer is not guessed at.
+    assert decision_output({"state": "allowed", "digest": own, "suggestion": 0}, own=own,
+                           suggestions=[SAVED]) is None
+    assert decision_output({"state": "unavailable", "digest": own}, own=own,
+                           suggestions=[]) is None
