@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,9 @@ def disagreements(version: str, *, root: Path = ROOT) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from claude_notify import __version__
+
+    if hasattr(signal, "SIGPIPE"):  # `release_notes.py | head`: stop quietly, as cat does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     parser = argparse.ArgumentParser(prog="release_notes.py", description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
