@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from claude_standin import MessagesStandIn, ToolCall
 from cloud_kit import Mailbox, wait_for
 from relay_kit import AgentProc, Server, api, cli, email, user_env
 from standins.telegram import TOKEN, TelegramStandIn
@@ -244,3 +245,78 @@ def test_the_hook_applies_an_answer_only_to_its_own_call() -> None:
                            suggestions=[SAVED]) is None
     assert decision_output({"state": "unavailable", "digest": own}, own=own,
                            suggestions=[]) is None
+
+
+# --------------------------------------------------------------------------- the real Claude Code
+
+
+def _claude_cli() -> str:
+    from test_relay_claude import _find_claude
+
+    claude = _find_claude()
+    if claude is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Claude Code CLI is not installed (scripts/install_claude_cli.sh)")
+        pytest.skip("the Claude Code CLI is not installed (scripts/install_claude_cli.sh)")
+    return claude
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("button", ["Allow", "Deny"])
+def test_the_real_claude_cli_runs_the_tool_only_when_the_phone_allows_it(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path, button: str
+) -> None:
+    """``claude -p`` in the default permission mode asks to run Bash; the hooks are those
+    ``claude-notify claude install`` wrote; the owner answers on the card."""
+    claude = _claude_cli()
+    home, project = tmp_path / "home", tmp_path / "work" / "proj"
+    home.mkdir()
+    project.mkdir(parents=True)
+    command = "touch phone-allowed"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Bash said: " + json.dumps([b.get("content") for b in last])
+        return ToolCall("Bash", {"command": command, "description": "Create a marker file"})
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone = Phone(shared_server.running(), telegram, tmp_path)
+        try:
+            env = {k: v for k, v in phone.env.items()
+                   if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE"))} | {
+                "HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
+                "ANTHROPIC_API_KEY": "sk-ant-test-0000000000000000000000",
+                "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+            phone.env = env
+            cli(["claude", "install", "--user"], env, cwd=project)
+            written = json.loads((home / ".claude" / "settings.json").read_text())
+            [group] = written["hooks"]["PermissionRequest"]
+            assert group["hooks"][0]["timeout"] == 60 + 15
+            assert {"PostToolUse", "PostToolUseFailure", "SessionEnd"} <= set(written["hooks"])
+            phone.start_agent()
+            run = subprocess.Popen([claude, "-p", "make the marker", "--output-format", "json",
+                                    "--permission-mode", "default"], cwd=project, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+            try:
+                [card] = phone.cards()
+                assert command in card["text"] and "Create a marker file" not in card["text"]
+                phone.press(card, button)
+                out, err = run.communicate(timeout=120)
+            finally:
+                if run.poll() is None:
+                    run.kill()
+                    run.communicate()
+            assert run.returncode == 0, err
+            result = json.loads(out)
+        finally:
+            phone.agent.stop()
+        said = json.dumps(standin.messages()[-1]["messages"][-1]["content"])
+        if button == "Allow":
+            assert (project / "phone-allowed").exists()
+            assert result["permission_denials"] == []
+        else:
+            assert not (project / "phone-allowed").exists()
+            assert "Denied from Telegram by the owner" in said
+            assert [d["tool_name"] for d in result["permission_denials"]] == ["Bash"]
