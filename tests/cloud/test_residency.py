@@ -389,3 +389,46 @@ def test_github_sign_up_does_not_open_another_regions_account(
                 assert done.status_code == 303 and made == who
                 assert (tmp_path / residency.entry_name(who)).read_text() == "eu\n"
         assert github.violations == []
+
+
+def test_region_entries_enters_the_accounts_a_deployment_already_has(
+        tmp_path: Path, sqlite_template: Path) -> None:
+    """Residency turned on for a deployment with accounts: ``server region-entries`` writes the
+    missing entries once, lists an address another region holds, and, for an http(s)
+    directory, prints the entries for its owner to publish."""
+    db = tmp_path / "server.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    folder = tmp_path / "directory"
+    folder.mkdir()
+    base = {**user_env(tmp_path / "home"), "DATABASE_URL": f"sqlite:///{db}"}
+
+    def server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "server", *args], env={**base, **env}, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    before = [email("old"), email("older"), email("twice")]
+    for who in before:
+        assert server("create-user", who).returncode == 0
+    (folder / residency.entry_name(before[2])).write_text("cn\n")
+    region = {"CLAUDE_NOTIFY_SERVER_REGION": "eu",
+              "CLAUDE_NOTIFY_SERVER_REGION_URLS": "eu=https://eu.example.com,"
+                                                  "cn=https://cn.example.cn",
+              "CLAUDE_NOTIFY_SERVER_REGION_DIRECTORY": str(folder)}
+    for _ in range(2):  # and again: nothing changes
+        entered = server("region-entries", **region)
+        assert entered.returncode == 1
+        assert entered.stdout == "2 account(s) entered for region eu, 1 entered for another " \
+                                 "region\n"
+        assert entered.stderr == f"{before[2]}: the directory says region cn; left as it is\n"
+        assert [(folder / residency.entry_name(w)).read_text() for w in before] == \
+            ["eu\n", "eu\n", "cn\n"]
+
+    published = server("region-entries", **{**region, "CLAUDE_NOTIFY_SERVER_REGION_DIRECTORY":
+                                             "https://directory.example.com/regions/"})
+    assert published.returncode == 0, published.stderr
+    assert sorted(published.stdout.splitlines()) == sorted(
+        f"{residency.entry_name(w)} eu" for w in before)
+
+    off = server("region-entries")
+    assert (off.returncode, off.stderr) == (
+        2, "claude-notify: set CLAUDE_NOTIFY_SERVER_REGION (and its directory) first\n")

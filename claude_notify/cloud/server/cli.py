@@ -194,6 +194,49 @@ def create_user(email: str, plan: str | None) -> None:
     click.echo(token.secret)
 
 
+@server.command("region-entries")
+def region_entries() -> None:
+    """Enter this region's accounts in the region directory (once, when residency is turned on
+    for a deployment that has accounts already; new ones are entered as they are made).
+
+    A folder directory gets the missing entries; an entry naming another region is left as it
+    is and listed (that address has an account in two regions: the operators decide). An
+    http(s) directory is only read by the servers: this prints "NAME REGION" lines for its
+    owner to publish instead.
+    """
+    from sqlalchemy import select
+
+    from claude_notify.cloud.server import residency
+    from claude_notify.cloud.server.db.models import User
+    from claude_notify.errors import ConfigError
+
+    runtime = _ready_runtime()
+    settings = runtime.settings
+    try:
+        if settings.region is None:
+            raise ConfigError("set CLAUDE_NOTIFY_SERVER_REGION (and its directory) first")
+        with runtime.sessions() as session:
+            emails = list(session.scalars(select(User.email).order_by(User.email)))
+    finally:
+        runtime.close()
+    if residency.remote(settings):
+        for email in emails:
+            click.echo(f"{residency.entry_name(email)} {settings.region}")
+        return
+    elsewhere = []
+    for email in emails:
+        held = residency.claim(settings, email)
+        if held is None:
+            raise ConfigError(f"cannot write the region directory {settings.region_directory}")
+        if held != settings.region:
+            elsewhere.append(email)
+            click.echo(f"{email}: the directory says region {held}; left as it is", err=True)
+    click.echo(f"{len(emails) - len(elsewhere)} account(s) entered for region {settings.region}"
+               f"{f', {len(elsewhere)} entered for another region' if elsewhere else ''}")
+    if elsewhere:
+        raise SystemExit(1)
+
+
 @server.command("set-plan")
 @click.argument("email")
 @click.argument("plan", type=click.Choice(["free", "pro"]))

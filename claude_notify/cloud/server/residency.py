@@ -156,17 +156,28 @@ def home(settings: Settings, email: str) -> Elsewhere | None:
     return Elsewhere(region, server)
 
 
-def claim(settings: Settings, email: str) -> None:
+def claim(settings: Settings, email: str) -> str | None:
     """Record a new account's region in a folder directory (an http(s) one is written by its
-    owner, not by the servers). The first region to claim an address keeps it."""
+    owner, not by the servers). The first region to claim an address keeps it: the region the
+    entry names afterwards, None when there is no folder directory or it cannot be written."""
     if settings.region is None or _remote(settings) or not settings.region_directory:
-        return
+        return None
     path = Path(settings.region_directory) / entry_name(email)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as entry:
             entry.write(settings.region + "\n")
     except FileExistsError:
-        return
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")[:MAX_ENTRY_BYTES].strip()
+        except OSError:
+            return None
     except OSError as exc:  # the account exists either way; other regions just cannot see it
         log.warning("could not record a new account in the region directory: %s", exc.strerror)
+        return None
+    return settings.region
+
+
+def remote(settings: Settings) -> bool:
+    """Whether the directory is an http(s) one, which the servers only read."""
+    return _remote(settings)
