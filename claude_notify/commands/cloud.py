@@ -252,7 +252,7 @@ def list_(as_json: bool) -> None:
 
 _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
          "slack": "webhook_url", "ntfy": "url", "teams": "webhook_url",
-         "sms": "number", "webhook": "url"}
+         "sms": "number", "whatsapp": "number", "webhook": "url"}
 """The one user-level value each type holds (a Telegram chat is linked, not typed)."""
 
 
@@ -268,9 +268,10 @@ _KEYS = {"email": "address", "discord": "webhook_url", "feishu": "webhook_url",
               help="A config value of a plugin's channel type (repeatable).")
 def add(channel_type: str, target: str | None, name: str, secret: str | None, on: str,
         regex: str | None, settings: tuple[str, ...]) -> None:
-    """Add a channel: TYPE is email, telegram, discord, feishu, slack, teams, ntfy, sms or webhook;
-    TARGET is the address, webhook or topic URL, or number (a Telegram chat is linked by a code
-    sent to the bot). A type a server plugin adds takes its config as --set KEY=VALUE."""
+    """Add a channel: TYPE is email, telegram, discord, feishu, slack, teams, ntfy, sms, whatsapp
+    or webhook; TARGET is the address, webhook or topic URL, or number (a Telegram chat is
+    linked by a code sent to the bot). A type a server plugin adds takes its config as
+    --set KEY=VALUE."""
     kind = channel_type.lower()
     key = _KEYS.get(kind)
     if kind not in _KEYS and kind not in ("telegram", "tg"):

@@ -177,6 +177,12 @@ class Settings:
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     """Sender number (E.164) or ``MG…`` messaging service SID."""
+    twilio_whatsapp_from: str | None = None
+    """The WhatsApp sender on the same Twilio account (E.164, sent as ``whatsapp:+…``) or an
+    ``MG…`` messaging service with one: turns on ``whatsapp`` channels (pro)."""
+    twilio_whatsapp_content_sid: str | None = None
+    """An approved WhatsApp template (``HX…``) whose one variable ``{{1}}`` is the text: without
+    one, WhatsApp delivers only to numbers that wrote to the sender in the last 24 hours."""
     vapid_private_key: str | None = None
     """The server's Web Push (VAPID) key: a P-256 private key, base64url of its 32 raw bytes
     (``claude-notify server vapid-keys`` makes one). Set, the web app offers "Enable
@@ -277,6 +283,7 @@ class Settings:
                 _bad(name.upper(), getattr(self, name), "must be an http(s):// URL")
         self._validate_billing()
         self._validate_vapid()
+        self._validate_whatsapp()
         if self.sentry_dsn and not re.fullmatch(r"https?://[^@/\s]+@[^/\s]+/\S+",
                                                 self.sentry_dsn):
             _bad("SENTRY_DSN", "…", "must be a DSN, https://<key>@<host>/<project>")
@@ -308,6 +315,15 @@ class Settings:
                 _bad(name.upper(), None, "is needed with STRIPE_SECRET_KEY")
             if not value.startswith(prefix):
                 _bad(name.upper(), "…" if "secret" in name else value, f"must start {prefix}")
+
+    def _validate_whatsapp(self) -> None:
+        sender = self.twilio_whatsapp_from
+        if sender and not re.fullmatch(r"\+[1-9]\d{6,14}|MG[0-9a-fA-F]{32}", sender):
+            _bad("TWILIO_WHATSAPP_FROM", sender, "must be an E.164 number (+14155238886) or a "
+                 "messaging service SID (MG…), without the whatsapp: prefix")
+        content = self.twilio_whatsapp_content_sid
+        if content and not re.fullmatch(r"HX[0-9a-fA-F]{32}", content):
+            _bad("TWILIO_WHATSAPP_CONTENT_SID", content, "must be a Content SID (HX…)")
 
     def _validate_vapid(self) -> None:
         if not self.vapid_private_key:

@@ -18,9 +18,9 @@ from email_validator import EmailNotValidError, validate_email
 from claude_notify.cloud.server.urlguard import UnsafeURL, check_url
 
 CHANNEL_TYPES: Final = ("email", "telegram", "discord", "feishu", "slack", "teams", "ntfy",
-                         "sms", "webhook", "webpush")
+                         "sms", "whatsapp", "webhook", "webpush")
 ALIASES: Final = {"tg": "telegram", "mail": "email"}
-NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram"})
+NEEDS_VERIFICATION: Final = frozenset({"email", "sms", "telegram", "whatsapp"})
 """Types whose recipient must confirm before receiving anything (no texting strangers)."""
 SERVER_KEYS: Final = ("chat_id", "chat_type", "tg_user_id", "chat_title", "template",
                       "discord_user_id", "feishu_open_id", "slack_user_id")
@@ -78,6 +78,7 @@ def validate_config(kind: str, config: dict[str, Any], *, allow_private: bool) -
         "email": _email,
         "telegram": _telegram,
         "sms": _sms,
+        "whatsapp": _sms,  # a WhatsApp account is a phone number too
         "webhook": _webhook,
         "discord": _provider_url,
         "feishu": _provider_url,

@@ -35,6 +35,8 @@ from claude_notify.events import utcnow
 
 SMS_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """No 0/O, 1/I/L: easy to read off a phone."""
+PHONE_CODES: Final = frozenset({"sms", "whatsapp"})
+"""Types confirmed by a short code sent to the number, typed back by its owner."""
 
 TEMPLATED: Final = {"telegram": "telegram", "discord": "discord", "feishu": "lark_md",
                     "sms": "text", "email": "html"}  # fmt: skip
@@ -95,6 +97,9 @@ def check_usable(settings: Settings, plan: str, kind: str) -> None:
     if kind == "telegram" and not settings.telegram_bot_token:
         raise ApiError(422, "this server has no Telegram bot: its operator has not set "
                             "CLAUDE_NOTIFY_SERVER_TELEGRAM_BOT_TOKEN", code="not_configured")
+    if kind == "whatsapp" and not settings.twilio_whatsapp_from:
+        raise ApiError(422, "this server sends no WhatsApp messages: its operator has not set "
+                            "CLAUDE_NOTIFY_SERVER_TWILIO_WHATSAPP_FROM", code="not_configured")
 
 
 def _config(settings: Settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +248,7 @@ def start_verification(session: Session, runtime: Runtime, channel: Channel) -> 
         channel.verify_hash = None
         channel.verify_expires_at = None
         return
-    if channel.type == "sms":
+    if channel.type in PHONE_CODES:
         code = "".join(secrets.choice(SMS_ALPHABET) for _ in range(8))
         channel.verify_hash = code_hash(code)
         channel.verify_expires_at = utcnow() + ttl
@@ -268,7 +273,7 @@ def consume(channel: Channel, secret: str) -> bool:
     expires = channel.verify_expires_at
     if channel.verify_hash is None or expires is None or expires <= utcnow():
         return False
-    if channel.type == "sms":
+    if channel.type in PHONE_CODES:
         secret = secret.strip().upper()  # codes are read off a phone and typed in any case
     if not secrets.compare_digest(channel.verify_hash, _hash(secret)):
         return False

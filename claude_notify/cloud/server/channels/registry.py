@@ -23,6 +23,7 @@ ADAPTERS: Final = {
     "discord": "claude_notify.cloud.server.channels.discord:DiscordChannel",
     "feishu": "claude_notify.cloud.server.channels.feishu:FeishuChannel",
     "sms": "claude_notify.cloud.server.channels.sms:SmsChannel",
+    "whatsapp": "claude_notify.cloud.server.channels.whatsapp:WhatsAppChannel",
     "slack": "claude_notify.cloud.server.channels.slack:SlackChannel",
     "ntfy": "claude_notify.cloud.server.channels.ntfy:NtfyChannel",
     "teams": "claude_notify.cloud.server.channels.teams:TeamsChannel",

@@ -38,7 +38,7 @@ from claude_notify.cloud.server.web.pages import (
     user_of,
 )
 
-TARGET: Final = {"email": "address", "sms": "number", "webhook": "url",
+TARGET: Final = {"email": "address", "sms": "number", "whatsapp": "number", "webhook": "url",
                  "discord": "webhook_url", "feishu": "webhook_url",
                  "slack": "webhook_url", "ntfy": "url", "teams": "webhook_url"}  # fmt: skip
 """The one config value each type's add form asks for (Telegram asks for none: its chat is
@@ -46,6 +46,7 @@ linked from the chat itself)."""
 
 TARGET_HINT: Final = {
     "email": "an e-mail address", "sms": "a phone number such as +14155550100",
+    "whatsapp": "a WhatsApp number such as +14155550100",
     "webhook": "an https:// URL", "telegram": "nothing: link the chat once it is added",
     "discord": "the channel's webhook URL", "feishu": "the group bot's webhook URL",
     "slack": "an incoming-webhook URL (hooks.slack.com)",
@@ -98,7 +99,7 @@ def where(channel: Channel) -> str:
     config = channel.config
     if channel.type == "email":
         return str(config.get("address", ""))
-    if channel.type == "sms":
+    if channel.type in ("sms", "whatsapp"):
         return str(config.get("number", ""))
     if channel.type == "telegram":
         if config.get("chat_id") is None:
