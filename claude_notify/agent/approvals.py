@@ -171,13 +171,19 @@ class Broker:
         raw = request.get("suggestions")
         offered = session_suggestions(raw if isinstance(raw, list) else [])
         cwd = request.get("cwd")
-        approval_id = str(uuid.uuid4())
         message = wire.approval(
-            id=approval_id, session_id=session_id, tool_use_id=None, tool_name=tool_name,
+            id=str(uuid.uuid4()), session_id=session_id, tool_use_id=None, tool_name=tool_name,
             digest=digest(tool_name, tool_input), display=display(tool_name, tool_input),
             cwd=cwd if isinstance(cwd, str) else None,
             suggestions=[label(s) for s in offered], timeout_s=self.timeout_s)
-        waiter = _Waiter(message["digest"], session_id, message)
+        return self.wait_for(message, gone=gone)
+
+    def wait_for(self, message: wire.Approval, *,
+                 gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """File ``message`` and wait for the server's decision (``{}``: none in time, not
+        connected, or ``gone()`` said the asker left)."""
+        approval_id = message["id"]
+        waiter = _Waiter(message["digest"], message["session_id"], message)
         with self._lock:
             self.waiting[approval_id] = waiter
         try:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -220,9 +221,26 @@ class Agent:
 
         self.log(f"agent: continuing Claude session {session_id} in {cwd}")
         began = time.monotonic()
+        broker = self.approvals
+
+        def approve(call: claude.Deferred) -> dict[str, Any]:
+            """Put a deferred call to the owner (its id is the call's: asked again, say after
+            a restart, the server answers with how it was decided)."""
+            from claude_notify.agent.approvals import display
+            from claude_notify.claude.approval import digest
+
+            assert broker is not None  # noqa: S101 - passed only with one
+            self.log(f"agent: asking the owner about {call.tool_name} ({call.tool_use_id})")
+            return broker.wait_for(wire.approval(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{call.session_id}/{call.tool_use_id}")),
+                session_id=call.session_id, tool_use_id=call.tool_use_id,
+                tool_name=call.tool_name, digest=digest(call.tool_name, call.tool_input),
+                display=display(call.tool_name, call.tool_input), cwd=cwd, suggestions=[],
+                timeout_s=broker.timeout_s))
+
         try:
             turn = claude.resume(self.settings, session_id=session_id, prompt=prompt, cwd=cwd,
-                                 env=self.env)
+                                 env=self.env, approve=approve if broker is not None else None)
             claude.notify(turn, cwd=cwd, env=self.env, duration_s=time.monotonic() - began)
             self._finish(command_id, state="done" if turn.ok else "failed",
                          exit_code=0 if turn.ok else 1,

@@ -74,6 +74,10 @@ def _read(stream: BinaryIO) -> dict[str, Any]:
 
 def handle(payload: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     """Act on one payload; the JSON to print, if any."""
+    if env.get("CLAUDE_NOTIFY_RELAY_DECISIONS"):  # inside a relayed `claude -p` turn
+        from claude_notify.claude import deferral
+
+        return deferral.handle(payload, env)
     name = payload.get("hook_event_name")
     session = _text(payload.get("session_id")) or "unknown"
     turns = paths.state_dir() / "claude"

@@ -320,3 +320,81 @@ def test_the_real_claude_cli_runs_the_tool_only_when_the_phone_allows_it(
             assert not (project / "phone-allowed").exists()
             assert "Denied from Telegram by the owner" in said
             assert [d["tool_name"] for d in result["permission_denials"]] == ["Bash"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("button", ["Allow", "Deny"])
+def test_a_relayed_turn_defers_the_call_and_resumes_with_the_phones_answer(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path, button: str
+) -> None:
+    """A reply to "Claude finished" continues the session with ``claude -p --resume``; the Bash
+    call the model asks for is deferred (nothing runs), put to the owner on a card, and the
+    session resumed with the answer: Allow runs it once, Deny hands Claude the refusal. Either
+    way Claude's final answer is the next notification."""
+    claude = _claude_cli()
+    home, project = tmp_path / "home", tmp_path / "work" / "proj"
+    home.mkdir()
+    project.mkdir(parents=True)
+    command = "echo ran >> ran.txt"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Bash said: " + json.dumps([b.get("content") for b in last])
+        if "RUN-BASH" in json.dumps(body["messages"]):
+            return ToolCall("Bash", {"command": command, "description": "Append a line"})
+        return "First turn done."
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone = Phone(shared_server.running(), telegram, tmp_path)
+        try:
+            env = {k: v for k, v in phone.env.items()
+                   if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE"))} | {
+                "HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
+                "ANTHROPIC_API_KEY": "sk-ant-test-0000000000000000000000",
+                "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+            cli(["agent", "--claude", "--claude-bin", claude, "--dir", str(project)], env,
+                cwd=project)
+            phone.agent = AgentProc(env, project, tmp_path / "agent.log")
+            first = subprocess.run([claude, "-p", "first prompt", "--output-format", "json"],
+                                   cwd=project, env=env, capture_output=True, text=True,
+                                   timeout=120, check=False)
+            assert first.returncode == 0, first.stderr
+            session = json.loads(first.stdout)["session_id"]
+            stop = {"session_id": session, "cwd": str(project), "hook_event_name": "Stop",
+                    "stop_hook_active": False, "last_assistant_message": "First turn done."}
+            cli(["hook"], {**env, "CLAUDE_NOTIFY_CLAUDE_DEBOUNCE": "0", "DISPLAY": ":999",
+                           "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"},
+                stdin=json.dumps(stop).encode(), cwd=project)
+            finished_id = _notified(phone, "First turn done.")
+            phone.start_agent()
+            assert phone.webhook(update("RUN-BASH please", chat=phone.chat,
+                                        reply_to=finished_id)) == 200
+            [card] = phone.cards()
+            assert command in card["text"] and not (project / "ran.txt").exists()
+            assert phone.press(card, button)["text"] == {"Allow": "Allowed.",
+                                                          "Deny": "Denied."}[button]
+            _notified(phone, "Bash said:")
+            assert phone.press(card, "Allow")["text"] == "Already answered."
+        finally:
+            phone.agent.stop()
+    said = json.dumps(standin.messages()[-1]["messages"][-1]["content"])
+    if button == "Allow":
+        assert (project / "ran.txt").read_text() == "ran\n"  # once
+    else:
+        assert not (project / "ran.txt").exists()
+        assert "Denied from Telegram by the owner" in said
+
+
+def _notified(phone: Phone, containing: str) -> int:
+    """The Telegram message id of the task notification showing ``containing``, once the
+    server recorded it as sent (a reply to it is routed by that record)."""
+    shown = wait_for(lambda: [m for m in phone.telegram.sent_to(phone.chat)
+                              if containing in m["text"]], timeout=120,
+                     what=f"a notification with {containing!r}")
+    message_id: int = shown[-1]["message_id"]
+    wait_for(lambda: any(n["provider_id"] == str(message_id) and n["status"] == "sent"
+                         for n in api(phone.server, phone.token, "GET",
+                                      "/v1/notifications").json()["items"]),
+             what="the notification to be recorded as sent")
+    return message_id
