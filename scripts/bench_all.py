@@ -66,6 +66,8 @@ BENCHMARKS: dict[str, tuple[str, dict[str, list[str]]]] = {
         "full": ["--commands", "200", "--idle", "10000", "--step", "1000"]}),
     "relay-replicas": ("bench_relay.py", {
         "full": ["--commands", "200", "--pg", PG, "--redis", REDIS]}),
+    "approvals": ("bench_approvals.py", {"quick": ["--rounds", "20"],
+                                         "full": ["--rounds", "200"]}),
 }
 TIMEOUT_S = {"tiny": 120.0, "quick": 300.0, "full": 3600.0}
 

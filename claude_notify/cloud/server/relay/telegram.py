@@ -316,11 +316,9 @@ def _log_message(session: Session, runtime: Runtime, task: Task) -> str:
 
 async def _answer_press(runtime: Runtime, press: Press, answered: Answered) -> None:
     """Post the log (when asked for) and always answer the callback query."""
-    import httpx
-
     from claude_notify.cloud.server.channels.telegram import TelegramChannel
 
-    async with httpx.AsyncClient() as http:
+    async with approvals.client() as http:
         bot = TelegramChannel(runtime.settings, http)
         if answered.log_html is not None:
             await bot.call("sendMessage", {
