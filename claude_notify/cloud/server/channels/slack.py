@@ -10,6 +10,7 @@ output is broken so the output cannot leave its block. The user's URL is pinned 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ GONE: Final = frozenset({"no_service", "no_team", "team_disabled", "channel_not_
                          "channel_is_archived", "invalid_token"})
 """Answers meaning the webhook will never work again: the channel is switched off."""
 MAX_RETRY_AFTER_S: Final = 3600.0
+RUN_ACTION: Final = "cn_run"
+LOG_ACTION: Final = "cn_log"
+"""The ``action_id`` of the relay's buttons (Slack sends it back with each press)."""
 
 
 def webhook_path(url: str) -> str | None:
@@ -56,8 +60,26 @@ def _code(text: str, limit: int) -> str:
     return f"```\n{body}\n```"
 
 
+def _buttons(message: Message, link: str | None) -> list[dict[str, Any]]:
+    """The task's link, and the relay's presses (their values are opaque handles: ``run:`` or
+    ``log:`` and the notification's id, looked up again when pressed; see
+    :mod:`claude_notify.cloud.server.relay.slack_actions`)."""
+    elements: list[dict[str, Any]] = []
+    if link and len(link) <= LIMITS["url"]:
+        elements.append({"type": "button", "text": {"type": "plain_text", "text": "Open task"},
+                         "url": link, "action_id": "open_task"})
+    pressed = message.actions
+    for label, value, action_id in (("Run again", pressed and pressed.run_again, RUN_ACTION),
+                                     ("Show log", pressed and pressed.show_log, LOG_ACTION)):
+        if value:
+            elements.append({"type": "button", "text": {"type": "plain_text", "text": label},
+                             "value": value, "action_id": action_id})
+    return elements
+
+
 def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
-    """The incoming-webhook body, every Block Kit limit respected."""
+    """The incoming-webhook body, every Block Kit limit respected. Relay buttons come only with
+    :attr:`Message.actions`, which the sender leaves out when the server takes no presses."""
     if message.event is None:  # a test or a notice: its subject and text
         return {"text": _clip(escape(message.subject), LIMITS["text"]), "blocks": [
             {"type": "header", "text": {"type": "plain_text", "emoji": True,
@@ -82,11 +104,8 @@ def build_payload(message: Message, *, app_url: str | None) -> dict[str, Any]:
     if fields["tail"]:
         blocks.append({"type": "section", "text": {
             "type": "mrkdwn", "text": _code(str(fields["tail"]), LIMITS["section"])}})
-    link = fields.get("link")
-    if link and len(link) <= LIMITS["url"]:
-        blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "Open task"},
-             "url": link, "action_id": "open_task"}]})
+    if buttons := _buttons(message, fields.get("link")):
+        blocks.append({"type": "actions", "elements": buttons})
     return {"text": _clip(escape(headline), LIMITS["text"]), "blocks": blocks}
 
 
@@ -105,6 +124,8 @@ class SlackChannel(HttpChannel):
         path = webhook_path(str(message.config.get("webhook_url", "")))
         if path is None:
             return SendResult(ok=False, detail="not a Slack incoming-webhook URL")
+        if not self.settings.slack_signing_secret:  # no Slack app: a press would reach nobody
+            message = dataclasses.replace(message, actions=None)
         return Post(self.settings.slack_api_base.rstrip("/") + path, {
             "json": build_payload(message, app_url=self.settings.dashboard_url),
             "timeout": self.settings.provider_timeout_s,

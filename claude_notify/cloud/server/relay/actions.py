@@ -22,7 +22,7 @@ from claude_notify.cloud.server.db.models import Channel, Delivery, Task, User
 from claude_notify.cloud.server.relay import reply_tokens
 from claude_notify.cloud.server.relay.queue import target_of
 
-RELAY_CHANNELS: Final = frozenset({"telegram", "webpush"})
+RELAY_CHANNELS: Final = frozenset({"telegram", "webpush", "slack"})
 """The channels whose notifications carry buttons (and, in a private chat, a reply token); a
 Web Push notification only learns whether "Run again" is offered (its click opens the task's
 page, whose form runs it)."""

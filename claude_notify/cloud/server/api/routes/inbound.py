@@ -17,7 +17,8 @@ never users.
 
 * ``POST /v1/slack/commands``: on when ``SLACK_SIGNING_SECRET`` is set. The slash command's
   ``v0`` HMAC and timestamp checked (401 otherwise, before the form is read); answered in the
-  response, ephemeral.
+  response, ephemeral. ``POST /v1/slack/interactions`` (the app's Interactivity URL): button
+  presses, checked the same way, answered through the press's ``response_url``.
 
 The Discord, Feishu and Slack commands and their rules are in
 :mod:`claude_notify.cloud.server.relay.chat`.
@@ -28,13 +29,21 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import RuntimeDep
 from claude_notify.cloud.server.api.errors import ApiError
-from claude_notify.cloud.server.relay import chat, discord, feishu, link, slack, telegram
+from claude_notify.cloud.server.relay import (
+    chat,
+    discord,
+    feishu,
+    link,
+    slack,
+    slack_actions,
+    telegram,
+)
 from claude_notify.cloud.server.relay.state import relay_of
 
 router = APIRouter(tags=["relay"])
@@ -113,6 +122,38 @@ async def slack_commands(
     answer: dict[str, Any] = await run_in_threadpool(
         slack.answer, runtime, relay_of(request.app.state), fields)
     return answer
+
+
+@router.post("/v1/slack/interactions", include_in_schema=False)
+async def slack_interactions(
+    request: Request,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+    signature: Annotated[str | None, Header(alias="X-Slack-Signature")] = None,
+    timestamp: Annotated[str | None, Header(alias="X-Slack-Request-Timestamp")] = None,
+) -> Response:
+    """A press on a notification's button: checked like a command, answered through the
+    press's ``response_url`` (:mod:`claude_notify.cloud.server.relay.slack_actions`)."""
+    secret = runtime.settings.slack_signing_secret
+    if not secret:
+        raise ApiError(404, "Slack interactions are not enabled on this server")
+    raw = await request.body()
+    if not slack.verified(secret, signature, timestamp, raw):
+        runtime.metrics.signature_failures.labels("slack").inc()
+        raise ApiError(401, "invalid request signature")
+    press = slack_actions.parse(raw)
+    if press is None:  # another kind of interaction: nothing of ours to do
+        return Response(status_code=200)
+    if not await run_in_threadpool(chat.first_delivery, runtime.sessions, "slack",
+                                   f"press:{press.trigger_id}" if press.trigger_id else ""):
+        answered = slack_actions.Answered("This press was already handled.")
+    else:
+        relay = relay_of(request.app.state)
+        answered = await run_in_threadpool(slack_actions.handle, runtime, relay, press)
+        if answered.woken is not None:
+            relay.hub.wake(answered.woken)
+    background.add_task(slack_actions.respond, runtime.settings, press, answered)
+    return Response(status_code=200)
 
 
 @router.post("/v1/feishu/events", include_in_schema=False)
