@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -462,3 +463,116 @@ def test_a_relayed_turn_in_a_hostile_repository_runs_only_our_hook(
         finally:
             phone.agent.stop()  # the MCP server, had it started, has long written its marker
     assert sorted(p.name for p in marks.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- interactive, in tmux
+
+
+class Tmux:
+    """An interactive ``claude`` in a private tmux server, its screen read back as text."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], argv: list[str], cwd: Path) -> None:
+        self.socket = f"cn-approvals-{os.getpid()}-{next(_CHATS)}"
+        self.env = env
+        subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d",
+                        "-x", "160", "-y", "50", "-c", str(cwd), *argv], env=env, check=True,
+                       timeout=30)
+
+    def screen(self) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, "capture-pane", "-p"],
+                              capture_output=True, text=True, timeout=30, check=False)
+        return done.stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "send-keys", *keys], check=True, timeout=30)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
+                       timeout=30, check=False)
+
+
+def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Path,
+                 standin: MessagesStandIn, command: str) -> tuple[Phone, Tmux, Path]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    claude = _claude_cli()
+    home, project = tmp_path / "home", tmp_path / "work" / "proj"
+    project.mkdir(parents=True)
+    key = "sk-ant-test-0000000000000000000000"
+    home.mkdir()
+    (home / ".claude.json").write_text(json.dumps({
+        "hasCompletedOnboarding": True, "theme": "dark",
+        "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []},
+        "projects": {str(project.resolve()): {"hasTrustDialogAccepted": True}}}))
+    phone = Phone(shared_server.running(), telegram, tmp_path)
+    env = {k: v for k, v in phone.env.items()
+           if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE", "TMUX"))} | {
+        "HOME": str(home), "TERM": "xterm-256color", "ANTHROPIC_BASE_URL": standin.url,
+        "ANTHROPIC_API_KEY": key, "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    phone.env = env
+    cli(["claude", "install", "--user"], env, cwd=project)
+    phone.start_agent()
+    tmux = Tmux(tmp_path, env, [claude, "--permission-mode", "default", "make the marker"],
+                project)
+    return phone, tmux, project
+
+
+def _dialog(tmux: Tmux) -> str:
+    shown: str = wait_for(lambda: s if "1. Yes" in (s := tmux.screen()) else "", timeout=90,
+                          what="Claude Code's permission dialog")
+    return shown
+
+
+@pytest.mark.timeout(300)
+def test_interactive_the_phones_answer_closes_the_dialog(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    command = "touch from-the-phone"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Marker made."
+        return ToolCall("Bash", {"command": command, "description": "Create a marker file"})
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone, tmux, project = _interactive(shared_server, telegram, tmp_path, standin, command)
+        try:
+            [card] = phone.cards()
+            _dialog(tmux)  # on screen while the hook waits for the phone
+            assert phone.press(card, "Allow")["text"] == "Allowed."
+            wait_for(lambda: (project / "from-the-phone").exists(), timeout=60,
+                     what="the tool to run")
+            wait_for(lambda: "1. Yes" not in tmux.screen(), what="the dialog to close")
+        finally:
+            tmux.close()
+            phone.agent.stop()
+
+
+@pytest.mark.timeout(300)
+def test_interactive_the_terminal_answering_first_withdraws_the_card_within_2_s(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    command = "touch from-the-terminal"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Marker made."
+        return ToolCall("Bash", {"command": command, "description": "Create a marker file"})
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone, tmux, project = _interactive(shared_server, telegram, tmp_path, standin, command)
+        try:
+            [card] = phone.cards()
+            _dialog(tmux)
+            answered = time.monotonic()
+            tmux.keys("1")  # "1. Yes" at the keyboard
+            assert "Answered in the terminal" in phone.edited(card)
+            assert time.monotonic() - answered < 2.0
+            assert (project / "from-the-terminal").exists()
+            assert phone.press(card, "Deny")["text"] == "Already answered."
+        finally:
+            tmux.close()
+            phone.agent.stop()
