@@ -251,8 +251,13 @@ def test_the_hook_applies_an_answer_only_to_its_own_call() -> None:
 # --------------------------------------------------------------------------- the real Claude Code
 
 
-def _claude_cli() -> str:
+def _claude_cli(server: Server) -> str:
+    """The real CLI, for the SQLite run of the module only: what Claude Code does does not
+    depend on the server's database, and each of these tests runs it for seconds."""
     from test_relay_claude import _find_claude
+
+    if not server.env["DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("the real Claude Code tests run once, with the SQLite server")
 
     claude = _find_claude()
     if claude is None:
@@ -269,7 +274,7 @@ def test_the_real_claude_cli_runs_the_tool_only_when_the_phone_allows_it(
 ) -> None:
     """``claude -p`` in the default permission mode asks to run Bash; the hooks are those
     ``claude-notify claude install`` wrote; the owner answers on the card."""
-    claude = _claude_cli()
+    claude = _claude_cli(shared_server)
     home, project = tmp_path / "home", tmp_path / "work" / "proj"
     home.mkdir()
     project.mkdir(parents=True)
@@ -332,7 +337,7 @@ def test_a_relayed_turn_defers_the_call_and_resumes_with_the_phones_answer(
     call the model asks for is deferred (nothing runs), put to the owner on a card, and the
     session resumed with the answer: Allow runs it once, Deny hands Claude the refusal. Either
     way Claude's final answer is the next notification."""
-    claude = _claude_cli()
+    claude = _claude_cli(shared_server)
     home, project = tmp_path / "home", tmp_path / "work" / "proj"
     home.mkdir()
     project.mkdir(parents=True)
@@ -409,7 +414,7 @@ def test_a_relayed_turn_in_a_hostile_repository_runs_only_our_hook(
     self-approval of Bash — does nothing in a relayed turn with approvals on: the Bash call is
     still deferred to the owner (our hook ran, the repository's allow did not let it through),
     and after Deny none of the repository's markers exist."""
-    claude = _claude_cli()
+    claude = _claude_cli(shared_server)
     home, project, marks = tmp_path / "home", tmp_path / "work" / "proj", tmp_path / "marks"
     for made in (home, project, marks):
         made.mkdir(parents=True)
@@ -495,7 +500,7 @@ def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Pat
                  standin: MessagesStandIn, command: str) -> tuple[Phone, Tmux, Path]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
-    claude = _claude_cli()
+    claude = _claude_cli(shared_server)
     home, project = tmp_path / "home", tmp_path / "work" / "proj"
     project.mkdir(parents=True)
     key = "sk-ant-test-0000000000000000000000"
