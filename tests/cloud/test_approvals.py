@@ -17,12 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from cloud_kit import Account, register_agent, wait_for
+from cloud_kit import Account, Mailbox, register_agent, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from standins.kit import provider_settings, telegram
+from standins.kit import APP_URL, provider_settings, telegram
 from standins.telegram import TelegramStandIn
 from tg_kit import MACHINE, OWNER, STRANGER, Chat
+from web_kit import browser_of, form_token, sign_in
 
 from claude_notify.cloud.server.relay import approvals
 from claude_notify.cloud.server.relay.models import Approval, RelayAudit
@@ -79,9 +80,16 @@ def card(telegram: TelegramStandIn, chat: Chat, n: int = 1) -> dict[str, Any]:
     return shown[n - 1]
 
 
+def card_showing(telegram: TelegramStandIn, chat: Chat, command: str) -> dict[str, Any]:
+    [shown] = [m for m in telegram.sent_to(chat.chat)
+               if m["text"].startswith("🔐") and command in m["text"]]
+    return shown
+
+
 def keys(shown: dict[str, Any]) -> dict[str, str]:
+    """A card's buttons: their callback data, or for a link its URL."""
     rows = (shown.get("reply_markup") or {}).get("inline_keyboard") or []
-    return {b["text"]: b["callback_data"] for row in rows for b in row}
+    return {b["text"]: b.get("callback_data") or b["url"] for row in rows for b in row}
 
 
 def press(telegram: TelegramStandIn, chat: Chat, shown: dict[str, Any], button: str, *,
@@ -117,8 +125,10 @@ def test_a_strangers_press_does_nothing_the_owners_answers_once(
         shown = card(telegram, chat)
         assert shown["text"].splitlines()[:3] == ["🔐 Claude wants to use Bash",
                                                   "project · " + MACHINE[:12], "rm -rf build"]
-        assert list(keys(shown)) == ["Allow", "Deny", "Always in this session"]
-        assert all(len(data.encode()) <= 64 for data in keys(shown).values())
+        assert list(keys(shown)) == ["Allow", "Deny", "Always in this session", "Open"]
+        assert keys(shown)["Open"] == f"{APP_URL}/approvals/{asked['id']}"
+        assert all(len(keys(shown)[k].encode()) <= 64 for k in ("Allow", "Deny",
+                                                                 "Always in this session"))
 
         assert press(telegram, chat, shown, "Allow", sender=STRANGER)[0] == {
             "callback_query_id": telegram.callback_answers[-1]["callback_query_id"]}
@@ -147,8 +157,9 @@ def test_two_approvals_answered_out_of_order_each_get_their_own_answer(
     with agent(client, chat.user) as ws:
         first = ask(ws, "make deploy")
         second = ask(ws, "git push --force", suggestions=("Bash(git push:*)",))
-        first_card, second_card = card(telegram, chat, 1), card(telegram, chat, 2)
-        assert "git push --force" in second_card["text"]
+        card(telegram, chat, 2)  # both shown, in either order (their sends overlap)
+        first_card, second_card = (card_showing(telegram, chat, c)
+                                   for c in ("make deploy", "git push --force"))
         assert press(telegram, chat, second_card, "Always in this session")[0]["text"] == (
             "Allowed for this session.")
         got = ws.receive_json()
@@ -159,7 +170,7 @@ def test_two_approvals_answered_out_of_order_each_get_their_own_answer(
         assert (got["id"], got["state"], got["digest"]) == (first["id"], "denied",
                                                             first["digest"])
         # "Always" is offered only where Claude offered it.
-        assert list(keys(first_card)) == ["Allow", "Deny"]
+        assert list(keys(first_card)) == ["Allow", "Deny", "Open"]
 
 
 def test_a_withdrawn_approval_tells_a_late_press_it_was_answered(
@@ -168,8 +179,8 @@ def test_a_withdrawn_approval_tells_a_late_press_it_was_answered(
     with agent(client, chat.user) as ws:
         asked = ask(ws)
         other = ask(ws, "ls")
-        shown = card(telegram, chat)
         card(telegram, chat, 2)
+        shown = card_showing(telegram, chat, "rm -rf build")
         ws.send_json({"type": "withdraw", "id": None, "session_id": SESSION,
                       "digest": asked["digest"], "reason": "terminal"})
         edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
@@ -245,3 +256,62 @@ def test_the_card_shows_hostile_text_literally(
                                   "ap:" + "0" * 32 + ":a:b", "run:" + "0" * 32, "x" * 65])
 def test_malformed_button_data_is_not_an_approval(data: str) -> None:
     assert approvals.parse(data) is None
+
+
+def test_the_web_page_answers_with_a_note_and_only_its_owner_sees_it(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime,
+    smtp_server: Mailbox, make_user: Callable[..., Account]
+) -> None:
+    with agent(client, chat.user) as ws:
+        asked = ask(ws, "rm -rf <b>build</b>")
+        shown = card(telegram, chat)
+        url = f"/app/approvals/{asked['id']}"
+        owner = browser_of(client)
+        sign_in(owner, smtp_server, chat.user.email)
+        page = owner.get(url)
+        assert page.status_code == 200
+        assert "rm -rf &lt;b&gt;build&lt;/b&gt;" in page.text and "<b>build" not in page.text
+        other = make_user(plan="pro")
+        stranger = browser_of(client)
+        sign_in(stranger, smtp_server, other.email)
+        assert stranger.get(url).status_code == 404
+        assert stranger.post(url, data={"csrf": form_token(stranger.get("/app/tasks").text),
+                                        "answer": "allow"}).status_code == 404
+        assert owner.post(url, data={"answer": "allow"}).status_code == 403  # no form token
+        quiet(ws)
+        assert rows(runtime)[0].state == "pending"
+
+        done = owner.post(url, data={"csrf": form_token(page.text), "answer": "deny",
+                                     "note": "not on a Friday"})
+        assert done.status_code == 303
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["note"], got["by"]) == (
+            asked["id"], "denied", "not on a Friday", "the web app")
+        edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
+                          what="the card to be edited")
+        assert edited[-1]["text"].endswith("⛔ Denied")
+        late = owner.post(url, data={"csrf": form_token(page.text), "answer": "allow"})
+        assert late.status_code == 409 and "Already answered." in late.text
+        assert "Denied" in owner.get(url).text
+
+
+def test_the_web_page_shows_an_expired_approval_and_takes_no_answer_for_it(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime,
+    smtp_server: Mailbox
+) -> None:
+    with agent(client, chat.user) as ws:
+        asked = ask(ws)
+        card(telegram, chat)
+        with runtime.sessions.begin() as session:
+            session.execute(update(Approval).values(expires_at=utcnow() - timedelta(seconds=1)))
+        owner = browser_of(client)
+        sign_in(owner, smtp_server, chat.user.email)
+        url = f"/app/approvals/{asked['id']}"
+        page = owner.get(url)
+        assert "Expired" in page.text and 'value="allow"' not in page.text
+        assert rows(runtime)[0].state == "pending"  # the GET wrote nothing
+        late = owner.post(url, data={"csrf": form_token(owner.get("/app/tasks").text),
+                                     "answer": "allow"})
+        assert late.status_code == 409 and "Expired: answer in the terminal." in late.text
+        got = ws.receive_json()
+        assert (got["id"], got["state"]) == (asked["id"], "expired")

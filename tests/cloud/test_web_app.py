@@ -591,9 +591,35 @@ def test_an_account_whose_subscription_still_renews_is_not_deleted_until_it_is_c
         assert db.get(BillingAccount, user.user_id) is None
 
 
-ID_PARAMETERS = ("key", "session_id", "delivery_id", "token_id", "channel_id", "identity_id")
+ID_PARAMETERS = ("key", "session_id", "delivery_id", "token_id", "channel_id", "identity_id",
+                 "approval_id")
 """Every kind of id an ``/app`` path takes: a new one fails the sweeps until it is added here
 and to the two-user sweep's rows."""
+
+
+def _approval(runtime: Runtime, user_id: uuid.UUID, *, expired: bool = False) -> str:
+    """A pending permission request of the user's (already past its time: ``expired``)."""
+    from datetime import timedelta
+
+    from claude_notify.cloud.server.relay.models import Approval
+    from claude_notify.events import utcnow
+
+    approval_id = uuid.uuid4()
+    with runtime.sessions.begin() as db:
+        db.add(Approval(id=approval_id, user_id=user_id, machine_id="m-1", session_id="s-1",
+                        tool_name="Bash", digest="0" * 64, display="make deploy",
+                        state="pending",
+                        expires_at=utcnow() + timedelta(minutes=-1 if expired else 10)))
+    return str(approval_id)
+
+
+def _approval_state(runtime: Runtime, approval_id: str) -> str:
+    from claude_notify.cloud.server.relay.models import Approval
+
+    with runtime.sessions() as db:
+        row = db.get(Approval, uuid.UUID(approval_id))
+        assert row is not None
+        return row.state
 
 
 def _app_routes(method: str, fill: dict[str, str] | None = None,
@@ -670,7 +696,7 @@ def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
         token_id = db.scalar(select(ApiToken.id).where(ApiToken.user_id == b_user.user_id))
     fill = {"key": key, "session_id": str(session_id), "delivery_id": str(delivery),
             "token_id": str(token_id), "channel_id": made.json()["id"],
-            "identity_id": str(identity)}
+            "identity_id": str(identity), "approval_id": _approval(runtime, b_user.user_id)}
     assert set(fill) == set(ID_PARAMETERS) and all(fill.values())
     before = _rows_of(runtime, b_user.user_id, b_user.email)
     channel_before = _channel_state(runtime, made.json()["id"])
@@ -690,6 +716,7 @@ def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
         assert answer.status_code == 404, path
     assert _rows_of(runtime, b_user.user_id, b_user.email) == before
     assert _channel_state(runtime, made.json()["id"]) == channel_before
+    assert _approval_state(runtime, fill["approval_id"]) == "pending"
     assert owner.get("/app/tasks").status_code == 200  # B's session was not signed out
     with runtime.sessions() as db:
         assert db.scalar(select(ApiToken.revoked_at).where(ApiToken.id == token_id)) is None
@@ -724,6 +751,7 @@ def test_no_page_changes_anything_when_opened_or_prefetched(
     key = _task(client, user, command="mine")
     wait_for(lambda: client.get("/v1/notifications", headers=user.headers).json()["items"],
              what="the task's notification")
+    approval_id = _approval(runtime, user.user_id, expired=True)
     with runtime.sessions() as db:
         fill = {"key": key, "channel_id": made.json()["id"],
                 "session_id": str(db.scalar(select(WebSession.id))),
@@ -731,7 +759,9 @@ def test_no_page_changes_anything_when_opened_or_prefetched(
                     Delivery.user_id == user.user_id))),
                 "token_id": str(db.scalar(select(ApiToken.id).where(
                     ApiToken.user_id == user.user_id))),
-                "identity_id": str(uuid.uuid4())}
+                "identity_id": str(uuid.uuid4()),
+                # past its time: the page shows it expired, and writes nothing to say so
+                "approval_id": approval_id}
     wait_for(lambda: all(d["status"] in ("sent", "dead") for d in client.get(
         "/v1/notifications", headers=user.headers).json()["items"]), what="deliveries settled")
     before = _every_row(runtime)

@@ -197,11 +197,15 @@ def _close(session: Session, ids: list[uuid.UUID], *, state: str, actor: str) ->
     return closed
 
 
+_BY: Final = {"telegram": "Telegram", "web": "the web app"}
+"""Where an answer came from, as the refusal Claude reads says it ("Denied from Telegram …")."""
+
+
 def decision_of(row: Approval) -> wire.Decision:
     by = (row.decided_by or "").partition(":")[0] or None
     return wire.decision(id=str(row.id), state=row.state, digest=row.digest,
                          suggestion=row.suggestion, note=row.note,
-                         by="Telegram" if by == "telegram" else by)
+                         by=_BY.get(by, by) if by else None)
 
 
 def unreported(session: Session, user_id: uuid.UUID, machine_id: str,
@@ -247,7 +251,9 @@ def card_html(row: Approval) -> str:
     return text + f"<b>{outcome}</b>"
 
 
-def buttons(row: Approval) -> dict[str, Any]:
+def buttons(row: Approval, app_url: str | None = None) -> dict[str, Any]:
+    """Allow / Deny, "Always in this session" where Claude offered it, and the approval's page
+    (to deny with a note) when the server knows its web app's address."""
     ident = row.id.hex
     keys = [{"text": "Allow", "callback_data": f"{PREFIX}:{ident}:{ALLOW}"},
             {"text": "Deny", "callback_data": f"{PREFIX}:{ident}:{DENY}"}]
@@ -255,6 +261,8 @@ def buttons(row: Approval) -> dict[str, Any]:
     if row.suggestions:
         rows.append([{"text": "Always in this session",
                       "callback_data": f"{PREFIX}:{ident}:{SESSION}"}])
+    if app_url:
+        rows.append([{"text": "Open", "url": f"{app_url.rstrip('/')}/approvals/{row.id}"}])
     return {"inline_keyboard": rows}
 
 
@@ -287,7 +295,7 @@ async def send_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
                 return None
             chats = [(c.id, c.config["chat_id"])
                      for c in answering_channels(session, row.user_id)]
-            return card_html(row), buttons(row), chats
+            return card_html(row), buttons(row, runtime.settings.dashboard_url), chats
 
     found = await run_in_threadpool(read)
     if found is None:
@@ -309,12 +317,14 @@ async def send_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
                             str(answer.get("description"))[:200])
 
     def store() -> bool:
+        """Write the cards, then read the state afresh: answered before that read, the cards
+        are edited from here; after it, the answer's own edit finds them written."""
         with runtime.sessions.begin() as session:
-            row = session.get(Approval, approval_id)
-            if row is None:
-                return False
-            row.cards = cards
-            return row.state != "pending"  # answered while the cards went out
+            session.execute(update(Approval).where(Approval.id == approval_id)
+                            .values(cards=cards).execution_options(synchronize_session=False))
+        with runtime.sessions() as session:
+            state = session.scalar(select(Approval.state).where(Approval.id == approval_id))
+        return state is not None and state != "pending"
 
     if await run_in_threadpool(store):
         await edit_cards(runtime, approval_id)

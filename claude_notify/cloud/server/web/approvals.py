@@ -1,0 +1,87 @@
+"""A permission request's page, ``/app/approvals/{id}``: one more place to answer it.
+
+The same rules as a press on a Telegram card: only the account that owns it sees it (anyone
+else gets the usual "not found"), the form carries the session's token and passes the origin
+check, the answer is one conditional update (first wins; a late one is told it was answered
+already), it is audited, the agent is woken with it and the cards are edited. Works without
+JavaScript: plain forms, a redirect after the POST.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import BackgroundTasks, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
+from claude_notify.cloud.server.relay import approvals
+from claude_notify.cloud.server.relay.models import Approval
+from claude_notify.cloud.server.relay.state import relay_of
+from claude_notify.cloud.server.web import security
+from claude_notify.cloud.server.web.models import WebSession
+from claude_notify.cloud.server.web.pages import (
+    NotFound,
+    WebDep,
+    render,
+    router,
+    see_other,
+    user_of,
+)
+from claude_notify.events import utcnow
+
+ANSWERS = {"allow": ("allowed", None), "deny": ("denied", None), "session": ("allowed", 0)}
+
+
+def _own(db: Session, web: WebSession, approval_id: str) -> Approval:
+    try:
+        row = db.get(Approval, uuid.UUID(approval_id))
+    except ValueError:
+        raise NotFound from None
+    if row is None or row.user_id != web.user_id:
+        raise NotFound
+    return row
+
+
+def _page(request: Request, db: Session, web: WebSession, row: Approval, *,
+          problem: str = "", code: int = 200) -> Response:
+    state = "expired" if row.state == "pending" and row.expires_at <= utcnow() else row.state
+    return render(request, "approval.html", code, web=web, user=user_of(db, web), approval=row,
+                  state=state, problem=problem, project=PurePath(row.cwd).name if row.cwd else "")
+
+
+@router.get("/approvals/{approval_id}")
+def approval_page(request: Request, approval_id: Annotated[str, PathParam(max_length=64)],
+                  web: WebDep, db: SessionDep) -> Response:
+    return _page(request, db, web, _own(db, web, approval_id))  # reads only: GETs change nothing
+
+
+@router.post("/approvals/{approval_id}")
+def answer(request: Request, approval_id: Annotated[str, PathParam(max_length=64)],
+           web: WebDep, db: SessionDep, runtime: RuntimeDep, background: BackgroundTasks,
+           csrf: Annotated[str, Form(max_length=100)] = "",
+           answer: Annotated[str, Form(max_length=16)] = "",
+           note: Annotated[str, Form(max_length=500)] = "") -> Response:
+    security.check_form(request, runtime.settings, web, csrf)
+    row = _own(db, web, approval_id)
+    if answer not in ANSWERS or (answer == "session" and not row.suggestions):
+        return _page(request, db, web, row, problem="Choose Allow or Deny.", code=422)
+    state, suggestion = ANSWERS[answer]
+    decided = approvals.decide(db, row.id, state=state, by=f"web:{web.id.hex[:12]}",
+                               suggestion=suggestion,
+                               note=note.strip() or None if state == "denied" else None)
+    expired = not decided and approvals.expire(db, row)
+    response = see_other(f"/app/approvals/{row.id}") if decided else _page(
+        request, db, web, row, code=409,
+        problem="Expired: answer in the terminal." if expired else "Already answered.")
+    # Committed after the page is rendered: a read after the commit would hold SQLite's write
+    # lock (every transaction takes it) through the background edit below.
+    db.commit()
+    if decided or expired:
+        relay_of(request.app.state).hub.wake((row.user_id, row.machine_id))
+        background.add_task(approvals.edit_cards, runtime, row.id)
+    return response
