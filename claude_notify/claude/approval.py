@@ -126,10 +126,16 @@ def decision_output(answer: Mapping[str, Any], *, own: str,
                                               "decision": decision}})
 
 
+PICKABLE: Final = frozenset({"addRules", "addDirectories"})
+"""The kinds of "always" a phone may pick: a rule or a directory, never a change of the whole
+session's permission mode (Claude Code also offers ``setMode``)."""
+
+
 def session_suggestions(suggestions: list[Any]) -> list[dict[str, Any]]:
-    """The ``permission_suggestions`` entries the phone may pick, verbatim: those that last for
-    this session only (a phone should not write the user's settings files)."""
-    return [s for s in suggestions if isinstance(s, dict) and s.get("destination") == "session"]
+    """The ``permission_suggestions`` entries the phone may pick, verbatim: rules or directories
+    that last for this session only (a phone should not write the user's settings files)."""
+    return [s for s in suggestions if isinstance(s, dict) and s.get("destination") == "session"
+            and s.get("type") in PICKABLE]
 
 
 def withdraw(payload: Mapping[str, Any], env: Mapping[str, str]) -> None:

@@ -581,3 +581,58 @@ def test_interactive_the_terminal_answering_first_withdraws_the_card_within_2_s(
         finally:
             tmux.close()
             phone.agent.stop()
+
+
+@pytest.mark.timeout(300)
+def test_always_in_this_session_applies_only_what_claude_offered(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    """With a Bash call that writes into the project, Claude Code 2.1.332 offers two "always"
+    answers for the session: add the directory, or switch the session to acceptEdits. The phone
+    offers only the first (never a change of the session's whole mode) and applies it verbatim;
+    measured here, it does not cover the next Bash call, which Claude Code asks about again
+    (a second card), so "always" from the phone is exactly as broad as Claude's own offer."""
+    claude = _claude_cli(shared_server)
+    home, project = tmp_path / "home", tmp_path / "work" / "proj"
+    home.mkdir()
+    project.mkdir(parents=True)
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        results = sum(1 for m in body["messages"] if isinstance(m["content"], list)
+                      and any(b.get("type") == "tool_result" for b in m["content"]))
+        if results < 2:
+            return ToolCall("Bash", {"command": f"touch marker-{results}"})
+        return "Both made."
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone = Phone(shared_server.running(), telegram, tmp_path)
+        try:
+            env = {k: v for k, v in phone.env.items()
+                   if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE"))} | {
+                "HOME": str(home), "ANTHROPIC_BASE_URL": standin.url,
+                "ANTHROPIC_API_KEY": "sk-ant-test-0000000000000000000000",
+                "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+            cli(["claude", "install", "--user"], env, cwd=project)
+            phone.start_agent()
+            run = subprocess.Popen([claude, "-p", "make two markers", "--output-format", "json",
+                                    "--permission-mode", "default"], cwd=project, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+            try:
+                [first] = phone.cards()
+                assert f"Always in this session: directories {project}" in first["text"]
+                assert "acceptEdits" not in first["text"]
+                phone.press(first, "Always in this session")
+                second = phone.cards(2)[1]
+                assert "touch marker-1" in second["text"]
+                phone.press(second, "Allow")
+                out, err = run.communicate(timeout=120)
+            finally:
+                if run.poll() is None:
+                    run.kill()
+                    run.communicate()
+            assert run.returncode == 0, err
+            assert json.loads(out)["permission_denials"] == []
+        finally:
+            phone.agent.stop()
+    assert (project / "marker-0").exists() and (project / "marker-1").exists()

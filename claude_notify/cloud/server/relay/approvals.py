@@ -244,6 +244,8 @@ def card_html(row: Approval) -> str:
     text = (f"🔐 <b>Claude wants to use {html.escape(row.tool_name)}</b>\n{where}\n"
             f"<pre>{html.escape(row.display)}</pre>\n")
     if row.state == "pending":
+        if row.suggestions:
+            text += f"Always in this session: {html.escape(row.suggestions[0])}\n"
         return text + f"<i>Answer within {minutes} min, or in the terminal.</i>"
     outcome = _SHOWN.get(row.state, html.escape(row.state))
     if row.state in ("allowed", "denied") and row.suggestion is not None:
