@@ -197,6 +197,19 @@ def test_the_terminal_answering_first_withdraws_the_card(phone: Phone) -> None:
     assert phone.press(card, "Allow")["text"] == "Already answered."
 
 
+def test_a_hook_claude_code_ended_withdraws_its_card(phone: Phone) -> None:
+    """Esc at the dialog (or the session quitting) ends the waiting hook: the agent notices its
+    end of the socket closed and withdraws the approval, so the card does not wait for a press
+    that could no longer apply."""
+    phone.start_agent()
+    hook = phone.ask("make deploy")
+    [card] = phone.cards()
+    hook.kill()
+    hook.communicate(timeout=10)
+    assert phone.edited(card).endswith("↩️ Answered in the terminal")
+    assert phone.press(card, "Allow")["text"] == "Already answered."
+
+
 def test_no_answer_in_time_leaves_it_to_the_dialog(shared_server: Server,
                                                    telegram: TelegramStandIn,
                                                    tmp_path: Path) -> None:
