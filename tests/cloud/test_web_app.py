@@ -501,7 +501,7 @@ def _rows_of(runtime: Runtime, user_id: uuid.UUID, email: str) -> dict[str, int]
     with runtime.engine.connect() as conn:
         for name in ("tasks", "events", "notifications", "channels", "api_tokens",
                      "web_sessions", "task_logs", "relay_commands", "relay_audit",
-                     "relay_agents", "usage_counters"):
+                     "relay_agents", "usage_counters", "approvals"):
             owned = table(name, column("user_id", Uuid()))
             counts[name] = conn.execute(select(func.count()).select_from(owned)
                                         .where(owned.c.user_id == user_id)).scalar_one()
@@ -513,7 +513,8 @@ def _rows_of(runtime: Runtime, user_id: uuid.UUID, email: str) -> dict[str, int]
 
 
 def test_the_export_holds_the_accounts_data_and_no_secret(
-    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account]
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account],
+    runtime: Runtime,
 ) -> None:
     user, other = make_user(plan="pro"), make_user(plan="pro")
     made = client.post("/v1/channels", headers=user.headers, json={
@@ -521,6 +522,7 @@ def test_the_export_holds_the_accounts_data_and_no_secret(
     secret = made.json()["config"]["secret"]
     _task(client, user, command="make export", tail="SEALED-TAIL-TEXT\n")
     _task(client, other, command="make theirs")
+    _approval(runtime, user.user_id)
     b = browser_of(client)
     sign_in(b, smtp_server, user.email)
     got = b.get("/app/account/export")
@@ -530,6 +532,8 @@ def test_the_export_holds_the_accounts_data_and_no_secret(
     assert [t["command"] for t in data["tasks"]] == ["make export"]
     assert data["tasks"][0]["events"][0]["event"]["tail"] == "SEALED-TAIL-TEXT\n"  # opened
     assert data["channels"][0]["config"] == {"url": "https://hooks.example.com/x"}
+    assert [(a["display"], a["state"]) for a in data["approvals"]] == [("make deploy",
+                                                                          "pending")]
     raw = got.text
     for never in (secret, user.token, "make theirs", "token_hash", "secret_hash"):
         assert never not in raw
@@ -547,10 +551,13 @@ def test_deleting_the_account_takes_everything_of_it_and_nothing_else(
     assert client.post("/v1/commands", json={"session_id": "s-1", "command": "make again"},
                        headers=user.headers).status_code == 202
     _task(client, other, command="make theirs")
+    _approval(runtime, user.user_id)
+    _approval(runtime, other.user_id)
     b = browser_of(client)
     sign_in(b, smtp_server, user.email)
     before = _rows_of(runtime, user.user_id, user.email)
     assert before["tasks"] and before["task_logs"] and before["relay_commands"]
+    assert before["approvals"] == 1
     theirs = _rows_of(runtime, other.user_id, other.email)
     token = form_token(b.get("/app/account").text)
     wrong = b.post("/app/account/delete", data={"csrf": token, "confirm": other.email})

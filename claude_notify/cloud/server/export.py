@@ -23,7 +23,12 @@ from claude_notify.cloud.server.db.models import (
     Task,
     User,
 )
-from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
+from claude_notify.cloud.server.relay.models import (
+    Approval,
+    RelayAgent,
+    RelayAudit,
+    RelayCommand,
+)
 from claude_notify.cloud.server.web.models import WebIdentity, WebSession, WebSignin
 
 
@@ -63,6 +68,12 @@ def account(session: Session, user: User) -> dict[str, Any]:
                          "outcome": a.outcome, "reason": a.reason, "created_at": a.created_at}
                         for a in session.scalars(select(RelayAudit)
                                                  .where(RelayAudit.user_id == mine))],
+        "approvals": [{"id": a.id, "machine_id": a.machine_id, "session_id": a.session_id,
+                       "tool_name": a.tool_name, "display": a.display, "cwd": a.cwd,
+                       "state": a.state, "decided_by": a.decided_by, "note": a.note,
+                       "created_at": a.created_at, "decided_at": a.decided_at}
+                      for a in session.scalars(select(Approval).where(Approval.user_id == mine)
+                                               .order_by(Approval.created_at))],
         "machines": [{"machine_id": m.machine_id, "created_at": m.created_at,
                       "last_seen_at": m.last_seen_at}
                      for m in session.scalars(select(RelayAgent)
