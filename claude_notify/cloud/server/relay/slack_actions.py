@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.channels.slack import escape
+from claude_notify.cloud.server.channels.slack import LOG_ACTION, RUN_ACTION, escape
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
 from claude_notify.cloud.server.relay import actions, queue
 from claude_notify.cloud.server.relay.chat import KEYS
@@ -78,8 +78,8 @@ def parse(body: bytes) -> Press | None:
             and pressed and isinstance(pressed[0], dict)):
         return None
     team_id, user_id = str(team.get("id") or ""), str(user.get("id") or "")
-    if not team_id or not user_id:
-        return None
+    if not team_id or not user_id or pressed[0].get("action_id") not in (RUN_ACTION, LOG_ACTION):
+        return None  # Slack reports link buttons ("Open task") too: nothing to answer
     return Press(sender=f"{team_id}:{user_id}", value=str(pressed[0].get("value") or "")[:256],
                  trigger_id=str(payload.get("trigger_id") or "")[:128],
                  response_url=str(payload.get("response_url") or ""))
