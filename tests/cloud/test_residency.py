@@ -432,3 +432,42 @@ def test_region_entries_enters_the_accounts_a_deployment_already_has(
     off = server("region-entries")
     assert (off.returncode, off.stderr) == (
         2, "claude-notify: set CLAUDE_NOTIFY_SERVER_REGION (and its directory) first\n")
+
+
+@pytest.fixture
+def pointed() -> Iterator[None]:
+    """The per-process count of wrong-region answers, fresh for the test and after it."""
+    residency._pointed.clear()
+    yield
+    residency._pointed.clear()
+
+
+def test_telling_where_accounts_live_is_limited_per_client(
+        client: TestClient, runtime: Runtime, settings: Settings, tmp_path: Path,
+        pointed: None) -> None:
+    """A wrong-region answer says an address has an account (a same-region sign-in never
+    says): past the per-IP sign-in limit, the API and the web page answer 429 instead, and
+    sign-ins of this region's own addresses are still counted as before."""
+    runtime.settings = settings.replace(
+        region="eu", region_urls=("eu=https://eu.example.com", "cn=https://cn.example.cn"),
+        region_directory=str(tmp_path), login_per_ip_per_hour=3).validate()
+    probes = [f"probe{i}@example.com" for i in range(4)]
+    for probe in probes:
+        (tmp_path / residency.entry_name(probe)).write_text("cn\n")
+    for probe in probes[:2]:
+        assert client.post("/v1/auth/device", json={"email": probe}).status_code == 421
+    page = client.post("/app/signin", data={"email": probes[2]})
+    assert page.status_code == 200 and "refresh" in page.headers
+    limited = client.post("/v1/auth/device", json={"email": probes[3]})
+    assert (limited.status_code, limited.json()["error"]["message"]) == (
+        429, "too many sign-in requests; try again later")
+    again = client.post("/app/signin", data={"email": probes[3]})
+    assert again.status_code == 429 and "refresh" not in again.headers
+    assert residency.may_point("192.0.2.1", 3)  # another client is not held back
+
+
+def test_the_limit_is_a_sliding_hour(pointed: None) -> None:
+    assert [residency.may_point("198.51.100.7", 3, now=t) for t in (0, 1, 2, 3)] == \
+        [True, True, True, False]
+    assert not residency.may_point("198.51.100.7", 3, now=3600)
+    assert residency.may_point("198.51.100.7", 3, now=3600.5)  # the first has aged out

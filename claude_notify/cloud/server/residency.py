@@ -24,6 +24,8 @@ import hashlib
 import logging
 import os
 import re
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -154,6 +156,33 @@ def home(settings: Settings, email: str) -> Elsewhere | None:
         raise UnknownRegion(f"this address belongs to region {region}, which this server does "
                             "not know; ask its operator")
     return Elsewhere(region, server)
+
+
+_pointed: dict[str, deque[float]] = {}
+"""When each client IP was last told where an account lives (this process's count)."""
+_POINTED_IPS = 10_000
+
+
+def may_point(ip: str, per_hour: int, *, now: float | None = None) -> bool:
+    """Whether ``ip`` may be told another region's address once more this hour.
+
+    A wrong-region answer says that an address has an account, and where, which a same-region
+    sign-in never says; nothing is stored for it (another region's data), so the limits counted
+    from stored requests do not see it. Counted here instead, per process: with N replicas a
+    client gets at most N times ``per_hour``."""
+    now = time.monotonic() if now is None else now
+    seen = _pointed.setdefault(ip, deque())
+    while seen and now - seen[0] > 3600.0:
+        seen.popleft()
+    if len(seen) >= per_hour:
+        return False
+    seen.append(now)
+    if len(_pointed) > _POINTED_IPS:  # forget the quietest clients, not the busy ones
+        for stale in [k for k, v in _pointed.items() if not v or now - v[-1] > 3600.0]:
+            del _pointed[stale]
+        while len(_pointed) > _POINTED_IPS:
+            del _pointed[next(iter(_pointed))]
+    return True
 
 
 def claim(settings: Settings, email: str) -> str | None:

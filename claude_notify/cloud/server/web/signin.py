@@ -89,8 +89,9 @@ def send_link(request: Request, email: Annotated[str, Form(max_length=320)], db:
     except EmailNotValidError as exc:
         return signin_view(request, settings, code=422,
                            problem=f"That is not an e-mail address: {exc}")
+    ip = security.client_ip(request)
     try:
-        check_region(settings, address)  # before anything is stored: another region's data
+        check_region(settings, address, ip)  # before anything is stored: another region's data
     except ApiError as exc:
         if exc.code != "wrong_region":
             return signin_view(request, settings, code=exc.status, problem=exc.message,
@@ -106,7 +107,6 @@ def send_link(request: Request, email: Annotated[str, Form(max_length=320)], db:
         check_mail(settings)
     except ApiError as exc:
         return signin_view(request, settings, code=503, problem=exc.message)
-    ip = security.client_ip(request)
     for where, limit in (((WebSignin.email == address, WebSignin.client_ip == ip),
                           settings.login_per_address_per_hour),
                          ((WebSignin.client_ip == ip,), settings.login_per_ip_per_hour)):

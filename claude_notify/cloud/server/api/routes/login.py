@@ -113,9 +113,9 @@ def start_login(
     if bad := set(body.scopes) - set(auth.ACCOUNT_SCOPES):
         raise ApiError(422, f"scopes not available to a sign-in: {', '.join(sorted(bad))}")
     settings = runtime.settings
-    check_region(settings, email)  # before anything is stored: another region's data
-    check_mail(settings)
     ip = _client_ip(request)
+    check_region(settings, email, ip)  # before anything is stored: another region's data
+    check_mail(settings)
     _check_rate(session, settings, email, ip)
     now = utcnow()
     device_code, link_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -203,14 +203,18 @@ WRONG_REGION = "wrong_region"
 one (``region``, ``server``), which the CLI signs in at instead."""
 
 
-def check_region(settings: Settings, email: str) -> None:
-    """421 naming the home region's server when ``email``'s account lives in another region;
-    503 when the region directory cannot say (a sign-in here might make a second account)."""
+def check_region(settings: Settings, email: str, ip: str) -> None:
+    """421 naming the home region's server when ``email``'s account lives in another region
+    (429 past the per-IP limit, as for any sign-in); 503 when the region directory cannot say
+    (a sign-in here might make a second account)."""
     try:
         elsewhere = residency.home(settings, email)
     except residency.ResidencyError as exc:
         raise ApiError(503, str(exc), code=exc.code) from None
     if elsewhere is not None:
+        if not residency.may_point(ip, settings.login_per_ip_per_hour):
+            raise ApiError(429, "too many sign-in requests; try again later",
+                           headers={"Retry-After": "3600"})
         raise ApiError(421, f"this account lives in region {elsewhere.region}: sign in at "
                             f"{elsewhere.server}", code=WRONG_REGION,
                        details=[{"region": elsewhere.region, "server": elsewhere.server}])
