@@ -158,6 +158,11 @@ class Broker:
             return self.withdraw(request)
         if request.get("op") == "ask":
             return self.ask(request, gone=gone)
+        if request.get("op") == "pending":
+            with self._lock:
+                count = sum(w.session_id == request.get("session_id")
+                            for w in self.waiting.values())
+            return {"pending": count}
         return {}
 
     def ask(self, request: dict[str, Any], *,

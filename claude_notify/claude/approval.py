@@ -148,3 +148,12 @@ def withdraw(payload: Mapping[str, Any], env: Mapping[str, str]) -> None:
             return
         request["digest"] = digest(tool_name, tool_input)
     _call(request, wait_s=1.0, env=env)
+
+
+def pending(payload: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    """Whether a permission request of this session is waiting for the phone (its card is the
+    phone's notification; nothing when no agent listens)."""
+    answer = _call({"op": "pending", "session_id": payload.get("session_id")}, wait_s=1.0,
+                   env=env)
+    count = answer.get("pending")
+    return isinstance(count, int) and count > 0

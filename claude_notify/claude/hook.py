@@ -101,6 +101,11 @@ def handle(payload: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
         return None
     if name == "Stop" and payload.get("stop_hook_active"):
         return None  # Claude is continuing because a stop hook asked it to: not done yet
+    if name == "Notification" and payload.get("notification_type") == "permission_prompt":
+        from claude_notify.claude import approval
+
+        if approval.pending(payload, env):  # its card is on the phone: the desktop alone
+            env = {**env, "CLAUDE_NOTIFY_CLOUD_ENABLED": "0"}
     cfg = config_mod.load(env)
     built = build_event(payload, turns, cfg)
     if built is None:

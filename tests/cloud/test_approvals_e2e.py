@@ -66,7 +66,7 @@ class Phone:
     hook as Claude Code would run it."""
 
     def __init__(self, server: Server, telegram: TelegramStandIn, home: Path,
-                 timeout: str = "60s") -> None:
+                 timeout: str = "60s", on: tuple[str, ...] = ("finished",)) -> None:
         self.server, self.telegram, self.chat = server, telegram, next(_CHATS)
         self.token = server.admin("create-user", email(), "--plan", "pro")
         self.env = user_env(home)
@@ -75,7 +75,7 @@ class Phone:
         cli(["login", "--server", server.url, "--token"], self.env,
             stdin=self.token.encode() + b"\n")
         made = api(server, self.token, "POST", "/v1/channels",
-                   json={"type": "telegram", "config": {}, "rules": {"on": ["finished"]}})
+                   json={"type": "telegram", "config": {}, "rules": {"on": list(on)}})
         code = api(server, self.token, "POST", f"/v1/channels/{made.json()['id']}/link").json()
         assert self.webhook(update(code["command"], chat=self.chat)) == 200
         wait_for(lambda: len(telegram.sent_to(self.chat)) == 1, what="the chat to be linked")
@@ -94,7 +94,7 @@ class Phone:
 
     def hook(self, event: str, **fields: Any) -> subprocess.Popen[bytes]:
         payload = {"session_id": SESSION, "transcript_path": "/dev/null",
-                   "cwd": "/srv/project", "hook_event_name": event, **fields}
+                   "cwd": "/srv/project", "hook_event_name": event} | fields
         proc = subprocess.Popen([sys.executable, "-m", "claude_notify", "hook"], env=self.env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
@@ -208,6 +208,39 @@ def test_a_hook_claude_code_ended_withdraws_its_card(phone: Phone) -> None:
     hook.communicate(timeout=10)
     assert phone.edited(card).endswith("↩️ Answered in the terminal")
     assert phone.press(card, "Allow")["text"] == "Already answered."
+
+
+def test_the_permission_prompt_notification_folds_into_the_pending_card(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    """Claude Code's "needs your permission" Notification (~6 s into the dialog) does not reach
+    the phone a second time while its card is there; for a session with nothing pending it
+    does, as before (and after it, so the first one had its chance to arrive)."""
+    phone = Phone(shared_server.running(), telegram, tmp_path, on=("finished", "needs_input"))
+    phone.start_agent()
+    hook = phone.ask("make deploy")
+    try:
+        [card] = phone.cards()
+        for session in (SESSION, "another-session"):
+            prompt = phone.hook("Notification", message="Claude needs your permission",
+                                notification_type="permission_prompt", session_id=session)
+            # No desktop here: the local notification goes to the terminal as before.
+            assert "Claude needs your permission" in finished(prompt)[1]
+        wait_for(lambda: [m for m in telegram.sent_to(phone.chat)
+                          if "Claude needs your permission" in m["text"]], timeout=60,
+                 what="the other session's permission notification")
+        [notified] = [m for m in telegram.sent_to(phone.chat)
+                      if "Claude needs your permission" in m["text"]]
+        assert phone.press(card, "Allow")["text"] == "Allowed."
+        assert finished(hook)[1]
+        tasks = api(phone.server, phone.token, "GET", "/v1/tasks").json()["items"]
+        assert sorted(t["session_id"] for t in tasks) == ["another-session"], tasks
+        assert notified["message_id"] > card["message_id"]
+    finally:
+        if hook.poll() is None:
+            hook.kill()
+            hook.communicate()
+        phone.agent.stop()
 
 
 def test_no_answer_in_time_leaves_it_to_the_dialog(shared_server: Server,
