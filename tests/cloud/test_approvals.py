@@ -237,7 +237,8 @@ def test_nobody_to_ask_is_answered_at_once(
         asked = ask(ws)
         got = ws.receive_json()
         assert (got["id"], got["state"], got["detail"]) == (
-            asked["id"], "unavailable", "no linked Telegram chat takes answers")
+            asked["id"], "unavailable",
+            "no linked Telegram chat or browser with notifications on takes answers")
     assert rows(runtime) == []
 
 
@@ -315,3 +316,18 @@ def test_the_web_page_shows_an_expired_approval_and_takes_no_answer_for_it(
         assert late.status_code == 409 and "Expired: answer in the terminal." in late.text
         got = ws.receive_json()
         assert (got["id"], got["state"]) == (asked["id"], "expired")
+
+
+def test_a_machine_cannot_flood_the_chat_with_cards(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(approvals, "PENDING_PER_MACHINE", 2)
+    with agent(client, chat.user) as ws:
+        ask(ws, "one")
+        ask(ws, "two")
+        third = ask(ws, "three")
+        got = ws.receive_json()
+        assert (got["id"], got["state"]) == (third["id"], "unavailable")
+        assert "2 requests of this machine are waiting already" in got["detail"]
+        card(telegram, chat, 2)
+    assert not [m for m in telegram.sent_to(chat.chat) if "three" in m["text"]]

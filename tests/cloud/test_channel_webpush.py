@@ -215,3 +215,56 @@ def test_the_free_plan_is_told_why_and_nothing_is_saved(
     refused = _subscribe(b, _subscription(push), form_token(page))
     assert refused.status_code == 403 and "needs pro" in refused.json()["error"]
     assert client.get("/v1/channels", headers=user.headers).json() == []
+
+
+def test_a_permission_request_reaches_the_browser_and_its_page_answers_it(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account],
+    push: WebPushStandIn,
+) -> None:
+    """With no Telegram chat at all, a browser with notifications on is asked (Allow / Deny);
+    the answer is what the service worker sends: the approval page's own form, with the token
+    the page carries, through the signed-in session."""
+    from test_approvals import agent, ask
+
+    user = make_user(plan="pro")
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
+    sub = _subscription(push)
+    assert _subscribe(b, sub, form_token(b.get("/app/channels").text)).status_code == 201
+    with agent(client, user) as ws:
+        asked = ask(ws, "<b>rm</b> -rf build")
+        [got] = wait_for(lambda: [r for r in push.accepted()
+                                  if r.displayed["payload"].get("kind") == "approval"],
+                         what="the permission request at the push service")
+        shown = got.displayed["payload"]
+        approval = asked["id"].replace("-", "")
+        assert shown == {"v": 1, "kind": "approval", "approval": approval,
+                         "title": "Claude wants to use Bash",
+                         "body": "project · machine-1234\n<b>rm</b> -rf build"}
+        assert got.headers["urgency"] == "high" and len(got.headers["topic"]) <= 32
+        page = b.get(f"/app/approvals/{approval}")
+        assert page.status_code == 200
+        answered = b.post(f"/app/approvals/{approval}",
+                          data={"csrf": form_token(page.text), "answer": "allow"})
+        assert answered.status_code == 303
+        decision = ws.receive_json()
+        assert (decision["type"], decision["id"], decision["state"]) == (
+            "decision", asked["id"], "allowed")
+
+
+def test_a_gone_browser_is_removed_when_a_permission_request_is_pushed(
+    client: TestClient, smtp_server: Mailbox, make_user: Callable[..., Account],
+    push: WebPushStandIn,
+) -> None:
+    from test_approvals import agent, ask
+
+    user = make_user(plan="pro")
+    b = browser_of(client)
+    sign_in(b, smtp_server, user.email)
+    sub = _subscription(push)
+    assert _subscribe(b, sub, form_token(b.get("/app/channels").text)).status_code == 201
+    push.gone.add(sub.id)
+    with agent(client, user) as ws:
+        ask(ws)
+        wait_for(lambda: not client.get("/v1/channels", headers=user.headers).json(),
+                 what="the gone browser's channel to be removed")

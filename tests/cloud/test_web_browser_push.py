@@ -11,6 +11,10 @@ browser), the notification it shows (read back with ``getNotifications()``), and
 action, whose click navigates the open app to the task's page, where the owner's own form sends
 the command through the relay. No CSP violation and no dialog may happen anywhere.
 
+A permission request pushed to the browser (Allow / Deny, kept on screen) is answered by the
+worker's "Allow": it reads the approval's page with the browser's session and posts that page's
+form with its token; the server records the answer and the worker says so in a notification.
+
 What does not: Chromium's own subscription to its push service (offline here, so
 ``PushManager.subscribe`` is replaced in the page by one answering the stand-in's subscription;
 the rest of ``push.js`` runs as shipped), the transport from a push service into the browser,
@@ -226,4 +230,99 @@ def test_installable_app_push_notification_and_its_run_again_action(
         assert queued.locator("td").nth(1).inner_text() == "web"
         assert problems == []
     finally:
+        context.close()
+
+
+def test_a_permission_request_is_allowed_from_the_notification(
+    browser: Any, server: Server, module_smtp: Mailbox, push: WebPushStandIn,
+) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import select
+
+    from claude_notify.cloud.server.db.models import User
+    from claude_notify.cloud.server.relay import approvals
+    from claude_notify.cloud.server.relay.models import Approval
+    from claude_notify.cloud.server.relay.push_approvals import push_approval
+    from claude_notify.cloud.server.runtime import Runtime
+    from claude_notify.cloud.server.settings import Settings
+
+    address = f"approve-{uuid.uuid4().hex[:8]}@example.com"
+    server.admin("create-user", address, "--plan", "pro")
+    sub = push.subscribe(public_key(KEY))
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=server.url)
+    context.add_init_script(_fake_subscribe(sub.endpoint, sub.keys))
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(d.message), d.dismiss()))
+    page.on("console", lambda m: problems.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    # The server's own database and keys, as the agent's tunnel would file the approval there.
+    env = server.env
+    runtime = Runtime.build(Settings(
+        database_url=env["DATABASE_URL"], auto_migrate=False, webhook_allow_private=True,
+        log_keys=(env["CLAUDE_NOTIFY_SERVER_LOG_KEYS"],), vapid_private_key=KEY,
+        vapid_subject=env["CLAUDE_NOTIFY_SERVER_VAPID_SUBJECT"]))
+    try:
+        _sign_in(page, server, module_smtp, address)
+        cdp = context.new_cdp_session(page)
+        registrations: list[dict[str, Any]] = []
+        cdp.on("ServiceWorker.workerRegistrationUpdated",
+               lambda e: registrations.extend(e["registrations"]))
+        cdp.send("ServiceWorker.enable")
+        page.goto(f"{server.url}/app/channels")
+        page.click("#push-enable")
+        page.wait_for_url("**/app/channels/*", timeout=30_000)
+
+        with runtime.sessions.begin() as session:
+            user = session.scalar(select(User).where(User.email == address))
+            assert user is not None
+            row = approvals.file(session, user.id, "laptop-7f3a", {
+                "id": str(uuid.uuid4()), "session_id": "s-approve", "tool_name": "Bash",
+                "digest": "0" * 64, "display": HOSTILE, "cwd": "/srv/project",
+                "timeout_s": 600})
+            approval = row.id
+        with ThreadPoolExecutor(1) as other:  # Playwright's loop runs in this thread
+            other.submit(asyncio.run, push_approval(runtime, approval)).result(timeout=60)
+        got = wait_for(lambda: [r for r in push.accepted()
+                                if r.displayed["payload"].get("approval") == approval.hex],
+                       timeout=30, what="the permission request at the push service")[0]
+
+        page.goto(f"{server.url}/app/tasks")
+        wait_for(lambda: page.evaluate("!!navigator.serviceWorker.controller"), timeout=30,
+                 what="the worker to control the page")
+        registration = next(r["registrationId"] for r in registrations
+                            if r["scopeURL"] == f"{server.url}/app/" and not r["isDeleted"])
+        cdp.send("ServiceWorker.deliverPushMessage", {
+            "origin": server.url, "registrationId": registration,
+            "data": got.displayed["raw"].decode()})
+        [shown] = wait_for(lambda: _notifications(page), timeout=30,
+                           what="the permission request's notification")
+        assert shown["title"] == "Claude wants to use Bash"
+        assert shown["body"] == f"project · laptop-7f3a\n{HOSTILE}"
+        assert (shown["actions"], shown["tag"]) == (["allow", "deny"], f"approval:{approval.hex}")
+
+        [worker] = [w for w in context.service_workers if w.url.endswith("/app/sw.js")]
+        worker.evaluate("""async () => {
+            const [n] = await self.registration.getNotifications();
+            self.dispatchEvent(new NotificationEvent('notificationclick',
+                                                     {notification: n, action: 'allow'}));
+        }""")
+
+        def state() -> str | None:
+            with runtime.sessions() as session:
+                return session.scalar(select(Approval.state).where(Approval.id == approval))
+
+        wait_for(lambda: state() == "allowed", timeout=30, what="the approval to be allowed")
+        [said] = wait_for(lambda: [n for n in _notifications(page) if n["title"] == "Allowed"],
+                          timeout=30, what="the worker's confirmation")
+        assert said["tag"] == f"approval:{approval.hex}"
+        with runtime.sessions() as session:
+            decided = session.get(Approval, approval)
+            assert decided is not None and str(decided.decided_by).startswith("web:")
+        assert problems == []
+    finally:
+        runtime.close()
         context.close()

@@ -106,10 +106,18 @@ class WebPushChannel(HttpChannel):
     type: ClassVar[str] = "webpush"
 
     async def request(self, message: Message) -> Post | SendResult:
+        urgent = (message.event or {}).get("status") in URGENT
+        data = encoded(message, app_url=self.settings.dashboard_url)
+        return await self.sealed(message.config, data, urgent=urgent, topic=topic(message))
+
+    async def sealed(self, config: dict[str, Any], data: bytes, *, urgent: bool,
+                     topic: str | None = None) -> Post | SendResult:
+        """The call that pushes ``data`` (JSON within :data:`MAX_PAYLOAD`) to the subscription
+        ``config`` holds, or why none is made; approvals are pushed through here too."""
         s = self.settings
         if not s.vapid_private_key or s.push_subject is None:
             return SendResult(ok=False, detail="Web Push is not configured on this server")
-        endpoint = str(message.config["endpoint"])
+        endpoint = str(config["endpoint"])
         allow = s.webhook_allow_private
         try:
             check_url(endpoint, allow_private=allow)
@@ -121,15 +129,14 @@ class WebPushChannel(HttpChannel):
         except UnsafeURL as exc:
             return SendResult(ok=False, detail=f"refused: {exc}")
         try:
-            body, authorization = self._sealed(message, endpoint)
+            body, authorization = self._seal(config, endpoint, data)
         except Exception as exc:  # the push library's errors share no base class
             return SendResult(ok=False, detail=f"cannot seal the push: {type(exc).__name__}")
         headers = {"content-type": "application/octet-stream", "content-encoding": "aes128gcm",
                    "ttl": str(TTL_S), "authorization": authorization, "host": target.host,
-                   "urgency": "high" if (message.event or {}).get("status") in URGENT
-                   else "normal"}
-        if name := topic(message):
-            headers["topic"] = name
+                   "urgency": "high" if urgent else "normal"}
+        if topic:
+            headers["topic"] = topic
         return Post(target.url, {
             "content": body,
             "headers": headers,
@@ -138,15 +145,13 @@ class WebPushChannel(HttpChannel):
             "extensions": {"sni_hostname": target.sni},
         })
 
-    def _sealed(self, message: Message, endpoint: str) -> tuple[bytes, str]:
+    def _seal(self, config: dict[str, Any], endpoint: str, data: bytes) -> tuple[bytes, str]:
         """The encrypted body and the VAPID ``Authorization`` header. The push library is
         imported here, on a server that sends pushes, and nowhere else."""
         from pywebpush import Vapid, WebPusher  # type: ignore[import-untyped]  # no stubs
 
-        config = message.config
         subscription = {"endpoint": endpoint,
                         "keys": {"p256dh": config["p256dh"], "auth": config["auth"]}}
-        data = encoded(message, app_url=self.settings.dashboard_url)
         body = WebPusher(subscription).encode(data, "aes128gcm")["body"]
         claims = {"aud": origin(endpoint), "sub": self.settings.push_subject,
                   "exp": int(time.time()) + JWT_LIFETIME_S}

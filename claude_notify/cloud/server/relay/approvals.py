@@ -34,12 +34,12 @@ from datetime import timedelta
 from pathlib import PurePath
 from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server.db.models import Channel, User
-from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay import push_approvals, queue
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
@@ -51,6 +51,8 @@ ALLOW, DENY, SESSION = "a", "d", "s"
 ACTIONS: Final = {ALLOW: "allowed", DENY: "denied", SESSION: "allowed"}
 DISPLAY_CHARS: Final = 2000
 SUGGESTIONS: Final = 4
+PENDING_PER_MACHINE: Final = 20
+"""Cards one machine may have waiting at once: a runaway loop of requests fills nobody's chat."""
 TIMEOUT_S: Final = (5.0, 3600.0)
 """The shortest and longest wait an agent may ask for."""
 FINAL: Final = frozenset({"allowed", "denied", "expired", "withdrawn"})
@@ -89,8 +91,15 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     user = session.get(User, user_id)
     if user is None or user.plan != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
-    if not answering_channels(session, user_id):
-        raise Unavailable("no linked Telegram chat takes answers")
+    if not answering_channels(session, user_id) and not push_approvals.subscribed(session,
+                                                                                 user_id):
+        raise Unavailable("no linked Telegram chat or browser with notifications on takes "
+                          "answers")
+    waiting = session.scalar(select(func.count()).select_from(Approval).where(
+        Approval.user_id == user_id, Approval.machine_id == machine_id,
+        Approval.state == "pending", Approval.expires_at > utcnow()))
+    if (waiting or 0) >= PENDING_PER_MACHINE:
+        raise Unavailable(f"{PENDING_PER_MACHINE} requests of this machine are waiting already")
     raw = message.get("suggestions")
     labels = [_bounded(s, 200) for s in raw if isinstance(s, str)] if isinstance(raw, list) else []
     timeout = message.get("timeout_s")

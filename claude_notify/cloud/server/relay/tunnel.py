@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.relay import approvals, queue
+from claude_notify.cloud.server.relay import approvals, push_approvals, queue
 from claude_notify.cloud.server.relay.models import RelayAgent
 from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
@@ -227,6 +227,7 @@ class _Link:
         if isinstance(reply, uuid.UUID):
             self.awaiting.add(reply)
             self._later(approvals.send_cards(self.runtime, reply))
+            self._later(push_approvals.push_approval(self.runtime, reply))  # browsers (#21)
             self.wake()
         elif reply is not None:
             await self.ws.send_json(reply)

@@ -1,7 +1,8 @@
 // The web app's service worker (served at /app/sw.js, so its scope is /app/): task notifications
-// from Web Push, and what their buttons do. A push carries text and a task's key
-// (channels/webpush.py); every link is built here, on this origin, from that key, and every
-// text reaches the notification as text, which browsers never render as markup.
+// and permission requests from Web Push, and what their buttons do. A push carries text and a
+// task's key or an approval's id (channels/webpush.py, relay/push_approvals.py); every link is
+// built here, on this origin, from that key or id, and every text reaches the notification as
+// text, which browsers never render as markup.
 "use strict";
 
 var APP = "/app/";
@@ -22,6 +23,21 @@ function pageFor(data, action) {
   return action === "run" && data.run === true ? page + "?action=run-again#relayed" : page;
 }
 
+// A permission request: Allow and Deny. Never kept back by the browser ("requireInteraction"):
+// the terminal waits on it.
+function approvalNotice(data) {
+  var approval = text(data.approval, "");
+  return self.registration.showNotification(text(data.title, "Claude asks for permission"), {
+    body: text(data.body, ""),
+    icon: APP + "static/icon-192.png",
+    tag: "approval:" + approval,
+    renotify: true,
+    requireInteraction: true,
+    data: {approval: approval},
+    actions: [{action: "allow", title: "Allow"}, {action: "deny", title: "Deny"}]
+  });
+}
+
 self.addEventListener("push", function (event) {
   var data = {};
   try {
@@ -30,6 +46,10 @@ self.addEventListener("push", function (event) {
     data = {};
   }
   if (data === null || typeof data !== "object") { data = {}; }
+  if (data.kind === "approval" && /^[0-9a-f]{32}$/.test(text(data.approval, ""))) {
+    event.waitUntil(approvalNotice(data));
+    return;
+  }
   var task = text(data.task, "");
   var actions = [];
   if (task) {
@@ -49,15 +69,54 @@ self.addEventListener("push", function (event) {
   event.waitUntil(self.registration.showNotification(text(data.title, "claude-notify"), options));
 });
 
-self.addEventListener("notificationclick", function (event) {
-  event.notification.close();
-  var url = new URL(pageFor(event.notification.data, event.action), self.location.origin).href;
-  var done = self.clients.matchAll({type: "window"}).then(function (windows) {
+function show(path) {
+  var url = new URL(path, self.location.origin).href;
+  return self.clients.matchAll({type: "window"}).then(function (windows) {
     var open = windows.filter(function (w) {
       return w.url.indexOf(self.location.origin + APP) === 0;
     })[0];
     if (!open) { return self.clients.openWindow(url); }
     return open.navigate(url).then(function (shown) { return (shown || open).focus(); });
   });
+}
+
+// Allow or Deny from the notification: the approval's page is read with this browser's session
+// and its own form posted with that page's token, so the answer passes every check a click on
+// the page would (owner, origin, token, first answer wins). Signed out, or anything unexpected:
+// the page is opened to answer there.
+function answer(approval, choice) {
+  var page = APP + "approvals/" + approval;
+  return fetch(page, {credentials: "same-origin"}).then(function (read) {
+    return read.text().then(function (html) {
+      var token = /name="csrf" value="([^"]+)"/.exec(html);
+      if (!read.ok || read.redirected || !token) { throw new Error("not signed in"); }
+      var form = new URLSearchParams();
+      form.set("csrf", token[1]);
+      form.set("answer", choice);
+      return fetch(page, {method: "POST", body: form, credentials: "same-origin",
+                          redirect: "manual"});
+    });
+  }).then(function (sent) {
+    var done = sent.type === "opaqueredirect" || sent.status === 303;
+    if (!done && sent.status !== 409) { throw new Error("refused"); }
+    var title = !done ? "Already answered, or expired" : choice === "allow" ? "Allowed" : "Denied";
+    return self.registration.showNotification(title, {
+      tag: "approval:" + approval, icon: APP + "static/icon-192.png",
+      data: {approval: approval}
+    });
+  }).catch(function () { return show(page); });
+}
+
+self.addEventListener("notificationclick", function (event) {
+  event.notification.close();
+  var data = event.notification.data || {};
+  var approval = text(data.approval, "");
+  var done;
+  if (/^[0-9a-f]{32}$/.test(approval)) {
+    done = event.action === "allow" || event.action === "deny"
+      ? answer(approval, event.action) : show(APP + "approvals/" + approval);
+  } else {
+    done = show(pageFor(data, event.action));
+  }
   event.waitUntil(done);
 });
