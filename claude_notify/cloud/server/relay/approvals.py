@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server.db.models import Channel, User
-from claude_notify.cloud.server.relay import push_approvals, queue
+from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
@@ -91,10 +91,8 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     user = session.get(User, user_id)
     if user is None or user.plan != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
-    if not answering_channels(session, user_id) and not push_approvals.subscribed(session,
-                                                                                 user_id):
-        raise Unavailable("no linked Telegram chat or browser with notifications on takes "
-                          "answers")
+    if not answering_channels(session, user_id):
+        raise Unavailable("no linked Telegram chat takes answers")
     waiting = session.scalar(select(func.count()).select_from(Approval).where(
         Approval.user_id == user_id, Approval.machine_id == machine_id,
         Approval.state == "pending", Approval.expires_at > utcnow()))
