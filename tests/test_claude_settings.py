@@ -440,3 +440,29 @@ def test_cli_install_refuses_a_fifo_and_a_symlink_loop_in_one_line(home: Path) -
         assert (code, err.count("\n")) == (2, 1), err
         assert err.startswith(f"claude-notify: {path}: ") and "Traceback" not in err
         assert "symbolic links" in err
+
+
+def test_cli_install_and_status_with_approvals_from_the_phone(home: Path) -> None:
+    config = home.parent / "config.toml"
+    config.write_text('[claude]\napprovals = "phone"\napproval_timeout = "2m"\n')
+    socket = home.parent / "agent.sock"
+    extra = {"CLAUDE_NOTIFY_CONFIG": str(config), "CLAUDE_NOTIFY_AGENT_SOCKET": str(socket)}
+    code, out, _ = _cli(home, "status", **extra)
+    assert code == 0
+    assert out.splitlines()[-2].split(None, 1) == [
+        "approvals", "phone: no agent is listening (claude-notify agent); no PermissionRequest "
+        "hook: run claude-notify claude install again"]
+    assert _cli(home, "install", **extra)[0] == 0
+    doc = json.loads((home / ".claude" / "settings.json").read_text(encoding="utf-8"))
+    assert set(installed_events(doc)) == {*DEFAULT_EVENTS, "PermissionRequest", "PostToolUse",
+                                          "PostToolUseFailure", "SessionEnd"}
+    timeouts = {event: groups[0]["hooks"][0]["timeout"]
+                for event, groups in doc["hooks"].items()}
+    assert timeouts.pop("PermissionRequest") == 120 + 15
+    assert set(timeouts.values()) == {10}  # every other hook stays quick
+    code, out, _ = _cli(home, "status", "--json", **extra)
+    assert json.loads(out)["approvals"] == {"mode": "phone", "socket": str(socket),
+                                            "agent_listening": False}
+    config.write_text("")
+    code, out, _ = _cli(home, "status", **extra)
+    assert out.splitlines()[-2].split() == ["approvals", "off"]

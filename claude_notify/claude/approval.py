@@ -157,3 +157,8 @@ def pending(payload: Mapping[str, Any], env: Mapping[str, str]) -> bool:
                    env=env)
     count = answer.get("pending")
     return isinstance(count, int) and count > 0
+
+
+def agent_listening(env: Mapping[str, str]) -> bool:
+    """Whether an agent answers on the socket (for ``claude status``)."""
+    return "pending" in _call({"op": "pending", "session_id": ""}, wait_s=1.0, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -110,17 +111,43 @@ def status(as_json: bool) -> None:
 
     files = [settings.inspect(s, settings.settings_path(s)) for s in settings.SCOPES]
     claude_path = shutil.which("claude")
+    mode, listening, socket = _approvals()
     if as_json:
         click.echo(json.dumps({
             "files": [{"scope": f.scope, "path": str(f.path), "exists": f.exists,
                        "events": f.events, "error": f.error or None} for f in files],
+            "approvals": {"mode": mode, "socket": socket, "agent_listening": listening},
             "claude": claude_path,
         }, indent=2))
         return
     width = max(len(str(f.path)) for f in files)
     for f in files:
         click.echo(f"{f.scope:<8} {f.path!s:<{width}}  {_describe(f)}")
+    hooked = any("PermissionRequest" in f.events for f in files)
+    click.echo(f"{'approvals':<8} {_describe_approvals(mode, listening, socket, hooked)}")
     click.echo(f"{'claude':<8} {claude_path or 'not on PATH'}")
+
+
+def _approvals() -> tuple[str, bool, str]:
+    """``claude.approvals``, whether an agent answers on the socket, and the socket's path."""
+    from claude_notify import config as config_mod
+    from claude_notify.claude import approval
+    from claude_notify.errors import ConfigError
+
+    try:
+        mode = str(config_mod.load()["claude.approvals"])
+    except ConfigError:
+        mode = "unknown (the config file has an error: claude-notify doctor)"
+    return mode, approval.agent_listening(os.environ), str(approval.socket_path())
+
+
+def _describe_approvals(mode: str, listening: bool, socket: str, hooked: bool) -> str:
+    if mode != "phone":
+        return mode
+    text = "phone" + (f" (the agent listens at {socket})" if listening
+                      else ": no agent is listening (claude-notify agent)")
+    return text + ("" if hooked else "; no PermissionRequest hook: run claude-notify claude "
+                                     "install again")
 
 
 def _describe(f: FileStatus) -> str:
