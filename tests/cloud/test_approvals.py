@@ -86,6 +86,15 @@ def card_showing(telegram: TelegramStandIn, chat: Chat, command: str) -> dict[st
     return shown
 
 
+def card_showing_eventually(telegram: TelegramStandIn, chat: Chat,
+                            command: str) -> dict[str, Any]:
+    shown: dict[str, Any] = wait_for(
+        lambda: next((m for m in telegram.sent_to(chat.chat)
+                      if m["text"].startswith("🔐") and command in m["text"]), None),
+        what=f"the card of {command!r}")
+    return shown
+
+
 def keys(shown: dict[str, Any]) -> dict[str, str]:
     """A card's buttons: their callback data, or for a link its URL."""
     rows = (shown.get("reply_markup") or {}).get("inline_keyboard") or []
@@ -330,3 +339,24 @@ def test_a_machine_cannot_flood_the_chat_with_cards(
         assert "2 requests of this machine are waiting already" in got["detail"]
         card(telegram, chat, 2)
     assert not [m for m in telegram.sent_to(chat.chat) if "three" in m["text"]]
+
+
+def test_filed_again_after_a_reconnect_it_keeps_its_card_and_gets_its_answer(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn
+) -> None:
+    token = register_agent(client, chat.user, MACHINE)
+    headers = {"Authorization": f"Bearer {token}"}
+    with client.websocket_connect("/v1/agent", headers=headers) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        asked = ask(ws)
+        shown = card(telegram, chat)
+    with client.websocket_connect("/v1/agent", headers=headers) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        ws.send_json(asked)  # what the agent does after a reconnect
+        ask(ws, "ls")  # a new one, filed after it: its card goes out after any of the first's
+        card_showing_eventually(telegram, chat, "ls")
+        assert len([m for m in telegram.sent_to(chat.chat) if m["text"].startswith("🔐")
+                    and "rm -rf build" in m["text"]]) == 1
+        assert press(telegram, chat, shown, "Allow")[0]["text"] == "Allowed."
+        got = ws.receive_json()
+        assert (got["id"], got["state"]) == (asked["id"], "allowed")

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from claude_notify.agent import wire
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.relay import approvals, push_approvals, queue
-from claude_notify.cloud.server.relay.models import RelayAgent
+from claude_notify.cloud.server.relay.models import Approval, RelayAgent
 from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
@@ -224,10 +224,13 @@ class _Link:
         """File an approval; its cards go out beside the connection, its answer on a wake-up
         (or at once, when it has one already or nobody can be asked)."""
         reply = await self._db(self._file, message)
-        if isinstance(reply, uuid.UUID):
-            self.awaiting.add(reply)
-            self._later(approvals.send_cards(self.runtime, reply))
-            self._later(push_approvals.push_approval(self.runtime, reply))  # browsers (#21)
+        if isinstance(reply, tuple):
+            approval_id, new = reply
+            self.awaiting.add(approval_id)
+            if new:  # filed again after a reconnect: its cards are out already
+                self._later(approvals.send_cards(self.runtime, approval_id))
+                # browsers (#21)
+                self._later(push_approvals.push_approval(self.runtime, approval_id))
             self.wake()
         elif reply is not None:
             await self.ws.send_json(reply)
@@ -295,15 +298,16 @@ class _Link:
         self.sent.update(r.id for r in rows)
         return out
 
-    def _file(self, message: dict[str, Any]) -> uuid.UUID | wire.Decision | None:
-        """A new pending approval's id; the answer itself for one already answered or that
-        nobody can answer; ``None`` for a malformed one (ignored)."""
+    def _file(self, message: dict[str, Any]) -> tuple[uuid.UUID, bool] | wire.Decision | None:
+        """A pending approval's id and whether it is new; the answer itself for one already
+        answered or that nobody can answer; ``None`` for a malformed one (ignored)."""
         digest = str(message.get("digest") or "")[:64]
         try:
             with self.runtime.sessions.begin() as session:
+                known = session.get(Approval, uuid.UUID(str(message.get("id")))) is not None
                 row = approvals.file(session, *self.key, message)
                 if row.state == "pending":
-                    return row.id
+                    return row.id, not known
                 row.reported_at = utcnow()
                 return approvals.decision_of(row)
         except approvals.Unavailable as exc:
