@@ -158,3 +158,52 @@ def test_buttons_only_where_the_server_takes_presses(slack: SlackStandIn) -> Non
                             slack_signing_secret=secret)
         assert deliver(settings, msg).ok
         assert set(_buttons(slack)) == expected
+
+
+def test_a_permission_request_is_a_slack_card_only_its_owner_answers(
+    linked: Linked, runtime: Runtime, slack: SlackStandIn,
+) -> None:
+    from standins.webpush import WebPushStandIn
+    from test_approvals import agent, ask, quiet
+
+    # Someone who can be asked (a browser with notifications on); the card goes to Slack too.
+    service = WebPushStandIn()
+    with service:  # only its subscription's keys are needed: no push is sent (no VAPID key)
+        browser = service.subscribe("BNotUsedHere")
+    made = linked.client.post("/v1/channels", headers=linked.user.headers,
+                              json={"type": "webpush", "config": browser.config})
+    assert made.status_code == 201, made.text
+    with agent(linked.client, linked.user) as ws:
+        asked = ask(ws, "<!channel> rm -rf build ```", suggestions=("Bash(rm:*)",))
+        [shown] = wait_for(lambda: [r for r in slack.accepted() if r.path.startswith(
+            "/services/") and r.json()["text"] == "Claude wants to use Bash"],
+            what="the permission request's card in Slack")
+        assert shown.displayed["pings"] == []  # the command cannot mention anyone
+        body = shown.json()
+        assert "rm -rf build" in json.dumps(body["blocks"][2])
+        [actions] = [b for b in body["blocks"] if b["type"] == "actions"]
+        ident = asked["id"].replace("-", "")
+        assert {e["action_id"]: e["value"] for e in actions["elements"]} == {
+            "cn_ap_allow": f"ap:{ident}:a", "cn_ap_deny": f"ap:{ident}:d",
+            "cn_ap_session": f"ap:{ident}:s"}
+
+        for stranger in (_press(slack, f"ap:{ident}:a", user="U0STRANGER",
+                                action_id="cn_ap_allow"),
+                         _press(slack, f"ap:{ident}:a", team="T0666",
+                                action_id="cn_ap_allow")):
+            assert _send(linked.client, stranger) == 200
+        assert _answers(slack, 2) == ["Not answered: only the Slack account linked to the "
+                                      "owner's channel can answer."] * 2
+        quiet(ws)  # no decision went to the agent
+        assert _send(linked.client, _press(slack, f"ap:{ident}:a",
+                                           action_id="cn_ap_allow")) == 200
+        assert _answers(slack, 3)[2] == "✅ Allowed"
+        got = ws.receive_json()
+        assert (got["type"], got["id"], got["state"]) == ("decision", asked["id"], "allowed")
+        assert _send(linked.client, _press(slack, f"ap:{ident}:d",
+                                           action_id="cn_ap_deny")) == 200
+        assert _answers(slack, 4)[3] == "Already answered."
+    audit = linked.client.get("/v1/audit", headers=linked.user.headers).json()
+    assert {(a["actor"], a["outcome"]) for a in audit if a["source"] == "approval"} >= {
+        ("slack:T0001:U0STRANGER", "refused"), ("slack:T0666:U0OWNER", "refused"),
+        ("slack:T0001:U0OWNER", "allowed")}

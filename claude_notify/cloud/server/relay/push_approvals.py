@@ -1,4 +1,5 @@
-"""Permission requests pushed to the owner's browsers (Web Push), beside the Telegram cards.
+"""Permission requests pushed to the owner's browsers (Web Push), beside the Telegram cards
+(and, from here too, the Slack cards of :mod:`.slack_approvals`).
 
 A browser that turned on notifications (a ``webpush`` channel) gets each new approval as a
 notification with **Allow** and **Deny**. The push carries what the card shows — the tool, the
@@ -53,6 +54,16 @@ def payload(row: Approval) -> dict[str, Any]:
 
 
 async def push_approval(runtime: Runtime, approval_id: uuid.UUID) -> None:
+    """Ask the owner beyond Telegram: push a pending approval to each of their browsers, and
+    send its card to their linked Slack channels (:mod:`.slack_approvals`), side by side."""
+    import asyncio
+
+    from claude_notify.cloud.server.relay.slack_approvals import post_cards
+
+    await asyncio.gather(_push(runtime, approval_id), post_cards(runtime, approval_id))
+
+
+async def _push(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Push a pending approval to each of its owner's browsers."""
     import httpx
     from starlette.concurrency import run_in_threadpool

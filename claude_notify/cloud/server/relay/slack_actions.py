@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.channels.slack import LOG_ACTION, RUN_ACTION, escape
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
-from claude_notify.cloud.server.relay import actions, queue
+from claude_notify.cloud.server.relay import actions, approvals, queue, slack_approvals
 from claude_notify.cloud.server.relay.chat import KEYS
 from claude_notify.cloud.server.relay.slack import message
 from claude_notify.cloud.server.relay.state import Relay
@@ -61,6 +61,8 @@ class Answered:
     woken: tuple[uuid.UUID, str] | None = None
     code: bool = False
     """Show ``text`` in a code block (a log)."""
+    edited: uuid.UUID | None = None
+    """An approval answered by the press: its Telegram cards are to be edited."""
 
 
 def parse(body: bytes) -> Press | None:
@@ -78,7 +80,9 @@ def parse(body: bytes) -> Press | None:
             and pressed and isinstance(pressed[0], dict)):
         return None
     team_id, user_id = str(team.get("id") or ""), str(user.get("id") or "")
-    if not team_id or not user_id or pressed[0].get("action_id") not in (RUN_ACTION, LOG_ACTION):
+    action_id = str(pressed[0].get("action_id") or "")
+    if not team_id or not user_id or not (action_id in (RUN_ACTION, LOG_ACTION)
+                                          or action_id.startswith("cn_ap_")):
         return None  # Slack reports link buttons ("Open task") too: nothing to answer
     return Press(sender=f"{team_id}:{user_id}", value=str(pressed[0].get("value") or "")[:256],
                  trigger_id=str(payload.get("trigger_id") or "")[:128],
@@ -103,7 +107,12 @@ def response(answered: Answered) -> dict[str, Any]:
 
 
 def handle(runtime: Runtime, relay: Relay, press: Press) -> Answered:
-    """Run again or show the log (or refuse, audited) for a press on one of our messages."""
+    """Run again or show the log (or refuse, audited) for a press on one of our messages; a
+    press on a permission request's card answers it (:mod:`.slack_approvals`)."""
+    if press.value.startswith(f"{approvals.PREFIX}:"):
+        with runtime.sessions.begin() as session:
+            pressed = slack_approvals.press(session, sender=press.sender, value=press.value)
+        return Answered(pressed.text, woken=pressed.wake, edited=pressed.edit)
     parsed = actions.parse(press.value)
     with runtime.sessions.begin() as session:
         row = session.get(Delivery, parsed[1]) if parsed else None

@@ -36,6 +36,7 @@ from claude_notify.cloud.server.api import jsonguard
 from claude_notify.cloud.server.api.deps import RuntimeDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.relay import (
+    approvals,
     chat,
     discord,
     feishu,
@@ -152,6 +153,8 @@ async def slack_interactions(
         answered = await run_in_threadpool(slack_actions.handle, runtime, relay, press)
         if answered.woken is not None:
             relay.hub.wake(answered.woken)
+        if answered.edited is not None:  # a permission request: its Telegram cards say so
+            background.add_task(approvals.edit_cards, runtime, answered.edited)
     background.add_task(slack_actions.respond, runtime.settings, press, answered)
     return Response(status_code=200)
 
