@@ -543,7 +543,8 @@ class Tmux:
 
 
 def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Path,
-                 standin: MessagesStandIn, command: str) -> tuple[Phone, Tmux, Path]:
+                 standin: MessagesStandIn, command: str,
+                 timeout: str = "60s") -> tuple[Phone, Tmux, Path]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     claude = _claude_cli(shared_server)
@@ -555,7 +556,7 @@ def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Pat
         "hasCompletedOnboarding": True, "theme": "dark",
         "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []},
         "projects": {str(project.resolve()): {"hasTrustDialogAccepted": True}}}))
-    phone = Phone(shared_server.running(), telegram, tmp_path)
+    phone = Phone(shared_server.running(), telegram, tmp_path, timeout=timeout)
     env = {k: v for k, v in phone.env.items()
            if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDECODE", "TMUX"))} | {
         "HOME": str(home), "TERM": "xterm-256color", "ANTHROPIC_BASE_URL": standin.url,
@@ -682,3 +683,35 @@ def test_always_in_this_session_applies_only_what_claude_offered(
         finally:
             phone.agent.stop()
     assert (project / "marker-0").exists() and (project / "marker-1").exists()
+
+
+@pytest.mark.timeout(300)
+def test_interactive_no_answer_in_time_leaves_the_dialog_to_decide(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    """``approval_timeout`` passes with nobody answering on the phone: the hook gives up without
+    a word, the dialog stays on screen and works (1 runs the tool), the card says it expired."""
+    command = "touch after-the-timeout"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Marker made."
+        return ToolCall("Bash", {"command": command, "description": "Create a marker file"})
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone, tmux, project = _interactive(shared_server, telegram, tmp_path, standin, command,
+                                            timeout="3s")
+        try:
+            [card] = phone.cards()
+            _dialog(tmux)
+            assert "Expired" in phone.edited(card)  # the agent gave up after 3 s
+            assert "1. Yes" in tmux.screen()  # the dialog is still there, still the user's
+            assert not (project / "after-the-timeout").exists()
+            tmux.keys("1")
+            wait_for(lambda: (project / "after-the-timeout").exists(), timeout=60,
+                     what="the tool to run from the dialog")
+            assert phone.press(card, "Deny")["text"] == "Expired: answer in the terminal."
+        finally:
+            tmux.close()
+            phone.agent.stop()
