@@ -413,6 +413,9 @@ def test_a_relayed_turn_defers_the_call_and_resumes_with_the_phones_answer(
                                    timeout=120, check=False)
             assert first.returncode == 0, first.stderr
             session = json.loads(first.stdout)["session_id"]
+            # The user's own hooks (PermissionRequest included) are installed too: inside the
+            # relayed turn they must neither wait for the phone a second time nor notify.
+            cli(["claude", "install", "--user"], env, cwd=project)
             stop = {"session_id": session, "cwd": str(project), "hook_event_name": "Stop",
                     "stop_hook_active": False, "last_assistant_message": "First turn done."}
             cli(["hook"], {**env, "CLAUDE_NOTIFY_CLAUDE_DEBOUNCE": "0", "DISPLAY": ":999",
@@ -428,6 +431,7 @@ def test_a_relayed_turn_defers_the_call_and_resumes_with_the_phones_answer(
                                                           "Deny": "Denied."}[button]
             _notified(phone, "Bash said:")
             assert phone.press(card, "Allow")["text"] == "Already answered."
+            assert len(phone.cards()) == 1  # the user's own hooks asked nothing more
         finally:
             phone.agent.stop()
     said = json.dumps(standin.messages()[-1]["messages"][-1]["content"])
