@@ -246,7 +246,8 @@ def test_nobody_to_ask_is_answered_at_once(
         asked = ask(ws)
         got = ws.receive_json()
         assert (got["id"], got["state"], got["detail"]) == (
-            asked["id"], "unavailable", "no linked Telegram chat takes answers")
+            asked["id"], "unavailable",
+            "no linked Telegram chat or browser with notifications on takes answers")
     assert rows(runtime) == []
 
 

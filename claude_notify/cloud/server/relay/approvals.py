@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server.db.models import Channel, User
-from claude_notify.cloud.server.relay import queue
+from claude_notify.cloud.server.relay import push_approvals, queue
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
