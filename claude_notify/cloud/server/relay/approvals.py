@@ -91,8 +91,10 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     user = session.get(User, user_id)
     if user is None or user.plan != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
-    if not answering_channels(session, user_id):
-        raise Unavailable("no linked Telegram chat takes answers")
+    if not answering_channels(session, user_id) and not push_approvals.subscribed(session,
+                                                                                 user_id):
+        raise Unavailable("no linked Telegram chat or browser with notifications on takes "
+                          "answers")
     waiting = session.scalar(select(func.count()).select_from(Approval).where(
         Approval.user_id == user_id, Approval.machine_id == machine_id,
         Approval.state == "pending", Approval.expires_at > utcnow()))
