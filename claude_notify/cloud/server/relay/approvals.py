@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server.db.models import Channel, User
-from claude_notify.cloud.server.relay import push_approvals, queue
-from claude_notify.cloud.server.relay.models import Approval
+from claude_notify.cloud.server.relay import push_approvals
+from claude_notify.cloud.server.relay.models import Approval, RelayAudit
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
 
@@ -134,10 +134,12 @@ def _bounded(value: object, limit: int) -> str:
 
 def _audit(session: Session, row: Approval, *, actor: str, outcome: str,
            reason: str | None = None) -> None:
-    origin = queue.Origin(user_id=row.user_id, plan="", source="approval", actor=actor)
-    queue.audit(session, origin, command=f"{row.tool_name}: {row.display}", outcome=outcome,
-                reason=reason, machine_id=row.machine_id, session_id=row.session_id)
-    # The audit row names the approval where a command's id would be.
+    """One row of the relay's audit log; its ``command_id`` is the approval's id."""
+    session.add(RelayAudit(user_id=row.user_id, command_id=row.id, actor=actor[:128],
+                           source="approval", machine_id=row.machine_id,
+                           session_id=row.session_id,
+                           command=f"{row.tool_name}: {row.display}"[:8192], outcome=outcome,
+                           reason=reason))
     session.flush()
 
 
