@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -224,7 +224,7 @@ class Broker:
             waiter.done.set()  # answer nothing: the terminal decided
         return {"withdrawn": len(mine)}
 
-    def decided(self, message: dict[str, Any]) -> None:
+    def decided(self, message: Mapping[str, Any]) -> None:
         """The server's :data:`~claude_notify.agent.wire.DECISION`."""
         with self._lock:
             waiter = self.waiting.get(str(message.get("id")))
