@@ -194,6 +194,11 @@ def withdraw(session: Session, user_id: uuid.UUID, machine_id: str,
     return _close(session, list(session.scalars(stmt.limit(100))), state=state, actor="agent")
 
 
+def expire_orphans(session: Session, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Expire those of ``ids`` still pending: their agent went away and did not come back."""
+    return _close(session, ids, state="expired", actor="server")
+
+
 def _close(session: Session, ids: list[uuid.UUID], *, state: str, actor: str) -> list[uuid.UUID]:
     closed = []
     for approval_id in ids:

@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -152,6 +153,32 @@ class _Link:
                         await self.sender
                 with contextlib.suppress(Exception):  # already closed by the agent, most often
                     await self.ws.close(code=1001)
+                if self.awaiting:
+                    self._orphaned(set(self.awaiting))
+
+    def _orphaned(self, ids: set[uuid.UUID]) -> None:
+        """Approvals whose agent went away while they waited: unless it is back within
+        ``idle_s`` (a restart, a network blip: it files them again), they are expired and their
+        cards say so, rather than offering buttons nobody is listening to."""
+        gone_at = utcnow()
+
+        def check() -> None:
+            self._later(self._expire_orphans(ids, gone_at))
+
+        self.loop.call_later(self.relay.policy.idle_s, check)
+
+    async def _expire_orphans(self, ids: set[uuid.UUID], gone_at: datetime) -> None:
+        for approval_id in await self._db(self._expire_if_gone, ids, gone_at):
+            await approvals.edit_cards(self.runtime, approval_id)
+
+    def _expire_if_gone(self, ids: set[uuid.UUID], gone_at: datetime) -> list[uuid.UUID]:
+        user_id, machine_id = self.key
+        with self.runtime.sessions.begin() as session:
+            back = session.scalar(select(func.max(RelayAgent.last_seen_at)).where(
+                RelayAgent.user_id == user_id, RelayAgent.machine_id == machine_id))
+            if back is not None and back > gone_at:
+                return []
+            return approvals.expire_orphans(session, sorted(ids))
 
     def cut(self) -> None:
         """Close the connection: its token was revoked (the hub's callback). The agent's
