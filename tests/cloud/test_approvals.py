@@ -26,7 +26,7 @@ from standins.telegram import TelegramStandIn
 from tg_kit import MACHINE, OWNER, STRANGER, Chat
 from web_kit import browser_of, form_token, sign_in
 
-from claude_notify.cloud.server.relay import approvals
+from claude_notify.cloud.server.relay import approvals, tunnel
 from claude_notify.cloud.server.relay.models import Approval, RelayAudit
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -362,3 +362,47 @@ def test_filed_again_after_a_reconnect_it_keeps_its_card_and_gets_its_answer(
         assert press(telegram, chat, shown, "Allow")[0]["text"] == "Allowed."
         got = ws.receive_json()
         assert (got["id"], got["state"]) == (asked["id"], "allowed")
+
+
+def test_an_approval_whose_agent_went_away_expires_and_its_card_says_so(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tunnel, "ORPHAN_S", 0.3)  # how long an agent has to come back
+    with agent(client, chat.user) as ws:
+        asked = ask(ws)
+        shown = card(telegram, chat)
+    edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
+                      what="the card of an approval nobody waits for any more")
+    assert "Expired" in edited[-1]["text"]
+    assert rows(runtime)[0].state == "expired"
+    assert outcomes(runtime)[-1] == ("expired", "server")
+    with agent(client, chat.user) as ws:  # the agent back, filing it again: told how it ended
+        ws.send_json(asked)
+        assert ws.receive_json()["state"] == "expired"
+
+
+def test_an_agent_back_in_time_keeps_its_approval(
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tunnel, "ORPHAN_S", 1.0)
+    token = register_agent(client, chat.user, MACHINE)
+    headers = {"Authorization": f"Bearer {token}"}
+    with client.websocket_connect("/v1/agent", headers=headers) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        asked = ask(ws)
+        shown = card(telegram, chat)
+    with client.websocket_connect("/v1/agent", headers=headers) as ws:
+        ws.send_json({"type": "hello", "sessions": [], "running": []})  # back within 1 s
+        ws.send_json(asked)
+        quiet(ws)
+        # A negative, so a deadline rather than a condition: the check ran at 1 s and left it
+        # (pings meanwhile, as the agent's heartbeat would).
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            quiet(ws)
+            time.sleep(0.1)
+        assert rows(runtime)[0].state == "pending"
+        assert press(telegram, chat, shown, "Allow")[0]["text"] == "Allowed."
+        assert ws.receive_json()["state"] == "allowed"

@@ -39,6 +39,9 @@ SEEN_EVERY_S = 60.0
 """How often a connected agent's heartbeats are written down as ``last_seen_at``: the web app
 calls it online while that is within ``relay_idle_s``, and 10,000 idle agents cost ~170 small
 writes a second rather than ~670."""
+ORPHAN_S = 90.0
+"""How long an agent that went away with approvals waiting has to come back (it retries for a
+minute after a server restart) before they are expired."""
 POLICY_ENTRIES = 200
 POLICY_CHARS = 512
 
@@ -158,14 +161,14 @@ class _Link:
 
     def _orphaned(self, ids: set[uuid.UUID]) -> None:
         """Approvals whose agent went away while they waited: unless it is back within
-        ``idle_s`` (a restart, a network blip: it files them again), they are expired and their
-        cards say so, rather than offering buttons nobody is listening to."""
+        :data:`ORPHAN_S` (a restart, a network blip: it files them again), they are expired and
+        their cards say so, rather than offering buttons nobody is listening to."""
         gone_at = utcnow()
 
         def check() -> None:
             self._later(self._expire_orphans(ids, gone_at))
 
-        self.loop.call_later(self.relay.policy.idle_s, check)
+        self.loop.call_later(ORPHAN_S, check)
 
     async def _expire_orphans(self, ids: set[uuid.UUID], gone_at: datetime) -> None:
         for approval_id in await self._db(self._expire_if_gone, ids, gone_at):
