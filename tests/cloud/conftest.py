@@ -47,6 +47,7 @@ from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("CLAUDE_NOTIFY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 # --------------------------------------------------------------------------- databases
@@ -69,20 +70,28 @@ def pg_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _scratch_pg() -> Iterator[str]:
-    """A new, migrated PostgreSQL database, dropped on exit."""
-    name = f"cn_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+def empty_pg(prefix: str = "cn_test") -> Iterator[str]:
+    """A new PostgreSQL database that nothing has migrated, dropped (with its connections) on
+    exit: for tests that migrate it themselves, or check what an unmigrated one does."""
+    _require_pg()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _scratch_pg() -> Iterator[str]:
+    """A new, migrated PostgreSQL database, dropped on exit."""
+    with empty_pg() as url:
         engine = make_engine(Settings(database_url=url).sqlalchemy_url)
         migrate(engine)
         engine.dispose()
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _require_pg() -> None:
@@ -136,6 +145,34 @@ def _emptied(url: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {tables} CASCADE")
     return url
+
+
+def require_redis(url: str = REDIS_URL) -> str:
+    """``url``, once Redis answers there; else the test fails in CI and is skipped elsewhere."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {url}")
+        pytest.skip(f"Redis is not reachable at {url}")
+    return url
+
+
+@pytest.fixture
+def replicas(pg_db: str, smtp_server: Mailbox) -> Iterator[tuple[Any, Any]]:
+    """Two ``relay_kit.Server`` replicas on one PostgreSQL database and Redis, the relay's own
+    poll slowed to 120 s: whatever reaches an agent on the other replica came through Redis."""
+    from relay_kit import Server
+
+    servers = [Server.make(pg_db, smtp_server, REDIS_URL=require_redis(),
+                           CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120") for _ in range(2)]
+    for server in servers:
+        server.start()  # one after the other: the first migrates
+    yield servers[0], servers[1]
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

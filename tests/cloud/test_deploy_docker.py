@@ -27,10 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from cloud_kit import wait_for
-from conftest import PG_ADMIN_URL
+from conftest import empty_pg
 from deploy_kit import IMAGE_UID, ROOT
 
 pytestmark = [
@@ -132,14 +131,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def fresh_db() -> Iterator[str]:
     """A new, empty PostgreSQL database: the migrate container is what migrates it."""
-    name = f"cn_docker_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_pg("cn_docker") as url:
+        yield url
 
 
 @pytest.mark.timeout(3600)

@@ -25,18 +25,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-import redis
 import yaml
 from cloud_kit import Receiver, free_port, wait_for
-from conftest import PG_ADMIN_URL, _require_pg
+from conftest import empty_pg, require_redis
 from deploy_kit import DEPLOY, image_entrypoint
 from relay_kit import AgentProc, cli, user_env
 
@@ -125,21 +122,9 @@ def started(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Iter
 @pytest.fixture
 def fresh_db() -> Iterator[str]:
     """A new database nothing has migrated: compose's migrate service does it."""
-    _require_pg()
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    name = f"cn_compose_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    require_redis(REDIS_URL)
+    with empty_pg("cn_compose") as url:
+        yield url
 
 
 def answers(url: str, path: str) -> bool:

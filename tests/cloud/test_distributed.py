@@ -23,6 +23,7 @@ import httpx
 import pytest
 import redis
 from cloud_kit import HANG, Account, Receiver, free_port, wait_for
+from conftest import require_redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -35,19 +36,12 @@ from claude_notify.events import TaskEvent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 WORKER = "import sys; from claude_notify.cloud.server.cli import server; server(sys.argv[1:])"
 
 
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
+    return require_redis()
 
 
 @pytest.fixture

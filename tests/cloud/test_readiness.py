@@ -7,15 +7,12 @@ described (never a faked answer from the check itself)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from conftest import PG_ADMIN_URL, _require_pg
+from conftest import empty_pg, require_redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -25,7 +22,6 @@ from claude_notify.cloud.server.logcrypt import new_key
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
-REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -36,15 +32,8 @@ def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'server.db'}"
         return
-    _require_pg()
-    name = f"cn_ready_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_pg("cn_ready") as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -155,15 +144,7 @@ def test_redis_on_a_closed_port_is_not_ready(fresh_db: str) -> None:
 
 @pytest.mark.redis
 def test_ready_with_redis(fresh_db: str) -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    with serving(fresh_db, redis_url=REDIS_URL) as client:
+    with serving(fresh_db, redis_url=require_redis()) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["redis"] == "ok"

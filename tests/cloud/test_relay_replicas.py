@@ -3,37 +3,16 @@ agent connected to the other at once (a Redis wake-up, not the agents' minute-lo
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
-from cloud_kit import Mailbox, wait_for
+from cloud_kit import wait_for
 from relay_kit import AgentProc, Server, api, cli, user_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 SESSION = "tty:/dev/pts/9:99"
-
-
-@pytest.fixture
-def replicas(pg_db: str, smtp_server: Mailbox) -> Iterator[tuple[Server, Server]]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    servers = [Server.make(pg_db, smtp_server, REDIS_URL=REDIS_URL,
-                           CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120") for _ in range(2)]
-    for server in servers:
-        server.start()  # one after the other: the first migrates
-    yield servers[0], servers[1]
-    for server in servers:
-        server.stop()
 
 
 def test_a_command_posted_to_one_replica_runs_on_an_agent_of_the_other(

@@ -12,7 +12,6 @@ PostgreSQL + Redis); the reply-token tests drive the in-process app with the Tel
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import sqlalchemy
 from click.testing import CliRunner
 from cloud_kit import Account, Mailbox, wait_for
@@ -45,7 +43,6 @@ from claude_notify.events import TaskEvent
 
 __all__ = ["telegram"]
 SESSION = "tty:/dev/pts/6:606"
-REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROMPT_S = 3.0
 """How soon a revoked connection must be closed, measured on a loaded 2-core machine (the server
 promises a second; the rest is the agent noticing and writing its log line)."""
@@ -141,23 +138,6 @@ def test_a_command_sent_after_the_agent_token_is_revoked_is_refused_and_never_ru
     assert took < PROMPT_S
     assert answers[0].status_code == 409 and "no agent is registered" in answers[0].text
     assert not (machine.project / "after-revoke").exists()
-
-
-@pytest.fixture
-def replicas(pg_db: str, smtp_server: Mailbox) -> Iterator[tuple[Server, Server]]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    servers = [Server.make(pg_db, smtp_server, REDIS_URL=REDIS_URL,
-                           CLAUDE_NOTIFY_SERVER_RELAY_POLL_S="120") for _ in range(2)]
-    for server in servers:
-        server.start()  # one after the other: the first migrates
-    yield servers[0], servers[1]
-    for server in servers:
-        server.stop()
 
 
 @pytest.mark.postgres
