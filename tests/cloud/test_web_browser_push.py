@@ -26,8 +26,8 @@ a click with no window open, ``openWindow``, is not covered).
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,20 +41,8 @@ from standins.webpush import WebPushStandIn
 from claude_notify.cloud.server.channels.vapid import b64url, new_private_key, public_key
 from claude_notify.events import TaskEvent
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 KEY = new_private_key()
 HOSTILE = "<img src=x onerror=alert(1)>&amp;{{7*7}}"
-
-
-def _needed(tool: str, *names: str) -> str:
-    found = next((path for name in names if (path := shutil.which(name))), None)
-    if found is None:
-        why = f"{tool} is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return found
 
 
 def _mailed_link(box: Mailbox, address: str, seen: int, path: str) -> str:
@@ -64,15 +52,6 @@ def _mailed_link(box: Mailbox, address: str, seen: int, path: str) -> str:
 
     found = wait_for(lambda: mails()[seen:] and mails(), timeout=30, what=f"a mail to {address}")
     return next(w for w in found[-1].split() if path in w)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _needed("chromium", "chromium", "chromium-browser")
-    with playwright_sync.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +116,22 @@ def _notifications(page: Any) -> list[dict[str, Any]]:
         .then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag, data: n.data,
                                   actions: n.actions.map(a => a.action)})))""")
     return found
+
+
+def _delivered(cdp: Any, page: Any, origin: str, registration: str, raw: bytes,
+               what: str) -> list[dict[str, Any]]:
+    """Hand ``raw`` to the worker as a push message until it shows a notification. Chromium may
+    drop a message handed over while it is still starting the worker (seen twice in about a dozen
+    runs on a loaded machine); the worker's tag makes a second delivery replace the first."""
+    for _ in range(3):
+        cdp.send("ServiceWorker.deliverPushMessage", {
+            "origin": origin, "registrationId": registration, "data": raw.decode()})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if shown := _notifications(page):
+                return shown
+            time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_installable_app_push_notification_and_its_run_again_action(
@@ -204,11 +199,8 @@ def test_installable_app_push_notification_and_its_run_again_action(
                  what="the worker to control the page")
         registration = next(r["registrationId"] for r in registrations
                             if r["scopeURL"] == f"{server.url}/app/" and not r["isDeleted"])
-        cdp.send("ServiceWorker.deliverPushMessage", {
-            "origin": server.url, "registrationId": registration,
-            "data": got.displayed["raw"].decode()})
-        [shown] = wait_for(lambda: _notifications(page), timeout=30,
-                           what="the notification the worker shows")
+        [shown] = _delivered(cdp, page, server.url, registration, got.displayed["raw"],
+                             "the notification the worker shows")
         assert HOSTILE in shown["title"] and shown["body"].endswith("<b>not bold</b>")
         assert (shown["actions"], shown["tag"], shown["data"]) == (
             ["open", "run"], f"task:{key}", {"task": key, "run": True})
@@ -295,11 +287,8 @@ def test_a_permission_request_is_allowed_from_the_notification(
                  what="the worker to control the page")
         registration = next(r["registrationId"] for r in registrations
                             if r["scopeURL"] == f"{server.url}/app/" and not r["isDeleted"])
-        cdp.send("ServiceWorker.deliverPushMessage", {
-            "origin": server.url, "registrationId": registration,
-            "data": got.displayed["raw"].decode()})
-        [shown] = wait_for(lambda: _notifications(page), timeout=30,
-                           what="the permission request's notification")
+        [shown] = _delivered(cdp, page, server.url, registration, got.displayed["raw"],
+                             "the permission request's notification")
         assert shown["title"] == "Claude wants to use Bash"
         assert shown["body"] == f"project · laptop-7f3a\n{HOSTILE}"
         assert (shown["actions"], shown["tag"]) == (["allow", "deny"], f"approval:{approval.hex}")
