@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import threading
 import time
@@ -33,6 +35,18 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def needed(tool: str, *names: str) -> str:
+    """The path of ``tool`` (the first of ``names`` on PATH); missing, the test fails in CI
+    (scripts/test.sh installs it) and is skipped elsewhere."""
+    found = next((path for name in names if (path := shutil.which(name))), None)
+    if found is None:
+        why = f"{tool} is not installed (scripts/test.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return found
 
 
 def free_port() -> int:

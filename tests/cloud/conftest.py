@@ -32,6 +32,7 @@ from cloud_kit import (
     Received,
     Receiver,
     free_port,
+    needed,
     verification_code,
     wait_for,
 )
@@ -179,6 +180,25 @@ def replicas(pg_db: str, smtp_server: Mailbox) -> Iterator[tuple[Any, Any]]:
 def pg_db(pg_url: str) -> str:
     """The scratch PostgreSQL database, emptied: for tests that only make sense there."""
     return _emptied(pg_url)
+
+
+# --------------------------------------------------------------------------- a browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (nothing downloaded), one per module."""
+    executable = needed("chromium", "chromium", "chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # the dev group installs it
+        if os.environ.get("CI"):
+            pytest.fail("playwright is not installed (scripts/test.sh installs it)")
+        pytest.skip("playwright is not installed (scripts/test.sh installs it)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
 
 
 # --------------------------------------------------------------------------- SMTP

@@ -32,38 +32,17 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from cloud_kit import Mailbox, Receiver, mail_text, wait_for
+from cloud_kit import Mailbox, Receiver, mail_text, needed, wait_for
 from relay_kit import AgentProc, Server, api, cli, email, user_env
 from standins.telegram import TOKEN, TelegramStandIn
 from tg_kit import HOOK, SECRET, update
 
 from claude_notify.events import TaskEvent
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>{{7*7}}\u202eevil"
 BOT = "claude_notify_test_bot"
-
-
-def _needed(tool: str, *names: str) -> str:
-    found = next((path for name in names if (path := shutil.which(name))), None)
-    if found is None:
-        why = f"{tool} is not installed (scripts/test.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _needed("chromium", "chromium", "chromium-browser")
-    with playwright_sync.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +308,7 @@ def test_an_email_channel_is_confirmed_from_its_mailed_link_by_someone_signed_ou
 
 
 def _qr_text(element: Any, where: Path) -> str:
-    zbarimg = _needed("zbarimg (zbar-tools)", "zbarimg")
+    zbarimg = needed("zbarimg (zbar-tools)", "zbarimg")
     element.screenshot(path=where)
     decoded = subprocess.run([zbarimg, "--raw", "-q", str(where)], capture_output=True,
                              timeout=30, check=False)

@@ -22,28 +22,6 @@ from standins.stripe import KEY, PRICE, WEBHOOK_SECRET, StripeStandIn
 
 from claude_notify.cloud.server.billing.models import BillingEvent
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-def _chromium() -> str:
-    import os
-
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (scripts/test.sh installs it)")
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    with playwright_sync.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
 
 @pytest.fixture(scope="module")
 def stripe_api() -> Iterator[StripeStandIn]:

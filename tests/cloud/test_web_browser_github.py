@@ -8,7 +8,6 @@ contract. A refused sign-in (an unverified address) leaves the browser on a page
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -19,26 +18,6 @@ import pytest
 from cloud_kit import Mailbox
 from github_standin import GitHubStandIn, Person, address, running
 from relay_kit import Server, email
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (scripts/test.sh installs it)")
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    with playwright_sync.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
