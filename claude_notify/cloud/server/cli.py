@@ -121,6 +121,7 @@ def server(ctx: click.Context, host: str, port: int) -> None:
                             log_config=None, ws_per_message_deflate=False,
                             http=HeaderDeadlineProtocol, timeout_graceful_shutdown=grace)
     served = DrainingServer(config)
+    _freeze_heap()
     served.run()
     if not served.started:  # as uvicorn.run: the port was taken, the app failed to start
         raise SystemExit(3)
@@ -149,7 +150,19 @@ def worker(metrics_port: int | None, metrics_host: str) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr=metrics_host, registry=runtime.metrics.registry)
+    _freeze_heap()
     asyncio.run(run_worker(runtime))
+
+
+def _freeze_heap() -> None:
+    """Take what start-up made (modules, the app and its routes, ~all of a server's objects)
+    out of the garbage collector's sight. Its full collections walked all of it and stalled
+    whole bursts of requests: under 50 concurrent Stripe deliveries the webhook's p99 went from
+    243-280 ms to 100-178 ms with this (``scripts/bench_billing.py``, loaded machine)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 @server.command()
