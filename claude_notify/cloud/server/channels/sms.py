@@ -74,17 +74,22 @@ def build_text(message: Message, *, app_url: str | None) -> str:
 
 class SmsChannel(HttpChannel):
     type: ClassVar[str] = "sms"
+    label: ClassVar[str] = "SMS"
+
+    def sender(self) -> str | None:
+        """The operator's number or messaging service this channel sends from."""
+        return self.settings.twilio_from
 
     def form(self, message: Message) -> dict[str, str]:
-        sender = str(self.settings.twilio_from)
+        sender = str(self.sender())
         key = "MessagingServiceSid" if sender.startswith("MG") else "From"
         text = build_text(message, app_url=self.settings.dashboard_url)
         return {"To": str(message.config["number"]), key: sender, "Body": text}
 
     async def request(self, message: Message) -> Post | SendResult:
         s = self.settings
-        if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
-            return SendResult(ok=False, detail="SMS is not configured on this server")
+        if not (s.twilio_account_sid and s.twilio_auth_token and self.sender()):
+            return SendResult(ok=False, detail=f"{self.label} is not configured on this server")
         base = s.twilio_api_base.rstrip("/")
         return Post(f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json", {
             "data": self.form(message),

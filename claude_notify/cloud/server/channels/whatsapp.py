@@ -17,7 +17,7 @@ from typing import ClassVar, Final
 import httpx
 
 from claude_notify.cloud.server.channels import templates
-from claude_notify.cloud.server.channels.base import Message, Post, SendResult
+from claude_notify.cloud.server.channels.base import Message, SendResult
 from claude_notify.cloud.server.channels.sms import SmsChannel
 from claude_notify.cloud.server.channels.text import clean
 
@@ -50,10 +50,14 @@ def build_text(message: Message, *, app_url: str | None) -> str:
 
 class WhatsAppChannel(SmsChannel):
     type: ClassVar[str] = "whatsapp"
+    label: ClassVar[str] = "WhatsApp"
+
+    def sender(self) -> str | None:
+        return self.settings.twilio_whatsapp_from
 
     def form(self, message: Message) -> dict[str, str]:
         s = self.settings
-        sender = str(s.twilio_whatsapp_from)
+        sender = str(self.sender())
         out = {"To": f"whatsapp:{message.config['number']}"}
         if sender.startswith("MG"):
             out["MessagingServiceSid"] = sender
@@ -66,18 +70,6 @@ class WhatsAppChannel(SmsChannel):
         else:
             out["Body"] = text
         return out
-
-    async def request(self, message: Message) -> Post | SendResult:
-        s = self.settings
-        if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_whatsapp_from):
-            return SendResult(ok=False, detail="WhatsApp is not configured on this server")
-        base = s.twilio_api_base.rstrip("/")
-        return Post(f"{base}/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json", {
-            "data": self.form(message),
-            "auth": (s.twilio_account_sid, s.twilio_auth_token),
-            "timeout": s.provider_timeout_s,
-            "follow_redirects": False,
-        })
 
     def classify(self, response: httpx.Response) -> SendResult:
         result = super().classify(response)
