@@ -207,3 +207,20 @@ def test_a_permission_request_is_a_slack_card_only_its_owner_answers(
     assert {(a["actor"], a["outcome"]) for a in audit if a["source"] == "approval"} >= {
         ("slack:T0001:U0STRANGER", "refused"), ("slack:T0666:U0OWNER", "refused"),
         ("slack:T0001:U0OWNER", "allowed")}
+
+
+def test_an_owner_with_slack_alone_is_asked_there(linked: Linked, runtime: Runtime,
+                                                  slack: SlackStandIn) -> None:
+    """No Telegram chat and no browser: the linked Slack account is who answers."""
+    from test_approvals import agent, ask
+
+    with agent(linked.client, linked.user) as ws:
+        asked = ask(ws, "make deploy")
+        wait_for(lambda: [r for r in slack.accepted() if r.path.startswith("/services/")
+                          and r.json()["text"] == "Claude wants to use Bash"],
+                 what="the permission request's card in Slack")
+        ident = asked["id"].replace("-", "")
+        assert _send(linked.client, _press(slack, f"ap:{ident}:d",
+                                           action_id="cn_ap_deny")) == 200
+        got = ws.receive_json()
+        assert (got["type"], got["id"], got["state"]) == ("decision", asked["id"], "denied")

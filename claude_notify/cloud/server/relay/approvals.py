@@ -72,8 +72,10 @@ class Unavailable(Exception):
 
 
 def file(session: Session, user_id: uuid.UUID, machine_id: str,
-         message: dict[str, Any]) -> Approval:
+         message: dict[str, Any], *, slack: bool = False) -> Approval:
     """The approval ``message`` asks for, filed now or found again (a re-send after a reconnect).
+    ``slack``: the server takes Slack presses (its Slack app's signing secret is set), so a
+    linked Slack account can answer too.
 
     Raises :class:`Unavailable` when nobody can answer it, ``ValueError`` for a malformed one.
     """
@@ -91,10 +93,10 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     user = session.get(User, user_id)
     if user is None or user.plan != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
-    if not answering_channels(session, user_id) and not push_approvals.subscribed(session,
-                                                                                 user_id):
-        raise Unavailable("no linked Telegram chat or browser with notifications on takes "
-                          "answers")
+    if not (answering_channels(session, user_id) or push_approvals.subscribed(session, user_id)
+            or (slack and _slack_linked(session, user_id))):
+        raise Unavailable("no linked Telegram chat, Slack account or browser with "
+                          "notifications on takes answers")
     waiting = session.scalar(select(func.count()).select_from(Approval).where(
         Approval.user_id == user_id, Approval.machine_id == machine_id,
         Approval.state == "pending", Approval.expires_at > utcnow()))
@@ -126,6 +128,12 @@ def answering_channels(session: Session, user_id: uuid.UUID) -> list[Channel]:
     return [c for c in found if isinstance(c.config.get("chat_id"), int)
             and isinstance(c.config.get("tg_user_id"), int)
             and (c.config["chat_id"] > 0 or c.config.get("allow_group_replies") is True)]
+
+
+def _slack_linked(session: Session, user_id: uuid.UUID) -> bool:
+    from claude_notify.cloud.server.relay.slack_approvals import linked_channels  # imports us
+
+    return bool(linked_channels(session, user_id))
 
 
 def _bounded(value: object, limit: int) -> str:

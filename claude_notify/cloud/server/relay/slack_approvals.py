@@ -11,8 +11,8 @@ the agent is woken and the Telegram cards are edited. The card itself stays (an 
 webhook's message cannot be edited): a later press is answered "already answered".
 
 Only with the Slack app's signing secret set: without it a press would reach nobody, and no card
-is sent. An owner with Slack alone is not asked (the approval is filed only for a Telegram chat
-or a browser that can answer; see :func:`claude_notify.cloud.server.relay.approvals.file`).
+is sent, and a Slack account alone does not make someone who can be asked
+(:func:`claude_notify.cloud.server.relay.approvals.file`).
 """
 
 from __future__ import annotations

@@ -335,7 +335,8 @@ class _Link:
         try:
             with self.runtime.sessions.begin() as session:
                 known = session.get(Approval, uuid.UUID(str(message.get("id")))) is not None
-                row = approvals.file(session, *self.key, message)
+                row = approvals.file(session, *self.key, message,
+                                     slack=bool(self.runtime.settings.slack_signing_secret))
                 if row.state == "pending":
                     return row.id, not known
                 row.reported_at = utcnow()
