@@ -51,6 +51,17 @@ PG_ADMIN_URL = os.environ.get("CLAUDE_NOTIFY_TEST_PG", "postgresql://postgres@12
 REDIS_URL = os.environ.get("CLAUDE_NOTIFY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``one_database`` keep only their SQLite variant (deselected, not skipped):
+    what they test, such as the real Claude Code CLI, does not depend on the database."""
+    dropped = [item for item in items
+               if item.get_closest_marker("one_database") and "postgres" in item.name]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(map(id, dropped))
+        items[:] = [item for item in items if id(item) not in gone]
+
+
 # --------------------------------------------------------------------------- databases
 
 

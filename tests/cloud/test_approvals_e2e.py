@@ -298,12 +298,9 @@ def test_the_hook_applies_an_answer_only_to_its_own_call() -> None:
 
 
 def _claude_cli(server: Server) -> str:
-    """The real CLI, for the SQLite run of the module only: what Claude Code does does not
-    depend on the server's database, and each of these tests runs it for seconds."""
+    """The real CLI (its tests are ``one_database``: what Claude Code does does not depend on
+    the server's database, and each of them runs it for seconds)."""
     from test_relay_claude import _find_claude
-
-    if not server.env["DATABASE_URL"].startswith("sqlite"):
-        pytest.skip("the real Claude Code tests run once, with the SQLite server")
 
     claude = _find_claude()
     if claude is None:
@@ -313,6 +310,7 @@ def _claude_cli(server: Server) -> str:
     return claude
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("button", ["Allow", "Deny"])
 def test_the_real_claude_cli_runs_the_tool_only_when_the_phone_allows_it(
@@ -374,6 +372,7 @@ def test_the_real_claude_cli_runs_the_tool_only_when_the_phone_allows_it(
             assert [d["tool_name"] for d in result["permission_denials"]] == ["Bash"]
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("button", ["Allow", "Deny"])
 def test_a_relayed_turn_defers_the_call_and_resumes_with_the_phones_answer(
@@ -456,6 +455,7 @@ def _notified(phone: Phone, containing: str) -> int:
     return message_id
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 def test_a_relayed_turn_in_a_hostile_repository_runs_only_our_hook(
     shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
@@ -580,6 +580,7 @@ def _dialog(tmux: Tmux) -> str:
     return shown
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 def test_interactive_the_phones_answer_closes_the_dialog(
     shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
@@ -606,6 +607,7 @@ def test_interactive_the_phones_answer_closes_the_dialog(
             phone.agent.stop()
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 def test_interactive_the_terminal_answering_first_withdraws_the_card_within_2_s(
     shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
@@ -634,6 +636,7 @@ def test_interactive_the_terminal_answering_first_withdraws_the_card_within_2_s(
             phone.agent.stop()
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 def test_always_in_this_session_applies_only_what_claude_offered(
     shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
@@ -689,6 +692,7 @@ def test_always_in_this_session_applies_only_what_claude_offered(
     assert (project / "marker-0").exists() and (project / "marker-1").exists()
 
 
+@pytest.mark.one_database
 @pytest.mark.timeout(300)
 def test_interactive_no_answer_in_time_leaves_the_dialog_to_decide(
     shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
