@@ -46,6 +46,7 @@ from claude_notify.cloud.server.relay import (
     telegram,
 )
 from claude_notify.cloud.server.relay.state import relay_of
+from claude_notify.cloud.server.runtime import Runtime
 
 router = APIRouter(tags=["relay"])
 
@@ -102,6 +103,19 @@ async def discord_interactions(
     return answer
 
 
+async def _slack_body(request: Request, runtime: Runtime, signature: str | None,
+                      timestamp: str | None, what: str) -> bytes:
+    """The raw body of a request the operator's Slack app signed (``v0``, five minutes)."""
+    secret = runtime.settings.slack_signing_secret
+    if not secret:
+        raise ApiError(404, f"Slack {what} are not enabled on this server")
+    raw = await request.body()
+    if not slack.verified(secret, signature, timestamp, raw):
+        runtime.metrics.signature_failures.labels("slack").inc()
+        raise ApiError(401, "invalid request signature")
+    return raw
+
+
 @router.post("/v1/slack/commands", include_in_schema=False)
 async def slack_commands(
     request: Request,
@@ -109,13 +123,7 @@ async def slack_commands(
     signature: Annotated[str | None, Header(alias="X-Slack-Signature")] = None,
     timestamp: Annotated[str | None, Header(alias="X-Slack-Request-Timestamp")] = None,
 ) -> dict[str, Any]:
-    secret = runtime.settings.slack_signing_secret
-    if not secret:
-        raise ApiError(404, "Slack commands are not enabled on this server")
-    raw = await request.body()
-    if not slack.verified(secret, signature, timestamp, raw):
-        runtime.metrics.signature_failures.labels("slack").inc()
-        raise ApiError(401, "invalid request signature")
+    raw = await _slack_body(request, runtime, signature, timestamp, "commands")
     fields = slack.form(raw)
     if not await run_in_threadpool(chat.first_delivery, runtime.sessions, "slack",
                                    fields.get("trigger_id", "")):
@@ -135,13 +143,7 @@ async def slack_interactions(
 ) -> Response:
     """A press on a notification's button: checked like a command, answered through the
     press's ``response_url`` (:mod:`claude_notify.cloud.server.relay.slack_actions`)."""
-    secret = runtime.settings.slack_signing_secret
-    if not secret:
-        raise ApiError(404, "Slack interactions are not enabled on this server")
-    raw = await request.body()
-    if not slack.verified(secret, signature, timestamp, raw):
-        runtime.metrics.signature_failures.labels("slack").inc()
-        raise ApiError(401, "invalid request signature")
+    raw = await _slack_body(request, runtime, signature, timestamp, "interactions")
     press = slack_actions.parse(raw)
     if press is None:  # another kind of interaction: nothing of ours to do
         return Response(status_code=200)
