@@ -5,13 +5,16 @@ else gets the usual "not found"), the form carries the session's token and passe
 check, the answer is one conditional update (first wins; a late one is told it was answered
 already), it is audited, the agent is woken with it and the cards are edited. Works without
 JavaScript: plain forms, a redirect after the POST.
+
+:func:`settle` and :func:`tell` are that answer's path, shared with the e-mailed link's page
+(:mod:`.approval_links`), so an answer from either does exactly the same.
 """
 
 from __future__ import annotations
 
 import uuid
 from pathlib import PurePath
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from fastapi import BackgroundTasks, Form, Request
 from fastapi import Path as PathParam
@@ -22,6 +25,7 @@ from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.relay import approvals
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.relay.state import relay_of
+from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.cloud.server.web.pages import (
@@ -35,6 +39,28 @@ from claude_notify.cloud.server.web.pages import (
 from claude_notify.events import utcnow
 
 ANSWERS = {"allow": ("allowed", None), "deny": ("denied", None), "session": ("allowed", 0)}
+Outcome = Literal["decided", "expired", "answered"]
+PROBLEMS: Final = {"expired": "Expired: answer in the terminal.", "answered": "Already answered."}
+"""What a late answer is told, by :func:`settle`'s outcome."""
+
+
+def settle(db: Session, row: Approval, *, answer: str, note: str, by: str) -> Outcome:
+    """Answer ``row`` (one of :data:`ANSWERS`): one conditional update, the first answer wins;
+    one past its time is marked expired instead (the agent hears that too). The caller renders
+    its response, commits, then calls :func:`tell`."""
+    state, suggestion = ANSWERS[answer]
+    if approvals.decide(db, row.id, state=state, by=by, suggestion=suggestion,
+                        note=note.strip() or None if state == "denied" else None):
+        return "decided"
+    return "expired" if approvals.expire(db, row) else "answered"
+
+
+def tell(request: Request, runtime: Runtime, background: BackgroundTasks, row: Approval,
+         outcome: Outcome) -> None:
+    """After the commit: the agent is handed the answer, the cards are edited to show it."""
+    if outcome != "answered":
+        relay_of(request.app.state).hub.wake((row.user_id, row.machine_id))
+        background.add_task(approvals.edit_cards, runtime, row.id)
 
 
 def _own(db: Session, web: WebSession, approval_id: str) -> Approval:
@@ -70,18 +96,11 @@ def answer(request: Request, approval_id: Annotated[str, PathParam(max_length=64
     row = _own(db, web, approval_id)
     if answer not in ANSWERS or (answer == "session" and not row.suggestions):
         return _page(request, db, web, row, problem="Choose Allow or Deny.", code=422)
-    state, suggestion = ANSWERS[answer]
-    decided = approvals.decide(db, row.id, state=state, by=f"web:{web.id.hex[:12]}",
-                               suggestion=suggestion,
-                               note=note.strip() or None if state == "denied" else None)
-    expired = not decided and approvals.expire(db, row)
-    response = see_other(f"/app/approvals/{row.id}") if decided else _page(
-        request, db, web, row, code=409,
-        problem="Expired: answer in the terminal." if expired else "Already answered.")
+    outcome = settle(db, row, answer=answer, note=note, by=f"web:{web.id.hex[:12]}")
+    response = see_other(f"/app/approvals/{row.id}") if outcome == "decided" else _page(
+        request, db, web, row, code=409, problem=PROBLEMS[outcome])
     # Committed after the page is rendered: a read after the commit would hold SQLite's write
     # lock (every transaction takes it) through the background edit below.
     db.commit()
-    if decided or expired:
-        relay_of(request.app.state).hub.wake((row.user_id, row.machine_id))
-        background.add_task(approvals.edit_cards, runtime, row.id)
+    tell(request, runtime, background, row, outcome)
     return response
