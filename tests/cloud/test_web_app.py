@@ -649,6 +649,10 @@ PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify",
 """Pages for someone not signed in: signing in (by link or GitHub: the callback acts only for the
 browser holding its flow's cookie, see test_web_github), a recipient confirming a mailed
 link, and the service worker's script (the same for everyone, like the static files)."""
+KEYED = re.compile(r"/app/approvals/[0-9a-f-]{36}/link")
+"""The e-mailed approval link's page: the same page for every id, reading nothing (its key is
+in the fragment; its POSTs want the key, see test_approval_links), so it needs no session and
+says nothing of another user's request."""
 
 
 def test_every_page_needs_a_session_and_every_form_refuses_another_site(
@@ -658,7 +662,7 @@ def test_every_page_needs_a_session_and_every_form_refuses_another_site(
     assert len(gets) >= 9 and len(posts) >= 9  # the sweep sees the routes, new ones included
     stranger = browser_of(client)
     for path in gets:
-        if path not in PUBLIC:
+        if path not in PUBLIC and not KEYED.fullmatch(path):
             answer = stranger.get(path)
             signin = "/app/signin" if path == "/app/tasks" else (
                 "/app/signin?next=" + quote(path, safe=""))  # where signing in will end
@@ -715,6 +719,10 @@ def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
     posts = _app_routes("POST", fill, with_ids=True)
     assert len(gets) >= 3 and len(posts) >= 15
     for path in gets:
+        if KEYED.fullmatch(path):  # the same page for any id, B's included
+            assert fill["approval_id"] not in (page := attacker.get(path).text)
+            assert "make deploy" not in page
+            continue
         assert attacker.get(path).status_code == 404, path
     for path in posts:
         answer = attacker.post(path, data={"csrf": token, "command": "id", "again": "1",

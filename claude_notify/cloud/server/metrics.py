@@ -58,6 +58,13 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.approval_link_refusals = Counter(
+            "claude_notify_approval_link_refusals",
+            "E-mailed approval links refused: a wrong key (or no such request), or a client "
+            "past its allowance of wrong keys",
+            ["reason"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "claude_notify_delivery_attempt_seconds",
             "Duration of one send attempt",

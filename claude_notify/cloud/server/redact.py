@@ -28,6 +28,7 @@ MIN_SECRET_LEN = 6
 _SHAPES = (
     (re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}"), MASK),  # a Telegram bot token
     (re.compile(r"\bcnt_[A-Za-z0-9_-]{8,}"), "cnt_" + MASK),  # an API token of ours
+    (re.compile(r"\bcna_[A-Za-z0-9_-]{8,}"), "cna_" + MASK),  # an approval link's key
     (re.compile(r"(?i)\b(authorization[\"']?\s*[:=,]\s*[\"']?)(?:(bearer|basic|bot)\s+)?"
                 r"[^\s\"',;)}\]]+"), r"\1\2 " + MASK),
 )

@@ -72,10 +72,11 @@ class Unavailable(Exception):
 
 
 def file(session: Session, user_id: uuid.UUID, machine_id: str,
-         message: dict[str, Any], *, slack: bool = False) -> Approval:
+         message: dict[str, Any], *, slack: bool = False, email: bool = False) -> Approval:
     """The approval ``message`` asks for, filed now or found again (a re-send after a reconnect).
     ``slack``: the server takes Slack presses (its Slack app's signing secret is set), so a
-    linked Slack account can answer too.
+    linked Slack account can answer too. ``email``: the server mails cards with a link
+    (:mod:`.email_approvals`), so the owner's own confirmed address can answer too.
 
     Raises :class:`Unavailable` when nobody can answer it, ``ValueError`` for a malformed one.
     """
@@ -94,7 +95,8 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     if user is None or user.plan != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
     if not (answering_channels(session, user_id) or push_approvals.subscribed(session, user_id)
-            or (slack and _slack_linked(session, user_id))):
+            or (slack and _slack_linked(session, user_id))
+            or (email and _mailable(session, user_id))):
         raise Unavailable("no linked Telegram chat, Slack account or browser with "
                           "notifications on takes answers")
     waiting = session.scalar(select(func.count()).select_from(Approval).where(
@@ -134,6 +136,12 @@ def _slack_linked(session: Session, user_id: uuid.UUID) -> bool:
     from claude_notify.cloud.server.relay.slack_approvals import linked_channels  # imports us
 
     return bool(linked_channels(session, user_id))
+
+
+def _mailable(session: Session, user_id: uuid.UUID) -> bool:
+    from claude_notify.cloud.server.relay.email_approvals import recipients  # imports us
+
+    return bool(recipients(session, user_id))
 
 
 def _bounded(value: object, limit: int) -> str:
@@ -221,7 +229,7 @@ def _close(session: Session, ids: list[uuid.UUID], *, state: str, actor: str) ->
     return closed
 
 
-_BY: Final = {"telegram": "Telegram", "web": "the web app"}
+_BY: Final = {"telegram": "Telegram", "web": "the web app", "email": "an e-mail link"}
 """Where an answer came from, as the refusal Claude reads says it ("Denied from Telegram …")."""
 
 

@@ -178,3 +178,21 @@ class Approval(Base):
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     reported_at: Mapped[datetime | None] = mapped_column(default=None)
     """When the answer was handed to the agent's connection."""
+
+
+class ApprovalLink(Base):
+    """The single-use key of an approval's e-mailed link (:mod:`.email_approvals`).
+
+    The secret is only in the mail (the link's fragment); this row keeps its SHA-256. It expires
+    with its approval and is spent by the answer it carries, in the same transaction.
+    """
+
+    __tablename__ = "approval_links"
+
+    approval_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

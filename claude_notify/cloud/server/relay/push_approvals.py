@@ -54,13 +54,16 @@ def payload(row: Approval) -> dict[str, Any]:
 
 
 async def push_approval(runtime: Runtime, approval_id: uuid.UUID) -> None:
-    """Ask the owner beyond Telegram: push a pending approval to each of their browsers, and
-    send its card to their linked Slack channels (:mod:`.slack_approvals`), side by side."""
+    """Ask the owner beyond Telegram: push a pending approval to each of their browsers, send
+    its card to their linked Slack channels (:mod:`.slack_approvals`) and mail it to their own
+    address (:mod:`.email_approvals`), side by side."""
     import asyncio
 
+    from claude_notify.cloud.server.relay.email_approvals import mail_card
     from claude_notify.cloud.server.relay.slack_approvals import post_cards
 
-    await asyncio.gather(_push(runtime, approval_id), post_cards(runtime, approval_id))
+    await asyncio.gather(_push(runtime, approval_id), post_cards(runtime, approval_id),
+                         mail_card(runtime, approval_id))
 
 
 async def _push(runtime: Runtime, approval_id: uuid.UUID) -> None:

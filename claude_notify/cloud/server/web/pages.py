@@ -110,6 +110,7 @@ def install(app: FastAPI) -> None:
     """Mount the pages, their static files, their headers and their error pages on ``app``."""
     from claude_notify.cloud.server.web import (  # noqa: F401 - their routes join the router
         account,
+        approval_links,
         approvals,
         billing,
         channels,
