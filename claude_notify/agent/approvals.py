@@ -28,9 +28,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from claude_notify.agent import wire
-from claude_notify.claude.approval import digest, session_suggestions
+from claude_notify.claude.approval import (
+    PLAN,
+    QUESTION,
+    digest,
+    questions_of,
+    session_suggestions,
+)
 
 DISPLAY_CHARS: Final = 2000
+LABEL_CHARS: Final = 100
+HEADER_CHARS: Final = 40
 REQUEST_BYTES: Final = 4 * 1024 * 1024
 HANGUP_POLL_S: Final = 0.25
 """How often a waiting request checks that its hook is still there."""
@@ -42,7 +50,12 @@ def display(tool_name: str, tool_input: dict[str, Any]) -> str:
         value = tool_input.get(key)
         return value if isinstance(value, str) else ""
 
-    if tool_name == "Bash" and text("command"):
+    if tool_name == PLAN:
+        shown = text("plan") or "(Claude wrote no plan: it asks to stop planning)"
+    elif tool_name == QUESTION and (questions := questions_of(tool_input)) is not None:
+        shown = "\n\n".join(_question(n, q, many=len(questions) > 1)
+                             for n, q in enumerate(questions, 1))
+    elif tool_name == "Bash" and text("command"):
         shown = text("command")
     elif tool_name in ("Edit", "MultiEdit") and text("file_path"):
         edits = tool_input.get("edits") if tool_name == "MultiEdit" else [tool_input]
@@ -62,6 +75,30 @@ def display(tool_name: str, tool_input: dict[str, Any]) -> str:
     return shown if len(shown) <= DISPLAY_CHARS else shown[:DISPLAY_CHARS - 1] + "…"
 
 
+def _question(n: int, question: dict[str, Any], *, many: bool) -> str:
+    """One question as the owner reads it: its text, then its options numbered, each with
+    Claude's description of it."""
+    header = question["header"] if isinstance(question["header"], str) else ""
+    head = (f"{n}. " if many else "") + (f"[{header}] " if header else "") + question["question"]
+    lines = [head + (" (choose any)" if question["multiSelect"] else "")]
+    for i, option in enumerate(question["options"], 1):
+        described = option.get("description")
+        lines.append(f"  {i}) {option['label']}" + (
+            f" — {described}" if isinstance(described, str) and described else ""))
+    return "\n".join(lines)
+
+
+def shape(tool_name: str, tool_input: dict[str, Any]) -> list[wire.Question] | None:
+    """What the phone needs to offer a question's options as buttons (short labels only; the
+    questions themselves are in ``display``); ``None`` for any other call."""
+    questions = questions_of(tool_input) if tool_name == QUESTION else None
+    if questions is None:
+        return None
+    return [wire.question(header=(q["header"] if isinstance(q["header"], str) else "")[
+        :HEADER_CHARS], options=[label[:LABEL_CHARS] for label in q["labels"]],
+        multi=q["multiSelect"]) for q in questions]
+
+
 def label(suggestion: dict[str, Any]) -> str:
     """A one-line label for an "always" answer Claude offered."""
     rules = suggestion.get("rules")
@@ -79,6 +116,7 @@ class _Waiter:
     digest: str
     session_id: str
     message: wire.Approval
+    tool_name: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict[str, Any] = field(default_factory=dict)
 
@@ -174,13 +212,19 @@ class Broker:
                 and isinstance(session_id, str)):
             return {}
         raw = request.get("suggestions")
-        offered = session_suggestions(raw if isinstance(raw, list) else [])
+        # Approving a plan or answering a question never comes with "always": it changes no rule.
+        offered = session_suggestions(raw if isinstance(raw, list) and tool_name not in (
+            PLAN, QUESTION) else [])
+        questions = shape(tool_name, tool_input)
+        if tool_name == QUESTION and questions is None:
+            return {}  # beyond what the phone can answer: the terminal asks
         cwd = request.get("cwd")
         message = wire.approval(
             id=str(uuid.uuid4()), session_id=session_id, tool_use_id=None, tool_name=tool_name,
             digest=digest(tool_name, tool_input), display=display(tool_name, tool_input),
             cwd=cwd if isinstance(cwd, str) else None,
-            suggestions=[label(s) for s in offered], timeout_s=self.timeout_s)
+            suggestions=[label(s) for s in offered], timeout_s=self.timeout_s,
+            questions=questions)
         return self.wait_for(message, gone=gone)
 
     def wait_for(self, message: wire.Approval, *,
@@ -188,7 +232,8 @@ class Broker:
         """File ``message`` and wait for the server's decision (``{}``: none in time, not
         connected, or ``gone()`` said the asker left)."""
         approval_id = message["id"]
-        waiter = _Waiter(message["digest"], message["session_id"], message)
+        waiter = _Waiter(message["digest"], message["session_id"], message,
+                         message["tool_name"])
         with self._lock:
             self.waiting[approval_id] = waiter
         try:
@@ -211,15 +256,18 @@ class Broker:
         """The session moved on at the terminal: tell the server, let its waiting hooks go."""
         session_id = request.get("session_id")
         wanted = request.get("digest")
+        tool = request.get("tool_name")
         if not isinstance(session_id, str):
             return {}
+        wanted = wanted if isinstance(wanted, str) else None
+        tool = tool if isinstance(tool, str) and wanted is None else None
         with self._lock:
             mine = [w for w in self.waiting.values() if w.session_id == session_id
-                    and (not isinstance(wanted, str) or w.digest == wanted)]
+                    and (wanted is None or w.digest == wanted)
+                    and (tool is None or w.tool_name == tool)]
         if not mine:
             return {"withdrawn": 0}
-        self.send(wire.withdraw(session_id=session_id,
-                                digest=wanted if isinstance(wanted, str) else None))
+        self.send(wire.withdraw(session_id=session_id, digest=wanted, tool_name=tool))
         for waiter in mine:
             waiter.done.set()  # answer nothing: the terminal decided
         return {"withdrawn": len(mine)}

@@ -77,6 +77,10 @@ class Decision(TypedDict):
     note: str | None
     by: str | None
     detail: str | None
+    answers: list[list[int]] | None
+    """For a question (``AskUserQuestion``) answered from the phone: per question, the indices of
+    the options chosen; the hook turns them into Claude Code's ``answers`` from its own copy of
+    the questions (older servers leave it out)."""
 
 
 # --------------------------------------------------------------------------- agent → server
@@ -138,6 +142,18 @@ class Approval(TypedDict):
     cwd: str | None
     suggestions: list[str]
     timeout_s: float
+    questions: list[Question] | None
+    """For a question (``AskUserQuestion``): what its buttons need, per question (the text is in
+    ``display``). Older agents leave it out."""
+
+
+class Question(TypedDict):
+    """One question of an ``AskUserQuestion`` call: its short header, its options' labels (at
+    most four) and whether it takes several."""
+
+    header: str
+    options: list[str]
+    multi: bool
 
 
 class Withdraw(TypedDict):
@@ -150,6 +166,9 @@ class Withdraw(TypedDict):
     session_id: str | None
     digest: str | None
     reason: str
+    tool_name: str | None
+    """Instead of ``digest``: those of the session for this tool (a plan, a question: Claude
+    Code reports their input differently once answered). Older agents leave it out."""
 
 
 def command(*, id: str, session_id: str, command: str, cwd: str | None, source: str,
@@ -187,20 +206,24 @@ def ping() -> Ping:
 
 def decision(*, id: str, state: str, digest: str, suggestion: int | None = None,
              note: str | None = None, by: str | None = None,
-             detail: str | None = None) -> Decision:
+             detail: str | None = None, answers: list[list[int]] | None = None) -> Decision:
     return {"type": "decision", "id": id, "state": state, "digest": digest,
-            "suggestion": suggestion, "note": note, "by": by, "detail": detail}
+            "suggestion": suggestion, "note": note, "by": by, "detail": detail, "answers": answers}
 
 
 def approval(*, id: str, session_id: str, tool_use_id: str | None, tool_name: str, digest: str,
-             display: str, cwd: str | None, suggestions: Sequence[str],
-             timeout_s: float) -> Approval:
+             display: str, cwd: str | None, suggestions: Sequence[str], timeout_s: float,
+             questions: list[Question] | None = None) -> Approval:
     return {"type": "approval", "id": id, "session_id": session_id, "tool_use_id": tool_use_id,
             "tool_name": tool_name, "digest": digest, "display": display, "cwd": cwd,
-            "suggestions": list(suggestions), "timeout_s": timeout_s}
+            "suggestions": list(suggestions), "timeout_s": timeout_s, "questions": questions}
+
+
+def question(*, header: str, options: Sequence[str], multi: bool) -> Question:
+    return {"header": header, "options": list(options), "multi": multi}
 
 
 def withdraw(*, id: str | None = None, session_id: str | None = None, digest: str | None = None,
-             reason: str = "terminal") -> Withdraw:
+             reason: str = "terminal", tool_name: str | None = None) -> Withdraw:
     return {"type": "withdraw", "id": id, "session_id": session_id, "digest": digest,
-            "reason": reason}
+            "reason": reason, "tool_name": tool_name}

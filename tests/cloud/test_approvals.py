@@ -135,10 +135,11 @@ def test_a_strangers_press_does_nothing_the_owners_answers_once(
         shown = card(telegram, chat)
         assert shown["text"].splitlines()[:3] == ["🔐 Claude wants to use Bash",
                                                   "project · " + MACHINE[:12], "rm -rf build"]
-        assert list(keys(shown)) == ["Allow", "Deny", "Always in this session", "Open"]
+        assert list(keys(shown)) == ["Allow", "Deny", "Always in this session", "Deny with note…",
+                                     "Open"]
         assert keys(shown)["Open"] == f"{APP_URL}/approvals/{asked['id']}"
-        assert all(len(keys(shown)[k].encode()) <= 64 for k in ("Allow", "Deny",
-                                                                 "Always in this session"))
+        assert all(len(keys(shown)[k].encode()) <= 64 for k in (
+            "Allow", "Deny", "Always in this session", "Deny with note…"))
 
         assert press(telegram, chat, shown, "Allow", sender=STRANGER)[0] == {
             "callback_query_id": telegram.callback_answers[-1]["callback_query_id"]}
@@ -149,7 +150,8 @@ def test_a_strangers_press_does_nothing_the_owners_answers_once(
         assert answered[0]["text"] == "Allowed."
         assert ws.receive_json() == {"type": "decision", "id": asked["id"], "state": "allowed",
                                      "digest": asked["digest"], "suggestion": None,
-                                     "note": None, "by": "Telegram", "detail": None}
+                                     "note": None, "by": "Telegram", "detail": None,
+                                     "answers": None}
         edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
                           what="the card to be edited")
         assert edited[-1]["text"].endswith("✅ Allowed") and edited[-1]["reply_markup"] is None
@@ -180,7 +182,7 @@ def test_two_approvals_answered_out_of_order_each_get_their_own_answer(
         assert (got["id"], got["state"], got["digest"]) == (first["id"], "denied",
                                                             first["digest"])
         # "Always" is offered only where Claude offered it.
-        assert list(keys(first_card)) == ["Allow", "Deny", "Open"]
+        assert list(keys(first_card)) == ["Allow", "Deny", "Deny with note…", "Open"]
 
 
 def test_a_withdrawn_approval_tells_a_late_press_it_was_answered(

@@ -346,6 +346,13 @@ class TelegramStandIn(StandIn):
 def check_keyboard(markup: Any) -> str | None:
     if markup is None:
         return None
+    if isinstance(markup, dict) and "force_reply" in markup:  # ForceReply, as documented
+        placeholder = markup.get("input_field_placeholder")
+        if markup["force_reply"] is not True or set(markup) - {
+                "force_reply", "input_field_placeholder", "selective"} or (
+                placeholder is not None and not 1 <= len(str(placeholder)) <= 64):
+            return "can't parse reply keyboard markup JSON object"
+        return None
     rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
     if not isinstance(rows, list):
         return "can't parse reply keyboard markup JSON object"

@@ -14,11 +14,14 @@ Rules kept here:
 * A press counts only on one of the approval's own cards (its chat and message), from the
   Telegram account that linked that chat (``tg_user_id``), in a private chat or a group whose
   owner switched group replies on: never "anyone in the chat". The button carries an opaque id
-  (``ap:<hex>:<a|d|s>``, 37 bytes), never what runs.
+  (``ap:<hex>:<a|d|s|n|o0…o3>``, at most 38 bytes), never what runs.
 * Every step is in the relay's audit log.
-* The card shows what the call does literally (the command; the file and a diff summary), as
-  the agent built it from the tool's input, never the model's description of it; it is escaped
-  for Telegram's HTML like every other message.
+* The card shows what the call does literally (the command; the file and a diff summary; a
+  plan; Claude's questions and their options), as the agent built it from the tool's input,
+  never the model's description of it; it is escaped for Telegram's HTML like every other
+  message. What each kind of request says and offers is in :mod:`.approval_kinds`.
+* "Deny with note…" asks for a reply (ForceReply); only the owner's reply to that very prompt
+  becomes the note Claude reads with the denial (:func:`note`); a plain Deny stays one press.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server.db.models import Channel, User
+from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay import push_approvals
 from claude_notify.cloud.server.relay.models import Approval, RelayAudit
 from claude_notify.cloud.server.runtime import Runtime
@@ -49,6 +53,10 @@ log = logging.getLogger("claude_notify.server.relay")
 PREFIX: Final = "ap"
 ALLOW, DENY, SESSION = "a", "d", "s"
 ACTIONS: Final = {ALLOW: "allowed", DENY: "denied", SESSION: "allowed"}
+NOTE, OPTION = "n", "o"
+"""Telegram's "deny with a note…" (asks for a reply) and a question's option (``o0``…``o3``)."""
+PROMPTS_PER_APPROVAL: Final = 5
+"""Note prompts one approval may have asked for (each press of "with a note…" sends one)."""
 DISPLAY_CHARS: Final = 2000
 SUGGESTIONS: Final = 4
 PENDING_PER_MACHINE: Final = 20
@@ -105,7 +113,12 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     if (waiting or 0) >= PENDING_PER_MACHINE:
         raise Unavailable(f"{PENDING_PER_MACHINE} requests of this machine are waiting already")
     raw = message.get("suggestions")
-    labels = [_bounded(s, 200) for s in raw if isinstance(s, str)] if isinstance(raw, list) else []
+    labels: list[Any] = [_bounded(s, 200) for s in raw if isinstance(s, str)] if isinstance(
+        raw, list) else []
+    if tool_name in (kinds.PLAN_TOOL, kinds.QUESTION_TOOL):
+        # Neither offers "always"; a question keeps its shape there (see approval_kinds).
+        labels = (kinds.shape(message.get("questions")) or []) if (
+            tool_name == kinds.QUESTION_TOOL) else []
     timeout = message.get("timeout_s")
     wait = float(timeout) if isinstance(timeout, int | float) else 600.0
     wait = min(max(wait, TIMEOUT_S[0]), TIMEOUT_S[1])
@@ -163,9 +176,24 @@ def _audit(session: Session, row: Approval, *, actor: str, outcome: str,
 
 
 def decide(session: Session, approval_id: uuid.UUID, *, state: str, by: str,
-           suggestion: int | None = None, note: str | None = None) -> bool:
+           suggestion: int | None = None, note: str | None = None,
+           answers: list[list[int]] | None = None) -> bool:
     """Answer a pending approval that has not expired; ``False`` if it was answered already or
-    its time is up (:func:`expire` marks it so)."""
+    its time is up (:func:`expire` marks it so), or if the answer does not fit its kind: a
+    question is allowed only with ``answers`` (per question, the options chosen) that answer it,
+    and a plan or a question never "always" (callers check first, to say why)."""
+    found = session.get(Approval, approval_id)
+    if found is None:
+        return False
+    if kinds.kind(found) != kinds.TOOL and state == "allowed":
+        if kinds.kind(found) == kinds.PLAN and (suggestion is not None or answers is not None):
+            return False
+        if kinds.kind(found) == kinds.QUESTION:
+            suggestion = kinds.mask(found, answers) if answers is not None else None
+            if suggestion is None:
+                log.info("approval %s: a question is answered by choosing its options",
+                         approval_id)
+                return False
     now = utcnow()
     done = session.execute(
         update(Approval)
@@ -178,7 +206,9 @@ def decide(session: Session, approval_id: uuid.UUID, *, state: str, by: str,
     if row is None:
         return False
     if changed:
-        _audit(session, row, actor=by, outcome=state, reason=note)
+        said = f"answered: {kinds.answered(row)}" if kinds.kind(row) == kinds.QUESTION and (
+            state == "allowed") else note
+        _audit(session, row, actor=by, outcome=state, reason=said)
     return changed
 
 
@@ -205,6 +235,8 @@ def withdraw(session: Session, user_id: uuid.UUID, machine_id: str,
         stmt = stmt.where(Approval.session_id == message["session_id"][:256])
         if isinstance(message.get("digest"), str):
             stmt = stmt.where(Approval.digest == message["digest"][:64])
+        elif isinstance(message.get("tool_name"), str):  # a plan's or a question's call
+            stmt = stmt.where(Approval.tool_name == message["tool_name"][:128])
     else:
         return []
     return _close(session, list(session.scalars(stmt.limit(100))), state=state, actor="agent")
@@ -235,9 +267,11 @@ _BY: Final = {"telegram": "Telegram", "web": "the web app", "email": "an e-mail 
 
 def decision_of(row: Approval) -> wire.Decision:
     by = (row.decided_by or "").partition(":")[0] or None
+    question = kinds.kind(row) == kinds.QUESTION  # its "suggestion" is the options chosen
     return wire.decision(id=str(row.id), state=row.state, digest=row.digest,
-                         suggestion=row.suggestion, note=row.note,
-                         by=_BY.get(by, by) if by else None)
+                         suggestion=None if question else row.suggestion, note=row.note,
+                         by=_BY.get(by, by) if by else None,
+                         answers=kinds.chosen(row) if question else None)
 
 
 def unreported(session: Session, user_id: uuid.UUID, machine_id: str,
@@ -268,33 +302,66 @@ def parse(data: object) -> tuple[uuid.UUID, str] | None:
         return None
 
 
+_PRESS = re.compile(rf"^{PREFIX}:([0-9a-f]{{32}}):({ALLOW}|{DENY}|{SESSION}|{NOTE}|{OPTION}[0-3])$")
+
+
+def parse_press(data: object) -> tuple[uuid.UUID, str] | None:
+    """Like :func:`parse`, for the buttons only this module's cards (Telegram's) and Slack's
+    have: a question's options (``o0``…``o3``) and "with a note…" (``n``)."""
+    if not isinstance(data, str) or len(data) > 64 or not (match := _PRESS.match(data)):
+        return None
+    return uuid.UUID(hex=match.group(1)), match.group(2)
+
+
+def outcome(row: Approval, *, mark: bool = True) -> str:
+    """How it ended, as the cards say it (unescaped; ``mark``: with its ✅ or ⛔)."""
+    said = kinds.words(row)
+    if row.state not in ("allowed", "denied"):
+        return _SHOWN.get(row.state, row.state)
+    shown = said.allowed if row.state == "allowed" else said.denied
+    if row.state == "allowed" and kinds.kind(row) == kinds.QUESTION:
+        shown += f": {kinds.answered(row)}"
+    if row.suggestion is not None and kinds.kind(row) == kinds.TOOL:
+        shown += " for this session"
+    return (("✅ " if row.state == "allowed" else "⛔ ") + shown) if mark else shown
+
+
 def card_html(row: Approval) -> str:
-    """The card: what runs, literally, where, and until when; its outcome once there is one."""
+    """The card: what runs, literally (a plan: the plan; a question: its questions and options),
+    where, and until when; its outcome once there is one."""
     project = PurePath(row.cwd).name if row.cwd else ""
     where = " · ".join(html.escape(x) for x in (project, row.machine_id[:12]) if x)
     minutes = max(1, round((row.expires_at - row.created_at).total_seconds() / 60))
-    text = (f"🔐 <b>Claude wants to use {html.escape(row.tool_name)}</b>\n{where}\n"
-            f"<pre>{html.escape(row.display)}</pre>\n")
+    shown = html.escape(row.display)
+    body = {kinds.TOOL: f"<pre>{shown}</pre>", kinds.PLAN: f"<blockquote expandable>{shown}"
+            "</blockquote>", kinds.QUESTION: shown}[kinds.kind(row)]
+    text = f"🔐 <b>{html.escape(kinds.words(row).title)}</b>\n{where}\n{body}\n"
     if row.state == "pending":
-        if row.suggestions:
-            text += f"Always in this session: {html.escape(row.suggestions[0])}\n"
+        if (always := kinds.always_label(row)) is not None:
+            text += f"Always in this session: {html.escape(always)}\n"
+        if kinds.kind(row) == kinds.QUESTION and not kinds.buttons_answer(row):
+            text += "Answer on the web page (Open), or in the terminal.\n"
         return text + f"<i>Answer within {minutes} min, or in the terminal.</i>"
-    outcome = _SHOWN.get(row.state, html.escape(row.state))
-    if row.state in ("allowed", "denied") and row.suggestion is not None:
-        outcome += " for this session"
-    return text + f"<b>{outcome}</b>"
+    return text + f"<b>{html.escape(outcome(row))}</b>"
 
 
 def buttons(row: Approval, app_url: str | None = None) -> dict[str, Any]:
-    """Allow / Deny, "Always in this session" where Claude offered it, and the approval's page
-    (to deny with a note) when the server knows its web app's address."""
-    ident = row.id.hex
-    keys = [{"text": "Allow", "callback_data": f"{PREFIX}:{ident}:{ALLOW}"},
-            {"text": "Deny", "callback_data": f"{PREFIX}:{ident}:{DENY}"}]
-    rows = [keys]
-    if row.suggestions:
+    """Allow / Deny (a plan: Approve plan / Keep planning; one question: a button per option,
+    and Don't answer), "Always in this session" where Claude offered it, "… with a note…", and
+    the approval's page when the server knows its web app's address."""
+    ident, said = row.id.hex, kinds.words(row)
+    deny = {"text": said.deny, "callback_data": f"{PREFIX}:{ident}:{DENY}"}
+    rows: list[list[dict[str, str]]]
+    if kinds.kind(row) == kinds.QUESTION:
+        options = kinds.questions(row)[0]["options"] if kinds.buttons_answer(row) else []
+        rows = [[{"text": label, "callback_data": f"{PREFIX}:{ident}:{OPTION}{i}"}]
+                for i, label in enumerate(options)] + [[deny]]
+    else:
+        rows = [[{"text": said.allow, "callback_data": f"{PREFIX}:{ident}:{ALLOW}"}, deny]]
+    if kinds.always_label(row) is not None:
         rows.append([{"text": "Always in this session",
                       "callback_data": f"{PREFIX}:{ident}:{SESSION}"}])
+    rows.append([{"text": said.note, "callback_data": f"{PREFIX}:{ident}:{NOTE}"}])
     if app_url:
         rows.append([{"text": "Open", "url": f"{app_url.rstrip('/')}/approvals/{row.id}"}])
     return {"inline_keyboard": rows}
@@ -375,7 +442,8 @@ async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
             row = session.get(Approval, approval_id)
             if row is None or row.state == "pending":
                 return None
-            return card_html(row), list(row.cards or [])
+            # A note prompt (see :func:`ask_note`) is no card: it keeps its words.
+            return card_html(row), [c for c in row.cards or [] if not c.get("prompt")]
 
     found = await run_in_threadpool(read)
     if found is None:
@@ -398,6 +466,13 @@ class Pressed:
     """The agent to hand the answer to."""
     edit: uuid.UUID | None = None
     """The approval whose cards to edit."""
+    prompt: tuple[uuid.UUID, str] | None = None
+    """"… with a note…" was pressed: ask for the note (the approval, and the card's channel)."""
+
+
+def _card(row: Approval, chat_id: int, message_id: int) -> dict[str, Any] | None:
+    return next((c for c in row.cards or [] if c.get("chat") == chat_id
+                 and c.get("message") == message_id and not c.get("prompt")), None)
 
 
 def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, message_id: int,
@@ -405,10 +480,9 @@ def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, mes
     """Answer an approval from a press on one of its cards, if the owner pressed it."""
     from claude_notify.cloud.server.relay.telegram import not_heard
 
-    parsed = parse(data)
+    parsed = parse_press(data)
     row = session.get(Approval, parsed[0]) if parsed else None
-    card = next((c for c in (row.cards or []) if c.get("chat") == chat_id
-                 and c.get("message") == message_id), None) if row is not None else None
+    card = _card(row, chat_id, message_id) if row is not None else None
     channel = session.get(Channel, uuid.UUID(card["channel"])) if card else None
     if row is None or parsed is None or channel is None or channel.user_id != row.user_id:
         return Pressed()  # not a card of ours in this chat: nobody to tell
@@ -417,15 +491,94 @@ def press(session: Session, *, chat_id: int, chat_type: str, sender_id: int, mes
         _audit(session, row, actor=actor, outcome="refused", reason=reason)
         return Pressed()  # strangers: the spinner stops, nothing else
     action = parsed[1]
-    if action == SESSION and not row.suggestions:
+    if action == SESSION and kinds.always_label(row) is None:
         return Pressed("Not offered for this request.")
-    if decide(session, row.id, state=ACTIONS[action], by=actor,
-              suggestion=0 if action == SESSION else None):
-        shown = "Allowed for this session" if action == SESSION else ACTIONS[action].title()
-        return Pressed(f"{shown}.", wake=(row.user_id, row.machine_id), edit=row.id)
+    answers = None
+    if action.startswith(OPTION):
+        index = int(action[1:])
+        options = kinds.questions(row)[0]["options"] if kinds.buttons_answer(row) else []
+        if not 0 <= index < len(options):
+            _audit(session, row, actor=actor, outcome="refused",
+                   reason=f"option {index + 1} is not one of this request's")
+            return Pressed("Not an option of this question.")
+        answers = [[index]]
+    elif action in (ALLOW, SESSION) and kinds.kind(row) == kinds.QUESTION:
+        return Pressed("Choose one of the options.")
+    if action == NOTE:
+        if row.state == "pending" and row.expires_at > utcnow() and card is not None:
+            return Pressed("Reply to the message below with your note.",
+                           prompt=(row.id, card["channel"]))
+    elif decide(session, row.id, state="allowed" if answers else ACTIONS[action], by=actor,
+                suggestion=0 if action == SESSION else None, answers=answers):
+        return Pressed(f"{outcome(row, mark=False)}.", wake=(row.user_id, row.machine_id),
+                       edit=row.id)
     if expire(session, row):  # nobody had noticed yet: the agent hears it, the cards show it
         return Pressed("Expired: answer in the terminal.", wake=(row.user_id, row.machine_id),
                        edit=row.id)
     if row.state == "expired":
         return Pressed("Expired: answer in the terminal.")
     return Pressed("Already answered.")
+
+
+# --------------------------------------------------------------------------- notes from Telegram
+
+
+def prompt_message(row: Approval) -> str:
+    """What the bot asks when "… with a note…" is pressed (a ForceReply, replying to the card)."""
+    return (f"✍️ {kinds.words(row).prompt} At most {kinds.NOTE_CHARS} characters; "
+            "a plain Deny needs no note.")
+
+
+def remember_prompt(session: Session, approval_id: uuid.UUID, *, channel: str, chat_id: int,
+                    message_id: int) -> bool:
+    """Keep the prompt's message with the approval's cards (marked ``prompt``), so a reply to
+    it, and only to it, is taken as the note; ``False`` if the approval was answered meanwhile
+    or asked for notes too often."""
+    row = session.get(Approval, approval_id, with_for_update=True, populate_existing=True)
+    if row is None or row.state != "pending":
+        return False
+    cards = list(row.cards or [])
+    if sum(1 for c in cards if c.get("prompt")) >= PROMPTS_PER_APPROVAL:
+        return False
+    row.cards = [*cards, {"channel": channel, "chat": chat_id, "message": message_id,
+                          "prompt": True}]
+    return True
+
+
+def note(session: Session, channels: list[Channel], *, chat_id: int, chat_type: str,
+         sender_id: int, reply_to: int | None, text: str) -> Pressed | None:
+    """A reply in a linked chat to one of the note prompts: the owner's note, and with it the
+    denial (one conditional update, as a press). ``None`` when it is not a reply to a prompt
+    (it is then an ordinary reply); a reply by anyone else is refused (audited) and unanswered."""
+    from claude_notify.cloud.server.channels.text import clean
+    from claude_notify.cloud.server.relay.telegram import not_heard
+
+    if reply_to is None or not channels:
+        return None
+    since = utcnow() - timedelta(seconds=TIMEOUT_S[1] * 2)
+    found = session.scalars(select(Approval).where(
+        Approval.user_id.in_({c.user_id for c in channels}), Approval.created_at > since))
+    for row in found:
+        prompt = next((c for c in row.cards or [] if c.get("prompt") and c.get("chat") == chat_id
+                       and c.get("message") == reply_to), None)
+        channel = next((c for c in channels if prompt and str(c.id) == prompt.get("channel")),
+                       None)
+        if prompt is None or channel is None or channel.user_id != row.user_id:
+            continue
+        actor = f"telegram:{sender_id}"
+        if (reason := not_heard(channel, sender_id, chat_type)) is not None:
+            _audit(session, row, actor=actor, outcome="refused", reason=reason)
+            return Pressed()
+        said = clean(text).strip()
+        if not said or len(said) > kinds.NOTE_CHARS:
+            return Pressed(f"Not sent: a note is 1 to {kinds.NOTE_CHARS} characters. Reply "
+                           "again, or press Deny.")
+        if decide(session, row.id, state="denied", by=actor, note=said):
+            return Pressed(f"{outcome(row, mark=False)}, with your note.",
+                           wake=(row.user_id, row.machine_id), edit=row.id)
+        if expire(session, row):
+            return Pressed("Expired: answer in the terminal.",
+                           wake=(row.user_id, row.machine_id), edit=row.id)
+        return Pressed("Expired: answer in the terminal." if row.state == "expired"
+                       else "Already answered.")
+    return None

@@ -162,12 +162,15 @@ class Approval(Base):
     display: Mapped[str] = mapped_column(SealedText)
     """What the call does, literally (the command; the file and a diff summary), bounded."""
     cwd: Mapped[str | None] = mapped_column(Text, default=None)
-    suggestions: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
-    """Labels of the "always" answers Claude offered (the entries themselves stay local)."""
+    suggestions: Mapped[list[Any] | None] = mapped_column(JSONType, default=None)
+    """Labels of the "always" answers Claude offered (the entries themselves stay local); for
+    Claude's questions (``AskUserQuestion``), which offer none, their shape instead (see
+    :mod:`~claude_notify.cloud.server.relay.approval_kinds`)."""
     state: Mapped[str] = mapped_column(String(16), default="pending")
     """``pending`` → ``allowed`` | ``denied`` | ``expired`` | ``withdrawn``."""
     suggestion: Mapped[int | None] = mapped_column(Integer, default=None)
-    """The "always" answer chosen, by index into ``suggestions``."""
+    """The "always" answer chosen, by index into ``suggestions``; for Claude's questions, the
+    options chosen (a bit mask, see :mod:`~claude_notify.cloud.server.relay.approval_kinds`)."""
     decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
     note: Mapped[str | None] = mapped_column(SealedText, default=None)
     cards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)

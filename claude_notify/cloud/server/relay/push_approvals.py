@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server.channels.base import SendResult
 from claude_notify.cloud.server.channels.text import clean
 from claude_notify.cloud.server.db.models import Channel
+from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
 
@@ -42,15 +43,23 @@ def subscribed(session: Session, user_id: uuid.UUID) -> list[Channel]:
 
 
 def payload(row: Approval) -> dict[str, Any]:
-    """What the service worker gets: text only, and the approval's id."""
+    """What the service worker gets: text only, and the approval's id. A plan's buttons say
+    Approve plan / Keep planning (``answers``: each button's answer, title, and what the
+    confirmation says); a question has none: a click opens its page, where its options are."""
     where = " · ".join(x for x in (PurePath(row.cwd).name if row.cwd else "",
                                    row.machine_id[:12]) if x)
     display = clean(row.display)
     if len(display) > BODY_CHARS:
         display = display[:BODY_CHARS - 1] + "…"  # a command reads from its start
-    return {"v": 1, "kind": "approval", "approval": row.id.hex,
-            "title": clean(f"Claude wants to use {row.tool_name}")[:120],
-            "body": f"{clean(where)}\n{display}" if where else display}
+    said = kinds.words(row)
+    shown = {"v": 1, "kind": "approval", "approval": row.id.hex,
+             "title": clean(said.title)[:120],
+             "body": f"{clean(where)}\n{display}" if where else display}
+    if kinds.kind(row) == kinds.PLAN:
+        shown["answers"] = [["allow", said.allow, said.allowed], ["deny", said.deny, said.denied]]
+    elif kinds.kind(row) == kinds.QUESTION:
+        shown["answers"] = []
+    return shown
 
 
 async def push_approval(runtime: Runtime, approval_id: uuid.UUID) -> None:

@@ -33,6 +33,7 @@ from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_len
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import actions, approvals, queue
+from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.relay.state import Relay
 from claude_notify.cloud.server.runtime import Runtime
 
@@ -48,6 +49,7 @@ class Reply:
     reply_to: int | None
     run: bool = False
     """``/run <cmd>``: always a command line, even in reply to a Claude notification."""
+    message_id: int | None = None
 
 
 def parse(update: Any) -> Reply | None:
@@ -67,9 +69,11 @@ def parse(update: Any) -> Reply | None:
         text = match.group(1).strip()
     elif reply_to is None or text.startswith("/"):
         return None
+    message_id = message.get("message_id")
     return Reply(chat_id=chat["id"], chat_type=str(chat.get("type") or ""),
                  sender_id=sender["id"], text=text,
-                 reply_to=reply_to if isinstance(reply_to, int) else None, run=run)
+                 reply_to=reply_to if isinstance(reply_to, int) else None, run=run,
+                 message_id=message_id if isinstance(message_id, int) else None)
 
 
 def handle(runtime: Runtime, relay: Relay, reply: Reply) -> tuple[uuid.UUID, str] | None:
@@ -354,6 +358,77 @@ async def _approval_press(state: Any, runtime: Runtime, press: Press) -> None:
         await _answer_press(runtime, press, Answered(pressed.text))
     if pressed.edit is not None:
         await approvals.edit_cards(runtime, pressed.edit)
+    if pressed.prompt is not None:
+        await _ask_note(runtime, press, *pressed.prompt)
+
+
+async def _ask_note(runtime: Runtime, press: Press, approval_id: uuid.UUID,
+                    channel: str) -> None:
+    """"… with a note…": ask for the note as a reply to a message of its own (ForceReply),
+    and remember that message, the only one a reply to which is the note."""
+    from starlette.concurrency import run_in_threadpool
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+
+    def text() -> str | None:
+        with runtime.sessions() as session:
+            row = session.get(Approval, approval_id)
+            return approvals.prompt_message(row) if row is not None else None
+
+    asked = await run_in_threadpool(text)
+    if asked is None:
+        return
+    async with approvals.client() as http:
+        sent = await TelegramChannel(runtime.settings, http).call("sendMessage", {
+            "chat_id": press.chat_id, "text": asked,
+            "reply_parameters": {"message_id": press.message_id,
+                                 "allow_sending_without_reply": True},
+            "reply_markup": {"force_reply": True, "input_field_placeholder": "Your note"}})
+    result = sent.get("result")
+    if sent.get("ok") is not True or not isinstance(result, dict) or not isinstance(
+            result.get("message_id"), int):
+        return
+
+    def remember() -> None:
+        with runtime.sessions.begin() as session:
+            approvals.remember_prompt(session, approval_id, channel=channel,
+                                      chat_id=press.chat_id, message_id=result["message_id"])
+
+    await run_in_threadpool(remember)
+
+
+async def _note(state: Any, runtime: Runtime, reply: Reply) -> bool:
+    """A reply to a note prompt (see :func:`_ask_note`): the denial with the owner's note.
+    ``False`` when the reply is not to a prompt (an ordinary reply, handled as before)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from claude_notify.cloud.server.channels.telegram import TelegramChannel
+    from claude_notify.cloud.server.relay.state import relay_of
+
+    if reply.reply_to is None or reply.run:
+        return False
+
+    def decide() -> approvals.Pressed | None:
+        with runtime.sessions.begin() as session:
+            return approvals.note(session, _chat_channels(session, reply.chat_id),
+                                  chat_id=reply.chat_id, chat_type=reply.chat_type,
+                                  sender_id=reply.sender_id, reply_to=reply.reply_to,
+                                  text=reply.text)
+
+    noted = await run_in_threadpool(decide)
+    if noted is None:
+        return False
+    if noted.wake is not None:
+        relay_of(state).hub.wake(noted.wake)
+    if noted.text:  # the owner's: a stranger's reply gets no answer
+        async with approvals.client() as http:
+            await TelegramChannel(runtime.settings, http).call("sendMessage", {
+                "chat_id": reply.chat_id, "text": noted.text,
+                "reply_parameters": {"message_id": reply.message_id,
+                                     "allow_sending_without_reply": True}})
+    if noted.edit is not None:
+        await approvals.edit_cards(runtime, noted.edit)
+    return True
 
 
 def _first_delivery(runtime: Runtime, update: Any) -> bool:
@@ -398,7 +473,7 @@ async def on_update(state: Any, runtime: Runtime, update: Any) -> None:
                       data="")
         await _answer_press(runtime, stray, Answered())
         return
-    if reply is None:
+    if reply is None or await _note(state, runtime, reply):
         return
     relay = relay_of(state)
     woken = await run_in_threadpool(handle, runtime, relay, reply)

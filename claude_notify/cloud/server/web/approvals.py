@@ -6,6 +6,11 @@ check, the answer is one conditional update (first wins; a late one is told it w
 already), it is audited, the agent is woken with it and the cards are edited. Works without
 JavaScript: plain forms, a redirect after the POST.
 
+A plan is approved or sent back ("Keep planning", with a note); Claude's questions are answered
+here by choosing their options (radio buttons, or check boxes for a question that takes several):
+the one place where several questions can be answered at once (see
+:mod:`~claude_notify.cloud.server.relay.approval_kinds`).
+
 :func:`settle` and :func:`tell` are that answer's path, shared with the e-mailed link's page
 (:mod:`.approval_links`), so an answer from either does exactly the same.
 """
@@ -22,6 +27,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
+from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay import approvals
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.relay.state import relay_of
@@ -44,12 +50,14 @@ PROBLEMS: Final = {"expired": "Expired: answer in the terminal.", "answered": "A
 """What a late answer is told, by :func:`settle`'s outcome."""
 
 
-def settle(db: Session, row: Approval, *, answer: str, note: str, by: str) -> Outcome:
-    """Answer ``row`` (one of :data:`ANSWERS`): one conditional update, the first answer wins;
-    one past its time is marked expired instead (the agent hears that too). The caller renders
-    its response, commits, then calls :func:`tell`."""
+def settle(db: Session, row: Approval, *, answer: str, note: str, by: str,
+           answers: list[list[int]] | None = None) -> Outcome:
+    """Answer ``row`` (one of :data:`ANSWERS`; a question: ``allow`` with ``answers``, the
+    options chosen): one conditional update, the first answer wins; one past its time is marked
+    expired instead (the agent hears that too). The caller renders its response, commits, then
+    calls :func:`tell`."""
     state, suggestion = ANSWERS[answer]
-    if approvals.decide(db, row.id, state=state, by=by, suggestion=suggestion,
+    if approvals.decide(db, row.id, state=state, by=by, suggestion=suggestion, answers=answers,
                         note=note.strip() or None if state == "denied" else None):
         return "decided"
     return "expired" if approvals.expire(db, row) else "answered"
@@ -77,7 +85,25 @@ def _page(request: Request, db: Session, web: WebSession, row: Approval, *,
           problem: str = "", code: int = 200) -> Response:
     state = "expired" if row.state == "pending" and row.expires_at <= utcnow() else row.state
     return render(request, "approval.html", code, web=web, user=user_of(db, web), approval=row,
-                  state=state, problem=problem, project=PurePath(row.cwd).name if row.cwd else "")
+                  state=state, problem=problem, project=PurePath(row.cwd).name if row.cwd else "",
+                  kind=kinds.kind(row), said=kinds.words(row), always=kinds.always_label(row),
+                  questions=kinds.questions(row),
+                  outcome=approvals.outcome(row, mark=False) if state in ("allowed", "denied") else "",
+                  note_chars=kinds.NOTE_CHARS)
+
+
+def _chosen(row: Approval, picked: list[str]) -> list[list[int]] | None:
+    """The form's ``option`` fields (``"question:option"``) as the options chosen per question,
+    if each is one of this request's and every question has one (:func:`kinds.mask` checks the
+    rest: one only, unless the question takes several)."""
+    found = kinds.questions(row)
+    chosen: list[list[int]] = [[] for _ in found]
+    for value in picked[:kinds.QUESTIONS * kinds.OPTIONS]:
+        q, _, o = value.partition(":")
+        if not (q.isdigit() and o.isdigit()) or not 0 <= int(q) < len(found):
+            return None
+        chosen[int(q)].append(int(o))
+    return chosen if kinds.mask(row, chosen) is not None else None
 
 
 @router.get("/approvals/{approval_id}")
@@ -91,12 +117,24 @@ def answer(request: Request, approval_id: Annotated[str, PathParam(max_length=64
            web: WebDep, db: SessionDep, runtime: RuntimeDep, background: BackgroundTasks,
            csrf: Annotated[str, Form(max_length=100)] = "",
            answer: Annotated[str, Form(max_length=16)] = "",
-           note: Annotated[str, Form(max_length=500)] = "") -> Response:
+           note: Annotated[str, Form(max_length=500)] = "",
+           option: Annotated[list[str] | None, Form(max_length=8)] = None) -> Response:
     security.check_form(request, runtime.settings, web, csrf)
     row = _own(db, web, approval_id)
-    if answer not in ANSWERS or (answer == "session" and not row.suggestions):
-        return _page(request, db, web, row, problem="Choose Allow or Deny.", code=422)
-    outcome = settle(db, row, answer=answer, note=note, by=f"web:{web.id.hex[:12]}")
+    question = kinds.kind(row) == kinds.QUESTION
+    if (answer not in ANSWERS and answer != "answer") or (
+            answer == "session" and kinds.always_label(row) is None) or (
+            question and answer in ("allow", "session")) or (not question and answer == "answer"):
+        return _page(request, db, web, row, problem=f"Choose {kinds.words(row).allow} or "
+                     f"{kinds.words(row).deny}." if not question else "Choose an answer.",
+                     code=422)
+    answers = _chosen(row, option or []) if answer == "answer" else None
+    if answer == "answer" and answers is None:
+        return _page(request, db, web, row, code=422,
+                     problem="Choose one option for each question (several only where the "
+                             "question says so).")
+    outcome = settle(db, row, answer="allow" if answer == "answer" else answer, note=note,
+                     by=f"web:{web.id.hex[:12]}", answers=answers)
     response = see_other(f"/app/approvals/{row.id}") if outcome == "decided" else _page(
         request, db, web, row, code=409, problem=PROBLEMS[outcome])
     # Committed after the page is rendered: a read after the commit would hold SQLite's write

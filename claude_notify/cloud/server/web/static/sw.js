@@ -23,18 +23,36 @@ function pageFor(data, action) {
   return action === "run" && data.run === true ? page + "?action=run-again#relayed" : page;
 }
 
-// A permission request: Allow and Deny. Never kept back by the browser ("requireInteraction"):
-// the terminal waits on it.
+// A permission request: Allow and Deny (a plan: Approve plan and Keep planning; Claude's
+// questions: none, a click opens the page with their options). Only "allow" and "deny" are ever
+// answered from here, whatever the push says. Never kept back by the browser
+// ("requireInteraction"): the terminal waits on it.
+function approvalActions(data) {
+  if (!Array.isArray(data.answers)) {
+    return [{action: "allow", title: "Allow"}, {action: "deny", title: "Deny"}];
+  }
+  return data.answers.filter(function (pair) {
+    return Array.isArray(pair) && (pair[0] === "allow" || pair[0] === "deny");
+  }).map(function (pair) {
+    return {action: pair[0], title: text(pair[1], pair[0] === "allow" ? "Allow" : "Deny"),
+            done: text(pair[2], "")};
+  }).slice(0, 2);
+}
+
 function approvalNotice(data) {
   var approval = text(data.approval, "");
+  var actions = approvalActions(data);
+  var said = {};  // what the confirmation says for each button ("Plan approved")
+  actions.forEach(function (a) { if (a.done) { said[a.action] = a.done.slice(0, 60); } });
+  actions = actions.map(function (a) { return {action: a.action, title: a.title}; });
   return self.registration.showNotification(text(data.title, "Claude asks for permission"), {
     body: text(data.body, ""),
     icon: APP + "static/icon-192.png",
     tag: "approval:" + approval,
     renotify: true,
     requireInteraction: true,
-    data: {approval: approval},
-    actions: [{action: "allow", title: "Allow"}, {action: "deny", title: "Deny"}]
+    data: {approval: approval, said: said},
+    actions: actions
   });
 }
 
@@ -84,7 +102,7 @@ function show(path) {
 // and its own form posted with that page's token, so the answer passes every check a click on
 // the page would (owner, origin, token, first answer wins). Signed out, or anything unexpected:
 // the page is opened to answer there.
-function answer(approval, choice) {
+function answer(approval, choice, said) {
   var page = APP + "approvals/" + approval;
   return fetch(page, {credentials: "same-origin"}).then(function (read) {
     return read.text().then(function (html) {
@@ -99,7 +117,8 @@ function answer(approval, choice) {
   }).then(function (sent) {
     var done = sent.type === "opaqueredirect" || sent.status === 303;
     if (!done && sent.status !== 409) { throw new Error("refused"); }
-    var title = !done ? "Already answered, or expired" : choice === "allow" ? "Allowed" : "Denied";
+    var title = !done ? "Already answered, or expired"
+      : text(said && said[choice], choice === "allow" ? "Allowed" : "Denied");
     return self.registration.showNotification(title, {
       tag: "approval:" + approval, icon: APP + "static/icon-192.png",
       data: {approval: approval}
@@ -114,7 +133,7 @@ self.addEventListener("notificationclick", function (event) {
   var done;
   if (/^[0-9a-f]{32}$/.test(approval)) {
     done = event.action === "allow" || event.action === "deny"
-      ? answer(approval, event.action) : show(APP + "approvals/" + approval);
+      ? answer(approval, event.action, data.said) : show(APP + "approvals/" + approval);
   } else {
     done = show(pageFor(data, event.action));
   }
