@@ -302,13 +302,13 @@ def parse(data: object) -> tuple[uuid.UUID, str] | None:
         return None
 
 
-_PRESS = re.compile(rf"^{PREFIX}:([0-9a-f]{{32}}):({ALLOW}|{DENY}|{SESSION}|{NOTE}|{OPTION}[0-3])$")
+_PRESS = re.compile(rf"{PREFIX}:([0-9a-f]{{32}}):({ALLOW}|{DENY}|{SESSION}|{NOTE}|{OPTION}[0-3])")
 
 
 def parse_press(data: object) -> tuple[uuid.UUID, str] | None:
     """Like :func:`parse`, for the buttons only this module's cards (Telegram's) and Slack's
     have: a question's options (``o0``…``o3``) and "with a note…" (``n``)."""
-    if not isinstance(data, str) or len(data) > 64 or not (match := _PRESS.match(data)):
+    if not isinstance(data, str) or len(data) > 64 or not (match := _PRESS.fullmatch(data)):
         return None
     return uuid.UUID(hex=match.group(1)), match.group(2)
 

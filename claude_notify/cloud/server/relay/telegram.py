@@ -378,12 +378,12 @@ async def _ask_note(runtime: Runtime, press: Press, approval_id: uuid.UUID,
     asked = await run_in_threadpool(text)
     if asked is None:
         return
-    async with approvals.client() as http:
-        sent = await TelegramChannel(runtime.settings, http).call("sendMessage", {
-            "chat_id": press.chat_id, "text": asked,
+    body = {"chat_id": press.chat_id, "text": asked,
             "reply_parameters": {"message_id": press.message_id,
                                  "allow_sending_without_reply": True},
-            "reply_markup": {"force_reply": True, "input_field_placeholder": "Your note"}})
+            "reply_markup": {"force_reply": True, "input_field_placeholder": "Your note"}}
+    async with approvals.client() as http:
+        sent = await _send_soon(TelegramChannel(runtime.settings, http), body)
     result = sent.get("result")
     if sent.get("ok") is not True or not isinstance(result, dict) or not isinstance(
             result.get("message_id"), int):
@@ -395,6 +395,20 @@ async def _ask_note(runtime: Runtime, press: Press, approval_id: uuid.UUID,
                                       chat_id=press.chat_id, message_id=result["message_id"])
 
     await run_in_threadpool(remember)
+
+
+async def _send_soon(bot: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """``sendMessage``, once more after a short ``retry_after`` (the card went to the same chat
+    a moment ago: Telegram keeps a chat to about one message a second)."""
+    import asyncio
+
+    sent: dict[str, Any] = await bot.call("sendMessage", body)
+    wait = (sent.get("parameters") or {}).get("retry_after") if isinstance(
+        sent.get("parameters"), dict) else None
+    if sent.get("error_code") == 429 and isinstance(wait, int) and 0 < wait <= 5:
+        await asyncio.sleep(wait)
+        sent = await bot.call("sendMessage", body)
+    return sent
 
 
 async def _note(state: Any, runtime: Runtime, reply: Reply) -> bool:
@@ -422,10 +436,11 @@ async def _note(state: Any, runtime: Runtime, reply: Reply) -> bool:
         relay_of(state).hub.wake(noted.wake)
     if noted.text:  # the owner's: a stranger's reply gets no answer
         async with approvals.client() as http:
-            await TelegramChannel(runtime.settings, http).call("sendMessage", {
-                "chat_id": reply.chat_id, "text": noted.text,
-                "reply_parameters": {"message_id": reply.message_id,
-                                     "allow_sending_without_reply": True}})
+            body: dict[str, Any] = {"chat_id": reply.chat_id, "text": noted.text}
+            if reply.message_id is not None:
+                body["reply_parameters"] = {"message_id": reply.message_id,
+                                            "allow_sending_without_reply": True}
+            await _send_soon(TelegramChannel(runtime.settings, http), body)
     if noted.edit is not None:
         await approvals.edit_cards(runtime, noted.edit)
     return True

@@ -88,7 +88,8 @@ def _page(request: Request, db: Session, web: WebSession, row: Approval, *,
                   state=state, problem=problem, project=PurePath(row.cwd).name if row.cwd else "",
                   kind=kinds.kind(row), said=kinds.words(row), always=kinds.always_label(row),
                   questions=kinds.questions(row),
-                  outcome=approvals.outcome(row, mark=False) if state in ("allowed", "denied") else "",
+                  outcome=approvals.outcome(row, mark=False) if state in (
+                      "allowed", "denied") else "",
                   note_chars=kinds.NOTE_CHARS)
 
 
