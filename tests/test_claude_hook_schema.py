@@ -12,6 +12,12 @@ hook (a few lines of Python) stands in for ours, so what is checked is Claude Co
   ``deferred_tool_use`` (``id``, ``name``, ``input``), nothing run; ``--resume`` with no prompt
   asks ``PreToolUse`` again for the same ``tool_use_id`` (and deferred again, says so in
   ``stop_reason``).
+* Interactive only (``-p`` offers neither tool): ``AskUserQuestion``'s ``PermissionRequest``
+  brings ``questions`` (``question``, ``header``, ``options`` with ``label``, ``multiSelect``),
+  and ``allow`` with the call's input plus ``answers`` (question text → label) is the answer the
+  model reads; ``ExitPlanMode``'s brings the plan file's text as ``plan``, and ``allow`` with the
+  call's own input as ``updatedInput`` leaves plan mode. Once run, both calls' ``PostToolUse``
+  input differs from the asked one (approvals withdraw them by the tool's name).
 
 The CLI comes from ``scripts/install_claude_cli.sh`` (or ``$CLAUDE_CLI``); without it the tests
 skip locally and fail under ``CI``.
@@ -141,3 +147,92 @@ def test_pre_tool_use_defer_and_resume(run: Any) -> None:
         version, again)
     ids = [p["tool_use_id"] for p in _payloads(run.seen, "PreToolUse")]
     assert ids == [call["id"], call["id"]], (version, ids)
+
+
+ANSWERING = """
+import json, pathlib, sys
+where = pathlib.Path(sys.argv[1])
+payload = json.load(sys.stdin)
+event, tool = payload["hook_event_name"], payload.get("tool_name", "")
+n = len(list(where.glob(f"{event}-{tool}-*.json")))
+(where / f"{event}-{tool}-{n}.json").write_text(json.dumps(payload))
+if event == "PermissionRequest" and tool == "AskUserQuestion":
+    first = payload["tool_input"]["questions"][0]
+    answers = {first["question"]: first["options"][1]["label"]}
+    print(json.dumps({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {
+        "behavior": "allow", "updatedInput": {**payload["tool_input"], "answers": answers}}}}))
+if event == "PermissionRequest" and tool == "ExitPlanMode":
+    print(json.dumps({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {
+        "behavior": "allow", "updatedInput": payload["tool_input"]}}}))
+"""
+
+
+def test_plan_and_question_payloads_and_answers(tmp_path: Path, claude_cli: str) -> None:
+    """One interactive session in plan mode, under tmux: the model asks a question, writes its
+    plan and asks to leave plan mode; a recording hook answers both as approvals do."""
+    import re
+    import shutil
+    import time
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    home, project, seen = tmp_path / "home", tmp_path / "proj", tmp_path / "seen"
+    for made in (home / ".claude", project, seen):
+        made.mkdir(parents=True)
+    key = "sk-ant-test-0000000000000000000000"
+    (home / ".claude.json").write_text(json.dumps({
+        "hasCompletedOnboarding": True, "theme": "dark",
+        "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []},
+        "projects": {str(project.resolve()): {"hasTrustDialogAccepted": True}}}))
+    (tmp_path / "answer.py").write_text(ANSWERING)
+    command = f"{sys.executable} {tmp_path / 'answer.py'} {seen}"
+    handler = [{"hooks": [{"type": "command", "command": command, "timeout": 30}]}]
+    (home / ".claude" / "settings.json").write_text(json.dumps(
+        {"hooks": {"PermissionRequest": handler, "PostToolUse": handler}}))
+    plan = "# Plan\n\n1. Edit app.py\n"
+    question = {"question": "Which color?", "header": "Color", "multiSelect": False,
+                "options": [{"label": "Red", "description": "warm"},
+                            {"label": "Blue", "description": "cool"}]}
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        messages = body["messages"]
+        done = sum(1 for m in messages if isinstance(m["content"], list)
+                   and any(b.get("type") == "tool_result" for b in m["content"]))
+        if done == 0:
+            return ToolCall("AskUserQuestion", {"questions": [question]})
+        if done == 1:
+            path = re.search(r"(/[^\s\"\\]*/plans/[^\s\"\\]*\.md)", json.dumps(messages))
+            assert path is not None, "no plan file named"
+            return ToolCall("Write", {"file_path": path.group(1), "content": plan})
+        return ToolCall("ExitPlanMode", {}) if done == 2 else "Done."
+
+    server = f"cn-schema-{os.getpid()}"
+    with MessagesStandIn(reply=reply) as standin:
+        env = {k: v for k, v in os.environ.items() if not _FOREIGN.match(k)
+               and not k.startswith("TMUX")} | {
+            "HOME": str(home), "TERM": "xterm-256color", "ANTHROPIC_BASE_URL": standin.url,
+            "ANTHROPIC_API_KEY": key, "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        subprocess.run(["tmux", "-L", server, "-f", "/dev/null", "new-session", "-d", "-x", "160",
+                        "-y", "50", "-c", str(project), claude_cli, "--permission-mode", "plan",
+                        "go"], env=env, check=True, timeout=30)
+        try:
+            deadline = time.monotonic() + 120
+            while "Exited Plan Mode" not in json.dumps(standin.messages()[-1:]):
+                assert time.monotonic() < deadline, (
+                    "the session did not get past the plan: " + json.dumps(
+                        [m["messages"][-1]["content"] for m in standin.messages()])[-3000:])
+                time.sleep(0.2)
+        finally:
+            subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True,
+                           timeout=30, check=False)
+    said = json.dumps([m["messages"][-1]["content"] for m in standin.messages()])
+    assert '\\"Which color?\\"=\\"Blue\\"' in said, said  # the answer reached the model
+    [asked] = _payloads(seen, "PermissionRequest-AskUserQuestion")
+    assert asked["tool_input"] == {"questions": [question]}, asked
+    [planned] = _payloads(seen, "PermissionRequest-ExitPlanMode")
+    assert planned["tool_input"]["plan"] == plan, planned
+    [ran] = _payloads(seen, "PostToolUse-ExitPlanMode")
+    assert ran["tool_input"] != planned["tool_input"]
+    [answered] = _payloads(seen, "PostToolUse-AskUserQuestion")
+    assert answered["tool_input"]["answers"] == {"Which color?": "Blue"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -547,8 +548,8 @@ class Tmux:
 
 
 def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Path,
-                 standin: MessagesStandIn, command: str,
-                 timeout: str = "60s") -> tuple[Phone, Tmux, Path]:
+                 standin: MessagesStandIn, command: str, timeout: str = "60s",
+                 mode: str = "default") -> tuple[Phone, Tmux, Path]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     claude = _claude_cli(shared_server)
@@ -569,8 +570,7 @@ def _interactive(shared_server: Server, telegram: TelegramStandIn, tmp_path: Pat
     phone.env = env
     cli(["claude", "install", "--user"], env, cwd=project)
     phone.start_agent()
-    tmux = Tmux(tmp_path, env, [claude, "--permission-mode", "default", "make the marker"],
-                project)
+    tmux = Tmux(tmp_path, env, [claude, "--permission-mode", mode, "make the marker"], project)
     return phone, tmux, project
 
 
@@ -720,6 +720,104 @@ def test_interactive_no_answer_in_time_leaves_the_dialog_to_decide(
             wait_for(lambda: (project / "after-the-timeout").exists(), timeout=60,
                      what="the tool to run from the dialog")
             assert phone.press(card, "Deny")["text"] == "Expired: answer in the terminal."
+        finally:
+            tmux.close()
+            phone.agent.stop()
+
+
+def _results(standin: MessagesStandIn) -> str:
+    """Everything Claude Code sent the model after a tool ran, as one text."""
+    return json.dumps([m["messages"][-1]["content"] for m in standin.messages()[1:]])
+
+
+@pytest.mark.one_database
+@pytest.mark.timeout(300)
+def test_interactive_a_question_answered_on_the_phone_reaches_the_model(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path
+) -> None:
+    """The model asks (``AskUserQuestion``); the card has a button per option; the owner's
+    choice is the answer Claude Code hands the model, and the terminal's question closes."""
+    question = {"questions": [{"question": "Which color <b>now</b>?", "header": "Color",
+                               "multiSelect": False,
+                               "options": [{"label": "Red", "description": "warm"},
+                                           {"label": "Blue", "description": "cool"}]}]}
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        last = body["messages"][-1]["content"]
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            return "Thanks."
+        return ToolCall("AskUserQuestion", question)
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone, tmux, _ = _interactive(shared_server, telegram, tmp_path, standin, "")
+        try:
+            [card] = phone.cards()
+            assert card["text"].startswith("🔐 Claude asks you")
+            assert "Which color <b>now</b>?" in card["text"] and "2) Blue — cool" in card["text"]
+            wait_for(lambda: "Which color" in tmux.screen(), timeout=90,
+                     what="Claude Code's question in the terminal")
+            assert phone.press(card, "Red", sender=STRANGER).get("text") is None
+            assert phone.press(card, "Blue")["text"] == "Answered: Blue."
+            said = wait_for(lambda: "Blue" in (r := _results(standin)) and r, timeout=60,
+                            what="the answer to reach the model")
+            assert '\\"Which color <b>now</b>?\\"=\\"Blue\\"' in said, said
+            assert phone.edited(card).endswith("✅ Answered: Blue")
+        finally:
+            tmux.close()
+            phone.agent.stop()
+
+
+@pytest.mark.one_database
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("answer", ["Approve plan", "note"])
+def test_interactive_a_plan_approved_or_sent_back_from_the_phone(
+    shared_server: Server, telegram: TelegramStandIn, tmp_path: Path, answer: str
+) -> None:
+    """In plan mode the model writes its plan and calls ``ExitPlanMode``: the card shows the
+    plan; Approve plan leaves plan mode (Claude Code's "Exited Plan Mode" reaches the model);
+    "Keep planning, with a note…" and the owner's reply to its prompt hand the model the note,
+    and the session stays in plan mode."""
+    plan = "# Plan\n\n1. Edit <b>app.py</b> & tests\n2. Run `make test`\n"
+
+    def reply(body: dict[str, Any]) -> str | ToolCall:
+        messages = body["messages"]
+        done = sum(1 for m in messages if isinstance(m["content"], list)
+                   and any(b.get("type") == "tool_result" for b in m["content"]))
+        if done == 0:
+            path = re.search(r"(/[^\s\"\\]*/plans/[^\s\"\\]*\.md)", json.dumps(messages))
+            assert path is not None, "Claude Code named no plan file"
+            return ToolCall("Write", {"file_path": path.group(1), "content": plan})
+        return ToolCall("ExitPlanMode", {}) if done == 1 else "On it."
+
+    with MessagesStandIn(reply=reply) as standin:
+        phone, tmux, _ = _interactive(shared_server, telegram, tmp_path, standin, "",
+                                      mode="plan")
+        try:
+            [card] = phone.cards()
+            assert card["text"].startswith("🔐 Claude wants to start on this plan")
+            assert "1. Edit <b>app.py</b> & tests" in card["text"]
+            wait_for(lambda: "Would you like to proceed" in tmux.screen(), timeout=90,
+                     what="Claude Code's plan dialog")
+            if answer == "Approve plan":
+                assert phone.press(card, "Approve plan")["text"] == "Plan approved."
+                wait_for(lambda: "Exited Plan Mode" in _results(standin), timeout=60,
+                         what="the plan's approval to reach the model")
+                assert phone.edited(card).endswith("✅ Plan approved")
+            else:
+                phone.press(card, "Keep planning, with a note…")
+                prompt = wait_for(lambda: next((m for m in telegram.sent_to(phone.chat)
+                                                if m["text"].startswith("✍️")), None),
+                                  what="the note's prompt")
+                assert phone.webhook(update("Split step 2 <i>first</i>", chat=phone.chat,
+                                            reply_to=prompt["message_id"])) == 200
+                said = wait_for(lambda: "Split step 2" in (r := _results(standin)) and r,
+                                timeout=60, what="the note to reach the model")
+                assert ("The owner did not approve the plan from Telegram: keep planning: "
+                        "Split step 2 <i>first</i>") in said
+                assert "Exited Plan Mode" not in said
+                assert phone.edited(card).endswith("⛔ Keep planning")
+            wait_for(lambda: "Would you like to proceed" not in tmux.screen(),
+                     what="the dialog to close")
         finally:
             tmux.close()
             phone.agent.stop()
