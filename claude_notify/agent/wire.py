@@ -62,7 +62,14 @@ class Pong(TypedDict):
     type: Literal["pong"]
 
 
-class Decision(TypedDict):
+class _Answered(TypedDict, total=False):
+    answers: list[list[int]]
+    """For a question (``AskUserQuestion``) answered from the phone: per question, the indices of
+    the options chosen; the hook turns them into Claude Code's ``answers`` from its own copy of
+    the questions. Sent only then."""
+
+
+class Decision(_Answered):
     """How approval ``id`` ended: ``state`` is ``allowed``, ``denied``, ``expired``,
     ``withdrawn`` or ``unavailable`` (nobody can be asked: ``detail`` says why). ``digest`` is the
     one the approval was filed with, so the hook can check the answer is for its own call;
@@ -77,10 +84,6 @@ class Decision(TypedDict):
     note: str | None
     by: str | None
     detail: str | None
-    answers: list[list[int]] | None
-    """For a question (``AskUserQuestion``) answered from the phone: per question, the indices of
-    the options chosen; the hook turns them into Claude Code's ``answers`` from its own copy of
-    the questions (older servers leave it out)."""
 
 
 # --------------------------------------------------------------------------- agent → server
@@ -207,8 +210,11 @@ def ping() -> Ping:
 def decision(*, id: str, state: str, digest: str, suggestion: int | None = None,
              note: str | None = None, by: str | None = None,
              detail: str | None = None, answers: list[list[int]] | None = None) -> Decision:
-    return {"type": "decision", "id": id, "state": state, "digest": digest,
-            "suggestion": suggestion, "note": note, "by": by, "detail": detail, "answers": answers}
+    made: Decision = {"type": "decision", "id": id, "state": state, "digest": digest,
+                      "suggestion": suggestion, "note": note, "by": by, "detail": detail}
+    if answers is not None:  # a question's answer only: every other decision reads as before
+        made["answers"] = answers
+    return made
 
 
 def approval(*, id: str, session_id: str, tool_use_id: str | None, tool_name: str, digest: str,

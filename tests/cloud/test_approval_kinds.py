@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from cloud_kit import Account, Mailbox, wait_for
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from standins.kit import APP_URL, provider_settings, telegram
 from standins.telegram import TelegramStandIn
 from test_approvals import SESSION, agent, digest, keys, outcomes, press, quiet, rows
@@ -58,10 +59,20 @@ def file(ws: Any, tool: str, display: str, *, questions: list[dict[str, Any]] | 
     return message
 
 
-def shown_card(telegram: TelegramStandIn, chat: Chat, title: str) -> dict[str, Any]:
+def shown_card(telegram: TelegramStandIn, chat: Chat, title: str,
+               runtime: Runtime) -> dict[str, Any]:
+    """The card, once the server recorded it (a press counts only on a recorded card; the
+    stand-in shows it a moment before)."""
     found: dict[str, Any] = wait_for(
         lambda: next((m for m in telegram.sent_to(chat.chat)
                       if m["text"].startswith(f"🔐 {title}")), None), what=f"the card {title!r}")
+
+    def recorded() -> bool:
+        with runtime.sessions() as session:
+            return any(c.get("message") == found["message_id"] for r in session.scalars(
+                select(Approval)) for c in r.cards or [])
+
+    wait_for(recorded, what="the card to be recorded")
     return found
 
 
@@ -77,7 +88,7 @@ def test_a_plan_card_shows_the_plan_literally_and_approves_it(
 ) -> None:
     with agent(client, chat.user) as ws:
         asked = file(ws, "ExitPlanMode", PLAN + "x" * 5000, suggestions=("Bash(make:*)",))
-        shown = shown_card(telegram, chat, "Claude wants to start on this plan")
+        shown = shown_card(telegram, chat, "Claude wants to start on this plan", runtime)
         assert PLAN in shown["text"]  # every tag shown as text, in one quote
         assert [e["type"] for e in shown["entities"]] == ["b", "blockquote", "i"]
         assert "…" not in shown["text"] and len(shown["text"]) < 2300  # bounded
@@ -89,7 +100,7 @@ def test_a_plan_card_shows_the_plan_literally_and_approves_it(
         quiet(ws)
         assert press(telegram, chat, shown, "Approve plan")[0]["text"] == "Plan approved."
         got = ws.receive_json()
-        assert (got["id"], got["state"], got["suggestion"], got["answers"]) == (
+        assert (got["id"], got["state"], got["suggestion"], got.get("answers")) == (
             asked["id"], "allowed", None, None)
         assert edited(telegram, chat, shown).endswith("✅ Plan approved")
         assert press(telegram, chat, shown, "Keep planning")[0]["text"] == "Already answered."
@@ -107,13 +118,13 @@ def test_a_question_is_answered_by_its_own_options_only(
         other = file(ws, "Bash", "make deploy")
         asked = file(ws, "AskUserQuestion", f"[Color] Which color? {HOSTILE}\n  1) Red\n"
                      "  2) Blue <i>", questions=[COLOR])
-        shown = shown_card(telegram, chat, "Claude asks you")
+        shown = shown_card(telegram, chat, "Claude asks you", runtime)
         assert HOSTILE in shown["text"] and "Blue <i>" in shown["text"]
         assert list(keys(shown)) == ["Red", "Blue <i>", "Don't answer",
                                      "Don't answer, with a note…", "Open"]
         ident = uuid.UUID(asked["id"]).hex
         assert keys(shown)["Blue <i>"] == f"ap:{ident}:o1"
-        other_card = shown_card(telegram, chat, "Claude wants to use Bash")
+        other_card = shown_card(telegram, chat, "Claude wants to use Bash", runtime)
 
         # A stranger's option: nothing; an option the question does not have (forged on its
         # own card): refused; this question's option pressed on another approval's card, or
@@ -153,7 +164,7 @@ def test_several_questions_are_answered_on_the_web_page(
     with agent(client, chat.user) as ws:
         asked = file(ws, "AskUserQuestion", "1. Which color?\n2. Which toppings?",
                      questions=[COLOR, TOPPINGS])
-        shown = shown_card(telegram, chat, "Claude asks you 2 questions")
+        shown = shown_card(telegram, chat, "Claude asks you 2 questions", runtime)
         assert "Answer on the web page" in shown["text"]
         assert list(keys(shown)) == ["Don't answer", "Don't answer, with a note…", "Open"]
         url = f"/app/approvals/{asked['id']}"
@@ -190,7 +201,7 @@ def test_an_old_agents_question_is_never_allowed_without_an_answer(
     surface, since Claude Code needs the answers; Don't answer still works."""
     with agent(client, chat.user) as ws:
         asked = file(ws, "AskUserQuestion", "Which color?")
-        shown = shown_card(telegram, chat, "Claude asks you")
+        shown = shown_card(telegram, chat, "Claude asks you", runtime)
         assert list(keys(shown)) == ["Don't answer", "Don't answer, with a note…", "Open"]
         with runtime.sessions.begin() as session:
             row = session.get(Approval, uuid.UUID(asked["id"]))
@@ -199,7 +210,7 @@ def test_an_old_agents_question_is_never_allowed_without_an_answer(
             assert not approvals.decide(session, row.id, state="allowed", by="x", suggestion=0)
         assert press(telegram, chat, shown, "Don't answer")[0]["text"] == "Not answered."
         got = ws.receive_json()
-        assert (got["state"], got["answers"]) == ("denied", None)
+        assert (got["state"], got.get("answers")) == ("denied", None)
 
 
 def test_deny_with_a_note_takes_only_the_owners_reply_to_its_prompt(
@@ -207,7 +218,7 @@ def test_deny_with_a_note_takes_only_the_owners_reply_to_its_prompt(
 ) -> None:
     with agent(client, chat.user) as ws:
         asked = file(ws, "Bash", "rm -rf build")
-        shown = shown_card(telegram, chat, "Claude wants to use Bash")
+        shown = shown_card(telegram, chat, "Claude wants to use Bash", runtime)
         assert press(telegram, chat, shown, "Deny with note…")[0]["text"] == (
             "Reply to the message below with your note.")
         prompt = wait_for(lambda: next((m for m in telegram.sent_to(chat.chat)
@@ -251,11 +262,11 @@ def test_deny_with_a_note_takes_only_the_owners_reply_to_its_prompt(
 
 
 def test_a_plans_note_is_what_claude_should_change(
-    client: TestClient, chat: Chat, telegram: TelegramStandIn
+    client: TestClient, chat: Chat, telegram: TelegramStandIn, runtime: Runtime
 ) -> None:
     with agent(client, chat.user) as ws:
         file(ws, "ExitPlanMode", PLAN)
-        shown = shown_card(telegram, chat, "Claude wants to start on this plan")
+        shown = shown_card(telegram, chat, "Claude wants to start on this plan", runtime)
         press(telegram, chat, shown, "Keep planning, with a note…")
         prompt = wait_for(lambda: next((m for m in telegram.sent_to(chat.chat)
                                         if m["text"].startswith("✍️")), None),
@@ -276,8 +287,8 @@ def test_withdrawn_by_tool_name_closes_only_that_tools_approval(
     with agent(client, chat.user) as ws:
         plan = file(ws, "ExitPlanMode", PLAN)
         command = file(ws, "Bash", "make deploy")
-        shown = shown_card(telegram, chat, "Claude wants to start on this plan")
-        shown_card(telegram, chat, "Claude wants to use Bash")
+        shown = shown_card(telegram, chat, "Claude wants to start on this plan", runtime)
+        shown_card(telegram, chat, "Claude wants to use Bash", runtime)
         ws.send_json({"type": "withdraw", "id": None, "session_id": SESSION, "digest": None,
                       "reason": "terminal", "tool_name": "ExitPlanMode"})
         assert edited(telegram, chat, shown).endswith("↩️ Answered in the terminal")
@@ -327,6 +338,11 @@ def test_the_push_and_the_slack_card_of_each_kind(runtime: Runtime) -> None:
     assert [e.get("url") or e["value"] for e in actions["elements"]] == [
         f"ap:{two.id.hex}:d", f"{APP_URL}/approvals/{two.id}"]
     assert approval_kinds.buttons_answer(one) and not approval_kinds.buttons_answer(two)
+    # The e-mailed card reads the "always" label the same way: a question's shape is none.
+    from claude_notify.cloud.server.relay import email_approvals
+
+    mailed = email_approvals.card(one, link=f"{APP_URL}/a#k", address="a@example.com")
+    assert "Always in this session" not in mailed.text and "options" not in mailed.text
 
 
 @pytest.mark.parametrize("data", ["ap:" + "0" * 32 + ":o4", "ap:" + "0" * 32 + ":o",

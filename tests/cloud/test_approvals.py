@@ -150,8 +150,7 @@ def test_a_strangers_press_does_nothing_the_owners_answers_once(
         assert answered[0]["text"] == "Allowed."
         assert ws.receive_json() == {"type": "decision", "id": asked["id"], "state": "allowed",
                                      "digest": asked["digest"], "suggestion": None,
-                                     "note": None, "by": "Telegram", "detail": None,
-                                     "answers": None}
+                                     "note": None, "by": "Telegram", "detail": None}
         edited = wait_for(lambda: telegram.edits_of(chat.chat, shown["message_id"]),
                           what="the card to be edited")
         assert edited[-1]["text"].endswith("✅ Allowed") and edited[-1]["reply_markup"] is None

@@ -41,6 +41,7 @@ from claude_notify.cloud.server.channels.base import Message
 from claude_notify.cloud.server.channels.render import one_line
 from claude_notify.cloud.server.channels.text import clean
 from claude_notify.cloud.server.db.models import Channel, User
+from claude_notify.cloud.server.relay import approval_kinds
 from claude_notify.cloud.server.relay.models import Approval, ApprovalLink
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -103,7 +104,7 @@ def card(row: Approval, *, link: str, address: str) -> Message:
     where = " · ".join(x for x in (project, row.machine_id[:12]) if x)
     display = clean(row.display)
     until = row.expires_at.strftime("%H:%M UTC")
-    offered = clean(row.suggestions[0]) if row.suggestions else ""
+    offered = clean(approval_kinds.always_label(row) or "")  # a question keeps no labels there
     title = f"Claude wants to use {clean(row.tool_name)}"
     text = (f"{title}\n{where}\n\n{display}\n\n"
             + (f"Always in this session offers: {offered}\n\n" if offered else "")

@@ -30,8 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
+from claude_notify.cloud.server.relay import approval_kinds, email_approvals
 from claude_notify.cloud.server.relay import approvals as relay_approvals
-from claude_notify.cloud.server.relay import email_approvals
 from claude_notify.cloud.server.relay.models import Approval, ApprovalLink
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.web import security
@@ -137,7 +137,7 @@ def _card(row: Approval, link: ApprovalLink) -> dict[str, Any]:
                                             row.machine_id[:12]) if x),
             "display": row.display, "state": state, "said": SAID.get(state, state),
             "until": row.expires_at.strftime("%H:%M:%S UTC"),
-            "suggestion": row.suggestions[0] if row.suggestions else None,
+            "suggestion": approval_kinds.always_label(row),
             "note": row.note if row.state == "denied" else None,
             "answerable": state == "pending" and link.used_at is None}
 
