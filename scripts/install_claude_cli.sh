@@ -7,12 +7,15 @@
 #
 #     CLAUDE_NOTIFY_TEST_CLAUDE=$(scripts/install_claude_cli.sh)
 #
-# Environment: CLAUDE_CLI_DIR (install prefix), CLAUDE_CLI_VERSION (npm version or tag, default
-# "latest" on the first install; an existing install is kept unless the version differs).
+# Environment: CLAUDE_CLI_DIR (install prefix), CLAUDE_CLI_VERSION (npm version or tag; default
+# the pinned version below, whose hook payloads the tests were written against — a test fails
+# loudly when a new version changes them: tests/test_claude_hook_schema.py). An existing install
+# of another version is replaced; CLAUDE_CLI_VERSION=latest keeps whatever is installed.
 set -euo pipefail
 
+PINNED=2.1.332
 prefix=${CLAUDE_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claude-notify-test/claude-cli}
-version=${CLAUDE_CLI_VERSION:-}
+version=${CLAUDE_CLI_VERSION:-$PINNED}
 claude="$prefix/node_modules/.bin/claude"
 
 installed_version() {
