@@ -208,7 +208,8 @@ def test_the_key_answers_once_the_agent_hears_it_and_the_telegram_card_is_edited
         got = post(b, approval_id, "card", token=key)
         assert got.status_code == 200
         assert got.json() == {
-            "tool": "Bash", "where": "project · machine-1234", "display": HOSTILE,
+            "tool": "Bash", "kind": "tool", "title": "Claude wants to use Bash", "allow": "Allow",
+            "deny": "Deny", "questions": [], "where": "project · machine-1234", "display": HOSTILE,
             "state": "pending", "said": "Waiting for an answer", "answerable": True,
             "until": got.json()["until"], "suggestion": "Bash(rm:*)", "note": None}
         assert post(b, approval_id, "answer", token=key, answer="maybe").status_code == 422
@@ -392,3 +393,55 @@ def test_a_key_is_masked_wherever_it_would_be_logged() -> None:
 
     key = "cna_" + "Ab3-_" * 8
     assert key not in redact(f"GET /app/approvals/x/link?t={key} failed")
+
+
+def test_a_question_is_answered_by_its_options_and_a_wrong_answer_spends_nothing(
+    client: TestClient, owner: Account, smtp_server: Mailbox, runtime: Runtime
+) -> None:
+    from test_approval_kinds import COLOR, TOPPINGS, file
+
+    with agent(client, owner) as ws:
+        asked = file(ws, "AskUserQuestion", "1. Which color?\n2. Which toppings?",
+                     questions=[COLOR, TOPPINGS])
+        approval_id, key = link_of(mailed(smtp_server, owner.email))
+        b = browser_of(client)
+        shown = post(b, approval_id, "card", token=key).json()
+        assert (shown["kind"], shown["title"], shown["suggestion"]) == (
+            "question", "Claude asks you 2 questions", None)
+        assert [q["options"] for q in shown["questions"]] == [COLOR["options"],
+                                                              TOPPINGS["options"]]
+        for wrong in ({"answer": "allow"}, {"answer": "session"},
+                      {"answer": "answer", "option": ["0:1"]},  # the second unanswered
+                      {"answer": "answer", "option": ["0:0", "0:1", "1:0"]},  # two colors
+                      {"answer": "answer", "option": ["0:2", "1:0"]}):  # no third color
+            refused = b.post(f"/app/approvals/{approval_id}/link/answer",
+                             data={"token": key, **wrong})
+            assert refused.status_code == 422, wrong
+        quiet(ws)
+        assert state(runtime, approval_id) == "pending"  # and the key is still good:
+        done = b.post(f"/app/approvals/{approval_id}/link/answer",
+                      data={"token": key, "answer": "answer", "option": ["1:2", "0:1", "1:0"]})
+        assert done.json() == {"state": "allowed", "said": "Answered: Blue <i>; Ham, Kale"}
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["answers"], got["by"]) == (
+            asked["id"], "allowed", [[1], [0, 2]], "an e-mail link")
+
+
+def test_a_plan_is_approved_in_its_own_words_and_never_always(
+    client: TestClient, owner: Account, smtp_server: Mailbox, runtime: Runtime
+) -> None:
+    from test_approval_kinds import PLAN, file
+
+    with agent(client, owner) as ws:
+        file(ws, "ExitPlanMode", PLAN)
+        approval_id, key = link_of(mailed(smtp_server, owner.email))
+        b = browser_of(client)
+        shown = post(b, approval_id, "card", token=key).json()
+        assert (shown["kind"], shown["title"], shown["allow"], shown["deny"]) == (
+            "plan", "Claude wants to start on this plan", "Approve plan", "Keep planning")
+        assert shown["display"] == PLAN  # as text: the page puts it in with textContent
+        for wrong in ("session", "answer"):
+            assert post(b, approval_id, "answer", token=key, answer=wrong).status_code == 422
+        done = post(b, approval_id, "answer", token=key, answer="allow")
+        assert done.json() == {"state": "allowed", "said": "Plan approved"}
+        assert ws.receive_json()["state"] == "allowed"

@@ -192,3 +192,58 @@ def test_a_link_without_its_key_shows_no_request(
     finally:
         context.close()
     assert problems == []
+
+
+def test_a_question_from_the_mailed_link_is_answered_by_its_options(
+    browser: Any, served: str, smtp_server: Mailbox, make_user: Callable[..., Account],
+) -> None:
+    """approve.js draws the questions' options as inputs (their labels as text) and posts the
+    options chosen by number; a wrong choice is refused and can be made again."""
+    from test_approval_kinds import COLOR, TOPPINGS, file
+    from websockets.sync.client import connect
+
+    user = make_user(plan="pro")
+    _own_address_confirmed(served, user, smtp_server)
+    token = httpx.post(f"{served}/v1/agents", headers=user.headers,
+                       json={"machine_id": "laptop-7f3a"}).json()["token"]
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(d.message), d.dismiss()))
+    page.on("console", lambda m: problems.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    with connect(served.replace("http", "ws", 1) + "/v1/agent",
+                 additional_headers={"Authorization": f"Bearer {token}"}) as conn:
+        ws = Tunnel(conn)
+        ws.send_json({"type": "hello", "sessions": [], "running": []})
+        seen = smtp_server.count()
+        asked = file(ws, "AskUserQuestion", "1. Which color?\n2. Which toppings?",
+                     questions=[COLOR, TOPPINGS])
+        mail = next(m for m in smtp_server.wait(seen + 1, timeout=30)[seen:]
+                    if user.email in m.rcpt_tos)
+        link = re.search(r"http://\S+/link#t=cna_[A-Za-z0-9_-]+", mail_text(mail))
+        assert link, mail_text(mail)
+        try:
+            page.goto(link.group(0))
+            page.wait_for_selector("#ap-form:not([hidden])")
+            assert page.locator("#ap-title").text_content() == "Claude asks you 2 questions"
+            assert page.locator("#ap-allow").is_hidden() and page.locator("#ap-session").is_hidden()
+            labels = page.locator("#ap-questions label").all_text_contents()
+            assert [x.strip() for x in labels] == ["Red", "Blue <i>", "Ham", "Egg, fried", "Kale"]
+            assert page.locator("#ap-questions i").count() == 0  # a label is text, not markup
+            page.check("input[value='0:1']")
+            page.click("#ap-answer")  # the toppings unanswered: refused, nothing spent
+            page.wait_for_selector("#ap-problem:not([hidden])")
+            assert "Choose one option for each question" in str(
+                page.locator("#ap-problem").text_content())
+            page.check("input[value='1:0']")
+            page.check("input[value='1:2']")
+            page.click("#ap-answer")
+            page.wait_for_selector("#ap-outcome:not([hidden])")
+            assert page.locator("#ap-said").text_content() == "Answered: Blue <i>; Ham, Kale"
+            got = ws.receive_json()
+            assert (got["id"], got["state"], got["answers"], got["by"]) == (
+                asked["id"], "allowed", [[1], [0, 2]], "an e-mail link")
+        finally:
+            context.close()
+    assert problems == []

@@ -35,7 +35,7 @@ from claude_notify.cloud.server.relay import approvals as relay_approvals
 from claude_notify.cloud.server.relay.models import Approval, ApprovalLink
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.web import security
-from claude_notify.cloud.server.web.approvals import ANSWERS, PROBLEMS, settle, tell
+from claude_notify.cloud.server.web.approvals import PROBLEMS, check_answer, settle, tell
 from claude_notify.cloud.server.web.pages import NotFound, render, router
 from claude_notify.events import utcnow
 
@@ -73,15 +73,18 @@ def link_answer(request: Request, approval_id: Annotated[str, PathParam(max_leng
                 db: SessionDep, runtime: RuntimeDep, background: BackgroundTasks,
                 token: Annotated[str, Form(max_length=200)] = "",
                 answer: Annotated[str, Form(max_length=16)] = "",
-                note: Annotated[str, Form(max_length=500)] = "") -> Response:
+                note: Annotated[str, Form(max_length=500)] = "",
+                option: Annotated[list[str] | None, Form(max_length=8)] = None) -> Response:
     found = _checked(request, db, runtime, approval_id, token)
     if isinstance(found, Response):
         return found
     link, row = found
-    if answer not in ANSWERS or (answer == "session" and not row.suggestions):
-        return _problem(422, "Choose Allow or Deny.", state=row.state)
+    checked = check_answer(row, answer, option or [])
+    if isinstance(checked, str):  # the key stays unspent: the owner can choose again
+        return _problem(422, checked, state=row.state)
     if email_approvals.spend(db, link):
-        outcome = settle(db, row, answer=answer, note=note, by=email_approvals.ACTOR)
+        outcome = settle(db, row, answer="allow" if answer == "answer" else answer, note=note,
+                         by=email_approvals.ACTOR, answers=checked)
     else:  # used already, or past its time: refused, and the owner can see it was tried
         now = db.get(ApprovalLink, link.approval_id, populate_existing=True)  # a racing use's
         used = now is not None and now.used_at is not None
@@ -132,21 +135,28 @@ def _guesses(request: Request) -> email_approvals.Guesses:
 def _card(row: Approval, link: ApprovalLink) -> dict[str, Any]:
     now = utcnow()
     state = "expired" if row.state == "pending" and row.expires_at <= now else row.state
-    return {"tool": row.tool_name,
+    said = approval_kinds.words(row)
+    return {"tool": row.tool_name, "kind": approval_kinds.kind(row), "title": said.title,
+            "allow": said.allow, "deny": said.deny,
+            "questions": approval_kinds.questions(row),
             "where": " · ".join(x for x in (PurePath(row.cwd).name if row.cwd else "",
                                             row.machine_id[:12]) if x),
-            "display": row.display, "state": state, "said": SAID.get(state, state),
+            "display": row.display, "state": state, "said": _said(row, state),
             "until": row.expires_at.strftime("%H:%M:%S UTC"),
             "suggestion": approval_kinds.always_label(row),
             "note": row.note if row.state == "denied" else None,
             "answerable": state == "pending" and link.used_at is None}
 
 
-def _said(row: Approval) -> str:
-    said = SAID.get(row.state, row.state)
-    if row.state == "allowed" and row.suggestion is not None:
-        said += " for this session"
-    return said
+def _said(row: Approval, state: str | None = None) -> str:
+    """The outcome in the words of the request's kind ("Plan approved", "Answered: Blue")."""
+    state = state or row.state
+    words = approval_kinds.words(row)
+    if state == "allowed" and approval_kinds.kind(row) == approval_kinds.QUESTION:
+        return f"{words.allowed}: {approval_kinds.answered(row)}"
+    if state == "allowed":
+        return words.allowed + (" for this session" if row.suggestion is not None else "")
+    return words.denied if state == "denied" else SAID.get(state, state)
 
 
 def _problem(code: int, problem: str, *, headers: dict[str, str] | None = None,

@@ -93,7 +93,7 @@ def _page(request: Request, db: Session, web: WebSession, row: Approval, *,
                   note_chars=kinds.NOTE_CHARS)
 
 
-def _chosen(row: Approval, picked: list[str]) -> list[list[int]] | None:
+def chosen_options(row: Approval, picked: list[str]) -> list[list[int]] | None:
     """The form's ``option`` fields (``"question:option"``) as the options chosen per question,
     if each is one of this request's and every question has one (:func:`kinds.mask` checks the
     rest: one only, unless the question takes several)."""
@@ -105,6 +105,23 @@ def _chosen(row: Approval, picked: list[str]) -> list[list[int]] | None:
             return None
         chosen[int(q)].append(int(o))
     return chosen if kinds.mask(row, chosen) is not None else None
+
+
+def check_answer(row: Approval, answer: str, option: list[str]) -> list[list[int]] | str | None:
+    """The options chosen (a question's ``answer``), ``None`` (any other fitting answer), or
+    why ``answer`` does not fit ``row``'s kind: a question is answered by choosing its options,
+    a tool call or a plan is allowed or denied, and only a tool call offers "always". Both
+    answering pages check here before anything is spent or decided."""
+    question = kinds.kind(row) == kinds.QUESTION
+    if (answer not in ANSWERS and answer != "answer") or (
+            answer == "session" and kinds.always_label(row) is None) or (
+            question and answer in ("allow", "session")) or (not question and answer == "answer"):
+        return (f"Choose {kinds.words(row).allow} or {kinds.words(row).deny}." if not question
+                else "Choose an answer.")
+    answers = chosen_options(row, option) if answer == "answer" else None
+    if answer == "answer" and answers is None:
+        return "Choose one option for each question (several only where the question says so)."
+    return answers
 
 
 @router.get("/approvals/{approval_id}")
@@ -122,20 +139,11 @@ def answer(request: Request, approval_id: Annotated[str, PathParam(max_length=64
            option: Annotated[list[str] | None, Form(max_length=8)] = None) -> Response:
     security.check_form(request, runtime.settings, web, csrf)
     row = _own(db, web, approval_id)
-    question = kinds.kind(row) == kinds.QUESTION
-    if (answer not in ANSWERS and answer != "answer") or (
-            answer == "session" and kinds.always_label(row) is None) or (
-            question and answer in ("allow", "session")) or (not question and answer == "answer"):
-        return _page(request, db, web, row, problem=f"Choose {kinds.words(row).allow} or "
-                     f"{kinds.words(row).deny}." if not question else "Choose an answer.",
-                     code=422)
-    answers = _chosen(row, option or []) if answer == "answer" else None
-    if answer == "answer" and answers is None:
-        return _page(request, db, web, row, code=422,
-                     problem="Choose one option for each question (several only where the "
-                             "question says so).")
+    checked = check_answer(row, answer, option or [])
+    if isinstance(checked, str):
+        return _page(request, db, web, row, problem=checked, code=422)
     outcome = settle(db, row, answer="allow" if answer == "answer" else answer, note=note,
-                     by=f"web:{web.id.hex[:12]}", answers=answers)
+                     by=f"web:{web.id.hex[:12]}", answers=checked)
     response = see_other(f"/app/approvals/{row.id}") if outcome == "decided" else _page(
         request, db, web, row, code=409, problem=PROBLEMS[outcome])
     # Committed after the page is rendered: a read after the commit would hold SQLite's write

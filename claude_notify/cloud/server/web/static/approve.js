@@ -26,9 +26,10 @@
   function hide(id) { el(id).hidden = true; }
   function problem(text) { hide("ap-status"); show("ap-problem", text); }
 
-  function post(path, fields) {
+  function post(path, fields, options) {
     var body = new URLSearchParams(fields);
     body.set("token", key);
+    (options || []).forEach(function (value) { body.append("option", value); });
     return fetch(base + "/" + path, {method: "POST", body: body, credentials: "same-origin",
                                      cache: "no-store", headers: {"Accept": "application/json"}})
       .then(function (r) {
@@ -46,7 +47,7 @@
 
   function card(data) {
     if (data.status !== 200) { problem(data.problem || "This link cannot be used."); return; }
-    show("ap-title", "Claude wants to use " + data.tool);
+    show("ap-title", data.title);
     show("ap-where", data.where);
     show("ap-display", data.display);
     if (!data.answerable) {
@@ -55,6 +56,14 @@
       return;
     }
     show("ap-status", "Answer by " + data.until + ", or in the terminal.");
+    el("ap-allow").textContent = data.allow;
+    el("ap-deny").textContent = data.deny;
+    if (data.kind === "plan") { el("ap-note-label").textContent = "Note with it"; }
+    if (data.kind === "question") {
+      hide("ap-allow");
+      if (data.questions.length) { questions(data.questions); show("ap-answer"); }
+      else { problem("Answer these questions in the terminal."); }
+    }
     if (data.suggestion) {
       el("ap-suggestion").textContent = data.suggestion;
       show("ap-session");
@@ -62,12 +71,44 @@
     show("ap-form");
   }
 
+  // Claude's questions, as radio buttons (check boxes where several answers are allowed); the
+  // answer names options by their numbers only ("question:option"), never by their text.
+  function questions(list) {
+    var box = el("ap-questions");
+    list.forEach(function (question, q) {
+      var set = document.createElement("fieldset");
+      var legend = document.createElement("legend");
+      legend.textContent = (q + 1) + (question.header ? ". " + question.header : "") +
+        (question.multi ? " (choose any)" : "");
+      set.appendChild(legend);
+      question.options.forEach(function (text, o) {
+        var label = document.createElement("label");
+        var input = document.createElement("input");
+        input.type = question.multi ? "checkbox" : "radio";
+        input.name = "option-" + q;
+        input.value = q + ":" + o;
+        label.appendChild(input);
+        label.appendChild(document.createTextNode(" " + text));
+        set.appendChild(label);
+      });
+      box.appendChild(set);
+    });
+    box.hidden = false;
+  }
+
+  function chosen() {
+    var picked = el("ap-questions").querySelectorAll("input:checked");
+    var values = [];
+    for (var i = 0; i < picked.length; i++) { values.push(picked[i].value); }
+    return values;
+  }
+
   function answer(which) {
     var buttons = el("ap-form").querySelectorAll("button");
     for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = true; }
     var fields = {answer: which};
     if (which === "deny") { fields.note = el("ap-note").value; }
-    post("answer", fields).then(function (data) {
+    post("answer", fields, which === "answer" ? chosen() : []).then(function (data) {
       if (data.status === 200) {
         hide("ap-status");
         outcome(data.said, which === "deny" ? el("ap-note").value.trim() : "");
@@ -75,6 +116,10 @@
         return;
       }
       problem(data.problem || "Not answered.");
+      if (data.status === 422) {  // nothing spent: choose again
+        for (var k = 0; k < buttons.length; k++) { buttons[k].disabled = false; }
+        return;
+      }
       if (data.said) { outcome(data.said, ""); }
     }, function () {
       problem("Not answered: the server could not be reached. Try again.");
