@@ -155,6 +155,29 @@ def interaction(kind: int = 2, *, name: str = "run", user_id: str = "80351110224
     return body
 
 
+def component_press(message: dict[str, Any], custom_id: str, *, user_id: str,
+                    guild: bool = False, channel_id: str | None = None) -> dict[str, Any]:
+    """A ``MESSAGE_COMPONENT`` interaction (type 3) as Discord sends it for a press on a
+    button of ``message`` (a bot message as the stand-in shows it): in the DM it is in, or in a
+    server's channel (``guild``), where the presser is a ``member``."""
+    user = {"id": user_id, "username": "someone", "discriminator": "0"}
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4().int)[:18], "application_id": "1234567890", "type": 3,
+        "token": "interaction-token", "version": 1,
+        "data": {"custom_id": custom_id, "component_type": 2},
+        "message": {"id": message["id"], "channel_id": message["channel_id"], "type": 0,
+                    "content": message.get("content", ""),
+                    "components": message.get("components", [])},
+        "channel_id": channel_id or message["channel_id"]}
+    if guild:
+        body.update(guild_id="41771983423143937", context=0,
+                    channel={"id": body["channel_id"], "type": 0},
+                    member={"user": user, "roles": [], "permissions": "0"})
+    else:
+        body.update(context=1, channel={"id": body["channel_id"], "type": 1}, user=user)
+    return body
+
+
 def discord_post(url: str, app: DiscordApp, payload: dict[str, Any],
                  **headers: str) -> httpx.Response:
     body = json.dumps(payload).encode()
@@ -193,6 +216,26 @@ def feishu_message(text: str, *, open_id: str = "ou_7d8a6e6df7621556ce0d21922b67
                         "chat_id": "oc_5ad11d72b830411d72b836c20", "chat_type": chat_type,
                         "message_type": "text", "content": json.dumps({"text": text}),
                         "mentions": []},
+        },
+    }
+
+
+def feishu_card_action(value: dict[str, Any], *, open_id: str, message_id: str, chat_id: str,
+                       token: str, event_id: str | None = None) -> dict[str, Any]:
+    """A ``card.action.trigger`` callback (schema 2.0): a press on a card's button."""
+    return {
+        "schema": "2.0",
+        "header": {"event_id": event_id or uuid.uuid4().hex, "token": token,
+                   "create_time": str(int(time.time() * 1000)),
+                   "event_type": "card.action.trigger", "tenant_key": "2ca1d211f64f6438",
+                   "app_id": "cli_a1b2c3d4e5f6"},
+        "event": {
+            "operator": {"tenant_key": "2ca1d211f64f6438", "user_id": "e33ggbyz",
+                         "open_id": open_id, "union_id": "on_8ed6aa67826108097d9ee143816345"},
+            "token": "c-" + uuid.uuid4().hex,
+            "action": {"value": value, "tag": "button"},
+            "host": "im_message",
+            "context": {"open_message_id": message_id, "open_chat_id": chat_id},
         },
     }
 

@@ -249,8 +249,8 @@ def test_nobody_to_ask_is_answered_at_once(
         got = ws.receive_json()
         assert (got["id"], got["state"], got["detail"]) == (
             asked["id"], "unavailable",
-            "no linked Telegram chat, Slack account or browser with notifications on takes "
-            "answers")
+            "no linked Telegram chat, Slack, Discord or Feishu account or browser with "
+            "notifications on takes answers")
     assert rows(runtime) == []
 
 

@@ -161,7 +161,9 @@ class Settings:
     (``/link`` and ``/run`` slash commands); without it that endpoint is 404."""
     discord_application_id: str | None = None
     discord_bot_token: str | None = None
-    """Only for ``claude-notify server discord-commands``, which registers the slash commands."""
+    """For ``claude-notify server discord-commands``, which registers the slash commands; with
+    the public key too, permission requests go to linked Discord accounts as direct messages
+    from the bot, with buttons."""
     feishu_api_base: str = "https://open.feishu.cn"
     lark_api_base: str = "https://open.larksuite.com"
     feishu_verification_token: str | None = None
@@ -171,7 +173,9 @@ class Settings:
     feishu_app_id: str | None = None
     feishu_app_secret: str | None = None
     """With both, answers to ``/link`` and ``/run`` are written into the chat they came from
-    (a tenant token, at ``feishu_api_base``); without, through the owner's Feishu channel."""
+    (a tenant token, at ``feishu_api_base``); without, through the owner's Feishu channel.
+    With both and the Encrypt Key, permission requests go to linked Feishu accounts as cards
+    with buttons (the app's ``card.action.trigger`` callback at the same URL)."""
     twilio_api_base: str = "https://api.twilio.com"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None

@@ -153,7 +153,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_POST = do_GET = do_PUT = _serve
+            do_POST = do_GET = do_PUT = do_PATCH = _serve
 
             def handle(self) -> None:
                 with contextlib.suppress(OSError):

@@ -4,7 +4,9 @@ The agent files an approval over its tunnel (:data:`~claude_notify.agent.wire.AP
 server keeps one row, shows it as a card with Allow / Deny / "Always in this session" buttons in
 each of the owner's Telegram chats that take answers, and hands the answer back over the tunnel
 (:data:`~claude_notify.agent.wire.DECISION`). The terminal's dialog stays usable the whole time:
-when the session moves on there, the agent withdraws the approval and the cards say so.
+when the session moves on there, the agent withdraws the approval and the cards say so. (The
+owner's browsers and linked Slack, Discord and Feishu accounts are asked too:
+:mod:`.push_approvals` and the modules it names.)
 
 Rules kept here:
 
@@ -80,11 +82,14 @@ class Unavailable(Exception):
 
 
 def file(session: Session, user_id: uuid.UUID, machine_id: str,
-         message: dict[str, Any], *, slack: bool = False, email: bool = False) -> Approval:
+         message: dict[str, Any], *, slack: bool = False, email: bool = False,
+         discord: bool = False, feishu: bool = False) -> Approval:
     """The approval ``message`` asks for, filed now or found again (a re-send after a reconnect).
     ``slack``: the server takes Slack presses (its Slack app's signing secret is set), so a
     linked Slack account can answer too. ``email``: the server mails cards with a link
     (:mod:`.email_approvals`), so the owner's own confirmed address can answer too.
+    ``discord``, ``feishu``: likewise a linked Discord or Feishu account
+    (:mod:`.discord_approvals`, :mod:`.feishu_approvals`).
 
     Raises :class:`Unavailable` when nobody can answer it, ``ValueError`` for a malformed one.
     """
@@ -104,9 +109,11 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
         raise Unavailable("answering from the phone needs the pro plan")
     if not (answering_channels(session, user_id) or push_approvals.subscribed(session, user_id)
             or (slack and _slack_linked(session, user_id))
-            or (email and _mailable(session, user_id))):
-        raise Unavailable("no linked Telegram chat, Slack account or browser with "
-                          "notifications on takes answers")
+            or (email and _mailable(session, user_id))
+            or (discord and _chat_linked(session, user_id, "discord"))
+            or (feishu and _chat_linked(session, user_id, "feishu"))):
+        raise Unavailable("no linked Telegram chat, Slack, Discord or Feishu account or "
+                          "browser with notifications on takes answers")
     waiting = session.scalar(select(func.count()).select_from(Approval).where(
         Approval.user_id == user_id, Approval.machine_id == machine_id,
         Approval.state == "pending", Approval.expires_at > utcnow()))
@@ -155,6 +162,12 @@ def _mailable(session: Session, user_id: uuid.UUID) -> bool:
     from claude_notify.cloud.server.relay.email_approvals import recipients  # imports us
 
     return bool(recipients(session, user_id))
+
+
+def _chat_linked(session: Session, user_id: uuid.UUID, kind: str) -> bool:
+    from claude_notify.cloud.server.relay.chat_approvals import linked  # imports us
+
+    return bool(linked(session, user_id, kind))
 
 
 def _bounded(value: object, limit: int) -> str:
@@ -261,7 +274,8 @@ def _close(session: Session, ids: list[uuid.UUID], *, state: str, actor: str) ->
     return closed
 
 
-_BY: Final = {"telegram": "Telegram", "web": "the web app", "email": "an e-mail link"}
+_BY: Final = {"telegram": "Telegram", "web": "the web app", "email": "an e-mail link",
+              "slack": "Slack", "discord": "Discord", "feishu": "Feishu"}
 """Where an answer came from, as the refusal Claude reads says it ("Denied from Telegram …")."""
 
 
@@ -417,33 +431,44 @@ async def send_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
                 log.warning("approval card not shown: Telegram %s",
                             str(answer.get("description"))[:200])
 
-    def store() -> bool:
-        """Write the cards, then read the state afresh: answered before that read, the cards
-        are edited from here; after it, the answer's own edit finds them written."""
-        with runtime.sessions.begin() as session:
-            session.execute(update(Approval).where(Approval.id == approval_id)
-                            .values(cards=cards).execution_options(synchronize_session=False))
-        with runtime.sessions() as session:
-            state = session.scalar(select(Approval.state).where(Approval.id == approval_id))
-        return state is not None and state != "pending"
-
-    if await run_in_threadpool(store):
+    if await run_in_threadpool(add_cards, runtime, approval_id, cards):
         await edit_cards(runtime, approval_id)
 
 
+def add_cards(runtime: Runtime, approval_id: uuid.UUID, cards: list[dict[str, Any]]) -> bool:
+    """Add the cards just sent to those other providers' sends wrote (a locked read and write:
+    the sends run side by side), then read the state afresh: ``True`` if it was answered before
+    that read (the caller edits the cards); after it, the answer's own edit finds them written.
+    A card without a ``kind`` is Telegram's."""
+    with runtime.sessions.begin() as session:
+        known = session.execute(select(Approval.cards).where(Approval.id == approval_id)
+                                .with_for_update()).first()
+        if known is not None and cards:
+            session.execute(update(Approval).where(Approval.id == approval_id)
+                            .values(cards=[*(known[0] or []), *cards])
+                            .execution_options(synchronize_session=False))
+    with runtime.sessions() as session:
+        state = session.scalar(select(Approval.state).where(Approval.id == approval_id))
+    return state is not None and state != "pending"
+
+
 async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
-    """Replace each card's buttons with the approval's outcome."""
+    """Replace each card's buttons with the approval's outcome (the Discord and Feishu cards
+    too, :mod:`.chat_approvals`)."""
     from starlette.concurrency import run_in_threadpool
 
     from claude_notify.cloud.server.channels.telegram import TelegramChannel
+    from claude_notify.cloud.server.relay.chat_approvals import edit_cards as elsewhere
 
     def read() -> tuple[str, list[dict[str, Any]]] | None:
         with runtime.sessions() as session:
             row = session.get(Approval, approval_id)
             if row is None or row.state == "pending":
                 return None
-            # A note prompt (see :func:`ask_note`) is no card: it keeps its words.
-            return card_html(row), [c for c in row.cards or [] if not c.get("prompt")]
+            # A note prompt (see :func:`ask_note`) is no card: it keeps its words; the Discord and
+            # Feishu cards (a ``kind``) are edited by their modules.
+            return card_html(row), [c for c in row.cards or []
+                                    if not c.get("prompt") and "kind" not in c]
 
     found = await run_in_threadpool(read)
     if found is None:
@@ -455,6 +480,7 @@ async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
             await bot.call("editMessageText", {
                 "chat_id": card["chat"], "message_id": card["message"], "text": text,
                 "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}})
+    await elsewhere(runtime, approval_id)  # the Discord and Feishu cards
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +497,7 @@ class Pressed:
 
 
 def _card(row: Approval, chat_id: int, message_id: int) -> dict[str, Any] | None:
-    return next((c for c in row.cards or [] if c.get("chat") == chat_id
+    return next((c for c in row.cards or [] if c.get("chat") == chat_id and "kind" not in c
                  and c.get("message") == message_id and not c.get("prompt")), None)
 
 

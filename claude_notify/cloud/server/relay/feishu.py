@@ -203,24 +203,45 @@ class AppBot:
 
     async def say(self, chat_id: str, text: str) -> bool:
         """Write ``text`` into ``chat_id``; ``False`` (logged, not retried) if Feishu refused."""
+        sent = await self.call("POST", "/open-apis/im/v1/messages", "answer",
+                               params={"receive_id_type": "chat_id"},
+                               body={"receive_id": chat_id, "msg_type": "text",
+                                     "content": json.dumps({"text": text}, ensure_ascii=False)})
+        return sent is not None
+
+    async def send_card(self, open_id: str, card: dict[str, Any]) -> dict[str, Any] | None:
+        """Send an interactive card to the user's direct chat with the bot; the message
+        (``message_id``, ``chat_id``), or ``None`` if Feishu refused."""
+        return await self.call("POST", "/open-apis/im/v1/messages", "card",
+                               params={"receive_id_type": "open_id"},
+                               body={"receive_id": open_id, "msg_type": "interactive",
+                                     "content": json.dumps(card, ensure_ascii=False)})
+
+    async def update_card(self, message_id: str, card: dict[str, Any]) -> bool:
+        """Replace a card the bot sent (a shared card: ``update_multi``) with ``card``."""
+        return await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}", "card edit",
+                               body={"content": json.dumps(card, ensure_ascii=False)}) is not None
+
+    async def call(self, method: str, path: str, what: str, *, body: dict[str, Any],
+                   params: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """One call as the app: the answer's ``data``, or ``None`` (logged, not retried)."""
         async with httpx.AsyncClient(timeout=self.settings.provider_timeout_s) as http:
             try:
                 token = await self._tenant_token(http)
-                response = await http.post(
-                    self._url("/open-apis/im/v1/messages"), params={"receive_id_type": "chat_id"},
-                    headers={"Authorization": f"Bearer {token}"}, follow_redirects=False,
-                    json={"receive_id": chat_id, "msg_type": "text",
-                          "content": json.dumps({"text": text}, ensure_ascii=False)})
+                response = await http.request(
+                    method, self._url(path), params=params, json=body, follow_redirects=False,
+                    headers={"Authorization": f"Bearer {token}"})
             except (httpx.HTTPError, _Refused) as exc:
-                log.warning("feishu: answer not sent: %s", exc)
-                return False
-        body = json_object(response)
-        if response.status_code == 200 and body.get("code") == 0:
-            return True
+                log.warning("feishu: %s not sent: %s", what, exc)
+                return None
+        answer = json_object(response)
+        if response.status_code == 200 and answer.get("code") == 0:
+            data = answer.get("data")
+            return data if isinstance(data, dict) else {}
         self._token = None  # an expired or revoked token is fetched afresh next time
-        log.warning("feishu: answer refused: HTTP %s code %s", response.status_code,
-                    body.get("code"))
-        return False
+        log.warning("feishu: %s refused: HTTP %s code %s", what, response.status_code,
+                    answer.get("code"))
+        return None
 
     async def _tenant_token(self, http: httpx.AsyncClient) -> str:
         async with self._lock:

@@ -174,8 +174,10 @@ class Approval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
     note: Mapped[str | None] = mapped_column(SealedText, default=None)
     cards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
-    """Where it was shown: ``[{"channel": id, "chat": chat id, "message": message id}]``, so the
-    cards can be edited once it is answered, and a press is taken only on one of them."""
+    """Where it was shown: ``[{"channel": id, "chat": chat id, "message": message id}]`` for a
+    Telegram card, ``{"kind": "discord" | "feishu", "user": account, "chat", "message"}`` for the
+    others, so the cards can be edited once it is answered, and a press is taken only on one of
+    them."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     decided_at: Mapped[datetime | None] = mapped_column(default=None)

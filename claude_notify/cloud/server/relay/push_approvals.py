@@ -1,5 +1,6 @@
 """Permission requests pushed to the owner's browsers (Web Push), beside the Telegram cards
-(and, from here too, the Slack cards of :mod:`.slack_approvals`).
+(and, from here too, the Slack, Discord and Feishu cards of :mod:`.slack_approvals`,
+:mod:`.discord_approvals` and :mod:`.feishu_approvals`).
 
 A browser that turned on notifications (a ``webpush`` channel) gets each new approval as a
 notification with **Allow** and **Deny**. The push carries what the card shows — the tool, the
@@ -64,15 +65,27 @@ def payload(row: Approval) -> dict[str, Any]:
 
 async def push_approval(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Ask the owner beyond Telegram: push a pending approval to each of their browsers, send
-    its card to their linked Slack channels (:mod:`.slack_approvals`) and mail it to their own
-    address (:mod:`.email_approvals`), side by side."""
+    its card to their linked Slack channels and Discord and Feishu accounts, and mail it to
+    their own address (:mod:`.email_approvals`), side by side (one failing does not stop the
+    others)."""
     import asyncio
 
-    from claude_notify.cloud.server.relay.email_approvals import mail_card
-    from claude_notify.cloud.server.relay.slack_approvals import post_cards
+    from claude_notify.cloud.server.relay import (
+        discord_approvals,
+        email_approvals,
+        feishu_approvals,
+        slack_approvals,
+    )
 
-    await asyncio.gather(_push(runtime, approval_id), post_cards(runtime, approval_id),
-                         mail_card(runtime, approval_id))
+    done = await asyncio.gather(_push(runtime, approval_id),
+                                slack_approvals.post_cards(runtime, approval_id),
+                                email_approvals.mail_card(runtime, approval_id),
+                                discord_approvals.post_cards(runtime, approval_id),
+                                feishu_approvals.post_cards(runtime, approval_id),
+                                return_exceptions=True)
+    for failed in done:
+        if isinstance(failed, Exception):
+            log.warning("approval not sent everywhere: %s: %s", type(failed).__name__, failed)
 
 
 async def _push(runtime: Runtime, approval_id: uuid.UUID) -> None:

@@ -28,7 +28,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from claude_notify.agent import wire
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.relay import approvals, email_approvals, push_approvals, queue
+from claude_notify.cloud.server.relay import (
+    approvals,
+    discord_approvals,
+    email_approvals,
+    feishu_approvals,
+    push_approvals,
+    queue,
+)
 from claude_notify.cloud.server.relay.models import Approval, RelayAgent
 from claude_notify.cloud.server.relay.state import Relay, relay_of
 from claude_notify.cloud.server.runtime import Runtime
@@ -335,9 +342,12 @@ class _Link:
         try:
             with self.runtime.sessions.begin() as session:
                 known = session.get(Approval, uuid.UUID(str(message.get("id")))) is not None
+                settings = self.runtime.settings
                 row = approvals.file(session, *self.key, message,
-                                     slack=bool(self.runtime.settings.slack_signing_secret),
-                                     email=email_approvals.can_send(self.runtime.settings))
+                                     slack=bool(settings.slack_signing_secret),
+                                     email=email_approvals.can_send(settings),
+                                     discord=discord_approvals.configured(settings),
+                                     feishu=feishu_approvals.configured(settings))
                 if row.state == "pending":
                     return row.id, not known
                 row.reported_at = utcnow()

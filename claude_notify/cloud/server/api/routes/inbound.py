@@ -8,12 +8,16 @@ never users.
   2xx for anything accepted, so Telegram never retries an update we chose to ignore.
 
 * ``POST /v1/discord/interactions``: on when ``DISCORD_PUBLIC_KEY`` is set. Ed25519-verified
-  (401 otherwise, before anything else is read); answered in the response, ephemeral.
+  (401 otherwise, before anything else is read); answered in the response, ephemeral. A press
+  on a permission request's card (:mod:`claude_notify.cloud.server.relay.discord_approvals`)
+  is answered by updating that card.
 * ``POST /v1/feishu/events``: on when ``FEISHU_VERIFICATION_TOKEN`` is set. Decrypted and
   signature-checked with ``FEISHU_ENCRYPT_KEY`` when the app has one, token-checked always;
   answered 200 at once; the one-line answer is written into the chat by the app (with
   ``FEISHU_APP_ID`` and ``FEISHU_APP_SECRET``) after the response, else posted through the
-  owner's Feishu channel.
+  owner's Feishu channel. A press on a permission request's card (``card.action.trigger``,
+  :mod:`claude_notify.cloud.server.relay.feishu_approvals`) is answered in the response: a
+  toast, and the card updated.
 
 * ``POST /v1/slack/commands``: on when ``SLACK_SIGNING_SECRET`` is set. The slash command's
   ``v0`` HMAC and timestamp checked (401 otherwise, before the form is read); answered in the
@@ -27,6 +31,7 @@ The Discord, Feishu and Slack commands and their rules are in
 from __future__ import annotations
 
 import hmac
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
@@ -39,7 +44,9 @@ from claude_notify.cloud.server.relay import (
     approvals,
     chat,
     discord,
+    discord_approvals,
     feishu,
+    feishu_approvals,
     link,
     slack,
     slack_actions,
@@ -79,6 +86,7 @@ async def telegram_webhook(
 async def discord_interactions(
     request: Request,
     runtime: RuntimeDep,
+    background: BackgroundTasks,
     signature: Annotated[str | None, Header(alias="X-Signature-Ed25519")] = None,
     timestamp: Annotated[str | None, Header(alias="X-Signature-Timestamp")] = None,
 ) -> dict[str, Any]:
@@ -98,9 +106,23 @@ async def discord_interactions(
     if interaction.get("type") != discord.PING and not await run_in_threadpool(
             chat.first_delivery, runtime.sessions, "discord", str(interaction.get("id") or "")):
         return discord.message("This interaction was already handled.")
-    answer: dict[str, Any] = await run_in_threadpool(
+    if discord_approvals.is_press(interaction):  # a permission request's button
+        answer, pressed = await run_in_threadpool(discord_approvals.press, runtime, interaction)
+        _after_press(request, runtime, background, pressed.wake, pressed.edit)
+        return answer
+    answer = await run_in_threadpool(
         discord.answer, runtime, relay_of(request.app.state), interaction)
     return answer
+
+
+def _after_press(request: Request, runtime: Runtime, background: BackgroundTasks,
+                 wake: tuple[uuid.UUID, str] | None, edit: uuid.UUID | None) -> None:
+    """A permission request answered from a chat: its agent is woken now (the answer reaches
+    the hook before the chat's response is sent); its other cards are edited after."""
+    if wake is not None:
+        relay_of(request.app.state).hub.wake(wake)
+    if edit is not None:
+        background.add_task(approvals.edit_cards, runtime, edit)
 
 
 async def _slack_body(request: Request, runtime: Runtime, signature: str | None,
@@ -178,6 +200,15 @@ async def feishu_events(request: Request, runtime: RuntimeDep,
         raise ApiError(rejected.status, rejected.message) from None
     if body.get("type") == "url_verification":
         return {"challenge": str(body.get("challenge", ""))}
+    if (pressed_card := feishu_approvals.incoming(body)) is not None:
+        if not settings.feishu_encrypt_key:  # the presser is not proven: not counted
+            return feishu_approvals.toast(feishu_approvals.UNSIGNED, "error")
+        if not await run_in_threadpool(chat.first_delivery, runtime.sessions, "feishu",
+                                       pressed_card.event_id):
+            return feishu_approvals.toast("This press was already handled.")
+        reply, pressed = await run_in_threadpool(feishu_approvals.press, runtime, pressed_card)
+        _after_press(request, runtime, background, pressed.wake, pressed.edit)
+        return reply
     message = feishu.incoming(body)
     if message is None or not await run_in_threadpool(
             chat.first_delivery, runtime.sessions, "feishu", message.event_id):
