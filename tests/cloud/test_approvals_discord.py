@@ -333,3 +333,48 @@ def test_without_the_bot_or_its_interactions_nobody_is_asked_on_discord(
         assert (got["id"], got["state"]) == (asked["id"], "unavailable")
         assert "Discord" in got["detail"]
     assert discord.bot_messages(OWNER) == [] and rows(runtime) == []
+
+
+def test_a_plan_and_a_question_get_their_own_buttons_and_answers(
+    linked: Linked, discord: DiscordStandIn, runtime: Runtime
+) -> None:
+    from test_approval_kinds import COLOR, PLAN, TOPPINGS, file
+
+    with agent(linked.client, linked.user) as ws:
+        plan = file(ws, "ExitPlanMode", PLAN, suggestions=("Bash(make:*)",))
+        shown = card(discord, runtime)
+        assert shown["content"] == "🔐 Claude wants to start on this plan"
+        assert code_of(shown) == PLAN
+        assert list(keys(shown)) == ["Approve plan", "Keep planning", "Open"]  # no "always"
+        forged = f"ap:{uuid.UUID(plan['id']).hex}:s"
+        assert press(linked, shown, "", custom_id=forged) == {
+            "said": "Not offered for this request."}
+        assert press(linked, shown, "Approve plan")["type"] == 7
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["suggestion"]) == (plan["id"], "allowed", None)
+        assert discord.message(shown["id"])["embeds"][0]["description"].endswith(
+            "**✅ Plan approved**")
+
+        asked = file(ws, "AskUserQuestion", "[Color] Which color?\n  1) Red\n  2) Blue <i>",
+                     questions=[COLOR])
+        shown = card(discord, runtime, 2)
+        assert list(keys(shown)) == ["Red", "Blue <i>", "Don't answer", "Open"]
+        ident = uuid.UUID(asked["id"]).hex
+        for data, said in ((f"ap:{ident}:a", "Not answered: choose one of the options."),
+                           (f"ap:{ident}:o3", "Not answered: not an option of this question."),
+                           (f"ap:{ident}:n", "Not answered: this is not a permission request.")):
+            assert press(linked, shown, "", custom_id=data) == {"said": said}
+        quiet(ws)
+        assert press(linked, shown, "Blue <i>")["type"] == 7
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["answers"]) == (asked["id"], "allowed", [[1]])
+        assert discord.message(shown["id"])["embeds"][0]["description"].endswith(
+            r"**✅ Answered\: Blue \<i\>**")
+
+        several = file(ws, "AskUserQuestion", "two questions", questions=[COLOR, TOPPINGS])
+        shown = card(discord, runtime, 3)
+        assert list(keys(shown)) == ["Don't answer", "Open"]  # answered on the web page
+        assert "Answer on the web page (Open)" in shown["embeds"][0]["description"]
+        assert press(linked, shown, "Don't answer")["type"] == 7
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got.get("answers")) == (several["id"], "denied", None)

@@ -291,3 +291,34 @@ def test_a_press_without_an_encrypt_key_is_not_counted(
             assert answered.json()["toast"]["type"] == "error"
         quiet(ws)
     assert rows(runtime)[0].state == "pending"
+
+
+def test_a_plan_and_a_question_get_their_own_buttons_and_answers(
+    linked: Linked, feishu: FeishuStandIn, runtime: Runtime
+) -> None:
+    from test_approval_kinds import COLOR, PLAN, file
+
+    with agent(linked.client, linked.user) as ws:
+        plan = file(ws, "ExitPlanMode", PLAN)
+        message_id, held = card(feishu, runtime)
+        assert text_of(held["card"])[:3] == ["🔐 Claude wants to start on this plan",
+                                             "project · machine-1234", PLAN]
+        assert list(card_buttons(held["card"])) == ["Approve plan", "Keep planning", "Open"]
+        assert toast(press(linked, message_id, "Keep planning")) == (
+            "success", "Keep planning.", True)
+        got = ws.receive_json()
+        assert (got["id"], got["state"]) == (plan["id"], "denied")
+
+        asked = file(ws, "AskUserQuestion", "[Color] Which color?", questions=[COLOR])
+        message_id, held = card(feishu, runtime, 2)
+        assert list(card_buttons(held["card"])) == ["Red", "Blue <i>", "Don't answer", "Open"]
+        ident = uuid.UUID(asked["id"]).hex
+        assert toast(press(linked, message_id, "", value={"ap": f"ap:{ident}:a"})) == (
+            "warning", "Not answered: choose one of the options.", False)
+        assert toast(press(linked, message_id, "", value={"ap": f"ap:{ident}:o2"})) == (
+            "error", "Not answered: not an option of this question.", False)
+        quiet(ws)
+        assert toast(press(linked, message_id, "Red")) == ("success", "Answered: Red.", True)
+        got = ws.receive_json()
+        assert (got["id"], got["state"], got["answers"]) == (asked["id"], "allowed", [[0]])
+        assert text_of(feishu.card(message_id)["card"])[-1] == "✅ Answered: Red"
