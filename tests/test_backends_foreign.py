@@ -111,7 +111,7 @@ class FakeBin:
         assert isinstance(argv, list)
         return argv
 
-    def wait_for_call(self, name: str, within: float = 5.0) -> list[str]:
+    def wait_for_call(self, name: str, within: float = 30.0) -> list[str]:
         deadline = time.monotonic() + within
         while not self.calls(name):
             assert time.monotonic() < deadline, f"{name} was never run"

@@ -285,7 +285,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait_until(cond: object, timeout: float = 10.0) -> None:
+def _wait_until(cond: object, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():  # type: ignore[operator]
         if time.monotonic() > deadline:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+    predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
