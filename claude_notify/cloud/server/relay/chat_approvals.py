@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -142,3 +143,52 @@ async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
     for failed in done:
         if isinstance(failed, Exception):
             log.warning("approval cards not edited: %s: %s", type(failed).__name__, failed)
+
+
+async def to_send(runtime: Runtime, approval_id: uuid.UUID, kind: str,
+                  card: Callable[[Approval], dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                       list[str]] | None:
+    """A pending approval's ``kind`` card and the accounts of that kind its owner linked;
+    ``None`` when there is nothing to send."""
+    from starlette.concurrency import run_in_threadpool
+
+    def read() -> tuple[dict[str, Any], list[str]] | None:
+        with runtime.sessions() as session:
+            row = session.get(Approval, approval_id)
+            if row is None or row.state != "pending":
+                return None
+            return card(row), accounts(session, row.user_id, kind)
+
+    found = await run_in_threadpool(read)
+    return found if found is not None and found[1] else None
+
+
+async def sent(runtime: Runtime, approval_id: uuid.UUID, cards: list[dict[str, Any]],
+               edit: Callable[[Runtime, uuid.UUID], Any]) -> None:
+    """Keep the cards just sent with the approval, and ``edit`` them at once if it was
+    answered while they were on their way."""
+    from starlette.concurrency import run_in_threadpool
+
+    if not cards:
+        return
+    answered: bool = await run_in_threadpool(approvals.add_cards, runtime, approval_id, cards)
+    if answered:
+        await edit(runtime, approval_id)
+
+
+async def to_edit(runtime: Runtime, approval_id: uuid.UUID, kind: str,
+                  card: Callable[[Approval], dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                       list[dict[str, Any]]] | None:
+    """An answered approval's ``kind`` card (showing the outcome) and the cards of that kind
+    to edit; ``None`` while it is pending or when it has none."""
+    from starlette.concurrency import run_in_threadpool
+
+    def read() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        with runtime.sessions() as session:
+            row = session.get(Approval, approval_id)
+            if row is None or row.state == "pending":
+                return None
+            return card(row), [c for c in row.cards or [] if c.get("kind") == kind]
+
+    found = await run_in_threadpool(read)
+    return found if found is not None and found[1] else None

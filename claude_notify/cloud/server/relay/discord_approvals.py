@@ -151,22 +151,12 @@ class Bot:
 
 async def post_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Send a pending approval's card to each Discord account its owner linked."""
-    from starlette.concurrency import run_in_threadpool
-
     settings = runtime.settings
     if not configured(settings):
         return
-
-    def read() -> tuple[dict[str, Any], list[str]] | None:
-        with runtime.sessions() as session:
-            row = session.get(Approval, approval_id)
-            if row is None or row.state != "pending":
-                return None
-            return (card(row, settings.dashboard_url),
-                    chat_approvals.accounts(session, row.user_id, KIND))
-
-    found = await run_in_threadpool(read)
-    if found is None or not found[1]:
+    found = await chat_approvals.to_send(runtime, approval_id, KIND,
+                                         lambda row: card(row, settings.dashboard_url))
+    if found is None:
         return
     body, users = found
     cards: list[dict[str, Any]] = []
@@ -181,34 +171,22 @@ async def post_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
             message_id = sent.get("id") if sent else None
             if isinstance(message_id, str) and message_id.isdigit():
                 cards.append({"kind": KIND, "user": user, "chat": chat, "message": message_id})
-    if not cards:
-        return
-    if await run_in_threadpool(approvals.add_cards, runtime, approval_id, cards):
-        await edit_cards(runtime, approval_id)  # answered while the cards were on their way
+    await chat_approvals.sent(runtime, approval_id, cards, edit_cards)
 
 
 async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Show an answered approval's outcome on its Discord cards (their buttons removed)."""
-    from starlette.concurrency import run_in_threadpool
-
     if not runtime.settings.discord_bot_token:
         return
-
-    def read() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        with runtime.sessions() as session:
-            row = session.get(Approval, approval_id)
-            if row is None or row.state == "pending":
-                return None
-            return card(row), [c for c in row.cards or [] if c.get("kind") == KIND]
-
-    found = await run_in_threadpool(read)
-    if found is None or not found[1]:
+    found = await chat_approvals.to_edit(runtime, approval_id, KIND, card)
+    if found is None:
         return
     body, cards = found
     async with approvals.client() as http:
         bot = Bot(runtime.settings, http)
-        for sent in cards:
-            await bot.call("PATCH", f"/channels/{sent['chat']}/messages/{sent['message']}", body)
+        for shown in cards:
+            await bot.call("PATCH", f"/channels/{shown['chat']}/messages/{shown['message']}",
+                           body)
 
 
 # --------------------------------------------------------------------------- presses

@@ -108,22 +108,12 @@ def buttons(row: Approval, app_url: str | None = None) -> list[dict[str, Any]]:
 
 async def post_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Send a pending approval's card to each Feishu account its owner linked."""
-    from starlette.concurrency import run_in_threadpool
-
     settings = runtime.settings
     if not configured(settings):
         return
-
-    def read() -> tuple[dict[str, Any], list[str]] | None:
-        with runtime.sessions() as session:
-            row = session.get(Approval, approval_id)
-            if row is None or row.state != "pending":
-                return None
-            return (card(row, settings.dashboard_url),
-                    chat_approvals.accounts(session, row.user_id, KIND))
-
-    found = await run_in_threadpool(read)
-    if found is None or not found[1]:
+    found = await chat_approvals.to_send(runtime, approval_id, KIND,
+                                         lambda row: card(row, settings.dashboard_url))
+    if found is None:
         return
     body, users = found
     bot = AppBot(settings)
@@ -136,33 +126,20 @@ async def post_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
             cards.append({"kind": KIND, "user": user, "chat": chat_id, "message": message_id})
         elif sent is not None:
             log.warning("feishu: a card was sent but Feishu named no message and chat for it")
-    if not cards:
-        return
-    if await run_in_threadpool(approvals.add_cards, runtime, approval_id, cards):
-        await edit_cards(runtime, approval_id)  # answered while the cards were on their way
+    await chat_approvals.sent(runtime, approval_id, cards, edit_cards)
 
 
 async def edit_cards(runtime: Runtime, approval_id: uuid.UUID) -> None:
     """Show an answered approval's outcome on its Feishu cards (their buttons removed)."""
-    from starlette.concurrency import run_in_threadpool
-
     if not AppBot.configured(runtime.settings):
         return
-
-    def read() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        with runtime.sessions() as session:
-            row = session.get(Approval, approval_id)
-            if row is None or row.state == "pending":
-                return None
-            return card(row), [c for c in row.cards or [] if c.get("kind") == KIND]
-
-    found = await run_in_threadpool(read)
-    if found is None or not found[1]:
+    found = await chat_approvals.to_edit(runtime, approval_id, KIND, card)
+    if found is None:
         return
     body, cards = found
     bot = AppBot(runtime.settings)
-    for sent in cards:
-        await bot.update_card(str(sent["message"]), body)
+    for shown in cards:
+        await bot.update_card(str(shown["message"]), body)
 
 
 # --------------------------------------------------------------------------- presses
