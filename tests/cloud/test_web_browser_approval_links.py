@@ -102,22 +102,35 @@ def _own_address_confirmed(url: str, user: Account, box: Mailbox) -> None:
                       json={"code": code}).status_code == 200
 
 
-def test_the_mailed_link_answers_in_a_browser_and_its_key_stays_out_of_urls_and_logs(
-    browser: Any, served: str, smtp_server: Mailbox, make_user: Callable[..., Account],
-    logged: list[str],
-) -> None:
-    from websockets.sync.client import connect
-
+def _owner_with_agent(served: str, box: Mailbox, make_user: Callable[..., Account]
+                      ) -> tuple[Account, str]:
+    """A pro user whose own address is confirmed, and an agent token of theirs."""
     user = make_user(plan="pro")
-    _own_address_confirmed(served, user, smtp_server)
+    _own_address_confirmed(served, user, box)
     token = httpx.post(f"{served}/v1/agents", headers=user.headers,
                        json={"machine_id": "laptop-7f3a"}).json()["token"]
+    return user, token
+
+
+def _watched_page(browser: Any) -> tuple[Any, Any, list[str]]:
+    """A fresh context's page, with every dialog and CSP violation it meets collected."""
     context = browser.new_context()
     page = context.new_page()
     problems: list[str] = []
     page.on("dialog", lambda d: (problems.append(d.message), d.dismiss()))
     page.on("console", lambda m: problems.append(m.text)
             if "Content Security Policy" in m.text else None)
+    return context, page, problems
+
+
+def test_the_mailed_link_answers_in_a_browser_and_its_key_stays_out_of_urls_and_logs(
+    browser: Any, served: str, smtp_server: Mailbox, make_user: Callable[..., Account],
+    logged: list[str],
+) -> None:
+    from websockets.sync.client import connect
+
+    user, token = _owner_with_agent(served, smtp_server, make_user)
+    context, page, problems = _watched_page(browser)
     requests: list[tuple[str, str]] = []
     page.on("request", lambda r: requests.append((r.url, r.headers.get("referer", ""))))
     with connect(served.replace("http", "ws", 1) + "/v1/agent",
@@ -202,16 +215,8 @@ def test_a_question_from_the_mailed_link_is_answered_by_its_options(
     from test_approval_kinds import COLOR, TOPPINGS, file
     from websockets.sync.client import connect
 
-    user = make_user(plan="pro")
-    _own_address_confirmed(served, user, smtp_server)
-    token = httpx.post(f"{served}/v1/agents", headers=user.headers,
-                       json={"machine_id": "laptop-7f3a"}).json()["token"]
-    context = browser.new_context()
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("dialog", lambda d: (problems.append(d.message), d.dismiss()))
-    page.on("console", lambda m: problems.append(m.text)
-            if "Content Security Policy" in m.text else None)
+    user, token = _owner_with_agent(served, smtp_server, make_user)
+    context, page, problems = _watched_page(browser)
     with connect(served.replace("http", "ws", 1) + "/v1/agent",
                  additional_headers={"Authorization": f"Bearer {token}"}) as conn:
         ws = Tunnel(conn)
