@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from cloud_kit import Account, Mailbox, wait_for
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from standins.kit import APP_URL, provider_settings, telegram
 from standins.telegram import TelegramStandIn
-from test_approvals import SESSION, agent, digest, keys, outcomes, press, quiet, rows
+from test_approvals import SESSION, agent, digest, keys, outcomes, press, quiet, recorded, rows
 from tg_kit import OWNER, STRANGER, Chat, update
 from web_kit import browser_of, form_token, sign_in
 
@@ -66,14 +65,7 @@ def shown_card(telegram: TelegramStandIn, chat: Chat, title: str,
     found: dict[str, Any] = wait_for(
         lambda: next((m for m in telegram.sent_to(chat.chat)
                       if m["text"].startswith(f"🔐 {title}")), None), what=f"the card {title!r}")
-
-    def recorded() -> bool:
-        with runtime.sessions() as session:
-            return any(c.get("message") == found["message_id"] for r in session.scalars(
-                select(Approval)) for c in r.cards or [])
-
-    wait_for(recorded, what="the card to be recorded")
-    return found
+    return recorded(chat, found)
 
 
 def edited(telegram: TelegramStandIn, chat: Chat, shown: dict[str, Any]) -> str:

@@ -73,12 +73,26 @@ def agent(client: TestClient, user: Account) -> Iterator[Any]:
 
 
 def card(telegram: TelegramStandIn, chat: Chat, n: int = 1) -> dict[str, Any]:
-    """The ``n``-th approval card shown in the chat."""
+    """The ``n``-th approval card shown in the chat, once the server recorded it."""
     shown: list[dict[str, Any]] = wait_for(
         lambda: len(c := [m for m in telegram.sent_to(chat.chat)
                           if m["text"].startswith("🔐")]) >= n and c,
         what=f"{n} approval card(s)")
-    return shown[n - 1]
+    return recorded(chat, shown[n - 1])
+
+
+def recorded(chat: Chat, shown: dict[str, Any]) -> dict[str, Any]:
+    """``shown`` once the server has stored it with its approval: it sends a card, then stores
+    it, and a press counts only on a stored card (one in between is no press of ours)."""
+    runtime: Runtime = chat.client.app.state.runtime
+
+    def stored() -> bool:
+        with runtime.sessions() as session:
+            return any(c.get("chat") == chat.chat and c.get("message") == shown["message_id"]
+                       for row in session.scalars(select(Approval)) for c in row.cards or [])
+
+    wait_for(stored, what="the card stored with its approval")
+    return shown
 
 
 def card_showing(telegram: TelegramStandIn, chat: Chat, command: str) -> dict[str, Any]:
@@ -93,7 +107,7 @@ def card_showing_eventually(telegram: TelegramStandIn, chat: Chat,
         lambda: next((m for m in telegram.sent_to(chat.chat)
                       if m["text"].startswith("🔐") and command in m["text"]), None),
         what=f"the card of {command!r}")
-    return shown
+    return recorded(chat, shown)
 
 
 def keys(shown: dict[str, Any]) -> dict[str, str]:
