@@ -55,8 +55,10 @@ CLAIM: Final = timedelta(seconds=60)
 QUIET_S: Final = 0.05
 MAX_DELAY_S: Final = 2.0
 """A worker sharing the API's process waits for a pause in its wake-ups this long before
-handling an event, but keeps a batch waiting no longer than this (see the worker's
-``_billing``): Stripe's timeout counts the webhook's answers, not the handling."""
+handling each event, but keeps one waiting no longer than this (see the worker's ``_billing``):
+Stripe's timeout counts the webhook's answers, not the handling. Per event, not per batch: a
+batch of 50 outlasts the pause between bursts, and a batch-wide limit let the rest of it run
+straight through the next burst (one-process p99 172-188 ms against 58-93 ms back to back)."""
 PAID: Final = ("active", "trialing")
 _SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
