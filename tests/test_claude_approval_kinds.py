@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent_approvals import SESSION, Tunnel, env
+from test_agent_approvals import SESSION, Tunnel, broker, env
 
 from claude_notify.agent import wire
 from claude_notify.agent.approvals import Broker, display
 from claude_notify.claude import approval
 
-__all__ = ["env"]
+__all__ = ["broker", "env"]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 PLAN = {"plan": "# Plan\n\n1. Edit <b>app.py</b> & tests\n", "planFilePath": "/h/plans/p.md"}
 QUESTIONS = {"questions": [
@@ -34,16 +32,6 @@ QUESTIONS = {"questions": [
     {"question": "Which toppings?", "header": "Top", "multiSelect": True,
      "options": [{"label": "Ham", "description": ""}, {"label": "Egg, fried", "description": "y"},
                  {"label": "Kale", "description": "z"}]}]}
-
-
-@pytest.fixture
-def broker(env: dict[str, str]) -> Iterator[tuple[Broker, Tunnel]]:
-    tunnel = Tunnel()
-    made = Broker(path=Path(env["CLAUDE_NOTIFY_AGENT_SOCKET"]), timeout_s=30, send=tunnel.send,
-                  log=lambda line: None)
-    made.start()
-    yield made, tunnel
-    made.close()
 
 
 def asked(made: Broker, tunnel: Tunnel, env: dict[str, str], tool: str, tool_input: Any,
