@@ -27,7 +27,7 @@ from web_kit import browser_of, sign_in
 
 from claude_notify.cloud.server.billing import service
 from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange, BillingEvent
-from claude_notify.cloud.server.db.models import Delivery, User
+from claude_notify.cloud.server.db.models import Delivery, Workspace
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 
@@ -84,13 +84,13 @@ def _checkout(client: TestClient, user: Account, stripe_api: StripeStandIn) -> s
 
 def _plan(runtime: Runtime, user: Account) -> str:
     with runtime.sessions() as db:
-        return str(db.scalar(select(User.plan).where(User.id == user.user_id)))
+        return str(db.scalar(select(Workspace.plan).where(Workspace.id == user.user_id)))
 
 
 def _changes(runtime: Runtime, user: Account) -> list[str]:
     with runtime.sessions() as db:
         return list(db.scalars(select(BillingChange.change).where(
-            BillingChange.user_id == user.user_id).order_by(BillingChange.at)))
+            BillingChange.workspace_id == user.user_id).order_by(BillingChange.at)))
 
 
 def _ledger(runtime: Runtime) -> list[BillingEvent]:

@@ -305,7 +305,8 @@ def test_channel_types_without_an_adapter_dead_letter_with_a_reason(
     user = make_user(plan="pro")
     with runtime.sessions.begin() as session:  # a type this server has no module for
         session.add(
-            Channel(user_id=user.user_id, type="pigeon", config={}, rules={"on": ["finished"]})
+            Channel(user_id=user.user_id, workspace_id=user.user_id, type="pigeon", config={},
+                    rules={"on": ["finished"]})
         )
     sent = client.post("/v1/events", json=finished(), headers=user.headers).json()
     dead = settled(client, user, sent["notifications"][0]["id"], "dead")

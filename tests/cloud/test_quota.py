@@ -191,7 +191,8 @@ def test_a_dead_letter_gives_its_slot_back(
     account = make_user()  # free: three e-mails a day
     with runtime.sessions.begin() as session:
         now = utcnow()
-        session.add(Channel(id=uuid.uuid4(), user_id=account.user_id, type="email", name="",
+        session.add(Channel(id=uuid.uuid4(), user_id=account.user_id,
+                            workspace_id=account.user_id, type="email", name="",
                             config={"address": "bounce@example.com"}, rules={"on": ["finished"]},
                             enabled=True, verified_at=now, created_at=now, updated_at=now))
 
@@ -206,7 +207,7 @@ def test_a_dead_letter_gives_its_slot_back(
     def used() -> int:
         with runtime.sessions() as session:
             return sum(session.scalars(select(UsageCounter.count).where(
-                UsageCounter.user_id == account.user_id)))
+                UsageCounter.workspace_id == account.user_id)))
 
     assert [ingest(n) for n in range(3)] == ["pending"] * 3
     assert used() == 3

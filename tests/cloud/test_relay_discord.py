@@ -30,7 +30,7 @@ from standins.kit import discord, event, provider_settings
 
 from claude_notify.cloud.server.app import create_app
 from claude_notify.cloud.server.cli import server
-from claude_notify.cloud.server.db.models import User
+from claude_notify.cloud.server.db.models import Workspace
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.errors import ConfigError
@@ -225,9 +225,9 @@ def test_an_account_no_longer_pro_cannot_relay(linked: Linked, runtime: Runtime)
     linked.link()
     linked.notify("session-a")
     with runtime.sessions.begin() as session:
-        user = session.get(User, linked.user.user_id)
-        assert user is not None
-        user.plan = "free"
+        workspace = session.get(Workspace, linked.user.user_id)  # the account's own
+        assert workspace is not None
+        workspace.plan = "free"
     assert linked.run("make test") == "Not run: the command relay needs the pro plan."
     assert [a["outcome"] for a in linked.audit()] == ["refused"]
 

@@ -109,7 +109,8 @@ def _deliver_and_check(runtime: Runtime, make_user: Callable[..., Account], garb
     with TestClient(create_app(runtime=runtime)) as client:
         user = make_user(plan="pro")
         with runtime.sessions.begin() as session:
-            session.add(Channel(id=uuid.uuid4(), user_id=user.user_id, type="telegram",
+            session.add(Channel(id=uuid.uuid4(), user_id=user.user_id, workspace_id=user.user_id,
+                                type="telegram",
                                 config={"chat_id": 42}, rules={"on": ["finished"]},
                                 verified_at=utcnow()))
         event = TaskEvent(type="finished", source="run", task_id="t-1", machine_id="m-1",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     table,
 )
 
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.db.migrate import alembic_config, migrate
 from claude_notify.cloud.server.db.models import Base, Channel, User
 from claude_notify.cloud.server.db.types import JSONType, UTCDateTime
@@ -55,7 +56,7 @@ def test_migrate_is_idempotent(runtime: Runtime) -> None:
 def test_timestamps_come_back_aware_in_utc(runtime: Runtime) -> None:
     stamp = datetime(2025, 7, 1, 12, 30, tzinfo=timezone.utc)
     with runtime.sessions.begin() as session:
-        session.add(User(email="tz@example.com", plan="free", created_at=stamp))
+        session.add(User(email="tz@example.com", created_at=stamp))
     with runtime.sessions() as session:
         user = session.scalars(select(User).where(User.email == "tz@example.com")).one()
     assert user.created_at == stamp
@@ -80,13 +81,15 @@ def test_migration_0009_fills_the_inbound_key_of_existing_channels(runtime: Runt
                          column("rules", JSONType), column("enabled"),
                          column("created_at", UTCDateTime), column("updated_at", UTCDateTime))
         now = datetime.now(timezone.utc)
+        users = table("users", column("id", Uuid), column("email"), column("plan"),
+                      column("timezone"), column("created_at", UTCDateTime))
         with runtime.sessions.begin() as session:
-            user = User(email="keys@example.com", plan="pro")
-            session.add(user)
-            session.flush()
+            user_id = uuid.uuid4()
+            session.execute(insert(users).values(id=user_id, email="keys@example.com", plan="pro",
+                                                 timezone="UTC", created_at=now))
             ids = [uuid.uuid4() for _ in KEYED]
             session.execute(insert(channels), [
-                {"id": i, "user_id": user.id, "type": kind, "name": "", "config": config,
+                {"id": i, "user_id": user_id, "type": kind, "name": "", "config": config,
                  "rules": {}, "enabled": True, "created_at": now, "updated_at": now}
                 for i, (kind, config, _) in zip(ids, KEYED, strict=True)])
     finally:
@@ -98,12 +101,11 @@ def test_migration_0009_fills_the_inbound_key_of_existing_channels(runtime: Runt
 
 def test_a_channel_s_inbound_key_follows_its_type_and_config(runtime: Runtime) -> None:
     with runtime.sessions.begin() as session:
-        user = User(email="follow@example.com", plan="pro")
-        session.add(user)
-        session.flush()
-        made = [Channel(user_id=user.id, type=kind, config=config, rules={})
+        user = auth.create_account(session, "follow@example.com", plan="pro")
+        made = [Channel(user_id=user.id, workspace_id=user.id, type=kind, config=config, rules={})
                 for kind, config, _ in KEYED]
-        made.append(Channel(user_id=user.id, config={"chat_id": 42}, type="telegram", rules={}))
+        made.append(Channel(user_id=user.id, workspace_id=user.id, config={"chat_id": 42},
+                            type="telegram", rules={}))
         session.add_all(made)
         assert [c.inbound_key for c in made] == [key for _, _, key in KEYED] + ["42"]
         made[0].config = {**made[0].config, "chat_id": -100999}  # Telegram moved the group

@@ -501,10 +501,15 @@ def _rows_of(runtime: Runtime, user_id: uuid.UUID, email: str) -> dict[str, int]
     with runtime.engine.connect() as conn:
         for name in ("tasks", "events", "notifications", "channels", "api_tokens",
                      "web_sessions", "task_logs", "relay_commands", "relay_audit",
-                     "relay_agents", "usage_counters", "approvals"):
+                     "relay_agents", "approvals"):
             owned = table(name, column("user_id", Uuid()))
             counts[name] = conn.execute(select(func.count()).select_from(owned)
                                         .where(owned.c.user_id == user_id)).scalar_one()
+        for name in ("workspaces", "workspace_usage"):  # their own workspace's id is theirs
+            spaced = table(name, column("id" if name == "workspaces" else "workspace_id", Uuid()))
+            key = next(iter(spaced.c))
+            counts[name] = conn.execute(select(func.count()).select_from(spaced)
+                                        .where(key == user_id)).scalar_one()
         for name in ("users", "web_signins", "login_requests"):
             addressed = table(name, column("email", String()))
             counts[name] = conn.execute(select(func.count()).select_from(addressed)
@@ -579,7 +584,7 @@ def test_an_account_whose_subscription_still_renews_is_not_deleted_until_it_is_c
 
     user = make_user(plan="pro")
     with runtime.sessions.begin() as db:  # as billing records a paid, renewing subscription
-        db.add(BillingAccount(user_id=user.user_id, customer_id=f"cus_{uuid.uuid4().hex[:12]}",
+        db.add(BillingAccount(workspace_id=user.user_id, customer_id=f"cus_{uuid.uuid4().hex[:12]}",
                               subscription_id="sub_1", status="active"))
     b = browser_of(client)
     sign_in(b, smtp_server, user.email)

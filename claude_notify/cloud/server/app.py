@@ -28,6 +28,7 @@ from claude_notify.cloud.server.api.routes import (
     tasks,
     templates,
     usage,
+    workspace,
 )
 from claude_notify.cloud.server.billing import routes as billing
 from claude_notify.cloud.server.db.migrate import migrate
@@ -35,6 +36,7 @@ from claude_notify.cloud.server.logsetup import AccessLogMiddleware
 from claude_notify.cloud.server.relay import tunnel
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams import roles
 from claude_notify.cloud.server.web import pages
 
 if TYPE_CHECKING:
@@ -79,9 +81,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     routers = (health, metrics, login, account, events, tasks, logs, channels, notifications, usage)
     for module in (*routers, linking, templates):  # linking, templates: chat and SMS channels
         app.include_router(module.router)
+    app.include_router(workspace.router)  # members, invites, handover, activity
     app.include_router(commands.router)  # the command relay (its tunnel: ServerApp)
     app.include_router(inbound.router)  # Telegram's, Discord's and Feishu's webhooks
     pages.install(app)  # the web app under /app
+    if forgot := roles.missing(app):  # every route says who may use it: see teams.roles
+        raise RuntimeError(f"routes missing from teams.roles.ROLES: {', '.join(forgot)}")
     return app
 
 

@@ -19,7 +19,13 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import ApiToken, User
+from claude_notify.cloud.server.db.models import (
+    ApiToken,
+    Role,
+    User,
+    Workspace,
+    WorkspaceMember,
+)
 from claude_notify.errors import UsageError
 from claude_notify.events import utcnow
 
@@ -58,8 +64,10 @@ def issue_token(
     scopes: Iterable[str] = ACCOUNT_SCOPES,
     name: str = "",
     expires_at: datetime | None = None,
+    workspace_id: uuid.UUID | None = None,
 ) -> IssuedToken:
-    """Create a token for ``user``; the caller commits."""
+    """Create a token for ``user`` acting in ``workspace_id`` (default: :func:`home`); the
+    caller commits, and has checked that ``user`` is a member there."""
     scope_set = set(scopes)
     if unknown := scope_set - SCOPES:
         raise UsageError(f"unknown token scope(s): {', '.join(sorted(unknown))}")
@@ -67,6 +75,7 @@ def issue_token(
     row = ApiToken(
         id=uuid.uuid4(),
         user_id=user.id,
+        workspace_id=workspace_id or home(session, user.id),
         name=name,
         token_hash=hash_token(secret),
         prefix=secret[:12],
@@ -101,8 +110,11 @@ class Identity:
 
     user_id: uuid.UUID
     email: str
+    workspace_id: uuid.UUID
+    role: str
     plan: str
     timezone: str
+    """The workspace's quota zone."""
     token_id: uuid.UUID
     scopes: str
 
@@ -112,11 +124,18 @@ TOUCH_EVERY: Final = timedelta(minutes=5)
 
 _TOKENS: Any = ApiToken.__table__
 _USERS: Any = User.__table__
+_SPACES: Any = Workspace.__table__
+_MEMBERS: Any = WorkspaceMember.__table__
 _IDENTIFY = (
-    select(_USERS.c.id.label("user_id"), _USERS.c.email, _USERS.c.plan, _USERS.c.timezone,
+    select(_USERS.c.id.label("user_id"), _USERS.c.email, _TOKENS.c.workspace_id,
+           _MEMBERS.c.role, _SPACES.c.plan, _SPACES.c.timezone,
            _TOKENS.c.id.label("token_id"), _TOKENS.c.scopes, _TOKENS.c.revoked_at,
            _TOKENS.c.expires_at, _TOKENS.c.last_used_at)
     .join_from(_TOKENS, _USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .join(_SPACES, _SPACES.c.id == _TOKENS.c.workspace_id)
+    # A member removed from the workspace is refused even if their tokens were not revoked.
+    .join(_MEMBERS, (_MEMBERS.c.workspace_id == _TOKENS.c.workspace_id)
+          & (_MEMBERS.c.user_id == _TOKENS.c.user_id))
     .where(_TOKENS.c.token_hash == bindparam("token_hash"))
 )
 
@@ -136,7 +155,8 @@ def identify(session: Session, secret: str) -> Identity | None:
         # sending thousands of events costs one write, not thousands.
         session.execute(update(ApiToken).where(ApiToken.id == row.token_id)
                         .values(last_used_at=now))
-    return Identity(row.user_id, row.email, row.plan, row.timezone, row.token_id, row.scopes)
+    return Identity(row.user_id, row.email, row.workspace_id, row.role, row.plan, row.timezone,
+                    row.token_id, row.scopes)
 
 
 def normalise_email(email: str) -> str:
@@ -148,16 +168,52 @@ def create_account(session: Session, email: str, *, plan: str = "free") -> User:
     """Create an account without any token; the caller commits."""
     _check_plan(plan)
     address = normalise_email(email)
-    try:  # an account's address receives its sign-in links: it must be one
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise UsageError(f"{email!r} is not an e-mail address: {exc}") from None
+    check_address(address)
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise UsageError(f"a user with e-mail {address} already exists")
-    user = User(id=uuid.uuid4(), email=address, plan=plan, timezone="UTC")
+    user = User(id=uuid.uuid4(), email=address, timezone="UTC")
     session.add(user)
     session.flush()
+    # Everyone starts in a workspace of their own (with the account's id, as the migration
+    # gave existing accounts), so one code path serves people alone and in teams.
+    session.add(Workspace(id=user.id, name=address, plan=plan, timezone="UTC"))
+    session.flush()
+    session.add(WorkspaceMember(workspace_id=user.id, user_id=user.id, role=Role.OWNER))
+    session.flush()
     return user
+
+
+def check_address(address: str) -> None:
+    """Refuse what is not an e-mail address: an account's address receives its sign-in links."""
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise UsageError(f"{address!r} is not an e-mail address: {exc}") from None
+
+
+def home(session: Session, user_id: uuid.UUID) -> uuid.UUID:
+    """The workspace a user acts in unless they choose another: the one they own, else the
+    one they joined first."""
+    found = session.scalar(
+        select(WorkspaceMember.workspace_id).where(WorkspaceMember.user_id == user_id)
+        .order_by((WorkspaceMember.role != Role.OWNER), WorkspaceMember.created_at).limit(1))
+    if found is None:
+        raise UsageError("this account belongs to no workspace")
+    return found
+
+
+def person_plan(session: Session, user_id: uuid.UUID) -> str:
+    """The plan a person's own machines get for the relay (commands, replies, approvals),
+    which stays personal in a team: ``pro`` when any workspace they belong to is."""
+    plans = set(session.scalars(
+        select(Workspace.plan).join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+        .where(WorkspaceMember.user_id == user_id)))
+    return "pro" if "pro" in plans else "free"
+
+
+def plan_of(session: Session, workspace_id: uuid.UUID) -> str:
+    """A workspace's plan (``free`` for one that no longer exists)."""
+    return session.scalar(select(Workspace.plan).where(Workspace.id == workspace_id)) or "free"
 
 
 def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[User, IssuedToken]:
@@ -166,12 +222,15 @@ def create_user(session: Session, email: str, *, plan: str = "free") -> tuple[Us
     return user, issue_token(session, user, name="account")
 
 
-def set_plan(session: Session, email: str, plan: str) -> User:
-    """Change a user's plan (``server set-plan``); the caller commits."""
+def set_plan(session: Session, email: str, plan: str) -> Workspace:
+    """Change the plan of the workspace a user acts in by default (``server set-plan``); the
+    caller commits."""
     _check_plan(plan)
     user = _find_user(session, email)
-    user.plan = plan
-    return user
+    workspace = session.get(Workspace, home(session, user.id))
+    assert workspace is not None  # noqa: S101 - home() read its id
+    workspace.plan = plan
+    return workspace
 
 
 def revoke_tokens(session: Session, *, email: str | None = None, token: str | None = None) -> int:

@@ -264,12 +264,13 @@ def set_plan(email: str, plan: str) -> None:
     runtime = _ready_runtime()
     try:
         with runtime.sessions.begin() as session:
-            was = session.scalar(select(User.plan).where(
+            user_id = session.scalar(select(User.id).where(
                 User.email == auth.normalise_email(email)))
-            user = auth.set_plan(session, email, plan)
+            was = auth.plan_of(session, auth.home(session, user_id)) if user_id else None
+            workspace = auth.set_plan(session, email, plan)
             if was != plan:
-                session.add(BillingChange(user_id=user.id, change=plan, plan=plan, status=None,
-                                          cause="operator: server set-plan"))
+                session.add(BillingChange(workspace_id=workspace.id, change=plan, plan=plan,
+                                          status=None, cause="operator: server set-plan"))
     finally:
         runtime.close()
     click.echo(f"{email.strip().lower()} is now on {plan}")

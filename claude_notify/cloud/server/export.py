@@ -20,8 +20,11 @@ from claude_notify.cloud.server.db.models import (
     Delivery,
     Event,
     LoginRequest,
+    Role,
     Task,
     User,
+    Workspace,
+    WorkspaceMember,
 )
 from claude_notify.cloud.server.relay.models import (
     Approval,
@@ -32,17 +35,32 @@ from claude_notify.cloud.server.relay.models import (
 from claude_notify.cloud.server.web.models import WebIdentity, WebSession, WebSignin
 
 
+def _owned(user: User) -> Any:
+    """The workspaces ``user`` owns."""
+    return select(WorkspaceMember.workspace_id).where(WorkspaceMember.user_id == user.id,
+                                                      WorkspaceMember.role == Role.OWNER)
+
+
 def account(session: Session, user: User) -> dict[str, Any]:
-    """The account as one JSON-ready mapping; no secret, hash or key is in it."""
+    """The person's own data as one JSON-ready mapping (in a team: their machines' tasks, the
+    channels they added, their deliveries; billing of what they own); no secret, hash or key
+    is in it."""
     mine = user.id
+    owned = _owned(user)
     events: dict[Any, list[dict[str, Any]]] = {}
     for task_id, payload, received in session.execute(
             select(Event.task_id, Event.payload, Event.received_at)
             .where(Event.user_id == mine).order_by(Event.received_at)):
         events.setdefault(task_id, []).append({"received_at": received, "event": payload})
     return {
-        "account": {"email": user.email, "plan": user.plan, "timezone": user.timezone,
+        "account": {"email": user.email, "timezone": user.timezone,
                     "created_at": user.created_at},
+        "workspaces": [{"id": w.id, "name": w.name, "plan": w.plan, "role": role}
+                       for w, role in session.execute(
+                           select(Workspace, WorkspaceMember.role)
+                           .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+                           .where(WorkspaceMember.user_id == mine)
+                           .order_by(WorkspaceMember.created_at))],
         "tasks": [{"task_id": t.key, "command": t.cmd, "status": t.status,
                    "exit_code": t.exit_code, "machine_id": t.machine_id,
                    "session_id": t.session_id, "started_at": t.started_at,
@@ -50,7 +68,7 @@ def account(session: Session, user: User) -> dict[str, Any]:
                   for t in session.scalars(select(Task).where(Task.user_id == mine)
                                            .order_by(Task.created_at))],
         "channels": [{"id": c.id, "type": c.type, "name": c.name, "rules": c.rules,
-                      "config": catalog.shown(c.type, c.config),
+                        "config": catalog.shown(c.type, c.config), "personal": c.personal,
                       "enabled": c.enabled, "created_at": c.created_at}
                      for c in session.scalars(select(Channel).where(Channel.user_id == mine))],
         "deliveries": [{"id": d.id, "channel_type": d.channel_type, "kind": d.kind,
@@ -89,11 +107,11 @@ def account(session: Session, user: User) -> dict[str, Any]:
                      "status": b.status, "current_period_end": b.current_period_end,
                      "cancel_at_period_end": b.cancel_at_period_end, "pro_until": b.pro_until}
                     for b in session.scalars(select(BillingAccount)
-                                             .where(BillingAccount.user_id == mine))],
+                                             .where(BillingAccount.workspace_id.in_(owned)))],
         "plan_changes": [{"at": c.at, "change": c.change, "plan": c.plan, "status": c.status,
                           "cause": c.cause}
                          for c in session.scalars(select(BillingChange)
-                                                  .where(BillingChange.user_id == mine)
+                                                  .where(BillingChange.workspace_id.in_(owned))
                                                   .order_by(BillingChange.at))],
         "linked_accounts": [{"provider": i.provider, "subject": i.subject,
                              "created_at": i.created_at}
@@ -107,10 +125,17 @@ RENEWING: frozenset[str] = frozenset({"active", "trialing", "past_due", "unpaid"
 
 
 def deletion_blocker(session: Session, user: User) -> str | None:
-    """Why the account cannot be deleted now, if something prevents it: a paid subscription
-    that would go on renewing (Stripe would charge a card for an account that is gone)."""
+    """Why the account cannot be deleted now, if something prevents it: a workspace it owns
+    that others still share (it would vanish under them), or a paid subscription that would go
+    on renewing (Stripe would charge a card for an account that is gone)."""
+    shared = session.scalar(select(WorkspaceMember.workspace_id).where(
+        WorkspaceMember.workspace_id.in_(_owned(user)), WorkspaceMember.user_id != user.id)
+        .limit(1))
+    if shared is not None:
+        return ("it owns a workspace other members still use: transfer its ownership to one "
+                "of them (or remove them) first")
     renewing = session.scalar(select(BillingAccount.subscription_id).where(
-        BillingAccount.user_id == user.id, BillingAccount.status.in_(RENEWING),
+        BillingAccount.workspace_id.in_(_owned(user)), BillingAccount.status.in_(RENEWING),
         BillingAccount.cancel_at_period_end.is_(False)))
     if renewing is not None:
         return ("its Pro subscription still renews: cancel it first (Billing, then Manage), "
@@ -123,4 +148,8 @@ def erase(session: Session, user: User) -> None:
     session.execute(delete(LoginRequest).where(LoginRequest.email == user.email))
     session.execute(delete(WebSignin).where(WebSignin.email == user.email))
     session.execute(delete(Delivery).where(Delivery.user_id == user.id))
+    # What they own goes with them (deletion_blocker made sure nobody else is in it); in
+    # others' workspaces, the rows of their machines and their channels cascade with the user.
+    owned = list(session.scalars(_owned(user)))
+    session.execute(delete(Workspace).where(Workspace.id.in_(owned)))
     session.execute(delete(User).where(User.id == user.id))

@@ -86,10 +86,13 @@ def channel_fires(
 
 
 class Owner(Protocol):
-    """Whose event it is: the account row, or the authenticated caller standing for it."""
+    """Whose event it is: the person whose machine sent it, in the workspace whose plan and
+    quota zone count (the authenticated caller, or :class:`Acting`)."""
 
     @property
-    def id(self) -> uuid.UUID: ...
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def workspace_id(self) -> uuid.UUID: ...
     @property
     def plan(self) -> str: ...
     @property
@@ -116,9 +119,22 @@ class Planned:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Acting:
+    """An :class:`Owner` read from the rows, for events the server itself records (a relayed
+    command's end, a log's close)."""
+
+    user_id: uuid.UUID
+    workspace_id: uuid.UUID
+    plan: str
+    timezone: str
+
+
 class EventTask(TaskRules, Protocol):
     @property
     def id(self) -> uuid.UUID: ...
+    @property
+    def workspace_id(self) -> uuid.UUID: ...
 
 
 def plan_notifications(
@@ -142,18 +158,20 @@ def plan_notifications(
     day = quota.quota_day(now, user.timezone)
     planned = []
     rows: list[dict[str, Any]] = []
-    for channel in _channels(session, user.id, memo):
+    # The task's workspace, not the token's: a task stays where it was first reported.
+    for channel in _channels(session, task.workspace_id, user.user_id, memo):
         if not channel_fires(channel, task, event, fired):
             continue
         reason = _refusal(channel) or _over_sends(rows, settings) or quota.take(
             session,
-            user_id=user.id,
+            workspace_id=task.workspace_id,
             plan=user.plan,
             channel_type=channel.type,
             day=day,
             settings=settings,
         )
-        row = outbox.event_row(user_id=user.id, task_id=task.id, event_row_id=event_row_id,
+        row = outbox.event_row(user_id=user.user_id, workspace_id=task.workspace_id,
+                               task_id=task.id, event_row_id=event_row_id,
                                channel_id=channel.id, channel_type=channel.type, reason=reason,
                                now=now)
         rows.append(row)
@@ -162,14 +180,16 @@ def plan_notifications(
     return planned
 
 
-def _channels(session: Session, user_id: uuid.UUID,
+def _channels(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID,
               memo: dict[Any, Any] | None) -> Sequence[ChannelRules]:
-    """The user's channels, read once per transaction when ``memo`` is given."""
-    key = ("channels", user_id)
+    """The workspace's shared channels and the member's personal ones, read once per
+    transaction when ``memo`` is given."""
+    key = ("channels", workspace_id, user_id)
     if memo is not None and key in memo:
         found: Sequence[ChannelRules] = memo[key]
         return found
-    channels: Sequence[ChannelRules] = session.execute(_CHANNELS, {"user_id": user_id}).all()
+    channels: Sequence[ChannelRules] = session.execute(
+        _CHANNELS, {"workspace_id": workspace_id, "user_id": user_id}).all()
     if memo is not None:
         memo[key] = channels
     return channels
@@ -179,7 +199,8 @@ _CHANNEL_TABLE: Any = Channel.__table__
 _CHANNELS = (
     select(*(_CHANNEL_TABLE.c[name] for name in
              ("id", "type", "name", "rules", "enabled", "disabled_reason", "verified_at")))
-    .where(_CHANNEL_TABLE.c.user_id == bindparam("user_id"))
+    .where(_CHANNEL_TABLE.c.workspace_id == bindparam("workspace_id"),
+           ~_CHANNEL_TABLE.c.personal | (_CHANNEL_TABLE.c.user_id == bindparam("user_id")))
     .order_by(_CHANNEL_TABLE.c.created_at, _CHANNEL_TABLE.c.id)
 )
 

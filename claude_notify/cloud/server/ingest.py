@@ -72,13 +72,14 @@ def record_event(
     unit of work costs more here than the database does.
     """
     event = replace(event, tail=keep_tail(event.tail, user.plan))
-    task = ensure_task(session, user_id=user.id, key=event.task_id, seed=event, now=now)
+    task = ensure_task(session, user_id=user.user_id, workspace_id=user.workspace_id,
+                       key=event.task_id, seed=event, now=now)
     row_id = uuid.uuid4()
     inserted = session.execute(
         _statements(session).insert_event,
         {
             "id": row_id,
-            "user_id": user.id,
+            "user_id": user.user_id,
             "task_id": task.id,
             "event_id": event.event_id,
             "type": event.type,
@@ -88,7 +89,7 @@ def record_event(
         },
     ).first()
     if inserted is None:
-        return _replay(session, user_id=user.id, event_id=event.event_id)
+        return _replay(session, user_id=user.user_id, event_id=event.event_id)
     task = _fold(session, task, event, now)
     planned = plan_notifications(
         session, user=user, task=task, event=event, event_row_id=row_id, now=now,
@@ -102,6 +103,8 @@ class TaskState:
     """The columns of a task that an event reads or changes."""
 
     id: uuid.UUID
+    workspace_id: uuid.UUID
+    """Where it was first reported: its notifications go to that workspace's channels."""
     key: str
     status: str
     cmd: str
@@ -120,7 +123,8 @@ _STATE = tuple(f.name for f in fields(TaskState))
 
 
 def ensure_task(
-    session: Session, *, user_id: uuid.UUID, key: str, seed: TaskEvent, now: datetime
+    session: Session, *, user_id: uuid.UUID, workspace_id: uuid.UUID, key: str, seed: TaskEvent,
+    now: datetime,
 ) -> TaskState:
     """The user's task with this key, created from ``seed`` if it was never registered.
 
@@ -130,12 +134,13 @@ def ensure_task(
     writer holds the whole database), so no concurrent event changes it under us.
     """
     blank = TaskState(
-        id=uuid.uuid4(), key=key, status="running", cmd=seed.command, session_id=seed.session_id,
+        id=uuid.uuid4(), workspace_id=workspace_id, key=key, status="running", cmd=seed.command,
+        session_id=seed.session_id,
         machine_id=seed.machine_id, source=seed.source, started_at=seed.started_at,
         finished_at=None, exit_code=None, notify_on=None, channels=None, updated_at=now,
     )
-    values = {**_folded(blank, seed, now), "id": blank.id, "user_id": user_id, "key": key,
-              "created_at": now}
+    values = {**_folded(blank, seed, now), "id": blank.id, "user_id": user_id,
+              "workspace_id": workspace_id, "key": key, "created_at": now}
     row = session.execute(_statements(session).upsert_task, values).one()
     return TaskState(**row._mapping)
 
@@ -244,6 +249,7 @@ def start_task(
     session: Session,
     *,
     user_id: uuid.UUID,
+    workspace_id: uuid.UUID,
     cmd: str,
     session_id: str | None,
     notify_on: str | None,
@@ -261,7 +267,8 @@ def start_task(
     it, nor the times its events set.
     """
     columns: dict[str, Any] = {
-        "user_id": user_id, "session_id": session_id, "machine_id": machine_id, "cmd": cmd,
+        "user_id": user_id, "workspace_id": workspace_id, "session_id": session_id,
+        "machine_id": machine_id, "cmd": cmd,
         "status": "running", "notify_on": notify_on, "channels": channels,
         "started_at": started_at or now, "created_at": now, "updated_at": now,
     }

@@ -20,9 +20,9 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Channel, Task, TaskLog, TaskLogChunk, User
+from claude_notify.cloud.server.db.models import Channel, Task, TaskLog, TaskLogChunk
 from claude_notify.cloud.server.db.ops import insert_ignore
-from claude_notify.cloud.server.fanout import Planned
+from claude_notify.cloud.server.fanout import Owner, Planned
 from claude_notify.cloud.server.ingest import FREE_TAIL_BYTES, record_event
 from claude_notify.cloud.server.logcrypt import LogCipher, Sealed
 from claude_notify.cloud.server.patterns import first_matching_line
@@ -53,7 +53,7 @@ def _context(task_id: uuid.UUID, seq: int) -> bytes:
 def append(
     session: Session,
     *,
-    user: User,
+    user: Owner,
     task: Task,
     data: bytes,
     cipher: LogCipher,
@@ -68,7 +68,7 @@ def append(
         TaskLogChunk(
             id=uuid.uuid4(),
             task_id=task.id,
-            user_id=user.id,
+            user_id=user.user_id,
             seq=seq,
             key_id=sealed.key_id,
             nonce=sealed.nonce,
@@ -90,7 +90,7 @@ def append(
     return Appended(log.bytes_total, log.bytes_kept, log.digest, planned)
 
 
-def _locked_log(session: Session, *, user: User, task: Task, now: datetime) -> TaskLog:
+def _locked_log(session: Session, *, user: Owner, task: Task, now: datetime) -> TaskLog:
     """The task's log row, made empty if it has none yet, locked until the caller commits (the
     chunks' sequence numbers come from it)."""
     insert_ignore(
@@ -98,7 +98,7 @@ def _locked_log(session: Session, *, user: User, task: Task, now: datetime) -> T
         TaskLog,
         {
             "task_id": task.id,
-            "user_id": user.id,
+            "user_id": user.user_id,
             "bytes_total": 0,
             "bytes_kept": 0,
             "digest": EMPTY_DIGEST,
@@ -144,7 +144,7 @@ class DigestMismatch(ValueError):
 
 
 def record_output_digest(
-    session: Session, *, user: User, task: Task, sha256: str, size: int, cipher: LogCipher,
+    session: Session, *, user: Owner, task: Task, sha256: str, size: int, cipher: LogCipher,
     now: datetime,
 ) -> TaskLog:
     """Store the SHA-256 of the task's whole output, sent by the machine that ran it.
@@ -156,7 +156,7 @@ def record_output_digest(
     insert_ignore(
         session,
         TaskLog,
-        {"task_id": task.id, "user_id": user.id, "bytes_total": 0, "bytes_kept": 0,
+        {"task_id": task.id, "user_id": user.user_id, "bytes_total": 0, "bytes_kept": 0,
          "digest": EMPTY_DIGEST, "next_seq": 0, "updated_at": now},
         ["task_id"],
     )
@@ -206,7 +206,7 @@ def read_tail(session: Session, *, task: Task, cipher: LogCipher, max_bytes: int
 def _fire_rules(
     session: Session,
     *,
-    user: User,
+    user: Owner,
     task: Task,
     data: bytes,
     seq: int,
@@ -215,7 +215,9 @@ def _fire_rules(
 ) -> list[Planned]:
     patterns = {
         str(c.rules["regex"])
-        for c in session.scalars(select(Channel).where(Channel.user_id == user.id))
+        for c in session.scalars(select(Channel).where(
+            Channel.workspace_id == task.workspace_id,
+            ~Channel.personal | (Channel.user_id == user.user_id)))
         if "match" in c.rules.get("on", []) and c.rules.get("regex")
     }
     if not patterns:

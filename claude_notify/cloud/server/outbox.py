@@ -14,6 +14,7 @@ A row's ``kind`` says what it is, and is shown by ``GET /v1/notifications``:
 * :data:`LINKED`: "this chat is now linked", after a Telegram ``/start CODE``;
 * :data:`RELAY`: the one-line answer to a command sent from a chat;
 * :data:`BILLING`: a plan change ("Welcome to Pro", "payment failed"), to the account's address.
+* :data:`INVITE`: an invitation into a workspace, to the invited address.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server.db.models import Delivery, DeliveryStatus
+from claude_notify.cloud.server.db.models import Channel, Delivery, DeliveryStatus
 from claude_notify.events import utcnow
+
+if TYPE_CHECKING:
+    from claude_notify.cloud.server.teams.access import Member
 
 EVENT: Final = "event"
 TEST: Final = "test"
@@ -36,6 +40,7 @@ LOGIN: Final = "login"
 LINKED: Final = "linked"
 RELAY: Final = "relay"
 BILLING: Final = "billing"
+INVITE: Final = "invite"
 
 
 class Recipient(Protocol):
@@ -46,6 +51,8 @@ class Recipient(Protocol):
     @property
     def user_id(self) -> uuid.UUID: ...
     @property
+    def workspace_id(self) -> uuid.UUID: ...
+    @property
     def type(self) -> str: ...
 
 
@@ -54,6 +61,7 @@ def queue(session: Session, channel: Recipient, kind: str, payload: dict[str, An
     row = Delivery(
         id=uuid.uuid4(),
         user_id=channel.user_id,
+        workspace_id=channel.workspace_id,
         channel_id=channel.id,
         channel_type=channel.type,
         kind=kind,
@@ -82,6 +90,16 @@ def queue_login(session: Session, *, user_id: uuid.UUID | None, address: str,
     return row.id
 
 
+def queue_invite(session: Session, *, workspace_id: uuid.UUID, address: str,
+                 payload: dict[str, Any], now: datetime) -> uuid.UUID:
+    """Queue an invitation to ``address`` (no channel, and no account behind it yet)."""
+    row = Delivery(id=uuid.uuid4(), user_id=None, workspace_id=workspace_id,
+                   channel_type="email", kind=INVITE, payload={"to": address, **payload},
+                   status=DeliveryStatus.PENDING, next_attempt_at=now, created_at=now)
+    session.add(row)
+    return row.id
+
+
 def queue_billing(session: Session, *, user_id: uuid.UUID, address: str,
                   payload: dict[str, Any], now: datetime) -> uuid.UUID:
     """Queue a billing e-mail to the account's own address, whatever its channels: a plan
@@ -93,7 +111,8 @@ def queue_billing(session: Session, *, user_id: uuid.UUID, address: str,
     return row.id
 
 
-def event_row(*, user_id: uuid.UUID, task_id: uuid.UUID, event_row_id: uuid.UUID,
+def event_row(*, user_id: uuid.UUID, workspace_id: uuid.UUID, task_id: uuid.UUID,
+              event_row_id: uuid.UUID,
               channel_id: uuid.UUID, channel_type: str, reason: str | None,
               now: datetime) -> dict[str, Any]:
     """One event notification for :func:`queue_events`: ``pending``, or ``rejected`` with the
@@ -101,6 +120,7 @@ def event_row(*, user_id: uuid.UUID, task_id: uuid.UUID, event_row_id: uuid.UUID
     return {
         "id": uuid.uuid4(),
         "user_id": user_id,
+        "workspace_id": workspace_id,
         "task_id": task_id,
         "event_row_id": event_row_id,
         "channel_id": channel_id,
@@ -128,11 +148,18 @@ class NotReplayable(Exception):
     """Only a dead letter goes back in the outbox."""
 
 
-def replay(session: Session, *, user_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery | None:
-    """Put one of the user's dead letters back in the outbox with a fresh attempt budget (its
-    attempt history stays); ``None`` when it is not theirs. The caller commits and wakes."""
-    row = session.scalar(select(Delivery).where(Delivery.id == delivery_id,
-                                                Delivery.user_id == user_id))
+def visible(who: Member) -> ColumnElement[bool]:
+    """The deliveries ``who`` sees in their workspace: those of their own machines' events, and
+    every delivery to a shared channel (never one to another member's personal channel)."""
+    shared = select(Channel.id).where(Channel.workspace_id == who.workspace_id, ~Channel.personal)
+    return (Delivery.workspace_id == who.workspace_id) & (
+        (Delivery.user_id == who.user_id) | Delivery.channel_id.in_(shared))
+
+
+def replay(session: Session, *, who: Member, delivery_id: uuid.UUID) -> Delivery | None:
+    """Put a dead letter ``who`` sees back in the outbox with a fresh attempt budget (its
+    attempt history stays); ``None`` when they do not see it. The caller commits and wakes."""
+    row = session.scalar(select(Delivery).where(Delivery.id == delivery_id, visible(who)))
     if row is None:
         return None
     replayed = session.execute(

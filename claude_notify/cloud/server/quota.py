@@ -51,40 +51,42 @@ def counters(plan: str, channel_type: str) -> tuple[str, ...]:
 def take(
     session: Session,
     *,
-    user_id: uuid.UUID,
+    workspace_id: uuid.UUID,
     plan: str,
     channel_type: str,
     day: date,
     settings: Settings,
 ) -> str | None:
-    """Consume one notification of the user's quota; ``None`` if allowed, else the reason."""
+    """Consume one notification of the workspace's quota; ``None`` if allowed, else the reason."""
     wanted = limits(plan, channel_type, settings)
     if isinstance(wanted, str):
         return wanted
     for kind, limit in wanted.items():
-        if not _increment(session, user_id=user_id, day=day, kind=kind, limit=limit):
+        if not _increment(session, workspace_id=workspace_id, day=day, kind=kind, limit=limit):
             what = "SMS fair-use limit" if kind == "sms" else "daily notification quota"
             return f"{what} of {limit} reached for {day.isoformat()}"
     return None
 
 
 def _increment(
-    session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: int | None
+    session: Session, *, workspace_id: uuid.UUID, day: date, kind: str, limit: int | None
 ) -> bool:
     # UPDATE first: the row exists for all but the day's first notification, and an
     # INSERT … ON CONFLICT would queue behind every transaction holding the row's lock.
-    if _bump(session, user_id=user_id, day=day, kind=kind, limit=limit):
+    if _bump(session, workspace_id=workspace_id, day=day, kind=kind, limit=limit):
         return True
-    key = {"user_id": user_id, "day": day, "kind": kind}
-    insert_ignore(session, UsageCounter, {**key, "count": 0}, ["user_id", "day", "kind"])
-    return _bump(session, user_id=user_id, day=day, kind=kind, limit=limit)
+    key = {"workspace_id": workspace_id, "day": day, "kind": kind}
+    insert_ignore(session, UsageCounter, {**key, "count": 0}, ["workspace_id", "day", "kind"])
+    return _bump(session, workspace_id=workspace_id, day=day, kind=kind, limit=limit)
 
 
-def _bump(session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: int | None) -> bool:
+def _bump(session: Session, *, workspace_id: uuid.UUID, day: date, kind: str,
+          limit: int | None) -> bool:
     """``count += 1`` where still under ``limit``; ``False`` if at the limit or no row yet."""
     stmt = (
         update(UsageCounter)
-        .where(UsageCounter.user_id == user_id, UsageCounter.day == day, UsageCounter.kind == kind)
+        .where(UsageCounter.workspace_id == workspace_id, UsageCounter.day == day,
+               UsageCounter.kind == kind)
         .values(count=UsageCounter.count + 1)
         .returning(UsageCounter.count)
     )
@@ -96,7 +98,7 @@ def _bump(session: Session, *, user_id: uuid.UUID, day: date, kind: str, limit: 
 def refund(
     session: Session,
     *,
-    user_id: uuid.UUID,
+    workspace_id: uuid.UUID,
     plan: str,
     channel_type: str,
     queued_at: datetime,
@@ -112,21 +114,21 @@ def refund(
     day = quota_day(queued_at, tz_name)
     session.execute(
         update(UsageCounter)
-        .where(UsageCounter.user_id == user_id, UsageCounter.day == day,
+        .where(UsageCounter.workspace_id == workspace_id, UsageCounter.day == day,
                UsageCounter.kind.in_(list(wanted)), UsageCounter.count > 0)
         .values(count=UsageCounter.count - 1)
     )
 
 
-def usage(session: Session, *, user_id: uuid.UUID, day: date, tz_name: str) -> dict[str, int]:
-    """Notifications queued or sent on the user's ``day`` (neither refused nor dead)."""
+def usage(session: Session, *, workspace_id: uuid.UUID, day: date, tz_name: str) -> dict[str, int]:
+    """Notifications queued or sent on the workspace's ``day`` (neither refused nor dead)."""
     zone = _zone(tz_name)
     start = datetime.combine(day, time.min, tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
     rows = session.execute(
         select(Delivery.channel_type, func.count())
         .where(
-            Delivery.user_id == user_id,
+            Delivery.workspace_id == workspace_id,
             Delivery.kind == "event",
             # neither was sent
             Delivery.status.not_in((DeliveryStatus.REJECTED, DeliveryStatus.DEAD)),

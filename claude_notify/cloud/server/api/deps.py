@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams import roles
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -48,19 +49,18 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the user and what their token may do."""
+    """Who is calling: the user, the workspace their token acts in (with their role there and
+    its plan and quota zone) and what their token may do."""
 
     user_id: uuid.UUID
     email: str
+    workspace_id: uuid.UUID
+    role: str
     plan: str
     timezone: str
+    """The workspace's quota zone."""
     token_id: uuid.UUID
     scopes: frozenset[str]
-
-    @property
-    def id(self) -> uuid.UUID:
-        """The user's id: a principal stands in for its user where only id, plan and zone count."""
-        return self.user_id
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `cnt_…`")
@@ -93,6 +93,8 @@ def authenticate(
     return Principal(
         user_id=found.user_id,
         email=found.email,
+        workspace_id=found.workspace_id,
+        role=found.role,
         plan=found.plan,
         timezone=found.timezone,
         token_id=found.token_id,
@@ -107,12 +109,14 @@ def check_scope(principal: Principal, scope: str) -> Principal:
     return principal
 
 
-def get_principal(runtime: RuntimeDep, credentials: Bearer) -> Principal:
-    """Authenticate in a transaction of its own, ended before the handler's thread takes over."""
+def get_principal(request: Request, runtime: RuntimeDep, credentials: Bearer) -> Principal:
+    """Authenticate in a transaction of its own, ended before the handler's thread takes over,
+    and check the caller's role against the route's (:mod:`..teams.roles`)."""
     with runtime.sessions() as session:
         principal = authenticate(session, credentials)
         session.commit()  # the token's last use, when it was due (auth.TOUCH_EVERY)
-        return principal
+    roles.check(principal.role, request.scope)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

@@ -19,12 +19,12 @@ from claude_notify.events import utcnow
 
 
 class BillingAccount(Base):
-    """One account's Stripe customer and what was last derived from its subscriptions."""
+    """One workspace's Stripe customer and what was last derived from its subscriptions."""
 
     __tablename__ = "billing_accounts"
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
     customer_id: Mapped[str] = mapped_column(String(255), unique=True)
     """Made once per account, before its first Checkout, so every event maps by ``customer``."""
@@ -70,8 +70,8 @@ class BillingChange(Base):
     __tablename__ = "billing_changes"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
     at: Mapped[datetime] = mapped_column(default=utcnow)
     change: Mapped[str] = mapped_column(String(32))

@@ -57,7 +57,7 @@ def _answer(exc: BillingProblem) -> ApiError:
 def checkout(caller: TaskReader, runtime: RuntimeDep) -> UrlOut:
     try:
         return UrlOut(url=service.start_checkout(runtime.sessions, runtime.settings,
-                                                 caller.user_id))
+                                                 caller.workspace_id))
     except BillingProblem as exc:
         raise _answer(exc) from None
 
@@ -66,7 +66,7 @@ def checkout(caller: TaskReader, runtime: RuntimeDep) -> UrlOut:
 def portal(caller: TaskReader, runtime: RuntimeDep) -> UrlOut:
     try:
         return UrlOut(url=service.start_portal(runtime.sessions, runtime.settings,
-                                               caller.user_id))
+                                               caller.workspace_id))
     except BillingProblem as exc:
         raise _answer(exc) from None
 

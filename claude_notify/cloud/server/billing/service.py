@@ -34,7 +34,7 @@ from claude_notify.cloud.server.billing.errors import (
 from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange, BillingEvent
 from claude_notify.cloud.server.billing.state import Entitlement, Subscription, derive
 from claude_notify.cloud.server.channels.render import render_simple
-from claude_notify.cloud.server.db.models import User
+from claude_notify.cloud.server.db.models import Role, User, Workspace, WorkspaceMember
 from claude_notify.cloud.server.db.ops import insert_ignore
 from claude_notify.cloud.server.redact import redact
 from claude_notify.cloud.server.settings import Settings
@@ -77,15 +77,24 @@ def _gateway(settings: Settings) -> Gateway:
     return gateway(settings)
 
 
+def _owner(session: Session, workspace_id: uuid.UUID) -> User | None:
+    """Who pays for a workspace and receives its billing mail."""
+    return session.scalar(select(User).join(WorkspaceMember, WorkspaceMember.user_id == User.id)
+                          .where(WorkspaceMember.workspace_id == workspace_id,
+                                 WorkspaceMember.role == Role.OWNER))
+
+
 def start_checkout(sessions: Sessions, settings: Settings, user_id: uuid.UUID) -> str:
-    """A Checkout Session URL for the account to pay for Pro. Raises :class:`AlreadyPro`,
-    :class:`BillingOff` or a :class:`~.errors.StripeProblem` (then nothing was written)."""
+    """A Checkout Session URL for the workspace ``user_id`` (its id: a person's own workspace
+    has theirs) to pay for Pro. Raises :class:`AlreadyPro`, :class:`BillingOff` or a
+    :class:`~.errors.StripeProblem` (then nothing was written)."""
     stripe = _gateway(settings)
     with sessions() as session:
-        user = session.get(User, user_id)
-        if user is None:
+        workspace = session.get(Workspace, user_id)
+        owner = _owner(session, user_id)
+        if workspace is None or owner is None:
             raise NoCustomer("no such account")
-        email, plan = user.email, user.plan
+        email, plan = owner.email, workspace.plan
         account = session.get(BillingAccount, user_id)
         customer = account.customer_id if account else None
     if plan == "pro":
@@ -109,15 +118,16 @@ def _new_customer(sessions: Sessions, stripe: Gateway, *, user_id: uuid.UUID,
     try:
         with sessions.begin() as session:
             insert_ignore(session, BillingAccount, {
-                "user_id": user_id, "customer_id": customer, "cancel_at_period_end": False,
-                "requested": 0, "applied": 0, "created_at": utcnow()}, ["user_id"])
+                "workspace_id": user_id, "customer_id": customer, "cancel_at_period_end": False,
+                "requested": 0, "applied": 0, "created_at": utcnow()}, ["workspace_id"])
     except IntegrityError:
         # A concurrent request stored the same customer first: PostgreSQL may report the race
-        # on the other unique key (customer_id), which ON CONFLICT (user_id) does not absorb.
+        # on the other unique key (customer_id), which ON CONFLICT (workspace_id) does not
+        # absorb.
         pass
     with sessions() as session:
         stored = session.scalar(select(BillingAccount.customer_id)
-                                .where(BillingAccount.user_id == user_id))
+                                .where(BillingAccount.workspace_id == user_id))
     return str(stored)
 
 
@@ -126,7 +136,7 @@ def start_portal(sessions: Sessions, settings: Settings, user_id: uuid.UUID) -> 
     stripe = _gateway(settings)
     with sessions() as session:
         customer = session.scalar(select(BillingAccount.customer_id)
-                                  .where(BillingAccount.user_id == user_id))
+                                  .where(BillingAccount.workspace_id == user_id))
     if customer is None:
         raise NoCustomer("this account has no subscription to manage yet: upgrade first")
     made = stripe.portal(customer=customer,
@@ -144,7 +154,7 @@ def confirm_checkout(sessions: Sessions, settings: Settings, user_id: uuid.UUID,
         return False
     with sessions() as session:
         customer = session.scalar(select(BillingAccount.customer_id)
-                                  .where(BillingAccount.user_id == user_id))
+                                  .where(BillingAccount.workspace_id == user_id))
     if customer is None:
         return False
     try:
@@ -327,8 +337,9 @@ def _stored(account: BillingAccount) -> Subscription | None:
 def _apply(session: Session, settings: Settings, account: BillingAccount,
            entitled: Entitlement, *, cause: str, now: datetime) -> list[str]:
     """Store what was derived; audit and mail each change (the caller's transaction)."""
-    user = session.get(User, account.user_id, with_for_update=True)
-    if user is None:
+    workspace = session.get(Workspace, account.workspace_id, with_for_update=True)
+    user = _owner(session, account.workspace_id)
+    if workspace is None or user is None:
         return []
     sub = entitled.subscription
     was_status = account.status
@@ -343,8 +354,8 @@ def _apply(session: Session, settings: Settings, account: BillingAccount,
     account.pro_until = entitled.pro_until
     account.synced_at = now
     changes: list[str] = []
-    if entitled.plan != user.plan:
-        user.plan = entitled.plan
+    if entitled.plan != workspace.plan:
+        workspace.plan = entitled.plan
         changes.append(entitled.plan)
     if status == "past_due" and was_status != "past_due" and entitled.plan == "pro":
         changes.append("payment_failed")
@@ -355,14 +366,14 @@ def _apply(session: Session, settings: Settings, account: BillingAccount,
     elif was_ending and status in PAID and not ending:
         changes.append("cancel_withdrawn")
     for change in changes:
-        session.add(BillingChange(user_id=user.id, at=now, change=change, plan=user.plan,
-                                  status=status, cause=cause[:255]))
+        session.add(BillingChange(workspace_id=workspace.id, at=now, change=change,
+                                  plan=workspace.plan, status=status, cause=cause[:255]))
         mail = _mail(change, account, settings)
         if mail is not None:
             outbox.queue_billing(session, user_id=user.id, address=user.email, payload=mail,
                                  now=utcnow())  # sent now, whatever clock decided the change
     if changes:
-        log.info("billing: account %s %s (%s)", user.id, ", ".join(changes), cause)
+        log.info("billing: workspace %s %s (%s)", workspace.id, ", ".join(changes), cause)
     return changes
 
 
@@ -423,8 +434,10 @@ def sync_all(sessions: Sessions, settings: Settings, *, email: str | None = None
     """Re-read every account's subscriptions (or one account's) from Stripe: what a missed
     webhook left wrong is put right. Then retry unhandled events and end lapsed plans."""
     _gateway(settings)  # BillingOff before anything else
-    query = select(BillingAccount.customer_id, User.email).join(
-        User, User.id == BillingAccount.user_id).order_by(User.email)
+    query = (select(BillingAccount.customer_id, User.email)
+             .join(WorkspaceMember, (WorkspaceMember.workspace_id == BillingAccount.workspace_id)
+                   & (WorkspaceMember.role == Role.OWNER))
+             .join(User, User.id == WorkspaceMember.user_id).order_by(User.email))
     if email is not None:
         query = query.where(User.email == email.strip().lower())
     with sessions() as session:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import limits, outbox, quota
@@ -31,6 +31,8 @@ from claude_notify.cloud.server.db.models import Channel, Delivery, User
 from claude_notify.cloud.server.relay.link import code_hash
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams import access
+from claude_notify.cloud.server.teams.access import Member
 from claude_notify.events import utcnow
 
 SMS_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -68,13 +70,22 @@ class LinkCode:
     expires_at: datetime
 
 
-def owned(session: Session, user_id: uuid.UUID, channel_id: uuid.UUID) -> Channel:
-    """The user's channel, or 404 (another user's channel is not found either)."""
-    channel = session.scalar(
-        select(Channel).where(Channel.id == channel_id, Channel.user_id == user_id)
-    )
+def visible(who: Member) -> ColumnElement[bool]:
+    """The channels ``who`` sees: the workspace's shared ones and their own personal ones."""
+    return (Channel.workspace_id == who.workspace_id) & (
+        ~Channel.personal | (Channel.user_id == who.user_id))
+
+
+def owned(session: Session, who: Member, channel_id: uuid.UUID, *,
+          change: bool = True) -> Channel:
+    """A channel ``who`` sees, or 404 (another workspace's, or another member's personal
+    channel, is not found either); to ``change`` a shared one they must manage the workspace."""
+    channel = session.scalar(select(Channel).where(Channel.id == channel_id, visible(who)))
     if channel is None:
         raise not_found("channel")
+    if change and not channel.personal and not access.manages(who):
+        raise ApiError(403, "only the workspace's owner and admins change its shared channels",
+                       code="role_refused")
     return channel
 
 
@@ -128,26 +139,38 @@ def rules(value: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(422, str(exc)) from None
 
 
-def _check_room(session: Session, user_id: uuid.UUID, limit: int) -> None:
-    """Refuse a channel past the account's limit; the user's row is locked first, so two
-    concurrent requests cannot both take the last place."""
-    session.get(User, user_id, with_for_update=True)
-    count = session.scalar(select(func.count()).where(Channel.user_id == user_id))
+def _check_room(session: Session, who: Member, limit: int) -> None:
+    """Refuse a channel past a person's limit in a workspace; their row is locked first, so
+    two concurrent requests cannot both take the last place."""
+    session.get(User, who.user_id, with_for_update=True)
+    count = session.scalar(select(func.count()).where(Channel.user_id == who.user_id,
+                                                      Channel.workspace_id == who.workspace_id))
     if (count or 0) >= limit:
         raise ApiError(403, f"an account has at most {limit} channels; delete one first")
 
 
-def create(session: Session, runtime: Runtime, *, user_id: uuid.UUID, plan: str, kind: str,
-           name: str, config: dict[str, Any], rules_: dict[str, Any]) -> Channel:
-    """Add a channel (committed), starting its recipient's confirmation where one is needed."""
+def create(session: Session, runtime: Runtime, *, who: Member, kind: str, name: str,
+           config: dict[str, Any], rules_: dict[str, Any],
+           personal: bool | None = None) -> Channel:
+    """Add a channel (committed), starting its recipient's confirmation where one is needed.
+
+    It is the workspace's unless ``personal`` (the default for a member who does not manage
+    the workspace, and the only kind they may add).
+    """
     settings = runtime.settings
     try:
         kind = catalog.normalise_type(kind, types(settings))
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
-    check_usable(settings, plan, kind)
-    _check_room(session, user_id, settings.max_channels_per_user)
-    channel = Channel(id=uuid.uuid4(), user_id=user_id, type=kind, name=name,
+    if personal is None:
+        personal = not access.manages(who)
+    if not personal and not access.manages(who):
+        raise ApiError(403, "only the workspace's owner and admins add shared channels; add a "
+                            "personal one", code="role_refused")
+    check_usable(settings, who.plan, kind)
+    _check_room(session, who, settings.max_channels_per_user)
+    channel = Channel(id=uuid.uuid4(), user_id=who.user_id, workspace_id=who.workspace_id,
+                      personal=personal, type=kind, name=name,
                       config=_config(settings, kind, config), rules=rules(rules_), enabled=True)
     session.add(channel)
     session.flush()

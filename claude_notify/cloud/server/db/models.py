@@ -1,9 +1,12 @@
-"""The tables: the spec's users, tasks and notifications, plus tokens, events, channels and usage.
+"""The tables: the spec's users, tasks and notifications, plus workspaces, tokens, events,
+channels and usage.
 
-Every row hangs off a user (``user_id``), and every query in the API filters on it: that is the
-whole isolation story, so there is no table without it except the per-attempt log, which hangs off
-a notification. ``notifications`` doubles as the delivery outbox: a row is written in the same
-transaction as the event that caused it, before anything is sent.
+What people share hangs off a workspace (``workspace_id``): tasks, channels, deliveries, usage and
+the plan. Every query in the API filters on the caller's workspace, and a member's personal
+channel also on its owner (``user_id``), who also owns every row's *acting* side: which machine
+reported a task, and so who alone may run commands there (the relay stays keyed by ``user_id``).
+The per-attempt log hangs off a notification. ``notifications`` doubles as the delivery outbox: a
+row is written in the same transaction as the event that caused it, before anything is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
@@ -68,14 +72,67 @@ def _owner() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
+def _space() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+
+
 class User(Base):
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    """IANA zone the user reads times in; their own workspace's quota day follows it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Role(StrEnum):
+    """A member's role in a workspace, strongest first (:data:`ROLE_RANK`)."""
+
+    OWNER = "owner"
+    """Billing, ownership transfer, deleting the workspace; everything an admin may."""
+    ADMIN = "admin"
+    """Workspace channels, templates and invites; everything a member may."""
+    MEMBER = "member"
+    """Their machines report into the workspace; their own tokens and personal channels."""
+    VIEWER = "viewer"
+    """Reads tasks, logs and deliveries."""
+
+
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class Workspace(Base):
+    """Who shares a plan, a quota, channels and tasks: every account owns one from its start
+    (with the account's id, so the migration that introduced workspaces could map rows one to
+    one; nothing relies on that since), and a Pro one admits up to five members."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(100), default="")
     plan: Mapped[str] = mapped_column(String(16), default="free")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    """IANA zone that decides when the user's daily quota resets."""
+    """IANA zone that decides when the workspace's daily quota resets: its owner's."""
+    transfer_to: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    """A member offered the ownership, until they accept it or ``transfer_expires_at``."""
+    transfer_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceMember(Base):
+    __tablename__ = "workspace_members"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    """A :class:`Role` value; exactly one ``owner`` per workspace."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -84,6 +141,8 @@ class ApiToken(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _owner()
+    workspace_id: Mapped[uuid.UUID] = _space()
+    """The workspace the token acts in: its machine's tasks report there, its reads see it."""
     name: Mapped[str] = mapped_column(String(100), default="")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     """SHA-256 of the secret: a leaked table cannot be replayed against the API."""
@@ -103,10 +162,16 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "key"),
         Index("ix_tasks_user_created", "user_id", "created_at"),
+        Index("ix_tasks_workspace_created", "workspace_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _owner()
+    """Whose machine reported it: the only person who may run commands for it."""
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    """Whose task list it is in (``ix_tasks_workspace_created`` leads with it)."""
     key: Mapped[str] = mapped_column(String(128))
     """The task id clients use (the event's ``task_id``); unique per user, not globally."""
     session_id: Mapped[str | None] = mapped_column(String(256), default=None)
@@ -169,6 +234,11 @@ class Channel(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = _owner()
+    """Who added it; for a personal channel, the only member who sees it and whose events it
+    receives."""
+    workspace_id: Mapped[uuid.UUID] = _space()
+    personal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """``True``: its owner's own (their phone, their inbox); ``False``: the workspace's."""
     type: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(100), default="")
     config: Mapped[dict[str, Any]] = mapped_column()
@@ -231,6 +301,10 @@ class Delivery(Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     """The owner; ``None`` only for sign-in e-mails to an address with no account yet."""
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), default=None, index=True
+    )
+    """Whose quota and delivery list it is in; ``None`` for mail to a person (sign-in)."""
     task_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tasks.id", ondelete="CASCADE"), default=None, index=True
     )
@@ -277,12 +351,12 @@ class DeliveryAttempt(Base):
 
 
 class UsageCounter(Base):
-    """Notifications counted per user, day (in the user's zone) and kind, for quotas."""
+    """Notifications counted per workspace, day (in its zone) and kind, for quotas."""
 
-    __tablename__ = "usage_counters"
+    __tablename__ = "workspace_usage"
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -358,4 +432,5 @@ class LoginRequest(Base):
 
 from claude_notify.cloud.server.billing import models as _billing_models  # noqa: E402, F401 - its tables
 from claude_notify.cloud.server.relay import models as _relay_models  # noqa: E402, F401 - its tables
+from claude_notify.cloud.server.teams import models as _teams_models  # noqa: E402, F401 - its tables
 from claude_notify.cloud.server.web import models as _web_models  # noqa: E402, F401 - its tables

@@ -42,6 +42,7 @@ from claude_notify.cloud.server.db.models import (
     Event,
     Task,
     User,
+    Workspace,
 )
 from claude_notify.cloud.server.delivery import retry
 from claude_notify.cloud.server.delivery.message import build_message
@@ -238,12 +239,13 @@ def _bury(row: Delivery, reason: str) -> None:
 
 def _refund(session: Session, row: Delivery | None) -> None:
     """A dead event notification gives its quota slot back (the quota counts what was sent)."""
-    if row is None or row.kind != "event" or row.user_id is None:
+    if row is None or row.kind != "event" or row.workspace_id is None:
         return
-    user = session.get(User, row.user_id)
-    if user is not None:
-        quota.refund(session, user_id=user.id, plan=user.plan, channel_type=row.channel_type,
-                     queued_at=row.created_at, tz_name=user.timezone)
+    workspace = session.get(Workspace, row.workspace_id)
+    if workspace is not None:
+        quota.refund(session, workspace_id=workspace.id, plan=workspace.plan,
+                     channel_type=row.channel_type, queued_at=row.created_at,
+                     tz_name=workspace.timezone)
 
 
 Outcome = tuple[Prepared, SendResult, int]

@@ -20,7 +20,7 @@ from claude_notify.cloud.server.relay.actions import actions_for
 def build_message(session: Session, row: Delivery, *, reply_token_ttl_s: float) -> Message | str:
     """The message for an outbox row, or why there is nothing to send (the row is then a dead
     letter with that reason). A reply token it carries is valid ``reply_token_ttl_s``."""
-    if row.kind in ("login", "billing"):  # addressed directly, no channel (maybe no account)
+    if row.kind in ("login", "billing", "invite"):  # to an address, no channel (or account)
         to = str((row.payload or {}).get("to", ""))
         return _stored(row, "email", {"address": to})
     channel = session.get(Channel, row.channel_id) if row.channel_id else None

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.channels.base import Actions
 from claude_notify.cloud.server.db.models import Channel, Delivery, Task, User
 from claude_notify.cloud.server.relay import reply_tokens
@@ -41,7 +42,8 @@ def actions_for(session: Session, row: Delivery, channel: Channel, event: dict[s
         return None
     target = target_of(session, row)
     user = session.get(User, row.user_id) if row.user_id is not None else None
-    replyable = target is not None and user is not None and user.plan == "pro"
+    replyable = target is not None and user is not None and (
+        auth.person_plan(session, user.id) == "pro")
     token = None
     if target is not None and replyable and reply_tokens.private_to_owner(channel.type,
                                                                            channel.config):

@@ -43,6 +43,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from claude_notify.agent import wire
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.db.models import Channel, User
 from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay import push_approvals
@@ -105,7 +106,7 @@ def file(session: Session, user_id: uuid.UUID, machine_id: str,
     if not (_DIGEST.match(digest) and session_id and tool_name):
         raise ValueError("an approval needs a digest, a session and a tool")
     user = session.get(User, user_id)
-    if user is None or user.plan != "pro":
+    if user is None or auth.person_plan(session, user.id) != "pro":
         raise Unavailable("answering from the phone needs the pro plan")
     if not (answering_channels(session, user_id) or push_approvals.subscribed(session, user_id)
             or (slack and _slack_linked(session, user_id))

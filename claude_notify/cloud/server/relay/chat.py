@@ -24,7 +24,7 @@ from typing import Final
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from claude_notify.cloud.server import outbox
+from claude_notify.cloud.server import auth, outbox
 from claude_notify.cloud.server.channels.render import render_simple
 from claude_notify.cloud.server.db.models import (
     INBOUND_KEYS,
@@ -144,7 +144,8 @@ def _target(session: Session, said: Said
         (notification, _), picked = max(latest, key=lambda pair: pair[0][1])
     user = session.get(User, picked.user_id)
     assert user is not None  # noqa: S101 - a channel's user is its foreign key
-    origin = queue.Origin(user_id=user.id, plan=user.plan, source=said.source,
+    origin = queue.Origin(user_id=user.id, plan=auth.person_plan(session, user.id),
+                          source=said.source,
                           actor=f"{said.source}:{said.sender}")
     row = session.get(Delivery, notification) if notification is not None else None
     target = queue.target_of(session, row) if row is not None else None

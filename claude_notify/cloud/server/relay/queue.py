@@ -95,6 +95,8 @@ class Target:
     """``None`` when the run's event did not say: such a command is refused, not run elsewhere."""
     source: str | None = None
     """The event's ``source`` (``claude-code`` for a Claude Code session)."""
+    owner: uuid.UUID | None = None
+    """Whose machine ran it: in a shared workspace, the only person whose commands go there."""
 
 
 def _text(value: object) -> str | None:
@@ -106,7 +108,7 @@ def _target(task: Task, payload: object) -> Target | None:
     if not task.session_id or not task.machine_id:
         return None
     return Target(task.session_id, task.machine_id, _text(payload.get("cwd")),
-                  _text(payload.get("source")))
+                  _text(payload.get("source")), task.user_id)
 
 
 def target_of(session: Session, notification: Delivery) -> Target | None:
@@ -198,6 +200,10 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
     target = to if isinstance(to, Target) else latest_target(session, origin.user_id, to)
     if target is None:
         raise refuse(404, "no task of yours ran in that session")
+    if target.owner is not None and target.owner != origin.user_id:
+        # A team shares tasks, never machines: nobody runs anything on a teammate's laptop.
+        raise refuse(403, "only the person whose machine ran that task may run commands there",
+                     target.machine_id)
     if target.cwd is None:
         raise refuse(409, "the directory that task ran in is unknown", target.machine_id)
     if not served(session, origin.user_id, target.machine_id):

@@ -27,6 +27,7 @@ from typing import Any, Final
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.db.models import ApiToken, Channel, Delivery, User
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayReplyToken
 from claude_notify.cloud.server.relay.queue import Target, target_of
@@ -66,7 +67,7 @@ def issue(session: Session, row: Delivery, target: Target, *, ttl_s: float) -> s
     if row.user_id is None:
         return None
     user = session.get(User, row.user_id)
-    if user is None or user.plan != "pro":
+    if user is None or auth.person_plan(session, user.id) != "pro":
         return None
     secret = secrets.token_urlsafe(24)
     now = utcnow()

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from claude_notify.cloud.server import auth
 from claude_notify.cloud.server.channels.slack import LOG_ACTION, RUN_ACTION, escape
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
 from claude_notify.cloud.server.relay import actions, approvals, queue, slack_approvals
@@ -124,7 +125,8 @@ def handle(runtime: Runtime, relay: Relay, press: Press) -> Answered:
             return Answered("Not run: this is not a button of a task notification.")
         task = session.get(Task, row.task_id) if row.task_id else None
         action = parsed[0] if parsed else "?"
-        origin = queue.Origin(user_id=user.id, plan=user.plan, source="slack",
+        origin = queue.Origin(user_id=user.id, plan=auth.person_plan(session, user.id),
+                              source="slack",
                               actor=f"slack:{press.sender}")
         what = (f"show log: {task.cmd}" if action == actions.LOG else task.cmd) if task else (
             f"button {press.value[:64]!r}")

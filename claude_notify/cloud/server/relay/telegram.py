@@ -27,7 +27,7 @@ from typing import Any, Final
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import logs, outbox
+from claude_notify.cloud.server import auth, logs, outbox
 from claude_notify.cloud.server.channels.render import one_line, render_simple
 from claude_notify.cloud.server.channels.telegram import TEXT_LIMIT, visible_length
 from claude_notify.cloud.server.db.models import Channel, Delivery, Event, Task, User
@@ -104,7 +104,8 @@ def _one(session: Session, relay: Relay, channel: Channel,
     user = session.get(User, channel.user_id)
     if user is None:
         return None
-    origin = queue.Origin(user_id=user.id, plan=user.plan, source="telegram",
+    origin = queue.Origin(user_id=user.id, plan=auth.person_plan(session, user.id),
+                          source="telegram",
                           actor=f"telegram:{reply.sender_id}")
 
     def refuse(reason: str, *, answer: bool) -> None:
@@ -241,7 +242,8 @@ def _press(session: Session, runtime: Runtime, relay: Relay, channel: Channel, p
     if user is None:
         return Answered()
     action = parsed[0] if parsed else "?"
-    origin = queue.Origin(user_id=user.id, plan=user.plan, source="telegram",
+    origin = queue.Origin(user_id=user.id, plan=auth.person_plan(session, user.id),
+                          source="telegram",
                           actor=f"telegram:{press.sender_id}")
     what = (task.cmd if action == actions.RUN else f"show log: {task.cmd}") if task else (
         f"button {press.data[:64]!r}")

@@ -27,6 +27,7 @@ from claude_notify.cloud.server.web.pages import (
     WebDep,
     render,
     router,
+    seat_of,
     see_other,
     user_of,
 )
@@ -77,7 +78,8 @@ def create_token(request: Request, web: WebDep, db: SessionDep, runtime: Runtime
         return _access_view(request, db, web, code=422,
                             problem="Tick at least one of the scopes offered.")
     issued = auth.issue_token(db, user, scopes=chosen,
-                              name=" ".join(name.split())[:100] or "web")
+                              name=" ".join(name.split())[:100] or "web",
+                              workspace_id=seat_of(db, web).workspace_id)
     db.commit()
     return _access_view(request, db, web, new_secret=issued.secret, code=201)
 
@@ -112,11 +114,11 @@ def account_page(request: Request, web: WebDep, db: SessionDep,
 
 def _account_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
                   problem: str = "", code: int = 200) -> HTMLResponse:
-    user = user_of(db, web)
+    user = seat_of(db, web)
     day = quota.quota_day(utcnow(), user.timezone)
-    counts = quota.usage(db, user_id=user.id, day=day, tz_name=user.timezone)
+    counts = quota.usage(db, workspace_id=user.workspace_id, day=day, tz_name=user.timezone)
     pro = user.plan == "pro"
-    linked = list(db.scalars(select(WebIdentity).where(WebIdentity.user_id == user.id)
+    linked = list(db.scalars(select(WebIdentity).where(WebIdentity.user_id == user.user_id)
                              .order_by(WebIdentity.created_at)))
     return render(request, "account.html", code, web=web, user=user, day=day, linked=linked,
                   github=runtime.settings.github_enabled,

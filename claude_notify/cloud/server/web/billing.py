@@ -28,7 +28,7 @@ from claude_notify.cloud.server.billing.models import BillingAccount
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
-from claude_notify.cloud.server.web.pages import NotFound, WebDep, render, router, user_of
+from claude_notify.cloud.server.web.pages import NotFound, WebDep, render, router, seat_of
 from claude_notify.events import utcnow
 
 
@@ -42,10 +42,10 @@ def _view(request: Request, db: Session, runtime: Runtime, web: WebSession, *,
           notice: str = "", problem: str = "", handoff: str = "", code: int = 200
           ) -> HTMLResponse:
     settings = runtime.settings
-    user = user_of(db, web)
-    account = db.get(BillingAccount, user.id)
+    user = seat_of(db, web)
+    account = db.get(BillingAccount, user.workspace_id)
     day = quota.quota_day(utcnow(), user.timezone)
-    counts = quota.usage(db, user_id=user.id, day=day, tz_name=user.timezone)
+    counts = quota.usage(db, workspace_id=user.workspace_id, day=day, tz_name=user.timezone)
     pro = user.plan == "pro"
     response = render(
         request, "billing.html", code, web=web, user=user, account=account, day=day,
@@ -61,10 +61,11 @@ def _view(request: Request, db: Session, runtime: Runtime, web: WebSession, *,
 def _stripe(request: Request, db: Session, runtime: Runtime, web: WebSession,
             start: str) -> HTMLResponse:
     """Start Checkout or the Portal and hand the browser over to Stripe."""
+    workspace_id = seat_of(db, web).workspace_id
     db.commit()  # the request's transaction ends: billing writes in its own (SQLite: one writer)
     starter = service.start_checkout if start == "checkout" else service.start_portal
     try:
-        url = starter(runtime.sessions, runtime.settings, web.user_id)
+        url = starter(runtime.sessions, runtime.settings, workspace_id)
     except AlreadyPro:
         return _view(request, db, runtime, web, code=409,
                      problem="This account is on Pro already: use Manage to change it.")
@@ -106,9 +107,10 @@ def returned(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
     if "prefetch" in (request.headers.get("sec-purpose") or request.headers.get("purpose")
                       or ""):
         return _view(request, db, runtime, web)
+    workspace_id = seat_of(db, web).workspace_id
     db.commit()  # as in _stripe: the re-read writes in its own transaction
     try:
-        mine = service.confirm_checkout(runtime.sessions, runtime.settings, web.user_id,
+        mine = service.confirm_checkout(runtime.sessions, runtime.settings, workspace_id,
                                         session_id)
     except StripeProblem:
         return _view(request, db, runtime, web, code=503, problem=(

@@ -24,9 +24,10 @@ from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.channels import catalog, manage, vapid
 from claude_notify.cloud.server.channels.markdown import DIALECTS
 from claude_notify.cloud.server.channels.templates import MAX_TEMPLATE_CHARS
-from claude_notify.cloud.server.db.models import Channel, Delivery, User
+from claude_notify.cloud.server.db.models import Channel, Delivery
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams.access import Seat
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.cloud.server.web.pages import (
@@ -34,8 +35,8 @@ from claude_notify.cloud.server.web.pages import (
     WebDep,
     render,
     router,
+    seat_of,
     see_other,
-    user_of,
 )
 
 TARGET: Final = {"email": "address", "sms": "number", "whatsapp": "number", "webhook": "url",
@@ -138,8 +139,8 @@ def channels_page(request: Request, web: WebDep, db: SessionDep,
 def _list_view(request: Request, db: Session, runtime: Runtime, web: WebSession, *,
                problem: str = "", code: int = 200, form: dict[str, Any] | None = None,
                ) -> HTMLResponse:
-    user = user_of(db, web)
-    rows = list(db.scalars(select(Channel).where(Channel.user_id == user.id)
+    user = seat_of(db, web)
+    rows = list(db.scalars(select(Channel).where(manage.visible(user))
                            .order_by(Channel.created_at, Channel.id)))
     channels = [(c, where(c), *_last(db, c)) for c in rows]
     settings = runtime.settings
@@ -161,13 +162,12 @@ def add_channel(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeD
                 ) -> Response:
     """Add a channel, then go to its page, where its recipient is confirmed or linked."""
     security.check_form(request, runtime.settings, web, csrf)
-    user = user_of(db, web)
+    user = seat_of(db, web)
     key = _target_key(runtime.settings, type)
     config = {key: target.strip()} if key else {}
     try:
-        channel = manage.create(db, runtime, user_id=user.id, plan=user.plan, kind=type,
-                                name=" ".join(name.split()), config=config,
-                                rules_=_rules(on, regex))
+        channel = manage.create(db, runtime, who=user, kind=type, name=" ".join(name.split()),
+                                config=config, rules_=_rules(on, regex))
     except ApiError as exc:
         db.rollback()
         return _list_view(request, db, runtime, web, problem=exc.message, code=exc.status,
@@ -194,7 +194,7 @@ def _channel_view(request: Request, db: Session, runtime: Runtime, web: WebSessi
                   link: manage.LinkCode | None = None, secret: str = "",
                   template: str | None = None, previews: dict[str, str] | None = None,
                   ) -> HTMLResponse:
-    user = user_of(db, web)
+    user = seat_of(db, web)
     channel = _mine(db, user, channel_id)
     sent, failed = _last(db, channel)
     qr = _qr(link.url) if link and link.url else ""
@@ -211,10 +211,12 @@ def _channel_view(request: Request, db: Session, runtime: Runtime, web: WebSessi
         plan_refusal=quota.limits(user.plan, channel.type, runtime.settings))
 
 
-def _mine(db: Session, user: User, channel_id: uuid.UUID) -> Channel:
+def _mine(db: Session, user: Seat, channel_id: uuid.UUID, *, change: bool = False) -> Channel:
     try:
-        return manage.owned(db, user.id, channel_id)
-    except ApiError:
+        return manage.owned(db, user, channel_id, change=change)
+    except ApiError as exc:
+        if exc.status == 403:
+            raise security.Refused(exc.message) from None
         raise NotFound from None
 
 
@@ -227,10 +229,10 @@ def _qr(url: str) -> str:
 
 
 def _act(request: Request, db: Session, runtime: Runtime, web: WebSession, csrf: str,
-         channel_id: uuid.UUID) -> tuple[User, Channel]:
+         channel_id: uuid.UUID) -> tuple[Seat, Channel]:
     security.check_form(request, runtime.settings, web, csrf)
-    user = user_of(db, web)
-    return user, _mine(db, user, channel_id)
+    user = seat_of(db, web)
+    return user, _mine(db, user, channel_id, change=True)
 
 
 def _refused(request: Request, db: Session, runtime: Runtime, web: WebSession,

@@ -17,6 +17,7 @@ from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
 from claude_notify.cloud.server.db.models import Delivery, Task
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import Seat
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.cloud.server.web.pages import (
@@ -25,8 +26,8 @@ from claude_notify.cloud.server.web.pages import (
     WebDep,
     render,
     router,
+    seat_of,
     see_other,
-    user_of,
 )
 from claude_notify.events import utcnow
 
@@ -46,9 +47,9 @@ def deliveries_page(request: Request, web: WebDep, db: SessionDep, runtime: Runt
 def _deliveries_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
                      status: str | None, cursor: str | None, problem: str = "",
                      code: int = 200) -> Response:
-    user = user_of(db, web)
+    user = seat_of(db, web)
     stmt = (select(Delivery, Task.key).outerjoin(Task, Task.id == Delivery.task_id)
-            .where(Delivery.user_id == user.id))
+            .where(outbox.visible(user)))
     status = status if status in DELIVERY_STATES else None
     if status:
         stmt = stmt.where(Delivery.status == status)
@@ -64,10 +65,10 @@ def _deliveries_view(request: Request, db: Session, runtime: Runtime, web: WebSe
     limit = None if user.plan == "pro" else runtime.settings.free_daily_notifications
     return render(request, "deliveries.html", code, web=web, user=user, rows=rows, older=older,
                   status=status or "", states=DELIVERY_STATES, problem=problem,
-                  chart=_chart(db, user.id, limit), limit=limit)
+                  chart=_chart(db, user, limit), limit=limit)
 
 
-def _chart(db: Session, user_id: uuid.UUID, limit: int | None) -> list[dict[str, Any]]:
+def _chart(db: Session, user: Seat, limit: int | None) -> list[dict[str, Any]]:
     """Task notifications (what the quota counts) sent on each of the last :data:`CHART_DAYS`
     UTC days, scaled for bars; sign-in mails, tests and confirmations are not counted."""
     today = utcnow().date()
@@ -75,7 +76,7 @@ def _chart(db: Session, user_id: uuid.UUID, limit: int | None) -> list[dict[str,
         days=CHART_DAYS - 1)
     per_day: dict[Any, int] = {}
     for sent_at in db.scalars(select(Delivery.sent_at).where(
-            Delivery.user_id == user_id, Delivery.kind == outbox.EVENT,
+            outbox.visible(user), Delivery.kind == outbox.EVENT,
             Delivery.status == "sent", Delivery.sent_at >= since)):
         if sent_at is not None:
             per_day[sent_at.date()] = per_day.get(sent_at.date(), 0) + 1
@@ -93,7 +94,7 @@ def replay_delivery(request: Request, delivery_id: uuid.UUID, web: WebDep, db: S
                     ) -> Response:
     security.check_form(request, runtime.settings, web, csrf)
     try:
-        row = outbox.replay(db, user_id=web.user_id, delivery_id=delivery_id)
+        row = outbox.replay(db, who=seat_of(db, web), delivery_id=delivery_id)
     except outbox.NotReplayable as exc:
         return _deliveries_view(request, db, runtime, web, None, None, str(exc), 409)
     if row is None:

@@ -26,6 +26,10 @@ class WebSession(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), default=None, index=True
+    )
+    """The workspace this browser is looking at; ``None``: the user's own."""
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     form_token: Mapped[str] = mapped_column(String(64))
     """Put in every form of this session and checked on every POST: not a secret from the

@@ -22,7 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.api.deps import SessionDep
+from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.db.models import Task, User
+from claude_notify.cloud.server.teams import access, roles
+from claude_notify.cloud.server.teams.access import Seat
 from claude_notify.cloud.server.web import ansi, security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.render import clean_output
@@ -83,9 +86,15 @@ def render(request: Request, name: str, code: int = 200, **context: Any) -> HTML
 
 
 def _signed_in(request: Request, db: SessionDep) -> WebSession:
+    """The browser's session, once its person's role in the workspace it looks at may use the
+    page (:mod:`..teams.roles`; a refusal is a 403 page)."""
     web = security.current(request, db)
     if web is None:
         raise SignInNeeded
+    try:
+        roles.check(seat_of(db, web).role, request.scope)
+    except ApiError as exc:
+        raise security.Refused(exc.message) from None
     return web
 
 
@@ -97,6 +106,19 @@ def user_of(db: Session, web: WebSession) -> User:
     if user is None:  # the account was deleted under a live session
         raise SignInNeeded
     return user
+
+
+def seat_of(db: Session, web: WebSession) -> Seat:
+    """The signed-in person in the workspace this browser looks at; back to their own when
+    they were removed from it."""
+    user = user_of(db, web)
+    found = access.seat(db, user, web.workspace_id)
+    if found is None and web.workspace_id is not None:
+        web.workspace_id = None
+        found = access.seat(db, user, None)
+    if found is None:
+        raise SignInNeeded
+    return found
 
 
 def see_other(url: str) -> RedirectResponse:
@@ -119,6 +141,7 @@ def install(app: FastAPI) -> None:
         push,
         signin,
         tasks,
+        workspace,
     )
 
     app.include_router(router)

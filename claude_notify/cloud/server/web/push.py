@@ -22,7 +22,7 @@ from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.channels import manage
 from claude_notify.cloud.server.db.models import Channel
 from claude_notify.cloud.server.web import security
-from claude_notify.cloud.server.web.pages import HERE, WebDep, router, user_of
+from claude_notify.cloud.server.web.pages import HERE, WebDep, router, seat_of
 
 _PLATFORMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"),
               ("Windows", "Windows"), ("Mac OS", "Mac"), ("Linux", "Linux"))
@@ -51,21 +51,22 @@ def subscribe(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep
     """Save this browser's subscription as a channel; answers where its page is (JSON: the
     script that posts here reads it)."""
     security.check_form(request, runtime.settings, web, csrf)
-    user = user_of(db, web)
+    user = seat_of(db, web)
     if not runtime.settings.vapid_private_key:
         return JSONResponse({"error": "this server does not send push notifications"}, 404)
     config = {"endpoint": endpoint.strip(), "p256dh": p256dh.strip(), "auth": auth.strip()}
     same = next((c for c in db.scalars(select(Channel).where(
-        Channel.user_id == user.id, Channel.type == "webpush"))
+        Channel.user_id == user.user_id, Channel.workspace_id == user.workspace_id,
+        Channel.type == "webpush"))
         if c.config.get("endpoint") == config["endpoint"]), None)
     try:
         if same is not None:
             channel = manage.update(db, runtime, same, config=config, enabled=True)
         else:
             name = device_name(request.headers.get("user-agent") or "")
-            channel = manage.create(db, runtime, user_id=user.id, plan=user.plan, kind="webpush",
+            channel = manage.create(db, runtime, who=user, kind="webpush",
                                     name=re.sub(r"\s+", " ", name)[:100], config=config,
-                                    rules_={"on": ["finished", "needs_input"]})
+                                    rules_={"on": ["finished", "needs_input"]}, personal=True)
     except ApiError as exc:
         db.rollback()
         return JSONResponse({"error": exc.message}, exc.status)

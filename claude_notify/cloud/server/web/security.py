@@ -89,11 +89,12 @@ def current(request: Request, db: Session) -> WebSession | None:
 
 
 def start(db: Session, request: Request, response: Response, *, user_id: object,
-          settings: Settings) -> WebSession:
-    """A new session for ``user_id``, its cookie set on ``response``; the caller commits."""
+          settings: Settings, workspace_id: object = None) -> WebSession:
+    """A new session for ``user_id`` (looking at ``workspace_id``, else their own), its cookie
+    set on ``response``; the caller commits."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
-    row = WebSession(user_id=user_id, secret_hash=digest(secret),
+    row = WebSession(user_id=user_id, workspace_id=workspace_id, secret_hash=digest(secret),
                      form_token=secrets.token_urlsafe(24), client_ip=client_ip(request),
                      user_agent=(request.headers.get("user-agent") or "")[:200],
                      created_at=now, last_seen_at=now,
@@ -130,14 +131,14 @@ def remember_next(request: Request, response: Response, value: str | None,
 
 
 def signed_in(db: Session, request: Request, *, user_id: object,
-              settings: Settings) -> Response:
+              settings: Settings, workspace_id: object = None) -> Response:
     """The answer that signs ``user_id`` in: a new session, then the page this browser asked
     for before signing in (else the tasks); the caller commits."""
     from fastapi.responses import RedirectResponse
 
     target = safe_next(request.cookies.get(_NEXT)) or "/app/tasks"
     response = RedirectResponse(target, status_code=303)
-    start(db, request, response, user_id=user_id, settings=settings)
+    start(db, request, response, user_id=user_id, settings=settings, workspace_id=workspace_id)
     response.delete_cookie(_NEXT, path="/app", secure=not is_loopback(request), httponly=True,
                            samesite="lax")
     return response

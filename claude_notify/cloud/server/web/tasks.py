@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from claude_notify.cloud.server import logs
+from claude_notify.cloud.server import auth, logs
 from claude_notify.cloud.server.api.deps import RuntimeDep, SessionDep
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.pagination import encode_cursor, page
@@ -28,13 +28,13 @@ from claude_notify.cloud.server.db.models import (
     Event,
     Task,
     TaskLog,
-    User,
 )
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import queue
 from claude_notify.cloud.server.relay.models import RelayCommand
 from claude_notify.cloud.server.relay.state import relay_of
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import Seat
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
 from claude_notify.cloud.server.web.pages import (
@@ -43,8 +43,8 @@ from claude_notify.cloud.server.web.pages import (
     WebDep,
     render,
     router,
+    seat_of,
     see_other,
-    user_of,
 )
 from claude_notify.events import SOURCES, STATUSES, utcnow
 
@@ -118,8 +118,8 @@ def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDe
     0.9 s (so a task shows within a second of arriving); an unchanged listing is answered 304
     from its ETag, without rendering. Until the
     first steps are done, the listing carries their checklist."""
-    user = user_of(db, web)
-    stmt = select(Task).where(Task.user_id == user.id)
+    user = seat_of(db, web)
+    stmt = select(Task).where(Task.workspace_id == user.workspace_id)
     status = status if status in STATUSES else None
     source = source if source in SOURCES else None
     within = within if within in WITHIN else None
@@ -143,7 +143,7 @@ def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDe
     filters = {"status": status or "", "machine": machine or "", "source": source or "",
                "within": within or ""}
     first = cursor is None and not any(filters.values())
-    steps = _steps(db, user.id, bool(rows)) if first else None
+    steps = _steps(db, user.user_id, bool(rows)) if first else None
     context: dict[str, Any] = {
         "web": web, "user": user, "tasks": rows, "older": older, "filters": filters,
         "filtered": any(filters.values()), "statuses": sorted(STATUSES),
@@ -175,7 +175,10 @@ LOG_SHOWN = 64 * 1024
 
 
 def _own_task(db: Session, web: WebSession, key: str) -> Task:
-    task = db.scalar(select(Task).where(Task.user_id == web.user_id, Task.key == key))
+    """A task of the workspace this browser looks at."""
+    workspace_id = seat_of(db, web).workspace_id
+    task = db.scalar(select(Task).where(Task.workspace_id == workspace_id, Task.key == key)
+                     .order_by(Task.created_at).limit(1))
     if task is None:
         raise NotFound
     return task
@@ -225,16 +228,16 @@ def task_page(request: Request, key: Annotated[str, PathParam(max_length=128)], 
 def _task_view(request: Request, db: Session, runtime: Runtime, web: WebSession, task: Task,
                problem: str = "", code: int = 200) -> HTMLResponse:
     """The task page; ``problem`` is a refusal this app worded (never a request's text)."""
-    user = user_of(db, web)
+    user = seat_of(db, web)
     stored = db.get(TaskLog, task.id)
     payload = db.scalar(select(Event.payload).where(Event.task_id == task.id)
                         .order_by(Event.received_at.desc()).limit(1)) or {}
     tail = str(payload.get("tail") or "")
     deliveries = list(db.scalars(select(Delivery).where(Delivery.task_id == task.id,
-                                                        Delivery.user_id == user.id)
+                                                        Delivery.user_id == user.user_id)
                                  .order_by(Delivery.created_at)))
     relayed = list(db.scalars(select(RelayCommand).where(
-        RelayCommand.user_id == user.id, RelayCommand.session_id == task.session_id)
+        RelayCommand.user_id == user.user_id, RelayCommand.session_id == task.session_id)
         .order_by(RelayCommand.created_at.desc()).limit(10))) if task.session_id else []
     return render(request, "task.html", code, web=web, user=user, task=task, tail=tail,
                   message=str(payload.get("message") or ""), host=str(payload.get("host") or ""),
@@ -243,9 +246,9 @@ def _task_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
                   relay=_relay_offer(db, user, task), relayed=relayed, problem=problem)
 
 
-def _relay_offer(db: Session, user: User, task: Task) -> queue.Target | None:
+def _relay_offer(db: Session, user: Seat, task: Task) -> queue.Target | None:
     """Where "Run again" and a reply would run, when the account may use the relay."""
-    if user.plan != "pro":
+    if task.user_id != user.user_id or auth.person_plan(db, user.user_id) != "pro":
         return None
     return queue.target_of_task(db, task)
 
@@ -259,12 +262,13 @@ def run_from_page(request: Request, key: Annotated[str, PathParam(max_length=128
     """Queue a command for the run this task was, through the relay's own rules (plan,
     banlist, rate limit, the agent's allow-list on the machine): "Run again" or a reply."""
     security.check_form(request, runtime.settings, web, csrf)
-    user = user_of(db, web)
+    user = seat_of(db, web)
     task = _own_task(db, web, key)
     target = queue.target_of_task(db, task)
     text = task.cmd if again else command.strip()
     relay = relay_of(request.app.state)
-    origin = queue.Origin(user_id=user.id, plan=user.plan, source="web",
+    origin = queue.Origin(user_id=user.user_id, plan=auth.person_plan(db, user.user_id),
+                          source="web",
                           actor=f"web session {web.id.hex[:12]}")
     try:
         if target is None:
@@ -279,7 +283,7 @@ def run_from_page(request: Request, key: Annotated[str, PathParam(max_length=128
         db.commit()  # the refusal's audit row
         return _task_view(request, db, runtime, web, task, refused.message, refused.status)
     db.commit()
-    relay.hub.wake((user.id, row.machine_id))
+    relay.hub.wake((user.user_id, row.machine_id))
     return see_other(f"/app/t/{quote(task.key, safe='')}#relayed")
 
 

@@ -43,6 +43,9 @@ class ChannelIn(StrictBody):
     name: str = Field(default="", max_length=100)
     config: dict[str, Any]
     rules: Rules = Field(default_factory=Rules)
+    personal: bool | None = Field(
+        default=None, description="Only yours (default for a member) rather than the workspace's "
+                                  "(default for its owner and admins)")
 
     @model_validator(mode="after")
     def _alias(self) -> ChannelIn:
@@ -67,6 +70,7 @@ class ChannelOut(BaseModel):
     enabled: bool
     disabled_reason: str | None
     verified: bool
+    personal: bool
     created_at: datetime
 
     @classmethod
@@ -83,6 +87,7 @@ class ChannelOut(BaseModel):
             enabled=channel.enabled,
             disabled_reason=channel.disabled_reason,
             verified=manage.is_verified(channel),
+            personal=channel.personal,
             created_at=channel.created_at,
         )
 
@@ -99,9 +104,9 @@ class VerifyIn(StrictBody):
 def create_channel(
     body: ChannelIn, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> ChannelOut:
-    channel = manage.create(session, runtime, user_id=caller.user_id, plan=caller.plan,
-                            kind=body.type, name=body.name, config=body.config,
-                            rules_=body.rules.model_dump())
+    channel = manage.create(session, runtime, who=caller, kind=body.type, name=body.name,
+                            config=body.config, rules_=body.rules.model_dump(),
+                            personal=body.personal)
     return ChannelOut.of(channel, reveal=True)
 
 
@@ -109,7 +114,7 @@ def create_channel(
 def list_channels(caller: TaskReader, session: SessionDep) -> list[ChannelOut]:
     rows = session.scalars(
         select(Channel)
-        .where(Channel.user_id == caller.user_id)
+        .where(manage.visible(caller))
         .order_by(Channel.created_at, Channel.id)
     )
     return [ChannelOut.of(c) for c in rows]
@@ -117,7 +122,7 @@ def list_channels(caller: TaskReader, session: SessionDep) -> list[ChannelOut]:
 
 @router.get("/v1/channels/{channel_id}", summary="One channel")
 def get_channel(channel_id: uuid.UUID, caller: TaskReader, session: SessionDep) -> ChannelOut:
-    return ChannelOut.of(manage.owned(session, caller.user_id, channel_id))
+    return ChannelOut.of(manage.owned(session, caller, channel_id, change=False))
 
 
 @router.patch("/v1/channels/{channel_id}", summary="Update a channel")
@@ -128,7 +133,7 @@ def update_channel(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> ChannelOut:
-    channel = manage.owned(session, caller.user_id, channel_id)
+    channel = manage.owned(session, caller, channel_id)
     manage.update(session, runtime, channel, name=body.name, config=body.config,
                   rules_=body.rules.model_dump() if body.rules else None, enabled=body.enabled)
     return ChannelOut.of(channel)
@@ -136,7 +141,7 @@ def update_channel(
 
 @router.delete("/v1/channels/{channel_id}", status_code=204, summary="Delete a channel")
 def delete_channel(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> Response:
-    session.delete(manage.owned(session, caller.user_id, channel_id))
+    session.delete(manage.owned(session, caller, channel_id))
     session.commit()
     return Response(status_code=204)
 
@@ -144,7 +149,7 @@ def delete_channel(channel_id: uuid.UUID, caller: ChannelWriter, session: Sessio
 @router.post("/v1/channels/{channel_id}/rotate-secret", summary="Replace a webhook's secret")
 def rotate_secret(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> ChannelOut:
     """A new Standard Webhooks secret, shown in this answer only; the old one stops at once."""
-    channel = manage.rotate_secret(session, manage.owned(session, caller.user_id, channel_id))
+    channel = manage.rotate_secret(session, manage.owned(session, caller, channel_id))
     return ChannelOut.of(channel, reveal=True)
 
 
@@ -152,7 +157,7 @@ def rotate_secret(channel_id: uuid.UUID, caller: ChannelWriter, session: Session
 def test_channel(
     channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> Queued:
-    channel = manage.owned(session, caller.user_id, channel_id)
+    channel = manage.owned(session, caller, channel_id)
     return Queued(notification_id=manage.send_test(session, runtime, caller.plan, channel))
 
 
@@ -163,7 +168,7 @@ def resend_verification(
     channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     manage.resend_verification(session, runtime,
-                               manage.owned(session, caller.user_id, channel_id))
+                               manage.owned(session, caller, channel_id))
     return Response(status_code=202)
 
 
@@ -171,7 +176,7 @@ def resend_verification(
 def verify_with_code(
     channel_id: uuid.UUID, body: VerifyIn, caller: ChannelWriter, session: SessionDep
 ) -> ChannelOut:
-    channel = manage.owned(session, caller.user_id, channel_id)
+    channel = manage.owned(session, caller, channel_id)
     if not manage.consume(channel, body.code):
         raise ApiError(422, "the code is wrong or has expired", code="invalid_code")
     session.commit()

@@ -79,6 +79,7 @@ class CommandOut(BaseModel):
 
 
 def _command_sender(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Bearer,
 ) -> Principal | str:
@@ -86,7 +87,7 @@ def _command_sender(
     principal with ``commands:write``."""
     if credentials is not None and credentials.credentials.startswith(reply_tokens.PREFIX):
         return credentials.credentials
-    principal = get_principal(runtime, credentials)
+    principal = get_principal(request, runtime, credentials)
     if "commands:write" not in principal.scopes:
         raise ApiError(403, "this token lacks the 'commands:write' scope")
     return principal
@@ -126,7 +127,8 @@ def by_reply_token(runtime: Runtime, relay: Relay, presented: str, *, command: s
             log.info("reply token refused: %s", checked.problem)
             raise ApiError(401, "invalid or expired reply token",
                            headers={"WWW-Authenticate": "Bearer"})
-        origin = queue.Origin(user_id=user.id, plan=user.plan, source=source,
+        origin = queue.Origin(user_id=user.id, plan=auth.person_plan(session, user.id),
+                              source=source,
                               actor=f"reply token {token.id.hex[:12]}")
         problem, status = checked.problem, 401
         if problem is None and session_id not in (None, token.session_id):
@@ -217,7 +219,7 @@ def register_agent(body: AgentIn, caller: CommandWriter, session: SessionDep,
     if previous:
         session.execute(update(ApiToken).where(ApiToken.id.in_(previous))
                         .values(revoked_at=utcnow()))
-    issued = auth.issue_token(session, user, scopes=["relay"],
+    issued = auth.issue_token(session, user, scopes=["relay"], workspace_id=caller.workspace_id,
                               name=f"agent {body.machine_id[:40]}")
     session.flush()
     session.add(RelayAgent(token_id=issued.id, user_id=user.id, machine_id=body.machine_id))

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 from claude_notify.cloud.server.api.deps import Bearer, RuntimeDep, authenticate, check_scope
 from claude_notify.cloud.server.api.errors import ApiError
 from claude_notify.cloud.server.api.jsonguard import LONE_SURROGATE
-from claude_notify.cloud.server.db.models import DeliveryStatus
+from claude_notify.cloud.server.db.models import DeliveryStatus, Role
 from claude_notify.cloud.server.groupcommit import Memo
 from claude_notify.cloud.server.ingest import Ingested, record_event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams import access
 from claude_notify.events import TaskEvent, utcnow
 
 router = APIRouter(tags=["events"])
@@ -139,6 +140,9 @@ def _ingest(
 ) -> tuple[TaskEvent, Ingested] | ApiError:
     try:
         caller = check_scope(authenticate(session, credentials, memo), "events:write")
+        if not access.at_least(caller.role, Role.MEMBER):  # as roles.ROLES says for the route
+            raise ApiError(403, "a viewer's machines do not report into the workspace",
+                           code="role_refused")
         event = parse_event(payload, settings)
     except ApiError as exc:  # refused before writing anything: the batch goes on without it
         return exc

@@ -47,6 +47,6 @@ class LinkCode(BaseModel):
 def link_telegram(
     channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> LinkCode:
-    made = manage.link_code(session, runtime, manage.owned(session, caller.user_id, channel_id))
+    made = manage.link_code(session, runtime, manage.owned(session, caller, channel_id))
     return LinkCode(code=made.code, command=made.command, url=made.url,
                     expires_at=made.expires_at)

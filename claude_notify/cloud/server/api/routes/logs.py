@@ -20,7 +20,7 @@ from claude_notify.cloud.server.api.deps import (
 )
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
-from claude_notify.cloud.server.db.models import DeliveryStatus, Task, TaskLog, User
+from claude_notify.cloud.server.db.models import DeliveryStatus, Task, TaskLog
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import utcnow
@@ -45,8 +45,12 @@ def _cipher(runtime: Runtime) -> LogCipher:
         ) from None
 
 
-def _task(session: Session, caller: Principal, task_id: str) -> Task:
-    task = session.scalar(select(Task).where(Task.user_id == caller.user_id, Task.key == task_id))
+def _task(session: Session, caller: Principal, task_id: str, *, mine: bool = False) -> Task:
+    """A task of the caller's workspace; with ``mine``, one their own machine reported (only
+    that machine writes its log)."""
+    owner = Task.user_id == caller.user_id if mine else Task.workspace_id == caller.workspace_id
+    task = session.scalar(select(Task).where(owner, Task.key == task_id)
+                          .order_by(Task.created_at).limit(1))
     if task is None:
         raise not_found("task")
     return task
@@ -75,10 +79,8 @@ async def append_log(
 
     def store() -> logs.Appended:
         with runtime.sessions() as session:
-            task = _task(session, caller, task_id)
-            user = session.get(User, caller.user_id)
-            if user is None:
-                raise ApiError(401, "invalid, expired or revoked token")
+            task = _task(session, caller, task_id, mine=True)
+            user = caller
             appended = logs.append(
                 session,
                 user=user,
@@ -125,10 +127,8 @@ async def put_output_digest(
 
     def store() -> OutputDigestOut:
         with runtime.sessions() as session:
-            task = _task(session, caller, task_id)
-            user = session.get(User, caller.user_id)
-            if user is None:
-                raise ApiError(401, "invalid, expired or revoked token")
+            task = _task(session, caller, task_id, mine=True)
+            user = caller
             try:
                 log = logs.record_output_digest(session, user=user, task=task, sha256=body.sha256,
                                                 size=body.bytes, cipher=cipher, now=utcnow())

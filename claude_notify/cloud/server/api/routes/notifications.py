@@ -86,7 +86,7 @@ def list_notifications(
     stmt = (
         select(Delivery, Task.key)
         .outerjoin(Task, Task.id == Delivery.task_id)
-        .where(Delivery.user_id == caller.user_id)
+        .where(outbox.visible(caller))
     )
     if status is not None:
         stmt = stmt.where(Delivery.status == status)
@@ -114,7 +114,7 @@ def get_notification(
     found = session.execute(
         select(Delivery, Task.key)
         .outerjoin(Task, Task.id == Delivery.task_id)
-        .where(Delivery.id == notification_id, Delivery.user_id == caller.user_id)
+        .where(Delivery.id == notification_id, outbox.visible(caller))
     ).first()
     if found is None:
         raise not_found("notification")
@@ -147,7 +147,7 @@ def replay(
     notification_id: uuid.UUID, caller: ChannelWriter, session: SessionDep, runtime: RuntimeDep
 ) -> NotificationOut:
     try:
-        row = outbox.replay(session, user_id=caller.user_id, delivery_id=notification_id)
+        row = outbox.replay(session, who=caller, delivery_id=notification_id)
     except outbox.NotReplayable as exc:
         raise ApiError(409, str(exc)) from None
     if row is None:

@@ -91,6 +91,7 @@ def create_task(body: TaskIn, caller: EventWriter, session: SessionDep) -> TaskC
     task = start_task(
         session,
         user_id=caller.user_id,
+        workspace_id=caller.workspace_id,
         cmd=body.cmd,
         session_id=body.session_id,
         notify_on=body.notify_on,
@@ -114,7 +115,7 @@ def list_tasks(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TaskPage:
-    stmt = select(Task).where(Task.user_id == caller.user_id)
+    stmt = select(Task).where(Task.workspace_id == caller.workspace_id)
     if status is not None:
         stmt = stmt.where(Task.status == status)
     if session_id is not None:
@@ -131,7 +132,9 @@ def list_tasks(
 
 @router.get("/v1/tasks/{task_id}", summary="One task")
 def get_task(task_id: str, caller: TaskReader, session: SessionDep) -> TaskOut:
-    task = session.scalar(select(Task).where(Task.user_id == caller.user_id, Task.key == task_id))
+    task = session.scalar(select(Task).where(Task.workspace_id == caller.workspace_id,
+                                             Task.key == task_id)
+                          .order_by(Task.created_at).limit(1))
     if task is None:
         raise not_found("task")
     return TaskOut.of(task)

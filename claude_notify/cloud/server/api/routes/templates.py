@@ -43,7 +43,7 @@ def set_template(
 ) -> TemplateOut:
     if caller.plan != "pro":  # before the lookup, as before: a free account learns nothing
         raise ApiError(403, "custom templates are a pro feature")
-    channel = manage.owned(session, caller.user_id, channel_id)
+    channel = manage.owned(session, caller, channel_id)
     saved = manage.set_template(session, caller.plan, channel, body.template)
     return TemplateOut(template=saved.source, previews=manage.previews(saved))
 
@@ -52,5 +52,5 @@ def set_template(
     "/v1/channels/{channel_id}/template", status_code=204, summary="Back to the default template"
 )
 def clear_template(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> Response:
-    manage.clear_template(session, manage.owned(session, caller.user_id, channel_id))
+    manage.clear_template(session, manage.owned(session, caller, channel_id))
     return Response(status_code=204)

@@ -38,7 +38,8 @@ def allowed_channels(plan: str) -> list[str]:
 def get_usage(caller: TaskReader, session: SessionDep, runtime: RuntimeDep) -> UsageOut:
     s = runtime.settings
     day = quota.quota_day(utcnow(), caller.timezone)
-    counts = quota.usage(session, user_id=caller.user_id, day=day, tz_name=caller.timezone)
+    counts = quota.usage(session, workspace_id=caller.workspace_id, day=day,
+                         tz_name=caller.timezone)
     pro = caller.plan == "pro"
     return UsageOut(
         email=caller.email,

@@ -1,0 +1,1 @@
+"""Team workspaces: members and roles, invites, ownership transfer and the activity log."""
