@@ -604,7 +604,7 @@ def test_an_account_whose_subscription_still_renews_is_not_deleted_until_it_is_c
 
 
 ID_PARAMETERS = ("key", "session_id", "delivery_id", "token_id", "channel_id", "identity_id",
-                 "approval_id")
+                 "approval_id", "invite_id", "user_id")
 """Every kind of id an ``/app`` path takes: a new one fails the sweeps until it is added here
 and to the two-user sweep's rows."""
 
@@ -650,7 +650,7 @@ def _app_routes(method: str, fill: dict[str, str] | None = None,
 
 
 PUBLIC = {"/app", "/app/", "/app/signin", "/app/signin/confirm", "/app/verify",
-          "/app/signin/github", "/app/signin/github/callback", "/app/sw.js"}
+          "/app/signin/github", "/app/signin/github/callback", "/app/sw.js", "/app/invite"}
 """Pages for someone not signed in: signing in (by link or GitHub: the callback acts only for the
 browser holding its flow's cookie, see test_web_github), a recipient confirming a mailed
 link, and the service worker's script (the same for everyone, like the static files)."""
@@ -706,13 +706,17 @@ def test_no_page_or_form_reaches_another_users_rows_by_their_ids(
     with runtime.sessions.begin() as db:
         delivery = db.scalar(select(Delivery.id).where(Delivery.user_id == b_user.user_id))
         db.add(WebIdentity(provider="github", subject="777", user_id=b_user.user_id))
+    invited = client.post("/v1/workspace/invites", headers=b_user.headers,
+                          json={"email": "b-friend@example.com"})
+    assert invited.status_code == 201, invited.text
     with runtime.sessions() as db:
         identity = db.scalar(select(WebIdentity.id).where(WebIdentity.user_id == b_user.user_id))
         session_id = db.scalar(select(WebSession.id).where(WebSession.user_id == b_user.user_id))
         token_id = db.scalar(select(ApiToken.id).where(ApiToken.user_id == b_user.user_id))
     fill = {"key": key, "session_id": str(session_id), "delivery_id": str(delivery),
             "token_id": str(token_id), "channel_id": made.json()["id"],
-            "identity_id": str(identity), "approval_id": _approval(runtime, b_user.user_id)}
+            "identity_id": str(identity), "approval_id": _approval(runtime, b_user.user_id),
+            "invite_id": invited.json()["id"], "user_id": str(b_user.user_id)}
     assert set(fill) == set(ID_PARAMETERS) and all(fill.values())
     before = _rows_of(runtime, b_user.user_id, b_user.email)
     channel_before = _channel_state(runtime, made.json()["id"])
@@ -781,7 +785,8 @@ def test_no_page_changes_anything_when_opened_or_prefetched(
                     ApiToken.user_id == user.user_id))),
                 "identity_id": str(uuid.uuid4()),
                 # past its time: the page shows it expired, and writes nothing to say so
-                "approval_id": approval_id}
+                "approval_id": approval_id, "invite_id": str(uuid.uuid4()),
+                "user_id": str(user.user_id)}
     wait_for(lambda: all(d["status"] in ("sent", "dead") for d in client.get(
         "/v1/notifications", headers=user.headers).json()["items"]), what="deliveries settled")
     before = _every_row(runtime)

@@ -176,15 +176,35 @@ def create(session: Session, runtime: Runtime, *, who: Member, kind: str, name: 
     session.flush()
     if channel.type in catalog.NEEDS_VERIFICATION:
         start_verification(session, runtime, channel)
+    audit(session, who, channel, "channel.created")
     session.commit()
     runtime.waker.wake()
     return channel
 
 
+def audit(session: Session, who: Member, channel: Channel, action: str) -> None:
+    """Write a change to a shared channel in the workspace's activity log (a personal channel
+    is its owner's business)."""
+    if channel.personal:
+        return
+    from claude_notify.cloud.server.teams.service import record
+
+    record(session, channel.workspace_id, session.get(User, who.user_id), action,
+           channel.name or channel.type, type=channel.type)
+
+
+def delete(session: Session, who: Member, channel: Channel) -> None:
+    """Delete a channel (committed)."""
+    audit(session, who, channel, "channel.deleted")
+    session.delete(channel)
+    session.commit()
+
+
 def update(session: Session, runtime: Runtime, channel: Channel, *, name: str | None = None,
            config: dict[str, Any] | None = None, rules_: dict[str, Any] | None = None,
-           enabled: bool | None = None) -> Channel:
-    """Change what is given (committed). A new recipient must confirm again."""
+           enabled: bool | None = None, who: Member | None = None) -> Channel:
+    """Change what is given (committed), logged as ``who``'s when given. A new recipient must
+    confirm again."""
     if name is not None:
         channel.name = name
     if rules_ is not None:
@@ -201,6 +221,8 @@ def update(session: Session, runtime: Runtime, channel: Channel, *, name: str | 
         channel.config = checked
         if changed and channel.type in catalog.NEEDS_VERIFICATION:
             start_verification(session, runtime, channel)
+    if who is not None:
+        audit(session, who, channel, "channel.changed")
     session.commit()
     runtime.waker.wake()
     return channel

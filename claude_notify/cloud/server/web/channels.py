@@ -27,6 +27,7 @@ from claude_notify.cloud.server.channels.templates import MAX_TEMPLATE_CHARS
 from claude_notify.cloud.server.db.models import Channel, Delivery
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams import access, service
 from claude_notify.cloud.server.teams.access import Seat
 from claude_notify.cloud.server.web import security
 from claude_notify.cloud.server.web.models import WebSession
@@ -145,12 +146,14 @@ def _list_view(request: Request, db: Session, runtime: Runtime, web: WebSession,
     channels = [(c, where(c), *_last(db, c)) for c in rows]
     settings = runtime.settings
     push_key = vapid.public_key(settings.vapid_private_key) if settings.vapid_private_key else ""
+    team = len(service.members(db, user.workspace_id)) > 1
     return render(request, "channels.html", code, web=web, user=user, channels=channels,
+                  team=team, manages=access.manages(user),
                   kinds=_kinds(settings, user.plan), triggers=catalog.TRIGGERS,
                   push_key=push_key, push_refused=quota.limits(user.plan, "webpush", settings),
                   verified=manage.is_verified, problem=problem,
                   form=form or {"type": "email", "name": "", "target": "", "on": ["finished"],
-                                "regex": ""})
+                                "regex": "", "personal": False})
 
 
 @router.post("/channels")
@@ -159,6 +162,7 @@ def add_channel(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeD
                 name: Annotated[str, Form(max_length=100)] = "", target: Text = "",
                 on: Annotated[list[str] | None, Form()] = None,
                 regex: Annotated[str, Form(max_length=catalog.MAX_REGEX_CHARS)] = "",
+                personal: Annotated[str, Form(max_length=5)] = "",
                 ) -> Response:
     """Add a channel, then go to its page, where its recipient is confirmed or linked."""
     security.check_form(request, runtime.settings, web, csrf)
@@ -167,12 +171,13 @@ def add_channel(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeD
     config = {key: target.strip()} if key else {}
     try:
         channel = manage.create(db, runtime, who=user, kind=type, name=" ".join(name.split()),
-                                config=config, rules_=_rules(on, regex))
+                                config=config, rules_=_rules(on, regex),
+                                personal=True if personal == "on" else None)
     except ApiError as exc:
         db.rollback()
         return _list_view(request, db, runtime, web, problem=exc.message, code=exc.status,
                           form={"type": type, "name": name, "target": target,
-                                "on": on or [], "regex": regex})
+                                "on": on or [], "regex": regex, "personal": personal == "on"})
     return see_other(f"/app/channels/{channel.id}")
 
 
@@ -250,10 +255,10 @@ def save_settings(request: Request, channel_id: uuid.UUID, web: WebDep, db: Sess
                   regex: Annotated[str, Form(max_length=catalog.MAX_REGEX_CHARS)] = "",
                   enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
     """Name, when it fires, and on or off."""
-    _user, channel = _act(request, db, runtime, web, csrf, channel_id)
+    user, channel = _act(request, db, runtime, web, csrf, channel_id)
     try:
         manage.update(db, runtime, channel, name=" ".join(name.split()),
-                      rules_=_rules(on, regex), enabled=enabled == "on")
+                      rules_=_rules(on, regex), enabled=enabled == "on", who=user)
     except ApiError as exc:
         return _refused(request, db, runtime, web, channel_id, exc)
     return see_other(f"/app/channels/{channel_id}")
@@ -371,9 +376,8 @@ def template_preview(request: Request, channel_id: uuid.UUID, web: WebDep, db: S
 @router.post("/channels/{channel_id}/delete")
 def delete_channel(request: Request, channel_id: uuid.UUID, web: WebDep, db: SessionDep,
                    runtime: RuntimeDep, csrf: Csrf = "") -> Response:
-    _user, channel = _act(request, db, runtime, web, csrf, channel_id)
-    db.delete(channel)
-    db.commit()
+    user, channel = _act(request, db, runtime, web, csrf, channel_id)
+    manage.delete(db, user, channel)
     return see_other("/app/channels")
 
 

@@ -120,9 +120,12 @@ def leave(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
 @router.post("/workspace/transfer")
 def transfer(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
              csrf: Csrf = "", user_id: Annotated[uuid.UUID | None, Form()] = None) -> Response:
-    if user_id is None:
-        return _view(request, db, runtime, web, problem="Choose a member.", code=422)
-    return _acted(request, db, runtime, web, csrf, lambda me: service.offer(db, me, user_id))
+    def offer(me: access.Seat) -> object:
+        if user_id is None:
+            raise ApiError(422, "Choose a member.")
+        return service.offer(db, me, user_id)
+
+    return _acted(request, db, runtime, web, csrf, offer)
 
 
 @router.post("/workspace/transfer/accept")

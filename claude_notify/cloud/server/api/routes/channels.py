@@ -135,14 +135,14 @@ def update_channel(
 ) -> ChannelOut:
     channel = manage.owned(session, caller, channel_id)
     manage.update(session, runtime, channel, name=body.name, config=body.config,
-                  rules_=body.rules.model_dump() if body.rules else None, enabled=body.enabled)
+                  rules_=body.rules.model_dump() if body.rules else None, enabled=body.enabled,
+                  who=caller)
     return ChannelOut.of(channel)
 
 
 @router.delete("/v1/channels/{channel_id}", status_code=204, summary="Delete a channel")
 def delete_channel(channel_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> Response:
-    session.delete(manage.owned(session, caller, channel_id))
-    session.commit()
+    manage.delete(session, caller, manage.owned(session, caller, channel_id))
     return Response(status_code=204)
 
 
