@@ -42,7 +42,9 @@ def actions_for(session: Session, row: Delivery, channel: Channel, event: dict[s
         return None
     target = target_of(session, row)
     user = session.get(User, row.user_id) if row.user_id is not None else None
-    replyable = target is not None and user is not None and (
+    # Only on a channel of the machine's owner: in a team, a shared channel's other readers
+    # must not get a way to run anything on a teammate's machine.
+    replyable = target is not None and user is not None and channel.user_id == user.id and (
         auth.person_plan(session, user.id) == "pro")
     token = None
     if target is not None and replyable and reply_tokens.private_to_owner(channel.type,

@@ -49,6 +49,7 @@ from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay import push_approvals
 from claude_notify.cloud.server.relay.models import Approval, RelayAudit
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import private_to
 from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
@@ -146,7 +147,7 @@ def answering_channels(session: Session, user_id: uuid.UUID) -> list[Channel]:
     """The owner's chats a card goes to: linked Telegram chats, private, or a group whose owner
     switched group replies on (a press there still counts only from the owner)."""
     found = session.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type == "telegram", Channel.enabled.is_(True),
+        private_to(user_id), Channel.type == "telegram", Channel.enabled.is_(True),
         Channel.verified_at.is_not(None)))
     return [c for c in found if isinstance(c.config.get("chat_id"), int)
             and isinstance(c.config.get("tg_user_id"), int)

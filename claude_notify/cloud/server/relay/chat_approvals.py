@@ -36,6 +36,7 @@ from claude_notify.cloud.server.relay import approvals
 from claude_notify.cloud.server.relay.chat import KEYS
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import private_to
 
 log = logging.getLogger("claude_notify.server.relay")
 
@@ -48,7 +49,7 @@ ELSEWHERE: Final = ("Not answered: answer on the request's own card, in the dire
 def linked(session: Session, user_id: uuid.UUID, kind: str) -> list[Channel]:
     """The owner's enabled ``kind`` (``discord``, ``feishu``) channels with a linked account."""
     found = session.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type == kind, Channel.enabled.is_(True)))
+        private_to(user_id), Channel.type == kind, Channel.enabled.is_(True)))
     return [c for c in found if isinstance(c.config.get(KEYS[kind]), str)
             and c.config[KEYS[kind]]]
 

@@ -45,6 +45,7 @@ from claude_notify.cloud.server.relay import approval_kinds
 from claude_notify.cloud.server.relay.models import Approval, ApprovalLink
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
+from claude_notify.cloud.server.teams.access import private_to
 from claude_notify.events import utcnow
 
 log = logging.getLogger("claude_notify.server.relay")
@@ -76,7 +77,7 @@ def recipients(session: Session, user_id: uuid.UUID) -> list[str]:
     if user is None:
         return []
     found = session.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type == "email", Channel.enabled.is_(True),
+        private_to(user_id), Channel.type == "email", Channel.enabled.is_(True),
         Channel.verified_at.is_not(None)))
     mine = any(str(c.config.get("address", "")).strip().lower() == user.email for c in found)
     return [user.email] if mine else []

@@ -31,6 +31,7 @@ from claude_notify.cloud.server.db.models import Channel
 from claude_notify.cloud.server.relay import approval_kinds as kinds
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import private_to
 
 log = logging.getLogger("claude_notify.server.relay")
 
@@ -40,7 +41,7 @@ BODY_CHARS: Final = 600
 def subscribed(session: Session, user_id: uuid.UUID) -> list[Channel]:
     """The owner's browsers with notifications on (each a ``webpush`` channel)."""
     return list(session.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type == "webpush", Channel.enabled.is_(True))))
+        private_to(user_id), Channel.type == "webpush", Channel.enabled.is_(True))))
 
 
 def payload(row: Approval) -> dict[str, Any]:

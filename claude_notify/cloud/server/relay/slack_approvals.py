@@ -36,6 +36,7 @@ from claude_notify.cloud.server.relay import approvals, queue
 from claude_notify.cloud.server.relay.chat import KEYS
 from claude_notify.cloud.server.relay.models import Approval
 from claude_notify.cloud.server.runtime import Runtime
+from claude_notify.cloud.server.teams.access import private_to
 
 log = logging.getLogger("claude_notify.server.relay")
 
@@ -47,7 +48,7 @@ OPTION_ID: Final = "cn_ap_option_{}"
 def linked_channels(session: Session, user_id: uuid.UUID) -> list[Channel]:
     """The owner's enabled Slack channels whose Slack account is linked (who may press)."""
     found = session.scalars(select(Channel).where(
-        Channel.user_id == user_id, Channel.type == "slack", Channel.enabled.is_(True)))
+        private_to(user_id), Channel.type == "slack", Channel.enabled.is_(True)))
     return [c for c in found if c.config.get(KEYS["slack"])]
 
 

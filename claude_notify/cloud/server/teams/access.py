@@ -9,11 +9,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.db.models import ROLE_RANK, Role, User, Workspace, WorkspaceMember
+from claude_notify.cloud.server.db.models import (
+    ROLE_RANK,
+    Channel,
+    Role,
+    User,
+    Workspace,
+    WorkspaceMember,
+)
 
 
 class Member(Protocol):
@@ -80,3 +87,12 @@ def seat(session: Session, user: User, workspace_id: uuid.UUID | None) -> Seat |
         .where(Workspace.id == wanted, WorkspaceMember.user_id == user.id)
     ).first()
     return None if row is None else Seat(user, row[0], row[1])
+
+
+def private_to(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """The channels only ``user_id`` reads: their personal ones, and any of theirs in a
+    workspace nobody else is in. Approvals are never shared: a teammate must not even see what
+    someone's machine asks to run."""
+    crowded = (select(WorkspaceMember.workspace_id).group_by(WorkspaceMember.workspace_id)
+               .having(func.count() > 1))
+    return (Channel.user_id == user_id) & (Channel.personal | Channel.workspace_id.not_in(crowded))
