@@ -68,6 +68,7 @@ def server(module_db_url: str, module_smtp: Mailbox) -> Iterator[Server]:
         smtp_from="claude-notify <noreply@example.com>", webhook_allow_private=True,
         retry_delays_s=(0.05, 0.1, 0.2), max_attempts=4, worker_poll_s=0.05, lease_s=5.0,
         log_keys=(new_key("k1"),),
+        login_per_ip_per_hour=1000,  # every browser here signs in from the one test client
     ).validate()
     runtime = Runtime.build(settings)
     try:
@@ -651,3 +652,54 @@ def test_a_personal_channel_is_its_owners_alone_and_the_rest_is_everyones(
     with server.runtime.sessions() as db:  # no replay went through: every one is still dead
         assert set(db.scalars(select(Delivery.status).where(
             Delivery.workspace_id == team.workspace_id, Delivery.kind == "event"))) == {"dead"}
+
+
+def test_a_person_in_two_teams_sees_each_only_through_what_acts_in_it(
+    server: Server, two_teams: tuple[Rows, Rows]
+) -> None:
+    """B's member also joins team C: their B token and their browser looking at B see nothing
+    of C (what they reported there included), their C token sees it; and a role changed in C
+    holds for their next request, with the same token and browser."""
+    client, b_team = server.client, two_teams[1].team
+    person = b_team[Role.MEMBER]
+    c_owner = server.make_user(plan="pro")
+    made = client.post("/v1/workspace/invites", json={"email": person.email},
+                       headers=c_owner.headers)
+    assert made.status_code == 201, made.text
+    assert browser_of(client).post("/app/invite", data={
+        "token": made.json()["link"].split("token=", 1)[1]}).status_code == 303
+    c_token = client.post(f"/v1/workspaces/{c_owner.user_id}/token",
+                          headers=person.account.headers).json()["token"]
+    in_c = {"Authorization": f"Bearer {c_token}"}
+    mark = f"mark{uuid.uuid4().hex[:12]}"
+    keys = []
+    for headers in (c_owner.headers, in_c):
+        key = f"{mark}-{uuid.uuid4().hex[:6]}"
+        assert client.post("/v1/events", headers=headers,
+                           json=_event(task_id=key, command=f"{mark} in c")).status_code == 202
+        keys.append(key)
+    seen_in_c = client.get("/v1/tasks", headers=in_c).text
+    assert all(k in seen_in_c for k in keys)
+    for looker in b_team.people.values():  # the B token and browser of everyone in B
+        assert mark not in client.get("/v1/tasks", headers=looker.headers).text
+        assert mark not in client.get("/v1/notifications", headers=looker.headers).text
+        assert mark not in looker.browser.get("/app/tasks").text
+        assert mark not in looker.browser.get("/app/account/export").text or looker is person
+        for key in keys:
+            assert client.get(f"/v1/tasks/{key}", headers=looker.headers).status_code == 404
+            assert looker.browser.get(f"/app/t/{key}").status_code == 404
+    assert mark not in client.get("/v1/tasks", headers=person.account.headers).text  # their own
+
+    b, _ = look_at(server, person.email, c_owner.user_id)
+    assert mark in b.get("/app/tasks").text
+    for role, events, pages in ((Role.VIEWER, 403, 403), (Role.ADMIN, 202, 200)):
+        changed = client.patch(f"/v1/workspace/members/{person.user_id}", json={"role": role},
+                               headers=c_owner.headers)
+        assert changed.status_code == 200, changed.text
+        sent = client.post("/v1/events", headers=in_c, json=_event())
+        assert sent.status_code == events, (role, sent.text)
+        assert b.get("/app/channels").status_code == pages
+        invites = client.get("/v1/workspace/invites", headers=in_c)
+        assert _refused(invites) is (role == Role.VIEWER)
+        assert (b.get("/app/workspace/activity").status_code == 403) is (role == Role.VIEWER)
+    assert client.get("/v1/workspace", headers=person.headers).json()["role"] == Role.MEMBER
