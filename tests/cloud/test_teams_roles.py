@@ -602,6 +602,12 @@ def test_a_personal_channel_is_its_owners_alone_and_the_rest_is_everyones(
         for path, answer in texts.items():
             leaked = [s for s in secret if s in answer.text]
             assert not leaked, (role, path, leaked)
+        # the pending invite (its address) is for those who run the workspace
+        pending = f"{rows.mark}-pending@example.com"
+        manages = ROLE_RANK[role] >= ROLE_RANK[Role.ADMIN]
+        assert (pending in texts["/app/workspace"].text) is manages, role
+        if not manages:
+            assert not [path for path, answer in texts.items() if pending in answer.text], role
         # every task, for everyone
         for key in rows.tasks.values():
             assert texts[f"/v1/tasks/{quote(key, safe='')}"].status_code == 200, (role, key)
