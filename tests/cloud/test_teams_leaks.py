@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from cloud_kit import Account
+from cloud_kit import Account, Mailbox
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from web_kit import browser_of, form_token
+from teams_kit import join
+from web_kit import browser_of, sign_in
 
-from claude_notify.cloud.server.auth import ACCOUNT_SCOPES
 from claude_notify.cloud.server.db.models import Channel, Delivery
 from claude_notify.cloud.server.relay.actions import actions_for
 from claude_notify.cloud.server.relay.approvals import answering_channels
@@ -27,28 +27,6 @@ def settings(settings: Settings) -> Settings:
     """A Telegram bot (at an address where nothing answers: nothing here is sent)."""
     return settings.replace(telegram_bot_token="1:test",  # noqa: S106 - not a secret
                             telegram_api_base="http://127.0.0.1:9")
-
-
-def join(client: TestClient, owner: Account, email: str, role: str = "member") -> Account:
-    """``email`` invited by ``owner`` and joined through the link, with an API token acting in
-    the team workspace (made on the web app's token page, as a person would)."""
-    made = client.post("/v1/workspace/invites", headers=owner.headers,
-                       json={"email": email, "role": role})
-    assert made.status_code == 201, made.text
-    b = browser_of(client)
-    joined = b.post("/app/invite", data={"token": made.json()["link"].split("token=")[1]})
-    assert joined.status_code == 303, joined.text
-    page = b.post("/app/tokens", data={"csrf": form_token(b.get("/app/access").text),
-                                       "name": "laptop", "scope": list(ACCOUNT_SCOPES)})
-    assert page.status_code == 201, page.text
-    found = re.search(r"cnt_[A-Za-z0-9_-]+", page.text)
-    assert found, page.text
-    headers = {"Authorization": f"Bearer {found.group(0)}"}
-    me = client.get("/v1/account", headers=headers)
-    assert (me.json()["role"], me.json()["workspace_id"]) == (role, str(owner.user_id)), me.text
-    [user_id] = [m["user_id"] for m in client.get("/v1/workspace/members", headers=headers).json()
-                 if m["email"] == email]
-    return Account(email, found.group(0), uuid.UUID(user_id))
 
 
 def _finished(client: TestClient, who: Account, session_id: str) -> None:
@@ -130,3 +108,19 @@ def test_approval_cards_go_only_where_their_owner_alone_reads(
         assert cards(member) == {13}
         # Alone in their workspace, a shared channel is still only theirs.
         assert cards(alone) == {14}
+
+
+def test_the_task_list_says_whose_machine_ran_a_teammates_task(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account],
+    smtp_server: Mailbox,
+) -> None:
+    owner = make_user(plan="pro")
+    member = join(client, owner, f"m-{uuid.uuid4().hex[:6]}@example.com")
+    _finished(client, member, "s-member")
+    _finished(client, owner, "s-owner")
+    b = browser_of(client)
+    sign_in(b, smtp_server, owner.email)
+    rows = b.get("/app/tasks").text.split("<tr>")[2:]
+    assert len(rows) == 2
+    labels = sorted(re.findall(r'<span class="hint">([^<]*)</span>', row) for row in rows)
+    assert labels == [[], [member.email]]  # the member's run says whose; the owner's own does not

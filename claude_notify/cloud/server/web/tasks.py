@@ -28,6 +28,7 @@ from claude_notify.cloud.server.db.models import (
     Event,
     Task,
     TaskLog,
+    User,
 )
 from claude_notify.cloud.server.logcrypt import LogCipher, LogKeyError
 from claude_notify.cloud.server.relay import queue
@@ -144,8 +145,14 @@ def tasks_page(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDe
                "within": within or ""}
     first = cursor is None and not any(filters.values())
     steps = _steps(db, user.user_id, bool(rows)) if first else None
+    others = {t.user_id for t in rows} - {user.user_id}
+    # In a team, whose machine ran each task (the person to ask, and the only one whose
+    # "Run again" runs it).
+    people = dict(db.execute(select(User.id, User.email).where(User.id.in_(others))).all()
+                  ) if others else {}
     context: dict[str, Any] = {
         "web": web, "user": user, "tasks": rows, "older": older, "filters": filters,
+        "people": people,
         "filtered": any(filters.values()), "statuses": sorted(STATUSES),
         "sources": sorted(SOURCES), "within_choices": list(WITHIN), "live": cursor is None,
         "steps": steps,
