@@ -3,9 +3,10 @@
 A task notification that can be replied to (its task ran in a session on a known machine, for a
 pro account) carries one in its task link's fragment (``…/t/<task>#reply=cnr_…``: a fragment
 never reaches a server's access log), but only where the owner alone reads it: a Telegram chat
-that Telegram called private when it was linked (:func:`private_to_owner`), never a group,
-supergroup, channel, webhook or shared chat, where anyone who reads or is forwarded the message
-could use it. The token is ``cnr_<row id>.<secret>``: the row is found by its id, and the
+that Telegram called private when it was linked (:func:`private_to_owner`) and that the owner
+linked themselves, never a group, supergroup, channel, webhook or shared chat, where anyone who
+reads or is forwarded the message could use it, nor a workspace's channel a teammate linked to
+their own chat. The token is ``cnr_<row id>.<secret>``: the row is found by its id, and the
 secret's SHA-256 compared with :func:`hmac.compare_digest`; the raw token is never stored. It
 only works on ``POST /v1/commands`` (every other route wants a ``cnt_`` API token), only for the
 run its notification was about (user, session, machine and directory), once (a command it
@@ -115,6 +116,10 @@ def target(session: Session, token: RelayReplyToken) -> Target | str:
     channel = session.get(Channel, row.channel_id) if row is not None and row.channel_id else None
     if channel is None or not private_to_owner(channel.type, channel.config):
         return "this reply token was not sent to a private chat"
+    if channel.user_id != token.user_id:
+        # A workspace's shared chat linked by a teammate gets everyone's notifications: a token
+        # there would let that teammate command this person's machine as them.
+        return "this reply token was sent to someone else's chat"
     found = target_of(session, row) if row is not None else None
     if found is None or (found.session_id, found.machine_id) != (token.session_id,
                                                                  token.machine_id):
