@@ -20,7 +20,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server import limits
-from claude_notify.cloud.server.db.models import ApiToken, Delivery, Event, Task
+from claude_notify.cloud.server.db.models import (
+    ApiToken,
+    Delivery,
+    Event,
+    Task,
+    User,
+    WorkspaceMember,
+)
 from claude_notify.cloud.server.relay.models import RelayAgent, RelayAudit, RelayCommand
 from claude_notify.cloud.server.settings import Settings
 from claude_notify.events import utcnow
@@ -97,6 +104,8 @@ class Target:
     """The event's ``source`` (``claude-code`` for a Claude Code session)."""
     owner: uuid.UUID | None = None
     """Whose machine ran it: in a shared workspace, the only person whose commands go there."""
+    workspace_id: uuid.UUID | None = None
+    """The workspace the task is in: a teammate's refused attempt goes in its activity log."""
 
 
 def _text(value: object) -> str | None:
@@ -108,7 +117,7 @@ def _target(task: Task, payload: object) -> Target | None:
     if not task.session_id or not task.machine_id:
         return None
     return Target(task.session_id, task.machine_id, _text(payload.get("cwd")),
-                  _text(payload.get("source")), task.user_id)
+                  _text(payload.get("source")), task.user_id, task.workspace_id)
 
 
 def target_of(session: Session, notification: Delivery) -> Target | None:
@@ -150,6 +159,18 @@ def latest_target(session: Session, user_id: uuid.UUID, session_id: str) -> Targ
         if found is not None and found.cwd is not None:
             return found
     return _target(tasks[0], None)
+
+
+def teammates_target(session: Session, user_id: uuid.UUID, session_id: str) -> Target | None:
+    """The latest run of ``session_id`` that someone else reported into a workspace ``user_id``
+    belongs to: a session they can see on the task page, so a command for it is refused as a
+    teammate's (403, audited), not answered as unknown; a stranger's stays unknown (404)."""
+    theirs = select(WorkspaceMember.workspace_id).where(WorkspaceMember.user_id == user_id)
+    task = session.scalar(
+        select(Task).where(Task.session_id == session_id, Task.machine_id.is_not(None),
+                           Task.user_id != user_id, Task.workspace_id.in_(theirs))
+        .order_by(Task.created_at.desc()).limit(1))
+    return _target(task, None) if task is not None else None
 
 
 def audit(session: Session, origin: Origin, *, command: str, outcome: str,
@@ -197,11 +218,14 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
     lowered = command.lower() if kind == "shell" else ""
     if hit := next((word for word in policy.banned if word in lowered), None):
         raise refuse(403, f"the command contains a banned keyword ({hit!r})")
-    target = to if isinstance(to, Target) else latest_target(session, origin.user_id, to)
+    target = to if isinstance(to, Target) else (
+        latest_target(session, origin.user_id, to)
+        or teammates_target(session, origin.user_id, to))
     if target is None:
         raise refuse(404, "no task of yours ran in that session")
     if target.owner is not None and target.owner != origin.user_id:
         # A team shares tasks, never machines: nobody runs anything on a teammate's laptop.
+        _record_refusal(session, origin, target)
         raise refuse(403, "only the person whose machine ran that task may run commands there",
                      target.machine_id)
     if target.cwd is None:
@@ -218,6 +242,20 @@ def enqueue(session: Session, origin: Origin, *, to: Target | str, command: str,
     session.add(row)
     audit(session, origin, command=command, outcome="queued", row=row)
     return row
+
+
+def _record_refusal(session: Session, origin: Origin, target: Target) -> None:
+    """A teammate's attempt on someone's machine, in the workspace's activity log (who tried,
+    whose machine, from where; the command itself stays in the sender's relay audit)."""
+    from claude_notify.cloud.server.teams import service  # imports the web app's models
+
+    if target.workspace_id is None or target.owner is None:
+        return
+    owner = session.get(User, target.owner)
+    service.record(session, target.workspace_id, session.get(User, origin.user_id),
+                   "relay.refused", owner.email if owner is not None else str(target.owner),
+                   machine_id=target.machine_id, session_id=target.session_id,
+                   source=origin.source)
 
 
 def served(session: Session, user_id: uuid.UUID, machine_id: str) -> bool:
