@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 
 from claude_notify.cloud.server import auth, quota
 from claude_notify.cloud.server.channels.base import SendResult
-from claude_notify.cloud.server.db.models import Channel, Delivery, UsageCounter, User
+from claude_notify.cloud.server.db.models import Channel, Delivery, UsageCounter
 from claude_notify.cloud.server.delivery import engine
+from claude_notify.cloud.server.fanout import Acting
 from claude_notify.cloud.server.ingest import record_event
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.events import TaskEvent, utcnow
@@ -99,7 +100,7 @@ def test_pro_sms_fair_use_is_thirty_a_day(
         results = [
             quota.take(
                 session,
-                user_id=account.user_id,
+                workspace_id=account.user_id,  # their own workspace: it has their id
                 plan="pro",
                 channel_type="sms",
                 day=day,
@@ -110,7 +111,7 @@ def test_pro_sms_fair_use_is_thirty_a_day(
         assert (
             quota.take(
                 session,
-                user_id=account.user_id,
+                workspace_id=account.user_id,  # their own workspace: it has their id
                 plan="pro",
                 channel_type="email",
                 day=day,
@@ -198,8 +199,8 @@ def test_a_dead_letter_gives_its_slot_back(
 
     def ingest(n: int) -> str:
         with runtime.sessions.begin() as session:
-            user = session.get(User, account.user_id)
-            assert user is not None
+            user = Acting(user_id=account.user_id, workspace_id=account.user_id, plan="free",
+                          timezone="UTC")  # the account in its own workspace
             done = record_event(session, user=user, event=TaskEvent.from_dict(finished(f"d{n}")),
                                 now=utcnow(), settings=runtime.settings)
         return done.notifications[0].status
@@ -222,7 +223,7 @@ def test_a_dead_letter_gives_its_slot_back(
     assert used() == 2  # two were sent; the dead one gave its slot back
     with runtime.sessions() as session:
         day = quota.quota_day(utcnow(), "UTC")
-        counted = quota.usage(session, user_id=account.user_id, day=day, tz_name="UTC")
+        counted = quota.usage(session, workspace_id=account.user_id, day=day, tz_name="UTC")
     assert counted["all"] == 2
     assert ingest(3) == "pending"  # the freed slot is usable
     assert ingest(4) == "rejected"
