@@ -72,7 +72,7 @@ class Mailbox:
         with self.lock:
             return len(self.messages)
 
-    def wait(self, n: int, timeout: float = 10.0) -> list[Envelope]:
+    def wait(self, n: int, timeout: float = 30.0) -> list[Envelope]:
         wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} e-mail(s)")
         with self.lock:
             return list(self.messages)
@@ -107,7 +107,7 @@ class Receiver:
         with self.lock:
             return len(self.received)
 
-    def wait(self, n: int, timeout: float = 10.0) -> list[Received]:
+    def wait(self, n: int, timeout: float = 30.0) -> list[Received]:
         wait_for(lambda: self.count() >= n, timeout=timeout, what=f"{n} webhook call(s)")
         with self.lock:
             return list(self.received)

@@ -95,7 +95,7 @@ class StandIn:
         with self.lock:
             return len(self.requests)
 
-    def wait(self, n: int, timeout: float = 10.0) -> list[Request]:
+    def wait(self, n: int, timeout: float = 30.0) -> list[Request]:
         deadline = time.monotonic() + timeout
         while self.count() < n:
             if time.monotonic() > deadline:
