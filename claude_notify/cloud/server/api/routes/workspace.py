@@ -12,7 +12,7 @@ import csv
 import io
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -28,6 +28,10 @@ from claude_notify.cloud.server.teams import service
 from claude_notify.cloud.server.teams.models import AuditEntry, WorkspaceInvite
 
 router = APIRouter(tags=["workspace"])
+
+SWITCH_SCOPES: Final = frozenset({"events:write", "tasks:read"})
+"""What a token needs to be given one like it in another workspace: what ``claude-notify login``
+asks for."""
 
 
 class WorkspaceOut(BaseModel):
@@ -123,8 +127,12 @@ def list_workspaces(caller: Caller, session: SessionDep) -> list[WorkspaceOut]:
 @router.post("/v1/workspaces/{workspace_id}/token", status_code=201,
              summary="A token like this one, acting in another workspace of the caller's")
 def switch(workspace_id: uuid.UUID, caller: Caller, session: SessionDep) -> TokenOut:
-    if not set(auth.ACCOUNT_SCOPES) <= caller.scopes:
-        raise ApiError(403, "switching workspace needs the account token")
+    # A person's sign-in (the CLI's device login asks for these two; the account token has
+    # them too), not a token made to send events only, nor an agent's: the new token has the
+    # caller's own scopes, so nothing is gained but the workspace.
+    if not caller.scopes >= SWITCH_SCOPES:
+        raise ApiError(403, "switching workspace needs a signed-in machine's token (one that "
+                            "reads tasks and sends events)")
     if workspace_id not in {w.id for w, _ in service.workspaces_of(session, caller.user_id)}:
         raise not_found("workspace")
     user = session.get(User, caller.user_id)
