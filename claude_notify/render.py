@@ -167,3 +167,16 @@ def clean_output(raw: bytes) -> str:
     text = ESCAPES.sub("", text)
     text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
     return CONTROLS.sub("", text)
+
+
+_UNPRINTABLE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """Text from elsewhere (a server's answer, another person's input) made safe to print on one
+    terminal line: control characters (ESC, BEL, C1 controls such as CSI, newlines) and the
+    format characters that reorder or hide text (bidirectional overrides, zero-width spaces)
+    are shown escaped — ``\\x1b``, ``\\u202e`` — instead of acting on the terminal."""
+    return _UNPRINTABLE.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)

@@ -102,7 +102,14 @@ def _code(response: httpx.Response) -> str | None:
 
 
 def _message(response: httpx.Response) -> str:
-    """The server's own one-line message from its error shape, else the status line."""
+    """The server's own one-line message from its error shape, else the status line; escape
+    sequences in it (it may quote what someone typed) are shown, not acted on."""
+    from claude_notify.render import printable
+
+    return printable(_said(response))
+
+
+def _said(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
