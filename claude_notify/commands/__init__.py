@@ -36,6 +36,7 @@ SUBCOMMANDS: Final = {
     "upgrade": "claude_notify.commands.cloud:upgrade",
     "billing": "claude_notify.commands.cloud:billing",
     "channels": "claude_notify.commands.cloud:channels",
+    "workspace": "claude_notify.commands.workspace:workspace",
     "deliveries": "claude_notify.commands.deliveries:deliveries",
     "agent": "claude_notify.commands.agent:agent",
     "shell-init": "claude_notify.commands.shell:shell_init",

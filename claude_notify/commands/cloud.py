@@ -39,11 +39,15 @@ def _client(*, timeout: float = 10.0) -> Any:
                    "asked for without echo (better: a token in argv lands in shell history).")
 @click.option("--server", metavar="URL", help="The backend (https://, or http:// to loopback).")
 @click.option("--manage", is_flag=True, help="Also allow managing channels from this machine.")
-def login(email: str | None, token_opt: str | None, server: str | None, manage: bool) -> None:
+@click.option("--workspace", "workspace_ref", metavar="NAME-OR-ID",
+              help="Act in this workspace of yours (default: your personal one).")
+def login(email: str | None, token_opt: str | None, server: str | None, manage: bool,
+          workspace_ref: str | None) -> None:
     """Forward this machine's task events to the hosted backend, which notifies your phone.
 
     Without login nothing leaves the machine. The token is kept in the OS keyring (or, where
-    there is none, in a file only you can read).
+    there is none, in a file only you can read). With --workspace, the machine then acts in
+    that workspace (see `claude-notify workspace list`).
     """
     from claude_notify.cloud import account
     from claude_notify.cloud.client import CloudClient
@@ -65,6 +69,7 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
                 who = "a token that can only send events"
         saved = account.save(account.Account(url, "", "keyring"), secret)
         click.echo(f"logged in to {url} with {who} (token kept in the {saved.storage})")
+        _then_switch(workspace_ref)
         return
     if not email:
         email = click.prompt("E-mail address", err=True).strip()
@@ -85,6 +90,28 @@ def login(email: str | None, token_opt: str | None, server: str | None, manage: 
     saved = account.save(account.Account(url, result["email"], "keyring",
                                          tuple(result.get("scopes", scopes))), result["token"])
     click.echo(f"logged in to {url} as {result['email']} (token kept in the {saved.storage})")
+    _then_switch(workspace_ref)
+
+
+def _then_switch(given: str | None) -> None:
+    """After a login, act in the workspace ``given`` names; a failure leaves the login as it
+    is (in the personal workspace) and says so."""
+    if given is None:
+        return
+    from claude_notify.commands.workspace import switch_to
+    from claude_notify.render import printable
+
+    try:
+        with _client() as client:
+            target, _ = switch_to(client, given)
+    except CloudError as exc:
+        raise CloudError(f"logged in, but still in the workspace the token was made for: "
+                         f"{exc}") from None
+    except UsageError as exc:
+        raise UsageError(f"logged in, but still in the workspace the token was made for: "
+                         f"{exc}") from None
+    click.echo(f"acting in workspace {printable(str(target.get('name', '')))} "
+               f"({printable(str(target.get('role', '')))})")
 
 
 def _wait_for_link(client: Any, started: dict[str, Any], email: str) -> dict[str, Any]:
@@ -142,12 +169,24 @@ def logout() -> None:
 def whoami() -> None:
     """Who this machine is logged in as, and today's quota."""
     from claude_notify.cloud import account
+    from claude_notify.render import printable
 
     who = account.current()
     with _client() as client:
         usage = client.request("GET", "/v1/usage")
+        try:
+            here: dict[str, Any] | None = client.request("GET", "/v1/workspace")
+        except Refused as exc:
+            if exc.status not in (403, 404):  # 404: a server from before workspaces
+                raise
+            here = None
     name = usage.get("email") or (who.email if who and who.email else "(token login)")
-    click.echo(f"{name} on {client.server}: {usage['plan']} plan")
+    click.echo(f"{printable(str(name))} on {client.server}: {printable(str(usage['plan']))} plan")
+    if here is not None:
+        click.echo(f"workspace {printable(str(here.get('name', '')))}, role "
+                   f"{printable(str(here.get('role', '')))} "
+                   f"({here.get('members', '?')} of {here.get('seats', '?')} seats; "
+                   f"id {printable(str(here.get('id', '')))})")
     click.echo(_quota_line(usage))
 
 
