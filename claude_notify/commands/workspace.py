@@ -119,6 +119,7 @@ def switch_to(client: Any, given: str) -> tuple[dict[str, Any], str]:
     target = resolve(_items(client.request("GET", "/v1/workspaces")), given)
     if target.get("id") == _current(client).get("id"):
         return target, ""
+    _send_spooled(target)
     try:
         made = client.request("POST", f"/v1/workspaces/{target['id']}/token")
     except Refused as exc:
@@ -133,6 +134,22 @@ def switch_to(client: Any, given: str) -> tuple[dict[str, Any], str]:
                                          tuple(made.get("scopes") or who.scopes)),
                          made["token"])
     return target, saved.storage
+
+
+def _send_spooled(target: dict[str, Any]) -> None:
+    """Send what the spool holds with the token it was recorded under, so tasks that ran
+    before the switch report into the workspace they ran in; what cannot go now (the server
+    is down) is said, since it will go with the new token."""
+    from claude_notify.cloud import spool
+
+    if not spool.pending():
+        return
+    from claude_notify.cloud.sync import drain
+
+    left = drain().left
+    if left:
+        click.echo(f"claude-notify: {left} spooled event(s) could not be sent now; they will "
+                   f"report into {_shown(target.get('name', ''))}", err=True)
 
 
 @workspace.command()

@@ -213,9 +213,9 @@ def test_refusals_are_one_line(server: Server, team: dict[str, str], tmp_path: P
     # login --workspace naming none of theirs: the login stands, the refusal says so.
     again = _device_login(server, user_env(tmp_path / "again"), module_smtp, team["colleague"],
                           "--workspace", "no-such-team")
-    err = _one_line_error(subprocess.CompletedProcess(
-        again.args, again.returncode, again.stdout,
-        again.stderr.split(b"\n", 2)[-1]))  # after the device flow's own two lines
+    assert again.returncode == 2  # (the device flow's own lines come first on stderr)
+    [err] = [line for line in again.stderr.decode().splitlines() if "claude-notify:" in line]
+    assert "Traceback" not in again.stderr.decode()
     assert "logged in, but still in the workspace" in err and "no-such-team" in err
     assert again.stdout.decode().startswith("logged in to ")
 
@@ -260,3 +260,21 @@ def test_a_hostile_workspace_name_is_printed_escaped(
 def _id_of(env: dict[str, str], name: str) -> str:
     items = json.loads(cli(["workspace", "list", "--json"], env).stdout)
     return str(next(w["id"] for w in items if w["name"] == name))
+
+
+def test_tasks_spooled_before_a_switch_report_where_they_ran(
+    server: Server, team: dict[str, str],
+) -> None:
+    env = user_env(Path(team["colleague_home"]))
+    cli(["login", "--server", server.url, "--token"], env,
+        stdin=team["colleague_token"].encode() + b"\n")
+    server.stop()
+    assert cli(["run", "--", "true", "ran-at-home"], env).returncode == 0
+    wait_for(lambda: "2 waiting" in cli(["status"], env).stdout.decode(),
+             what="the task's registration and event spooled")
+    server.running()
+    cli(["workspace", "switch", team["owner"]], env)
+    assert "0 waiting" in cli(["status"], env).stdout.decode()
+    home = _api(server, team["colleague_token"], "GET", "/v1/tasks").json()["items"]
+    assert [t["cmd"] for t in home] == ["true ran-at-home"]
+    assert _api(server, team["owner_token"], "GET", "/v1/tasks").json()["items"] == []
