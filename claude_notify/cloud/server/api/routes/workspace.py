@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from claude_notify.cloud.server import auth
-from claude_notify.cloud.server.api.deps import Caller, SessionDep
+from claude_notify.cloud.server.api.deps import Caller, ChannelWriter, SessionDep, TaskReader
 from claude_notify.cloud.server.api.errors import ApiError, not_found
 from claude_notify.cloud.server.api.schemas import StrictBody
 from claude_notify.cloud.server.db.models import User, Workspace
@@ -107,7 +107,7 @@ def _closed(request: Request, token_ids: list[uuid.UUID]) -> None:
 
 
 @router.get("/v1/workspace", summary="The workspace this token acts in")
-def get_workspace(caller: Caller, session: SessionDep) -> WorkspaceOut:
+def get_workspace(caller: TaskReader, session: SessionDep) -> WorkspaceOut:
     workspace = session.get(Workspace, caller.workspace_id)
     if workspace is None:
         raise not_found("workspace")
@@ -117,7 +117,7 @@ def get_workspace(caller: Caller, session: SessionDep) -> WorkspaceOut:
 
 
 @router.get("/v1/workspaces", summary="Every workspace the caller belongs to")
-def list_workspaces(caller: Caller, session: SessionDep) -> list[WorkspaceOut]:
+def list_workspaces(caller: TaskReader, session: SessionDep) -> list[WorkspaceOut]:
     return [WorkspaceOut(id=w.id, name=w.name, plan=w.plan, role=role,
                          members=len(service.members(session, w.id)), seats=service.SEATS,
                          transfer_to=w.transfer_to)
@@ -131,8 +131,8 @@ def switch(workspace_id: uuid.UUID, caller: Caller, session: SessionDep) -> Toke
     # them too), not a token made to send events only, nor an agent's: the new token has the
     # caller's own scopes, so nothing is gained but the workspace.
     if not caller.scopes >= SWITCH_SCOPES:
-        raise ApiError(403, "switching workspace needs a signed-in machine's token (one that "
-                            "reads tasks and sends events)")
+        raise ApiError(403, "switching workspace needs a machine's sign-in: a token with the "
+                            "events:write and tasks:read scopes")
     if workspace_id not in {w.id for w, _ in service.workspaces_of(session, caller.user_id)}:
         raise not_found("workspace")
     user = session.get(User, caller.user_id)
@@ -144,13 +144,13 @@ def switch(workspace_id: uuid.UUID, caller: Caller, session: SessionDep) -> Toke
 
 
 @router.get("/v1/workspace/members", summary="Who is in the workspace")
-def list_members(caller: Caller, session: SessionDep) -> list[MemberOut]:
+def list_members(caller: TaskReader, session: SessionDep) -> list[MemberOut]:
     return [MemberOut(user_id=m.user_id, email=m.email, role=m.role, joined_at=m.joined_at)
             for m in service.members(session, caller.workspace_id)]
 
 
 @router.patch("/v1/workspace/members/{user_id}", summary="Change a member's role")
-def change_role(user_id: uuid.UUID, body: RoleIn, caller: Caller,
+def change_role(user_id: uuid.UUID, body: RoleIn, caller: ChannelWriter,
                 session: SessionDep) -> MemberOut:
     row = service.set_role(session, caller, user_id, body.role)
     session.commit()
@@ -162,7 +162,7 @@ def change_role(user_id: uuid.UUID, body: RoleIn, caller: Caller,
 
 @router.delete("/v1/workspace/members/{user_id}", status_code=204,
                summary="Remove a member (their tokens for it are revoked at once)")
-def remove_member(user_id: uuid.UUID, caller: Caller, session: SessionDep,
+def remove_member(user_id: uuid.UUID, caller: ChannelWriter, session: SessionDep,
                   request: Request) -> Response:
     revoked = service.remove(session, caller, user_id)
     session.commit()
@@ -171,7 +171,7 @@ def remove_member(user_id: uuid.UUID, caller: Caller, session: SessionDep,
 
 
 @router.post("/v1/workspace/leave", status_code=204, summary="Leave this workspace")
-def leave(caller: Caller, session: SessionDep, request: Request) -> Response:
+def leave(caller: ChannelWriter, session: SessionDep, request: Request) -> Response:
     revoked = service.leave(session, caller)
     session.commit()
     _closed(request, revoked)
@@ -179,12 +179,12 @@ def leave(caller: Caller, session: SessionDep, request: Request) -> Response:
 
 
 @router.get("/v1/workspace/invites", summary="Invites still pending")
-def list_invites(caller: Caller, session: SessionDep) -> list[InviteOut]:
+def list_invites(caller: TaskReader, session: SessionDep) -> list[InviteOut]:
     return [InviteOut.of(row) for row in service.invites(session, caller)]
 
 
 @router.post("/v1/workspace/invites", status_code=201, summary="Invite someone by e-mail")
-def create_invite(body: InviteIn, caller: Caller, session: SessionDep,
+def create_invite(body: InviteIn, caller: ChannelWriter, session: SessionDep,
                   request: Request) -> InviteOut:
     runtime = request.app.state.runtime
     made = service.invite(session, runtime.settings, caller, body.email, body.role)
@@ -194,14 +194,14 @@ def create_invite(body: InviteIn, caller: Caller, session: SessionDep,
 
 
 @router.delete("/v1/workspace/invites/{invite_id}", status_code=204, summary="Revoke an invite")
-def revoke_invite(invite_id: uuid.UUID, caller: Caller, session: SessionDep) -> Response:
+def revoke_invite(invite_id: uuid.UUID, caller: ChannelWriter, session: SessionDep) -> Response:
     service.revoke_invite(session, caller, invite_id)
     session.commit()
     return Response(status_code=204)
 
 
 @router.post("/v1/workspace/transfer", summary="Offer the workspace to another member")
-def transfer(body: TransferIn, caller: Caller, session: SessionDep) -> WorkspaceOut:
+def transfer(body: TransferIn, caller: ChannelWriter, session: SessionDep) -> WorkspaceOut:
     target = next((m for m in service.members(session, caller.workspace_id)
                    if m.email == auth.normalise_email(body.email)), None)
     if target is None:
@@ -212,7 +212,7 @@ def transfer(body: TransferIn, caller: Caller, session: SessionDep) -> Workspace
 
 
 @router.post("/v1/workspace/transfer/accept", summary="Accept the workspace offered to you")
-def accept_transfer(caller: Caller, session: SessionDep) -> WorkspaceOut:
+def accept_transfer(caller: ChannelWriter, session: SessionDep) -> WorkspaceOut:
     workspace = service.take_over(session, caller)
     session.commit()
     return WorkspaceOut(id=workspace.id, name=workspace.name, plan=workspace.plan, role="owner",
@@ -222,7 +222,7 @@ def accept_transfer(caller: Caller, session: SessionDep) -> WorkspaceOut:
 
 @router.get("/v1/workspace/activity", summary="Who changed what (JSON, or CSV with format=csv)")
 def get_activity(
-    caller: Caller, session: SessionDep,
+    caller: TaskReader, session: SessionDep,
     action: Annotated[str | None, Query(max_length=48)] = None,
     actor: Annotated[str | None, Query(max_length=320)] = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
