@@ -175,8 +175,14 @@ def invite(address: str, role: str, show_link: bool) -> None:
     """Invite EMAIL to this workspace (Pro; at most 5 people, pending invites included). The
     link is e-mailed to them and works once, for 7 days."""
     with _client() as client:
-        made = client.request("POST", "/v1/workspace/invites",
-                              json={"email": address.strip(), "role": role})
+        try:
+            made = client.request("POST", "/v1/workspace/invites",
+                                  json={"email": address.strip(), "role": role})
+        except Refused as exc:
+            if exc.status == 403 and "scope" in str(exc):
+                raise CloudError(f"{exc} (to manage the workspace from this machine, sign in "
+                                 "with `claude-notify login --manage`)") from None
+            raise
         here = _current(client)
     click.echo(f"invited {_shown(made.get('email', address))} to "
                f"{_shown(here.get('name', ''))} as {_shown(made.get('role', role))}: the link "

@@ -204,6 +204,13 @@ def test_refusals_are_one_line(server: Server, team: dict[str, str], tmp_path: P
     assert login.returncode == 0, login.stderr
     refused = _one_line_error(cli(["workspace", "invite", email("y")], env, check=False))
     assert "this needs an admin of the workspace (you are member)" in refused
+    # The owner's machine signed in without --manage reads, but does not run, the workspace.
+    owners_laptop = user_env(tmp_path / "owners-laptop")
+    assert _device_login(server, owners_laptop, module_smtp, team["owner"]).returncode == 0
+    assert "2 of 5 seats" in cli(["workspace", "members"], owners_laptop).stdout.decode()
+    refused = _one_line_error(cli(["workspace", "invite", email("m")], owners_laptop,
+                                  check=False))
+    assert "channels:write" in refused and "claude-notify login --manage" in refused
     owner_env = user_env(Path(team["owner_home"]))
     bad = _one_line_error(cli(["workspace", "invite", "not-an-address"], owner_env, check=False))
     assert "HTTP" not in bad
