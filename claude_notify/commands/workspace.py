@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -49,28 +48,32 @@ def _current(client: Any) -> dict[str, Any]:
 
 
 def resolve(workspaces: list[dict[str, Any]], given: str) -> dict[str, Any]:
-    """The one workspace ``given`` names: its id, a unique start of its id, or its name (exact,
-    then ignoring case). None or several is a usage error saying what to type instead."""
+    """The one workspace ``given`` names: its id, its name (exact, else ignoring case) or a
+    unique start of its id (four characters at least). A name that is also the start of another
+    workspace's id names both, and is refused as ambiguous: a name is typed by whoever made the
+    workspace, and must not capture what someone meant as an id. None or several is a usage
+    error saying what to type instead."""
     wanted = given.strip()
     if not wanted:
         raise UsageError("name a workspace (see `claude-notify workspace list`)")
     try:
-        as_id = str(uuid.UUID(wanted))
+        as_id: str | None = str(uuid.UUID(wanted))
     except ValueError:
         as_id = None
-    tests: list[Callable[[dict[str, Any]], bool]] = [
-        lambda w: as_id is not None and str(w.get("id")) == as_id,
-        lambda w: str(w.get("name")) == wanted,
-        lambda w: str(w.get("name")).casefold() == wanted.casefold(),
-        lambda w: len(wanted) >= 4 and str(w.get("id")).startswith(wanted.lower())]
-    for test in tests:
-        found = [w for w in workspaces if test(w)]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            ids = ", ".join(str(w.get("id")) for w in found[:5])
-            raise UsageError(f"{_shown(given)} names {len(found)} workspaces ({ids}): "
-                             "give the id")
+    if as_id is not None:
+        found = [w for w in workspaces if str(w.get("id")) == as_id]
+    else:
+        named = ([w for w in workspaces if str(w.get("name")) == wanted]
+                 or [w for w in workspaces
+                     if str(w.get("name")).casefold() == wanted.casefold()])
+        started = [w for w in workspaces
+                   if len(wanted) >= 4 and str(w.get("id")).startswith(wanted.lower())]
+        found = list({str(w.get("id")): w for w in [*named, *started]}.values())
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        ids = ", ".join(_shown(w.get("id")) for w in found[:5])
+        raise UsageError(f"{_shown(given)} names {len(found)} workspaces ({ids}): give the id")
     raise UsageError(f"you are in no workspace named {_shown(given)}: "
                      "see `claude-notify workspace list`")
 

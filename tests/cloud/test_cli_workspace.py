@@ -285,3 +285,24 @@ def test_tasks_spooled_before_a_switch_report_where_they_ran(
     home = _api(server, team["colleague_token"], "GET", "/v1/tasks").json()["items"]
     assert [t["cmd"] for t in home] == ["true ran-at-home"]
     assert _api(server, team["owner_token"], "GET", "/v1/tasks").json()["items"] == []
+
+
+def test_a_name_never_captures_what_was_meant_as_an_id() -> None:
+    """Names are typed by whoever made a workspace: one named like the start of another's id
+    makes that start ambiguous rather than winning; names differing only in case need the
+    exact case."""
+    from claude_notify.commands.workspace import resolve
+    from claude_notify.errors import UsageError
+
+    mine = {"id": "aaaa1111-0000-4000-8000-000000000000", "name": "me@example.com"}
+    trap = {"id": "bbbb2222-0000-4000-8000-000000000000", "name": "aaaa1111"}
+    upper = {"id": "cccc3333-0000-4000-8000-000000000000", "name": "Team"}
+    lower = {"id": "dddd4444-0000-4000-8000-000000000000", "name": "team"}
+    known = [mine, trap, upper, lower]
+    assert resolve(known, mine["id"]) is mine
+    assert resolve(known, "ME@example.com") is mine
+    assert resolve(known, "Team") is upper and resolve(known, "team") is lower
+    assert resolve(known, "cccc") is upper
+    for given in ("aaaa1111", "TEAM", "aaa", "", "nope"):
+        with pytest.raises(UsageError):
+            resolve(known, given)
