@@ -155,6 +155,15 @@ def test_invite_join_then_log_in_straight_into_the_team(
     tasks = _api(server, team["owner_token"], "GET", "/v1/tasks").json()["items"]
     assert [t["cmd"] for t in tasks] == ["true team-task"]
 
+    # Removed from the team, the machine's token for it stops at once: one line saying to
+    # sign in again (which lands in their own workspace).
+    members = _api(server, team["owner_token"], "GET", "/v1/workspace/members").json()
+    their_id = next(m["user_id"] for m in members if m["email"] == team["colleague"])
+    assert _api(server, team["owner_token"], "DELETE",
+                f"/v1/workspace/members/{their_id}").status_code == 204
+    for args in (["workspace", "list"], ["whoami"], ["workspace", "switch", team["owner"]]):
+        assert "claude-notify login" in _one_line_error(cli(args, env, check=False))
+
 
 def test_switch_back_and_forth_keeps_the_old_token_alive(
     server: Server, team: dict[str, str], tmp_path: Path,
