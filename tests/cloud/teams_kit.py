@@ -7,9 +7,29 @@ import uuid
 
 from cloud_kit import Account
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from web_kit import browser_of, form_token
 
 from claude_notify.cloud.server.auth import ACCOUNT_SCOPES
+from claude_notify.cloud.server.db.models import Delivery
+
+
+def invite_secret(client: TestClient, email: str) -> str:
+    """The token of the newest invite link mailed to ``email``, read from the mail queued for
+    it (the inviter is never shown the link: it signs in as the invited address)."""
+    with client.app.state.runtime.sessions() as db:
+        return queued_invite_secret(db, email)
+
+
+def queued_invite_secret(db: Session, email: str) -> str:
+    """:func:`invite_secret` in a session of the caller's (one that may not have committed)."""
+    payloads = db.scalars(select(Delivery.payload).where(Delivery.kind == "invite")
+                          .order_by(Delivery.created_at.desc()))
+    text = next(p["text"] for p in payloads if p and p.get("to") == email.lower())
+    found = re.search(r"/app/invite\?token=(cni_[A-Za-z0-9_-]+)", text)
+    assert found, text
+    return found.group(1)
 
 
 def join(client: TestClient, owner: Account, email: str, role: str = "member") -> Account:
@@ -19,7 +39,7 @@ def join(client: TestClient, owner: Account, email: str, role: str = "member") -
                        json={"email": email, "role": role})
     assert made.status_code == 201, made.text
     b = browser_of(client)
-    joined = b.post("/app/invite", data={"token": made.json()["link"].split("token=")[1]})
+    joined = b.post("/app/invite", data={"token": invite_secret(client, email)})
     assert joined.status_code == 303, joined.text
     page = b.post("/app/tokens", data={"csrf": form_token(b.get("/app/access").text),
                                        "name": "laptop", "scope": list(ACCOUNT_SCOPES)})

@@ -11,7 +11,9 @@ The rules, in one place:
   workspace's row lock, when an invite is accepted.
 * An invite is a link mailed to one address (its secret stored as SHA-256), good for
   :data:`INVITE_TTL` and once; only a ``POST`` accepts it, so a mail scanner that opens links
-  joins nobody. Each inviter may send :data:`INVITES_PER_DAY`.
+  joins nobody. Each inviter may send :data:`INVITES_PER_DAY`. Pressing Join signs the browser
+  in as the invited address, so the link goes only to that mailbox, never back to the inviter
+  (who could otherwise invite someone's address and sign in as them).
 * Admins manage members and viewers; only the owner appoints or removes admins; nobody removes
   the owner, who hands the workspace over first (an offer the other member accepts).
 """
@@ -69,13 +71,6 @@ def _person(session: Session, who: Member) -> User:
 # -- invites ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Invited:
-    invite: WorkspaceInvite
-    link: str
-    """Shown once to the inviter too (to send another way); only its hash is stored."""
-
-
 def _seats_taken(session: Session, workspace_id: uuid.UUID, *, now: datetime) -> int:
     members = session.scalar(select(func.count()).select_from(WorkspaceMember)
                              .where(WorkspaceMember.workspace_id == workspace_id)) or 0
@@ -86,8 +81,9 @@ def _seats_taken(session: Session, workspace_id: uuid.UUID, *, now: datetime) ->
 
 
 def invite(session: Session, settings: Settings, who: Member, email: str,
-           role: str = Role.MEMBER) -> Invited:
-    """Invite ``email`` as ``role`` and queue the mail; the caller commits and wakes."""
+           role: str = Role.MEMBER) -> WorkspaceInvite:
+    """Invite ``email`` as ``role`` and queue the mail; the caller commits and wakes. The
+    link is only in the mail: it signs in as ``email``, so the inviter never sees it."""
     if not access.manages(who):
         raise _refused("only the workspace's owner and admins invite")
     if role not in INVITABLE:
@@ -131,7 +127,7 @@ def invite(session: Session, settings: Settings, who: Member, email: str,
                         payload=render_simple("You are invited to a claude-notify workspace",
                                               text, link), now=now)
     record(session, workspace.id, inviter, "member.invited", address, role=role)
-    return Invited(row, link)
+    return row
 
 
 def _hash(secret: str) -> str:

@@ -37,7 +37,7 @@ Csrf = Annotated[str, Form(max_length=100)]
 
 
 def _view(request: Request, db: Session, runtime: Runtime, web: WebSession, *,
-          problem: str = "", notice: str = "", link: str = "", code: int = 200) -> HTMLResponse:
+          problem: str = "", notice: str = "", code: int = 200) -> HTMLResponse:
     me = seat_of(db, web)
     workspace = me.workspace
     offered = (db.get(User, workspace.transfer_to) if workspace.transfer_to else None)
@@ -47,7 +47,7 @@ def _view(request: Request, db: Session, runtime: Runtime, web: WebSession, *,
             service.invites(db, me) if access.manages(me) else []),
         mine=service.workspaces_of(db, me.user_id), manages=access.manages(me),
         owner=me.role == "owner", offered=offered, seats=service.SEATS,
-        roles=service.INVITABLE, problem=problem, notice=notice, link=link)
+        roles=service.INVITABLE, problem=problem, notice=notice)
 
 
 @router.get("/workspace")
@@ -86,8 +86,9 @@ def invite(request: Request, web: WebDep, db: SessionDep, runtime: RuntimeDep,
         return _view(request, db, runtime, web, problem=exc.message, code=exc.status)
     db.commit()
     runtime.waker.wake()
-    return _view(request, db, runtime, web, code=201, link=made.link,
-                 notice=f"Invited {made.invite.email}: the link is mailed to them.")
+    # The link is not shown: pressing Join signs in as the invited address.
+    return _view(request, db, runtime, web, code=201,
+                 notice=f"Invited {made.email}: the link is mailed to them.")
 
 
 @router.post("/workspace/invites/{invite_id}/revoke")

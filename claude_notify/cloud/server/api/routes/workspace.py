@@ -64,13 +64,13 @@ class InviteOut(BaseModel):
     role: str
     created_at: datetime
     expires_at: datetime
-    link: str | None = None
-    """Only when it was just made (only its hash is stored)."""
 
     @classmethod
-    def of(cls, row: WorkspaceInvite, link: str | None = None) -> InviteOut:
+    def of(cls, row: WorkspaceInvite) -> InviteOut:
+        """Without the link: it signs in as the invited address, so only their mailbox has
+        it (and the database only its hash)."""
         return cls(id=row.id, email=row.email, role=row.role, created_at=row.created_at,
-                   expires_at=row.expires_at, link=link)
+                   expires_at=row.expires_at)
 
 
 class RoleIn(StrictBody):
@@ -190,7 +190,7 @@ def create_invite(body: InviteIn, caller: ChannelWriter, session: SessionDep,
     made = service.invite(session, runtime.settings, caller, body.email, body.role)
     session.commit()
     runtime.waker.wake()
-    return InviteOut.of(made.invite, made.link)
+    return InviteOut.of(made)
 
 
 @router.delete("/v1/workspace/invites/{invite_id}", status_code=204, summary="Revoke an invite")
