@@ -254,6 +254,7 @@ def remove(session: Session, who: Member, user_id: uuid.UUID) -> list[uuid.UUID]
     it. Returns the revoked token ids; the caller commits, then calls ``hub.revoked``."""
     if user_id == who.user_id:
         raise _refused("to leave a workspace, leave it (owners transfer it first)")
+    _lock(session, who.workspace_id)
     row = _their_seat(session, who, user_id)
     _may_manage(who, row.role)
     target = session.get(User, user_id)
@@ -268,9 +269,16 @@ def leave(session: Session, who: Member) -> list[uuid.UUID]:
     if who.role == Role.OWNER:
         raise _refused("the owner cannot leave: transfer the workspace to another member first")
     me = _person(session, who)
+    _lock(session, who.workspace_id)
     revoked = _drop(session, who.workspace_id, me.id)
     record(session, who.workspace_id, me, "member.left", me.email)
     return revoked
+
+
+def _lock(session: Session, workspace_id: uuid.UUID) -> None:
+    """The workspace's row lock, taken before any member's row, as :func:`take_over` does: a
+    removal and a handover to the same person wait for each other instead of deadlocking."""
+    session.get(Workspace, workspace_id, with_for_update=True)
 
 
 def _drop(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list[uuid.UUID]:
@@ -288,6 +296,11 @@ def _drop(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list
     session.execute(update(WebSession).where(WebSession.user_id == user_id,
                                              WebSession.workspace_id == workspace_id)
                     .values(workspace_id=None))
+    # A handover offered to them goes with them: else, invited back later, they could still
+    # take the workspace over on an offer made to the member they were before.
+    session.execute(update(Workspace).where(Workspace.id == workspace_id,
+                                            Workspace.transfer_to == user_id)
+                    .values(transfer_to=None, transfer_expires_at=None))
     return ids
 
 
