@@ -107,6 +107,12 @@ def invite(session: Session, settings: Settings, who: Member, email: str,
                              User.email == address)) is not None:
         raise ApiError(409, f"{address} is a member already", code="conflict")
     now = utcnow()
+    # Inviting an address again sends a new link in place of the old one: one person, one
+    # pending seat (else a re-sent invite would hold a second seat for a week).
+    session.execute(update(WorkspaceInvite).where(
+        WorkspaceInvite.workspace_id == workspace.id, WorkspaceInvite.email == address,
+        WorkspaceInvite.accepted_at.is_(None), WorkspaceInvite.revoked_at.is_(None))
+        .values(revoked_at=now))
     if _seats_taken(session, workspace.id, now=now) >= SEATS:
         raise _refused(f"a workspace has at most {SEATS} people, pending invites included: "
                        "remove someone or revoke an invite first", code="seats_full")
