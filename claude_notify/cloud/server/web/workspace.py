@@ -173,9 +173,13 @@ def activity_download(web: WebDep, db: SessionDep,
 # -- joining ------------------------------------------------------------------------------------
 
 
+# A link cut short or run into the next word by a mail client is "not found", like any other
+# unknown link (a page), not a form error (JSON); pending_invite refuses all but a real one.
+Token = Annotated[str, Query(max_length=1000)]
+
+
 @router.get("/invite")
-def invite_page(request: Request, token: Annotated[str, Query(max_length=100)],
-                db: SessionDep) -> HTMLResponse:
+def invite_page(request: Request, db: SessionDep, token: Token = "") -> HTMLResponse:
     """The mailed link's page: a button, not a join (mail scanners open links)."""
     row = service.pending_invite(db, token)
     workspace = db.get(Workspace, row.workspace_id) if row else None
@@ -187,8 +191,8 @@ def invite_page(request: Request, token: Annotated[str, Query(max_length=100)],
 
 
 @router.post("/invite")
-def join(request: Request, token: Annotated[str, Form(max_length=100)], db: SessionDep,
-         runtime: RuntimeDep) -> Response:
+def join(request: Request, db: SessionDep, runtime: RuntimeDep,
+         token: Annotated[str, Form(max_length=1000)] = "") -> Response:
     settings = runtime.settings
     security.check_origin(request, settings)
     try:
