@@ -166,16 +166,25 @@ def accept(session: Session, settings: Settings, secret: str) -> tuple[User, Wor
         raise _refused("this workspace is no longer on Pro, so it cannot take new members",
                        code="plan_refused")
     user = session.scalar(select(User).where(User.email == row.email))
-    if user is None:
-        user = auth.create_account(session, row.email, plan=settings.default_plan)
-    already = session.get(WorkspaceMember, (workspace.id, user.id))
-    row.accepted_at = utcnow()
-    if already is None:
+    already = (user is not None
+               and session.get(WorkspaceMember, (workspace.id, user.id)) is not None)
+    if not already:
         members = session.scalar(select(func.count()).select_from(WorkspaceMember)
                                  .where(WorkspaceMember.workspace_id == workspace.id)) or 0
         if members >= SEATS:
             raise _refused(f"this workspace has all {SEATS} seats taken; ask its owner to free "
                            "one", code="seats_full")
+    if user is None:
+        # Made as a sign-in makes one: under the operator's sign-up rules (closed, or some
+        # domains only) and the regions' directory, which an invite does not get around.
+        from claude_notify.cloud.server.web.signin import account_for
+
+        user = account_for(session, settings, row.email)
+        if user is None:
+            raise _refused(f"this server does not open an account for {row.email}: ask its "
+                           "operator", code="signup_refused")
+    row.accepted_at = utcnow()
+    if not already:
         session.add(WorkspaceMember(workspace_id=workspace.id, user_id=user.id, role=row.role,
                                     created_at=utcnow()))
         record(session, workspace.id, user, "member.joined", user.email, role=row.role)
