@@ -316,7 +316,25 @@ def _drop(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list
     session.execute(update(Workspace).where(Workspace.id == workspace_id,
                                             Workspace.transfer_to == user_id)
                     .values(transfer_to=None, transfer_expires_at=None))
+    if session.scalar(select(WorkspaceMember.workspace_id)
+                      .where(WorkspaceMember.user_id == user_id).limit(1)) is None:
+        _own_again(session, user_id)
     return ids
+
+
+def _own_again(session: Session, user_id: uuid.UUID) -> None:
+    """A new (free) workspace of their own for someone who belongs to none any more: who
+    handed theirs over, then left or was removed from it. Everyone is in a workspace (their
+    sign-in, tokens and pages act in one), as a new account is from its start."""
+    person = session.get(User, user_id)
+    if person is None:
+        return
+    own = Workspace(id=uuid.uuid4(), name=person.email, plan="free", timezone=person.timezone,
+                    created_at=utcnow())
+    session.add(own)
+    session.flush()
+    session.add(WorkspaceMember(workspace_id=own.id, user_id=user_id, role=Role.OWNER,
+                                created_at=utcnow()))
 
 
 # -- ownership ----------------------------------------------------------------------------------
