@@ -172,11 +172,9 @@ def switch(name_or_id: str) -> None:
 @click.option("--role", type=click.Choice(INVITE_ROLES), default="member", show_default=True,
               help="What they may do: viewer reads, member's machines report in, admin also "
                    "manages channels and members (only the owner invites admins).")
-@click.option("--show-link", is_flag=True,
-              help="Also print the link (to send another way; it joins whoever opens it).")
-def invite(address: str, role: str, show_link: bool) -> None:
+def invite(address: str, role: str) -> None:
     """Invite EMAIL to this workspace (Pro; at most 5 people, pending invites included). The
-    link is e-mailed to them and works once, for 7 days."""
+    link is e-mailed to them only (it signs in as that address) and works once, for 7 days."""
     with _client() as client:
         try:
             made = client.request("POST", "/v1/workspace/invites",
@@ -190,8 +188,6 @@ def invite(address: str, role: str, show_link: bool) -> None:
     click.echo(f"invited {_shown(made.get('email', address))} to "
                f"{_shown(here.get('name', ''))} as {_shown(made.get('role', role))}: the link "
                f"is mailed to them (valid until {_shown(made.get('expires_at', ''))[:10]})")
-    if show_link and made.get("link"):
-        click.echo(_shown(made["link"]))
 
 
 @workspace.command()

@@ -1038,8 +1038,6 @@ def test_export_and_delete_work_per_person_in_a_team(
     assert client.get("/v1/workspace", headers=member.team.headers).status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="channels.user_id cascades: a shared channel goes with "
-                   "the account that added it (export.erase; reported, outside this change)")
 def test_a_shared_channel_stays_with_the_team_when_the_member_who_added_it_deletes_themself(
     client: TestClient, smtp_server: Mailbox, runtime: Runtime, owner: Account,
     make_user: MakeUser, receiver: Receiver
@@ -1052,3 +1050,6 @@ def test_a_shared_channel_stays_with_the_team_when_the_member_who_added_it_delet
     assert _delete(admin.browser, admin.email).status_code == 200
     listed = client.get("/v1/channels", headers=owner.headers)
     assert shared.json()["id"] in {c["id"] for c in listed.json()}, listed.text
+    log = client.get("/v1/workspace/activity", headers=owner.headers).json()
+    assert admin.email not in str(log) and any(  # what they did stays, not who they were
+        a["action"] == "channel.created" and a["actor"] == "(a deleted account)" for a in log)

@@ -124,3 +124,22 @@ def test_the_task_list_says_whose_machine_ran_a_teammates_task(
     assert len(rows) == 2
     labels = sorted(re.findall(r'<span class="hint">([^<]*)</span>', row) for row in rows)
     assert labels == [[], [member.email]]  # the member's run says whose; the owner's own does not
+
+
+def test_a_shared_chat_added_by_someone_who_leaves_stays_but_their_presses_do_not_count(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account]
+) -> None:
+    owner = make_user(plan="pro")
+    admin = join(client, owner, f"a-{uuid.uuid4().hex[:6]}@example.com", role="admin")
+    made = client.post("/v1/channels", headers=admin.headers, json={
+        "type": "telegram", "config": {}, "personal": False})
+    assert made.status_code == 201, made.text
+    _private_chat(runtime, made.json()["id"], -100777)  # a group; tg_user_id: the admin's
+    removed = client.delete(f"/v1/workspace/members/{admin.user_id}", headers=owner.headers)
+    assert removed.status_code == 204, removed.text
+    with runtime.sessions() as db:
+        channel = db.get(Channel, uuid.UUID(made.json()["id"]))
+        assert channel is not None
+        # The team keeps its group; nobody's presses count there until the owner links it.
+        assert (channel.user_id, channel.config) == (owner.user_id, {
+            "chat_id": -100777, "chat_type": "private"})

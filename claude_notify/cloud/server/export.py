@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange
@@ -32,7 +32,12 @@ from claude_notify.cloud.server.relay.models import (
     RelayAudit,
     RelayCommand,
 )
+from claude_notify.cloud.server.teams.models import AuditEntry, WorkspaceInvite
+from claude_notify.cloud.server.teams.service import hand_over_channels
 from claude_notify.cloud.server.web.models import WebIdentity, WebSession, WebSignin
+
+GONE = "(a deleted account)"
+"""What the activity log says instead of the address of someone who deleted their account."""
 
 
 def _owned(user: User) -> Any:
@@ -149,7 +154,17 @@ def erase(session: Session, user: User) -> None:
     session.execute(delete(WebSignin).where(WebSignin.email == user.email))
     session.execute(delete(Delivery).where(Delivery.user_id == user.id))
     # What they own goes with them (deletion_blocker made sure nobody else is in it); in
-    # others' workspaces, the rows of their machines and their channels cascade with the user.
+    # others' workspaces, the rows of their machines and their personal channels cascade with
+    # the user, the shared channels they added stay with the team, and the activity log keeps
+    # what happened without their address.
     owned = list(session.scalars(_owned(user)))
+    for workspace_id in session.scalars(select(WorkspaceMember.workspace_id).where(
+            WorkspaceMember.user_id == user.id, WorkspaceMember.workspace_id.not_in(owned))):
+        hand_over_channels(session, workspace_id, user.id)
+    session.execute(update(AuditEntry).where(AuditEntry.actor_id == user.id)
+                    .values(actor_email=GONE))
+    session.execute(update(AuditEntry).where(AuditEntry.target == user.email)
+                    .values(target=GONE))
+    session.execute(delete(WorkspaceInvite).where(WorkspaceInvite.email == user.email))
     session.execute(delete(Workspace).where(Workspace.id.in_(owned)))
     session.execute(delete(User).where(User.id == user.id))

@@ -192,8 +192,10 @@ def accept(session: Session, settings: Settings, secret: str) -> tuple[User, Wor
 
 
 def revoke_invite(session: Session, who: Member, invite_id: uuid.UUID) -> WorkspaceInvite:
+    # Locked as accept() locks it: a revoke racing a join sees the join, or the join the revoke.
     row = session.scalar(select(WorkspaceInvite).where(
-        WorkspaceInvite.id == invite_id, WorkspaceInvite.workspace_id == who.workspace_id))
+        WorkspaceInvite.id == invite_id, WorkspaceInvite.workspace_id == who.workspace_id)
+        .with_for_update())
     if row is None:
         raise ApiError(404, "no such invite", code="not_found")
     if row.accepted_at is None and row.revoked_at is None:
@@ -308,6 +310,7 @@ def _drop(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list
         session.execute(update(ApiToken).where(ApiToken.id.in_(ids)).values(revoked_at=utcnow()))
     session.execute(delete(Channel).where(Channel.workspace_id == workspace_id,
                                           Channel.user_id == user_id, Channel.personal))
+    hand_over_channels(session, workspace_id, user_id)
     session.execute(update(WebSession).where(WebSession.user_id == user_id,
                                              WebSession.workspace_id == workspace_id)
                     .values(workspace_id=None))
@@ -320,6 +323,27 @@ def _drop(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> list
                       .where(WorkspaceMember.user_id == user_id).limit(1)) is None:
         _own_again(session, user_id)
     return ids
+
+
+LINKED_KEYS: Final = ("tg_user_id", "discord_user_id", "feishu_open_id", "slack_user_id")
+"""A channel's config values naming the one chat account whose replies and presses count."""
+
+
+def hand_over_channels(session: Session, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """The shared channels ``user_id`` added to the workspace pass to its owner when they go
+    (the team keeps its Feishu group), without their chat account: its replies and presses
+    counted as the person who added the channel, and must not count as the owner's."""
+    from claude_notify.cloud.server.db.models import Channel
+
+    owner = session.scalar(select(WorkspaceMember.user_id).where(
+        WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.role == Role.OWNER))
+    if owner is None or owner == user_id:
+        return
+    for channel in session.scalars(select(Channel).where(
+            Channel.workspace_id == workspace_id, Channel.user_id == user_id,
+            ~Channel.personal)):
+        channel.user_id = owner
+        channel.config = {k: v for k, v in channel.config.items() if k not in LINKED_KEYS}
 
 
 def _own_again(session: Session, user_id: uuid.UUID) -> None:
