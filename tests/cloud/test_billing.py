@@ -27,6 +27,7 @@ from web_kit import browser_of, sign_in
 
 from claude_notify.cloud.server.billing import service
 from claude_notify.cloud.server.billing.models import BillingAccount, BillingChange, BillingEvent
+from claude_notify.cloud.server.billing.state import Subscription
 from claude_notify.cloud.server.db.models import Delivery, Workspace
 from claude_notify.cloud.server.runtime import Runtime
 from claude_notify.cloud.server.settings import Settings
@@ -228,6 +229,42 @@ def test_an_update_before_its_create_still_ends_on_the_right_plan(
     with runtime.sessions() as db:
         account = db.get(BillingAccount, user.user_id)
         assert account is not None and account.status == "active"
+
+
+def test_an_older_re_read_answering_last_never_overwrites_a_newer_one(
+    client: TestClient, runtime: Runtime, make_user: Callable[..., Account],
+    stripe_api: StripeStandIn,
+) -> None:
+    """Two re-reads of one customer race and the older one answers last: neither a change
+    (audited, mailed) nor a quiet update (a renewal's new period end) of the older answer
+    replaces what the newer one stored."""
+    user = make_user()
+    assert client.post("/v1/billing/checkout", headers=user.headers).status_code == 200
+    customer = next(iter(stripe_api.customers))
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def active(days: int) -> list[Subscription]:
+        return [Subscription("sub_race", "active", 1, now + timedelta(days=days), False)]
+
+    def settle(number: int, subs: list[Subscription]) -> list[str]:
+        with runtime.sessions.begin() as db:
+            return service._settle(db, runtime.settings, customer, number, subs, cause="t")
+
+    with runtime.sessions.begin() as db:
+        older, newer, newest = (service._number(db.connection(), customer) for _ in range(3))
+    assert older is not None and newer is not None and newest is not None
+    assert settle(newer, active(30)) == ["pro"]
+    assert settle(older, active(10)) == []  # would be a quiet update
+    assert settle(older, []) == []  # would be a change to free
+    with runtime.sessions() as db:
+        account = db.get(BillingAccount, user.user_id)
+        assert account is not None and account.current_period_end == now + timedelta(days=30)
+    assert settle(newest, active(60)) == []  # the renewal: stored, nothing to tell anyone
+    with runtime.sessions() as db:
+        account = db.get(BillingAccount, user.user_id)
+        assert account is not None and account.applied == newest
+        assert account.current_period_end == now + timedelta(days=60)
+    assert (_plan(runtime, user), _changes(runtime, user)) == ("pro", ["pro"])
 
 
 def test_invoice_paid_before_checkout_completed_finds_the_right_account(
