@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -54,15 +56,34 @@ CLAIM: Final = timedelta(seconds=60)
 """How long one handler owns an event: a duplicate delivery meanwhile does nothing."""
 QUIET_S: Final = 0.05
 MAX_DELAY_S: Final = 2.0
-"""A worker sharing the API's process waits for a pause in its wake-ups this long before
-handling each event, but keeps one waiting no longer than this (see the worker's ``_billing``):
-Stripe's timeout counts the webhook's answers, not the handling. Per event, not per batch: a
-batch of 50 outlasts the pause between bursts, and a batch-wide limit let the rest of it run
-straight through the next burst (one-process p99 172-188 ms against 58-93 ms back to back)."""
+"""A worker sharing the API's process waits for a pause this long in its wake-ups and in
+webhook deliveries (:data:`ARRIVALS`) before each step of an event's handling, but keeps one
+event waiting no longer than this in all (see :func:`process`'s ``pause`` and the worker's
+``_billing``): Stripe's timeout counts the webhook's answers, not the handling. Per event, not
+per batch: a batch of 50 outlasts the pause between bursts, and a batch-wide limit let the rest
+of it run straight through the next burst (one-process p99 172-188 ms against 58-93 ms back to
+back)."""
 PAID: Final = ("active", "trialing")
 _SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
 Sessions = sessionmaker[Session]
+
+
+class Arrivals:
+    """When this process last received a webhook delivery (monotonic seconds). The route marks
+    each one as it comes in, before its ledger write: a handler sharing the process hears of a
+    burst from its first delivery, not from the wake-up after the first commit."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def mark(self) -> None:
+        self.last = time.monotonic()
+
+
+ARRIVALS: Final = Arrivals()
 
 
 # -- Checkout and the Portal ------------------------------------------------------------------
@@ -252,13 +273,19 @@ _STORE = (update(_ACCOUNTS).where(_ACCOUNTS.c.workspace_id == bindparam("p_works
 
 
 def process(sessions: Sessions, settings: Settings, event_id: str, *,
-            now: datetime | None = None) -> bool:
+            now: datetime | None = None, pause: Callable[[], None] | None = None) -> bool:
     """Handle one ledger event: claim it, re-read its customer, apply, mark it done (two
     transactions: the claim with the re-read's number, the result with the mark). A failure is
     written on the row (``error``; ``processed_at`` stays empty) for the sweep and
-    ``billing-sync`` to retry. ``False`` if it failed or another handler owns it."""
-    now = now or utcnow()
+    ``billing-sync`` to retry. ``False`` if it failed or another handler owns it.
+
+    ``pause`` is called before each step (the claim, the re-read, the result): a worker in the
+    API's process waits there while webhook deliveries arrive, so a burst meets at most one
+    step already under way (the claim outlasts the waits; the numbers order the re-reads)."""
     stripe = _gateway(settings)
+    if pause:
+        pause()
+    now = now or utcnow()
     with sessions.begin() as session:
         conn = session.connection()
         claimed = conn.execute(_CLAIM, {"p_event": event_id, "p_now": now,
@@ -268,6 +295,8 @@ def process(sessions: Sessions, settings: Settings, event_id: str, *,
     if claimed is None:
         return False
     try:
+        if pause and customer and number:
+            pause()
         subscriptions = stripe.subscriptions(customer) if customer and number else None
     except Exception as exc:  # recorded, never lost: the row stays unprocessed
         if not isinstance(exc, StripeProblem):
@@ -276,6 +305,8 @@ def process(sessions: Sessions, settings: Settings, event_id: str, *,
             session.connection().execute(_DONE, {"p_event": event_id, "p_at": None,
                                                  "p_error": redact(str(exc))[:1000]})
         return False
+    if pause:
+        pause()
     with sessions.begin() as session:
         if subscriptions is not None and customer and number:
             _settle(session, settings, customer, number, subscriptions, cause=event_id)

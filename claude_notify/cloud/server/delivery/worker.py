@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -152,11 +152,11 @@ class Worker:
 
         Looked for when woken (the webhook wakes workers as deliveries do), at most every
         :data:`BILLING_CHECK_S`, and at least every poll. A worker inside the API's process
-        first waits for a pause in its wake-ups (:data:`~..billing.service.QUIET_S`, at most
-        :data:`~..billing.service.MAX_DELAY_S` an event), since the handling's CPU would
-        otherwise be taken from the webhook answers of a burst (p99 70 -> 150 ms at 50
-        concurrent deliveries in ``scripts/bench_billing.py``). An event still unhandled at a
-        stop keeps its row; the next worker takes it once its claim lapses.
+        waits for a pause in its wake-ups and in webhook deliveries before each step of an
+        event (:meth:`_pause_for_api`), since the handling's CPU would otherwise be taken from
+        the webhook answers of a burst (p99 70 -> 150 ms at 50 concurrent deliveries in
+        ``scripts/bench_billing.py``). An event still unhandled at a stop keeps its row; the
+        next worker takes it once its claim lapses.
         """
         from claude_notify.cloud.server.billing import service
 
@@ -173,18 +173,33 @@ class Worker:
                 log.exception("reading Stripe events to handle failed; trying again later")
                 events = []
             for event_id in events:
-                if settings.embedded_worker:
-                    waiting = time.monotonic()
-                    while (time.monotonic() - self._last_wake < service.QUIET_S
-                           and time.monotonic() - waiting < service.MAX_DELAY_S):
-                        await asyncio.sleep(service.QUIET_S)
                 if self._stop_requested():
                     return
+                pause = self._pause_for_api() if settings.embedded_worker else None
                 try:
-                    await asyncio.to_thread(service.process, sessions, settings, event_id)
+                    await asyncio.to_thread(service.process, sessions, settings, event_id,
+                                            pause=pause)
                 except Exception:  # the database away: the row stays for the next look
                     log.exception("billing event %s could not be handled", event_id)
             await asyncio.sleep(BILLING_CHECK_S)
+
+    def _pause_for_api(self) -> Callable[[], None]:
+        """For one Stripe event: wait, on the handler's thread, until neither a wake-up nor a
+        webhook delivery came for :data:`~..billing.service.QUIET_S`, for at most
+        :data:`~..billing.service.MAX_DELAY_S` in all; not at all once stopping. Checked before
+        each step rather than each event: a burst arriving mid-event met the rest of it (two
+        transactions and a Stripe call), and a webhook's own wake-up comes only after its
+        commit, so deliveries are heard of as they arrive."""
+        from claude_notify.cloud.server.billing.service import ARRIVALS, MAX_DELAY_S, QUIET_S
+
+        deadline = time.monotonic() + MAX_DELAY_S
+
+        def pause() -> None:
+            while not self._stopping and time.monotonic() < deadline and (
+                    time.monotonic() - max(self._last_wake, ARRIVALS.last) < QUIET_S):
+                time.sleep(QUIET_S / 5)  # this thread only: nothing the API waits for
+
+        return pause
 
     def _stop_requested(self) -> bool:
         return self._stopping
