@@ -94,6 +94,6 @@ async def webhook(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     if event.get("type") not in service.HANDLED:
         return {"received": True, "handled": False}
     received = await runtime.writes.run(lambda session, _memo: service.record(session, event))
-    if received.handle:
-        runtime.waker.wake()
+    if received.handle and not (settings.embedded_worker and service.ARRIVALS.recorded()):
+        runtime.waker.wake()  # workers of their own (or none listening here yet)
     return {"received": True, "handled": received.handle}

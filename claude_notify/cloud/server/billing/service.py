@@ -70,17 +70,36 @@ Sessions = sessionmaker[Session]
 
 
 class Arrivals:
-    """When this process last received a webhook delivery (monotonic seconds). The route marks
-    each one as it comes in, before its ledger write: a handler sharing the process hears of a
-    burst from its first delivery, not from the wake-up after the first commit."""
+    """Webhook deliveries in this process, for a handler sharing it (the embedded worker).
 
-    __slots__ = ("last",)
+    The route marks each delivery as it comes in, before its ledger write, so the handler hears
+    of a burst from its first delivery rather than from the wake-up after the first commit; and
+    once an event is recorded it wakes the handlers listening here directly: the workers'
+    general wake-up would also have the delivery loop look for outbox rows after every group
+    commit of a burst, and a webhook writes none."""
+
+    __slots__ = ("_listeners", "last")
 
     def __init__(self) -> None:
         self.last = 0.0
+        """When the latest delivery arrived (monotonic seconds)."""
+        self._listeners: set[Callable[[], None]] = set()
 
     def mark(self) -> None:
         self.last = time.monotonic()
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (thread-safe, never raising) for each recorded event; returns the
+        function that stops it."""
+        self._listeners.add(callback)
+        return lambda: self._listeners.discard(callback)
+
+    def recorded(self) -> bool:
+        """An event to handle is in the ledger: wake the listeners; whether there were any."""
+        listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+        return bool(listeners)
 
 
 ARRIVALS: Final = Arrivals()

@@ -150,8 +150,9 @@ class Worker:
     async def _billing(self) -> None:
         """Handle the Stripe events the webhook recorded, one at a time, in arrival order.
 
-        Looked for when woken (the webhook wakes workers as deliveries do), at most every
-        :data:`BILLING_CHECK_S`, and at least every poll. A worker inside the API's process
+        Looked for when woken (by the webhook: in the API's process directly, see
+        :class:`~..billing.service.Arrivals`, elsewhere as deliveries wake workers), at most
+        every :data:`BILLING_CHECK_S`, and at least every poll. A worker inside the API's process
         waits for a pause in its wake-ups and in webhook deliveries before each step of an
         event (:meth:`_pause_for_api`), since the handling's CPU would otherwise be taken from
         the webhook answers of a burst (p99 70 -> 150 ms at 50 concurrent deliveries in
@@ -161,27 +162,40 @@ class Worker:
         from claude_notify.cloud.server.billing import service
 
         sessions, settings = self.runtime.sessions, self.settings
-        while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._billing_due.wait(), timeout=settings.worker_poll_s)
-            self._billing_due.clear()
-            if self._stop_requested():
-                return
-            try:
-                events = await asyncio.to_thread(service.due, sessions)
-            except Exception:
-                log.exception("reading Stripe events to handle failed; trying again later")
-                events = []
-            for event_id in events:
+        stop_listening: Callable[[], None] = lambda: None  # noqa: E731
+        if settings.embedded_worker:  # the webhook in this process wakes this loop directly
+            loop = asyncio.get_running_loop()
+
+            def due() -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: stopping anyway
+                    loop.call_soon_threadsafe(self._billing_due.set)
+
+            stop_listening = service.ARRIVALS.listen(due)
+        try:
+            while not self._stopping:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._billing_due.wait(),
+                                           timeout=settings.worker_poll_s)
+                self._billing_due.clear()
                 if self._stop_requested():
                     return
-                pause = self._pause_for_api() if settings.embedded_worker else None
                 try:
-                    await asyncio.to_thread(service.process, sessions, settings, event_id,
-                                            pause=pause)
-                except Exception:  # the database away: the row stays for the next look
-                    log.exception("billing event %s could not be handled", event_id)
-            await asyncio.sleep(BILLING_CHECK_S)
+                    events = await asyncio.to_thread(service.due, sessions)
+                except Exception:
+                    log.exception("reading Stripe events to handle failed; trying again later")
+                    events = []
+                for event_id in events:
+                    if self._stop_requested():
+                        return
+                    pause = self._pause_for_api() if settings.embedded_worker else None
+                    try:
+                        await asyncio.to_thread(service.process, sessions, settings, event_id,
+                                                pause=pause)
+                    except Exception:  # the database away: the row stays for the next look
+                        log.exception("billing event %s could not be handled", event_id)
+                await asyncio.sleep(BILLING_CHECK_S)
+        finally:
+            stop_listening()
 
     def _pause_for_api(self) -> Callable[[], None]:
         """For one Stripe event: wait, on the handler's thread, until neither a wake-up nor a
