@@ -77,7 +77,6 @@ async def webhook(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     settings = runtime.settings
     if not settings.billing_enabled or not settings.stripe_webhook_secret:
         raise ApiError(404, "billing is not offered by this server", code="billing_off")
-    service.ARRIVALS.mark()  # an embedded worker's handling steps aside (service.process)
     from claude_notify.cloud.server.billing.gateway import verify  # imports stripe
 
     body = await request.body()  # the raw bytes: re-serialised JSON would not verify
@@ -85,6 +84,7 @@ async def webhook(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
         verify(body, request.headers.get("stripe-signature"), settings.stripe_webhook_secret)
     except BadSignature as exc:
         raise ApiError(400, f"signature: {exc}", code="bad_signature") from None
+    service.ARRIVALS.mark()  # signed: an embedded worker's handling steps aside meanwhile
     try:
         event = json.loads(body)
     except ValueError:

@@ -72,11 +72,12 @@ Sessions = sessionmaker[Session]
 class Arrivals:
     """Webhook deliveries in this process, for a handler sharing it (the embedded worker).
 
-    The route marks each delivery as it comes in, before its ledger write, so the handler hears
-    of a burst from its first delivery rather than from the wake-up after the first commit; and
-    once an event is recorded it wakes the handlers listening here directly: the workers'
-    general wake-up would also have the delivery loop look for outbox rows after every group
-    commit of a burst, and a webhook writes none."""
+    The route marks each signed delivery as it comes in, before its ledger write (unsigned ones
+    cannot hold the handling back), so the handler hears of a burst from its first delivery
+    rather than from the wake-up after the first commit; and once an event is recorded it wakes
+    the handlers listening here directly: the workers' general wake-up would also have the
+    delivery loop look for outbox rows after every group commit of a burst, and a webhook writes
+    none."""
 
     __slots__ = ("_listeners", "last")
 
