@@ -156,11 +156,14 @@ def accept(session: Session, settings: Settings, secret: str) -> tuple[User, Wor
     address, as a sign-in link does) joins the workspace. ``None`` when the link is unknown,
     used, revoked or expired; an :class:`ApiError` when the workspace is full or no longer
     Pro. The caller commits, and signs the browser in as the returned user."""
-    row = pending_invite(session, secret, lock=True)
-    if row is None:
+    # The workspace's row first, then the invite's: the order invite() and revoke_invite() lock
+    # them in, so a join racing a re-invite or a revoke waits instead of deadlocking.
+    peek = pending_invite(session, secret)
+    if peek is None:
         return None
-    workspace = session.get(Workspace, row.workspace_id, with_for_update=True)
-    if workspace is None:
+    workspace = session.get(Workspace, peek.workspace_id, with_for_update=True)
+    row = pending_invite(session, secret, lock=True)
+    if workspace is None or row is None:
         return None
     if workspace.plan != "pro":
         raise _refused("this workspace is no longer on Pro, so it cannot take new members",
@@ -192,7 +195,9 @@ def accept(session: Session, settings: Settings, secret: str) -> tuple[User, Wor
 
 
 def revoke_invite(session: Session, who: Member, invite_id: uuid.UUID) -> WorkspaceInvite:
-    # Locked as accept() locks it: a revoke racing a join sees the join, or the join the revoke.
+    # Locked as accept() locks it (workspace, then invite): a revoke racing a join sees the
+    # join, or the join the revoke.
+    session.get(Workspace, who.workspace_id, with_for_update=True)
     row = session.scalar(select(WorkspaceInvite).where(
         WorkspaceInvite.id == invite_id, WorkspaceInvite.workspace_id == who.workspace_id)
         .with_for_update())
