@@ -837,7 +837,7 @@ def test_leaving_works_for_members_and_is_refused_to_the_owner(
     viewer = _add(client, smtp_server, make_user, owner, "viewer")
     member = _add(client, smtp_server, make_user, owner, "member")
     refused = client.post("/v1/workspace/leave", headers=owner.headers)
-    assert _error(refused) == (403, "role_refused") and "transfer" in refused.json()["error"][
+    assert _error(refused) == (409, "conflict") and "transfer" in refused.json()["error"][
         "message"]
     assert client.post("/v1/workspace/leave", headers=viewer.team.headers).status_code == 204
     assert client.get("/v1/workspace", headers=viewer.team.headers).status_code == 401
@@ -853,7 +853,7 @@ def test_leaving_works_for_members_and_is_refused_to_the_owner(
     page = browser.get("/app/workspace")
     assert "Leave this workspace" not in page.text
     refused_page = browser.post("/app/workspace/leave", data={"csrf": form_token(page.text)})
-    assert refused_page.status_code == 403 and "transfer" in refused_page.text
+    assert refused_page.status_code == 409 and "transfer" in refused_page.text
     assert _roles(runtime, owner.user_id) == {owner.email: "owner"}
     assert [a for _, a, _ in _activity(runtime, owner.user_id)].count("member.left") == 2
 

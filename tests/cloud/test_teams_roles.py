@@ -253,10 +253,9 @@ def _api_body(route_key: str) -> dict[str, Any]:
     }.get(route_key, {})
 
 
-ROW_RULES = {("POST /v1/workspace/leave", Role.OWNER): "transfer the workspace"}
-"""A refusal by the row rather than the role: the owner may use the route, but the one owner
-cannot leave their workspace before handing it over (403 ``role_refused`` from
-``teams.service.leave``)."""
+ROW_RULES: dict[tuple[str, str], str] = {}
+"""Refusals by the row rather than the role, answered as role refusals (none: the one owner's
+leaving before a handover is a 409 ``conflict``, not a role refusal)."""
 LAST = ("POST /v1/workspace/leave", "POST /app/workspace/leave")
 """Routes that take the person out of the team: swept after every other."""
 

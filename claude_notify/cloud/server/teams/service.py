@@ -289,7 +289,9 @@ def remove(session: Session, who: Member, user_id: uuid.UUID) -> list[uuid.UUID]
 def leave(session: Session, who: Member) -> list[uuid.UUID]:
     """The caller leaves the workspace (an owner must transfer it first); see :func:`remove`."""
     if who.role == Role.OWNER:
-        raise _refused("the owner cannot leave: transfer the workspace to another member first")
+        # Not a role refusal (the owner may use the route): the workspace's state forbids it.
+        raise ApiError(409, "the owner cannot leave: transfer the workspace to another member "
+                            "first", code="conflict")
     me = _person(session, who)
     _lock(session, who.workspace_id)
     revoked = _drop(session, who.workspace_id, me.id)
