@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import tg_kit
 from cloud_kit import Account, Mailbox, register_agent, wait_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -230,19 +231,6 @@ def _update(body: dict[str, Any]) -> dict[str, Any]:
     return {"update_id": next(_UPDATE_IDS), **body}
 
 
-def _message(text: str, *, chat: int, sender: int, reply_to: int | None = None,
-             chat_type: str = "private") -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "message_id": 50, "date": 1, "text": text,
-        "chat": {"id": chat, "type": chat_type, "title": "ops"},
-        "from": {"id": sender, "is_bot": False, "first_name": "Ada"}}
-    if reply_to is not None:
-        message["reply_to_message"] = {"message_id": reply_to, "date": 1, "text": "…",
-                                       "chat": message["chat"],
-                                       "from": {"id": 1, "is_bot": True, "first_name": "bot"}}
-    return _update({"message": message})
-
-
 def _hook(client: TestClient, update: dict[str, Any]) -> None:
     assert client.post("/v1/telegram/webhook", json=update, headers=HOOK).status_code == 200
 
@@ -256,7 +244,7 @@ def link_telegram(team: Team, telegram: TelegramStandIn, who: Account, *, chat: 
     channel_id: str = made.json()["id"]
     code = team.client.post(f"/v1/channels/{channel_id}/link", headers=who.headers).json()
     before = len(telegram.sent_to(chat))
-    _hook(team.client, _message(code["command"], chat=chat, sender=sender,
+    _hook(team.client, tg_kit.update(code["command"], chat=chat, sender=sender,
                                 chat_type="private" if chat > 0 else "group"))
     wait_for(lambda: len(telegram.sent_to(chat)) > before, what="the linked message")
     if group_replies:
@@ -298,7 +286,7 @@ def test_a_teammates_reply_and_run_again_in_a_shared_chat_are_refused(
     shown = _notified(team, telegram, ADMIN_CHAT)
     assert "make test" in shown["text"]
 
-    _hook(team.client, _message("./deploy.sh", chat=ADMIN_CHAT, sender=TG_ADMIN,
+    _hook(team.client, tg_kit.update("./deploy.sh", chat=ADMIN_CHAT, sender=TG_ADMIN,
                                 reply_to=shown["message_id"]))
     assert_refused_for(team, team.admin, source="telegram")
     answer = wait_for(lambda: [m for m in telegram.sent_to(ADMIN_CHAT)
